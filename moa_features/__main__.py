@@ -1,0 +1,3 @@
+from moa_features.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,407 @@
+"""Dataset readers: a dataset on disk -> a list of :class:`Site` records.
+
+A site is metadata (``Metadata_``-prefixed, CellProfiler-style keys) plus the paths of its
+channel images, read lazily by :meth:`Site.load` into a ``(C, H, W)`` array. Three layouts:
+
+``rxrx``
+    Recursion's layout: ``metadata.csv`` (RxRx schema: site_id, well_id, cell_type,
+    experiment, plate, well, site, and treatment/treatment_conc (RxRx2) or sirna/well_type
+    (RxRx1)) beside ``images/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png``.
+``loaddata``
+    A CellProfiler LoadData CSV: ``FileName_<Channel>``/``PathName_<Channel>`` columns,
+    optionally prefixed ``Image_``; relative path names are resolved against ``root`` (default:
+    the CSV's folder). Other columns are kept as metadata.
+``manifest``
+    A plain CSV with a ``path_<channel>`` column per channel, or one ``path`` column naming a
+    multi-page TIFF / ``.npy`` holding all channels of a site (``(C, H, W)``, or ``(H, W, C)``
+    with C <= 16).
+
+Images may be 8- or 16-bit PNG or TIFF. Nothing here computes features.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from moa_features import schema
+
+LAYOUTS = ("rxrx", "loaddata", "manifest")
+RXRX_REQUIRED = ("experiment", "plate", "well", "site")
+
+# Source column (lower-cased, prefixes/channel suffixes stripped) -> standard metadata key.
+_STANDARD_KEYS = {
+    "plate": schema.PLATE,
+    "well": schema.WELL,
+    "site": schema.SITE,
+    "experiment": schema.EXPERIMENT,
+    "treatment": schema.TREATMENT,
+    "compound": schema.TREATMENT,
+    "treatment_conc": schema.CONCENTRATION,
+    "concentration": schema.CONCENTRATION,
+    "moa": schema.MOA,
+    "site_id": schema.SITE_ID,
+    "well_id": schema.WELL_ID,
+}
+
+
+class DatasetError(ValueError):
+    """The dataset itself is unusable (bad index file, missing column): stops a run."""
+
+
+class SiteReadError(OSError):
+    """One site cannot be read; the run records it and goes on.
+
+    ``path`` names the offending file (or None), ``site_id`` the site.
+    """
+
+    def __init__(self, message: str, site_id: str, path: str | None = None):
+        super().__init__(message)
+        self.site_id = site_id
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Site:
+    """One field of view: metadata plus lazily read channel images.
+
+    ``paths`` holds one file per channel, or a single file with every channel.
+    """
+
+    site_id: str
+    metadata: dict[str, Any]
+    paths: tuple[str, ...]
+    channels: tuple[str, ...]
+
+    def load(self, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
+        """Read the site as a ``(C, H, W)`` uint8/uint16 array.
+
+        Raises :class:`SiteReadError` naming the file for a missing, corrupt or
+        wrongly-sized image.
+        """
+        if len(self.paths) == 1 and len(self.channels) > 1:
+            image = read_stack(self.paths[0], self.site_id)
+            if image.shape[0] != len(self.channels):
+                raise SiteReadError(
+                    f"{self.paths[0]}: holds {image.shape[0]} channels, expected {len(self.channels)}",
+                    self.site_id,
+                    self.paths[0],
+                )
+            planes = list(image)
+        else:
+            planes = [read_image(p, self.site_id, ch) for p, ch in zip(self.paths, self.channels)]
+        shape = expected_shape or planes[0].shape
+        for plane, ch, p in zip(planes, self.channels, self.paths * len(self.channels)):
+            if plane.shape != tuple(shape):
+                raise SiteReadError(
+                    f"{p}: channel {ch} has size {plane.shape[0]}x{plane.shape[1]}, "
+                    f"expected {shape[0]}x{shape[1]}",
+                    self.site_id,
+                    p,
+                )
+        dtypes = {plane.dtype for plane in planes}
+        if len(dtypes) > 1:
+            raise SiteReadError(
+                f"site {self.site_id}: channels mix bit depths {sorted(map(str, dtypes))}",
+                self.site_id,
+                self.paths[0],
+            )
+        return np.stack(planes)
+
+
+@dataclass
+class Dataset:
+    """The sites of a dataset, in ``site_id`` order, and how they were found."""
+
+    sites: list[Site]
+    channels: tuple[str, ...]
+    layout: str
+    source: Path
+    metadata: pd.DataFrame = field(repr=False)
+
+
+def _as_image_array(arr: np.ndarray, path: str, site_id: str) -> np.ndarray:
+    if arr.dtype == np.uint8 or arr.dtype == np.uint16:
+        return arr
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and 0 <= arr.min() and arr.max() <= 65535:
+        return arr.astype(np.uint16)
+    raise SiteReadError(
+        f"{path}: unsupported pixel type {arr.dtype} (expected 8- or 16-bit unsigned integers)",
+        site_id,
+        path,
+    )
+
+
+def read_image(path: str | Path, site_id: str = "", channel: str = "") -> np.ndarray:
+    """Read one single-channel 8/16-bit PNG or TIFF as a 2-D array."""
+    path = str(path)
+    what = f" (channel {channel} of site {site_id})" if channel else ""
+    if not Path(path).is_file():
+        raise SiteReadError(f"{path}: file not found{what}", site_id, path)
+    try:
+        if path.lower().endswith((".tif", ".tiff")):
+            import tifffile
+
+            arr = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                if im.mode not in ("L", "I;16", "I;16B", "I", "P"):
+                    raise SiteReadError(
+                        f"{path}: expected a single-channel grayscale image, got mode {im.mode}{what}",
+                        site_id,
+                        path,
+                    )
+                arr = np.asarray(im)
+    except SiteReadError:
+        raise
+    except Exception as exc:  # PIL/tifffile raise many types for corrupt files
+        raise SiteReadError(f"{path}: cannot decode image{what}: {exc}", site_id, path) from exc
+    if arr.ndim != 2:
+        raise SiteReadError(
+            f"{path}: expected a 2-D single-channel image, got shape {arr.shape}{what}", site_id, path
+        )
+    return _as_image_array(arr, path, site_id)
+
+
+def read_stack(path: str | Path, site_id: str = "") -> np.ndarray:
+    """Read a multi-channel file (multi-page TIFF or ``.npy``) as ``(C, H, W)``."""
+    path = str(path)
+    if not Path(path).is_file():
+        raise SiteReadError(f"{path}: file not found (site {site_id})", site_id, path)
+    try:
+        if path.lower().endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        else:
+            import tifffile
+
+            arr = tifffile.imread(path)
+    except Exception as exc:
+        raise SiteReadError(f"{path}: cannot read multi-channel image: {exc}", site_id, path) from exc
+    if arr.ndim != 3:
+        raise SiteReadError(f"{path}: expected a 3-D (C, H, W) stack, got shape {arr.shape}", site_id, path)
+    if arr.shape[-1] <= 16 and arr.shape[0] > 16:  # (H, W, C) -> (C, H, W)
+        arr = np.moveaxis(arr, -1, 0)
+    return np.ascontiguousarray(_as_image_array(arr, path, site_id))
+
+
+# --------------------------------------------------------------------------- index files
+
+
+def _read_index(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DatasetError(f"{path}: metadata file not found")
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:
+        raise DatasetError(f"{path}: cannot read metadata CSV: {exc}") from exc
+    if df.empty:
+        raise DatasetError(f"{path}: metadata CSV has no rows")
+    return df
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], path: Path, layout: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DatasetError(
+            f"{path}: missing required column(s) {', '.join(missing)} for the {layout} layout "
+            f"(found: {', '.join(map(str, df.columns))})"
+        )
+
+
+def _metadata_key(column: str, channels: Sequence[str] = ()) -> str:
+    """Map a source column name to its ``Metadata_`` key (standard keys capitalised)."""
+    name = re.sub(r"^(Image_)?(Metadata_)?", "", str(column))
+    for ch in channels:
+        if name.endswith(f"_{ch}"):
+            name = name[: -len(ch) - 1]
+    return _STANDARD_KEYS.get(name.lower(), schema.METADATA_PREFIX + name)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def read_rxrx(path: str | Path) -> Dataset:
+    """Read an RxRx-layout dataset (folder holding ``metadata.csv``, or the CSV itself)."""
+    path = Path(path)
+    csv = path / "metadata.csv" if path.is_dir() else path
+    root = csv.parent
+    df = _read_index(csv)
+    _require(df, RXRX_REQUIRED, csv, "rxrx")
+    treatment_col = "treatment" if "treatment" in df.columns else ("sirna" if "sirna" in df.columns else None)
+    channels = _rxrx_channels(root, df.iloc[0])
+    sites = []
+    for row in df.itertuples(index=False):
+        rec = row._asdict()
+        exp, plate, well, site = rec["experiment"], int(rec["plate"]), str(rec["well"]), int(rec["site"])
+        site_id = str(rec.get("site_id") or f"{exp}_{plate}_{well}_{site}")
+        meta = {_metadata_key(col): _clean(v) for col, v in rec.items() if col != "plate"}
+        if treatment_col == "sirna":
+            meta[schema.TREATMENT] = _clean(rec["sirna"])
+        meta[schema.PLATE] = f"{exp}_{plate}"
+        meta[schema.SITE] = site
+        meta[schema.SITE_ID] = site_id
+        meta.setdefault(schema.WELL_ID, f"{exp}_{plate}_{well}")
+        folder = root / "images" / str(exp) / f"Plate{plate}"
+        paths = tuple(str(folder / f"{well}_s{site}_{ch}.png") for ch in channels)
+        sites.append(Site(site_id, meta, paths, tuple(channels)))
+    return _dataset(sites, channels, "rxrx", csv, df)
+
+
+def _rxrx_channels(root: Path, first: pd.Series) -> list[str]:
+    folder = root / "images" / str(first["experiment"]) / f"Plate{int(first['plate'])}"
+    if not folder.is_dir():
+        raise DatasetError(
+            f"{folder}: image folder not found (RxRx layout expects "
+            "images/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png)"
+        )
+    numbers = {int(m.group(1)) for p in folder.iterdir() if (m := re.search(r"_w(\d+)\.png$", p.name))}
+    if not numbers:
+        raise DatasetError(f"{folder}: no *_w<channel>.png images found")
+    return schema.channel_names(max(numbers))
+
+
+def read_loaddata(path: str | Path, root: str | Path | None = None) -> Dataset:
+    """Read a CellProfiler LoadData CSV (``FileName_<Ch>``/``PathName_<Ch>`` columns)."""
+    csv = Path(path)
+    df = _read_index(csv)
+    pattern = re.compile(r"^(?:Image_)?FileName_(.+)$")
+    channels = [m.group(1) for c in df.columns if (m := pattern.match(str(c)))]
+    if not channels:
+        raise DatasetError(f"{csv}: no FileName_<Channel> columns (CellProfiler LoadData layout)")
+    prefix = "Image_" if f"Image_FileName_{channels[0]}" in df.columns else ""
+    _require(df, [f"{prefix}PathName_{ch}" for ch in channels], csv, "loaddata")
+    base = Path(root) if root is not None else csv.parent
+    file_cols = {f"{prefix}FileName_{ch}" for ch in channels} | {f"{prefix}PathName_{ch}" for ch in channels}
+    sites = []
+    for i, row in enumerate(df.to_dict("records")):
+        meta = {_metadata_key(c, channels): _clean(v) for c, v in row.items() if c not in file_cols}
+        first_name = str(row[f"{prefix}FileName_{channels[0]}"])
+        if schema.SITE not in meta:
+            m = re.search(r"_s(\d+)", first_name)
+            meta[schema.SITE] = int(m.group(1)) if m else i + 1
+        plate, well = meta.get(schema.PLATE), meta.get(schema.WELL)
+        site_id = str(meta.get(schema.SITE_ID) or (f"{plate}_{well}_{meta[schema.SITE]}" if plate else f"site{i:06d}"))
+        meta[schema.SITE_ID] = site_id
+        if plate is not None and well is not None:
+            meta.setdefault(schema.WELL_ID, f"{plate}_{well}")
+        paths = tuple(
+            str(base / str(row[f"{prefix}PathName_{ch}"]) / str(row[f"{prefix}FileName_{ch}"])) for ch in channels
+        )
+        sites.append(Site(site_id, meta, paths, tuple(channels)))
+    return _dataset(sites, channels, "loaddata", csv, df)
+
+
+def read_manifest(path: str | Path, channels: Sequence[str] | None = None) -> Dataset:
+    """Read a manifest CSV: ``path_<channel>`` columns, or one multi-channel ``path``."""
+    csv = Path(path)
+    df = _read_index(csv)
+    per_channel = [c[len("path_") :] for c in df.columns if str(c).startswith("path_")]
+    if per_channel:
+        names = per_channel
+    elif "path" in df.columns:
+        if channels is None:
+            first = read_stack(_resolve(csv.parent, df["path"].iloc[0]))
+            channels = schema.channel_names(first.shape[0])
+        names = list(channels)
+    else:
+        raise DatasetError(f"{csv}: a manifest needs path_<channel> columns or a 'path' column")
+    path_cols = {f"path_{ch}" for ch in per_channel} | {"path"}
+    sites = []
+    for i, row in enumerate(df.to_dict("records")):
+        meta = {_metadata_key(c): _clean(v) for c, v in row.items() if c not in path_cols}
+        site_id = str(meta.get(schema.SITE_ID) or f"site{i:06d}")
+        meta[schema.SITE_ID] = site_id
+        if per_channel:
+            paths = tuple(_resolve(csv.parent, row[f"path_{ch}"]) for ch in names)
+        else:
+            paths = (_resolve(csv.parent, row["path"]),)
+        sites.append(Site(site_id, meta, paths, tuple(names)))
+    return _dataset(sites, names, "manifest", csv, df)
+
+
+def _resolve(base: Path, p: Any) -> str:
+    p = Path(str(p))
+    return str(p if p.is_absolute() else base / p)
+
+
+def _dataset(sites: list[Site], channels: Sequence[str], layout: str, source: Path, df: pd.DataFrame) -> Dataset:
+    ids = [s.site_id for s in sites]
+    if len(set(ids)) != len(ids):
+        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+        raise DatasetError(f"{source}: site id {dup!r} occurs more than once")
+    for s in sites:
+        for ch, p in zip(s.channels, s.paths * len(s.channels) if len(s.paths) == 1 else s.paths):
+            s.metadata[schema.PATH_PREFIX + ch] = str(Path(p).resolve())
+    sites.sort(key=lambda s: s.site_id)
+    return Dataset(sites=sites, channels=tuple(channels), layout=layout, source=source, metadata=df)
+
+
+def detect_layout(path: str | Path) -> str:
+    """Guess the layout of ``path`` (a folder or a CSV file)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "metadata.csv").is_file() and (path / "images").is_dir():
+            return "rxrx"
+        raise DatasetError(f"{path}: folder is not an RxRx dataset (expected metadata.csv and images/)")
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file or folder")
+    try:
+        columns = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except Exception as exc:
+        raise DatasetError(f"{path}: cannot read CSV header: {exc}") from exc
+    if any(re.match(r"^(Image_)?FileName_", c) for c in columns):
+        return "loaddata"
+    if "path" in columns or any(c.startswith("path_") for c in columns):
+        return "manifest"
+    if all(c in columns for c in RXRX_REQUIRED) and (path.parent / "images").is_dir():
+        return "rxrx"
+    raise DatasetError(
+        f"{path}: cannot tell the layout from its columns ({', '.join(columns)}); "
+        "expected RxRx metadata, LoadData FileName_/PathName_ columns, or manifest path columns"
+    )
+
+
+def open_dataset(
+    path: str | Path, layout: str = "auto", root: str | Path | None = None, channels: Sequence[str] | None = None
+) -> Dataset:
+    """Open a dataset of any supported layout (``auto`` detects it)."""
+    if layout == "auto":
+        layout = detect_layout(path)
+    if layout == "rxrx":
+        ds = read_rxrx(path)
+    elif layout == "loaddata":
+        ds = read_loaddata(path, root=root)
+    elif layout == "manifest":
+        ds = read_manifest(path, channels=channels)
+    else:
+        raise DatasetError(f"unknown layout {layout!r}; expected one of auto, {', '.join(LAYOUTS)}")
+    if channels is not None and layout != "manifest":
+        ds = select_channels(ds, channels)
+    return ds
+
+
+def select_channels(ds: Dataset, channels: Sequence[str]) -> Dataset:
+    """Keep only ``channels`` (in the given order) of every site."""
+    unknown = [c for c in channels if c not in ds.channels]
+    if unknown:
+        raise DatasetError(f"{ds.source}: unknown channel(s) {unknown}; the dataset has {list(ds.channels)}")
+    idx = [ds.channels.index(c) for c in channels]
+    if any(len(s.paths) == 1 for s in ds.sites) and len(ds.channels) > 1:
+        raise DatasetError(f"{ds.source}: choosing channels is not supported for one-file-per-site inputs")
+    sites = [
+        Site(s.site_id, s.metadata, tuple(s.paths[i] for i in idx), tuple(channels))
+        for s in ds.sites
+    ]
+    return Dataset(sites, tuple(channels), ds.layout, ds.source, ds.metadata)

@@ -60,7 +60,9 @@ def sidecar_paths(table: str | Path) -> dict[str, Path]:
     ``errors``: sites that failed (``NAME.errors.parquet``); ``thumbs``: the
     ``(N, S, S, C)`` uint8 thumbnail array row-aligned with the table
     (``NAME.thumbs.npy``); ``parts``: the folder of finished chunks used to resume
-    (``NAME.parts/``); ``summary``: the run summary (``NAME.summary.json``).
+    (``NAME.parts/``); ``summary``: the run summary (``NAME.summary.json``); ``votes``: the
+    app's default vote store (``NAME.votes.sqlite``); ``annotation``: the treatment -> MoA
+    table used (``NAME.treatment_moa.csv``).
     """
     table = Path(table)
     stem = table.name
@@ -74,4 +76,6 @@ def sidecar_paths(table: str | Path) -> dict[str, Path]:
         "thumbs": d / f"{stem}.thumbs.npy",
         "parts": d / f"{stem}.parts",
         "summary": d / f"{stem}.summary.json",
+        "votes": d / f"{stem}.votes.sqlite",
+        "annotation": d / f"{stem}.treatment_moa.csv",
     }

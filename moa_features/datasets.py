@@ -21,6 +21,7 @@ Images may be 8- or 16-bit PNG or TIFF. Nothing here computes features.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,13 @@ _STANDARD_KEYS = {
     "site_id": schema.SITE_ID,
     "well_id": schema.WELL_ID,
 }
+
+
+# Standard keys come first in every table, in this order.
+_KEY_ORDER = (
+    schema.PLATE, schema.WELL, schema.SITE, schema.EXPERIMENT, schema.TREATMENT,
+    schema.CONCENTRATION, schema.MOA, schema.SITE_ID, schema.WELL_ID,
+)
 
 
 class DatasetError(ValueError):
@@ -341,10 +349,15 @@ def _dataset(sites: list[Site], channels: Sequence[str], layout: str, source: Pa
     if len(set(ids)) != len(ids):
         dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
         raise DatasetError(f"{source}: site id {dup!r} occurs more than once")
+    out = []
     for s in sites:
-        for ch, p in zip(s.channels, s.paths * len(s.channels) if len(s.paths) == 1 else s.paths):
-            s.metadata[schema.PATH_PREFIX + ch] = str(Path(p).resolve())
-    sites.sort(key=lambda s: s.site_id)
+        paths = tuple(os.path.abspath(p) for p in s.paths)
+        meta = {k: s.metadata[k] for k in _KEY_ORDER if k in s.metadata}
+        meta.update((k, v) for k, v in s.metadata.items() if k not in meta)
+        for ch, p in zip(s.channels, paths * len(s.channels) if len(paths) == 1 else paths):
+            meta[schema.PATH_PREFIX + ch] = p
+        out.append(Site(s.site_id, meta, paths, s.channels))
+    sites = sorted(out, key=lambda s: s.site_id)
     return Dataset(sites=sites, channels=tuple(channels), layout=layout, source=source, metadata=df)
 
 

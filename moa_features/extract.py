@@ -1,0 +1,548 @@
+"""The main job: a dataset on disk -> a per-site feature table.
+
+``python -m moa_features.extract INPUT -o features/NAME.parquet [--n-jobs N] [--thumbs 100] ...``
+
+Sites are processed in chunks (joblib processes locally, or a Dask cluster with
+``--scheduler``). Workers read their own images (paths travel, not pixels) and return
+features, thumbnails and error records; this process writes each finished chunk atomically to
+``NAME.parts/``, so a killed run resumes where it stopped, then streams the chunks into the
+final table (Parquet row groups), the errors table and a memory-mapped thumbnail array.
+Memory stays flat in the number of sites: only one chunk is held at a time.
+
+Exit status: 0 when every site was measured, 3 when some sites failed (see the errors table),
+2 for unusable input (bad metadata, missing column), which stops the run before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from moa_features import __version__, schema
+from moa_features.datasets import DatasetError, Site, SiteReadError, open_dataset
+from moa_features.features import FAMILIES, FeatureParams, measure
+from moa_features.io import atomic_path, write_json, write_table
+
+EXIT_OK, EXIT_USAGE, EXIT_SITES_FAILED = 0, 2, 3
+DEFAULT_DEMO_ROOT = Path(".cache") / "demo-screen"
+
+
+@dataclass
+class ChunkResult:
+    """What a worker returns for one chunk of sites."""
+
+    index: int
+    rows: list[dict[str, Any]]
+    thumbs: np.ndarray | None  # (n_ok, S, S, C) uint8
+    errors: list[dict[str, Any]]
+    cpu_seconds: float  # process CPU time spent on the chunk (one core)
+
+
+@dataclass
+class ExtractResult:
+    """Summary of an extraction run (also written as ``NAME.summary.json``)."""
+
+    table: str
+    errors: str
+    thumbs: str | None
+    n_sites: int
+    n_ok: int
+    n_failed: int
+    n_chunks: int
+    chunks_computed: int
+    chunks_resumed: int
+    wall_seconds: float
+    cpu_seconds_per_site: float
+    sites_per_second_per_core: float
+    backend: str
+    n_workers: int
+    command: str
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_SITES_FAILED if self.n_failed else EXIT_OK
+
+
+# ----------------------------------------------------------------------------- per site
+
+
+def thumbnail(image: np.ndarray, size: int) -> np.ndarray:
+    """Area-averaged ``(size, size, C)`` uint8 thumbnail of a ``(C, H, W)`` image.
+
+    8-bit images keep their values; 16-bit images are mapped by ``v / 257`` (full range).
+    """
+    from PIL import Image
+
+    planes = []
+    for plane in image:
+        if plane.dtype == np.uint8:
+            small = Image.fromarray(plane).resize((size, size), Image.Resampling.BOX)
+            planes.append(np.asarray(small))
+        else:
+            small = Image.fromarray(plane.astype(np.float32)).resize((size, size), Image.Resampling.BOX)
+            planes.append(np.clip(np.rint(np.asarray(small) / 257.0), 0, 255).astype(np.uint8))
+    return np.stack(planes, axis=-1)
+
+
+def process_chunk(
+    index: int,
+    sites: Sequence[Site],
+    params: FeatureParams,
+    thumb_size: int | None,
+    expected_shape: tuple[int, int] | None,
+) -> ChunkResult:
+    """Read and measure ``sites``; failures become error records, never exceptions."""
+    t0 = time.process_time()
+    rows, thumbs, errors = [], [], []
+    for site in sites:
+        try:
+            image = site.load(expected_shape)
+        except SiteReadError as exc:
+            errors.append(_error_record(site, "read", str(exc), exc.path))
+            continue
+        try:
+            features = measure(image, site.channels, params)
+        except Exception as exc:  # a measurement bug must not lose the rest of the run
+            errors.append(_error_record(site, "measure", f"{type(exc).__name__}: {exc}", None))
+            continue
+        rows.append({**site.metadata, **features})
+        if thumb_size:
+            thumbs.append(thumbnail(image, thumb_size))
+    arr = np.stack(thumbs) if thumbs else None
+    return ChunkResult(index, rows, arr, errors, time.process_time() - t0)
+
+
+def _error_record(site: Site, stage: str, message: str, path: str | None) -> dict[str, Any]:
+    return {
+        schema.SITE_ID: site.site_id,
+        schema.PLATE: site.metadata.get(schema.PLATE),
+        schema.WELL: site.metadata.get(schema.WELL),
+        "stage": stage,
+        "path": path,
+        "error": message,
+    }
+
+
+# ----------------------------------------------------------------------------- chunk store
+
+
+class ChunkStore:
+    """Finished chunks on disk (``NAME.parts/``), each written atomically.
+
+    ``chunk-NNNNN.parquet`` is written last and marks the chunk complete; a ``config.json``
+    fingerprint of the inputs makes a changed run start afresh instead of mixing results.
+    """
+
+    def __init__(self, folder: Path, fingerprint: str):
+        self.folder = folder
+        config = folder / "config.json"
+        if folder.exists():
+            old = json.loads(config.read_text()).get("fingerprint") if config.exists() else None
+            if old != fingerprint:
+                shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not config.exists():
+            with atomic_path(config) as tmp:
+                tmp.write_text(json.dumps({"fingerprint": fingerprint}))
+
+    def _path(self, index: int, kind: str) -> Path:
+        return self.folder / f"chunk-{index:05d}.{kind}"
+
+    def done(self, index: int) -> bool:
+        return self._path(index, "parquet").exists()
+
+    def write(self, result: ChunkResult) -> None:
+        i = result.index
+        if result.thumbs is not None:
+            with atomic_path(self._path(i, "thumbs.npy")) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, result.thumbs)
+        errors = pd.DataFrame(result.errors, columns=_ERROR_COLUMNS)
+        write_table(errors, self._path(i, "errors.parquet"))
+        with atomic_path(self._path(i, "meta.json")) as tmp:
+            tmp.write_text(json.dumps({"cpu_seconds": result.cpu_seconds, "n_sites": len(result.rows) + len(result.errors)}))
+        write_table(pd.DataFrame(result.rows), self._path(i, "parquet"))
+
+    def table(self, index: int) -> pd.DataFrame:
+        return pd.read_parquet(self._path(index, "parquet"))
+
+    def errors(self, index: int) -> pd.DataFrame:
+        return pd.read_parquet(self._path(index, "errors.parquet"))
+
+    def thumbs(self, index: int) -> np.ndarray | None:
+        p = self._path(index, "thumbs.npy")
+        return np.load(p) if p.exists() else None
+
+    def cpu_seconds(self, index: int) -> float:
+        return json.loads(self._path(index, "meta.json").read_text())["cpu_seconds"]
+
+
+_ERROR_COLUMNS = [schema.SITE_ID, schema.PLATE, schema.WELL, "stage", "path", "error"]
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+def _run_joblib(tasks: list[tuple], n_jobs: int) -> Iterator[ChunkResult]:
+    if n_jobs == 1:
+        for task in tasks:
+            yield process_chunk(*task)
+        return
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")
+    yield from parallel(delayed(process_chunk)(*task) for task in tasks)
+
+
+def _run_dask(tasks: list[tuple], scheduler: str, n_jobs: int) -> Iterator[ChunkResult]:
+    """Submit one future per chunk; results arrive as they complete.
+
+    dask.distributed reschedules the task of a lost worker, and chunks are written by index,
+    so a worker lost mid-run neither loses nor duplicates rows.
+    """
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = [client.submit(process_chunk, *task, key=f"moa-chunk-{task[0]}-{_task_token(task)}", pure=False) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+            future.release()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _task_token(task: tuple) -> str:
+    return hashlib.sha1(repr((task[0], [s.site_id for s in task[1]])).encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def _fingerprint(sites: Sequence[Site], params: FeatureParams, thumb_size: int | None, chunk_size: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([__version__, asdict(params), thumb_size, chunk_size], default=str).encode())
+    for s in sites:
+        h.update(json.dumps([s.site_id, s.paths, s.channels]).encode())
+    return h.hexdigest()
+
+
+def _probe_shape(sites: Sequence[Site]) -> tuple[int, int] | None:
+    """Image size of the first readable site (header only): the size every site must have."""
+    for site in sites[:50]:
+        try:
+            return site.load().shape[1:] if len(site.paths) == 1 else _header_shape(site.paths[0])
+        except (SiteReadError, OSError):
+            continue
+    return None
+
+
+def _header_shape(path: str) -> tuple[int, int]:
+    if path.lower().endswith((".tif", ".tiff")):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tuple(tif.pages[0].shape[:2])
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return (im.height, im.width)
+
+
+def extract(
+    input: str | Path | None,
+    output: str | Path,
+    *,
+    layout: str = "auto",
+    root: str | Path | None = None,
+    channels: Sequence[str] | None = None,
+    params: FeatureParams = FeatureParams(),
+    thumbs: int | None = 100,
+    n_jobs: int = 1,
+    chunk_size: int = 16,
+    scheduler: str | None = None,
+    annotation: str | Path | pd.DataFrame | None = None,
+    image_size: tuple[int, int] | None = None,
+    progress: bool = True,
+    report: bool = False,
+    command: str | None = None,
+) -> ExtractResult:
+    """Extract features of every site of ``input`` into the table ``output``.
+
+    ``annotation``: a treatment -> MoA table (path or DataFrame) or ``"auto"`` (the curated
+    table) used to fill ``Metadata_moa``. ``scheduler``: ``None`` (joblib), ``"local"`` (a Dask
+    LocalCluster of ``n_jobs`` workers) or a Dask scheduler address ``tcp://HOST:PORT``.
+    Raises :class:`DatasetError` for unusable input before any work is done.
+    """
+    t_start = time.perf_counter()
+    output = Path(output)
+    if not output.name.endswith((".parquet", ".csv", ".csv.gz")):
+        raise DatasetError(f"{output}: output must end in .parquet, .csv or .csv.gz")
+    ds = open_dataset(input, layout=layout, root=root, channels=channels)
+    sites = ds.sites
+    expected_shape = image_size or _probe_shape(sites)
+    side = schema.sidecar_paths(output)
+    store = ChunkStore(side["parts"], _fingerprint(sites, params, thumbs, chunk_size))
+    chunks = [sites[i : i + chunk_size] for i in range(0, len(sites), chunk_size)]
+    pending = [i for i in range(len(chunks)) if not store.done(i)]
+    tasks = [(i, chunks[i], params, thumbs, expected_shape) for i in pending]
+    n_workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
+    if scheduler:
+        results = _run_dask(tasks, scheduler, n_workers)
+        backend = "dask"
+    else:
+        results = _run_joblib(tasks, n_workers)
+        backend = "joblib" if n_workers > 1 else "serial"
+
+    from tqdm.auto import tqdm
+
+    done_sites = len(sites) - sum(len(chunks[i]) for i in pending)
+    with tqdm(total=len(sites), initial=done_sites, unit="site", desc="extract", disable=not progress) as bar:
+        for result in results:
+            store.write(result)
+            bar.update(len(chunks[result.index]))
+
+    annotation_df = _resolve_annotation(annotation, ds.metadata, side["annotation"])
+    n_ok, n_failed = _assemble(store, len(chunks), output, side, thumbs, annotation_df, len(ds.channels))
+    cpu = sum(store.cpu_seconds(i) for i in range(len(chunks)))
+    per_site = cpu / max(1, len(sites))
+    result = ExtractResult(
+        table=str(output),
+        errors=str(side["errors"]),
+        thumbs=str(side["thumbs"]) if thumbs else None,
+        n_sites=len(sites),
+        n_ok=n_ok,
+        n_failed=n_failed,
+        n_chunks=len(chunks),
+        chunks_computed=len(pending),
+        chunks_resumed=len(chunks) - len(pending),
+        wall_seconds=time.perf_counter() - t_start,
+        cpu_seconds_per_site=per_site,
+        sites_per_second_per_core=1.0 / per_site if per_site > 0 else float("inf"),
+        backend=backend,
+        n_workers=n_workers,
+        command=command or "",
+    )
+    write_json({**asdict(result), "channels": list(ds.channels), "layout": ds.layout, "source": str(ds.source),
+                "params": asdict(params), "versions": _versions()}, side["summary"])
+    shutil.rmtree(side["parts"], ignore_errors=True)
+    if report:
+        from moa_features.report import build_report
+
+        build_report(output)
+    return result
+
+
+def _resolve_annotation(annotation, metadata: pd.DataFrame, sidecar: Path) -> pd.DataFrame | None:
+    if annotation is None:
+        return None
+    if isinstance(annotation, pd.DataFrame):
+        return annotation
+    if str(annotation) == "auto":
+        from moa_features.annotate import annotate_treatments
+
+        col = next((c for c in ("treatment", "sirna", "Metadata_Treatment") if c in metadata.columns), None)
+        if col is None:
+            raise DatasetError("--annotation auto needs a treatment column (treatment, sirna or Metadata_Treatment)")
+        table = annotate_treatments(sorted(metadata[col].dropna().astype(str).unique()))
+        write_table(table, sidecar)
+        return table
+    return pd.read_csv(annotation)
+
+
+def _assemble(
+    store: ChunkStore, n_chunks: int, output: Path, side: dict[str, Path], thumb_size: int | None,
+    annotation: pd.DataFrame | None, n_channels: int,
+) -> tuple[int, int]:
+    """Stream the finished chunks into the final table, errors table and thumbnail array."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def chunk_table(i: int) -> pd.DataFrame:
+        df = store.table(i)
+        if annotation is not None and len(df):
+            from moa_features.annotate import apply_annotation
+
+            df = apply_annotation(df, annotation)
+        return df
+
+    # Pass 1: the union schema (columns in first-seen order) and the row count, chunk by chunk.
+    schemas, n_ok = [], 0
+    for i in range(n_chunks):
+        df = chunk_table(i)
+        n_ok += len(df)
+        if len(df):
+            schemas.append(pa.Schema.from_pandas(df, preserve_index=False))
+    errors = pd.concat([store.errors(i) for i in range(n_chunks)], ignore_index=True)
+    write_table(errors.astype({"path": "string", "error": "string"}), side["errors"])
+
+    unified = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+    columns = unified.names
+    thumbs_arr = None
+    with ExitStack() as stack:
+        tmp_table = stack.enter_context(atomic_path(output))
+        tmp_thumbs = stack.enter_context(atomic_path(side["thumbs"])) if thumb_size else None
+        writer = pq.ParquetWriter(tmp_table, unified) if output.name.endswith(".parquet") else None
+        first_csv = True
+        row = 0
+        for i in range(n_chunks):
+            df = chunk_table(i)
+            if not len(df):
+                continue
+            df = df.reindex(columns=columns)
+            if writer is not None:
+                writer.write_table(pa.Table.from_pandas(df, schema=unified, preserve_index=False))
+            else:
+                df.to_csv(tmp_table, mode="w" if first_csv else "a", header=first_csv, index=False,
+                          compression="gzip" if output.name.endswith(".gz") else None)
+                first_csv = False
+            if tmp_thumbs is not None:
+                t = store.thumbs(i)
+                if thumbs_arr is None:
+                    thumbs_arr = np.lib.format.open_memmap(tmp_thumbs, mode="w+", dtype=np.uint8,
+                                                           shape=(n_ok, *t.shape[1:]))
+                thumbs_arr[row : row + len(t)] = t
+            row += len(df)
+        if writer is not None:
+            writer.close()
+        elif first_csv:
+            pd.DataFrame(columns=columns).to_csv(tmp_table, index=False)
+        if thumbs_arr is not None:
+            thumbs_arr.flush()
+            del thumbs_arr
+        elif tmp_thumbs is not None:
+            with open(tmp_thumbs, "wb") as fh:
+                np.save(fh, np.zeros((0, thumb_size, thumb_size, n_channels), np.uint8))
+    if not thumb_size:
+        side["thumbs"].unlink(missing_ok=True)
+    return n_ok, len(errors)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"moa-features": __version__, "python": sys.version.split()[0]}
+    for pkg in ("numpy", "pandas", "pyarrow", "scikit-image", "scipy", "pillow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="moa-features extract",
+        description="Extract a per-site feature table from a multi-channel image dataset.",
+    )
+    p.add_argument("input", nargs="?", help="dataset: RxRx folder, LoadData CSV or manifest CSV (omit with --demo)")
+    p.add_argument("-o", "--output", help="feature table (.parquet, .csv, .csv.gz); default features/<name>.parquet")
+    p.add_argument("--layout", default="auto", choices=["auto", "rxrx", "loaddata", "manifest"])
+    p.add_argument("--root", help="folder that relative LoadData PathName_ columns start from")
+    p.add_argument("--channels", help="comma-separated channel names to use (default: all)")
+    p.add_argument("--features", default=",".join(FAMILIES),
+                   help=f"comma-separated feature families (default: {','.join(FAMILIES)})")
+    p.add_argument("--format", choices=["parquet", "csv"], help="table format (default: from -o, else parquet)")
+    p.add_argument("--thumbs", type=int, default=100, metavar="S",
+                   help="thumbnail size for the CNN, S x S per channel (0 disables; default 100)")
+    p.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores; default 1)")
+    p.add_argument("--chunk-size", type=int, default=16, help="sites per resumable chunk (default 16)")
+    p.add_argument("--scheduler", help="run on Dask: 'local' (a LocalCluster of --n-jobs workers) or tcp://HOST:PORT")
+    p.add_argument("--annotation", help="treatment -> MoA table (CSV from `moa-features annotate`) or 'auto'")
+    p.add_argument("--texture-levels", type=int, default=32, help="GLCM grey levels (fixed quantisation; default 32)")
+    p.add_argument("--texture-distances", default="1", help="comma-separated GLCM distances in pixels (default 1)")
+    p.add_argument("--nuclear-channel", help="channel to segment nuclei on (default: the first)")
+    p.add_argument("--cell-channel", help="channel to segment cells on (default: the third)")
+    p.add_argument("--image-size", help="expected image size HxW (default: the first site's)")
+    p.add_argument("--demo", action="store_true", help="generate the built-in demo screen and extract it")
+    p.add_argument("--demo-preset", default="demo", choices=["tiny", "demo", "full"])
+    p.add_argument("--demo-root", default=str(DEFAULT_DEMO_ROOT), help="where the demo screen is written")
+    p.add_argument("--seed", type=int, default=0, help="demo screen seed")
+    p.add_argument("--report", dest="report", action="store_true", default=True,
+                   help="write reports/<name>.html at the end (default)")
+    p.add_argument("--no-report", dest="report", action="store_false", help="skip the HTML report")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = "python -m moa_features.extract " + " ".join(sys.argv[1:] if argv is None else argv)
+    annotation = args.annotation
+    if args.demo or args.input is None:
+        from moa_features.synthetic import make_screen
+
+        print(f"demo screen ({args.demo_preset}, seed {args.seed}) in {args.demo_root}", file=sys.stderr)
+        args.input = make_screen(args.demo_root, preset=args.demo_preset, seed=args.seed, n_jobs=args.n_jobs)
+        annotation = annotation or "auto"
+        default_name = "demo"
+    else:
+        default_name = Path(args.input).stem.replace(".csv", "")
+    output = Path(args.output or f"features/{default_name}.parquet")
+    if args.format == "csv" and output.suffix == ".parquet":
+        output = output.with_suffix(".csv")
+    try:
+        params = FeatureParams(
+            texture_levels=args.texture_levels,
+            texture_distances=tuple(int(d) for d in args.texture_distances.split(",")),
+            nuclear_channel=args.nuclear_channel,
+            cell_channel=args.cell_channel,
+            families=tuple(f.strip() for f in args.features.split(",") if f.strip()),
+        )
+        unknown = [f for f in params.families if f not in FAMILIES]
+        if unknown:
+            raise DatasetError(f"unknown feature family {unknown}; expected some of {', '.join(FAMILIES)}")
+        image_size = tuple(int(v) for v in args.image_size.lower().split("x")) if args.image_size else None
+        result = extract(
+            args.input, output, layout=args.layout, root=args.root,
+            channels=args.channels.split(",") if args.channels else None, params=params,
+            thumbs=args.thumbs or None, n_jobs=args.n_jobs, chunk_size=args.chunk_size,
+            scheduler=args.scheduler, annotation=annotation, image_size=image_size,
+            progress=not args.quiet, report=args.report, command=command,
+        )
+    except (DatasetError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _print_summary(result)
+    return result.exit_status
+
+
+def _print_summary(r: ExtractResult) -> None:
+    lines = [
+        f"{r.n_ok} of {r.n_sites} sites measured -> {r.table}",
+        f"{r.cpu_seconds_per_site:.3f} s per site on one core ({r.sites_per_second_per_core:.1f} sites/s per core); "
+        f"wall {r.wall_seconds:.1f} s with {r.n_workers} worker(s) ({r.backend})",
+    ]
+    if r.chunks_resumed:
+        lines.append(f"resumed: {r.chunks_resumed} of {r.n_chunks} chunks were already done")
+    if r.thumbs:
+        lines.append(f"thumbnails -> {r.thumbs}")
+    if r.n_failed:
+        lines.append(f"{r.n_failed} site(s) FAILED -> {r.errors} (exit status {EXIT_SITES_FAILED})")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,530 @@
+"""Report figures: small functions, table (or array) in, :class:`matplotlib.figure.Figure` out.
+
+Every function draws on the Agg backend and returns a new figure (the caller saves and closes
+it). MoA colours come from one mapping, :func:`moa_palette`, so a class has the same colour in
+every figure; ``Negative control`` is always the same grey. Colours are Paul Tol's
+colour-blind-safe "muted" and "light" sets. Figures are sized by the number of classes and
+long class names are wrapped and rotated so 15+ classes stay readable.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from moa_features import schema  # noqa: E402
+
+CONTROL_COLOR = "#888888"
+# Paul Tol's colour-blind-safe qualitative sets: "muted" (9), then "light" (8) reordered so
+# neighbours differ; 17 distinct colours before the cycle repeats.
+MOA_COLORS = (
+    "#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933",
+    "#AA4499", "#EE8866", "#77AADD", "#BBCC33", "#FFAABB", "#44BB99", "#EEDD88", "#99DDFF",
+    "#AAAA00",
+)  # fmt: skip
+# Okabe-Ito colours for models (a different role from MoA, so a different set).
+MODEL_COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+MODEL_ORDER = ("cnn", "xgboost", "cnn_embedding", "ensemble", "knn", "majority", "shuffled")
+MODEL_LABELS = {
+    "cnn": "Keras CNN (baseline)",
+    "xgboost": "XGBoost (features)",
+    "cnn_embedding": "CNN embedding",
+    "ensemble": "Ensemble",
+    "knn": "k-NN (features)",
+    "majority": "Majority class",
+    "shuffled": "Shuffled labels",
+}
+METRIC_LABELS = {
+    "macro_recall": "Macro recall",
+    "balanced_accuracy": "Balanced accuracy",
+    "macro_f1": "Macro F1",
+    "accuracy": "Accuracy",
+}
+plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 110, "font.size": 9, "axes.titlesize": 10})
+
+
+# --------------------------------------------------------------------------- colours & labels
+
+
+def moa_order(moas: Sequence[str] | pd.Series) -> list[str]:
+    """Distinct MoA names in display order: ``Negative control`` first, then alphabetical."""
+    names = sorted({str(m) for m in pd.Series(moas).dropna()})
+    first = [schema.NEGATIVE_CONTROL_MOA] if schema.NEGATIVE_CONTROL_MOA in names else []
+    return first + [m for m in names if m != schema.NEGATIVE_CONTROL_MOA]
+
+
+def moa_palette(moas: Sequence[str] | pd.Series) -> dict[str, str]:
+    """One hex colour per MoA: control grey, the others from :data:`MOA_COLORS` in name order."""
+    order = [m for m in moa_order(moas) if m != schema.NEGATIVE_CONTROL_MOA]
+    palette = {m: MOA_COLORS[i % len(MOA_COLORS)] for i, m in enumerate(order)}
+    palette[schema.NEGATIVE_CONTROL_MOA] = CONTROL_COLOR
+    return palette
+
+
+def model_order(models: Sequence[str]) -> list[str]:
+    """Model names with the known ones first in :data:`MODEL_ORDER`, others alphabetically."""
+    known = [m for m in MODEL_ORDER if m in models]
+    return known + sorted(m for m in models if m not in MODEL_ORDER)
+
+
+def model_palette(models: Sequence[str]) -> dict[str, str]:
+    """One Okabe-Ito colour per model, assigned in :func:`model_order`."""
+    return {m: MODEL_COLORS[i % len(MODEL_COLORS)] for i, m in enumerate(model_order(models))}
+
+
+def wrap_label(text: str, width: int = 18) -> str:
+    """Wrap a class name onto lines of at most ``width`` characters (for tick labels)."""
+    return "\n".join(textwrap.wrap(str(text), width=width, break_long_words=False)) or str(text)
+
+
+def channel_label(channel: str, stains: Mapping[str, str] | None = None) -> str:
+    """``"w1 · Hoechst (nuclei)"`` when a stain is known, else the channel name."""
+    stain = (stains or {}).get(channel)
+    return f"{channel} · {stain}" if stain else channel
+
+
+def _legend_handles(order: Sequence[str], palette: Mapping[str, str]) -> list[Patch]:
+    return [Patch(facecolor=palette[m], edgecolor="none", label=m) for m in order]
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def class_counts(labels: pd.Series, palette: Mapping[str, str] | None = None, title: str = "Sites per MoA") -> Figure:
+    """Horizontal bars of the number of rows per class (the class imbalance), counts annotated.
+
+    labels: one class name per site. Bars in :func:`moa_order`, coloured by :func:`moa_palette`.
+    """
+    counts = labels.astype(str).value_counts()
+    order = moa_order(counts.index)
+    palette = dict(palette or moa_palette(order))
+    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.32 * len(order)), layout="constrained")
+    values = [int(counts[m]) for m in order]
+    y = np.arange(len(order))
+    ax.barh(y, values, color=[palette[m] for m in order])
+    ax.set_yticks(y, [wrap_label(m, 30) for m in order])
+    ax.invert_yaxis()
+    for yi, v in zip(y, values):
+        ax.text(v, yi, f" {v:,}", va="center", fontsize=8)
+    ax.set_xlabel("sites")
+    ax.set_xlim(0, max(values) * 1.15 if values else 1)
+    ax.set_title(title)
+    sns.despine(ax=ax)
+    return fig
+
+
+# --------------------------------------------------------------------------- intensities
+
+
+def _channel_values(df: pd.DataFrame, measure: str, channels: Sequence[str]) -> list[str]:
+    cols = [f"Image_Intensity_{measure}_{ch}" for ch in channels]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise KeyError(f"intensity figure needs column(s) {missing}, which the table lacks")
+    return cols
+
+
+def _columns_for(raw: pd.DataFrame, normalized: pd.DataFrame | None) -> list[tuple[str, pd.DataFrame]]:
+    panels = [("raw", raw)]
+    if normalized is not None:
+        panels.append(("plate-normalised (robust z vs plate controls)", normalized))
+    return panels
+
+
+def intensity_histograms(
+    df: pd.DataFrame,
+    channels: Sequence[str],
+    moa_col: str = schema.MOA,
+    measure: str = "Sum",
+    normalized: pd.DataFrame | None = None,
+    palette: Mapping[str, str] | None = None,
+    stains: Mapping[str, str] | None = None,
+    bins: int = 30,
+) -> Figure:
+    """Per-image intensity histograms, one panel per channel, one outline per MoA.
+
+    df: one row per site with ``Image_Intensity_<measure>_<channel>`` and ``moa_col``.
+    Histograms are densities (each MoA integrates to 1, so small classes stay visible); the
+    negative control is drawn filled grey as the reference. With ``normalized`` (the same rows
+    after plate normalisation) a second column shows the normalised values: rows = channels,
+    columns = raw | normalised. Bins span the 0.5-99.5th percentile of all rows.
+    """
+    cols = _channel_values(df, measure, channels)
+    order = moa_order(df[moa_col])
+    palette = dict(palette or moa_palette(order))
+    panels = _columns_for(df, normalized)
+    fig = plt.figure(figsize=(4.6 * len(panels) + 2.6, 1.75 * len(channels) + 0.9), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
+    for subfig, (kind, table) in zip(subfigs, panels):
+        subfig.suptitle(f"{measure} of intensity per image — {kind}", fontsize=10)
+        axes = subfig.subplots(len(channels), 1)
+        groups = table.groupby(table[moa_col].astype(str), sort=False)
+        for i, (ch, col) in enumerate(zip(channels, cols)):
+            ax = axes[i]
+            values = table[col].to_numpy(dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
+            edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+            for m in order:
+                if m not in groups.groups:
+                    continue
+                v = groups.get_group(m)[col].to_numpy(dtype=np.float64)
+                v = np.clip(v[np.isfinite(v)], edges[0], edges[-1])
+                control = m == schema.NEGATIVE_CONTROL_MOA
+                ax.hist(
+                    v, bins=edges, density=True, histtype="stepfilled" if control else "step",
+                    color=palette[m], alpha=0.45 if control else 0.9, linewidth=1.1, zorder=1 if control else 2,
+                )  # fmt: skip
+            ax.set_yticks([])
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+            ax.set_title(channel_label(ch, stains), loc="left", fontsize=8.5)
+            sns.despine(ax=ax, left=True)
+        axes[-1].set_xlabel("robust z-score" if kind != "raw" else f"per-image {measure.lower()} (grey levels)")
+    fig.legend(
+        handles=_legend_handles(order, palette), labels=[wrap_label(m, 24) for m in order],
+        loc="outside right upper", ncol=1, frameon=False, fontsize=8, title="MoA",
+    )  # fmt: skip
+    return fig
+
+
+def intensity_violins(
+    df: pd.DataFrame,
+    channels: Sequence[str],
+    moa_col: str = schema.MOA,
+    measure: str = "Mean",
+    normalized: pd.DataFrame | None = None,
+    palette: Mapping[str, str] | None = None,
+    stains: Mapping[str, str] | None = None,
+) -> Figure:
+    """Violins of the per-image intensity ``measure`` per MoA, one panel row per channel.
+
+    x = MoA in :func:`moa_order` (control first, so every violin compares against it), one
+    violin per MoA coloured by :func:`moa_palette`, quartiles drawn inside. With
+    ``normalized`` a second column shows the plate-normalised values. The control's median is
+    a dashed grey reference line across each panel.
+    """
+    cols = _channel_values(df, measure, channels)
+    order = moa_order(df[moa_col])
+    palette = dict(palette or moa_palette(order))
+    panels = _columns_for(df, normalized)
+    width = max(4.5, 0.36 * len(order) + 1.2)
+    fig = plt.figure(figsize=(width * len(panels), 1.6 * len(channels) + 1.8), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
+    labels = [wrap_label(m) for m in order]
+    for subfig, (kind, table) in zip(subfigs, panels):
+        subfig.suptitle(f"{measure} intensity per image — {kind}", fontsize=10)
+        axes = subfig.subplots(len(channels), 1, sharex=True)
+        moa = table[moa_col].astype(str).to_numpy()
+        for ax, ch, col in zip(axes, channels, cols):
+            data = pd.DataFrame({"moa": moa, "value": table[col].to_numpy(dtype=np.float64)})
+            sns.violinplot(
+                data=data, x="moa", y="value", hue="moa", order=order, hue_order=order, palette=palette,
+                legend=False, cut=0, inner="quart", density_norm="width", linewidth=0.7, ax=ax,
+            )  # fmt: skip
+            ctrl = data.loc[data["moa"] == schema.NEGATIVE_CONTROL_MOA, "value"]
+            if len(ctrl):
+                ax.axhline(float(np.nanmedian(ctrl)), color=CONTROL_COLOR, linestyle="--", linewidth=0.8, zorder=0)
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+            ax.set_title(channel_label(ch, stains), loc="left", fontsize=8.5)
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+            sns.despine(ax=ax)
+        axes[-1].set_xticks(range(len(order)), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    return fig
+
+
+# --------------------------------------------------------------------------- images
+
+
+def contrast_limits(*stacks: np.ndarray, low: float = 0.5, high: float = 99.8) -> np.ndarray:
+    """Display range per channel shared by all ``(C, H, W)`` stacks: ``(C, 2)`` [low, high].
+
+    The percentiles are taken over the pixels of every stack together, so the same grey level
+    looks the same in each (the fair way to compare a treatment with its control).
+    """
+    if not stacks:
+        raise ValueError("contrast_limits needs at least one (C, H, W) stack")
+    n = stacks[0].shape[0]
+    if any(s.ndim != 3 or s.shape[0] != n for s in stacks):
+        raise ValueError(f"expected (C, H, W) stacks with the same C, got {[s.shape for s in stacks]}")
+    limits = np.empty((n, 2), dtype=np.float64)
+    for c in range(n):
+        pixels = np.concatenate([s[c].ravel() for s in stacks]).astype(np.float64)
+        lo, hi = np.percentile(pixels, [low, high])
+        limits[c] = (lo, hi if hi > lo else lo + 1.0)
+    return limits
+
+
+def downsample(image: np.ndarray, max_size: int = 256) -> np.ndarray:
+    """Block-mean a ``(..., H, W)`` image by an integer factor so ``max(H, W) <= max_size``."""
+    h, w = image.shape[-2:]
+    f = int(np.ceil(max(h, w) / max_size))
+    if f <= 1:
+        return image.astype(np.float32)
+    h2, w2 = h // f * f, w // f * f
+    x = image[..., :h2, :w2].astype(np.float32)
+    return x.reshape(*x.shape[:-2], h2 // f, f, w2 // f, f).mean(axis=(-3, -1))
+
+
+def channel_panel(
+    treated: np.ndarray,
+    control: np.ndarray,
+    channels: Sequence[str],
+    treated_title: str,
+    control_title: str,
+    stains: Mapping[str, str] | None = None,
+    color: str = MOA_COLORS[0],
+    max_size: int = 256,
+) -> Figure:
+    """Two rows of channel images: a treated site (top) over a control site (bottom).
+
+    treated, control: ``(C, H, W)`` arrays of the same C. Each column is one channel, shown in
+    grey with the same display range for both sites (:func:`contrast_limits`), so differences
+    are biology, not contrast. Row titles name the sites; the treated row is marked in the
+    MoA's colour.
+    """
+    if treated.shape[0] != len(channels) or control.shape[0] != len(channels):
+        raise ValueError(
+            f"expected {len(channels)} channels, got treated {treated.shape} and control {control.shape}"
+        )
+    limits = contrast_limits(treated, control)
+    n = len(channels)
+    fig, axes = plt.subplots(2, n, figsize=(1.75 * n + 0.4, 4.3), layout="constrained", squeeze=False)
+    for r, (stack, title, edge) in enumerate(((treated, treated_title, color), (control, control_title, CONTROL_COLOR))):
+        small = downsample(stack, max_size)
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(small[c], cmap="gray", vmin=limits[c, 0], vmax=limits[c, 1], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_edgecolor(edge)
+                spine.set_linewidth(2.5)
+            if r == 0:
+                ax.set_title(wrap_label(channel_label(channels[c], stains), 16), fontsize=8)
+        axes[r, 0].set_ylabel(wrap_label(title, 22), fontsize=8)
+    return fig
+
+
+# --------------------------------------------------------------------------- features
+
+
+def top_features(effects: pd.DataFrame, n: int = 30) -> list[str]:
+    """The ``n`` features with the largest absolute effect in any group (columns of ``effects``).
+
+    effects: groups x features (:func:`moa_features.profiling.effect_sizes`). Returned in
+    descending order of their largest |effect|; features that are NaN everywhere are skipped.
+    """
+    strength = effects.abs().max(axis=0, skipna=True).dropna()
+    return list(strength.sort_values(ascending=False, kind="stable").index[:n])
+
+
+def effect_heatmap(effects: pd.DataFrame, n: int = 30, vmax: float | None = None) -> Figure:
+    """Heatmap of the most discriminative features (rows) by MoA (columns).
+
+    effects: MoAs x features, robust effect size vs the negative control (robust z). Shows the
+    :func:`top_features`, grouped by the MoA in which each is strongest. Colour scale diverging
+    around 0, clipped at ``vmax`` (default: the 98th percentile of |effect|).
+    """
+    feats = top_features(effects, n)
+    if not feats:
+        raise ValueError("no finite effect sizes to plot")
+    sub = effects[feats]
+    cols = [m for m in moa_order(sub.index) if m in sub.index]
+    strongest = sub.abs().idxmax(axis=0)
+    rank = {m: i for i, m in enumerate(cols)}
+    feats = sorted(feats, key=lambda f: (rank[strongest[f]], -abs(sub.loc[strongest[f], f])))
+    data = sub.loc[cols, feats].T
+    if vmax is None:
+        finite = np.abs(data.to_numpy(dtype=np.float64))
+        finite = finite[np.isfinite(finite)]
+        vmax = float(np.percentile(finite, 98)) if finite.size else 1.0
+    fig, ax = plt.subplots(
+        figsize=(max(5.5, 0.5 * len(cols) + 4.5), 0.26 * len(feats) + 2.2), layout="constrained"
+    )
+    sns.heatmap(
+        data, cmap="vlag", center=0, vmin=-vmax, vmax=vmax, ax=ax, linewidths=0.3, linecolor="white",
+        cbar_kws={"label": "effect size vs control (robust z)", "shrink": 0.6},
+        xticklabels=[wrap_label(c) for c in cols], yticklabels=feats,
+    )  # fmt: skip
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticklabels(ax.get_yticklabels(), fontsize=7.5)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(f"Top {len(feats)} discriminative features")
+    return fig
+
+
+# --------------------------------------------------------------------------- models
+
+
+def metric_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("macro_recall", "balanced_accuracy", "macro_f1")) -> Figure:
+    """Grouped bars: one group per metric, one bar per model, error bars = std across folds.
+
+    table: index = model names, columns ``<metric>`` and optionally ``<metric>_std`` (the
+    ``models`` block of ``metrics.json``). Metrics the table lacks are skipped.
+    """
+    metrics = [m for m in metrics if m in table.columns]
+    if not metrics:
+        raise KeyError(f"metrics table has none of the columns {list(METRIC_LABELS)}")
+    models = model_order(list(table.index))
+    colors = model_palette(models)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + 0.45 * len(models) * len(metrics)), 3.6), layout="constrained")
+    width = 0.8 / len(models)
+    x = np.arange(len(metrics))
+    for k, model in enumerate(models):
+        mean = [float(table.loc[model, m]) for m in metrics]
+        std = [float(table.loc[model, f"{m}_std"]) if f"{m}_std" in table.columns else 0.0 for m in metrics]
+        ax.bar(
+            x + (k - (len(models) - 1) / 2) * width, mean, width, yerr=std, capsize=2,
+            color=colors[model], label=MODEL_LABELS.get(model, model), error_kw={"linewidth": 0.8},
+        )  # fmt: skip
+    ax.set_xticks(x, [METRIC_LABELS.get(m, m) for m in metrics])
+    ax.set_ylim(0, 1.0)
+    ax.set_ylabel("score (mean over held-out folds)")
+    ax.legend(loc="outside right upper", frameon=False, fontsize=8)
+    sns.despine(ax=ax)
+    return fig
+
+
+def per_class_recall(recall: pd.DataFrame, palette: Mapping[str, str] | None = None) -> Figure:
+    """Horizontal grouped bars of recall per class (rows of ``recall``) and model (columns).
+
+    recall: classes x models in [0, 1]. Classes in :func:`moa_order`; class tick labels are
+    drawn in their MoA colour when ``palette`` is given; bars use the model colours.
+    """
+    models = model_order(list(recall.columns))
+    classes = [c for c in moa_order(recall.index) if c in recall.index]
+    colors = model_palette(models)
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.16 * len(classes) * max(len(models), 2)), layout="constrained")
+    height = 0.8 / len(models)
+    y = np.arange(len(classes))
+    for k, model in enumerate(models):
+        ax.barh(
+            y + (k - (len(models) - 1) / 2) * height, recall.loc[classes, model].to_numpy(dtype=float), height,
+            color=colors[model], label=MODEL_LABELS.get(model, model),
+        )  # fmt: skip
+    ax.set_yticks(y, [wrap_label(c, 28) for c in classes])
+    if palette:
+        for tick, c in zip(ax.get_yticklabels(), classes):
+            tick.set_color(palette.get(c, "black") if c != schema.NEGATIVE_CONTROL_MOA else "black")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("recall (held-out folds)")
+    ax.legend(loc="outside right upper", frameon=False, fontsize=8)
+    sns.despine(ax=ax)
+    return fig
+
+
+def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[float]], title: str = "") -> Figure:
+    """Row-normalised confusion matrix heatmap (rows = true class, cells = % of that class).
+
+    labels: class names (order of rows and columns); matrix: counts, ``(K, K)``. Cells are
+    annotated with the percentage when K <= 20.
+    """
+    counts = np.asarray(matrix, dtype=np.float64)
+    k = len(labels)
+    if counts.shape != (k, k):
+        raise ValueError(f"confusion matrix has shape {counts.shape}, expected ({k}, {k}) for {k} labels")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = 100 * counts / counts.sum(axis=1, keepdims=True)
+    size = max(4.5, 0.42 * k + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size), layout="constrained")
+    names = [wrap_label(c) for c in labels]
+    sns.heatmap(
+        np.nan_to_num(share), cmap="Blues", vmin=0, vmax=100, square=True, ax=ax, annot=k <= 20, fmt=".0f",
+        annot_kws={"fontsize": 7}, cbar_kws={"label": "% of true class", "shrink": 0.6},
+        xticklabels=names, yticklabels=names, linewidths=0.3, linecolor="white",
+    )  # fmt: skip
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticklabels(ax.get_yticklabels(), rotation=0, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return fig
+
+
+def feature_importance(importance: pd.DataFrame, n: int = 25) -> Figure:
+    """Horizontal bars of the ``n`` most important features (``feature``, ``importance`` columns)."""
+    missing = {"feature", "importance"} - set(importance.columns)
+    if missing:
+        raise KeyError(f"feature importance table lacks column(s) {sorted(missing)}")
+    top = importance.sort_values("importance", ascending=False, kind="stable").head(n)
+    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.24 * len(top)), layout="constrained")
+    y = np.arange(len(top))
+    ax.barh(y, top["importance"].to_numpy(dtype=float), color=MODEL_COLORS[1])
+    ax.set_yticks(y, top["feature"].astype(str), fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("importance (mean XGBoost gain over folds)")
+    sns.despine(ax=ax)
+    return fig
+
+
+def training_curves(folds: Sequence[Mapping[str, Sequence[float]]]) -> Figure:
+    """CNN training curves: one panel per metric (``loss``, ``accuracy``, ...), one line per fold.
+
+    folds: one Keras ``History.history`` dict per fold; ``val_<metric>`` is drawn dashed in
+    the validation colour beside ``<metric>`` in the training colour.
+    """
+    names = sorted({k for f in folds for k in f if not k.startswith("val_")}, key=lambda s: (s != "loss", s))
+    if not names:
+        raise ValueError("training history has no metrics")
+    fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names) + 0.5, 3.0), layout="constrained", squeeze=False)
+    train_c, val_c = MODEL_COLORS[0], MODEL_COLORS[3]
+    for ax, name in zip(axes[0], names):
+        for fold in folds:
+            for key, color, style in ((name, train_c, "-"), (f"val_{name}", val_c, "--")):
+                values = fold.get(key)
+                if values:
+                    ax.plot(np.arange(1, len(values) + 1), values, style, color=color, linewidth=1.1, alpha=0.8)
+        ax.set_title(name.replace("_", " "))
+        ax.set_xlabel("epoch")
+        sns.despine(ax=ax)
+    fig.legend(
+        handles=[Line2D([], [], color=train_c, label="training"), Line2D([], [], color=val_c, linestyle="--", label="validation")],
+        loc="outside lower center", ncol=2, frameon=False,
+    )  # fmt: skip
+    return fig
+
+
+# --------------------------------------------------------------------------- votes
+
+
+def channel_votes(summary: pd.DataFrame, channels: Sequence[str], stains: Mapping[str, str] | None = None) -> Figure:
+    """Heatmap of people's channel choices: rows = MoA, columns = channel, cell = share of picks.
+
+    summary: columns ``moa``, ``channel``, ``votes`` (counts). Each row is normalised to the
+    MoA's total picks; cells are annotated with the raw count.
+    """
+    missing = {"moa", "channel", "votes"} - set(summary.columns)
+    if missing:
+        raise KeyError(f"vote summary lacks column(s) {sorted(missing)}")
+    counts = summary.pivot_table(index="moa", columns="channel", values="votes", aggfunc="sum", fill_value=0)
+    counts = counts.reindex(columns=list(channels), fill_value=0)
+    counts = counts.loc[[m for m in moa_order(counts.index) if m in counts.index]]
+    share = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
+    fig, ax = plt.subplots(figsize=(1.1 * len(channels) + 3.5, 0.38 * len(counts) + 1.8), layout="constrained")
+    sns.heatmap(
+        share, cmap="Greens", vmin=0, ax=ax, annot=counts.to_numpy(), fmt="d", annot_kws={"fontsize": 8},
+        cbar_kws={"label": "share of the MoA's channel picks", "shrink": 0.7}, linewidths=0.3, linecolor="white",
+        xticklabels=[wrap_label(channel_label(c, stains), 14) for c in channels],
+        yticklabels=[wrap_label(m, 28) for m in counts.index],
+    )  # fmt: skip
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=0, fontsize=8)
+    ax.set_yticklabels(ax.get_yticklabels(), rotation=0, fontsize=8)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title("Channels people chose to tell each MoA from control (count in cell)")
+    return fig

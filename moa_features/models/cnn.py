@@ -1,0 +1,476 @@
+"""Keras CNNs on site thumbnails: the original baseline and a small embedding CNN.
+
+Both networks take ``(N, S, S, C)`` uint8 thumbnails (``features/NAME.thumbs.npy``,
+S=100, C=6 by default) and scale them to [0, 1] inside the model (a ``Rescaling``
+layer), so the saved ``.keras`` file is self-contained and a large thumbnail array is
+never copied to float32 as a whole.
+
+- :func:`baseline_model` is the original project's network, layer for layer (two
+  3x3 conv + max-pool stages, Dense 64 -> Dropout 0.1 -> Dense 8 -> softmax, LeakyReLU
+  0.2, He-normal conv initialisation); its 8-d Dense output is its "embedding".
+- :func:`embedding_model` is a small, better-regularised CNN (conv blocks with batch
+  normalisation + ReLU, global average pooling, a 64-d Dense embedding, random flips
+  and 90-degree rotations during training) whose embedding feeds the ensemble.
+- :class:`CNNClassifier` wraps either in a scikit-learn estimator (``fit``,
+  ``predict``, ``predict_proba``, ``transform``, ``get_params``/``set_params``,
+  ``clone``) with class-balanced loss weights, early stopping on a held-out split
+  (grouped, e.g. by plate, when ``groups`` is given) and ``save``/``load``.
+
+Keras runs on the JAX backend, selected here before Keras is imported; the code is
+backend-neutral (``keras.ops`` only). Nothing else in ``moa_features`` imports Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+if "keras" in sys.modules:
+    _loaded_backend = sys.modules["keras"].backend.backend()
+    if _loaded_backend != "jax":
+        raise ImportError(
+            f"moa_features.models.cnn needs Keras on the JAX backend, but Keras was already "
+            f"imported with the {_loaded_backend!r} backend; set KERAS_BACKEND=jax before "
+            f"importing keras (or import moa_features.models.cnn first)"
+        )
+os.environ["KERAS_BACKEND"] = "jax"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers, ops  # noqa: E402
+from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
+from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit  # noqa: E402
+from sklearn.utils.class_weight import compute_class_weight  # noqa: E402
+from sklearn.utils.validation import check_is_fitted  # noqa: E402
+
+from moa_features.io import write_json  # noqa: E402
+
+__all__ = ["CNNClassifier", "RandomRot90", "baseline_model", "embedding_model"]
+
+ARCHITECTURES = ("baseline", "embedding")
+EMBEDDING_LAYER = "embedding"  # name of the layer whose output `transform` returns
+_SIDECAR_FORMAT = "moa_features.models.cnn.CNNClassifier/1"
+_DATA_FORMAT = "channels_last"
+
+
+@keras.saving.register_keras_serializable(package="moa_features")
+class RandomRot90(layers.Layer):
+    """Rotate each image by a random multiple of 90 degrees (training only).
+
+    Input ``(B, H, W, C)`` with ``H == W``; each image gets ``k`` in {0, 1, 2, 3}
+    counter-clockwise quarter turns (``np.rot90(image, k)``), drawn uniformly. At
+    inference the layer is the identity. Combined with random horizontal and vertical
+    flips this samples the whole dihedral group of the square uniformly.
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape: tuple) -> None:
+        if len(input_shape) != 4 or input_shape[1] != input_shape[2]:
+            raise ValueError(
+                f"RandomRot90 needs square images (B, S, S, C), got input shape {input_shape}"
+            )
+        super().build(input_shape)
+
+    def call(self, inputs, training: bool | None = None):
+        if not training:
+            return inputs
+        batch = ops.shape(inputs)[0]
+        k = keras.random.randint((batch, 1, 1, 1), 0, 4, seed=self.generator)
+        # rot90(x, k): transpose for odd k, then flip rows for k in {1, 2}, columns for {2, 3}.
+        x = ops.where(k % 2 == 1, ops.transpose(inputs, (0, 2, 1, 3)), inputs)
+        x = ops.where((k == 1) | (k == 2), ops.flip(x, axis=1), x)
+        return ops.where(k >= 2, ops.flip(x, axis=2), x)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "seed": self.seed}
+
+
+def _inputs(input_shape: tuple[int, int, int]):
+    """uint8 ``(S, S, C)`` input and its [0, 1] float32 rescaling."""
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (S, S, C), got {tuple(input_shape)}")
+    inputs = keras.Input(shape=tuple(int(v) for v in input_shape), dtype="uint8", name="thumbnail")
+    return inputs, layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+
+
+def _augmentation(x):
+    """Random horizontal/vertical flips and quarter turns, active only in training.
+
+    Seeds come from Keras' global seed (``keras.utils.set_random_seed``).
+    """
+    x = layers.RandomFlip("horizontal_and_vertical", data_format=_DATA_FORMAT, name="flip")(x)
+    return RandomRot90(name="rot90")(x)
+
+
+def baseline_model(
+    input_shape: tuple[int, int, int], n_classes: int, *, augment: bool = False
+) -> keras.Model:
+    """The original project's CNN (uncompiled).
+
+    uint8 ``(S, S, C)`` input scaled to [0, 1] -> Conv2D(16, 3x3, same, He normal) ->
+    LeakyReLU(0.2) -> MaxPool 2x2 -> Conv2D(32, 3x3, same, He normal) -> LeakyReLU(0.2) ->
+    MaxPool 2x2 -> Flatten -> Dense(64) -> LeakyReLU(0.2) -> Dropout(0.1) -> Dense(8) ->
+    LeakyReLU(0.2) (layer ``"embedding"``) -> Dense(n_classes, softmax). For (100, 100, 6)
+    and 3 classes it has 1,286,131 parameters. ``augment`` inserts random flips and
+    quarter turns after the rescaling (off in the original).
+    """
+    inputs, x = _inputs(input_shape)
+    if augment:
+        x = _augmentation(x)
+    conv = dict(kernel_size=(3, 3), padding="same", kernel_initializer="he_normal", data_format=_DATA_FORMAT)
+    x = layers.Conv2D(16, name="conv1", **conv)(x)
+    x = layers.LeakyReLU(negative_slope=0.2, name="conv1_act")(x)
+    x = layers.MaxPooling2D(pool_size=(2, 2), data_format=_DATA_FORMAT, name="pool1")(x)
+    x = layers.Conv2D(32, name="conv2", **conv)(x)
+    x = layers.LeakyReLU(negative_slope=0.2, name="conv2_act")(x)
+    x = layers.MaxPooling2D(pool_size=(2, 2), data_format=_DATA_FORMAT, name="pool2")(x)
+    x = layers.Flatten(data_format=_DATA_FORMAT, name="flatten")(x)
+    x = layers.Dense(64, name="dense1")(x)
+    x = layers.LeakyReLU(negative_slope=0.2, name="dense1_act")(x)
+    x = layers.Dropout(0.1, name="dropout")(x)
+    x = layers.Dense(8, name="dense2")(x)
+    x = layers.LeakyReLU(negative_slope=0.2, name=EMBEDDING_LAYER)(x)
+    outputs = layers.Dense(int(n_classes), activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="cnn_baseline")
+
+
+def embedding_model(
+    input_shape: tuple[int, int, int],
+    n_classes: int,
+    *,
+    augment: bool = True,
+    embedding_dim: int = 64,
+) -> keras.Model:
+    """A small CNN whose ``embedding_dim``-d penultimate layer is a site embedding (uncompiled).
+
+    uint8 ``(S, S, C)`` input scaled to [0, 1] -> [random flips + quarter turns in
+    training] -> four blocks of Conv2D(3x3, same, no bias) + BatchNorm + ReLU with
+    16, 32, 64, 128 filters, 2x2 max-pooling after the first three -> global average
+    pooling -> Dropout(0.2) -> Dense(embedding_dim, ReLU) (layer ``"embedding"``) ->
+    Dropout(0.2) -> Dense(n_classes, softmax). About 100k parameters; global pooling
+    makes it independent of the thumbnail size.
+    """
+    inputs, x = _inputs(input_shape)
+    if augment:
+        x = _augmentation(x)
+    for i, filters in enumerate((16, 32, 64, 128), start=1):
+        x = layers.Conv2D(
+            filters, (3, 3), padding="same", use_bias=False, kernel_initializer="he_normal",
+            data_format=_DATA_FORMAT, name=f"conv{i}",
+        )(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+        if i < 4:
+            x = layers.MaxPooling2D((2, 2), data_format=_DATA_FORMAT, name=f"pool{i}")(x)
+    x = layers.GlobalAveragePooling2D(data_format=_DATA_FORMAT, name="gap")(x)
+    x = layers.Dropout(0.2, name="dropout1")(x)
+    x = layers.Dense(int(embedding_dim), activation="relu", name=EMBEDDING_LAYER)(x)
+    x = layers.Dropout(0.2, name="dropout2")(x)
+    outputs = layers.Dense(int(n_classes), activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="cnn_embedding")
+
+
+def _sidecar_path(path: Path) -> Path:
+    """``cnn.keras`` -> ``cnn.keras.json`` (estimator parameters, classes, history)."""
+    return path.with_name(path.name + ".json")
+
+
+def _check_images(X: Any, what: str = "X") -> np.ndarray:
+    """``X`` as an ``(N, H, W, C)`` uint8 array (no copy), or a ValueError saying what is wrong."""
+    X = np.asarray(X)
+    if X.ndim != 4:
+        raise ValueError(
+            f"{what} must be a 4-d array of thumbnails (N, S, S, C), got shape {X.shape}"
+        )
+    if X.dtype != np.uint8:
+        raise ValueError(
+            f"{what} must be uint8 thumbnails (0-255, scaled to [0, 1] inside the model), "
+            f"got dtype {X.dtype}"
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{what} has no rows (shape {X.shape})")
+    return X
+
+
+class CNNClassifier(ClassifierMixin, BaseEstimator):
+    """Scikit-learn classifier around the Keras CNNs of this module.
+
+    Parameters
+    ----------
+    architecture : ``"baseline"`` (:func:`baseline_model`, the original network) or
+        ``"embedding"`` (:func:`embedding_model`).
+    epochs : maximum number of training epochs (early stopping usually ends sooner).
+    batch_size : images per gradient step (and per inference batch).
+    learning_rate : Adam's initial learning rate; halved by ``ReduceLROnPlateau`` after
+        ``max(1, patience // 2)`` epochs without improvement (floor 1e-6).
+    class_weight : ``"balanced"`` (``n_rows / (n_classes * count(class))``, sklearn's
+        ``compute_class_weight`` on the ``y`` given to ``fit``), ``None`` (all 1), or a
+        dict ``{label: weight}`` (missing labels weigh 1). Weights the training loss.
+    validation_fraction : share of rows held out for early stopping when no
+        ``validation_data`` is given: grouped (``GroupShuffleSplit``) when ``fit`` gets
+        ``groups``, stratified by label otherwise. ``0`` trains on every row for
+        ``epochs`` epochs, with the callbacks watching the training loss instead.
+    patience : ``EarlyStopping`` patience in epochs (on ``val_loss``, best weights restored).
+    augment : random flips and quarter turns in training; ``None`` = the architecture's
+        default (off for ``"baseline"``, on for ``"embedding"``). Needs square thumbnails.
+    random_state : seed for ``keras.utils.set_random_seed`` and the validation split;
+        the same seed and data give the same predictions. ``None`` leaves them unseeded.
+    verbose : Keras ``fit`` verbosity (0, 1 or 2).
+
+    Attributes (after ``fit``)
+    --------------------------
+    classes_ : sorted labels; ``predict_proba`` columns follow this order.
+    class_weight_ : ``(n_classes,)`` float loss weights, in ``classes_`` order.
+    history_ : ``{"loss": [...], "val_loss": [...], "accuracy": [...], ...}`` per epoch.
+    model_ : the trained ``keras.Model`` (uint8 ``(S, S, C)`` in, probabilities out).
+    input_shape_ : ``(S, S, C)`` of the training thumbnails.
+    """
+
+    def __init__(
+        self,
+        architecture: str = "baseline",
+        epochs: int = 30,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        class_weight: str | dict | None = "balanced",
+        validation_fraction: float = 0.2,
+        patience: int = 5,
+        augment: bool | None = None,
+        random_state: int | None = 0,
+        verbose: int = 0,
+    ) -> None:
+        self.architecture = architecture
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.class_weight = class_weight
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.augment = augment
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---- fitting -----------------------------------------------------------------
+    def fit(self, X: Any, y: Any, groups: Any = None, validation_data: tuple | None = None) -> "CNNClassifier":
+        """Train on ``X`` ``(N, S, S, C)`` uint8 with labels ``y`` ``(N,)``.
+
+        Early stopping watches ``validation_data=(Xv, yv)`` when given, else an inner
+        split of ``validation_fraction`` of the rows (whole groups held out when
+        ``groups`` ``(N,)`` is given, e.g. plates; stratified by label otherwise).
+        """
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        X = _check_images(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(f"y must be 1-d with one label per image ({len(X)}), got shape {y.shape}")
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"need at least 2 classes to train a classifier, got {classes.tolist()}")
+        augment = (self.architecture == "embedding") if self.augment is None else bool(self.augment)
+        if augment and X.shape[1] != X.shape[2]:
+            raise ValueError(f"augmentation (quarter turns) needs square thumbnails, got {X.shape[1:3]}")
+        weights = self._class_weights(classes, y)
+
+        train, val = self._validation_split(y_idx, groups, validation_data)
+        if validation_data is not None:
+            Xv = _check_images(validation_data[0], "validation_data[0]")
+            if Xv.shape[1:] != X.shape[1:]:
+                raise ValueError(f"validation images have shape {Xv.shape[1:]}, training images {X.shape[1:]}")
+            yv = self._encode(np.asarray(validation_data[1]), classes, "validation_data[1]")
+            fit_val = (Xv, _one_hot(yv, len(classes)))
+        elif val is not None:
+            fit_val = (X[val], _one_hot(y_idx[val], len(classes)))
+        else:
+            fit_val = None
+        X_train = X if train is None else X[train]
+        y_train = y_idx if train is None else y_idx[train]
+
+        if self.random_state is not None:
+            keras.utils.set_random_seed(int(self.random_state))
+        build = baseline_model if self.architecture == "baseline" else embedding_model
+        model = build(X.shape[1:], len(classes), augment=augment)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        monitor = "val_loss" if fit_val is not None else "loss"
+        callbacks = [
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience, restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, factor=0.5, patience=max(1, self.patience // 2), min_lr=1e-6
+            ),
+        ]
+        history = model.fit(
+            X_train,
+            _one_hot(y_train, len(classes)),
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            validation_data=fit_val,
+            class_weight={i: float(w) for i, w in enumerate(weights)},
+            callbacks=callbacks,
+            shuffle=True,
+            verbose=self.verbose,
+        )
+        self.classes_ = classes
+        self.class_weight_ = weights
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        self.model_ = model
+        self.input_shape_ = tuple(int(v) for v in X.shape[1:])
+        return self
+
+    def _class_weights(self, classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Loss weight per class, ``(n_classes,)`` in ``classes`` order."""
+        if self.class_weight is None:
+            return np.ones(len(classes))
+        if isinstance(self.class_weight, str):
+            if self.class_weight != "balanced":
+                raise ValueError(f"class_weight must be 'balanced', None or a dict, got {self.class_weight!r}")
+            return compute_class_weight("balanced", classes=classes, y=y)
+        if isinstance(self.class_weight, dict):
+            return np.array([float(self.class_weight.get(c, 1.0)) for c in classes.tolist()])
+        raise ValueError(f"class_weight must be 'balanced', None or a dict, got {type(self.class_weight).__name__}")
+
+    def _validation_split(
+        self, y_idx: np.ndarray, groups: Any, validation_data: tuple | None
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(train rows, validation rows) of the inner split; ``(None, None)`` when there is none."""
+        if validation_data is not None or not self.validation_fraction:
+            return None, None
+        frac = float(self.validation_fraction)
+        if not 0 < frac < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        rows = np.arange(len(y_idx))
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != y_idx.shape:
+                raise ValueError(f"groups must have one entry per image ({len(y_idx)}), got shape {groups.shape}")
+            if len(np.unique(groups)) < 2:
+                raise ValueError(
+                    "a grouped validation split needs at least 2 distinct groups, got 1; "
+                    "pass validation_data or validation_fraction=0"
+                )
+            splitter = GroupShuffleSplit(n_splits=1, test_size=frac, random_state=self.random_state)
+            train, val = next(splitter.split(rows, y_idx, groups))
+            return train, val
+        counts = np.bincount(y_idx)
+        if counts.min() < 2:
+            raise ValueError(
+                f"a stratified validation split needs at least 2 images per class, but class "
+                f"{int(np.argmin(counts))} has {int(counts.min())}; pass groups, validation_data "
+                f"or validation_fraction=0"
+            )
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=frac, random_state=self.random_state)
+        try:
+            train, val = next(splitter.split(rows, y_idx))
+        except ValueError as err:
+            raise ValueError(f"cannot make a stratified validation split of {len(rows)} images: {err}") from err
+        return train, val
+
+    @staticmethod
+    def _encode(y: np.ndarray, classes: np.ndarray, what: str) -> np.ndarray:
+        """Labels -> indices into ``classes``; a ValueError names unknown labels."""
+        idx = np.searchsorted(classes, y)
+        idx = np.clip(idx, 0, len(classes) - 1)
+        unknown = classes[idx] != y
+        if np.any(unknown):
+            raise ValueError(f"{what} has labels not seen in y: {np.unique(y[unknown]).tolist()}")
+        return idx
+
+    # ---- inference ---------------------------------------------------------------
+    def _check_predict_input(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = _check_images(X)
+        if tuple(X.shape[1:]) != self.input_shape_:
+            raise ValueError(f"X has images of shape {X.shape[1:]}, the model was trained on {self.input_shape_}")
+        return X
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(N, n_classes)``, columns in ``classes_`` order; rows sum to 1."""
+        X = self._check_predict_input(X)
+        proba = np.asarray(self.model_.predict(X, batch_size=self.batch_size, verbose=0), dtype=np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 only within ~1e-7
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable label per image, ``(N,)`` with ``classes_``'s dtype."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Penultimate-layer embedding ``(N, D)`` float32 (D = 8 baseline, 64 embedding)."""
+        X = self._check_predict_input(X)
+        encoder = keras.Model(self.model_.inputs, self.model_.get_layer(EMBEDDING_LAYER).output)
+        return np.asarray(encoder.predict(X, batch_size=self.batch_size, verbose=0))
+
+    # ---- persistence -------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the Keras model to ``path`` (``*.keras``, Keras' native format) and the
+        estimator's parameters, ``classes_``, ``class_weight_``, ``history_`` and
+        ``input_shape_`` to ``path + ".json"`` (e.g. ``cnn.keras`` + ``cnn.keras.json``).
+
+        Labels must be JSON scalars (str, int, float, bool). Both files are written atomically.
+        """
+        check_is_fitted(self, "model_")
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise ValueError(f"{path}: a CNN is saved as a .keras file (got suffix {path.suffix!r})")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+        try:
+            self.model_.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        params = self.get_params(deep=False)
+        if isinstance(params["class_weight"], dict):
+            params["class_weight"] = {"pairs": [[k, float(w)] for k, w in params["class_weight"].items()]}
+        write_json(
+            {
+                "format": _SIDECAR_FORMAT,
+                "keras_version": keras.__version__,
+                "params": params,
+                "classes": self.classes_.tolist(),
+                "class_weight": self.class_weight_.tolist(),
+                "input_shape": list(self.input_shape_),
+                "history": self.history_,
+            },
+            _sidecar_path(path),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CNNClassifier":
+        """Read an estimator written by :meth:`save` (``path`` and ``path + ".json"``)."""
+        path = Path(path)
+        sidecar = _sidecar_path(path)
+        for p in (path, sidecar):
+            if not p.exists():
+                raise FileNotFoundError(f"{p}: not found (CNNClassifier.save writes {path.name} and {sidecar.name})")
+        meta = json.loads(sidecar.read_text())
+        if meta.get("format") != _SIDECAR_FORMAT:
+            raise ValueError(f"{sidecar}: format {meta.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
+        params = dict(meta["params"])
+        if isinstance(params["class_weight"], dict):
+            params["class_weight"] = {k: w for k, w in params["class_weight"]["pairs"]}
+        est = cls(**params)
+        est.classes_ = np.asarray(meta["classes"])
+        est.class_weight_ = np.asarray(meta["class_weight"], dtype=float)
+        est.input_shape_ = tuple(meta["input_shape"])
+        est.history_ = meta["history"]
+        est.model_ = keras.saving.load_model(path)
+        return est
+
+
+def _one_hot(y_idx: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class indices ``(N,)`` -> one-hot float32 ``(N, n_classes)``."""
+    return np.eye(n_classes, dtype=np.float32)[y_idx]

@@ -1,0 +1,74 @@
+"""Peak memory of ``extract`` as the number of sites grows (100 vs 2,000 demo sites).
+
+Each run is a fresh ``python -m moa_features.extract`` process (serial, so its own peak RSS
+is the whole job's); the peak comes from ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a
+one-shot wrapper process, so runs do not see each other's peaks.
+
+    python benchmarks/bench_memory.py [--sizes 100,2000] [--out benchmarks/results_memory.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+_WRAPPER = (
+    "import resource, subprocess, sys; "
+    "rc = subprocess.call(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)"
+)
+
+
+def screen_with(n_sites: int, cache: Path) -> Path:
+    """A demo-preset screen (256x256 sites) with at least ``n_sites`` sites, cut to exactly n."""
+    from moa_features.synthetic import make_screen
+
+    per_plate = 40  # demo preset: ~40 sites per plate with 2 sites per well
+    n_plates = max(1, -(-n_sites // (per_plate * 2)))
+    root = cache / f"mem-{n_plates}"
+    meta = make_screen(root, preset="demo", seed=0, n_jobs=2, n_plates=n_plates)
+    df = pd.read_csv(meta)
+    if len(df) < n_sites:
+        raise SystemExit(f"screen has only {len(df)} sites, wanted {n_sites}")
+    subset = root / f"metadata_{n_sites}.csv"
+    df.sort_values("site_id").head(n_sites).to_csv(subset, index=False)
+    return subset
+
+
+def peak_rss_mib(cmd: list[str]) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True)
+    if out.returncode not in (0, 3):
+        raise SystemExit(out.stderr)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="100,2000")
+    ap.add_argument("--cache", default=".cache/bench-memory")
+    ap.add_argument("--out", default="benchmarks/results_memory.json")
+    args = ap.parse_args()
+    results = {}
+    for n in (int(s) for s in args.sizes.split(",")):
+        meta = screen_with(n, Path(args.cache))
+        out = Path(args.cache) / f"features_{n}.parquet"
+        cmd = [sys.executable, "-m", "moa_features.extract", str(meta), "--layout", "rxrx", "-o", str(out),
+               "--thumbs", "100", "-q", "--no-report"]
+        rss, wall = peak_rss_mib(cmd)
+        results[n] = {"peak_rss_mib": round(rss, 1), "wall_s": round(wall, 1)}
+        print(f"{n:>6} sites: peak RSS {rss:.0f} MiB, {wall:.0f} s")
+    sizes = sorted(results)
+    ratio = results[sizes[-1]]["peak_rss_mib"] / results[sizes[0]]["peak_rss_mib"]
+    print(f"peak RSS ratio {sizes[-1]} / {sizes[0]} sites: {ratio:.2f}")
+    Path(args.out).write_text(json.dumps({"results": results, "ratio": ratio}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -252,55 +252,66 @@ def glcm_features(P: np.ndarray, first_level: int = 0) -> dict[str, float] | dic
     return out
 
 
-def _lbp_bits(plane: np.ndarray) -> list[np.ndarray]:
-    """The 8 sign bits (neighbour >= centre) of skimage's LBP at radius 1, as bool arrays.
+# skimage's sample points: angle 2*pi*i/8 counter-clockwise from "right" (rows point down),
+# offsets rounded to 5 decimals exactly as skimage.feature.local_binary_pattern does.
+_LBP_ANGLES = 2 * np.pi * np.arange(LBP_POINTS, dtype=np.float64) / LBP_POINTS
+_LBP_ROW_OFFSETS = np.round(-np.sin(_LBP_ANGLES), 5)
+_LBP_COL_OFFSETS = np.round(np.cos(_LBP_ANGLES), 5)
+_FAR, _NEAR = 70711, 29289  # diagonal weights 0.70711^2 : 0.70711*0.29289, scaled by 1e5/0.70711
 
-    Axis neighbours are exact pixels. A diagonal neighbour is skimage's bilinear
-    interpolation at distance 1 (offsets rounded to 5 decimals, 0.70711): with weights
-    0.70711^2 (far corner), 0.70711*0.29289 (two near corners) and 0.29289^2 (the centre),
-    ``interp - centre`` has the sign of ``70711*B + 29289*E`` (``B`` = far corner - centre,
-    ``E`` = near corners - 2*centre; an exact integer); only where that is 0 does the
-    floating-point rounding decide, and there skimage's arithmetic is replayed exactly.
+
+def _lbp_bits(plane: np.ndarray) -> list[np.ndarray]:
+    """The 8 sign bits (sample >= centre) of skimage's radius-1 LBP, as ``(H, W)`` bool arrays.
+
+    Axis samples are exact pixels. A diagonal sample is skimage's bilinear interpolation
+    at offset 0.70711: weights 0.70711^2 on the far corner, 0.70711*0.29289 on the two near
+    corners and 0.29289^2 on the centre, so ``sample - centre`` has the sign of the exact
+    integer ``70711*B + 29289*E`` (B = far corner - centre, E = near corners - 2*centre).
+    Only where that is 0 does floating-point rounding decide, and there skimage's double
+    arithmetic (per-row and per-column weights included) is replayed exactly.
     """
     h, w = plane.shape
     wide = np.int64 if plane.dtype == np.uint16 else np.int32
     z = np.zeros((h + 2, w + 2), dtype=wide)
     z[1:-1, 1:-1] = plane
+    z_flat = z.ravel()
     x = z[1:-1, 1:-1]
 
     def at(dr: int, dc: int) -> np.ndarray:
         return z[1 + dr : h + 1 + dr, 1 + dc : w + 1 + dc]
 
-    x_weighted = x * (70711 + 2 * 29289)
+    x_weighted = x * (_FAR + 2 * _NEAR)
     bits: list[np.ndarray] = []
-    # skimage's sample order: angle 2*pi*i/8 counter-clockwise from "right", rows point down.
-    diagonals = {1: (-1, 1), 3: (-1, -1), 5: (1, -1), 7: (1, 1)}
-    axis = {0: (0, 1), 2: (-1, 0), 4: (0, -1), 6: (1, 0)}
     for i in range(LBP_POINTS):
-        if i in axis:
-            bits.append(at(*axis[i]) >= x)
+        rp, cp = _LBP_ROW_OFFSETS[i], _LBP_COL_OFFSETS[i]
+        sr, sc = int(np.sign(rp)), int(np.sign(cp))
+        if sr == 0 or sc == 0:
+            bits.append(at(sr, sc) >= x)
             continue
-        sr, sc = diagonals[i]
-        t = at(sr, sc) * 70711
+        t = at(sr, sc) * _FAR
         near = at(sr, 0) + at(0, sc)
-        near *= 29289
+        near *= _NEAR
         t += near
         t -= x_weighted
         bit = t > 0
-        tie_r, tie_c = np.nonzero(t == 0)
-        if tie_r.size:
-            # skimage: r + rp with rp = round(-sin(angle), 5), then floor/ceil and bilinear weights.
-            rr = tie_r + (0.70711 if sr > 0 else -0.70711)
-            cc = tie_c + (0.70711 if sc > 0 else -0.70711)
-            minr, minc = np.floor(rr), np.floor(cc)
-            dr, dc = rr - minr, cc - minc
-            r0, c0 = minr.astype(np.intp) + 1, minc.astype(np.intp) + 1
-            tl, tr = z[r0, c0].astype(np.float64), z[r0, c0 + 1].astype(np.float64)
-            bl, br = z[r0 + 1, c0].astype(np.float64), z[r0 + 1, c0 + 1].astype(np.float64)
-            top = (1 - dc) * tl + dc * tr
-            bottom = (1 - dc) * bl + dc * br
-            value = (1 - dr) * top + dr * bottom
-            bit[tie_r, tie_c] = (value - x[tie_r, tie_c]) >= 0
+        ties = np.flatnonzero(t == 0)
+        if ties.size:
+            r, c = np.divmod(ties, w)
+            centre = z_flat[(r + 1) * (w + 2) + c + 1].astype(np.float64)
+            # At a tie the far corner equals the centre and the near corners are centre +- delta.
+            near_row = z_flat[(r + 1 + sr) * (w + 2) + c + 1].astype(np.float64)
+            near_col = 2 * centre - near_row
+            value = {(False, False): centre, (True, True): centre, (True, False): near_row, (False, True): near_col}
+            top, bottom = sr > 0, sr < 0  # is the top (min) / bottom (max) row the centre's row?
+            left, right = sc > 0, sc < 0
+            tl, tr = value[(not top, not left)], value[(not top, not right)]
+            bl, br = value[(not bottom, not left)], value[(not bottom, not right)]
+            rows = np.arange(h, dtype=np.float64) + rp
+            cols = np.arange(w, dtype=np.float64) + cp
+            dr = (rows - np.floor(rows))[r]
+            dc = (cols - np.floor(cols))[c]
+            sample = (1 - dr) * ((1 - dc) * tl + dc * tr) + dr * ((1 - dc) * bl + dc * br)
+            bit.ravel()[ties] = (sample - centre) >= 0
         bits.append(bit)
     return bits
 

@@ -85,7 +85,7 @@ FEATURE_DOCS: list[tuple[str, str, str]] = [
     ),
 ]
 
-TEXTURE_CONVENTIONS = __doc__.split("GLCM conventions", 1)[1].split("Local binary patterns", 1)[0].strip(" :\n")
+TEXTURE_CONVENTIONS = __doc__[__doc__.index("GLCM conventions") :].strip()  # for docs/features.md
 
 
 def quantize(plane: np.ndarray, levels: int) -> np.ndarray:

@@ -245,6 +245,45 @@ def intensity_violins(
     return fig
 
 
+def plate_effects(
+    df: pd.DataFrame,
+    channels: Sequence[str],
+    normalized: pd.DataFrame | None = None,
+    measure: str = "Mean",
+    plate_col: str = schema.PLATE,
+    stains: Mapping[str, str] | None = None,
+) -> Figure:
+    """Box plots of the per-image intensity ``measure`` per plate, one panel row per channel.
+
+    df: typically the negative-control sites only, so plate-to-plate differences are batch
+    effects; with ``normalized`` (the same rows normalised) a second column shows them
+    removed. Plates in sorted order, boxes in the control grey.
+    """
+    cols = _channel_values(df, measure, channels)
+    plates = sorted(df[plate_col].astype(str).unique())
+    panels = _columns_for(df, normalized)
+    width = max(4.5, 0.25 * len(plates) + 1.5)
+    fig = plt.figure(figsize=(width * len(panels), 1.45 * len(channels) + 1.6), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
+    for subfig, (kind, table) in zip(subfigs, panels):
+        subfig.suptitle(f"{measure} intensity of controls per plate — {kind}", fontsize=10)
+        axes = subfig.subplots(len(channels), 1, sharex=True)
+        plate = table[plate_col].astype(str).to_numpy()
+        for ax, ch, col in zip(np.atleast_1d(axes), channels, cols):
+            data = pd.DataFrame({"plate": plate, "value": table[col].to_numpy(dtype=np.float64)})
+            sns.boxplot(data=data, x="plate", y="value", order=plates, color=CONTROL_COLOR, fliersize=1.5,
+                        linewidth=0.7, ax=ax)
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+            ax.set_title(channel_label(ch, stains), loc="left", fontsize=8.5)
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+            sns.despine(ax=ax)
+        last = np.atleast_1d(axes)[-1]
+        last.set_xticks(range(len(plates)), plates, rotation=90, fontsize=7 if len(plates) > 24 else 8)
+        last.set_xlabel("plate")
+    return fig
+
+
 # --------------------------------------------------------------------------- images
 
 
@@ -322,13 +361,23 @@ def channel_panel(
 
 
 def top_features(effects: pd.DataFrame, n: int = 30) -> list[str]:
-    """The ``n`` features with the largest absolute effect in any group (columns of ``effects``).
+    """Up to ``n`` discriminative features, shared fairly among the groups (rows of ``effects``).
 
-    effects: groups x features (:func:`moa_features.profiling.effect_sizes`). Returned in
-    descending order of their largest |effect|; features that are NaN everywhere are skipped.
+    effects: groups x features (:func:`moa_features.profiling.effect_sizes`). Each group
+    contributes its ``ceil(n / groups)`` largest-|effect| features (so one extreme group cannot
+    take every slot); remaining slots go to the largest |effect| in any group. NaN-only
+    features are skipped.
     """
-    strength = effects.abs().max(axis=0, skipna=True).dropna()
-    return list(strength.sort_values(ascending=False, kind="stable").index[:n])
+    strength = effects.abs()
+    per_group = -(-n // max(1, len(effects)))
+    chosen: list[str] = []
+    for g in effects.index:
+        for f in strength.loc[g].dropna().sort_values(ascending=False, kind="stable").index[:per_group]:
+            if f not in chosen and len(chosen) < n:
+                chosen.append(f)
+    overall = strength.max(axis=0, skipna=True).dropna().sort_values(ascending=False, kind="stable")
+    chosen += [f for f in overall.index if f not in chosen][: n - len(chosen)]
+    return chosen
 
 
 def effect_heatmap(effects: pd.DataFrame, n: int = 30, vmax: float | None = None) -> Figure:
@@ -336,7 +385,8 @@ def effect_heatmap(effects: pd.DataFrame, n: int = 30, vmax: float | None = None
 
     effects: MoAs x features, robust effect size vs the negative control (robust z). Shows the
     :func:`top_features`, grouped by the MoA in which each is strongest. Colour scale diverging
-    around 0, clipped at ``vmax`` (default: the 98th percentile of |effect|).
+    around 0, clipped at ``vmax`` (default: the 98th percentile of |effect|, at most 10, since
+    beyond 10 robust SDs every effect is plainly strong); cells are annotated with the value.
     """
     feats = top_features(effects, n)
     if not feats:
@@ -350,12 +400,13 @@ def effect_heatmap(effects: pd.DataFrame, n: int = 30, vmax: float | None = None
     if vmax is None:
         finite = np.abs(data.to_numpy(dtype=np.float64))
         finite = finite[np.isfinite(finite)]
-        vmax = float(np.percentile(finite, 98)) if finite.size else 1.0
+        vmax = min(float(np.percentile(finite, 98)), 10.0) if finite.size else 1.0
     fig, ax = plt.subplots(
-        figsize=(max(5.5, 0.5 * len(cols) + 4.5), 0.26 * len(feats) + 2.2), layout="constrained"
+        figsize=(max(5.5, 0.6 * len(cols) + 4.5), 0.26 * len(feats) + 2.2), layout="constrained"
     )
     sns.heatmap(
         data, cmap="vlag", center=0, vmin=-vmax, vmax=vmax, ax=ax, linewidths=0.3, linecolor="white",
+        annot=len(cols) <= 20, fmt=".1f", annot_kws={"fontsize": 6.5},
         cbar_kws={"label": "effect size vs control (robust z)", "shrink": 0.6},
         xticklabels=[wrap_label(c) for c in cols], yticklabels=feats,
     )  # fmt: skip

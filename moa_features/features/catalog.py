@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from importlib import import_module
 from pathlib import Path
@@ -31,6 +32,21 @@ def family_docs() -> dict[str, list[tuple[str, str, str]]]:
             raise ValueError(f"moa_features/features/{name}.py defines no FEATURE_DOCS")
         docs[name] = list(rows)
     return docs
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A documented name pattern (``Image_Texture_LBP<k>_<ch>``) as a regex matching real names."""
+    parts = re.split(r"<[^>]+>", pattern)
+    return re.compile("[A-Za-z0-9]+".join(re.escape(part) for part in parts) + r"\Z")
+
+
+def documentation(name: str) -> tuple[str, str, str] | None:
+    """The ``(pattern, unit, definition)`` row documenting feature ``name``, or None."""
+    for rows in family_docs().values():
+        for row in rows:
+            if pattern_regex(row[0]).match(name):
+                return row
+    return None
 
 
 def _cell(text: str) -> str:

@@ -9,7 +9,9 @@ GLCM conventions (explicit, tested against the IBSI digital phantom, scikit-imag
 - Symmetric matrix (each pair counted in both orders); distance ``d`` in pixels; directions
   0, 45, 90 and 135 degrees as pixel offsets ``(row, col)`` = ``(0, d), (d, d), (d, 0),
   (d, -d)`` (rows point down; the offsets of ``skimage.feature.graycomatrix`` and
-  ``mahotas.features.haralick``); with a mask, only pairs with both pixels inside count.
+  ``mahotas.features.haralick``); diagonal offsets are ``(d, d)`` as in IBSI, mahotas and
+  CellProfiler (scikit-image rounds ``d*sin``, ``d*cos`` instead, so its diagonal matrices
+  differ for ``d > 1``); with a mask, only pairs with both pixels inside count.
 - One matrix per direction, features per matrix, then averaged over the four directions.
 - IBSI feature definitions (Zwanenburg et al. 2020, section 3.6), entropies in bits (log 2).
   mahotas' (and so CellProfiler's) "difference variance" is the variance of the *values* of

@@ -149,9 +149,9 @@ MOA_EFFECTS: dict[str, dict[str, float]] = {
 }
 
 # Per-channel signal scale (DN at unit gain), background offset (DN) and photons per DN.
-_SCALE = np.array([26.0, 30.0, 16.0, 20.0, 16.0, 18.0], dtype=np.float32)
+_SCALE = np.array([36.0, 38.0, 16.0, 20.0, 7.0, 18.0], dtype=np.float32)
 _BACKGROUND = np.array([1.5, 7.0, 5.0, 4.0, 1.2, 6.0], dtype=np.float32)
-_PHOTONS_PER_DN = np.array([3.0, 2.0, 2.0, 2.0, 3.0, 2.0], dtype=np.float32)
+_PHOTONS_PER_DN = np.array([4.0, 2.0, 2.0, 2.0, 3.0, 2.0], dtype=np.float32)
 # Inner wells of a 384-well plate (the outer ring is left empty, as in RxRx2).
 _ROWS = "BCDEFGHIJKLMNO"
 _COLS = range(2, 24)
@@ -532,7 +532,7 @@ def render_signal(rng: np.random.Generator, size: int, r_n: float, mods: Mapping
 
     # w1 Hoechst: domed nuclei with chromatin texture.
     dome = np.where(nuc, 1 - 0.35 * np.minimum(dn, 1) ** 2, 0)
-    chrom = np.clip(1 + 0.22 * f_fine + 0.12 * f_med, 0.2, None)
+    chrom = np.clip(1 + 0.15 * f_fine + 0.12 * f_med, 0.2, None)
     w1 = per_cell(dna_density * rng.lognormal(0, 0.06, n)) * dome * chrom
 
     # w2 concanavalin A: perinuclear reticular ER, bright envelope, dim nucleus.

@@ -332,9 +332,11 @@ def compare_channels(votes: pd.Series, models: pd.DataFrame, channels: Sequence[
     )
 
 
-def channel_label(channel: str) -> str:
-    """``w1 · Hoechst (nuclei)`` for RxRx channels, the bare name otherwise."""
+def channel_label(channel: str, short: bool = False) -> str:
+    """``w1 · Hoechst (nuclei)`` (``short``: ``w1 · Hoechst``) for RxRx channels, else the bare name."""
     stain = schema.RXRX_STAINS.get(channel)
+    if stain and short:
+        stain = stain.split(" (")[0]
     return f"{channel} · {stain}" if stain else channel
 
 
@@ -471,20 +473,16 @@ def render(args: argparse.Namespace) -> None:
     if models is None:
         models = pd.DataFrame(columns=["channel", "rank", "feature", "effect"])
     compared = compare_channels(mine, models, channels)
+    labelled = compared.assign(channel=[channel_label(c, short=True) for c in channels], **{"|effect|": compared["model_effect"].abs()})
     people, machines = st.columns(2)
     with people:
         st.subheader("People: votes per channel")
         st.caption(f"{n_votes} vote{'s' if n_votes != 1 else ''} for {moa}")
-        st.bar_chart(compared.assign(channel=[channel_label(c) for c in channels]), x="channel", y="votes", sort=False)
+        st.bar_chart(labelled, x="channel", y="votes", sort=False, horizontal=True)
     with machines:
         st.subheader("Models: largest difference from control")
         st.caption("Largest |robust z| of the channel's features, plates normalised to their controls")
-        st.bar_chart(
-            compared.assign(channel=[channel_label(c) for c in channels], strength=compared["model_effect"].abs()),
-            x="channel",
-            y="strength",
-            sort=False,
-        )
+        st.bar_chart(labelled, x="channel", y="|effect|", sort=False, horizontal=True)
     if n_votes and compared["model_rank"].notna().any():
         people_top = set(compared.nsmallest(3, "people_rank")["channel"])
         model_top = set(compared.nsmallest(3, "model_rank")["channel"])
@@ -554,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"--server.port={args.port}",
         f"--server.address={args.address}",
         "--server.fileWatcherType=none",
+        "--client.toolbarMode=viewer",
         "--browser.gatherUsageStats=false",
         "--", *script_args,
     ]  # fmt: skip

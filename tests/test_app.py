@@ -215,6 +215,8 @@ def test_models_find_the_shifted_channel():
     assert compared.set_index("channel").loc["w3", ["votes", "people_rank", "model_rank"]].tolist() == [4, 1, 1]
     assert compared["people_rank"].isna().sum() == 3  # channels nobody chose have no rank
     assert compared["stain"].iat[2] == "Phalloidin (actin)"
+    assert app.channel_label("w3") == "w3 · Phalloidin (actin)"
+    assert app.channel_label("w3", short=True) == "w3 · Phalloidin" and app.channel_label("DAPI") == "DAPI"
 
 
 def test_model_effects_need_controls(prepared):

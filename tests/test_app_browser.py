@@ -1,0 +1,114 @@
+"""The app in a real browser: launched by `moa_features.app.main`, driven by headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from moa_features.votes import VoteStore
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the app exited early with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not become healthy within {timeout:.0f} s")
+
+
+@pytest.fixture
+def chrome():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER}")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,1500"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_app_in_headless_chromium(tmp_path, chrome, artifacts_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_app import build_table
+
+    table = build_table(tmp_path)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "app.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moa_features.app", "--features", str(table), "--port", str(port), "--seed", "0"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        _wait_healthy(url, server)
+        chrome.get(url)
+        wait = WebDriverWait(chrome, 90)
+        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "What others saw"))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")) == 12)
+        wait.until(
+            lambda d: all(img.get_property("naturalWidth") > 0 for img in d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img"))
+        )
+        # tick three channels and submit, as a person would
+        for label in ("w1 · Hoechst", "w3 · Phalloidin", "w5 · MitoTracker"):
+            box = chrome.find_element(By.XPATH, f"//label[.//*[contains(text(), '{label}')]]")
+            box.click()
+        chrome.find_element(By.XPATH, "//button[.//*[text()='Submit vote']]").click()
+        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "your vote (w1, w3, w5)"))
+        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "1 vote for"))
+        # the page scrolls inside Streamlit's main container: grow the window to show all of it
+        height = chrome.execute_script(
+            "return document.querySelector(\"[data-testid='stMain']\").scrollHeight"
+        )
+        chrome.set_window_size(1600, min(int(height) + 150, 6000))
+        time.sleep(1.5)  # let the charts redraw at the new size before the screenshot
+        shot = artifacts_dir / "app.png"
+        assert chrome.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        rows = VoteStore(table.parent / "tiny.votes.sqlite").votes()
+        assert rows["channels"].tolist() == ["w1,w3,w5"]
+        assert rows["moa"].tolist() == ["Growth factor"]  # the most frequent MoA comes first
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+    assert server.returncode is not None

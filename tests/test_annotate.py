@@ -293,11 +293,12 @@ def test_cache_is_used_without_network(tmp_path):
 
 
 def test_network_failure_is_a_clear_warning_not_a_hang(tmp_path, monkeypatch):
-    # no internet here: route ExPASy to an unroutable local port so the failure is immediate
-    from Bio import ExPASy
-
-    monkeypatch.setattr(ExPASy, "_open", lambda url: __import__("urllib.request").request.urlopen(
-        "http://127.0.0.1:9/" + url.rsplit("/", 1)[-1]))  # fmt: skip
+    # the real Biopython call, sent through a proxy on a closed local port: fails at once,
+    # with or without internet on the test machine
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
     with pytest.raises(A.OnlineUnavailable, match="P01133"):
         A.fetch_record("P01133", cache_dir=tmp_path, online=True, timeout=2)
     with pytest.warns(UserWarning, match="UniProt unreachable"):

@@ -1,0 +1,109 @@
+"""Correlation family: Pearson vs scipy, Manders/overlap vs CellProfiler's formulas, known answers."""
+
+from __future__ import annotations
+
+import warnings
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+from PIL import Image
+
+from moa_features.features import correlation
+from moa_features.features.catalog import pattern_regex
+from moa_features.features.correlation import FEATURE_DOCS, correlation_features, manders_overlap, pearson_matrix
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SITE = DATA / "rxrx1" / "images" / "U2OS-01" / "Plate1"
+CHANNELS = [f"w{i}" for i in range(1, 7)]
+
+
+@pytest.fixture(scope="module")
+def real_site() -> np.ndarray:
+    return np.stack([np.asarray(Image.open(SITE / f"B02_s1_w{c}.png")) for c in range(1, 7)])
+
+
+def _cellprofiler(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Image-level M1, M2, overlap as CellProfiler's MeasureColocalization computes them."""
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    above_a, above_b = a >= 0.15 * a.max(), b >= 0.15 * b.max()
+    both = above_a & above_b
+    m1 = a[both].sum() / a[above_a].sum()
+    m2 = b[both].sum() / b[above_b].sum()
+    overlap = (a[both] * b[both]).sum() / np.sqrt((a[both] ** 2).sum() * (b[both] ** 2).sum())
+    return m1, m2, overlap
+
+
+def test_pearson_agrees_with_scipy(real_site):
+    r = pearson_matrix(real_site)
+    for i, j in combinations(range(6), 2):
+        expected = scipy.stats.pearsonr(real_site[i].ravel().astype(float), real_site[j].ravel().astype(float))[0]
+        assert r[i, j] == pytest.approx(expected, abs=1e-12)
+        assert r[i, j] == r[j, i]
+    np.testing.assert_allclose(np.diag(r), 1.0)
+
+
+def test_manders_and_overlap_agree_with_cellprofiler_formulas(real_site):
+    feats = correlation_features(real_site, CHANNELS)
+    for i, j in combinations(range(6), 2):
+        m1, m2, overlap = _cellprofiler(real_site[i], real_site[j])
+        a, b = CHANNELS[i], CHANNELS[j]
+        assert feats[f"Image_Correlation_Manders_{a}_{b}"] == pytest.approx(m1, rel=1e-12)
+        assert feats[f"Image_Correlation_Manders_{b}_{a}"] == pytest.approx(m2, rel=1e-12)
+        assert feats[f"Image_Correlation_Overlap_{a}_{b}"] == pytest.approx(overlap, rel=1e-12)
+
+
+def test_uint16_and_wide_histogram_path(monkeypatch):
+    rng = np.random.default_rng(4)
+    image = rng.gamma(2.0, 3000.0, size=(3, 64, 80)).clip(0, 65535).astype(np.uint16)
+    image[1] = (image[0] // 2 + rng.integers(0, 500, size=(64, 80))).astype(np.uint16)
+    fast = manders_overlap(image)
+    monkeypatch.setattr(correlation, "_JOINT_BINS_LIMIT", 1)  # force the weighted-histogram path
+    slow = manders_overlap(image)
+    for got in (fast, slow):
+        for i, j in combinations(range(3), 2):
+            m1, m2, overlap = _cellprofiler(image[i], image[j])
+            assert got[0][i, j] == pytest.approx(m1, rel=1e-12)
+            assert got[0][j, i] == pytest.approx(m2, rel=1e-12)
+            assert got[1][i, j] == pytest.approx(overlap, rel=1e-12)
+
+
+def test_known_answers():
+    rng = np.random.default_rng(0)
+    a = np.zeros((50, 60), dtype=np.uint8)
+    a[:, :30] = rng.integers(100, 200, size=(50, 30))  # signal on the left half only
+    disjoint = np.zeros_like(a)
+    disjoint[:, 30:] = 200  # signal on the right half only
+    image = np.stack([a, a, 255 - a, disjoint])
+    f = correlation_features(image, ["a", "same", "inverse", "apart"])
+    assert f["Image_Correlation_Pearson_a_same"] == pytest.approx(1.0)
+    assert f["Image_Correlation_Pearson_a_inverse"] == pytest.approx(-1.0)
+    assert f["Image_Correlation_Manders_a_same"] == 1.0 and f["Image_Correlation_Manders_same_a"] == 1.0
+    assert f["Image_Correlation_Overlap_a_same"] == pytest.approx(1.0)
+    assert f["Image_Correlation_Manders_a_apart"] == 0.0 and f["Image_Correlation_Manders_apart_a"] == 0.0
+
+
+def test_constant_channel_gives_nan_without_warnings(real_site):
+    image = real_site.copy()
+    image[2] = 17  # constant
+    image[4] = 0  # all zero
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = correlation_features(image, CHANNELS)
+    assert np.isnan(f["Image_Correlation_Pearson_w1_w3"]) and np.isnan(f["Image_Correlation_Pearson_w3_w6"])
+    assert np.isnan(f["Image_Correlation_Pearson_w1_w5"])
+    assert np.isnan(f["Image_Correlation_Manders_w5_w1"])
+    assert np.isfinite(f["Image_Correlation_Pearson_w1_w2"])
+    # a constant channel is above its own 15 % threshold everywhere: Manders stays defined
+    assert f["Image_Correlation_Manders_w1_w3"] == 1.0
+
+
+def test_names_documented(real_site):
+    feats = correlation_features(real_site, CHANNELS)
+    assert len(feats) == 15 * 4
+    patterns = [pattern_regex(p) for p, _, _ in FEATURE_DOCS]
+    for name in feats:
+        assert sum(bool(p.match(name)) for p in patterns) == 1, name
+    assert "Image_Correlation_Pearson_w1_w5" in feats and "Image_Correlation_Pearson_w5_w1" not in feats

@@ -102,6 +102,13 @@ def test_demo_screen_treatments_all_resolve():
     assert table.set_index("treatment").loc["TNF-alpha", "uniprot_accession"] == "P01375"
 
 
+def test_built_in_demo_screen_agrees_with_its_ground_truth():
+    from moa_features.synthetic import TREATMENT_MOA
+
+    table = A.annotate_treatments(list(TREATMENT_MOA))
+    assert dict(zip(table["treatment"], table["moa"])) == TREATMENT_MOA
+
+
 def test_unknown_treatment_is_reported_not_dropped():
     table = A.annotate_treatments(["EGF", "Frobnicin-7", "UNTREATED"]).set_index("treatment")
     assert table.loc["Frobnicin-7", "moa"] == A.UNCLASSIFIED

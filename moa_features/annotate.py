@@ -143,7 +143,7 @@ def normalize_name(name: str) -> str:
             break
         text = stripped
     text = _PREFIX_RE.sub("", text)
-    text = _RH_PREFIX_RE.sub("", text) if len(text) > 3 else text
+    text = _RH_PREFIX_RE.sub("", text)
     text = text.casefold()
     for word, letter in _GREEK_WORDS:
         text = text.replace(word, letter)
@@ -798,8 +798,10 @@ def _uniprot_or_unresolved(name: str, key: str, source: _RecordSource, online: b
         return _row(name, UNCLASSIFIED, "unresolved",
                     f"ambiguous name: matches UniProt records {listing}; name one in the overrides",
                     needs_review=True)  # fmt: skip
-    where = "curated table" + (", UniProt records" if len(source.index) else "")
-    hint = "" if online else "; give --uniprot records or an accession in --overrides"
+    where = "curated table" + (" or the UniProt records" if len(source.index) else "")
+    hint = "; add it to the overrides (treatment,moa or treatment,uniprot_accession)"
+    if not len(source.index) and not online:
+        hint += " or give UniProt records (--uniprot)"
     if source.failure:
         hint += f"; online retrieval failed: {source.failure}"
     return _row(name, UNCLASSIFIED, "unresolved",

@@ -85,14 +85,25 @@ def model_palette(models: Sequence[str]) -> dict[str, str]:
 
 
 def wrap_label(text: str, width: int = 18) -> str:
-    """Wrap a class name onto lines of at most ``width`` characters (for tick labels)."""
-    return "\n".join(textwrap.wrap(str(text), width=width, break_long_words=False)) or str(text)
+    """Wrap each line of ``text`` onto lines of at most ``width`` characters (for tick labels)."""
+    lines = [textwrap.wrap(line, width=width, break_long_words=False) or [line] for line in str(text).split("\n")]
+    return "\n".join(part for line in lines for part in line)
 
 
 def channel_label(channel: str, stains: Mapping[str, str] | None = None) -> str:
     """``"w1 · Hoechst (nuclei)"`` when a stain is known, else the channel name."""
     stain = (stains or {}).get(channel)
     return f"{channel} · {stain}" if stain else channel
+
+
+def label_pitch(labels: Sequence[str], fontsize: float = 8.0) -> float:
+    """Inches between ticks so 45-degree rotated, wrapped labels do not overlap.
+
+    Parallel 45-degree text blocks anchored at the ticks stay apart when the tick spacing
+    divided by sqrt(2) exceeds the tallest block's height (lines x line height).
+    """
+    lines = max((str(t).count("\n") + 1 for t in labels), default=1)
+    return lines * fontsize / 72 * 1.25 * np.sqrt(2) + 0.04
 
 
 def _legend_handles(order: Sequence[str], palette: Mapping[str, str]) -> list[Patch]:
@@ -169,7 +180,7 @@ def intensity_histograms(
     subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
     for subfig, (kind, table) in zip(subfigs, panels):
         subfig.suptitle(f"{measure} of intensity per image — {kind}", fontsize=10)
-        axes = subfig.subplots(len(channels), 1)
+        axes = subfig.subplots(len(channels), 1, squeeze=False)[:, 0]
         groups = table.groupby(table[moa_col].astype(str), sort=False)
         for i, (ch, col) in enumerate(zip(channels, cols)):
             ax = axes[i]
@@ -185,7 +196,8 @@ def intensity_histograms(
                 control = m == schema.NEGATIVE_CONTROL_MOA
                 ax.hist(
                     v, bins=edges, density=True, histtype="stepfilled" if control else "step",
-                    color=palette[m], alpha=0.45 if control else 0.9, linewidth=1.1, zorder=1 if control else 2,
+                    color=palette[m], edgecolor=palette[m], alpha=0.45 if control else 0.9, linewidth=1.1,
+                    zorder=1 if control else 2,
                 )  # fmt: skip
             ax.set_yticks([])
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
@@ -219,19 +231,19 @@ def intensity_violins(
     order = moa_order(df[moa_col])
     palette = dict(palette or moa_palette(order))
     panels = _columns_for(df, normalized)
-    width = max(4.5, 0.36 * len(order) + 1.2)
+    labels = [wrap_label(m, 22) for m in order]
+    width = max(4.5, label_pitch(labels) * len(order) + 1.2)
     fig = plt.figure(figsize=(width * len(panels), 1.6 * len(channels) + 1.8), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
-    labels = [wrap_label(m) for m in order]
     for subfig, (kind, table) in zip(subfigs, panels):
         subfig.suptitle(f"{measure} intensity per image — {kind}", fontsize=10)
-        axes = subfig.subplots(len(channels), 1, sharex=True)
+        axes = subfig.subplots(len(channels), 1, sharex=True, squeeze=False)[:, 0]
         moa = table[moa_col].astype(str).to_numpy()
         for ax, ch, col in zip(axes, channels, cols):
             data = pd.DataFrame({"moa": moa, "value": table[col].to_numpy(dtype=np.float64)})
             sns.violinplot(
                 data=data, x="moa", y="value", hue="moa", order=order, hue_order=order, palette=palette,
-                legend=False, cut=0, inner="quart", density_norm="width", linewidth=0.7, ax=ax,
+                legend=False, cut=0, inner="quart", density_norm="width", linewidth=0.7, saturation=1.0, ax=ax,
             )  # fmt: skip
             ctrl = data.loc[data["moa"] == schema.NEGATIVE_CONTROL_MOA, "value"]
             if len(ctrl):
@@ -267,18 +279,23 @@ def plate_effects(
     subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
     for subfig, (kind, table) in zip(subfigs, panels):
         subfig.suptitle(f"{measure} intensity of controls per plate — {kind}", fontsize=10)
-        axes = subfig.subplots(len(channels), 1, sharex=True)
-        plate = table[plate_col].astype(str).to_numpy()
-        for ax, ch, col in zip(np.atleast_1d(axes), channels, cols):
-            data = pd.DataFrame({"plate": plate, "value": table[col].to_numpy(dtype=np.float64)})
-            sns.boxplot(data=data, x="plate", y="value", order=plates, color=CONTROL_COLOR, fliersize=1.5,
-                        linewidth=0.7, ax=ax)
+        axes = subfig.subplots(len(channels), 1, sharex=True, squeeze=False)[:, 0]
+        groups = table.groupby(table[plate_col].astype(str)).indices
+        for ax, ch, col in zip(axes, channels, cols):
+            values = table[col].to_numpy(dtype=np.float64)
+            data = [values[groups[p]][np.isfinite(values[groups[p]])] for p in plates]
+            ax.boxplot(
+                data, positions=range(len(plates)), widths=0.6, patch_artist=True,
+                boxprops={"facecolor": CONTROL_COLOR, "edgecolor": "#333333", "linewidth": 0.7},
+                medianprops={"color": "black", "linewidth": 1.0}, whiskerprops={"linewidth": 0.7},
+                capprops={"linewidth": 0.7}, flierprops={"markersize": 1.5, "markerfacecolor": "#333333"},
+            )  # fmt: skip
             ax.set_xlabel("")
             ax.set_ylabel("")
             ax.set_title(channel_label(ch, stains), loc="left", fontsize=8.5)
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
             sns.despine(ax=ax)
-        last = np.atleast_1d(axes)[-1]
+        last = axes[-1]
         last.set_xticks(range(len(plates)), plates, rotation=90, fontsize=7 if len(plates) > 24 else 8)
         last.set_xlabel("plate")
     return fig
@@ -401,14 +418,16 @@ def effect_heatmap(effects: pd.DataFrame, n: int = 30, vmax: float | None = None
         finite = np.abs(data.to_numpy(dtype=np.float64))
         finite = finite[np.isfinite(finite)]
         vmax = min(float(np.percentile(finite, 98)), 10.0) if finite.size else 1.0
+    names = [wrap_label(c, 22) for c in cols]
     fig, ax = plt.subplots(
-        figsize=(max(5.5, 0.6 * len(cols) + 4.5), 0.26 * len(feats) + 2.2), layout="constrained"
+        figsize=(max(5.5, max(0.6, label_pitch(names)) * len(cols) + 4.5), 0.26 * len(feats) + 2.2),
+        layout="constrained",
     )
     sns.heatmap(
         data, cmap="vlag", center=0, vmin=-vmax, vmax=vmax, ax=ax, linewidths=0.3, linecolor="white",
         annot=len(cols) <= 20, fmt=".1f", annot_kws={"fontsize": 6.5},
         cbar_kws={"label": "effect size vs control (robust z)", "shrink": 0.6},
-        xticklabels=[wrap_label(c) for c in cols], yticklabels=feats,
+        xticklabels=names, yticklabels=feats,
     )  # fmt: skip
     ax.set_xticklabels(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
     ax.set_yticklabels(ax.get_yticklabels(), fontsize=7.5)
@@ -445,7 +464,7 @@ def metric_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("macro_reca
     ax.set_xticks(x, [METRIC_LABELS.get(m, m) for m in metrics])
     ax.set_ylim(0, 1.0)
     ax.set_ylabel("score (mean over held-out folds)")
-    ax.legend(loc="outside right upper", frameon=False, fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     sns.despine(ax=ax)
     return fig
 
@@ -474,7 +493,7 @@ def per_class_recall(recall: pd.DataFrame, palette: Mapping[str, str] | None = N
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("recall (held-out folds)")
-    ax.legend(loc="outside right upper", frameon=False, fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     sns.despine(ax=ax)
     return fig
 
@@ -491,9 +510,9 @@ def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[float]], t
         raise ValueError(f"confusion matrix has shape {counts.shape}, expected ({k}, {k}) for {k} labels")
     with np.errstate(invalid="ignore", divide="ignore"):
         share = 100 * counts / counts.sum(axis=1, keepdims=True)
-    size = max(4.5, 0.42 * k + 2.5)
+    names = [wrap_label(c, 22) for c in labels]
+    size = max(4.5, label_pitch(names) * k + 2.5)
     fig, ax = plt.subplots(figsize=(size + 1.0, size), layout="constrained")
-    names = [wrap_label(c) for c in labels]
     sns.heatmap(
         np.nan_to_num(share), cmap="Blues", vmin=0, vmax=100, square=True, ax=ax, annot=k <= 20, fmt=".0f",
         annot_kws={"fontsize": 7}, cbar_kws={"label": "% of true class", "shrink": 0.6},

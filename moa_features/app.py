@@ -23,6 +23,8 @@ import importlib.util
 import math
 import os
 import re
+import signal
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -387,7 +389,11 @@ def render(args: argparse.Namespace) -> None:
     if counts.empty:
         st.error(f"{table}: no site has an MoA other than {schema.NEGATIVE_CONTROL_MOA!r}; nothing to compare.")
         st.stop()
-    store = VoteStore(votes_path(table, args.votes))
+    try:
+        store = VoteStore(votes_path(table, args.votes))
+    except (sqlite3.Error, OSError, ValueError) as exc:
+        st.error(f"Cannot open the vote store: {exc}")
+        st.stop()
     root = str(Path(args.images).resolve()) if args.images else None
 
     state = st.session_state
@@ -429,8 +435,9 @@ def render(args: argparse.Namespace) -> None:
         st.error(control_id)
         st.stop()
 
-    site, control = site_row(df, site_id), site_row(df, control_id)
     try:
+        site = site_row(df, site_id)
+        site_row(df, control_id)
         shown = display_pair(
             cached_image(table, mtime, site_id, tuple(channels), root),
             cached_image(table, mtime, control_id, tuple(channels), root),
@@ -557,10 +564,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--", *script_args,
     ]  # fmt: skip
     print(f"moa-features app: serving {features.name} on http://{args.address}:{args.port}", file=sys.stderr)
+    server = subprocess.Popen(cmd)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: server.terminate())
     try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 130
+        return server.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches Streamlit too; wait for it to shut down
+        return server.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

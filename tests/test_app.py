@@ -219,6 +219,24 @@ def test_models_find_the_shifted_channel():
     assert app.channel_label("w3", short=True) == "w3 · Phalloidin" and app.channel_label("DAPI") == "DAPI"
 
 
+@pytest.mark.slow
+def test_models_on_extracted_demo_features_see_the_interleukin_channels(tmp_path):
+    """On the real pipeline's table (tiny screen, extract, annotation), the models' strongest
+    channels for Interleukin are the ones its phenotype changes: ER (w2) and Golgi (w6)."""
+    from moa_features.extract import extract
+
+    meta = make_screen(tmp_path / "screen", preset="tiny", seed=0)
+    result = extract(meta, tmp_path / "features" / "tiny.parquet", annotation="auto", progress=False, thumbs=None)
+    assert result.n_failed == 0
+    df, note = app.prepare_table(read_table(result.table), result.table)
+    assert note is None
+    effects = app.model_effects(df)
+    compared = app.compare_channels(
+        pd.Series(dtype="int64"), app.model_channel_table(effects.loc["Interleukin"], CHANNELS), CHANNELS
+    )
+    assert set(compared.nsmallest(2, "model_rank")["channel"]) == {"w2", "w6"}
+
+
 def test_model_effects_need_controls(prepared):
     with pytest.raises(ValueError, match="no plate has negative-control sites"):
         app.model_effects(prepared[prepared[schema.MOA] != schema.NEGATIVE_CONTROL_MOA])

@@ -41,6 +41,18 @@ def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90.0) -> 
     raise TimeoutError(f"{url} did not become healthy within {timeout:.0f} s")
 
 
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no process of the group ``pgid`` is left; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 @pytest.fixture
 def chrome():
     webdriver = pytest.importorskip("selenium.webdriver")
@@ -104,11 +116,13 @@ def test_app_in_headless_chromium(tmp_path, chrome, artifacts_dir):
         assert rows["channels"].tolist() == ["w1,w3,w5"]
         assert rows["moa"].tolist() == ["Growth factor"]  # the most frequent MoA comes first
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        server.terminate()  # the launcher forwards SIGTERM to Streamlit
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
+            pass
+        stopped = _group_gone(server.pid, timeout=20)
+        if not stopped:
             os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
         log.close()
-    assert server.returncode is not None
+    assert server.returncode is not None and stopped, "Streamlit outlived its launcher"

@@ -33,6 +33,7 @@ from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.filters import sobel, threshold_otsu
+from skimage.morphology import local_maxima
 from skimage.segmentation import watershed
 
 SHAPE_MEASURES: tuple[str, ...] = (
@@ -139,27 +140,6 @@ def _relabel(labels: np.ndarray, mapping: np.ndarray) -> np.ndarray:
     return mapping.astype(np.int32, copy=False)[labels]
 
 
-def _flood(landscape: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Seeded watershed of ``landscape`` from ``markers`` (int labels), restricted to ``mask``.
-
-    Image foresting transform (``scipy.ndimage.watershed_ift``, 4-connectivity) on the
-    landscape quantised to 0-254 inside the mask; outside it is 255, so a pixel is always
-    reached through the mask from a marker of its own mask component when there is one.
-    Mask components without a marker stay 0. Returns int32 labels.
-    """
-    values = landscape[mask]
-    lo, hi = float(values.min()), float(values.max())
-    scale = 254.0 / (hi - lo) if hi > lo else 0.0
-    quantised = np.full(landscape.shape, 255, dtype=np.uint8)
-    quantised[mask] = np.round((values - lo) * scale).astype(np.uint8)
-    labels = ndi.watershed_ift(quantised, markers.astype(np.int32, copy=False))
-    components, _ = ndi.label(mask)
-    seeded = np.bincount(components[markers > 0], minlength=int(components.max()) + 1) > 0
-    seeded[0] = False
-    labels[~seeded[components]] = 0
-    return labels
-
-
 def _merge_wide_necks(fragments: np.ndarray, dist: np.ndarray, neck_ratio: float) -> np.ndarray:
     """Merge adjacent watershed fragments that are not separated by a real neck.
 
@@ -236,7 +216,7 @@ def segment_nuclei(
     if not foreground.any():
         return np.zeros(nuclear.shape, dtype=np.int32)
     dist = ndi.distance_transform_edt(foreground)
-    peaks = foreground & (dist == ndi.maximum_filter(dist, size=3))
+    peaks = local_maxima(dist, connectivity=2, allow_borders=True) & foreground
     markers, _ = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
     # Only components holding several maxima need the watershed (most hold one).
     components, n = ndi.label(foreground)
@@ -274,7 +254,7 @@ def segment_cells(
     foreground = nuclei > 0
     if smoothed.max() > smoothed.min():
         foreground |= smoothed > threshold_factor * threshold_otsu(smoothed)
-    return _flood(sobel(smoothed), nuclei, foreground)
+    return watershed(sobel(smoothed), nuclei, mask=foreground).astype(np.int32, copy=False)
 
 
 def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -319,6 +299,7 @@ def _convex_areas(lab: np.ndarray, row: np.ndarray, left: np.ndarray, right: np.
     vertices, counts = convex_hull_ijv(points, np.arange(1, n + 1, dtype=np.int32))
     vertices = vertices.astype(np.int64) - [0, 1, 1]
     # Edges: each vertex to the next one of the same label (cyclically).
+    counts = counts[counts > 0]
     start = np.r_[0, np.cumsum(counts)[:-1]]
     nxt = np.arange(len(vertices)) + 1
     nxt[start + counts - 1] = start

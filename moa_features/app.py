@@ -291,7 +291,8 @@ def model_effects(df: pd.DataFrame) -> pd.DataFrame:
     if usable.empty:
         raise ValueError("no plate has negative-control sites, so no effect sizes can be computed")
     features = [c for c in schema.feature_columns(usable.columns) if pd.api.types.is_numeric_dtype(usable[c])]
-    normalised = normalize(usable, "controls", control=usable[schema.MOA] == schema.NEGATIVE_CONTROL_MOA, features=features)
+    control = usable[schema.MOA] == schema.NEGATIVE_CONTROL_MOA
+    normalised = normalize(usable, "controls", control=control, features=features)
     return effect_sizes(normalised, features=features)
 
 
@@ -480,7 +481,9 @@ def render(args: argparse.Namespace) -> None:
     if models is None:
         models = pd.DataFrame(columns=["channel", "rank", "feature", "effect"])
     compared = compare_channels(mine, models, channels)
-    labelled = compared.assign(channel=[channel_label(c, short=True) for c in channels], **{"|effect|": compared["model_effect"].abs()})
+    labelled = compared.assign(
+        channel=[channel_label(c, short=True) for c in channels], **{"|effect|": compared["model_effect"].abs()}
+    )
     people, machines = st.columns(2)
     with people:
         st.subheader("People: votes per channel")
@@ -501,7 +504,8 @@ def render(args: argparse.Namespace) -> None:
     with st.expander(f"Features of each channel that differ most for {moa}"):
         st.dataframe(models, hide_index=True)
     with st.expander("All votes per channel and MoA"):
-        st.dataframe(summary.pivot(index="moa", columns="channel", values="votes") if len(summary) else summary)
+        table_view = summary.pivot(index="moa", columns="channel", values="votes")
+        st.dataframe(table_view[list(dict.fromkeys(summary["channel"]))])
     st.caption(f"Votes are stored in `{store.path}`; your anonymous session id is `{state['session_id'][:8]}`.")
 
 

@@ -158,8 +158,9 @@ def test_draw_pair_same_plate_controls(prepared):
     assert app.draw_pair(prepared, "TNF ligand", np.random.default_rng(5)) == app.draw_pair(
         prepared, "TNF ligand", np.random.default_rng(5)
     )
-    lonely = prepared[~((prepared[schema.MOA] == schema.NEGATIVE_CONTROL_MOA)
-                        & (prepared[schema.PLATE] == prepared.loc[prepared[schema.MOA] == "Wnt agonist", schema.PLATE].iat[0]))]  # fmt: skip
+    wnt_plate = prepared.loc[prepared[schema.MOA] == "Wnt agonist", schema.PLATE].iat[0]
+    its_controls = (prepared[schema.MOA] == schema.NEGATIVE_CONTROL_MOA) & (prepared[schema.PLATE] == wnt_plate)
+    lonely = prepared[~its_controls]
     with pytest.raises(ValueError, match="no site of 'Wnt agonist' is on a plate with negative-control sites"):
         app.draw_pair(lonely, "Wnt agonist", rng)
 
@@ -339,7 +340,8 @@ def test_page_reads_moved_images_from_root(monkeypatch, tmp_path, table):
     shutil.copytree(table.parents[1] / "screen", screen)
     df = read_table(table)
     for ch in CHANNELS:
-        df[schema.PATH_PREFIX + ch] = df[schema.PATH_PREFIX + ch].str.replace(str(table.parents[1]), "/gone", regex=False)
+        column = schema.PATH_PREFIX + ch
+        df[column] = df[column].str.replace(str(table.parents[1]), "/gone", regex=False)
     moved = write_table(df, tmp_path / "features" / "moved.parquet")
     at = _app_test(monkeypatch, moved, tmp_path / "v.sqlite").run()
     assert at.error and "pass --images" in at.error[0].value

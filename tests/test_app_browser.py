@@ -55,14 +55,15 @@ def _group_gone(pgid: int, timeout: float) -> bool:
 
 @pytest.fixture
 def chrome():
-    webdriver = pytest.importorskip("selenium.webdriver")
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER}")
+        pytest.fail(f"the browser test needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,1500"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1600,1500"):  # fmt: skip
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
@@ -93,10 +94,9 @@ def test_app_in_headless_chromium(tmp_path, chrome, artifacts_dir):
         chrome.get(url)
         wait = WebDriverWait(chrome, 90)
         wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "What others saw"))
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")) == 12)
-        wait.until(
-            lambda d: all(img.get_property("naturalWidth") > 0 for img in d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img"))
-        )
+        images = "[data-testid='stImage'] img"
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, images)) == 12)
+        wait.until(lambda d: all(img.get_property("naturalWidth") > 0 for img in d.find_elements(By.CSS_SELECTOR, images)))
         # tick three channels and submit, as a person would
         for label in ("w1 · Hoechst", "w3 · Phalloidin", "w5 · MitoTracker"):
             box = chrome.find_element(By.XPATH, f"//label[.//*[contains(text(), '{label}')]]")

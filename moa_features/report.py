@@ -228,8 +228,8 @@ def intensity_section(
         s.add("The table has no Image_Intensity_Sum_<channel> features: the histogram figure is skipped.")
     fig = plots.intensity_violins(table, channels, CLASS_COL, "Mean", normalized, palette, stains)
     _fig(s, "Mean intensity per image", fig,
-         "One violin per class (lines: quartiles); dashed grey line: the negative control's median. Left raw, right "
-         "plate-normalised.")
+         "One violin per class (inner bar: quartiles, white dot: median); dashed grey line: the negative "
+         "control's median. Left raw, right plate-normalised.")
     if schema.PLATE in table.columns and table[schema.PLATE].nunique() > 1:
         ctrl = table[CLASS_COL] == schema.NEGATIVE_CONTROL_MOA
         if ctrl.any():

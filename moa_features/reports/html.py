@@ -92,10 +92,10 @@ def slug(text: str) -> str:
 
 
 def figure_png(fig: Figure, dpi: int = FIGURE_DPI) -> bytes:
-    """Render ``fig`` as PNG bytes (tight bounding box, white background) and close it."""
+    """Render ``fig`` as PNG bytes (white background; figures use constrained layout) and close it."""
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+        fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     finally:
         plt.close(fig)
     return buf.getvalue()

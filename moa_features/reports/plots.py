@@ -150,7 +150,7 @@ def _channel_values(df: pd.DataFrame, measure: str, channels: Sequence[str]) -> 
 def _columns_for(raw: pd.DataFrame, normalized: pd.DataFrame | None) -> list[tuple[str, pd.DataFrame]]:
     panels = [("raw", raw)]
     if normalized is not None:
-        panels.append(("plate-normalised (robust z vs plate controls)", normalized))
+        panels.append(("plate-normalised (robust z vs the plate's controls)", normalized))
     return panels
 
 
@@ -179,7 +179,7 @@ def intensity_histograms(
     fig = plt.figure(figsize=(4.6 * len(panels) + 2.6, 1.75 * len(channels) + 0.9), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
     for subfig, (kind, table) in zip(subfigs, panels):
-        subfig.suptitle(f"{measure} of intensity per image — {kind}", fontsize=10)
+        subfig.suptitle(f"{measure} of intensity per image\n{kind}", fontsize=10)
         axes = subfig.subplots(len(channels), 1, squeeze=False)[:, 0]
         groups = table.groupby(table[moa_col].astype(str), sort=False)
         for i, (ch, col) in enumerate(zip(channels, cols)):
@@ -211,6 +211,27 @@ def intensity_histograms(
     return fig
 
 
+def _violin(ax, x: float, values: np.ndarray, color: str, width: float = 0.8) -> None:
+    """One violin (KDE scaled to ``width``) with an inner box: bar = quartiles, white dot = median.
+
+    Groups with fewer than 2 distinct values are drawn as a short horizontal bar.
+    """
+    if values.size == 0:
+        return
+    if np.unique(values).size < 2:
+        ax.hlines(values[:1], x - width / 3, x + width / 3, color=color, linewidth=2)
+        return
+    parts = ax.violinplot(values, positions=[x], widths=width, showextrema=False)
+    for body in parts["bodies"]:
+        body.set_facecolor(color)
+        body.set_edgecolor("#333333")
+        body.set_linewidth(0.6)
+        body.set_alpha(1.0)
+    q1, q2, q3 = np.percentile(values, [25, 50, 75])
+    ax.vlines(x, q1, q3, color="#222222", linewidth=2.5, zorder=3)
+    ax.scatter([x], [q2], s=12, color="white", edgecolors="#222222", linewidths=0.6, zorder=4)
+
+
 def intensity_violins(
     df: pd.DataFrame,
     channels: Sequence[str],
@@ -223,7 +244,7 @@ def intensity_violins(
     """Violins of the per-image intensity ``measure`` per MoA, one panel row per channel.
 
     x = MoA in :func:`moa_order` (control first, so every violin compares against it), one
-    violin per MoA coloured by :func:`moa_palette`, quartiles drawn inside. With
+    violin per MoA coloured by :func:`moa_palette` (inner bar: quartiles, white dot: median). With
     ``normalized`` a second column shows the plate-normalised values. The control's median is
     a dashed grey reference line across each panel.
     """
@@ -236,18 +257,18 @@ def intensity_violins(
     fig = plt.figure(figsize=(width * len(panels), 1.6 * len(channels) + 1.8), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
     for subfig, (kind, table) in zip(subfigs, panels):
-        subfig.suptitle(f"{measure} intensity per image — {kind}", fontsize=10)
+        subfig.suptitle(f"{measure} intensity per image\n{kind}", fontsize=10)
         axes = subfig.subplots(len(channels), 1, sharex=True, squeeze=False)[:, 0]
-        moa = table[moa_col].astype(str).to_numpy()
+        groups = table.groupby(table[moa_col].astype(str)).indices
         for ax, ch, col in zip(axes, channels, cols):
-            data = pd.DataFrame({"moa": moa, "value": table[col].to_numpy(dtype=np.float64)})
-            sns.violinplot(
-                data=data, x="moa", y="value", hue="moa", order=order, hue_order=order, palette=palette,
-                legend=False, cut=0, inner="quart", density_norm="width", linewidth=0.7, saturation=1.0, ax=ax,
-            )  # fmt: skip
-            ctrl = data.loc[data["moa"] == schema.NEGATIVE_CONTROL_MOA, "value"]
-            if len(ctrl):
+            values = table[col].to_numpy(dtype=np.float64)
+            for x, m in enumerate(order):
+                v = values[groups[m]] if m in groups else np.empty(0)
+                _violin(ax, x, v[np.isfinite(v)], palette[m])
+            if schema.NEGATIVE_CONTROL_MOA in groups:
+                ctrl = values[groups[schema.NEGATIVE_CONTROL_MOA]]
                 ax.axhline(float(np.nanmedian(ctrl)), color=CONTROL_COLOR, linestyle="--", linewidth=0.8, zorder=0)
+            ax.set_xlim(-0.6, len(order) - 0.4)
             ax.set_xlabel("")
             ax.set_ylabel("")
             ax.set_title(channel_label(ch, stains), loc="left", fontsize=8.5)
@@ -278,7 +299,7 @@ def plate_effects(
     fig = plt.figure(figsize=(width * len(panels), 1.45 * len(channels) + 1.6), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
     for subfig, (kind, table) in zip(subfigs, panels):
-        subfig.suptitle(f"{measure} intensity of controls per plate — {kind}", fontsize=10)
+        subfig.suptitle(f"{measure} intensity of negative controls per plate\n{kind}", fontsize=10)
         axes = subfig.subplots(len(channels), 1, sharex=True, squeeze=False)[:, 0]
         groups = table.groupby(table[plate_col].astype(str)).indices
         for ax, ch, col in zip(axes, channels, cols):

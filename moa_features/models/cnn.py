@@ -150,6 +150,7 @@ def embedding_model(
     *,
     augment: bool = True,
     embedding_dim: int = 64,
+    bn_momentum: float = 0.9,
 ) -> keras.Model:
     """A small CNN whose ``embedding_dim``-d penultimate layer is a site embedding (uncompiled).
 
@@ -158,7 +159,8 @@ def embedding_model(
     16, 32, 64, 128 filters, 2x2 max-pooling after the first three -> global average
     pooling -> Dropout(0.2) -> Dense(embedding_dim, ReLU) (layer ``"embedding"``) ->
     Dropout(0.2) -> Dense(n_classes, softmax). About 100k parameters; global pooling
-    makes it independent of the thumbnail size.
+    makes it independent of the thumbnail size. ``bn_momentum`` is the batch-norm
+    moving-average momentum (:class:`CNNClassifier` sets it from the data size).
     """
     inputs, x = _inputs(input_shape)
     if augment:
@@ -168,7 +170,7 @@ def embedding_model(
             filters, (3, 3), padding="same", use_bias=False, kernel_initializer="he_normal",
             data_format=_DATA_FORMAT, name=f"conv{i}",
         )(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(x)
         x = layers.ReLU(name=f"relu{i}")(x)
         if i < 4:
             x = layers.MaxPooling2D((2, 2), data_format=_DATA_FORMAT, name=f"pool{i}")(x)
@@ -298,8 +300,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
         if self.random_state is not None:
             keras.utils.set_random_seed(int(self.random_state))
-        build = baseline_model if self.architecture == "baseline" else embedding_model
-        model = build(X.shape[1:], len(classes), augment=augment)
+        if self.architecture == "baseline":
+            model = baseline_model(X.shape[1:], len(classes), augment=augment)
+        else:
+            steps = -(-len(X_train) // self.batch_size)
+            model = embedding_model(X.shape[1:], len(classes), augment=augment, bn_momentum=_bn_momentum(steps))
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
             loss="categorical_crossentropy",
@@ -404,7 +409,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable label per image, ``(N,)`` with ``classes_``'s dtype."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def transform(self, X: Any) -> np.ndarray:
         """Penultimate-layer embedding ``(N, D)`` float32 (D = 8 baseline, 64 embedding)."""
@@ -469,6 +475,17 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         est.history_ = meta["history"]
         est.model_ = keras.saving.load_model(path)
         return est
+
+
+def _bn_momentum(steps_per_epoch: int) -> float:
+    """Batch-norm moving-average momentum whose window is about one epoch of batches.
+
+    Keras' default (0.99) averages over ~100 batches; with a few hundred images (a few
+    batches per epoch) the inference-time statistics would lag the weights for tens of
+    epochs, inflating ``val_loss`` and stopping training early. ``1 - 1/steps`` lets the
+    initial statistics fade within about three epochs whatever the data size.
+    """
+    return float(np.clip(1.0 - 1.0 / max(steps_per_epoch, 1), 0.5, 0.99))
 
 
 def _one_hot(y_idx: np.ndarray, n_classes: int) -> np.ndarray:

@@ -16,6 +16,11 @@ from sklearn.utils.class_weight import compute_class_weight
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Keras 3.15 calls np.array(jax_array, copy=False) on every weight read (numpy 2 deprecation).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+
 
 def blob_images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` uint8 (size, size, 6) images of background noise; class ``c`` (0, 1, 2) has

@@ -28,7 +28,9 @@ from markupsafe import Markup
 from moa_features import profiling, schema
 from moa_features.io import read_table
 from moa_features.reports import plots
-from moa_features.reports.html import ReportFigure, Section, Table, figure_png, key_value_rows, render_html, slug, write_report
+from moa_features.reports.html import (
+    ReportFigure, Section, Table, figure_png, key_value_rows, render_html, slug, write_report,
+)  # fmt: skip
 
 CLASS_COL = "Metadata_report_class"  # the class each row is drawn as (MoA, or treatment as fallback)
 MAIN_MODELS = ("cnn", "xgboost", "ensemble")
@@ -376,7 +378,7 @@ def models_table(metrics: Mapping[str, Mapping[str, float]]) -> Table:
                  numeric=[False] + [True] * (len(columns) - 1))
 
 
-def models_section(run_dir: Path | None, palette: Mapping[str, str]) -> Section:
+def models_section(run_dir: Path | None) -> Section:
     """Comparison table and figures of a training run ``models/RUN/`` (each piece optional)."""
     s = Section(
         "models", "Models",
@@ -404,7 +406,7 @@ def models_section(run_dir: Path | None, palette: Mapping[str, str]) -> Section:
         recall = metrics.get("per_class_recall") or {}
         shown = {m: v for m, v in recall.items() if m not in CHANCE_MODELS}
         if shown:
-            _fig(s, "Recall per class", plots.per_class_recall(pd.DataFrame(shown), palette),
+            _fig(s, "Recall per class", plots.per_class_recall(pd.DataFrame(shown)),
                  "Fraction of each class's held-out sites predicted correctly, per model.")
         cms = metrics.get("confusion_matrices") or {}
         for m in [m for m in MAIN_MODELS if m in cms] or [m for m in plots.model_order(list(cms)) if m not in CHANCE_MODELS]:
@@ -523,7 +525,7 @@ def build_report(
         ("intensity", lambda: intensity_section(table, normalized, norm_note, channels, stains, palette)),
         ("examples", lambda: examples_section(table, normalized, channels, stains, palette)),
         ("features", lambda: features_section(normalized)),
-        ("models", lambda: models_section(run_dir, palette)),
+        ("models", lambda: models_section(run_dir)),
         ("votes", lambda: votes_section(votes, channels, stains)),
     ]
     for name, build in builders:

@@ -192,7 +192,7 @@ def test_metric_comparison_bars_and_error_bars():
 
 def test_per_class_recall_bar_lengths():
     recall = pd.DataFrame({"cnn": {"B": 0.25, "A": 1.0}, "ensemble": {"B": 0.5, "A": 0.75}})
-    fig = plots.per_class_recall(recall, palette=plots.moa_palette(["A", "B"]))
+    fig = plots.per_class_recall(recall)
     ax = fig.get_axes()[0]
     assert [p.get_width() for p in ax.patches] == [1.0, 0.25, 0.75, 0.5]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]

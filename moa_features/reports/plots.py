@@ -490,11 +490,10 @@ def metric_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("macro_reca
     return fig
 
 
-def per_class_recall(recall: pd.DataFrame, palette: Mapping[str, str] | None = None) -> Figure:
+def per_class_recall(recall: pd.DataFrame) -> Figure:
     """Horizontal grouped bars of recall per class (rows of ``recall``) and model (columns).
 
-    recall: classes x models in [0, 1]. Classes in :func:`moa_order`; class tick labels are
-    drawn in their MoA colour when ``palette`` is given; bars use the model colours.
+    recall: classes x models in [0, 1]. Classes in :func:`moa_order`; bars in model colours.
     """
     models = model_order(list(recall.columns))
     classes = [c for c in moa_order(recall.index) if c in recall.index]
@@ -508,9 +507,6 @@ def per_class_recall(recall: pd.DataFrame, palette: Mapping[str, str] | None = N
             color=colors[model], label=MODEL_LABELS.get(model, model),
         )  # fmt: skip
     ax.set_yticks(y, [wrap_label(c, 28) for c in classes])
-    if palette:
-        for tick, c in zip(ax.get_yticklabels(), classes):
-            tick.set_color(palette.get(c, "black") if c != schema.NEGATIVE_CONTROL_MOA else "black")
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("recall (held-out folds)")

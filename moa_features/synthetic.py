@@ -32,7 +32,7 @@ Image model (lengths scale with ``nucleus_radius``, the mean nuclear radius in p
   offset, per-channel gain, Poisson shot noise, 8-bit quantisation.
 
 Batch effects (``batch_strength`` scales them): every experiment and plate draws its own
-per-channel gain (log-sd 0.25 experiment, 0.15 plate), background offset, vignetting
+per-channel gain (log-sd 0.25 experiment, 0.2 plate), background offset, vignetting
 strength and centre, and a biological drift in cell density and nuclear size; every well
 draws a small gain jitter. Raw per-image intensities therefore drift more between plates
 than between most MoAs; per-plate normalisation against the EMPTY wells removes it.
@@ -45,8 +45,8 @@ effect, so it is visible in site statistics, not in single cells):
   nuclear area, more G2 and mitotic cells;
 - Interleukin (IL-1B, IL-6, IL-17A): secretory activation, up to +35 % ER (w2) intensity,
   Golgi (w6) 50 % larger and 30 % brighter;
-- TNF ligand (TNF-alpha, TRAIL): elongated cells (aspect ratio x1.6), more and brighter
-  stress fibres (w3), apoptotic nuclei, -10 % density;
+- TNF ligand (TNF-alpha, TRAIL): elongated cells (aspect ratio x1.6), 50 % more stress
+  fibres (w3), apoptotic nuclei, -10 % density;
 - GPCR agonist (CXCL12): actin remodelling, cortical actin x1.8, stress fibres x0.55,
   rounder cells;
 - Wnt agonist (Wnt-3a): mitochondrial mass (w5) +40 %, more tubular (less punctate);
@@ -239,7 +239,9 @@ def resolve_spec(preset: str = "demo", **overrides: Any) -> ScreenSpec:
         if int(getattr(spec, name)) != getattr(spec, name) or getattr(spec, name) < 1:
             raise ValueError(f"{name} must be a positive integer, got {getattr(spec, name)!r}")
     if spec.control_wells < 1:
-        raise ValueError(f"control_wells must be >= 1 (EMPTY wells on every plate), got {spec.control_wells}")
+        raise ValueError(
+            f"control_wells must be >= 1 (EMPTY wells on every plate), got {spec.control_wells}"
+        )
     if spec.image_size < 32:
         raise ValueError(f"image_size must be >= 32 pixels, got {spec.image_size}")
     if not 2.0 <= spec.nucleus_radius <= spec.image_size / 4:
@@ -288,7 +290,10 @@ def plate_layout(spec: ScreenSpec, seed: int, experiment_index: int, plate: int)
     wells = [f"{row}{col:02d}" for row in _ROWS for col in _COLS]
     chosen = rng.choice(len(wells), size=len(content), replace=False)
     exp = experiment_name(experiment_index)
-    plans = [WellPlan(experiment_index, exp, plate, wells[k], tr, c) for k, (tr, c) in zip(chosen, content)]
+    plans = [
+        WellPlan(experiment_index, exp, plate, wells[k], tr, c)
+        for k, (tr, c) in zip(chosen, content)
+    ]
     return sorted(plans, key=lambda w: w.well)
 
 
@@ -307,10 +312,14 @@ def batch_params(spec: ScreenSpec, seed: int, experiment_index: int, plate: int)
     b = spec.batch_strength
     re = _rng(seed, 1, experiment_index)
     rp = _rng(seed, 2, experiment_index, plate)
-    gain = np.exp(re.normal(0, 0.25 * b, N_CHANNELS) + rp.normal(0, 0.15 * b, N_CHANNELS))
-    offset = _BACKGROUND * np.exp(re.normal(0, 0.3 * b, N_CHANNELS) + rp.normal(0, 0.15 * b, N_CHANNELS))
+    gain = np.exp(re.normal(0, 0.25 * b, N_CHANNELS) + rp.normal(0, 0.2 * b, N_CHANNELS))
+    offset = _BACKGROUND * np.exp(
+        re.normal(0, 0.3 * b, N_CHANNELS) + rp.normal(0, 0.15 * b, N_CHANNELS)
+    )
     vig_exp = re.uniform(0.15, 0.45) * b
-    vignette = np.clip(vig_exp * rp.uniform(0.8, 1.25) * np.exp(rp.normal(0, 0.15, N_CHANNELS)), 0, 0.8)
+    vignette = np.clip(
+        vig_exp * rp.uniform(0.8, 1.25) * np.exp(rp.normal(0, 0.15, N_CHANNELS)), 0, 0.8
+    )
     centre = tuple(0.5 + rp.normal(0, 0.12 * b, 2))
     density = float(np.exp(re.normal(0, 0.08 * b) + rp.normal(0, 0.05 * b)))
     nucleus_scale = float(np.exp(re.normal(0, 0.04 * b) + rp.normal(0, 0.02 * b)))
@@ -321,12 +330,15 @@ def batch_params(spec: ScreenSpec, seed: int, experiment_index: int, plate: int)
 
 
 def dose_effect(treatment: str, conc: float, phenotype_strength: float = 1.0) -> float:
-    """Phenotype strength of ``treatment`` at ``conc`` ng/mL: strength x Hill(conc/EC50), in [0, 1]."""
+    """Phenotype strength of ``treatment`` at ``conc`` ng/mL, in [0, 1]:
+    ``phenotype_strength`` x the treatment's strength x conc / (conc + EC50)."""
     if treatment == CONTROL:
         return 0.0
     t = next((t for t in TREATMENTS if t.name == treatment), None)
     if t is None:
-        raise ValueError(f"unknown treatment {treatment!r}; expected one of {sorted(TREATMENT_MOA)}")
+        raise ValueError(
+            f"unknown treatment {treatment!r}; expected one of {sorted(TREATMENT_MOA)}"
+        )
     return phenotype_strength * t.strength * conc / (conc + t.ec50)
 
 
@@ -361,7 +373,9 @@ def _ridge(field: np.ndarray, width: float) -> np.ndarray:
     return np.exp(-((field / width) ** 2))
 
 
-def _splat(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, amp: np.ndarray, sigma: float) -> np.ndarray:
+def _splat(
+    shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, amp: np.ndarray, sigma: float
+) -> np.ndarray:
     """Sum of Gaussian spots of peak ``amp`` and width ``sigma`` px at (rows, cols)."""
     img = np.zeros(shape, np.float32)
     r = np.rint(rows).astype(int)
@@ -406,7 +420,9 @@ class Cells:
     dna: np.ndarray  # DNA content (G1 = 1)
 
 
-def draw_cells(rng: np.random.Generator, size: int, r_n: float, mods: Mapping[str, float], batch: BatchParams) -> Cells:
+def draw_cells(
+    rng: np.random.Generator, size: int, r_n: float, mods: Mapping[str, float], batch: BatchParams
+) -> Cells:
     """Random cells of one site: positions, shapes, orientations, cell-cycle states."""
     spacing = 5.2 * r_n / math.sqrt(mods["density"] * batch.density)
     pts = place_nuclei(rng, size, spacing, margin=spacing)
@@ -477,7 +493,10 @@ def tessellate(cells: Cells, size: int) -> tuple[np.ndarray, np.ndarray, np.ndar
         wob = np.ones_like(u)
         for h in range(4):  # harmonics 2..5: cos(k phi + phase) = cos k phi cos p - sin k phi sin p
             ck, sk = ck * c1_ - sk * s1_, sk * c1_ + ck * s1_
-            wob += np.float32(amp[h] * math.cos(phase[h])) * ck - np.float32(amp[h] * math.sin(phase[h])) * sk
+            wob += (
+                np.float32(amp[h] * math.cos(phase[h])) * ck
+                - np.float32(amp[h] * math.sin(phase[h])) * sk
+            )
         d = np.sqrt((u / a) ** 2 + (v / b) ** 2) / wob
         ny, nx = cells.nucleus[i]
         na, nb = cells.nucleus_axes[i]
@@ -506,7 +525,9 @@ def _borders(label: np.ndarray) -> np.ndarray:
     return b
 
 
-def render_signal(rng: np.random.Generator, size: int, r_n: float, mods: Mapping[str, float], batch: BatchParams) -> tuple[np.ndarray, int]:
+def render_signal(
+    rng: np.random.Generator, size: int, r_n: float, mods: Mapping[str, float], batch: BatchParams
+) -> tuple[np.ndarray, int]:
     """Noise-free stain signal (6, size, size) float32 (about 0-2, unit = typical
     intensity) and the number of cells whose nucleus lies in the image."""
     shape = (size, size)
@@ -538,8 +559,10 @@ def render_signal(rng: np.random.Generator, size: int, r_n: float, mods: Mapping
     # w2 concanavalin A: perinuclear reticular ER, bright envelope, dim nucleus.
     er = per_cell(mods["er"] * rng.lognormal(0, 0.25, n))
     reticulum = 0.55 + 0.6 * _ridge(_noise(rng, shape, 0.25 * r_n), 0.5)
-    w2 = er * (cyto * (0.3 + 0.7 * np.exp(-dist_out / 1.0)) * reticulum
-               + 0.12 * nuc + 0.35 * cell * np.exp(-(((dn - 1) / 0.15) ** 2)))  # fmt: skip
+    envelope = cell * np.exp(-(((dn - 1) / 0.15) ** 2))
+    w2 = er * (
+        cyto * (0.3 + 0.7 * np.exp(-dist_out / 1.0)) * reticulum + 0.12 * nuc + 0.35 * envelope
+    )
 
     # w3 phalloidin: stress fibres along each cell's axis, cortical actin, diffuse cytoplasm.
     fi = np.repeat(np.flatnonzero(inter), rng.poisson(7 * mods["fibres"], inter.sum()))
@@ -549,17 +572,26 @@ def render_signal(rng: np.random.Generator, size: int, r_n: float, mods: Mapping
     half = rng.uniform(0.6, 1.1, len(fi)) * cells.cell_axes[fi, 0]
     cy = cells.centre[fi, 0] + off * np.cos(ang) + along * np.sin(ang)
     cx = cells.centre[fi, 1] - off * np.sin(ang) + along * np.cos(ang)
-    ends = np.rint([cy - half * np.sin(ang), cx - half * np.cos(ang), cy + half * np.sin(ang), cx + half * np.cos(ang)])
+    ends = np.rint(
+        [
+            cy - half * np.sin(ang),
+            cx - half * np.cos(ang),
+            cy + half * np.sin(ang),
+            cx + half * np.cos(ang),
+        ]
+    )
     fib = np.zeros(shape, np.float32)
-    for (y0, x0, y1, x1), w in zip(ends.astype(int).T.tolist(), rng.uniform(0.4, 1.0, len(fi)).tolist()):
+    for (y0, x0, y1, x1), w in zip(
+        ends.astype(int).T.tolist(), rng.uniform(0.4, 1.0, len(fi)).tolist()
+    ):
         rr, cc, val = line_aa(y0, x0, y1, x1)
         ok = (rr >= 0) & (rr < size) & (cc >= 0) & (cc < size)
         fib[rr[ok], cc[ok]] += val[ok] * w
     fib = ndi.gaussian_filter(fib, max(0.01, 0.06 * r_n)) * cell
     borders = ndi.gaussian_filter(_borders(label).astype(np.float32), 0.1 * r_n)
     cortical = per_cell(mods["cortical"] * (1 + 1.5 * mit) * rng.lognormal(0, 0.25, n))
-    w3 = (per_cell(rng.lognormal(0, 0.3, n)) * np.minimum(fib, 1.5)
-          + cortical * 0.6 * borders + 0.35 * cyto + 0.12 * nuc)  # fmt: skip
+    fibres = per_cell(rng.lognormal(0, 0.3, n)) * np.minimum(fib, 1.5)
+    w3 = fibres + cortical * 0.6 * borders + 0.35 * cyto + 0.12 * nuc
 
     # w4 SYTO14: nucleoli, nucleoplasm, faint perinuclear cytoplasmic RNA.
     rna = per_cell(rng.lognormal(0, 0.2, n))
@@ -569,13 +601,12 @@ def render_signal(rng: np.random.Generator, size: int, r_n: float, mods: Mapping
     ax = cells.nucleus_axes[idx]
     t = cells.theta[idx]
     u, v = rad * ax[:, 0] * np.cos(ang), rad * ax[:, 1] * np.sin(ang)
-    nucleoli = _splat(
-        shape, cells.nucleus[idx, 0] + u * np.sin(t) + v * np.cos(t),
-        cells.nucleus[idx, 1] + u * np.cos(t) - v * np.sin(t),
-        rng.uniform(0.6, 1.2, len(idx)) * mods["nucleolus"], 0.17 * r_n * mods["nucleolus_size"],
-    ) * nuc  # fmt: skip
-    w4 = rna * (nuc * 0.7 + 1.5 * nucleoli
-                + 0.4 * mods["rna"] * cyto * np.exp(-dist_out / 2.0) * (1 + 0.25 * f_fine))  # fmt: skip
+    rows = cells.nucleus[idx, 0] + u * np.sin(t) + v * np.cos(t)
+    cols = cells.nucleus[idx, 1] + u * np.cos(t) - v * np.sin(t)
+    amp = rng.uniform(0.6, 1.2, len(idx)) * mods["nucleolus"]
+    nucleoli = _splat(shape, rows, cols, amp, 0.17 * r_n * mods["nucleolus_size"]) * nuc
+    cyto_rna = 0.4 * mods["rna"] * cyto * np.exp(-dist_out / 2.0) * (1 + 0.25 * f_fine)
+    w4 = rna * (nuc * 0.7 + 1.5 * nucleoli + cyto_rna)
 
     # w5 MitoTracker: tubules and puncta in the cytoplasm, densest near the nucleus.
     tub = _ridge(_noise(rng, shape, 0.25 * r_n), 0.5)
@@ -583,26 +614,35 @@ def render_signal(rng: np.random.Generator, size: int, r_n: float, mods: Mapping
     tubular = min(mods["tubular"], 1.0)
     mito = per_cell(mods["mito"] * rng.lognormal(0, 0.3, n))
     bright = rng.integers(0, n, max(1, n // 4))
-    spots = _splat(shape, cells.nucleus[bright, 0] + rng.normal(0, 1.5 * r_n, len(bright)),
-                   cells.nucleus[bright, 1] + rng.normal(0, 1.5 * r_n, len(bright)),
-                   rng.uniform(2, 5, len(bright)), 0.25 * r_n)  # fmt: skip
-    w5 = mito * cyto * (np.exp(-dist_out / 1.8) * (0.35 + tubular * 1.0 * tub + (1 - tubular) * 1.3 * punct) + 0.1)
-    w5 += spots * cyto
+    rows, cols = (cells.nucleus[bright] + rng.normal(0, 1.5 * r_n, (len(bright), 2))).T
+    spots = _splat(shape, rows, cols, rng.uniform(2, 5, len(bright)), 0.25 * r_n)
+    texture = 0.35 + tubular * tub + (1 - tubular) * 1.3 * punct
+    w5 = cyto * (mito * (np.exp(-dist_out / 1.8) * texture + 0.1) + spots)
 
     # w6 WGA: Golgi ribbon at the nucleus (leading side), plasma membrane, faint nuclei.
     gi = np.repeat(np.flatnonzero(inter), 6)
     ga = cells.polarity[gi] + rng.normal(0, 0.45, len(gi))
     reach = cells.nucleus_axes[gi, 1] * (1.25 + 0.3 * mods["golgi_size"] * rng.random(len(gi)))
-    golgi = _splat(shape, cells.nucleus[gi, 0] + reach * np.sin(ga), cells.nucleus[gi, 1] + reach * np.cos(ga),
-                   rng.uniform(0.3, 0.8, len(gi)) * mods["golgi"], 0.3 * r_n * mods["golgi_size"])  # fmt: skip
-    w6 = per_cell(rng.lognormal(0, 0.2, n)) * (0.45 * borders + 0.7 * nuc * chrom + 0.25 * cyto) + golgi * cell
+    rows = cells.nucleus[gi, 0] + reach * np.sin(ga)
+    cols = cells.nucleus[gi, 1] + reach * np.cos(ga)
+    amp = rng.uniform(0.3, 0.8, len(gi)) * mods["golgi"]
+    golgi = _splat(shape, rows, cols, amp, 0.3 * r_n * mods["golgi_size"])
+    wga = per_cell(rng.lognormal(0, 0.2, n))
+    w6 = wga * (0.45 * borders + 0.7 * nuc * chrom + 0.25 * cyto) + golgi * cell
 
     signal = np.stack([w1, w2, w3, w4, w5, w6]).astype(np.float32)
     inside = (cells.nucleus >= 0).all(1) & (cells.nucleus < size).all(1)
     return signal, int(inside.sum())
 
 
-def acquire(rng: np.random.Generator, signal: np.ndarray, batch: BatchParams, psf_sigma: float, haze_width: int, gain_jitter: np.ndarray) -> np.ndarray:
+def acquire(
+    rng: np.random.Generator,
+    signal: np.ndarray,
+    batch: BatchParams,
+    psf_sigma: float,
+    haze_width: int,
+    gain_jitter: np.ndarray,
+) -> np.ndarray:
     """Microscope and camera: PSF blur plus out-of-focus haze (box width ``haze_width``
     px), vignetting, gain, offset, shot noise, 8-bit.
 
@@ -623,7 +663,9 @@ def acquire(rng: np.random.Generator, signal: np.ndarray, batch: BatchParams, ps
     return np.clip(np.rint(counts / k), 0, 255).astype(np.uint8)
 
 
-def render_site(spec: ScreenSpec, seed: int, plan: WellPlan, site: int) -> tuple[np.ndarray, int, float]:
+def render_site(
+    spec: ScreenSpec, seed: int, plan: WellPlan, site: int
+) -> tuple[np.ndarray, int, float]:
     """Images of one site: (6, S, S) uint8, the number of cells, the phenotype strength."""
     batch = batch_params(spec, seed, plan.experiment_index, plan.plate)
     row, col = _ROWS.index(plan.well[0]), int(plan.well[1:])
@@ -664,7 +706,9 @@ def _make_well(root: Path, spec: ScreenSpec, seed: int, plan: WellPlan) -> list[
     for site in range(1, spec.sites_per_well + 1):
         img, n_cells, effect = render_site(spec, seed, plan, site)
         for c in range(N_CHANNELS):
-            _write_png(image_path(root, plan.experiment, plan.plate, plan.well, site, c + 1), img[c])
+            _write_png(
+                image_path(root, plan.experiment, plan.plate, plan.well, site, c + 1), img[c]
+            )
         rows.append({
             "site_id": site_id(plan.experiment, plan.plate, plan.well, site),
             "well_id": f"{plan.experiment}_{plan.plate}_{plan.well}",
@@ -672,16 +716,21 @@ def _make_well(root: Path, spec: ScreenSpec, seed: int, plan: WellPlan) -> list[
             "plate": plan.plate, "well": plan.well, "site": site,
             "well_type": "negative_control" if plan.treatment == CONTROL else "treatment",
             "treatment": plan.treatment, "treatment_conc": plan.conc,
-            "moa": moa, "phenotype": PHENOTYPES[moa], "effect": round(effect, 4), "n_cells": n_cells,
+            "moa": moa, "phenotype": PHENOTYPES[moa], "effect": round(effect, 4),
+            "n_cells": n_cells,
         })  # fmt: skip
     return rows
 
 
 def _record(preset: str, seed: int, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps({"preset": preset, "seed": int(seed), "overrides": dict(overrides)}))
+    return json.loads(
+        json.dumps({"preset": preset, "seed": int(seed), "overrides": dict(overrides)})
+    )
 
 
-def make_screen(root: str | Path, preset: str = "demo", seed: int = 0, n_jobs: int = 1, **overrides: Any) -> Path:
+def make_screen(
+    root: str | Path, preset: str = "demo", seed: int = 0, n_jobs: int = 1, **overrides: Any
+) -> Path:
     """Write the screen under root; return the path of root/metadata.csv. Idempotent: if
     root/metadata.csv exists and root/screen.json records the same preset/seed/overrides, return
     at once without regenerating.

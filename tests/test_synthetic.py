@@ -56,12 +56,17 @@ def table(screen) -> pd.DataFrame:
     df = meta.merge(gt[["site_id", "moa", "effect", "n_cells"]], on="site_id", validate="1:1")
     rows = []
     for r in df.itertuples():
-        ims = [_read(image_path(screen, r.experiment, r.plate, r.well, r.site, c)) for c in range(1, 7)]
+        ims = [
+            _read(image_path(screen, r.experiment, r.plate, r.well, r.site, c)) for c in range(1, 7)
+        ]
         nuclei = ndi.binary_opening(ims[0] > threshold_otsu(ims[0]))
         lab, n = ndi.label(nuclei)
         rows.append(
             {f"mean_w{c}": float(a.mean()) for c, a in enumerate(ims, 1)}
-            | {"hoechst_area": float(nuclei.mean()), "nucleus_area": float(np.median(np.bincount(lab.ravel())[1:]))}
+            | {
+                "hoechst_area": float(nuclei.mean()),
+                "nucleus_area": float(np.median(np.bincount(lab.ravel())[1:])),
+            }
         )
     df = pd.concat([df, pd.DataFrame(rows)], axis=1)
     df["plate_id"] = df["experiment"] + "_" + df["plate"].astype(str)
@@ -75,7 +80,9 @@ def _read(path: Path) -> np.ndarray:
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_layout_files_shape_dtype(screen):
@@ -85,7 +92,13 @@ def test_layout_files_shape_dtype(screen):
     expected = set()
     for r in meta.itertuples():
         for c in range(1, 7):
-            p = screen / "images" / r.experiment / f"Plate{r.plate}" / f"{r.well}_s{r.site}_w{c}.png"
+            p = (
+                screen
+                / "images"
+                / r.experiment
+                / f"Plate{r.plate}"
+                / f"{r.well}_s{r.site}_w{c}.png"
+            )
             expected.add(p)
             a = _read(p)
             assert a.shape == (size, size) and a.dtype == np.uint8
@@ -101,8 +114,13 @@ def test_metadata_columns_and_ids(screen):
     assert tuple(meta.columns) == METADATA_COLUMNS
     assert "moa" not in meta.columns and not any("moa" in c.lower() for c in meta.columns)
     assert meta["site_id"].is_unique
-    assert (meta["site_id"] == meta.apply(lambda r: f"{r.experiment}_{r.plate}_{r.well}_{r.site}", axis=1)).all()
-    assert (meta["well_id"] == meta.apply(lambda r: f"{r.experiment}_{r.plate}_{r.well}", axis=1)).all()
+    assert (
+        meta["site_id"]
+        == meta.apply(lambda r: f"{r.experiment}_{r.plate}_{r.well}_{r.site}", axis=1)
+    ).all()
+    assert (
+        meta["well_id"] == meta.apply(lambda r: f"{r.experiment}_{r.plate}_{r.well}", axis=1)
+    ).all()
     assert (meta["cell_type"] == "HUVEC").all() and (meta["dataset"] == "train").all()
     assert meta["experiment"].str.fullmatch(r"HUVEC-\d\d").all()
     assert set(meta["experiment"]) == {"HUVEC-01", "HUVEC-02"}
@@ -123,10 +141,14 @@ def test_treatments_moas_and_imbalance(screen):
     meta = pd.read_csv(screen / "metadata.csv")
     gt = pd.read_csv(screen / "ground_truth.csv")
     assert list(gt["site_id"]) == list(meta["site_id"])
-    assert {t.name: t.moa for t in TREATMENTS} == {t: m for m, ts in SPEC_TREATMENTS.items() for t in ts}
+    assert {t.name: t.moa for t in TREATMENTS} == {
+        t: m for m, ts in SPEC_TREATMENTS.items() for t in ts
+    }
     assert (gt["moa"] == gt["treatment"].map(TREATMENT_MOA)).all()
     assert (gt.loc[gt["treatment"] == CONTROL, "moa"] == schema.NEGATIVE_CONTROL_MOA).all()
-    assert gt["phenotype"].notna().all() and (gt.loc[gt["treatment"] == CONTROL, "effect"] == 0).all()
+    assert (
+        gt["phenotype"].notna().all() and (gt.loc[gt["treatment"] == CONTROL, "effect"] == 0).all()
+    )
     moas = set(gt["moa"]) - {schema.NEGATIVE_CONTROL_MOA}
     assert moas == set(SPEC_TREATMENTS)  # six MoA classes
     per_plate_controls = meta[meta["treatment"] == CONTROL].groupby(["experiment", "plate"]).size()
@@ -151,7 +173,9 @@ def test_deterministic_across_seeds_and_jobs(screen, tmp_path):
     assert _tree_bytes(tmp_path / "jobs2") == reference
     other = make_screen(tmp_path / "seed1", "tiny", seed=1, n_experiments=1, n_plates=1)
     w1 = pd.read_csv(other).iloc[0]
-    a = (tmp_path / "seed1" / image_path(Path(), w1.experiment, w1.plate, w1.well, w1.site, 1)).read_bytes()
+    a = (
+        tmp_path / "seed1" / image_path(Path(), w1.experiment, w1.plate, w1.well, w1.site, 1)
+    ).read_bytes()
     b = screen / image_path(Path(), w1.experiment, w1.plate, w1.well, w1.site, 1)
     assert not b.exists() or b.read_bytes() != a
     assert _tree_bytes(tmp_path / "seed1")["metadata.csv"] != reference["metadata.csv"]
@@ -258,7 +282,10 @@ def test_looks_like_real_huvec_sites(table):
     """Per-channel median intensity within a factor 2.5 of real RxRx1 HUVEC sites, and a
     similar Hoechst-positive fraction."""
     real_dir = DATA / "rxrx1" / "images" / "HUVEC-01"
-    reals = [[_read(real_dir / f"Plate{p}" / f"B02_s1_w{c}.png") for c in range(1, 7)] for p in range(1, 5)]
+    reals = [
+        [_read(real_dir / f"Plate{p}" / f"B02_s1_w{c}.png") for c in range(1, 7)]
+        for p in range(1, 5)
+    ]
     for c in range(1, 7):
         real = np.median([r[c - 1].mean() for r in reals])
         synth = table[f"mean_w{c}"].median()

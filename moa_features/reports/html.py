@@ -122,8 +122,7 @@ def render_html(title: str, sections: Sequence[Section], subtitle: str = "", gen
 def write_report(html: str, sections: Sequence[Section], output: str | Path) -> Path:
     """Write the page to ``output`` and every figure as ``<output stem>_files/<nn>-<name>.png``.
 
-    Both are written atomically and readable by everyone (a report is meant to be shared, e.g.
-    served from a web folder); returns ``output``.
+    Both are written atomically (with a new file's usual permissions); returns ``output``.
     """
     output = Path(output)
     files = output.with_name(f"{output.stem}_files")
@@ -134,10 +133,8 @@ def write_report(html: str, sections: Sequence[Section], output: str | Path) -> 
             n += 1
             with atomic_path(files / f"{n:02d}-{fig.name}.png") as tmp:
                 tmp.write_bytes(fig.png)
-                tmp.chmod(0o644)
     with atomic_path(output) as tmp:
         tmp.write_text(html, encoding="utf-8")
-        tmp.chmod(0o644)
     return output
 
 

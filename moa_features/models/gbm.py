@@ -3,8 +3,10 @@
 Defaults (chosen for tables of a few hundred to a few hundred thousand rows and tens to
 hundreds of features, and documented here because they matter):
 
-- ``objective="multi:softprob"``, histogram trees (``tree_method="hist"``), depth 4,
-  learning rate 0.05, row subsampling 0.8, column subsampling 0.5 per tree, L2 1.0;
+- ``objective="multi:softprob"``, histogram trees (``tree_method="hist"``), depth 3,
+  learning rate 0.1, row subsampling 0.8, column subsampling 0.3 per tree, L2 1.0 (shallow,
+  column-subsampled trees suit a few hundred rows of many correlated profile features; on
+  BBBC021 NSC they match deeper, slower settings at half the time);
 - class-balanced sample weights (``n / (k * count(class))``), so rare MoAs count as much as
   common ones (the original CNN predicted almost everything as the majority class);
 - early stopping (30 rounds without improvement of the weighted validation log-loss, at most
@@ -74,11 +76,11 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         n_estimators: int = 1000,
-        learning_rate: float = 0.05,
-        max_depth: int = 4,
+        learning_rate: float = 0.1,
+        max_depth: int = 3,
         min_child_weight: float = 1.0,
         subsample: float = 0.8,
-        colsample_bytree: float = 0.5,
+        colsample_bytree: float = 0.3,
         reg_lambda: float = 1.0,
         early_stopping_rounds: int | None = 30,
         validation_fraction: float = 0.2,

@@ -5,8 +5,10 @@ concentration) is summarised by the median of its rows' profiles; a query profil
 MoA of the most cosine-similar training treatment. Queries can be single rows or, as in the
 NSC protocol, the median profile of a held-out treatment (:meth:`predict_groups`).
 
-Features are standardised (mean 0, SD 1 over the training profiles) before the cosine, so
-that no feature dominates by its units; on control-normalised profiles this changes little.
+The profiles are expected to be normalised already (plate normalisation makes every feature
+a robust z-score against controls, as pycytominer profiles are), so by default features enter
+the cosine as they are; ``standardize=True`` first scales each feature to mean 0, SD 1 over
+the training profiles, for raw features in mixed units.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class ProfileKNNClassifier(ClassifierMixin, BaseEstimator):
     the model join soft votes and well/treatment averaging.
     """
 
-    def __init__(self, temperature: float = 0.05, standardize: bool = True) -> None:
+    def __init__(self, temperature: float = 0.05, standardize: bool = False) -> None:
         self.temperature = temperature
         self.standardize = standardize
 

@@ -280,10 +280,12 @@ def plate_layout(spec: ScreenSpec, seed: int, experiment_index: int, plate: int)
         r = spec.replicates[t.frequency]
         if r <= 0:
             continue
-        if r < 1:
-            n = 1 if (g + ti) % round(1 / r) == 0 else 0
-        else:
-            n = int(r)
+        if r < 1:  # one well on every k-th plate; the dose moves on at each appearance
+            k = round(1 / r)
+            if (g + ti) % k == 0:
+                content.append((t.name, t.doses[((g + ti) // k + ti) % len(t.doses)]))
+            continue
+        n = int(r)
         for j in range(n):
             content.append((t.name, t.doses[(g * n + j + ti) % len(t.doses)]))
     rng = _rng(seed, 0, experiment_index, plate)

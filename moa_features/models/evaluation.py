@@ -121,6 +121,7 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence, prefix: str = "")
         # balanced_accuracy warns when a fold's predictions name classes absent from its truth
         # (always so for one-treatment NSC folds); the score is still the defined one.
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found")
         balanced = float(balanced_accuracy_score(y_true, y_pred))
     return {
         f"{prefix}macro_recall": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),

@@ -1,0 +1,153 @@
+"""Predict MoAs for a feature table with a trained run: ``moa-features predict RUN TABLE``.
+
+Loads the models that ``moa-features train`` refitted on all rows (``RUN/preprocess.joblib``,
+``xgboost.json``, ``knn.joblib``, ``ensemble.joblib``, ``cnn.keras``, ``cnn_embedding.keras``),
+normalises the new table per plate exactly as the run did (``config.normalize`` in
+``RUN/metrics.json``: each plate against its own negative controls), and writes one row per
+(model, table row): ``model``, the row's metadata, ``y_pred``, ``proba_<class>`` (and
+``y_true`` when the table has the run's label column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from moa_features import profiling, schema
+from moa_features.io import read_table, write_table
+from moa_features.models.ensemble import align_proba
+from moa_features.models.gbm import XGBoostClassifier
+
+FEATURE_MODELS = ("xgboost", "knn")
+IMAGE_MODELS = ("cnn", "cnn_embedding")
+ALL_MODELS = ("cnn", "xgboost", "knn", "cnn_embedding", "ensemble")
+
+
+def load_run(run_dir: str | Path, models: Sequence[str] | None = None, images: bool = True) -> dict[str, Any]:
+    """The fitted objects of a run: ``config``, ``preprocess`` and every saved (requested) model.
+
+    ``models=None`` loads every saved model; with ``images=False`` it leaves out the CNNs and
+    an ensemble that has a CNN member (for tables without thumbnails).
+    """
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.json"
+    pre_path = run_dir / "preprocess.joblib"
+    for p in (metrics, pre_path):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: not found; is {run_dir} a run folder written by moa-features train "
+                                    "(without --no-save-models)?")
+    run: dict[str, Any] = {"config": json.loads(metrics.read_text())["config"], "preprocess": joblib.load(pre_path)}
+    files = {
+        "xgboost": run_dir / "xgboost.json",
+        "knn": run_dir / "knn.joblib",
+        "ensemble": run_dir / "ensemble.joblib",
+        "cnn": run_dir / "cnn.keras",
+        "cnn_embedding": run_dir / "cnn_embedding.keras",
+    }
+    wanted = [m for m in ALL_MODELS if files[m].exists()] if models is None else list(models)
+    unknown = sorted(set(wanted) - set(ALL_MODELS))
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(ALL_MODELS)}")
+    if "ensemble" in wanted and files["ensemble"].exists():
+        members = list(joblib.load(files["ensemble"]).names)
+        if models is None and not images and set(members) & set(IMAGE_MODELS):
+            wanted.remove("ensemble")
+        else:
+            wanted = list(dict.fromkeys(members + wanted))
+    if models is None and not images:
+        wanted = [m for m in wanted if m not in IMAGE_MODELS]
+    for name in wanted:
+        if not files[name].exists():
+            raise FileNotFoundError(f"{files[name]}: model {name!r} was not saved in this run")
+        if name == "xgboost":
+            run[name] = XGBoostClassifier.load(files[name])
+        elif name in IMAGE_MODELS:
+            from moa_features.models.cnn import CNNClassifier
+
+            run[name] = CNNClassifier.load(files[name])
+        else:
+            run[name] = joblib.load(files[name])
+    return run
+
+
+def predict_table(
+    run: dict[str, Any], table: pd.DataFrame, thumbs: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Predictions of every model in ``run`` (from :func:`load_run`) for every row of ``table``."""
+    cfg, pre = run["config"], run["preprocess"]
+    classes = list(pre["classes"])
+    names = pre["feature_names"]
+    missing = [c for c in names if c not in table.columns]
+    if missing:
+        raise KeyError(f"the table lacks {len(missing)} feature column(s) the run was trained on, e.g. {missing[:5]}")
+    df = table.reset_index(drop=True)
+    label, treatment = cfg["label"], cfg.get("treatment") or schema.TREATMENT
+    control = profiling.is_control(df, moa_col=label, treatment_col=treatment)
+    df = profiling.normalize(df, cfg["normalize"], plate_col=cfg["group"], control=control, features=names)
+    X = pre["pipeline"].transform(df[names].to_numpy(dtype=np.float64))
+    proba: dict[str, np.ndarray] = {}
+    for name in FEATURE_MODELS:
+        if name in run:
+            proba[name] = align_proba(run[name].predict_proba(X), run[name].classes_, classes)
+    for name in IMAGE_MODELS:
+        if name in run:
+            if thumbs is None:
+                raise ValueError(f"model {name!r} needs thumbnails: pass --thumbs NAME.thumbs.npy")
+            if len(thumbs) != len(df):
+                raise ValueError(f"thumbnails have {len(thumbs)} rows, the table {len(df)}")
+            proba[name] = align_proba(run[name].predict_proba(thumbs), run[name].classes_, classes)
+    if "ensemble" in run:
+        ens = run["ensemble"]
+        members = [align_proba(proba[n], classes, ens.classes_) for n in ens.names]
+        proba["ensemble"] = align_proba(ens.predict_proba(members), ens.classes_, classes)
+    meta = df[schema.metadata_columns(df.columns)]
+    frames = []
+    for name, p in proba.items():
+        f = meta.copy()
+        f.insert(0, "model", name)
+        if label in df.columns:
+            f["y_true"] = df[label].astype(str).where(df[label].notna(), None)
+        f["y_pred"] = np.asarray(classes, dtype=object)[np.argmax(p, axis=1)]
+        f[[f"proba_{c}" for c in classes]] = p
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="moa-features predict", description="Predict MoAs with the models of a training run.")
+    p.add_argument("run", help="run folder written by moa-features train (models/RUN)")
+    p.add_argument("table", help="feature table (.parquet, .csv, .csv.gz) with the run's feature columns")
+    p.add_argument("--thumbs", help="thumbnails row-aligned with TABLE (needed by the CNN models)")
+    p.add_argument("-o", "--output", help="predictions file (.parquet or .csv; default RUN/predictions_<table>.parquet)")
+    p.add_argument("--models", help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: every saved model "
+                                    "whose inputs are available)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    models = None if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        run = load_run(args.run, models, images=args.thumbs is not None)
+        thumbs = None if args.thumbs is None else np.load(args.thumbs, mmap_mode="r")
+        pred = predict_table(run, read_table(args.table), thumbs)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"moa-features predict: error: {err}", file=sys.stderr)
+        return 2
+    stem = schema.sidecar_paths(args.table)["thumbs"].name.removesuffix(".thumbs.npy")
+    out = Path(args.output) if args.output else Path(args.run) / f"predictions_{stem}.parquet"
+    write_table(pred, out)
+    print(f"[predict] {pred['model'].nunique()} model(s), {len(pred) // max(1, pred['model'].nunique())} rows -> {out}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

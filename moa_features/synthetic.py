@@ -752,19 +752,21 @@ def make_screen(
         if {k: old.get(k) for k in record} == record:
             return meta_path
     spec = resolve_spec(preset, **overrides)
-    if info_path.exists():  # an earlier synthetic screen here: clear it before rewriting
+    if info_path.exists():  # an earlier (or interrupted) synthetic screen here: clear it
         meta_path.unlink(missing_ok=True)
-        info_path.unlink()
+        (root / "ground_truth.csv").unlink(missing_ok=True)
         shutil.rmtree(root / "images", ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
+    # screen.json first, metadata.csv last: an interrupted run is never taken as complete,
+    # and the next run knows the images here are its own to clear.
+    info = {
+        "spec": dataclasses.asdict(spec) | {"replicates": dict(spec.replicates)},
+        "treatments": [t._asdict() for t in TREATMENTS],
+        "phenotypes": PHENOTYPES,
+    }
+    write_json(record | info, info_path)
     plans = screen_layout(spec, seed)
     results = Parallel(n_jobs=n_jobs)(delayed(_make_well)(root, spec, seed, p) for p in plans)
     table = pd.DataFrame([r for rows in results for r in rows])
     write_table(table[list(GROUND_TRUTH_COLUMNS)], root / "ground_truth.csv")
-    write_json(
-        record | {"spec": dataclasses.asdict(spec) | {"replicates": dict(spec.replicates)},
-                  "treatments": [t._asdict() for t in TREATMENTS], "phenotypes": PHENOTYPES},
-        info_path,
-    )  # fmt: skip
     write_table(table[list(METADATA_COLUMNS)], meta_path)
     return meta_path

@@ -196,6 +196,12 @@ def test_idempotent_rerun_and_regeneration(tmp_path):
     assert info["seed"] == 4 and info["overrides"] == small
     sites = pd.read_csv(root / "metadata.csv")
     assert len(list((root / "images").rglob("*.png"))) == 6 * len(sites)
+    # an interrupted run (no metadata.csv yet) is not taken as complete
+    (root / "metadata.csv").unlink()
+    stale = root / "images" / "HUVEC-01" / "Plate1" / "P24_s1_w1.png"
+    stale.write_bytes(b"stale")
+    make_screen(root, "tiny", seed=4, **small)
+    assert not stale.exists() and pd.read_csv(root / "metadata.csv").equals(sites)
 
 
 def test_overrides_are_checked():

@@ -242,6 +242,9 @@ def resolve_spec(preset: str = "demo", **overrides: Any) -> ScreenSpec:
         raise ValueError(
             f"control_wells must be >= 1 (EMPTY wells on every plate), got {spec.control_wells}"
         )
+    for name in ("batch_strength", "phenotype_strength"):
+        if not getattr(spec, name) >= 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(spec, name)!r}")
     if spec.image_size < 32:
         raise ValueError(f"image_size must be >= 32 pixels, got {spec.image_size}")
     if not 2.0 <= spec.nucleus_radius <= spec.image_size / 4:
@@ -345,7 +348,8 @@ def dose_effect(treatment: str, conc: float, phenotype_strength: float = 1.0) ->
 
 
 def phenotype_modifiers(moa: str, effect: float) -> dict[str, float]:
-    """Cell-model parameters (``BASELINE`` keys) of MoA ``moa`` at phenotype strength ``effect``."""
+    """Cell-model parameters (``BASELINE`` keys) of MoA ``moa`` at phenotype strength ``effect``
+    (multiplicative parameters never drop below 5 % of their baseline)."""
     if moa not in MOA_EFFECTS:
         raise ValueError(f"unknown MoA {moa!r}; expected one of {sorted(MOA_EFFECTS)}")
     mods = dict(BASELINE)
@@ -353,7 +357,7 @@ def phenotype_modifiers(moa: str, effect: float) -> dict[str, float]:
         if name in _ADDITIVE:
             mods[name] = mods[name] + delta * effect
         else:
-            mods[name] = mods[name] * (1.0 + delta * effect)
+            mods[name] = mods[name] * max(0.05, 1.0 + delta * effect)
     return mods
 
 
@@ -434,7 +438,7 @@ def draw_cells(
     k *= (2 * np.pi / (rng.uniform(0.6, 1.5, 3) * 40 * r_n) / np.linalg.norm(k, axis=1))[:, None]
     field = (rng.normal(0, 0.8, 3) * np.sin(pts @ k.T + rng.uniform(0, 2 * np.pi, 3))).sum(1)
     theta = field + rng.uniform(0, np.pi) + rng.normal(0, 0.3, n)
-    p_mit, p_apo = mods["mitotic"], mods["apoptotic"]
+    p_mit, p_apo = min(mods["mitotic"], 0.45), min(mods["apoptotic"], 0.45)
     state = rng.choice(3, size=n, p=[1 - p_mit - p_apo, p_mit, p_apo])
     g2 = (rng.random(n) < mods["g2_fraction"]) & (state == 0)
     dna = (1.0 + g2) * rng.lognormal(0, 0.08, n)

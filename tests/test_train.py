@@ -1,0 +1,190 @@
+"""End-to-end training runs on a constructed screen, the output contract, CLI, predict and Dask."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moa_features import schema
+from moa_features import predict as predict_mod
+from moa_features import train
+from moa_features.io import read_table
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CLASSES = ("Negative control", "Microtubule", "DNA damage")
+CORE = ("macro_recall", "balanced_accuracy", "macro_f1", "accuracy")
+
+
+def constructed_screen(folder: Path, n_plates: int = 3, wells_per_class: int = 3, sites: int = 2,
+                       size: int = 12, seed: int = 0) -> tuple[Path, Path]:
+    """A small screen as a feature table + row-aligned thumbnails.
+
+    Each class shifts a few features (and one thumbnail channel's brightness); every plate
+    has a multiplicative gain (a batch effect that control normalisation removes).
+    """
+    rng = np.random.default_rng(seed)
+    rows, thumbs = [], []
+    for p in range(n_plates):
+        gain = 1 + 0.3 * p
+        for k, moa in enumerate(CLASSES):
+            for w in range(wells_per_class):
+                well = f"{'BCD'[k]}{w + 2:02d}"
+                treatment = "EMPTY" if k == 0 else f"drug{k}_{w % 2}"
+                for s in range(1, sites + 1):
+                    f = rng.normal(10, 1, size=6)
+                    if k:
+                        f[k] += 6
+                    f = f * gain
+                    rows.append({
+                        schema.PLATE: f"exp1_{p + 1}", schema.WELL: well, schema.SITE: s,
+                        schema.EXPERIMENT: "exp1", schema.TREATMENT: treatment,
+                        schema.CONCENTRATION: 1.0 if k else 0.0, schema.MOA: moa,
+                        schema.SITE_ID: f"exp1_{p + 1}_{well}_{s}", schema.WELL_ID: f"exp1_{p + 1}_{well}",
+                        **{f"Image_Intensity_Mean_w{i + 1}": v for i, v in enumerate(f)},
+                        "Image_Intensity_Const_w1": 1.0,
+                    })
+                    img = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+                    img[..., k] += 120
+                    thumbs.append(img)
+    table = folder / "screen.parquet"
+    pd.DataFrame(rows).to_parquet(table, index=False)
+    thumbs_path = folder / "screen.thumbs.npy"
+    np.save(thumbs_path, np.stack(thumbs))
+    return table, thumbs_path
+
+
+@pytest.fixture(scope="module")
+def screen(tmp_path_factory) -> tuple[Path, Path]:
+    return constructed_screen(tmp_path_factory.mktemp("screen"))
+
+
+@pytest.fixture(scope="module")
+def full_run(screen, tmp_path_factory) -> tuple[Path, dict]:
+    table, thumbs = screen
+    out = tmp_path_factory.mktemp("runs") / "full"
+    metrics = train.run_training(table, out, thumbs, cnn_epochs=2, cnn_patience=1, report=False)
+    return out, metrics
+
+
+@pytest.mark.slow
+def test_full_run_writes_the_contract(full_run, screen):
+    out, metrics = full_run
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["models"].keys() == metrics["models"].keys()
+    assert set(on_disk["models"]) == {"cnn", "xgboost", "knn", "cnn_embedding", "ensemble", "majority", "shuffled"}
+    for name, m in on_disk["models"].items():
+        for key in CORE:
+            for k in (key, f"{key}_std", f"well_{key}", f"well_{key}_std"):
+                assert 0.0 <= m[k] <= 1.0, (name, k)
+    assert on_disk["classes"] == sorted(CLASSES)
+    for name in on_disk["models"]:
+        assert set(on_disk["per_class_recall"][name]) == set(CLASSES)
+        cm = np.array(on_disk["confusion_matrices"][name]["matrix"])
+        assert cm.sum() == 54 and cm.shape == (3, 3)  # every row held out once
+    cfg = on_disk["config"]
+    assert cfg["table"] == str(screen[0].resolve()) and cfg["thumbs"] == str(screen[1].resolve())
+    assert cfg["split"] == "plate" and cfg["label"] == schema.MOA and cfg["group"] == schema.PLATE
+    assert cfg["seed"] == 0 and {"xgboost", "xgboost-cpu"} & set(cfg["versions"]) and cfg["n_folds"] == 3
+    assert {"xgboost", "cnn", "ensemble", "final_fit"} <= set(on_disk["timings"])
+    # The informative models beat the chance baselines on held-out plates.
+    m = on_disk["models"]
+    # (cosine 1-NN cannot place controls, whose normalised profile is noise around 0)
+    chance = m["majority"]["macro_recall"]
+    assert m["xgboost"]["macro_recall"] > chance + 0.3 and m["knn"]["macro_recall"] > chance + 0.2
+    assert m["ensemble"]["macro_recall"] > chance + 0.3 and m["cnn"]["macro_recall"] > chance + 0.3
+    assert m["majority"]["macro_recall"] == pytest.approx(1 / 3)
+
+    pred = read_table(out / "predictions.parquet")
+    assert set(pred["model"]) == set(m)
+    for c in ("model", "fold", schema.SITE_ID, schema.PLATE, schema.WELL, "y_true", "y_pred"):
+        assert c in pred.columns
+    proba = pred[[f"proba_{c}" for c in sorted(CLASSES)]].to_numpy()
+    assert np.allclose(proba.sum(axis=1), 1, atol=1e-4)
+    for _, f in pred.groupby("model"):
+        assert f[schema.SITE_ID].is_unique and len(f) == 54
+        # a plate is only ever predicted in its own fold
+        assert (f.groupby(schema.PLATE)["fold"].nunique() == 1).all()
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist["cnn"]) == 3 and "val_loss" in hist["cnn"][0]
+    imp = read_table(out / "feature_importance.csv")
+    assert list(imp.columns) == ["feature", "importance"] and imp["importance"].sum() > 0
+    for f in ("preprocess.joblib", "xgboost.json", "knn.joblib", "ensemble.joblib", "cnn.keras", "cnn_embedding.keras"):
+        assert (out / f).is_file(), f
+
+
+@pytest.mark.slow
+def test_predict_reloads_the_run(full_run, screen, tmp_path):
+    out, _ = full_run
+    table, thumbs = screen
+    dest = tmp_path / "pred.parquet"
+    assert predict_mod.main([str(out), str(table), "--thumbs", str(thumbs), "-o", str(dest)]) == 0
+    pred = read_table(dest)
+    assert set(pred["model"]) == {"cnn", "xgboost", "knn", "cnn_embedding", "ensemble"}
+    x = pred[pred["model"] == "xgboost"]
+    assert len(x) == 54 and (x["y_pred"] == x["y_true"]).mean() > 0.8  # refitted on these rows
+    # Without thumbnails only the table models run (the ensemble has a CNN member).
+    assert predict_mod.main([str(out), str(table), "-o", str(dest)]) == 0
+    assert set(read_table(dest)["model"]) == {"xgboost", "knn"}
+    assert predict_mod.main([str(tmp_path), str(table)]) == 2
+
+
+def test_cli_nsc_with_exclusion_and_treatment_accuracy(screen, tmp_path, capsys):
+    table, _ = screen
+    out = tmp_path / "nsc"
+    rc = train.main([str(table), "-o", str(out), "--split", "nsc", "--exclude-label", "Negative control",
+                     "--models", "xgboost,knn", "--no-report", "--no-save-models"])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == ["DNA damage", "Microtubule"]
+    assert metrics["config"]["command"].startswith("python -m moa_features.train")
+    for name in ("xgboost", "knn", "majority", "shuffled"):
+        m = metrics["models"][name]
+        assert 0 <= m["treatment_accuracy"] <= 1 and m["n_treatments"] == 4
+    # held-out compounds of a known MoA are still recognised by their shifted feature
+    assert metrics["models"]["knn"]["treatment_accuracy"] == 1.0
+    assert "fold 4/4" in capsys.readouterr().err
+
+
+def test_cli_errors_are_clear(screen, tmp_path, capsys):
+    table, _ = screen
+    df = read_table(table).drop(columns=[schema.MOA])
+    no_label = tmp_path / "nolabel.parquet"
+    df.to_parquet(no_label)
+    assert train.main([str(no_label), "-o", str(tmp_path / "x"), "--no-report"]) == 2
+    assert "--annotation" in capsys.readouterr().err
+    assert train.main([str(table), "-o", str(tmp_path / "x"), "--models", "cnn", "--no-report"]) == 2
+    assert "--thumbs" in capsys.readouterr().err
+    assert train.main([str(table), "-o", str(tmp_path / "x"), "--split", "nscb", "--no-report"]) == 2
+    assert "batch" in capsys.readouterr().err
+
+
+def test_bbbc021_profiles_nsc_subset(tmp_path):
+    """A real CellProfiler profile table (BBBC021) with its own column names trains under NSC."""
+    df = read_table(SHARED_DATA / "bbbc021" / "BBBC021_feature_selected_mad_robustize.csv")
+    keep = df["Metadata_moa"].isin(["DMSO", "Eg5 inhibitors", "Microtubule destabilizers", "Actin disruptors"])
+    table = tmp_path / "bbbc021_subset.csv"
+    df[keep].to_csv(table, index=False)
+    metrics = train.run_training(
+        table, tmp_path / "run", split="nsc", treatment="Metadata_Compound", exclude_labels=["DMSO"],
+        normalize="none", models=("knn",), save_models=False, report=False,
+    )
+    assert metrics["config"]["n_folds"] == 9  # 2 + 4 + 3 compounds
+    assert metrics["models"]["knn"]["treatment_accuracy"] > 0.7
+    assert metrics["models"]["majority"]["treatment_accuracy"] < 0.5
+
+
+def test_dask_scheduler_run_matches_local_structure(screen, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    table, _ = screen
+    local = train.run_training(table, tmp_path / "local", models=("xgboost",), save_models=False, report=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        remote = train.run_training(table, tmp_path / "dask", models=("xgboost",), scheduler=c.scheduler_address,
+                                    save_models=False, report=False)
+    assert remote["models"].keys() == local["models"].keys()
+    assert remote["models"]["xgboost"].keys() == local["models"]["xgboost"].keys()
+    assert remote["models"]["xgboost"]["macro_recall"] > remote["models"]["majority"]["macro_recall"] + 0.3
+    assert remote["config"]["scheduler"] == c.scheduler_address

@@ -29,6 +29,7 @@ outside the image taken as 0 -- the same codes as
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -150,13 +151,19 @@ def glcm(
 
 
 def _glcm_stack(q: np.ndarray, levels: int, distance: int) -> np.ndarray:
-    """The four directions' symmetric GLCMs of a quantised plane, ``(4, levels, levels)``."""
-    q = q.astype(np.intp, copy=False)
+    """The four directions' symmetric GLCMs of a quantised plane, ``(4, levels, levels)`` int64.
+
+    Pair indices ``first * levels + second`` are built in uint16 where they fit (levels <= 256),
+    so each direction costs one small-integer add and one ``np.bincount``.
+    """
+    index_dtype = np.uint16 if levels * levels <= 1 << 16 else np.intp
+    scaled = q.astype(index_dtype) * index_dtype(levels)
     out = np.empty((len(ANGLES), levels, levels), dtype=np.int64)
     for k, angle in enumerate(ANGLES):
-        first, second = _pair_views(q, *offset(distance, angle))
-        index = first * levels
-        index += second
+        dr, dc = offset(distance, angle)
+        first, _ = _pair_views(scaled, dr, dc)
+        _, second = _pair_views(q, dr, dc)
+        index = first + second.astype(index_dtype, copy=False)
         counts = np.bincount(index.ravel(), minlength=levels * levels).reshape(levels, levels)
         out[k] = counts + counts.T
     return out
@@ -260,62 +267,132 @@ _LBP_ANGLES = 2 * np.pi * np.arange(LBP_POINTS, dtype=np.float64) / LBP_POINTS
 _LBP_ROW_OFFSETS = np.round(-np.sin(_LBP_ANGLES), 5)
 _LBP_COL_OFFSETS = np.round(np.cos(_LBP_ANGLES), 5)
 _FAR, _NEAR = 70711, 29289  # diagonal weights 0.70711^2 : 0.70711*0.29289, scaled by 1e5/0.70711
+_BLOCK_ROWS = 256  # rows per block: a 1024-wide block's int32 temporaries (1 MB) stay in cache
 
 
-def _lbp_bits(plane: np.ndarray) -> list[np.ndarray]:
-    """The 8 sign bits (sample >= centre) of skimage's radius-1 LBP, as ``(H, W)`` bool arrays.
+def _uniform_lut() -> np.ndarray:
+    """``(256,)`` uint8: 8-bit sign pattern -> uniform LBP code (number of ones; 9 if non-uniform)."""
+    bits = (np.arange(256)[:, None] >> np.arange(LBP_POINTS)) & 1
+    changes = np.sum(bits != np.roll(bits, -1, axis=1), axis=1)
+    return np.where(changes <= 2, bits.sum(axis=1), LBP_POINTS + 1).astype(np.uint8)
 
-    Axis samples are exact pixels. A diagonal sample is skimage's bilinear interpolation
-    at offset 0.70711: weights 0.70711^2 on the far corner, 0.70711*0.29289 on the two near
-    corners and 0.29289^2 on the centre, so ``sample - centre`` has the sign of the exact
-    integer ``70711*B + 29289*E`` (B = far corner - centre, E = near corners - 2*centre).
-    Only where that is 0 does floating-point rounding decide, and there skimage's double
-    arithmetic (per-row and per-column weights included) is replayed exactly.
+
+_UNIFORM = _uniform_lut()
+
+
+def _bilinear(dr, dc, tl, tr, bl, br):
+    """skimage's ``bilinear_interpolation`` arithmetic (float64, same operation order)."""
+    top = (1 - dc) * tl + dc * tr
+    bottom = (1 - dc) * bl + dc * br
+    return (1 - dr) * top + dr * bottom
+
+
+def _weight_runs(n: int, offset: float) -> list[tuple[int, int, float]]:
+    """skimage's interpolation weight ``d = (k + offset) - floor(k + offset)`` for k = 0..n-1 as
+    runs ``(start, stop, d)``: d changes only where the rounding of ``k + offset`` changes."""
+    coord = np.arange(n, dtype=np.float64) + offset
+    d = coord - np.floor(coord)
+    starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+    return list(zip(starts.tolist(), np.r_[starts[1:], n].tolist(), d[starts].tolist()))
+
+
+@lru_cache(maxsize=256)
+def _flat_tie_lut(dr: float, dc: float, top: int) -> np.ndarray:
+    """``(top + 1,)`` bool: skimage's bit (sample >= centre) where all four corners equal the
+    centre value v = 0..top, for interpolation weights dr, dc (decided by rounding alone)."""
+    v = np.arange(top + 1, dtype=np.float64)
+    return _bilinear(dr, dc, v, v, v, v) - v >= 0
+
+
+def _lbp_patterns(plane: np.ndarray) -> np.ndarray:
+    """8-bit sign patterns of skimage's radius-1 LBP: ``(H, W)`` uint8, bit k = (sample k >= centre).
+
+    Axis samples are exact pixels. A diagonal sample is skimage's bilinear interpolation at
+    offset 0.70711: weights 0.70711^2 on the far corner F, 0.70711*0.29289 on the near
+    corners R (same row as F) and C (same column as F), 0.29289^2 on the centre X, so
+    ``sample - X`` has the sign of the exact integer ``t = 70711*F + 29289*(R + C) - 129289*X``.
+    Only where t = 0 (a tie) does skimage's floating-point rounding decide. As 70711 and
+    29289 are coprime and pixel values are below 70711, a tie with ``R == X`` is a flat
+    corner (F = R = C = X, the common tie); there the bit is a lookup by value, per run of
+    rows and columns with the same interpolation weights (for 8-bit values always 1). Other
+    ties are replayed pixel by pixel. Works on blocks of rows so temporaries stay in cache.
     """
     h, w = plane.shape
     wide = np.int64 if plane.dtype == np.uint16 else np.int32
-    z = np.zeros((h + 2, w + 2), dtype=wide)
+    z = np.zeros((h + 2, w + 2), dtype=plane.dtype)
     z[1:-1, 1:-1] = plane
-    z_flat = z.ravel()
-    x = z[1:-1, 1:-1]
+    top = int(np.iinfo(plane.dtype).max)
+    runs = {
+        k: (_weight_runs(h, _LBP_ROW_OFFSETS[k]), _weight_runs(w, _LBP_COL_OFFSETS[k]))
+        for k in range(LBP_POINTS)
+        if _LBP_ROW_OFFSETS[k] != 0 and _LBP_COL_OFFSETS[k] != 0
+    }
+    flat_is_one = {
+        k: all(_flat_tie_lut(dr, dc, top).all() for _, _, dr in rows for _, _, dc in cols)
+        for k, (rows, cols) in runs.items()
+    }
+    out = np.empty((h, w), dtype=np.uint8)
+    shifted = np.empty((min(h, _BLOCK_ROWS), w), dtype=np.uint8)
+    for r0 in range(0, h, _BLOCK_ROWS):
+        r1 = min(h, r0 + _BLOCK_ROWS)
+        zb = z[r0 : r1 + 2]
+        nb = r1 - r0
 
-    def at(dr: int, dc: int) -> np.ndarray:
-        return z[1 + dr : h + 1 + dr, 1 + dc : w + 1 + dc]
+        def at(dr: int, dc: int, a: np.ndarray = zb) -> np.ndarray:
+            return a[1 + dr : 1 + dr + nb, 1 + dc : 1 + dc + w]
 
-    x_weighted = x * (_FAR + 2 * _NEAR)
-    bits: list[np.ndarray] = []
-    for i in range(LBP_POINTS):
-        rp, cp = _LBP_ROW_OFFSETS[i], _LBP_COL_OFFSETS[i]
-        sr, sc = int(np.sign(rp)), int(np.sign(cp))
-        if sr == 0 or sc == 0:
-            bits.append(at(sr, sc) >= x)
-            continue
-        t = at(sr, sc) * _FAR
-        near = at(sr, 0) + at(0, sc)
-        near *= _NEAR
-        t += near
-        t -= x_weighted
-        bit = t > 0
-        ties = np.flatnonzero(t == 0)
-        if ties.size:
-            r, c = np.divmod(ties, w)
-            centre = z_flat[(r + 1) * (w + 2) + c + 1].astype(np.float64)
-            # At a tie the far corner equals the centre and the near corners are centre +- delta.
-            near_row = z_flat[(r + 1 + sr) * (w + 2) + c + 1].astype(np.float64)
-            near_col = 2 * centre - near_row
-            value = {(False, False): centre, (True, True): centre, (True, False): near_row, (False, True): near_col}
-            top, bottom = sr > 0, sr < 0  # is the top (min) / bottom (max) row the centre's row?
-            left, right = sc > 0, sc < 0
-            tl, tr = value[(not top, not left)], value[(not top, not right)]
-            bl, br = value[(not bottom, not left)], value[(not bottom, not right)]
-            rows = np.arange(h, dtype=np.float64) + rp
-            cols = np.arange(w, dtype=np.float64) + cp
-            dr = (rows - np.floor(rows))[r]
-            dc = (cols - np.floor(cols))[c]
-            sample = (1 - dr) * ((1 - dc) * tl + dc * tr) + dr * ((1 - dc) * bl + dc * br)
-            bit.ravel()[ties] = (sample - centre) >= 0
-        bits.append(bit)
-    return bits
+        x = at(0, 0)
+        far = zb.astype(wide)
+        near = far * _NEAR
+        far *= _FAR
+        x_weighted = at(0, 0, near) * 2
+        x_weighted += at(0, 0, far)
+        code = out[r0:r1]
+        code[...] = 0
+        for k in range(LBP_POINTS):
+            sr, sc = int(np.sign(_LBP_ROW_OFFSETS[k])), int(np.sign(_LBP_COL_OFFSETS[k]))
+            if k not in runs:
+                bit = at(sr, sc) >= x
+            else:
+                t = at(sr, sc, far) + at(sr, 0, near)
+                t += at(0, sc, near)
+                ties = t == x_weighted
+                if flat_is_one[k]:
+                    bit = t >= x_weighted
+                else:
+                    bit = t > x_weighted
+                    _flat_ties(bit, ties & (at(sr, 0) == x), x, r0, runs[k], top)
+                ties &= at(sr, 0) != x
+                if ties.any():
+                    _other_ties(bit, ties, z, r0, k)
+            np.multiply(bit.view(np.uint8), np.uint8(1 << k), out=shifted[:nb])  # faster than a shift
+            code |= shifted[:nb]
+    return out
+
+
+def _flat_ties(bit: np.ndarray, flat: np.ndarray, x: np.ndarray, r0: int, runs: tuple[list, list], top: int) -> None:
+    """Set ``bit`` (rows r0.. of the plane) at flat ties ``flat`` by the per-value lookup."""
+    nb = bit.shape[0]
+    for rs, re_, dr in runs[0]:
+        lo, hi = max(rs - r0, 0), min(re_ - r0, nb)
+        if lo < hi:
+            for cs, ce, dc in runs[1]:
+                block = (slice(lo, hi), slice(cs, ce))
+                bit[block] |= flat[block] & _flat_tie_lut(dr, dc, top)[x[block]]
+
+
+def _other_ties(bit: np.ndarray, ties: np.ndarray, z: np.ndarray, r0: int, k: int) -> None:
+    """Set ``bit`` (rows r0.. of the plane) at non-flat ties of diagonal sample k by replaying
+    skimage's float64 interpolation on the zero-padded plane ``z``."""
+    index = np.flatnonzero(ties)
+    r, c = np.divmod(index, bit.shape[1])
+    rf = (r + r0).astype(np.float64) + _LBP_ROW_OFFSETS[k]
+    cf = c.astype(np.float64) + _LBP_COL_OFFSETS[k]
+    minr, minc = np.floor(rf), np.floor(cf)
+    lo_r, lo_c = minr.astype(np.intp) + 1, minc.astype(np.intp) + 1  # padded indices
+    corners = [z[lo_r + i, lo_c + j].astype(np.float64) for i in (0, 1) for j in (0, 1)]
+    centre = z[r + r0 + 1, c + 1].astype(np.float64)
+    bit.ravel()[index] = _bilinear(rf - minr, cf - minc, *corners) - centre >= 0
 
 
 def local_binary_pattern_uniform(plane: np.ndarray) -> np.ndarray:
@@ -324,23 +401,22 @@ def local_binary_pattern_uniform(plane: np.ndarray) -> np.ndarray:
     Returns ``(H, W)`` uint8 codes 0..9, equal to
     ``skimage.feature.local_binary_pattern(plane, 8, 1, method="uniform")``.
     """
+    return _UNIFORM[_lbp_patterns(_check_lbp_plane(plane))]
+
+
+def _check_lbp_plane(plane: np.ndarray) -> np.ndarray:
     if plane.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {plane.shape}")
     if plane.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected a uint8 or uint16 image, got dtype {plane.dtype}")
-    bits = _lbp_bits(plane)
-    ones = np.zeros(plane.shape, dtype=np.uint8)
-    changes = np.zeros(plane.shape, dtype=np.uint8)
-    for k in range(LBP_POINTS):
-        ones += bits[k]
-        changes += bits[k] != bits[(k + 1) % LBP_POINTS]
-    return np.where(changes <= 2, ones, np.uint8(LBP_POINTS + 1))
+    return plane
 
 
 def lbp_histogram(plane: np.ndarray) -> np.ndarray:
     """Normalised histogram ``(10,)`` of :func:`local_binary_pattern_uniform` codes (sums to 1)."""
-    codes = local_binary_pattern_uniform(plane)
-    return np.bincount(codes.ravel(), minlength=LBP_BINS) / codes.size
+    patterns = _lbp_patterns(_check_lbp_plane(plane))
+    counts = np.bincount(patterns.ravel(), minlength=256)
+    return np.bincount(_UNIFORM, weights=counts, minlength=LBP_BINS) / patterns.size
 
 
 def texture_features(

@@ -1,0 +1,104 @@
+"""No-leakage guarantees: a held-out plate's rows reach no fitted step.
+
+Method: perturbation. The test plate's raw rows (features, labels, thumbnails) are replaced
+with garbage in the *raw table*, then the whole path runs again: plate normalisation, feature
+selection, imputation, XGBoost (with its inner early-stopping split), kNN profiles, the
+shuffled baseline, both CNNs and the ensemble weights. If any step had seen a test row, some
+fitted parameter or some prediction on the training rows would change. Everything must be
+identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moa_features import schema
+from moa_features.models import evaluation
+from moa_features.train import Settings, fit_fold, load_training_data, predict_fold
+from test_train import CLASSES, constructed_screen
+
+TEST_PLATE = "exp1_2"
+
+
+def _perturb(table: pd.DataFrame, thumbs: np.ndarray, plate: str, seed: int = 1):
+    """Copies with ``plate``'s features, labels and thumbnails replaced by garbage."""
+    rng = np.random.default_rng(seed)
+    t, th = table.copy(), thumbs.copy()
+    rows = np.flatnonzero(t[schema.PLATE].to_numpy() == plate)
+    feats = schema.feature_columns(t.columns)
+    t.loc[rows, feats] = rng.normal(1e3, 1e3, size=(len(rows), len(feats)))
+    t.loc[rows[::2], feats[0]] = np.nan
+    moa = t[schema.MOA].to_numpy().copy()
+    moa[rows] = rng.permutation(np.array(CLASSES)[rng.integers(0, 3, len(rows))])
+    t[schema.MOA] = moa
+    th[rows] = rng.integers(0, 256, size=th[rows].shape, dtype=np.uint8)
+    return t, th
+
+
+def _fitted_state(fitted: dict) -> dict:
+    """Every fitted parameter that a leak would move, as comparable arrays."""
+    pre = fitted["preprocess"]
+    state = {
+        "support": pre.named_steps["select"].support_,
+        "impute": pre.named_steps["impute"].statistics_,
+        "xgboost": np.frombuffer(bytes(fitted["xgboost"].booster_.save_raw("json")), dtype=np.uint8),
+        "shuffled": np.frombuffer(bytes(fitted["shuffled"].estimator_.booster_.save_raw("json")), dtype=np.uint8),
+        "knn": fitted["knn"].profiles_,
+        "majority": fitted["majority"].class_prior_,
+        "ensemble": fitted["ensemble"].weights_,
+    }
+    for name in ("cnn", "cnn_embedding"):
+        for i, w in enumerate(fitted[name].model_.get_weights()):
+            state[f"{name}_{i}"] = np.asarray(w)
+    return state
+
+
+@pytest.fixture(scope="module")
+def screen(tmp_path_factory):
+    table, thumbs = constructed_screen(tmp_path_factory.mktemp("leak"), n_plates=4, wells_per_class=2, size=8)
+    return pd.read_parquet(table), np.load(thumbs)
+
+
+def test_normalisation_of_training_plates_ignores_the_test_plate(screen):
+    table, thumbs = screen
+    bad, _ = _perturb(table, thumbs, TEST_PLATE)
+    for method in ("controls", "plate"):
+        a = load_training_data(table, thumbs=thumbs, normalize=method)
+        b = load_training_data(bad, thumbs=thumbs, normalize=method)
+        train = a.groups != TEST_PLATE
+        assert np.array_equal(a.X[train], b.X[train]), method
+        assert not np.allclose(a.X[~train], b.X[~train])  # the perturbation did reach the test plate
+
+
+@pytest.mark.slow
+def test_no_fitted_step_sees_the_test_plate(screen):
+    table, thumbs = screen
+    bad_table, bad_thumbs = _perturb(table, thumbs, TEST_PLATE)
+    settings = Settings(models=("cnn", "xgboost", "ensemble", "knn"), cnn_epochs=2, cnn_patience=1)
+    clean = load_training_data(table, thumbs=thumbs)
+    dirty = load_training_data(bad_table, thumbs=bad_thumbs)
+    folds = evaluation.make_splits(clean.meta, "plate")
+    (train, test), = [(tr, te) for tr, te in folds if set(clean.groups[te]) == {TEST_PLATE}]
+    assert not set(clean.groups[train]) & {TEST_PLATE}
+
+    fitted_clean, _ = fit_fold(clean, train, settings)
+    fitted_dirty, _ = fit_fold(dirty, train, settings)
+    a, b = _fitted_state(fitted_clean), _fitted_state(fitted_dirty)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key], b[key]), f"fitted step {key!r} changed when only the test plate changed"
+    pa, pb = predict_fold(fitted_clean, clean, train), predict_fold(fitted_dirty, dirty, train)
+    assert pa.keys() == {"cnn", "xgboost", "knn", "cnn_embedding", "ensemble", "majority", "shuffled"}
+    for name in pa:
+        assert np.array_equal(pa[name], pb[name]), name
+    # Control: the same perturbation on a training plate does change the fitted models.
+    other, other_thumbs = _perturb(table, thumbs, clean.groups[train][0])
+    moved = load_training_data(other, thumbs=other_thumbs)
+    fitted_moved, _ = fit_fold(moved, train, Settings(models=("xgboost",)))
+    assert not np.array_equal(_xgb_bytes(fitted_moved), _xgb_bytes(fitted_clean))
+
+
+def _xgb_bytes(fitted: dict) -> bytes:
+    return bytes(fitted["xgboost"].booster_.save_raw("json"))

@@ -31,7 +31,9 @@ def blob_images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[:size, :size]
     for i in range(n):
         for cy, cx in rng.uniform(3, size - 3, (4, 2)):
-            X[i, :, :, 2 * y[i]] += 150.0 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.5**2))
+            X[i, :, :, 2 * y[i]] += 150.0 * np.exp(
+                -((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.5**2)
+            )
     return np.clip(np.rint(X), 0, 255).astype(np.uint8), y
 
 
@@ -67,15 +69,22 @@ def embedding(cnn, data):
 
 
 def test_import_does_not_pull_keras():
-    code = "import sys, moa_features, moa_features.models; print('keras' in sys.modules, 'jax' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    code = (
+        "import sys, moa_features, moa_features.models; "
+        "print('keras' in sys.modules, 'jax' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
     assert out.stdout.split() == ["False", "False"]
 
 
 def test_refuses_keras_on_another_backend():
     env = {**os.environ, "KERAS_BACKEND": "numpy"}
     code = "import keras; import moa_features.models.cnn"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO
+    )
     assert out.returncode != 0
     assert "JAX backend" in out.stderr and "'numpy'" in out.stderr
 
@@ -105,13 +114,21 @@ def test_baseline_architecture_is_the_original(cnn):
         assert conv.activation is keras.activations.linear  # LeakyReLU is the next layer
     for pool in (model.get_layer("pool1"), model.get_layer("pool2")):
         assert pool.pool_size == (2, 2)
-    assert [layer.negative_slope for layer in model.layers if isinstance(layer, keras.layers.LeakyReLU)] == [0.2] * 4
+    assert [
+        layer.negative_slope for layer in model.layers if isinstance(layer, keras.layers.LeakyReLU)
+    ] == [0.2] * 4
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert [d.units for d in dense] == [64, 8, 3]
     assert dense[-1].activation is keras.activations.softmax
     assert model.get_layer("dropout").rate == pytest.approx(0.1)
     # Parameter count by hand: 3*3*6*16+16, 3*3*16*32+32, (25*25*32)*64+64, 64*8+8, 8*3+3.
-    per_layer = {"conv1": 880, "conv2": 4640, "dense1": 1_280_064, "dense2": 520, "probabilities": 27}
+    per_layer = {
+        "conv1": 880,
+        "conv2": 4640,
+        "dense1": 1_280_064,
+        "dense2": 520,
+        "probabilities": 27,
+    }
     assert {name: model.get_layer(name).count_params() for name in per_layer} == per_layer
     assert model.count_params() == 1_286_131
     assert model.get_layer(cnn.EMBEDDING_LAYER).output.shape == (None, 8)
@@ -122,12 +139,20 @@ def test_embedding_architecture(cnn):
     keras = cnn.keras
     model = cnn.embedding_model((100, 100, 6), 5)
     kinds = {type(layer).__name__ for layer in model.layers}
-    assert {"BatchNormalization", "ReLU", "GlobalAveragePooling2D", "RandomFlip", "RandomRot90"} <= kinds
+    assert {
+        "BatchNormalization",
+        "ReLU",
+        "GlobalAveragePooling2D",
+        "RandomFlip",
+        "RandomRot90",
+    } <= kinds
     assert model.get_layer(cnn.EMBEDDING_LAYER).output.shape == (None, 64)
     assert model.output.shape == (None, 5)
     assert model.count_params() < 150_000
     plain = cnn.embedding_model((48, 48, 6), 5, augment=False)
-    assert not any(isinstance(layer, (keras.layers.RandomFlip, cnn.RandomRot90)) for layer in plain.layers)
+    assert not any(
+        isinstance(layer, (keras.layers.RandomFlip, cnn.RandomRot90)) for layer in plain.layers
+    )
     assert plain.count_params() == model.count_params()  # global pooling: size-independent
 
 
@@ -177,11 +202,17 @@ def test_outputs_shapes_and_label_order(baseline, embedding, data):
 
 def test_imbalanced_class_weights_and_validation_data(cnn, data):
     X, y, X_test, y_test = data
-    keep = np.concatenate([np.flatnonzero(y == 0)[:30], np.flatnonzero(y == 1)[:12], np.flatnonzero(y == 2)[:6]])
-    est = cnn.CNNClassifier("baseline", epochs=1).fit(X[keep], y[keep], validation_data=(X_test, y_test))
+    keep = np.concatenate(
+        [np.flatnonzero(y == 0)[:30], np.flatnonzero(y == 1)[:12], np.flatnonzero(y == 2)[:6]]
+    )
+    est = cnn.CNNClassifier("baseline", epochs=1).fit(
+        X[keep], y[keep], validation_data=(X_test, y_test)
+    )
     expected = len(keep) / (3 * np.array([30, 12, 6]))
     np.testing.assert_allclose(est.class_weight_, expected)
-    np.testing.assert_allclose(est.class_weight_, compute_class_weight("balanced", classes=np.array([0, 1, 2]), y=y[keep]))
+    np.testing.assert_allclose(
+        est.class_weight_, compute_class_weight("balanced", classes=np.array([0, 1, 2]), y=y[keep])
+    )
     assert len(est.history_["val_loss"]) == 1
     manual = cnn.CNNClassifier(class_weight={0: 2.0, 2: 0.5})._class_weights(np.array([0, 1, 2]), y)
     np.testing.assert_array_equal(manual, [2.0, 1.0, 0.5])
@@ -230,7 +261,9 @@ def test_same_seed_same_predictions_and_clone(baseline, data):
     twin.fit(X, NAMES[y])
     np.testing.assert_array_equal(twin.predict_proba(X_test), baseline.predict_proba(X_test))
     assert twin.history_ == baseline.history_
-    assert clone(baseline).set_params(architecture="embedding", epochs=3).get_params()["epochs"] == 3
+    assert (
+        clone(baseline).set_params(architecture="embedding", epochs=3).get_params()["epochs"] == 3
+    )
 
 
 def test_clear_errors(cnn, baseline, data):

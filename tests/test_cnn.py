@@ -234,36 +234,38 @@ def test_validation_split_keeps_groups_whole_or_stratifies(cnn):
         est._validation_split(np.array([0, 0, 0, 1]), None, None)
 
 
-def test_save_load_and_pickle_round_trip(cnn, baseline, data, tmp_path):
+@pytest.mark.parametrize("fitted", ["baseline", "embedding"])
+def test_save_load_and_pickle_round_trip(fitted, cnn, data, tmp_path, request):
+    est = request.getfixturevalue(fitted)
     _, _, X_test, _ = data
     path = tmp_path / "models" / "cnn.keras"
-    baseline.save(path)
+    est.save(path)
     assert path.exists() and (tmp_path / "models" / "cnn.keras.json").exists()
     loaded = cnn.CNNClassifier.load(path)
-    np.testing.assert_array_equal(loaded.predict_proba(X_test), baseline.predict_proba(X_test))
-    np.testing.assert_array_equal(loaded.transform(X_test), baseline.transform(X_test))
-    np.testing.assert_array_equal(loaded.classes_, baseline.classes_)
-    assert loaded.get_params() == baseline.get_params()
-    assert loaded.history_ == baseline.history_
-    unpickled = pickle.loads(pickle.dumps(baseline))
-    np.testing.assert_array_equal(unpickled.predict_proba(X_test), baseline.predict_proba(X_test))
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), est.predict_proba(X_test))
+    np.testing.assert_array_equal(loaded.transform(X_test), est.transform(X_test))
+    np.testing.assert_array_equal(loaded.classes_, est.classes_)
+    assert loaded.get_params() == est.get_params()
+    assert loaded.history_ == est.history_
+    unpickled = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(unpickled.predict_proba(X_test), est.predict_proba(X_test))
     with pytest.raises(ValueError, match=r"\.keras"):
-        baseline.save(tmp_path / "cnn.h5")
+        est.save(tmp_path / "cnn.h5")
     with pytest.raises(FileNotFoundError, match="cnn.keras.json"):
         (tmp_path / "models" / "cnn.keras.json").unlink()
         cnn.CNNClassifier.load(path)
 
 
-def test_same_seed_same_predictions_and_clone(baseline, data):
+@pytest.mark.parametrize("fitted", ["baseline", "embedding"])
+def test_same_seed_same_predictions_and_clone(fitted, data, request):
+    est = request.getfixturevalue(fitted)
     X, y, X_test, _ = data
-    twin = clone(baseline)
-    assert twin.get_params() == baseline.get_params() and not hasattr(twin, "model_")
-    twin.fit(X, NAMES[y])
-    np.testing.assert_array_equal(twin.predict_proba(X_test), baseline.predict_proba(X_test))
-    assert twin.history_ == baseline.history_
-    assert (
-        clone(baseline).set_params(architecture="embedding", epochs=3).get_params()["epochs"] == 3
-    )
+    twin = clone(est)
+    assert twin.get_params() == est.get_params() and not hasattr(twin, "model_")
+    twin.fit(X, NAMES[y] if fitted == "baseline" else y)
+    np.testing.assert_array_equal(twin.predict_proba(X_test), est.predict_proba(X_test))
+    assert twin.history_ == est.history_
+    assert clone(est).set_params(epochs=3).get_params()["epochs"] == 3
 
 
 def test_clear_errors(cnn, baseline, data):

@@ -55,19 +55,46 @@ def test_manders_and_overlap_agree_with_cellprofiler_formulas(real_site):
         assert feats[f"Image_Correlation_Overlap_{a}_{b}"] == pytest.approx(overlap, rel=1e-12)
 
 
-def test_uint16_and_wide_histogram_path(monkeypatch):
+def test_uint16_agrees_with_cellprofiler_formulas_and_scipy():
     rng = np.random.default_rng(4)
     image = rng.gamma(2.0, 3000.0, size=(3, 64, 80)).clip(0, 65535).astype(np.uint16)
     image[1] = (image[0] // 2 + rng.integers(0, 500, size=(64, 80))).astype(np.uint16)
-    fast = manders_overlap(image)
-    monkeypatch.setattr(correlation, "_JOINT_BINS_LIMIT", 1)  # force the weighted-histogram path
-    slow = manders_overlap(image)
-    for got in (fast, slow):
-        for i, j in combinations(range(3), 2):
-            m1, m2, overlap = _cellprofiler(image[i], image[j])
-            assert got[0][i, j] == pytest.approx(m1, rel=1e-12)
-            assert got[0][j, i] == pytest.approx(m2, rel=1e-12)
-            assert got[1][i, j] == pytest.approx(overlap, rel=1e-12)
+    image[2, :5] = 65535  # saturated rows: the largest 16-bit products
+    manders, overlap = manders_overlap(image)
+    r = pearson_matrix(image)
+    for i, j in combinations(range(3), 2):
+        m1, m2, expected_overlap = _cellprofiler(image[i], image[j])
+        assert manders[i, j] == pytest.approx(m1, rel=1e-12)
+        assert manders[j, i] == pytest.approx(m2, rel=1e-12)
+        assert overlap[i, j] == pytest.approx(expected_overlap, rel=1e-12)
+        expected_r = scipy.stats.pearsonr(image[i].ravel().astype(float), image[j].ravel().astype(float))[0]
+        assert r[i, j] == pytest.approx(expected_r, abs=1e-12)
+
+
+def test_blockwise_sums_do_not_depend_on_block_size(monkeypatch, real_site):
+    whole = correlation_features(real_site, CHANNELS)
+    monkeypatch.setattr(correlation, "_BLOCK_PIXELS", 1000)  # many blocks and a ragged last one
+    blocked = correlation_features(real_site, CHANNELS)
+    assert blocked == whole
+
+
+def test_pearson_is_exact_for_nearly_constant_channels():
+    # A large offset and a tiny spread: a centred float computation loses digits, exact sums do not.
+    base = np.full((2, 300, 300), 60000, dtype=np.uint16)
+    base[0, ::2] += 1
+    base[1, ::2] += 1
+    base[1, 1, :2] += 1
+    x, y = base[0].ravel().astype(object), base[1].ravel().astype(object)
+    n = x.size
+    cov = n * int((x * y).sum()) - int(x.sum()) * int(y.sum())
+    var_x = n * int((x * x).sum()) - int(x.sum()) ** 2
+    var_y = n * int((y * y).sum()) - int(y.sum()) ** 2
+    assert pearson_matrix(base)[0, 1] == pytest.approx(cov / np.sqrt(float(var_x) * float(var_y)), rel=1e-15)
+
+
+def test_rejects_float_images():
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        pearson_matrix(np.zeros((2, 4, 4), dtype=np.float32))
 
 
 def test_known_answers():

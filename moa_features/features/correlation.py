@@ -2,8 +2,9 @@
 
 Conventions (CellProfiler's ``MeasureColocalization``, image level):
 
-- Pearson's r over all pixels, every pair at once from one centred matrix product
-  (float64, the same value as ``scipy.stats.pearsonr``).
+- Pearson's r over all pixels, every pair at once from exact integer sums and
+  cross-products (blockwise float64 matrix products, exact for 8/16-bit pixels); the same
+  value as ``scipy.stats.pearsonr``.
 - Manders' coefficients use a per-channel threshold of 15 % of that channel's maximum:
   ``above_a = a >= 0.15 * max(a)``. ``Manders_<a>_<b>`` (M1 of the pair a, b) is the
   fraction of channel a's above-threshold intensity that lies where b is above threshold too:
@@ -17,6 +18,7 @@ Conventions (CellProfiler's ``MeasureColocalization``, image level):
 from __future__ import annotations
 
 from itertools import combinations
+from math import sqrt
 from typing import Sequence
 
 import numpy as np
@@ -30,56 +32,90 @@ FEATURE_DOCS: list[tuple[str, str, str]] = [
 ]
 
 
-def pearson_matrix(image: np.ndarray) -> np.ndarray:
-    """Pearson correlation of every channel pair, ``(C, C)`` float64 from a ``(C, H, W)`` image.
+_BLOCK_PIXELS = 1 << 14  # pixels per block: a (6, block) float64 slab (768 KB) stays in cache
 
-    One centred matrix product; rows/columns of constant channels are NaN.
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected a (C, H, W) uint8 or uint16 image, got shape {image.shape} dtype {image.dtype}")
+    return image.reshape(image.shape[0], -1)
+
+
+def _block_products(x: np.ndarray, thresholds: np.ndarray | None) -> list[np.ndarray]:
+    """Exact integer sums over all pixels of a ``(C, N)`` uint8/uint16 array, block by block.
+
+    Returns ``[sum_x (C,), gram (C, C)]`` and, with per-channel ``thresholds``, also
+    ``within, squares, cross`` (C, C): with ``kept_a = x_a * above_a`` and
+    ``above_a = x_a >= thresholds[a]``, ``within[a, b] = sum kept_a above_b``,
+    ``squares[a, b] = sum kept_a^2 above_b``, ``cross[a, b] = sum kept_a kept_b``.
+    Each block's float64 matrix products are exact (integers below 2**53) and are summed
+    as int64, so every result is exact.
     """
-    x = image.reshape(image.shape[0], -1).astype(np.float64)
-    x -= x.mean(axis=1, keepdims=True)
-    gram = x @ x.T
-    norm = np.sqrt(np.diag(gram))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = gram / np.outer(norm, norm)
-    r[(norm == 0)[:, None] | (norm == 0)[None, :]] = np.nan
+    c = x.shape[0]
+    totals = [np.zeros(c, dtype=np.int64), np.zeros((c, c), dtype=np.int64)]
+    if thresholds is not None:
+        totals += [np.zeros((c, c), dtype=np.int64) for _ in range(3)]
+    if thresholds is None:
+        for start in range(0, x.shape[1], _BLOCK_PIXELS):
+            xf = x[:, start : start + _BLOCK_PIXELS].astype(np.float64)
+            totals[0] += xf.sum(axis=1).astype(np.int64)
+            totals[1] += (xf @ xf.T).astype(np.int64)
+        return totals
+    slab = np.empty((2 * c, min(_BLOCK_PIXELS, x.shape[1])), dtype=np.float64)  # rows: x, kept
+    weighted = np.empty_like(slab)  # rows: kept, kept^2
+    for start in range(0, x.shape[1], _BLOCK_PIXELS):
+        block = x[:, start : start + _BLOCK_PIXELS]
+        k = block.shape[1]
+        xf, kept = slab[:c, :k], slab[c:, :k]
+        xf[...] = block
+        above = (block >= thresholds[:, None]).astype(np.float64)
+        np.multiply(xf, above, out=kept)
+        weighted[:c, :k] = kept
+        np.multiply(kept, kept, out=weighted[c:, :k])
+        pairs = slab[:, :k] @ slab[:, :k].T  # (2C, 2C): gram (x x) and cross (kept kept)
+        masked = weighted[:, :k] @ above.T  # (2C, C): within and squares
+        totals[0] += xf.sum(axis=1).astype(np.int64)
+        totals[1] += pairs[:c, :c].astype(np.int64)
+        totals[2] += masked[:c].astype(np.int64)
+        totals[3] += masked[c:].astype(np.int64)
+        totals[4] += pairs[c:, c:].astype(np.int64)
+    return totals
+
+
+def _pearson_from_sums(n: int, sums: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """Pearson r of every channel pair from exact integer sums (``n * cov`` in Python ints)."""
+    c = len(sums)
+    s, g = sums.tolist(), gram.tolist()
+    cov = [[n * g[a][b] - s[a] * s[b] for b in range(c)] for a in range(c)]
+    r = np.full((c, c), np.nan)
+    for a in range(c):
+        for b in range(c):
+            if cov[a][a] > 0 and cov[b][b] > 0:
+                r[a, b] = cov[a][b] / sqrt(cov[a][a] * cov[b][b])
     return np.clip(r, -1.0, 1.0)
 
 
-_JOINT_BINS_LIMIT = 1 << 23
+def pearson_matrix(image: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every channel pair, ``(C, C)`` float64 from a ``(C, H, W)`` image.
 
-
-def _masked_sums(x: np.ndarray, above: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``within[a, b] = sum(x_a * above_a * above_b)`` and ``squares[a, b]`` (the same of x_a^2),
-    exact, from one histogram per channel over (which channels are above, value).
-
-    x: ``(C, N)`` unsigned integers; above: ``(C, N)`` bool.
+    From exact integer sums and cross-products (no cancellation); rows/columns of constant
+    channels are NaN.
     """
-    c = x.shape[0]
-    n_codes = 1 << c
-    code = np.zeros(x.shape[1], dtype=np.min_scalar_type(n_codes - 1))
-    for k in range(c):
-        code |= above[k].view(np.uint8).astype(code.dtype, copy=False) << k
-    # has[code, k]: channel k is above threshold in pixels with that code
-    has = ((np.arange(n_codes)[:, None] >> np.arange(c)) & 1).astype(bool)
-    both = (has[:, :, None] & has[:, None, :]).reshape(n_codes, c * c).astype(np.int64)
-    within = np.empty((c, c), dtype=np.float64)
-    squares = np.empty((c, c), dtype=np.float64)
-    for a in range(c):
-        span = int(x[a].max()) + 1
-        if n_codes * span <= _JOINT_BINS_LIMIT:
-            index = code.astype(np.min_scalar_type(n_codes * span - 1))
-            index *= span
-            index += x[a]
-            counts = np.bincount(index, minlength=n_codes * span).reshape(n_codes, span)
-            value = np.arange(span, dtype=np.int64)
-            s1, s2 = counts @ value, counts @ (value * value)
-        else:
-            xa = x[a].astype(np.float64)
-            s1 = np.bincount(code, weights=xa, minlength=n_codes)
-            s2 = np.bincount(code, weights=xa * xa, minlength=n_codes)
-        within[a] = (s1 @ both).reshape(c, c)[a]
-        squares[a] = (s2 @ both).reshape(c, c)[a]
-    return within, squares
+    x = _check_image(image)
+    sums, gram = _block_products(x, None)
+    return _pearson_from_sums(x.shape[1], sums, gram)
+
+
+def _manders_overlap_from_sums(within: np.ndarray, squares: np.ndarray, cross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    within, squares, cross = (m.astype(np.float64) for m in (within, squares, cross))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        manders = within / np.diag(within)[:, None]
+        overlap = cross / np.sqrt(squares * squares.T)
+    return manders, overlap
+
+
+def _thresholds(x: np.ndarray, fraction: float) -> np.ndarray:
+    return fraction * x.max(axis=1).astype(np.float64)
 
 
 def manders_overlap(image: np.ndarray, fraction: float = THRESHOLD_FRACTION) -> tuple[np.ndarray, np.ndarray]:
@@ -89,18 +125,9 @@ def manders_overlap(image: np.ndarray, fraction: float = THRESHOLD_FRACTION) -> 
     fraction of channel a's above-threshold intensity where b is also above threshold
     (threshold: ``fraction`` of each channel's maximum); ``overlap`` is symmetric.
     """
-    c = image.shape[0]
-    x = image.reshape(c, -1)
-    thresholds = fraction * x.max(axis=1).astype(np.float64)
-    above = x >= thresholds[:, None]
-    within, squares = _masked_sums(x, above)
-    kept = x * above  # x where above its own threshold, else 0
-    kept = kept.astype(np.float64)
-    cross = kept @ kept.T  # cross[a, b] = sum of a*b where both are above
-    with np.errstate(divide="ignore", invalid="ignore"):
-        manders = within / np.diag(within)[:, None]
-        overlap = cross / np.sqrt(squares * squares.T)
-    return manders, overlap
+    x = _check_image(image)
+    _, _, within, squares, cross = _block_products(x, _thresholds(x, fraction))
+    return _manders_overlap_from_sums(within, squares, cross)
 
 
 def correlation_features(image: np.ndarray, channels: Sequence[str]) -> dict[str, float]:
@@ -111,8 +138,10 @@ def correlation_features(image: np.ndarray, channels: Sequence[str]) -> dict[str
     """
     if image.ndim != 3 or image.shape[0] != len(channels):
         raise ValueError(f"expected a (C, H, W) image with C={len(channels)}, got shape {image.shape}")
-    r = pearson_matrix(image)
-    manders, overlap = manders_overlap(image)
+    x = _check_image(image)
+    sums, gram, within, squares, cross = _block_products(x, _thresholds(x, THRESHOLD_FRACTION))
+    r = _pearson_from_sums(x.shape[1], sums, gram)
+    manders, overlap = _manders_overlap_from_sums(within, squares, cross)
     out: dict[str, float] = {}
     for i, j in combinations(range(len(channels)), 2):
         a, b = channels[i], channels[j]

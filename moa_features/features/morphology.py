@@ -304,6 +304,24 @@ def _row_extremes(lab: np.ndarray, row: np.ndarray, first: np.ndarray, last: np.
     return key[group] // h, key[group] % h, left, right
 
 
+def _not_dominated(lab: np.ndarray, x: np.ndarray, side: int) -> np.ndarray:
+    """Rows (sorted by label, then row) whose end ``x`` reaches strictly further out
+    (``side`` -1: left, +1: right) than every row above it or every row below it, per label."""
+    if not len(x):
+        return np.zeros(0, dtype=bool)
+    out = side * x.astype(np.int64)  # larger = further out
+    big = int(out.max()) - int(out.min()) + 1
+    shifted = out + lab * big  # later labels higher: the running max restarts at each label
+    above = np.maximum.accumulate(shifted)
+    new_label = np.r_[True, lab[1:] != lab[:-1]]
+    beyond_above = new_label | (shifted > np.r_[0, above[:-1]])
+    shifted = (out - lab * big)[::-1]  # from the bottom, labels descend: lower them instead
+    below = np.maximum.accumulate(shifted)
+    last_row = np.r_[True, lab[::-1][1:] != lab[::-1][:-1]]
+    beyond_below = (last_row | (shifted > np.r_[0, below[:-1]]))[::-1]
+    return beyond_above | beyond_below
+
+
 def _convex_areas(lab: np.ndarray, row: np.ndarray, left: np.ndarray, right: np.ndarray, n: int) -> np.ndarray:
     """Convex-hull pixel counts per label 1..n, as regionprops' ``area_convex``.
 
@@ -312,12 +330,18 @@ def _convex_areas(lab: np.ndarray, row: np.ndarray, left: np.ndarray, right: np.
     Works in doubled coordinates shifted by one (centrosome wants non-negative ints), so
     every vertex is an integer.
     """
-    r2, x0, x1 = 2 * row + 1, 2 * left + 1, 2 * right + 1
+    # A row's left end with ends at least as far left both above and below it (same label)
+    # lies inside the hull of those rows' points, so it cannot be a vertex: drop it before
+    # the hull (likewise right ends); this keeps the hull's input small.
+    keep_left = _not_dominated(lab, left, -1)
+    keep_right = _not_dominated(lab, right, 1)
+    rl, xl, ll = 2 * row[keep_left] + 1, 2 * left[keep_left] + 1, lab[keep_left]
+    rr, xr, lr = 2 * row[keep_right] + 1, 2 * right[keep_right] + 1, lab[keep_right]
     points = np.column_stack(
         [
-            np.concatenate([r2, r2 - 1, r2 + 1, r2, r2 - 1, r2 + 1]),
-            np.concatenate([x0 - 1, x0, x0, x1 + 1, x1, x1]),
-            np.tile(lab, 6),
+            np.concatenate([rl, rl - 1, rl + 1, rr, rr - 1, rr + 1]),
+            np.concatenate([xl - 1, xl, xl, xr + 1, xr, xr]),
+            np.concatenate([ll, ll, ll, lr, lr, lr]),
         ]
     ).astype(np.int32)
     vertices, counts = convex_hull_ijv(points, np.arange(1, n + 1, dtype=np.int32))
@@ -342,15 +366,16 @@ def _convex_areas(lab: np.ndarray, row: np.ndarray, left: np.ndarray, right: np.
     x = j0[e] + t * (j1 - j0)[e]
     x_lo = np.where(flat, np.minimum(j0[e], j1[e]), x)
     x_hi = np.where(flat, np.maximum(j0[e], j1[e]), x)
-    key = hull_label[e] * (int(r.max(initial=0)) + 2) + r
-    uniq, inverse = np.unique(key, return_inverse=True)
-    lo = np.full(len(uniq), np.inf)
-    hi = np.full(len(uniq), -np.inf)
-    np.minimum.at(lo, inverse, x_lo)
-    np.maximum.at(hi, inverse, x_hi)
+    span = int(r.max(initial=0)) + 2
+    key = hull_label[e] * span + r
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    lo = np.minimum.reduceat(x_lo[order], starts) if len(starts) else np.zeros(0)
+    hi = np.maximum.reduceat(x_hi[order], starts) if len(starts) else np.zeros(0)
     eps = 1e-9
     per_row = np.floor(hi / 2 + eps) - np.ceil(lo / 2 - eps) + 1
-    row_label = uniq // (int(r.max(initial=0)) + 2)
+    row_label = key[starts] // span
     return np.bincount(row_label, weights=per_row, minlength=n + 1)[1:]
 
 
@@ -395,15 +420,19 @@ def shape_measurements(labels: np.ndarray) -> dict[str, np.ndarray]:
     h = labels.shape[0]
     lab, row, first, last = _runs(labels)
     length = (last - first + 1).astype(np.float64)
-    # Bounding boxes; runs are in raster order so rows are sorted within each label.
+    # Bounding boxes, by label-sorted runs (runs are in raster order: rows ascend per label).
     y_min = np.full(n + 1, h, dtype=np.int64)
     y_max = np.full(n + 1, -1, dtype=np.int64)
     x_min = np.full(n + 1, labels.shape[1], dtype=np.int64)
     x_max = np.full(n + 1, -1, dtype=np.int64)
-    np.minimum.at(y_min, lab, row)
-    np.maximum.at(y_max, lab, row)
-    np.minimum.at(x_min, lab, first)
-    np.maximum.at(x_max, lab, last)
+    order = np.argsort(lab, kind="stable")
+    sorted_lab = lab[order]
+    starts = np.flatnonzero(np.r_[True, sorted_lab[1:] != sorted_lab[:-1]])
+    present_labels = sorted_lab[starts]
+    y_min[present_labels] = row[order][starts]
+    y_max[present_labels] = row[order][np.r_[starts[1:], len(order)] - 1]
+    x_min[present_labels] = np.minimum.reduceat(first[order], starts)
+    x_max[present_labels] = np.maximum.reduceat(last[order], starts)
     # Second moments from runs, in coordinates relative to each object's bbox corner.
     y = (row - y_min[lab]).astype(np.float64)
     a = (first - x_min[lab]).astype(np.float64)

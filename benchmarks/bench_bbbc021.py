@@ -1,0 +1,125 @@
+"""BBBC021 benchmarks of the models: MoA under NSC / NSCB, and cycloheximide vs DMSO crops.
+
+1. Profiles (``BBBC021_feature_selected_mad_robustize.csv``, 12 MoAs, CellProfiler per-well
+   profiles already robust-normalised per plate, so ``--normalize none``): ``moa-features
+   train --split nsc`` (leave-one-compound-out) and ``--split nscb`` (also no training wells
+   from the test compound's batch = imaging week, the ``WeekN`` prefix of the plate name),
+   with ``xgboost``, ``knn`` and their ``ensemble``; the headline figure is
+   ``treatment_accuracy`` (one prediction per compound x concentration), the field's NSC
+   accuracy.
+2. Crops (``crops_sample/``: 40 DMSO and 40 cycloheximide single-cell crops, 68x68x3 uint16):
+   features of this package (:func:`moa_features.features.measure`), then leave-one-well-out
+   classification (held-out wells never trained on); the pooled ROC AUC of cycloheximide.
+
+Usage: ``python benchmarks/bench_bbbc021.py [-o OUT_DIR] [--skip-nscb]``. Prints the figures
+and writes ``OUT_DIR/bbbc021_results.json`` (default ``models/bench_bbbc021``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import LeaveOneGroupOut
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from moa_features.features import measure
+from moa_features.models.gbm import XGBoostClassifier
+from moa_features.models.preprocessing import make_preprocessor
+from moa_features.train import run_training
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bbbc021"
+PROFILES = DATA / "BBBC021_feature_selected_mad_robustize.csv"
+CROPS = DATA / "crops_sample"
+CROP_CHANNELS = ["DAPI", "Tubulin", "Actin"]
+
+
+def profiles_benchmark(out: Path, split: str) -> dict:
+    """Train/evaluate xgboost, knn and the ensemble under ``split`` (nsc or nscb)."""
+    table = PROFILES
+    batch = None
+    if split == "nscb":
+        df = pd.read_csv(PROFILES)
+        df.insert(2, "Metadata_Batch", df["Metadata_Plate"].str.split("_").str[0])
+        table = out / "bbbc021_with_batch.csv"
+        df.to_csv(table, index=False)
+        batch = "Metadata_Batch"
+    t0 = time.perf_counter()
+    metrics = run_training(
+        table, out / f"bbbc021_{split}", split=split, treatment="Metadata_Compound", batch=batch,
+        exclude_labels=["DMSO"], normalize="none", models=("xgboost", "knn", "ensemble"),
+        save_models=False, report=False,
+        command=f"python -m moa_features.train {table} -o {out / f'bbbc021_{split}'} --split {split} "
+                f"--treatment Metadata_Compound{' --batch Metadata_Batch' if batch else ''} "
+                "--exclude-label DMSO --normalize none --models xgboost,knn,ensemble --no-report --no-save-models",
+    )
+    wall = time.perf_counter() - t0
+    keep = ("treatment_accuracy", "accuracy", "macro_recall", "macro_recall_std", "macro_f1")
+    return {
+        "split": split,
+        "wall_s": round(wall, 1),
+        "n_treatments": metrics["models"]["xgboost"]["n_treatments"],
+        "models": {name: {k: round(m[k], 4) for k in keep if k in m} for name, m in metrics["models"].items()},
+    }
+
+
+def crop_features() -> pd.DataFrame:
+    """One row per crop: metadata and this package's features of the (C, H, W) crop."""
+    index = pd.read_csv(CROPS / "index.csv")
+    rows = []
+    for rec in index.itertuples():
+        crop = np.load(CROPS / rec.path)  # (H, W, 3) uint16
+        feats = measure(np.moveaxis(crop, -1, 0), CROP_CHANNELS)
+        rows.append({"moa": rec.moa, "well": f"{rec.Image_Metadata_Plate_DAPI}_{rec.Image_Metadata_Well_DAPI}", **feats})
+    return pd.DataFrame(rows)
+
+
+def crops_benchmark() -> dict:
+    """Leave-one-well-out ROC AUC of cycloheximide (Protein synthesis) vs DMSO crops."""
+    t0 = time.perf_counter()
+    df = crop_features()
+    seconds = time.perf_counter() - t0
+    feats = [c for c in df.columns if c not in ("moa", "well")]
+    y = (df["moa"] == "Protein synthesis").to_numpy().astype(int)
+    X = df[feats].to_numpy(dtype=np.float64)
+    scores = {"logistic": np.zeros(len(y)), "xgboost": np.zeros(len(y))}
+    for tr, te in LeaveOneGroupOut().split(X, y, df["well"]):
+        pre = make_preprocessor().fit(X[tr])
+        Xtr, Xte = pre.transform(X[tr]), pre.transform(X[te])
+        lr = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(Xtr, y[tr])
+        scores["logistic"][te] = lr.predict_proba(Xte)[:, 1]
+        xgb = XGBoostClassifier(early_stopping_rounds=None, n_estimators=200).fit(Xtr, y[tr].astype(str))
+        scores["xgboost"][te] = xgb.predict_proba(Xte)[:, list(xgb.classes_).index("1")]
+    return {
+        "n_crops": int(len(y)), "n_wells": int(df["well"].nunique()), "n_features": len(feats),
+        "feature_seconds": round(seconds, 1),
+        "auc": {k: round(float(roc_auc_score(y, s)), 4) for k, s in scores.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-o", "--output", default="models/bench_bbbc021", help="output folder (default %(default)s)")
+    p.add_argument("--skip-nscb", action="store_true", help="only the NSC split")
+    args = p.parse_args(argv)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"crops": crops_benchmark()}
+    print(json.dumps(results["crops"], indent=2), flush=True)
+    for split in ("nsc",) if args.skip_nscb else ("nsc", "nscb"):
+        results[split] = profiles_benchmark(out, split)
+        print(json.dumps(results[split], indent=2), flush=True)
+    (out / "bbbc021_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

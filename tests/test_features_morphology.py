@@ -283,3 +283,36 @@ def test_bad_inputs_raise_clear_errors():
         segment_nuclei(np.zeros((2, 10, 10)))
     with pytest.raises(ValueError, match="differs"):
         segment_cells(np.zeros((10, 10)), np.zeros((10, 11), np.int32))
+
+
+def test_fill_holes_equals_scipy(huvec):
+    from scipy import ndimage as ndi
+
+    from moa_features.features.morphology import _fill_holes
+
+    rng = np.random.default_rng(3)
+    masks = [rng.random((60, 70)) > 0.45, huvec[0] > 20, huvec[2] > 30]
+    for mask in masks:
+        np.testing.assert_array_equal(_fill_holes(mask), ndi.binary_fill_holes(mask))
+
+
+def test_cells_equal_a_plain_watershed_of_the_whole_foreground(huvec):
+    """Flooding only from nucleus borders gives exactly skimage's watershed seeded by whole nuclei."""
+    from scipy import ndimage as ndi
+    from skimage.filters import sobel, threshold_otsu
+    from skimage.segmentation import watershed
+
+    nuclei = segment_nuclei(huvec[0])
+    smoothed = ndi.gaussian_filter(huvec[2].astype(np.float32), 1.0)
+    foreground = (nuclei > 0) | (smoothed > 0.5 * threshold_otsu(smoothed))
+    expected = watershed(sobel(smoothed), nuclei, mask=foreground)
+    np.testing.assert_array_equal(segment_cells(huvec[2], nuclei), expected)
+
+
+def test_distance_transform_equals_scipy_on_border_touching_nuclei(huvec):
+    import mahotas
+    from scipy import ndimage as ndi
+
+    foreground = segment_nuclei(huvec[0]) > 0
+    assert foreground[0].any() or foreground[-1].any() or foreground[:, 0].any() or foreground[:, -1].any()
+    np.testing.assert_array_equal(np.sqrt(mahotas.distance(foreground)), ndi.distance_transform_edt(foreground))

@@ -230,3 +230,12 @@ def test_texture_is_comparable_across_images():
     a = texture_features(dim[None], ["w1"])
     b = texture_features((dim * 2)[None], ["w1"])
     assert b["Image_Texture_Contrast_w1_1_avg_32"] > 3 * a["Image_Texture_Contrast_w1_1_avg_32"]
+
+
+def test_lbp_matches_skimage_on_full_size_upsampled_plane(real_planes):
+    # 1024x1024: several row blocks, several runs of interpolation weights, and the many flat
+    # ties of a 2x nearest-neighbour upsampling (as a full-size site of a 512 px source).
+    plane = np.repeat(np.repeat(real_planes[1], 2, axis=0), 2, axis=1)
+    np.testing.assert_array_equal(local_binary_pattern_uniform(plane), local_binary_pattern(plane, 8, 1, "uniform"))
+    expected = np.bincount(local_binary_pattern(plane, 8, 1, "uniform").astype(int).ravel(), minlength=10)
+    np.testing.assert_allclose(lbp_histogram(plane), expected / plane.size, rtol=0, atol=0)

@@ -48,7 +48,7 @@ def profiles_benchmark(out: Path, split: str) -> dict:
     batch = None
     if split == "nscb":
         df = pd.read_csv(PROFILES)
-        df.insert(2, "Metadata_Batch", df["Metadata_Plate"].str.split("_").str[0])
+        df = df.assign(Metadata_Batch=df["Metadata_Plate"].str.split("_").str[0])
         table = out / "bbbc021_with_batch.csv"
         df.to_csv(table, index=False)
         batch = "Metadata_Batch"

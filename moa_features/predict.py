@@ -113,7 +113,7 @@ def predict_table(
         f = meta.copy()
         f.insert(0, "model", name)
         if label in df.columns:
-            f["y_true"] = df[label].astype(str).where(df[label].notna(), None)
+            f["y_true"] = df[label].to_numpy(dtype=object)
         f["y_pred"] = np.asarray(classes, dtype=object)[np.argmax(p, axis=1)]
         f[[f"proba_{c}" for c in classes]] = p
         frames.append(f)

@@ -61,8 +61,8 @@ class Settings:
 
     models: tuple[str, ...] = ("cnn", "xgboost", "ensemble", "knn")
     seed: int = 0
-    cnn_epochs: int = 30
-    cnn_patience: int = 5
+    cnn_epochs: int = 20
+    cnn_patience: int = 4
     cnn_batch_size: int = 32
     scheduler: str | None = None
     n_jobs: int = 1
@@ -272,11 +272,11 @@ def _fit_ensemble(data: TrainingData, train: np.ndarray, settings: Settings, fit
     if split is None:
         raise ValueError(f"the ensemble needs an inner validation split, but the fold has only {len(train)} rows")
     inner, val = train[split[0]], train[split[1]]
-    classes = np.unique(data.y[inner])
+    classes = np.unique(y)  # the fold's classes; a class absent from `inner` gets probability 0
     probas: list[np.ndarray] = []
     names: list[str] = []
     if data.thumbs is not None:
-        seen = np.isin(data.y[val], classes)
+        seen = np.isin(data.y[val], np.unique(data.y[inner]))
         cnn = _cnn("embedding", settings)
         if seen.any():
             cnn.fit(data.thumbs[inner], data.y[inner], validation_data=(data.thumbs[val[seen]], data.y[val[seen]]))
@@ -418,9 +418,10 @@ def run_training(
     normalize: str = "controls",
     annotation: str | Path | None = None,
     seed: int = 0,
-    cnn_epochs: int = 30,
-    cnn_patience: int = 5,
+    cnn_epochs: int = 20,
+    cnn_patience: int = 4,
     scheduler: str | None = None,
+    n_jobs: int = 1,
     save_models: bool = True,
     report: bool = True,
     command: str | None = None,
@@ -434,7 +435,7 @@ def run_training(
     if models is None:
         models = ("cnn", "xgboost", "ensemble", "knn") if thumbs_path else ("xgboost", "ensemble", "knn")
     settings = Settings(models=tuple(models), seed=seed, cnn_epochs=cnn_epochs, cnn_patience=cnn_patience,
-                        scheduler=scheduler)
+                        scheduler=scheduler, n_jobs=n_jobs)
     df = read_table(table_path)
     thumb_arr = None
     if thumbs_path is not None:
@@ -456,6 +457,7 @@ def run_training(
     importance = np.zeros(len(data.feature_names))
     timings: dict[str, float] = {}
     n_selected = []
+    ensemble_weights: list[dict[str, float]] = []
     for fold, (train, test) in enumerate(splits):
         t0 = time.perf_counter()
         fitted, seconds = fit_fold(data, train, settings)
@@ -477,6 +479,9 @@ def run_training(
             frame["y_pred"] = data.classes[np.argmax(p, axis=1)]
             frame[[f"proba_{c}" for c in data.classes]] = p
             preds.append(frame)
+        if "ensemble" in fitted:
+            ens = fitted["ensemble"]
+            ensemble_weights.append(dict(zip(ens.names, (float(w) for w in ens.weights_))))
         if split in ("nsc", "nscb"):
             treat_rows += _treatment_predictions(fitted, data, test, proba, fold)
         _log(f"fold {fold + 1}/{len(splits)}: {len(train)} train, {len(test)} test rows, "
@@ -485,6 +490,8 @@ def run_training(
     treatment_pred = pd.DataFrame(treat_rows) if treat_rows else None
     result = compute_metrics(pred, list(data.classes), split, _well_keys(data.meta, group), treatment_pred, seed)
     result["classes"] = list(data.classes)
+    if ensemble_weights:
+        result["ensemble_weights"] = ensemble_weights  # per fold: member -> soft-vote weight
     result["config"] = {
         "table": str(table_path),
         "thumbs": str(thumbs_path) if thumbs_path else None,
@@ -584,8 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-plate robust z-score against negative controls, all plate rows, or none (default %(default)s)")
     p.add_argument("--annotation", help="treatment -> MoA table (treatment_moa.csv) used when the label column is missing")
     p.add_argument("--seed", type=int, default=0, help="random seed of every model (default %(default)s)")
-    p.add_argument("--cnn-epochs", type=int, default=30, help="maximum CNN epochs; early stopping usually ends sooner (default %(default)s)")
-    p.add_argument("--cnn-patience", type=int, default=5, help="CNN early-stopping patience in epochs (default %(default)s)")
+    p.add_argument("--cnn-epochs", type=int, default=20, help="maximum CNN epochs; early stopping usually ends sooner (default %(default)s)")
+    p.add_argument("--cnn-patience", type=int, default=4, help="CNN early-stopping patience in epochs (default %(default)s)")
+    p.add_argument("--n-jobs", type=int, default=1, help="XGBoost threads (default %(default)s)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://HOST:PORT): train XGBoost with xgboost.dask")
     p.add_argument("--no-save-models", action="store_true", help="evaluate only; do not refit and save the models")
     p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
@@ -603,7 +611,8 @@ def main(argv: list[str] | None = None) -> int:
             treatment=args.treatment, batch=args.batch, experiment=args.experiment,
             exclude_labels=args.exclude_label, models=models, normalize=args.normalize,
             annotation=args.annotation, seed=args.seed, cnn_epochs=args.cnn_epochs,
-            cnn_patience=args.cnn_patience, scheduler=args.scheduler, save_models=not args.no_save_models,
+            cnn_patience=args.cnn_patience, scheduler=args.scheduler, n_jobs=args.n_jobs,
+            save_models=not args.no_save_models,
             report=not args.no_report,
             command="python -m moa_features.train " + " ".join(shlex.quote(a) for a in argv),
         )

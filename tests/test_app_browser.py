@@ -27,13 +27,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Loopback needs no proxy; a fresh opener also ignores the one urllib.request.urlopen caches
+# process-wide from whatever proxy variables were set at its first use (another test's).
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the app exited early with status {server.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            with _LOCAL.open(f"{url}/_stcore/health", timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:

@@ -13,6 +13,12 @@ Every model is evaluated on the same folds in the same run, beside two chance ba
 ``majority``       the most frequent training class;
 ``shuffled``       XGBoost trained on permuted labels (chance for this pipeline).
 
+Labels: ``--label`` (default ``Metadata_moa``; filled from ``--annotation`` when missing); rows
+without a label are dropped. Negative controls are always used for normalisation and are a
+class like any other unless ``--exclude-label 'Negative control'`` removes them (the demo
+excludes nothing: "looks like an untreated well" is a useful answer for a screen; the
+original 3-class setting is ``--exclude-label`` of every other class).
+
 What each fold sees: plate normalisation (robust z-score against the plate's own negative
 controls) is a per-plate transform, so a test plate is normalised by its own controls only;
 feature selection, imputation, XGBoost, kNN profiles, CNNs and ensemble weights are fitted

@@ -230,8 +230,8 @@ def _xgb(settings: Settings) -> XGBoostClassifier:
 def fit_fold(data: TrainingData, train: np.ndarray, settings: Settings) -> tuple[dict[str, Any], dict[str, float]]:
     """Fit every model of ``settings.models`` on the rows ``train`` only.
 
-    Returns the fitted objects by name (``preprocess``, each model, and the ensemble's
-    ``ensemble_members``) and the seconds each took.
+    Returns the fitted objects by name (``preprocess``, each model, ``ensemble`` holding the
+    soft-vote weights) and the seconds each took (``ensemble`` includes the embedding CNN).
     """
     models = _expand_models(settings.models, data.thumbs is not None)
     fitted: dict[str, Any] = {}

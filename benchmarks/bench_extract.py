@@ -1,6 +1,7 @@
 """Per-site extraction cost on full-size 1024x1024x6 sites, side by side with comparisons.
 
-Measured in one process, one core (BLAS/OpenMP threads pinned to 1), on the same sites:
+Measured in one process, one core (BLAS/OpenMP threads pinned to 1), on the same sites, as
+CPU time (``time.process_time``: robust to other load on a shared machine):
 
 1. this package, by stage: decode (six PNGs), intensity, texture, morphology, correlation,
    thumbnail;
@@ -55,15 +56,15 @@ def bench_stages(sites, repeats: int) -> dict[str, float]:
     per_stage: dict[str, list[float]] = {}
     for _ in range(repeats):
         for site in sites:
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             image = site.load()
-            per_stage.setdefault("decode", []).append(time.perf_counter() - t0)
+            per_stage.setdefault("decode", []).append(time.process_time() - t0)
             _, seconds = timed_measure(image, site.channels, FeatureParams())
             for k, v in seconds.items():
                 per_stage.setdefault(k, []).append(v)
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             thumbnail(image, 100)
-            per_stage.setdefault("thumbnail", []).append(time.perf_counter() - t0)
+            per_stage.setdefault("thumbnail", []).append(time.process_time() - t0)
     out = {k: _median(v) for k, v in per_stage.items()}
     out["total"] = sum(out.values())
     return out
@@ -76,21 +77,21 @@ def bench_original(sites, repeats: int) -> dict[str, float]:
 
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         X = np.empty((0, 100, 100, 6), dtype=np.float32)
         for site in sites:
             chans = [img_to_array(load_img(p, color_mode="grayscale", target_size=(100, 100))) for p in site.paths]
             X = np.append(X, [np.concatenate(chans, axis=-1)], axis=0)
-        times.append((time.perf_counter() - t0) / len(sites))
+        times.append((time.process_time() - t0) / len(sites))
     # np.append copies the whole array each time: cost per site grows linearly with N
     append_cost = {}
     for n in (500, 1000, 2000):
         x = np.empty((0, 100, 100, 6), dtype=np.float32)
         one = np.zeros((1, 100, 100, 6), dtype=np.float32)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(n):
             x = np.append(x, one, axis=0)
-        append_cost[n] = (time.perf_counter() - t0) / n
+        append_cost[n] = (time.process_time() - t0) / n
     return {"per_site": _median(times), "append_per_site_at_n": append_cost}
 
 
@@ -107,24 +108,24 @@ def bench_cp_measure(sites, repeats: int) -> dict[str, float]:
     for _ in range(repeats):
         for site in sites:
             image = site.load()
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             nuclei = segment_nuclei(image[0])
             cells = segment_cells(image[2], nuclei)
-            ours_seg.append(time.perf_counter() - t0)
+            ours_seg.append(time.process_time() - t0)
             from skimage.segmentation import relabel_sequential
 
             masks = [relabel_sequential(m)[0] for m in (nuclei, cells)]
             pixels = [plane.astype(np.float64) / 255.0 for plane in image]
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             for m in masks:
                 fams["sizeshape"](m, None)
-            per["sizeshape"].append(time.perf_counter() - t0)
+            per["sizeshape"].append(time.process_time() - t0)
             for name in ("intensity", "texture"):
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 for m in masks:
                     for px in pixels:
                         fams[name](m, px)
-                per[name].append(time.perf_counter() - t0)
+                per[name].append(time.process_time() - t0)
     out = {k: _median(v) for k, v in per.items()}
     out["total"] = sum(out.values())
     out["segmentation_ours"] = _median(ours_seg)

@@ -33,3 +33,12 @@ def rxrx1_copy(tmp_path: Path, rxrx1_root: Path) -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def load_rxrx1_site(experiment: str, plate: int = 1, well: str = "B02", site: int = 1):
+    """A real RxRx1 site as a (6, 512, 512) uint8 array, read straight from its PNGs."""
+    import numpy as np
+    from PIL import Image
+
+    folder = RXRX1 / "images" / experiment / f"Plate{plate}"
+    return np.stack([np.asarray(Image.open(folder / f"{well}_s{site}_w{c}.png")) for c in range(1, 7)])

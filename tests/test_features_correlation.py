@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import warnings
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
-from PIL import Image
 
 from moa_features.features import correlation
 from moa_features.features.catalog import pattern_regex
 from moa_features.features.correlation import FEATURE_DOCS, correlation_features, manders_overlap, pearson_matrix
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SITE = DATA / "rxrx1" / "images" / "U2OS-01" / "Plate1"
+from conftest import load_rxrx1_site
+
 CHANNELS = [f"w{i}" for i in range(1, 7)]
 
 
 @pytest.fixture(scope="module")
 def real_site() -> np.ndarray:
-    return np.stack([np.asarray(Image.open(SITE / f"B02_s1_w{c}.png")) for c in range(1, 7)])
+    return load_rxrx1_site("U2OS-01")
 
 
 def _cellprofiler(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
-from PIL import Image
 
 from moa_features.features.catalog import pattern_regex
 from moa_features.features.intensity import (
@@ -20,15 +18,15 @@ from moa_features.features.intensity import (
     percentiles_from_histogram,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SITE = DATA / "rxrx1" / "images" / "HUVEC-01" / "Plate1"
+from conftest import load_rxrx1_site
+
 CHANNELS = [f"w{i}" for i in range(1, 7)]
 
 
 @pytest.fixture(scope="module")
 def real_site() -> np.ndarray:
     """A real RxRx1 site, (6, 512, 512) uint8."""
-    return np.stack([np.asarray(Image.open(SITE / f"B02_s1_w{c}.png")) for c in range(1, 7)])
+    return load_rxrx1_site("HUVEC-01")
 
 
 def _reference(plane: np.ndarray) -> dict[str, float]:

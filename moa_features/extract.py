@@ -33,7 +33,7 @@ import pandas as pd
 from moa_features import __version__, schema
 from moa_features.datasets import DatasetError, Site, SiteReadError, open_dataset
 from moa_features.features import FAMILIES, FeatureParams, measure
-from moa_features.io import atomic_path, write_json, write_table
+from moa_features.io import atomic_path, package_versions, write_json, write_table
 
 EXIT_OK, EXIT_USAGE, EXIT_SITES_FAILED = 0, 2, 3
 DEFAULT_DEMO_ROOT = Path(".cache") / "demo-screen"
@@ -343,7 +343,7 @@ def extract(
         command=command or "",
     )
     write_json({**asdict(result), "channels": list(ds.channels), "layout": ds.layout, "source": str(ds.source),
-                "params": asdict(params), "versions": _versions()}, side["summary"])
+                "params": asdict(params), "versions": package_versions()}, side["summary"])
     shutil.rmtree(side["parts"], ignore_errors=True)
     if report:
         from moa_features.report import build_report
@@ -435,18 +435,6 @@ def _assemble(
     if not thumb_size:
         side["thumbs"].unlink(missing_ok=True)
     return n_ok, len(errors)
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"moa-features": __version__, "python": sys.version.split()[0]}
-    for pkg in ("numpy", "pandas", "pyarrow", "scikit-image", "scipy", "pillow"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -82,3 +82,24 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# Packages whose versions shape the results; recorded in every run's provenance.
+PROVENANCE_PACKAGES = (
+    "moa-features", "numpy", "pandas", "pyarrow", "scipy", "scikit-image", "scikit-learn", "pillow",
+    "xgboost-cpu", "xgboost", "keras", "jax", "dask", "matplotlib", "seaborn", "jinja2",
+)  # fmt: skip
+
+
+def package_versions() -> dict[str, str]:
+    """Python's and the installed :data:`PROVENANCE_PACKAGES`' versions (absent ones skipped)."""
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in PROVENANCE_PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out

@@ -17,7 +17,6 @@ import shlex
 import sys
 import time
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -26,7 +25,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from moa_features import profiling, schema
-from moa_features.io import read_table
+from moa_features.io import package_versions, read_table
 from moa_features.reports import plots
 from moa_features.reports.html import (
     ReportFigure, Section, Table, figure_png, key_value_rows, render_html, slug, write_report,
@@ -36,10 +35,6 @@ CLASS_COL = "Metadata_report_class"  # the class each row is drawn as (MoA, or t
 MAIN_MODELS = ("cnn", "xgboost", "ensemble")
 CHANCE_MODELS = ("majority", "shuffled")
 MAX_EXAMPLES = 30  # MoAs shown in the example-image section
-VERSION_PACKAGES = (
-    "moa-features", "numpy", "pandas", "pyarrow", "scikit-image", "scikit-learn", "scipy", "xgboost",
-    "xgboost-cpu", "keras", "jax", "matplotlib", "seaborn", "jinja2",
-)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- inputs
@@ -463,17 +458,6 @@ def provenance_section(
             s.add(Table(["", "value"], key_value_rows(info), caption="Training run (metrics.json)",
                         numeric=[False, False]))
     return s
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape the results (absent ones skipped)."""
-    out = {"python": sys.version.split()[0]}
-    for pkg in VERSION_PACKAGES:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 # --------------------------------------------------------------------------- entry points

@@ -550,7 +550,7 @@ def render_signal(
     def per_cell(values: np.ndarray) -> np.ndarray:
         return np.where(cell, values.astype(np.float32)[lab], 0).astype(np.float32)
 
-    mit, apo = cells.state == 1, cells.state == 2
+    mit = cells.state == 1
     dna_density = cells.dna * r_n**2 / np.prod(cells.nucleus_axes, 1)
     inter = cells.state == 0
     dist_out = np.maximum(dn - 1, 0)  # distance outside the nucleus, in nuclear radii

@@ -189,12 +189,13 @@ def dataset_section(
             by_source = annotation.groupby("source").size()
             s.add(Table(["annotation source", "treatments"], [[k, int(v)] for k, v in by_source.items()],
                         caption="How treatments were mapped to MoAs"))
-        if "needs_review" in annotation.columns:
-            review = annotation[annotation["needs_review"].astype(str).str.lower().isin({"true", "1"})]
-            if len(review):
-                cols = [c for c in ("treatment", "moa", "source", "evidence") if c in review.columns]
-                s.add(Table(cols, review[cols].head(20).astype(str).values.tolist(),
-                            caption=f"Annotations that need review ({len(review)})"))
+        cols = [c for c in ("treatment", "moa", "source", "uniprot_accession", "gene", "evidence", "needs_review")
+                if c in annotation.columns]
+        shown = annotation.sort_values(["moa", "treatment"])[cols].fillna("")
+        n_review = int(shown["needs_review"].astype(str).str.lower().isin({"true", "1"}).sum()) if "needs_review" in cols else 0
+        s.add(Table(cols, shown.astype(str).values.tolist(),
+                    caption=f"Treatment -> MoA annotation with its evidence ({len(shown)} treatments, "
+                            f"{n_review} flagged for review)"))
     return s
 
 

@@ -130,7 +130,9 @@ def test_dataset_section_counts_classes_and_failed_site(demo):
     for moa in ("Negative control", "Growth factor", "Interleukin", "TNF ligand"):
         assert f"<td>{moa}</td>" in body
     assert str(demo["broken"]) in body and "cannot decode image" in body  # the corrupted site and why
-    assert "Annotations that need review (1)" in body and "DKK-1" in body
+    # the annotation table with its evidence, one row per treatment
+    assert "Treatment -&gt; MoA annotation with its evidence" in body and "1 flagged for review)" in body
+    assert "<th>evidence</th>" in body and "DKK-1" in body
 
 
 def test_intensity_examples_and_features_sections(demo):

@@ -198,3 +198,15 @@ def test_dask_worker_lost_mid_run_loses_and_duplicates_nothing(tmp_path):
     df = pd.read_parquet(out)
     assert result.n_ok == ref.n_ok and df[schema.SITE_ID].is_unique
     pd.testing.assert_frame_equal(df, pd.read_parquet(ref.table))
+
+
+def test_extract_start_up_imports_no_deep_learning_framework():
+    code = (
+        "import sys, moa_features, moa_features.cli, moa_features.extract, moa_features.features.morphology;"
+        "heavy = sorted(m for m in ('keras', 'jax', 'torch', 'tensorflow') if m in sys.modules);"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    help_ = subprocess.run([sys.executable, "-m", "moa_features.extract", "--help"], capture_output=True, text=True)
+    assert help_.returncode == 0 and "--scheduler" in help_.stdout

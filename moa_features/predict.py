@@ -3,7 +3,8 @@
 Loads the models that ``moa-features train`` refitted on all rows (``RUN/preprocess.joblib``,
 ``xgboost.json``, ``knn.joblib``, ``ensemble.joblib``, ``cnn.keras``, ``cnn_embedding.keras``),
 normalises the new table per plate exactly as the run did (``config.normalize`` in
-``RUN/metrics.json``: each plate against its own negative controls), and writes one row per
+``RUN/metrics.json``: each plate against its own negative controls; the embedding CNN's
+thumbnails likewise, by each plate's control intensity per channel), and writes one row per
 (model, table row): ``model``, the row's metadata, ``y_pred``, ``proba_<class>`` (and
 ``y_true`` when the table has the run's label column).
 """
@@ -24,6 +25,7 @@ from moa_features import profiling, schema
 from moa_features.io import read_table, write_table
 from moa_features.models.ensemble import align_proba
 from moa_features.models.gbm import XGBoostClassifier
+from moa_features.train import thumbnail_reference
 
 FEATURE_MODELS = ("xgboost", "knn")
 IMAGE_MODELS = ("cnn", "cnn_embedding")
@@ -96,13 +98,20 @@ def predict_table(
     for name in FEATURE_MODELS:
         if name in run:
             proba[name] = align_proba(run[name].predict_proba(X), run[name].classes_, classes)
+    reference = None
     for name in IMAGE_MODELS:
         if name in run:
             if thumbs is None:
                 raise ValueError(f"model {name!r} needs thumbnails: pass --thumbs NAME.thumbs.npy")
             if len(thumbs) != len(df):
                 raise ValueError(f"thumbnails have {len(thumbs)} rows, the table {len(df)}")
-            proba[name] = align_proba(run[name].predict_proba(thumbs), run[name].classes_, classes)
+            ref = None
+            if run[name].uses_reference_:  # the embedding CNN: per-plate input normalisation, as in training
+                if reference is None:
+                    reference = thumbnail_reference(thumbs, df[cfg["group"]].astype(str).to_numpy(), control,
+                                                    cfg["normalize"])
+                ref = reference
+            proba[name] = align_proba(run[name].predict_proba(thumbs, ref), run[name].classes_, classes)
     if "ensemble" in run:
         ens = run["ensemble"]
         members = [align_proba(proba[n], classes, ens.classes_) for n in ens.names]

@@ -6,7 +6,9 @@ Every model is evaluated on the same folds in the same run, beside two chance ba
 ``xgboost``        class-weighted XGBoost on selected, plate-normalised features;
 ``knn``            1-nearest-neighbour (cosine) on per-treatment median profiles;
 ``cnn_embedding``  a small batch-normalised CNN (flip/rotation augmentation) whose softmax
-                   reads its 64-d penultimate embedding;
+                   reads its 64-d penultimate embedding; its input is normalised per plate
+                   (each channel divided by the plate's median control-site intensity,
+                   :func:`moa_features.models.cnn.plate_reference`), the baseline's is not;
 ``ensemble``       a weighted soft vote of ``xgboost``, ``knn`` and (with thumbnails)
                    ``cnn_embedding``, weights chosen on an inner validation split of whole
                    training plates (see :mod:`moa_features.models.ensemble` for why);
@@ -20,7 +22,8 @@ excludes nothing: "looks like an untreated well" is a useful answer for a screen
 original 3-class setting is ``--exclude-label`` of every other class).
 
 What each fold sees: plate normalisation (robust z-score against the plate's own negative
-controls) is a per-plate transform, so a test plate is normalised by its own controls only;
+controls; for the embedding CNN's thumbnails, division by the plate's control intensity per
+channel) is a per-plate transform, so a test plate is normalised by its own controls only;
 feature selection, imputation, XGBoost, kNN profiles, CNNs and ensemble weights are fitted
 on the training rows of the fold only (``tests/test_leakage.py`` checks this). Finally every
 model is refitted on all rows and saved for ``moa-features predict``.
@@ -80,7 +83,9 @@ class TrainingData:
 
     X: (n, p) plate-normalised features; y: (n,) labels (str); groups: (n,) plate (or
     ``--group``) ids; profiles: (n,) treatment-profile keys (treatment x concentration) for
-    the kNN; thumbs: (n, S, S, C) uint8 or ``None``; meta: the rows' metadata columns.
+    the kNN; thumbs: (n, S, S, C) uint8 or ``None``; thumb_reference: (n, C) float32 per-plate
+    channel reference of the embedding CNN's input in DN (``None`` without thumbnails or with
+    ``normalize="none"``); meta: the rows' metadata columns.
     """
 
     X: np.ndarray
@@ -90,6 +95,7 @@ class TrainingData:
     meta: pd.DataFrame
     feature_names: list[str]
     thumbs: np.ndarray | None = None
+    thumb_reference: np.ndarray | None = None
     classes: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -173,6 +179,9 @@ def load_training_data(
                          "they must be row-aligned (written together by extract)")
     control = profiling.is_control(df, moa_col=label, treatment_col=treatment or schema.TREATMENT)
     df = profiling.normalize(df, normalize, plate_col=group, control=control, features=features)
+    reference = None
+    if thumbs is not None:
+        reference = thumbnail_reference(thumbs, df[group].astype(str).to_numpy(), control, normalize)
     keep = df[label].notna().to_numpy().copy()
     if (~keep).any():
         _log(f"dropping {int((~keep).sum())} rows with no {label}")
@@ -193,7 +202,27 @@ def load_training_data(
         meta=df[schema.metadata_columns(df.columns)],
         feature_names=list(features),
         thumbs=None if thumbs is None else np.asarray(thumbs[rows]),
+        thumb_reference=None if reference is None else reference[rows],
     )
+
+
+def thumbnail_reference(
+    thumbs: np.ndarray, plates: np.ndarray, control: pd.Series | np.ndarray, normalize: str
+) -> np.ndarray | None:
+    """Per-row channel reference (N, C) of the embedding CNN's input, the analogue of ``normalize``.
+
+    ``controls``: each plate's median control-site intensity per channel; ``plate``: the
+    median over all the plate's sites; ``none``: ``None`` (input scaled to [0, 1]). Per plate,
+    like :func:`moa_features.profiling.normalize`, so held-out plates leak nothing.
+    """
+    if normalize not in profiling.NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalize!r}; expected one of {', '.join(profiling.NORMALIZATIONS)}")
+    if normalize == "none":
+        return None
+    from moa_features.models.cnn import plate_reference
+
+    rows = np.asarray(control, dtype=bool) if normalize == "controls" else np.ones(len(plates), dtype=bool)
+    return plate_reference(thumbs, plates, rows)
 
 
 # ---- one fold -----------------------------------------------------------------------------
@@ -283,13 +312,16 @@ def _fit_ensemble(data: TrainingData, train: np.ndarray, settings: Settings, fit
     names: list[str] = []
     if data.thumbs is not None:
         seen = np.isin(data.y[val], np.unique(data.y[inner]))
+        ref = (lambda r: None) if data.thumb_reference is None else (lambda r: data.thumb_reference[r])
         cnn = _cnn("embedding", settings)
         if seen.any():
-            cnn.fit(data.thumbs[inner], data.y[inner], validation_data=(data.thumbs[val[seen]], data.y[val[seen]]))
+            v = val[seen]
+            cnn.fit(data.thumbs[inner], data.y[inner], reference=ref(inner),
+                    validation_data=(data.thumbs[v], data.y[v]) + ((ref(v),) if ref(v) is not None else ()))
         else:
-            cnn.fit(data.thumbs[inner], data.y[inner], groups=data.groups[inner])
+            cnn.fit(data.thumbs[inner], data.y[inner], groups=data.groups[inner], reference=ref(inner))
         fitted["cnn_embedding"] = cnn
-        probas.append(align_proba(cnn.predict_proba(data.thumbs[val]), cnn.classes_, classes))
+        probas.append(align_proba(cnn.predict_proba(data.thumbs[val], ref(val)), cnn.classes_, classes))
         names.append("cnn_embedding")
     if not with_ensemble:
         return
@@ -312,7 +344,8 @@ def predict_fold(fitted: dict[str, Any], data: TrainingData, rows: np.ndarray) -
     for name in IMAGE_MODELS:
         if name in fitted:
             m = fitted[name]
-            out[name] = align_proba(m.predict_proba(data.thumbs[rows]), m.classes_, data.classes)
+            ref = data.thumb_reference[rows] if name == "cnn_embedding" and m.uses_reference_ else None
+            out[name] = align_proba(m.predict_proba(data.thumbs[rows], ref), m.classes_, data.classes)
     if "ensemble" in fitted:
         ens = fitted["ensemble"]
         members = [align_proba(out[n], data.classes, ens.classes_) for n in ens.names]

@@ -1,16 +1,32 @@
 """Keras CNNs on site thumbnails: the original baseline and a small embedding CNN.
 
 Both networks take ``(N, S, S, C)`` uint8 thumbnails (``features/NAME.thumbs.npy``,
-S=100, C=6 by default) and scale them to [0, 1] inside the model (a ``Rescaling``
-layer), so the saved ``.keras`` file is self-contained and a large thumbnail array is
-never copied to float32 as a whole.
+S=100, C=6 by default) and scale them to float inside the model, so the saved ``.keras``
+file is self-contained and a large thumbnail array is never copied to float32 as a whole.
 
-- :func:`baseline_model` is the original project's network, layer for layer (two
-  3x3 conv + max-pool stages, Dense 64 -> Dropout 0.1 -> Dense 8 -> softmax, LeakyReLU
-  0.2, He-normal conv initialisation); its 8-d Dense output is its "embedding".
+- :func:`baseline_model` is the original project's network, layer for layer (input
+  scaled to [0, 1] by a ``Rescaling`` layer, two 3x3 conv + max-pool stages, Dense 64 ->
+  Dropout 0.1 -> Dense 8 -> softmax, LeakyReLU 0.2, He-normal conv initialisation); its
+  8-d Dense output is its "embedding". It stays faithful: no per-plate input normalisation.
 - :func:`embedding_model` is a small, better-regularised CNN (conv blocks with batch
   normalisation + ReLU, global average pooling, a 64-d Dense embedding, random flips
-  and 90-degree rotations during training) whose embedding feeds the ensemble.
+  and 90-degree rotations during training) whose embedding feeds the ensemble. It has a
+  second input, the per-channel *reference intensity* of the image's plate (DN), and
+  divides every pixel by it (:class:`ChannelReference`).
+
+Per-plate input normalisation (embedding CNN only). Screens carry strong per-plate and
+per-experiment intensity batch effects (a per-channel gain of the microscope and stains),
+larger than most phenotypes. Exactly like the feature normalisation in
+:mod:`moa_features.profiling`, :func:`plate_reference` computes, for each plate on its own,
+the median over the plate's negative-control sites of each site's mean intensity per
+channel; the network sees ``pixel / reference``, i.e. brightness relative to the plate's
+untreated cells (1.0 = an average control pixel). It is a per-plate transform (no
+statistics cross plates, none come from labels), so a held-out plate is normalised by its
+own controls and leaks nothing into training. It also brings the dark 8-bit thumbnails
+(channel means ~5-20 of 255, i.e. 0.02-0.08 after a /255 rescaling) to unit scale, where
+batch normalisation's initial moving statistics (mean 0, variance 1) are close to the real
+ones. Without a reference, the embedding CNN divides by 255 (the baseline's [0, 1]).
+
 - :class:`CNNClassifier` wraps either in a scikit-learn estimator (``fit``,
   ``predict``, ``predict_proba``, ``transform``, ``get_params``/``set_params``,
   ``clone``) with class-balanced loss weights, early stopping on a held-out split
@@ -48,11 +64,20 @@ from sklearn.utils.validation import check_is_fitted  # noqa: E402
 
 from moa_features.io import write_json  # noqa: E402
 
-__all__ = ["CNNClassifier", "RandomRot90", "baseline_model", "embedding_model"]
+__all__ = [
+    "CNNClassifier",
+    "ChannelReference",
+    "RandomRot90",
+    "baseline_model",
+    "embedding_model",
+    "plate_reference",
+]
 
 ARCHITECTURES = ("baseline", "embedding")
 EMBEDDING_LAYER = "embedding"  # name of the layer whose output `transform` returns
-_SIDECAR_FORMAT = "moa_features.models.cnn.CNNClassifier/1"
+_SIDECAR_FORMAT = "moa_features.models.cnn.CNNClassifier/2"
+UNIT_REFERENCE = 255.0  # DN that maps to 1.0 without a plate reference (scaling to [0, 1])
+MIN_REFERENCE = 1.0  # DN; floor of a plate reference, so a black control channel cannot divide by ~0
 _DATA_FORMAT = "channels_last"
 
 
@@ -93,6 +118,57 @@ class RandomRot90(layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="moa_features")
+class ChannelReference(layers.Layer):
+    """Divide each image's channels by its reference intensities: ``x / reference``.
+
+    Inputs ``[images (B, H, W, C), reference (B, C)]`` (any numeric image dtype, reference
+    in the same units, > 0); output ``(B, H, W, C)`` float32. The same at training and
+    inference (no state).
+    """
+
+    def call(self, inputs):
+        images, reference = inputs
+        images = ops.cast(images, "float32")
+        reference = ops.cast(reference, "float32")
+        return images / reference[:, None, None, :]
+
+    def compute_output_shape(self, input_shapes: list) -> tuple:
+        return tuple(input_shapes[0])
+
+
+def plate_reference(thumbs: Any, plates: Any, reference_rows: Any) -> np.ndarray:
+    """Per-row reference intensity of its plate, ``(N, C)`` float32 in DN.
+
+    For each plate separately: the median, over that plate's rows where ``reference_rows``
+    is true (its negative controls, or all its rows), of each thumbnail's mean intensity per
+    channel; floored at ``MIN_REFERENCE`` DN. ``thumbs`` ``(N, S, S, C)`` (a memory map is
+    read one plate's reference rows at a time), ``plates`` and ``reference_rows`` ``(N,)``.
+    Rows of a plate share its reference; no statistic crosses plates.
+    """
+    thumbs = _check_images(thumbs, "thumbs")
+    plates = np.asarray(plates)
+    reference_rows = np.asarray(reference_rows, dtype=bool)
+    if plates.shape != (len(thumbs),) or reference_rows.shape != (len(thumbs),):
+        raise ValueError(
+            f"plates and reference_rows must have one entry per thumbnail ({len(thumbs)}), "
+            f"got shapes {plates.shape} and {reference_rows.shape}"
+        )
+    out = np.empty((len(thumbs), thumbs.shape[-1]), dtype=np.float32)
+    names, codes = np.unique(plates, return_inverse=True)
+    for k, plate in enumerate(names):
+        rows = np.flatnonzero(codes == k)
+        ref = rows[reference_rows[rows]]
+        if len(ref) == 0:
+            raise ValueError(
+                f"plate {str(plate)!r} has no reference (negative-control) thumbnails to normalise "
+                "the CNN input against"
+            )
+        means = np.stack([thumbs[i].mean(axis=(0, 1), dtype=np.float64) for i in ref])
+        out[rows] = np.maximum(np.median(means, axis=0), MIN_REFERENCE)
+    return out
 
 
 def _inputs(input_shape: tuple[int, int, int]):
@@ -152,20 +228,34 @@ def embedding_model(
     *,
     augment: bool = True,
     embedding_dim: int = 64,
-    bn_momentum: float = 0.9,
+    bn_momentum: float = 0.6,
 ) -> keras.Model:
     """A small CNN whose ``embedding_dim``-d penultimate layer is a site embedding (uncompiled).
 
-    uint8 ``(S, S, C)`` input scaled to [0, 1] -> [random flips + quarter turns in
-    training] -> four blocks of Conv2D (same padding, no bias) + BatchNorm + ReLU: a
+    Inputs ``[thumbnail uint8 (S, S, C), reference float32 (C,)]``: the thumbnail divided
+    by the reference per channel (:class:`ChannelReference`; reference = the plate's control
+    intensity from :func:`plate_reference`, or 255 for plain [0, 1] scaling) ->
+    [random flips + quarter turns in training] -> four blocks of Conv2D (same padding, no bias) + BatchNorm + ReLU: a
     5x5 stride-2 stem with 16 filters, then 3x3 convs with 32, 64, 128 filters, 2x2
     max-pooling after the 32- and 64-filter blocks (100 -> 50 -> 25 -> 12 px) -> global average
     pooling -> Dropout(0.2) -> Dense(embedding_dim, ReLU) (layer ``"embedding"``) ->
     Dropout(0.2) -> Dense(n_classes, softmax). About 100k parameters; global pooling
-    makes it independent of the thumbnail size. ``bn_momentum`` is the batch-norm
-    moving-average momentum (:class:`CNNClassifier` sets it from the data size).
+    makes it independent of the thumbnail size.
+
+    ``bn_momentum`` is the batch-norm moving-average momentum. Inference uses the moving
+    statistics, so they must follow the weights, which move fast when a few hundred images
+    train for a few epochs: Keras' default 0.99 (a ~100-batch window) leaves the initial
+    statistics in place for tens of epochs and the network predicts one class at inference
+    while it fits in training (on the demo screen: 0.27 validation accuracy flat, validation
+    loss 4-11 while the training loss falls). 0.6 averages over ~2-3 batches; each batch's
+    statistics already pool 32 images x thousands of pixels per channel, so they are precise.
     """
-    inputs, x = _inputs(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (S, S, C), got {tuple(input_shape)}")
+    shape = tuple(int(v) for v in input_shape)
+    image = keras.Input(shape=shape, dtype="uint8", name="thumbnail")
+    reference = keras.Input(shape=(shape[-1],), dtype="float32", name="reference")
+    x = ChannelReference(name="reference_scale")([image, reference])
     if augment:
         x = _augmentation(x)
     # (filters, kernel, stride, max-pool after): the stride-2 stem sees every pixel but
@@ -192,7 +282,7 @@ def embedding_model(
     x = layers.Dense(int(embedding_dim), activation="relu", name=EMBEDDING_LAYER)(x)
     x = layers.Dropout(0.2, name="dropout2")(x)
     outputs = layers.Dense(int(n_classes), activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="cnn_embedding")
+    return keras.Model([image, reference], outputs, name="cnn_embedding")
 
 
 def _sidecar_path(path: Path) -> Path:
@@ -249,6 +339,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     history_ : ``{"loss": [...], "val_loss": [...], "accuracy": [...], ...}`` per epoch.
     model_ : the trained ``keras.Model`` (uint8 ``(S, S, C)`` in, probabilities out).
     input_shape_ : ``(S, S, C)`` of the training thumbnails.
+    uses_reference_ : whether ``fit`` got a plate ``reference`` (then ``predict*`` and
+        ``transform`` need one too).
     """
 
     def __init__(
@@ -277,13 +369,22 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     # ---- fitting -----------------------------------------------------------------
     def fit(
-        self, X: Any, y: Any, groups: Any = None, validation_data: tuple | None = None
+        self,
+        X: Any,
+        y: Any,
+        groups: Any = None,
+        validation_data: tuple | None = None,
+        reference: Any = None,
     ) -> "CNNClassifier":
         """Train on ``X`` ``(N, S, S, C)`` uint8 with labels ``y`` ``(N,)``.
 
-        Early stopping watches ``validation_data=(Xv, yv)`` when given, else an inner
-        split of ``validation_fraction`` of the rows (whole groups held out when
-        ``groups`` ``(N,)`` is given, e.g. plates; stratified by label otherwise).
+        Early stopping watches ``validation_data=(Xv, yv)`` (``(Xv, yv, reference_v)``
+        with a reference) when given, else an inner split of ``validation_fraction`` of the
+        rows (whole groups held out when ``groups`` ``(N,)`` is given, e.g. plates;
+        stratified by label otherwise). ``reference`` ``(N, C)`` (embedding CNN only): each
+        row's per-channel plate reference intensity in DN (:func:`plate_reference`); the
+        network sees ``X / reference``. Without it the input is scaled to [0, 1]. A model
+        fitted with a reference needs one at prediction too.
         """
         if self.architecture not in ARCHITECTURES:
             raise ValueError(
@@ -306,21 +407,31 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 f"augmentation (quarter turns) needs square thumbnails, got {X.shape[1:3]}"
             )
         weights = self._class_weights(classes, y)
+        self.uses_reference_ = reference is not None
+        inputs = self._model_inputs(X, reference, "reference")
 
         train, val = self._validation_split(y_idx, groups, validation_data)
         if validation_data is not None:
+            if len(validation_data) not in (2, 3):
+                raise ValueError(
+                    "validation_data must be (images, labels) or (images, labels, reference)"
+                )
             Xv = _check_images(validation_data[0], "validation_data[0]")
             if Xv.shape[1:] != X.shape[1:]:
                 raise ValueError(
                     f"validation images have shape {Xv.shape[1:]}, training images {X.shape[1:]}"
                 )
             yv = self._encode(np.asarray(validation_data[1]), classes, "validation_data[1]")
-            fit_val = (Xv, _one_hot(yv, len(classes)))
+            ref_v = validation_data[2] if len(validation_data) == 3 else None
+            fit_val = (
+                self._model_inputs(Xv, ref_v, "validation_data[2]"),
+                _one_hot(yv, len(classes)),
+            )
         elif val is not None:
-            fit_val = (X[val], _one_hot(y_idx[val], len(classes)))
+            fit_val = (_take(inputs, val), _one_hot(y_idx[val], len(classes)))
         else:
             fit_val = None
-        X_train = X if train is None else X[train]
+        X_train = inputs if train is None else _take(inputs, train)
         y_train = y_idx if train is None else y_idx[train]
 
         if self.random_state is not None:
@@ -328,10 +439,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if self.architecture == "baseline":
             model = baseline_model(X.shape[1:], len(classes), augment=augment)
         else:
-            steps = -(-len(X_train) // self.batch_size)
-            model = embedding_model(
-                X.shape[1:], len(classes), augment=augment, bn_momentum=_bn_momentum(steps)
-            )
+            model = embedding_model(X.shape[1:], len(classes), augment=augment)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
             loss="categorical_crossentropy",
@@ -363,6 +471,41 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.model_ = model
         self.input_shape_ = tuple(int(v) for v in X.shape[1:])
         return self
+
+    def _model_inputs(self, X: np.ndarray, reference: Any, what: str):
+        """What the Keras model takes: ``X`` (baseline) or ``{"thumbnail", "reference"}``.
+
+        A missing reference of the embedding CNN is ``UNIT_REFERENCE`` (255) per channel.
+        After ``fit``, the reference must be given exactly when it was given to ``fit``.
+        """
+        if self.architecture == "baseline":
+            if reference is not None:
+                raise ValueError(
+                    f"{what}: the baseline CNN is the original network, which scales its input "
+                    "to [0, 1]; a plate reference is only for architecture='embedding'"
+                )
+            return X
+        if (reference is not None) != self.uses_reference_:
+            raise ValueError(
+                f"{what}: this embedding CNN was fitted "
+                + (
+                    "on plate-normalised input and needs reference=plate_reference(...)"
+                    if self.uses_reference_
+                    else "without a reference (input scaled to [0, 1]); pass none"
+                )
+            )
+        if reference is None:
+            ref = np.full((len(X), X.shape[-1]), UNIT_REFERENCE, dtype=np.float32)
+        else:
+            ref = np.asarray(reference, dtype=np.float32)
+            if ref.shape != (len(X), X.shape[-1]):
+                raise ValueError(
+                    f"{what} must be (N, C) = {(len(X), X.shape[-1])}, one reference intensity "
+                    f"per image and channel, got shape {ref.shape}"
+                )
+            if not np.all(np.isfinite(ref) & (ref > 0)):
+                raise ValueError(f"{what} must be finite and > 0 (DN)")
+        return {"thumbnail": X, "reference": ref}
 
     def _class_weights(self, classes: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Loss weight per class, ``(n_classes,)`` in ``classes`` order."""
@@ -436,41 +579,44 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return idx
 
     # ---- inference ---------------------------------------------------------------
-    def _check_predict_input(self, X: Any) -> np.ndarray:
+    def _check_predict_input(self, X: Any, reference: Any):
         check_is_fitted(self, "model_")
         X = _check_images(X)
         if tuple(X.shape[1:]) != self.input_shape_:
             raise ValueError(
                 f"X has images of shape {X.shape[1:]}, the model was trained on {self.input_shape_}"
             )
-        return X
+        return self._model_inputs(X, reference, "reference")
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities ``(N, n_classes)``, columns in ``classes_`` order; rows sum to 1."""
-        X = self._check_predict_input(X)
+    def predict_proba(self, X: Any, reference: Any = None) -> np.ndarray:
+        """Class probabilities ``(N, n_classes)``, columns in ``classes_`` order; rows sum to 1.
+
+        ``reference`` ``(N, C)``: as given to ``fit`` (embedding CNN with plate normalisation).
+        """
+        inputs = self._check_predict_input(X, reference)
         proba = np.asarray(
-            self.model_.predict(X, batch_size=self.batch_size, verbose=0), dtype=np.float64
+            self.model_.predict(inputs, batch_size=self.batch_size, verbose=0), dtype=np.float64
         )
         return proba / proba.sum(
             axis=1, keepdims=True
         )  # float32 softmax sums to 1 only within ~1e-7
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any, reference: Any = None) -> np.ndarray:
         """Most probable label per image, ``(N,)`` with ``classes_``'s dtype."""
-        proba = self.predict_proba(X)
+        proba = self.predict_proba(X, reference)
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def transform(self, X: Any) -> np.ndarray:
+    def transform(self, X: Any, reference: Any = None) -> np.ndarray:
         """Penultimate-layer embedding ``(N, D)`` float32 (D = 8 baseline, 64 embedding)."""
-        X = self._check_predict_input(X)
+        inputs = self._check_predict_input(X, reference)
         encoder = keras.Model(self.model_.inputs, self.model_.get_layer(EMBEDDING_LAYER).output)
-        return np.asarray(encoder.predict(X, batch_size=self.batch_size, verbose=0))
+        return np.asarray(encoder.predict(inputs, batch_size=self.batch_size, verbose=0))
 
     # ---- persistence -------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the Keras model to ``path`` (``*.keras``, Keras' native format) and the
-        estimator's parameters, ``classes_``, ``class_weight_``, ``history_`` and
-        ``input_shape_`` to ``path + ".json"`` (e.g. ``cnn.keras`` + ``cnn.keras.json``).
+        estimator's parameters, ``classes_``, ``class_weight_``, ``history_``,
+        ``input_shape_`` and ``uses_reference_`` to ``path + ".json"`` (e.g. ``cnn.keras`` + ``cnn.keras.json``).
 
         Labels must be JSON scalars (str, int, float, bool). Both files are written atomically.
         """
@@ -501,6 +647,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 "classes": self.classes_.tolist(),
                 "class_weight": self.class_weight_.tolist(),
                 "input_shape": list(self.input_shape_),
+                "uses_reference": self.uses_reference_,
                 "history": self.history_,
             },
             _sidecar_path(path),
@@ -528,20 +675,17 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         est.classes_ = np.asarray(meta["classes"])
         est.class_weight_ = np.asarray(meta["class_weight"], dtype=float)
         est.input_shape_ = tuple(meta["input_shape"])
+        est.uses_reference_ = bool(meta["uses_reference"])
         est.history_ = meta["history"]
         est.model_ = keras.saving.load_model(path)
         return est
 
 
-def _bn_momentum(steps_per_epoch: int) -> float:
-    """Batch-norm moving-average momentum whose window is about one epoch of batches.
-
-    Keras' default (0.99) averages over ~100 batches; with a few hundred images (a few
-    batches per epoch) the inference-time statistics would lag the weights for tens of
-    epochs, inflating ``val_loss`` and stopping training early. ``1 - 1/steps`` lets the
-    initial statistics fade within about three epochs whatever the data size.
-    """
-    return float(np.clip(1.0 - 1.0 / max(steps_per_epoch, 1), 0.5, 0.99))
+def _take(inputs, rows: np.ndarray):
+    """Rows of the model's inputs (an array, or a dict of row-aligned arrays)."""
+    if isinstance(inputs, dict):
+        return {k: v[rows] for k, v in inputs.items()}
+    return inputs[rows]
 
 
 def _one_hot(y_idx: np.ndarray, n_classes: int) -> np.ndarray:

@@ -3,7 +3,8 @@
 Method: perturbation. The test plate's raw rows (features, labels, thumbnails) are replaced
 with garbage in the *raw table*, then the whole path runs again: plate normalisation, feature
 selection, imputation, XGBoost (with its inner early-stopping split), kNN profiles, the
-shuffled baseline, both CNNs and the ensemble weights. If any step had seen a test row, some
+shuffled baseline, both CNNs (and the embedding CNN's per-plate input reference) and the
+ensemble weights. If any step had seen a test row, some
 fitted parameter or some prediction on the training rows would change. Everything must be
 identical.
 """
@@ -63,13 +64,17 @@ def screen(tmp_path_factory):
 
 def test_normalisation_of_training_plates_ignores_the_test_plate(screen):
     table, thumbs = screen
-    bad, _ = _perturb(table, thumbs, TEST_PLATE)
+    bad, bad_thumbs = _perturb(table, thumbs, TEST_PLATE)
     for method in ("controls", "plate"):
         a = load_training_data(table, thumbs=thumbs, normalize=method)
         b = load_training_data(bad, thumbs=thumbs, normalize=method)
         train = a.groups != TEST_PLATE
         assert np.array_equal(a.X[train], b.X[train]), method
         assert not np.allclose(a.X[~train], b.X[~train])  # the perturbation did reach the test plate
+        # The embedding CNN's per-plate input reference: the test plate's own controls only.
+        c = load_training_data(table, thumbs=bad_thumbs, normalize=method)
+        assert np.array_equal(a.thumb_reference[train], c.thumb_reference[train]), method
+        assert not np.allclose(a.thumb_reference[~train], c.thumb_reference[~train])
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from moa_features.features import FAMILIES, FeatureParams, measure
 from moa_features.io import atomic_path, package_versions, write_json, write_table
 
 EXIT_OK, EXIT_USAGE, EXIT_SITES_FAILED = 0, 2, 3
+ROW_GROUP_ROWS = 1024  # rows per Parquet row group of the final table (bounded memory, small footer)
 DEFAULT_DEMO_ROOT = Path(".cache") / "demo-screen"
 
 
@@ -177,6 +178,16 @@ class ChunkStore:
 
     def table(self, index: int) -> pd.DataFrame:
         return pd.read_parquet(self._path(index, "parquet"))
+
+    def n_rows(self, index: int) -> int:
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(self._path(index, "parquet")).num_rows
+
+    def schema(self, index: int):
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(self._path(index, "parquet"))
 
     def errors(self, index: int) -> pd.DataFrame:
         return pd.read_parquet(self._path(index, "errors.parquet"))
@@ -385,53 +396,63 @@ def _assemble(
             df = apply_annotation(df, annotation)
         return df
 
-    # Pass 1: the union schema (columns in first-seen order) and the row count, chunk by chunk.
+    # Pass 1, from the chunk files' footers only: the union schema and the row count.
     schemas, n_ok = [], 0
     for i in range(n_chunks):
-        df = chunk_table(i)
-        n_ok += len(df)
-        if len(df):
-            schemas.append(pa.Schema.from_pandas(df, preserve_index=False))
+        rows = store.n_rows(i)
+        n_ok += rows
+        if rows:
+            schemas.append(store.schema(i).remove_metadata())
+    if annotation is not None and schemas and schema.MOA not in schemas[0].names:
+        schemas.append(pa.schema([pa.field(schema.MOA, pa.string())]))
     errors = pd.concat([store.errors(i) for i in range(n_chunks)], ignore_index=True)
     write_table(errors.astype({"path": "string", "error": "string"}), side["errors"])
 
     unified = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+    # metadata columns first, then features, each in first-seen order
+    unified = pa.schema(sorted(unified, key=lambda f: not f.name.startswith(schema.METADATA_PREFIX)))
     columns = unified.names
-    thumbs_arr = None
     with ExitStack() as stack:
         tmp_table = stack.enter_context(atomic_path(output))
-        tmp_thumbs = stack.enter_context(atomic_path(side["thumbs"])) if thumb_size else None
+        thumbs_fh = None
+        if thumb_size:
+            # Plain sequential writes after an .npy header: unlike a memory map, written pages
+            # do not stay in this process's resident memory.
+            thumbs_fh = stack.enter_context(open(stack.enter_context(atomic_path(side["thumbs"])), "wb"))
+            np.lib.format.write_array_header_1_0(
+                thumbs_fh, {"descr": "|u1", "fortran_order": False,
+                            "shape": (n_ok, thumb_size, thumb_size, n_channels)})
         writer = pq.ParquetWriter(tmp_table, unified) if output.name.endswith(".parquet") else None
         first_csv = True
-        row = 0
-        for i in range(n_chunks):
-            df = chunk_table(i)
-            if not len(df):
-                continue
-            df = df.reindex(columns=columns)
+        pending: list[pd.DataFrame] = []
+
+        def flush() -> None:
+            nonlocal first_csv
+            if not pending:
+                return
+            df = pd.concat(pending, ignore_index=True).reindex(columns=columns)
+            pending.clear()
             if writer is not None:
                 writer.write_table(pa.Table.from_pandas(df, schema=unified, preserve_index=False))
             else:
                 df.to_csv(tmp_table, mode="w" if first_csv else "a", header=first_csv, index=False,
                           compression="gzip" if output.name.endswith(".gz") else None)
                 first_csv = False
-            if tmp_thumbs is not None:
-                t = store.thumbs(i)
-                if thumbs_arr is None:
-                    thumbs_arr = np.lib.format.open_memmap(tmp_thumbs, mode="w+", dtype=np.uint8,
-                                                           shape=(n_ok, *t.shape[1:]))
-                thumbs_arr[row : row + len(t)] = t
-            row += len(df)
+
+        for i in range(n_chunks):
+            df = chunk_table(i)
+            if not len(df):
+                continue
+            pending.append(df)
+            if sum(map(len, pending)) >= ROW_GROUP_ROWS:
+                flush()
+            if thumbs_fh is not None:
+                thumbs_fh.write(np.ascontiguousarray(store.thumbs(i), dtype=np.uint8).tobytes())
+        flush()
         if writer is not None:
             writer.close()
         elif first_csv:
             pd.DataFrame(columns=columns).to_csv(tmp_table, index=False)
-        if thumbs_arr is not None:
-            thumbs_arr.flush()
-            del thumbs_arr
-        elif tmp_thumbs is not None:
-            with open(tmp_thumbs, "wb") as fh:
-                np.save(fh, np.zeros((0, thumb_size, thumb_size, n_channels), np.uint8))
     if not thumb_size:
         side["thumbs"].unlink(missing_ok=True)
     return n_ok, len(errors)

@@ -36,12 +36,10 @@ Outputs in ``models/RUN/`` (``docs/architecture.md``): ``metrics.json``,
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from moa_features import profiling, schema
-from moa_features.io import read_table, write_json, write_table
+from moa_features.io import package_versions, read_table, write_json, write_table
 from moa_features.models import evaluation
 from moa_features.models.ensemble import SoftVoteEnsemble, align_proba
 from moa_features.models.gbm import XGBoostClassifier, inner_validation_split
@@ -430,16 +428,6 @@ def _treatment_predictions(
     return rows
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("moa-features", "numpy", "pandas", "scikit-learn", "xgboost-cpu", "xgboost", "keras", "jax", "dask"):
-        try:
-            out[pkg] = importlib_metadata.version(pkg)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 # ---- the run ------------------------------------------------------------------------------
 def run_training(
     table: str | Path,
@@ -542,7 +530,7 @@ def run_training(
         "n_features_selected": n_selected, "n_folds": len(splits),
         "cnn_epochs": cnn_epochs, "cnn_patience": cnn_patience, "scheduler": scheduler,
         "metric_aggregation": "pooled, bootstrap SD over folds" if split in ("nsc", "nscb") else "mean and SD over folds",
-        "versions": _versions(),
+        "versions": package_versions(),
     }
     output.mkdir(parents=True, exist_ok=True)
     if save_models:

@@ -1,10 +1,10 @@
-"""Peak memory of ``extract`` as the number of sites grows (100 vs 2,000 demo sites).
+"""Peak memory of ``extract`` as the number of sites grows (100, 500, 2,000 demo sites).
 
 Each run is a fresh ``python -m moa_features.extract`` process (serial, so its own peak RSS
 is the whole job's); the peak comes from ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a
 one-shot wrapper process, so runs do not see each other's peaks.
 
-    python benchmarks/bench_memory.py [--sizes 100,2000] [--out benchmarks/results_memory.json]
+    python benchmarks/bench_memory.py [--sizes 100,500,2000] [--out benchmarks/results_memory.json]
 """
 
 from __future__ import annotations
@@ -25,20 +25,22 @@ _WRAPPER = (
 )
 
 
-def screen_with(n_sites: int, cache: Path) -> Path:
-    """A demo-preset screen (256x256 sites) with at least ``n_sites`` sites, cut to exactly n."""
+def screens(sizes: list[int], cache: Path) -> dict[int, Path]:
+    """One demo-preset screen (256x256 sites) big enough for the largest size; the first n
+    sites (by site id) of it for each size, as metadata CSVs beside its images."""
     from moa_features.synthetic import make_screen
 
-    per_plate = 40  # demo preset: ~40 sites per plate with 2 sites per well
-    n_plates = max(1, -(-n_sites // (per_plate * 2)))
+    per_plate = 40  # demo preset: ~66 sites per plate; 40 leaves a margin
+    n_plates = max(1, -(-max(sizes) // (per_plate * 2)))  # 2 experiments
     root = cache / f"mem-{n_plates}"
-    meta = make_screen(root, preset="demo", seed=0, n_jobs=2, n_plates=n_plates)
-    df = pd.read_csv(meta)
-    if len(df) < n_sites:
-        raise SystemExit(f"screen has only {len(df)} sites, wanted {n_sites}")
-    subset = root / f"metadata_{n_sites}.csv"
-    df.sort_values("site_id").head(n_sites).to_csv(subset, index=False)
-    return subset
+    df = pd.read_csv(make_screen(root, preset="demo", seed=0, n_jobs=2, n_plates=n_plates)).sort_values("site_id")
+    if len(df) < max(sizes):
+        raise SystemExit(f"screen has only {len(df)} sites, wanted {max(sizes)}")
+    out = {}
+    for n in sizes:
+        out[n] = root / f"metadata_{n}.csv"
+        df.head(n).to_csv(out[n], index=False)
+    return out
 
 
 def peak_rss_mib(cmd: list[str]) -> tuple[float, float]:
@@ -51,13 +53,13 @@ def peak_rss_mib(cmd: list[str]) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="100,2000")
+    ap.add_argument("--sizes", default="100,500,2000")
     ap.add_argument("--cache", default=".cache/bench-memory")
     ap.add_argument("--out", default="benchmarks/results_memory.json")
     args = ap.parse_args()
     results = {}
-    for n in (int(s) for s in args.sizes.split(",")):
-        meta = screen_with(n, Path(args.cache))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    for n, meta in screens(sizes, Path(args.cache)).items():
         out = Path(args.cache) / f"features_{n}.parquet"
         cmd = [sys.executable, "-m", "moa_features.extract", str(meta), "--layout", "rxrx", "-o", str(out),
                "--thumbs", "100", "-q", "--no-report"]

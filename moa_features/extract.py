@@ -70,6 +70,7 @@ class ExtractResult:
     backend: str
     n_workers: int
     command: str
+    report: str | None = None
 
     @property
     def exit_status(self) -> int:
@@ -359,7 +360,7 @@ def extract(
     if report:
         from moa_features.report import build_report
 
-        build_report(output)
+        result.report = str(build_report(output))
     return result
 
 
@@ -548,6 +549,8 @@ def _print_summary(r: ExtractResult) -> None:
         lines.append(f"resumed: {r.chunks_resumed} of {r.n_chunks} chunks were already done")
     if r.thumbs:
         lines.append(f"thumbnails -> {r.thumbs}")
+    if r.report:
+        lines.append(f"report -> {r.report}")
     if r.n_failed:
         lines.append(f"{r.n_failed} site(s) FAILED -> {r.errors} (exit status {EXIT_SITES_FAILED})")
     print("\n".join(lines))

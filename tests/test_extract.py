@@ -172,28 +172,35 @@ def test_dask_worker_lost_mid_run_loses_and_duplicates_nothing(tmp_path):
 
     from dask.distributed import Client, LocalCluster
 
-    screen = _write_screen(tmp_path / "screen", 32, size=256)
+    screen = _write_screen(tmp_path / "screen", 40, size=384)
     ref = extract(screen, tmp_path / "ref.parquet", thumbs=None, chunk_size=1, progress=False)
-    assert ref.n_ok == 32, pd.read_parquet(ref.errors)["error"].head().tolist()
+    assert ref.n_ok == 40, pd.read_parquet(ref.errors)["error"].head().tolist()
     out = tmp_path / "dask.parquet"
     parts = schema.sidecar_paths(out)["parts"]
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        killed = []
+        with Client(cluster.scheduler_address) as c:
+            victim = sorted(c.run(os.getpid).items())[0][1]
+        done_at_kill, finished = [], threading.Event()
 
         def kill_one_worker():
-            while len(list(parts.glob("chunk-*[0-9].parquet"))) < 4:
+            deadline = time.monotonic() + 120
+            while not finished.is_set() and time.monotonic() < deadline:
+                n_done = len(list(parts.glob("chunk-*[0-9].parquet")))
+                if n_done >= 4:
+                    os.kill(victim, signal.SIGKILL)  # the nanny restarts it; its tasks are rescheduled
+                    done_at_kill.append(n_done)
+                    return
                 time.sleep(0.005)
-            with Client(cluster.scheduler_address) as c:
-                addr = sorted(c.scheduler_info()["workers"])[0]
-                pid = c.run(os.getpid, workers=[addr])[addr]
-            os.kill(pid, signal.SIGKILL)  # the nanny restarts it; its tasks are rescheduled
-            killed.append(pid)
 
         t = threading.Thread(target=kill_one_worker)
         t.start()
-        result = extract(screen, out, thumbs=None, chunk_size=1, scheduler=cluster.scheduler_address, progress=False)
-        t.join()
-    assert killed, "no worker was killed"
+        try:
+            result = extract(screen, out, thumbs=None, chunk_size=1, scheduler=cluster.scheduler_address,
+                             progress=False)
+        finally:
+            finished.set()
+            t.join()
+    assert done_at_kill and done_at_kill[0] < ref.n_chunks, "the worker was not killed mid-run"
     assert result.chunks_computed == ref.n_chunks
     df = pd.read_parquet(out)
     assert result.n_ok == ref.n_ok and df[schema.SITE_ID].is_unique

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import math
 import os
 import re
 import signal
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from moa_features import schema
+from moa_features.display import contrast_limits, downsample
 
 ENV_TABLE = "MOA_FEATURES_TABLE"
 ENV_IMAGES = "MOA_FEATURES_IMAGES"
@@ -215,31 +215,6 @@ def load_site(row: pd.Series, channels: Sequence[str], sites: Mapping[str, Any] 
     return image[[site.channels.index(ch) for ch in channels]]
 
 
-def percentile_limits(
-    images: Sequence[np.ndarray], low: float = CONTRAST_PERCENTILES[0], high: float = CONTRAST_PERCENTILES[1]
-) -> np.ndarray:
-    """Per-channel display range of several ``(C, H, W)`` images together: ``(C, 2)`` float.
-
-    The ``low`` and ``high`` percentiles (inverted-CDF definition) of each channel's pixels
-    pooled over all images; exact and fast from the histogram for unsigned integer images.
-    """
-    n_channels = {im.shape[0] for im in images}
-    if len(n_channels) != 1 or any(im.ndim != 3 for im in images):
-        raise ValueError(f"expected (C, H, W) images with the same C, got shapes {[im.shape for im in images]}")
-    limits = np.empty((n_channels.pop(), 2))
-    for c in range(limits.shape[0]):
-        pixels = [im[c].ravel() for im in images]
-        if all(np.issubdtype(p.dtype, np.unsignedinteger) for p in pixels):
-            size = max(int(p.max()) for p in pixels) + 1
-            cdf = np.cumsum(sum(np.bincount(p, minlength=size) for p in pixels))
-            n = cdf[-1]
-            ranks = np.maximum(np.ceil(np.array([low, high]) / 100 * n), 1)
-            limits[c] = np.searchsorted(cdf, ranks, side="left")
-        else:
-            limits[c] = np.percentile(np.concatenate(pixels), [low, high], method="inverted_cdf")
-    return limits
-
-
 def apply_limits(image: np.ndarray, limits: np.ndarray) -> np.ndarray:
     """Map each channel of ``image`` (C, H, W) linearly from ``limits[c]`` to 0..255 uint8, clipped."""
     lo = limits[:, 0].reshape(-1, 1, 1)
@@ -250,17 +225,14 @@ def apply_limits(image: np.ndarray, limits: np.ndarray) -> np.ndarray:
 
 def reduce_for_display(image: np.ndarray, max_size: int = DISPLAY_SIZE) -> np.ndarray:
     """Block-mean downsample a (C, H, W) uint8 image so its longest side is at most ``max_size``."""
-    factor = math.ceil(max(image.shape[1:]) / max_size)
-    if factor <= 1:
+    if max(image.shape[1:]) <= max_size:
         return image
-    from skimage.measure import block_reduce
-
-    return np.round(block_reduce(image, (1, factor, factor), np.mean)).astype(np.uint8)
+    return np.round(downsample(image, max_size)).astype(np.uint8)
 
 
 def display_pair(site: np.ndarray, control: np.ndarray, max_size: int = DISPLAY_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """Both images of a pair as uint8 with the same per-channel contrast (``CONTRAST_PERCENTILES``)."""
-    limits = percentile_limits([site, control])
+    limits = contrast_limits(site, control, low=CONTRAST_PERCENTILES[0], high=CONTRAST_PERCENTILES[1])
     return (reduce_for_display(apply_limits(site, limits), max_size),
             reduce_for_display(apply_limits(control, limits), max_size))
 

@@ -11,6 +11,7 @@ import pytest
 
 from moa_features import app, schema
 from moa_features.datasets import open_dataset
+from moa_features.display import contrast_limits
 from moa_features.io import read_table, write_table
 from moa_features.synthetic import make_screen
 from moa_features.votes import VoteStore
@@ -55,24 +56,24 @@ def prepared(table) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
-def test_percentile_limits_match_numpy_on_pooled_pixels(dtype):
+def test_contrast_limits_match_numpy_on_pooled_pixels(dtype):
     rng = np.random.default_rng(0)
     top = {np.uint8: 256, np.uint16: 4096, np.float32: 1000}[dtype]
     a = rng.integers(0, top, size=(6, 37, 41)).astype(dtype)
     b = (rng.integers(0, top // 2, size=(6, 20, 30)) * 2).astype(dtype)
-    got = app.percentile_limits([a, b], 0.5, 99.5)
+    got = contrast_limits(a, b, low=0.5, high=99.5)
     for c in range(6):
         pooled = np.concatenate([a[c].ravel(), b[c].ravel()])
         want = np.percentile(pooled, [0.5, 99.5], method="inverted_cdf")
         np.testing.assert_array_equal(got[c], want)
     # extreme percentiles are the minimum and maximum
-    np.testing.assert_array_equal(app.percentile_limits([a], 0, 100)[:, 1], a.reshape(6, -1).max(axis=1))
-    np.testing.assert_array_equal(app.percentile_limits([a], 0, 100)[:, 0], a.reshape(6, -1).min(axis=1))
+    np.testing.assert_array_equal(contrast_limits(a, low=0, high=100)[:, 1], a.reshape(6, -1).max(axis=1))
+    np.testing.assert_array_equal(contrast_limits(a, low=0, high=100)[:, 0], a.reshape(6, -1).min(axis=1))
 
 
-def test_percentile_limits_reject_mismatched_channels():
+def test_contrast_limits_reject_mismatched_channels():
     with pytest.raises(ValueError, match="same C"):
-        app.percentile_limits([np.zeros((6, 4, 4), np.uint8), np.zeros((5, 4, 4), np.uint8)])
+        contrast_limits(np.zeros((6, 4, 4), np.uint8), np.zeros((5, 4, 4), np.uint8))
 
 
 def test_apply_limits_known_values():
@@ -92,7 +93,7 @@ def test_same_contrast_for_both_images_of_a_pair():
     shown_site, shown_control = app.display_pair(site, control)
     # the brighter control stays brighter: one mapping for both images, per channel
     assert shown_site.mean() < 64 and shown_control.mean() > 128
-    limits = app.percentile_limits([site, control])
+    limits = contrast_limits(site, control, low=app.CONTRAST_PERCENTILES[0], high=app.CONTRAST_PERCENTILES[1])
     np.testing.assert_array_equal(shown_control, app.apply_limits(control, limits))
 
 

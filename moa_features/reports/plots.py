@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from moa_features import schema  # noqa: E402
+from moa_features.display import contrast_limits, downsample
 
 CONTROL_COLOR = "#888888"
 # Paul Tol's colour-blind-safe qualitative sets: "muted" (9), then "light" (8) reordered so
@@ -323,36 +324,6 @@ def plate_effects(
 
 
 # --------------------------------------------------------------------------- images
-
-
-def contrast_limits(*stacks: np.ndarray, low: float = 0.5, high: float = 99.8) -> np.ndarray:
-    """Display range per channel shared by all ``(C, H, W)`` stacks: ``(C, 2)`` [low, high].
-
-    The percentiles are taken over the pixels of every stack together, so the same grey level
-    looks the same in each (the fair way to compare a treatment with its control).
-    """
-    if not stacks:
-        raise ValueError("contrast_limits needs at least one (C, H, W) stack")
-    n = stacks[0].shape[0]
-    if any(s.ndim != 3 or s.shape[0] != n for s in stacks):
-        raise ValueError(f"expected (C, H, W) stacks with the same C, got {[s.shape for s in stacks]}")
-    limits = np.empty((n, 2), dtype=np.float64)
-    for c in range(n):
-        pixels = np.concatenate([s[c].ravel() for s in stacks]).astype(np.float64)
-        lo, hi = np.percentile(pixels, [low, high])
-        limits[c] = (lo, hi if hi > lo else lo + 1.0)
-    return limits
-
-
-def downsample(image: np.ndarray, max_size: int = 256) -> np.ndarray:
-    """Block-mean a ``(..., H, W)`` image by an integer factor so ``max(H, W) <= max_size``."""
-    h, w = image.shape[-2:]
-    f = int(np.ceil(max(h, w) / max_size))
-    if f <= 1:
-        return image.astype(np.float32)
-    h2, w2 = h // f * f, w // f * f
-    x = image[..., :h2, :w2].astype(np.float32)
-    return x.reshape(*x.shape[:-2], h2 // f, f, w2 // f, f).mean(axis=(-3, -1))
 
 
 def channel_panel(

@@ -279,7 +279,10 @@ def test_overrides_win_and_are_recorded(tmp_path):
     table = _by_name(["Sonic hedgehog", "Frobnicin-7", "EGF"], overrides=over)
     row = table.loc["Sonic hedgehog"]  # another spelling, unambiguous: the override applies
     assert (row["moa"], row["source"], row["pathway"], row["mechanism"]) == (
-        "Hedgehog agonist", "override", "Hedgehog", "Hedgehog agonist"
+        "Hedgehog agonist",
+        "override",
+        "Hedgehog",
+        "Hedgehog agonist",
     )
     assert "lab convention" in row["evidence"] and row["receptor"] == "PTCH1;PTCH2"  # protein facts filled in
     assert table.loc["Frobnicin-7", "source"] == "override" and table.loc["Frobnicin-7", "class_kind"] == "family"

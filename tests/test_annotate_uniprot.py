@@ -88,16 +88,25 @@ def _record(**fields) -> SwissProt.Record:
     "fields, expected",
     [
         (dict(families=["tumor necrosis factor family"], keywords=["Cytokine"]), ("TNF ligand", "family:tnf")),
-        (dict(families=["intercrine alpha (chemokine CxC) family"], keywords=["Cytokine"]),
-         ("GPCR agonist", "family:chemokine")),
+        (
+            dict(families=["intercrine alpha (chemokine CxC) family"], keywords=["Cytokine"]),
+            ("GPCR agonist", "family:chemokine"),
+        ),
         (dict(families=["IL-6 superfamily"], keywords=["Cytokine"]), ("Interleukin", "family:interleukin")),
-        (dict(families=["interleukin-1 receptor family"], keywords=["Receptor"]),
-         (A.UNCLASSIFIED, "unclassified:receptor")),
+        (
+            dict(families=["interleukin-1 receptor family"], keywords=["Receptor"]),
+            (A.UNCLASSIFIED, "unclassified:receptor"),
+        ),
         (dict(families=["Wnt family"]), ("Wnt agonist", "family:wnt")),
         (dict(families=["dickkopf family"]), ("Wnt antagonist", "family:dickkopf")),
-        (dict(families=["TGF-beta family"], keywords=["Growth factor"]), ("Growth factor", "family:growth-factor-smad")),
-        (dict(families=["beta-defensin family"], keywords=["Antimicrobial"]),
-         ("Antimicrobial peptide", "family:defensin")),
+        (
+            dict(families=["TGF-beta family"], keywords=["Growth factor"]),
+            ("Growth factor", "family:growth-factor-smad"),
+        ),
+        (
+            dict(families=["beta-defensin family"], keywords=["Antimicrobial"]),
+            ("Antimicrobial peptide", "family:defensin"),
+        ),
         (dict(keywords=["Lectin", "Complement pathway"]), ("Lectin", "keyword:lectin")),
         (dict(keywords=["Complement alternate pathway"]), ("Complement protein", "keyword:complement")),
         (dict(keywords=["Immunoglobulin C region"]), ("Immunoglobulin", "keyword:immunoglobulin")),
@@ -171,8 +180,6 @@ def test_offline_default_never_fetches(tmp_path):
     assert A.fetch_record("P01133", cache_dir=tmp_path, online=False) is None
 
 
-
-
 def test_rule_pathway_and_action_are_in_the_vocabulary():
     for rule in A.RULES:
         assert rule.pathway in A.PATHWAYS + ("",), rule.id
@@ -183,7 +190,10 @@ def test_uniprot_row_carries_the_rule_pathway(records):
     table = A.annotate_treatments(["dendrotoxin-K"], uniprot=list(records.values()))
     row = table.iloc[0]
     assert (row["moa"], row["pathway"], row["action"], row["class_kind"]) == (
-        "Virulence factor", "other", "modulator", "family"
+        "Virulence factor",
+        "other",
+        "modulator",
+        "family",
     )
 
 

@@ -26,7 +26,7 @@ from importlib import resources
 import pandas as pd
 
 from moa_features import schema
-from moa_features.annotate.names import ACCESSION_RE, name_variants, is_faithful, normalize_name
+from moa_features.annotate.names import ACCESSION_RE, is_faithful, name_variants, normalize_name
 
 UNCLASSIFIED = "Unclassified"
 NEGATIVE_CONTROL = schema.NEGATIVE_CONTROL_MOA

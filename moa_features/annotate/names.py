@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 # UniProt accession (https://www.uniprot.org/help/accession_numbers) and entry name.
 ACCESSION_RE = re.compile(r"^(?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9]{2}[0-9]){1,2})$")
@@ -137,9 +137,7 @@ class Collision:
         return f"'{self.name}' not matched to {refs} (same normalised form '{self.key}'; {self.reason})"
 
 
-def match_names(
-    names: Iterable[str], references: Sequence[str]
-) -> tuple[dict[str, int], list[Collision]]:
+def match_names(names: Iterable[str], references: Sequence[str]) -> tuple[dict[str, int], list[Collision]]:
     """Pair each name with the reference name it stands for.
 
     A name matches a reference with the same text (surrounding spaces ignored). Otherwise

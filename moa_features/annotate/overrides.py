@@ -71,7 +71,9 @@ def read_overrides(overrides: str | Path | pd.DataFrame) -> pd.DataFrame:
     if "treatment" not in df.columns:
         raise ValueError(f"{where}: needs a 'treatment' column (found {list(df.columns)}); {EXPECTED}")
     if "moa" not in df.columns and "uniprot_accession" not in df.columns:
-        raise ValueError(f"{where}: needs a 'moa' or a 'uniprot_accession' column (found {list(df.columns)}); {EXPECTED}")
+        raise ValueError(
+            f"{where}: needs a 'moa' or a 'uniprot_accession' column (found {list(df.columns)}); {EXPECTED}"
+        )
     for col in ("treatment", "moa") + OPTIONAL_COLUMNS:
         df[col] = df[col].fillna("").astype(str).str.strip() if col in df.columns else ""
     problems = []

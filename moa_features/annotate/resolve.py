@@ -9,20 +9,30 @@ into a table as ``Metadata_`` columns so that any level can be the training labe
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from moa_features import schema
 from moa_features.annotate.curated import (
-    CLASS_KIND, NEGATIVE_CONTROL, UNCLASSIFIED, curated_index, curated_table, mechanism,
+    CLASS_KIND,
+    NEGATIVE_CONTROL,
+    UNCLASSIFIED,
+    curated_index,
+    curated_table,
+    mechanism,
 )  # fmt: skip
 from moa_features.annotate.names import Collision, is_faithful, looks_like_accession, match_names, normalize_name
 from moa_features.annotate.overrides import read_overrides
 from moa_features.annotate.rules import RULES_BY_ID, classify_record
 from moa_features.annotate.uniprot import (
-    DEFAULT_TIMEOUT_S, RecordSource, UniProtIndex, UniProtRecord, read_uniprot, record_facts,
+    DEFAULT_TIMEOUT_S,
+    RecordSource,
+    UniProtIndex,
+    UniProtRecord,
+    read_uniprot,
+    record_facts,
 )  # fmt: skip
 
 SOURCES = ("curated", "uniprot", "override", "metadata", "unresolved")
@@ -62,8 +72,10 @@ def _curated_fields(entry: pd.Series, classification: bool = True) -> dict[str, 
 def _classified_row(name: str, record: UniProtRecord, how: str) -> dict:
     moa, rule_id, evidence = classify_record(record)
     facts, rule = record_facts(record), RULES_BY_ID[rule_id]
-    return _row(name, moa, "uniprot", f"{how}; rule {rule_id}: {evidence}", needs_review=rule.review,
-                pathway=rule.pathway, action=rule.action, uniprot_accession=facts.accession, gene=facts.gene)  # fmt: skip
+    return _row(
+        name, moa, "uniprot", f"{how}; rule {rule_id}: {evidence}", needs_review=rule.review,
+        pathway=rule.pathway, action=rule.action, uniprot_accession=facts.accession, gene=facts.gene,
+    )  # fmt: skip
 
 
 def _curated_row(name: str, rows: pd.DataFrame, how: str, source: RecordSource) -> dict:
@@ -125,8 +137,13 @@ def _uniprot_or_unresolved(name: str, source: RecordSource, online: bool) -> dic
         return _classified_row(name, candidates[0], f"UniProt record {entry} matched by gene/protein name")
     if len(candidates) > 1:
         listing = ", ".join(record_facts(r).entry_name for r in candidates)
-        return _row(name, UNCLASSIFIED, "unresolved",
-                    f"ambiguous name: matches UniProt records {listing}; name one in the overrides", needs_review=True)
+        return _row(
+            name,
+            UNCLASSIFIED,
+            "unresolved",
+            f"ambiguous name: matches UniProt records {listing}; name one in the overrides",
+            needs_review=True,
+        )
     where = "curated table" + (" or the UniProt records" if len(source.index) else "")
     hint = "; add it to the overrides (treatment,moa or treatment,uniprot_accession)"
     if not is_faithful(name):

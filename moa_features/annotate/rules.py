@@ -9,8 +9,8 @@ left empty for a curator to fill.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from moa_features.annotate.curated import UNCLASSIFIED
 from moa_features.annotate.uniprot import UniProtFacts, UniProtRecord, record_facts
@@ -99,8 +99,13 @@ def _nothing_matched(f: UniProtFacts) -> str:
     return f"no rule matched (family: {fam}; keywords: {kws or 'none'})"
 
 
-_RTK, _JAK, _SMAD, _TNFR, _MYD88 = "RTK", "JAK–STAT (cytokine receptor)", "SMAD (TGF-β superfamily)", "NF-κB/TNFR", \
-    "IL-1R/TLR–MyD88"
+_RTK, _JAK, _SMAD, _TNFR, _MYD88 = (
+    "RTK",
+    "JAK–STAT (cytokine receptor)",
+    "SMAD (TGF-β superfamily)",
+    "NF-κB/TNFR",
+    "IL-1R/TLR–MyD88",
+)
 _AG, _ANT, _MOD = "agonist", "antagonist", "modulator"
 
 #: Ordered rule list: the first rule that fires gives the class. Specific families
@@ -219,4 +224,3 @@ def classify_record(record: UniProtRecord) -> tuple[str, str, str]:
         if evidence:
             return rule.moa, rule.id, evidence
     raise AssertionError("the last rule always fires")
-

@@ -12,11 +12,12 @@ import io
 import re
 import socket
 import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Union
+from typing import TYPE_CHECKING, Any
 from urllib.error import URLError
 
 from moa_features.annotate.names import normalize_name
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from Bio.SeqRecord import SeqRecord
     from Bio.SwissProt import Record
 
-    UniProtRecord = Union[Record, SeqRecord]
+    UniProtRecord = Record | SeqRecord
 else:
     UniProtRecord = Any
 
@@ -62,7 +63,6 @@ def require_biopython(purpose: str) -> SimpleNamespace:
             "(or pip install biopython). The curated table works without it."
         ) from exc
     return SimpleNamespace(SwissProt=SwissProt, SeqIO=SeqIO, ExPASy=ExPASy, SeqRecord=SeqRecord)
-
 
 
 @dataclass(frozen=True)
@@ -141,9 +141,7 @@ def record_facts(record: UniProtRecord) -> UniProtFacts:
     if isinstance(record, bio.SwissProt.Record):
         similarity = [c[len("SIMILARITY:") :] for c in record.comments if c.startswith("SIMILARITY:")]
         go = tuple(
-            (x[1], x[2][2:])
-            for x in record.cross_references
-            if x[0] == "GO" and len(x) > 2 and x[2].startswith("F:")
+            (x[1], x[2][2:]) for x in record.cross_references if x[0] == "GO" and len(x) > 2 and x[2].startswith("F:")
         )
         return UniProtFacts(
             accessions=tuple(record.accessions),
@@ -173,9 +171,7 @@ def record_facts(record: UniProtRecord) -> UniProtFacts:
             go_functions=tuple((x[3:], "") for x in record.dbxrefs if x.startswith("GO:GO:")),
             taxon_id=taxon,
         )
-    raise TypeError(
-        f"expected a Bio.SwissProt.Record or a UniProt-XML SeqRecord, got {type(record).__name__}"
-    )
+    raise TypeError(f"expected a Bio.SwissProt.Record or a UniProt-XML SeqRecord, got {type(record).__name__}")
 
 
 # --------------------------------------------------------------------------- record sources
@@ -376,5 +372,3 @@ class RecordSource:
         if record is not None:
             self.index.add(record)
         return record
-
-

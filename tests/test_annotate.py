@@ -34,7 +34,8 @@ def _by_name(names, **kwargs) -> pd.DataFrame:
     [
         ["TNF-alpha", "TNF-α", "TNFa", "TNF alpha", "tnf_ALPHA", "TNF-Α"],
         ["IL-1B", "IL-1β", "IL-1ß", "IL1B", "il 1 beta", "IL-1beta"],
-        ["IFN-gamma", "IFN-γ", "IFNG", "IFN gamma"],
+        ["IFN-gamma", "IFN-γ", "IFNG", "IFN gamma", "Interferon gamma", "interferon-γ"],
+        ["IL-6", "Interleukin-6", "interleukin 6", "IL6"],
         ["EGF", "EGF 10 ng/mL", "EGF_100ng/ml", "EGF (50 ng/ml)", "rhEGF", "Recombinant human EGF", "EGF 1.5 µg/mL"],
         ["CXCL12", "CXCL12 1 uM", "CXCL12@10nM", "CXCL-12"],
     ],

@@ -55,8 +55,14 @@ def _clean_text(name: object) -> str:
     return _RH_PREFIX_RE.sub("", text)
 
 
+# Spelled-out family names shortened as cytokine symbols are (Interleukin-6 -> IL6, Interferon gamma -> IFNG).
+_FAMILY_WORDS = (("interleukin", "il"), ("interferon", "ifn"))
+
+
 def _key(text: str) -> str:
     text = text.casefold()
+    for word, short in _FAMILY_WORDS:
+        text = text.replace(word, short)
     for word, letter in _GREEK_WORDS:
         text = text.replace(word, letter)
     return re.sub(r"[^0-9a-z]", "", text)
@@ -76,6 +82,7 @@ def normalize_name(name: object) -> str:
         Lower-case ASCII letters and digits only. Case, hyphens, spaces, primes and other
         punctuation are dropped; Greek letters and their spelled-out names become one Latin
         letter (``TNF-α``, ``TNF-alpha``, ``TNFa`` -> ``"tnfa"``; ``IL-1β`` -> ``"il1b"``);
+        ``Interleukin``/``Interferon`` become ``il``/``ifn`` (``Interleukin-6`` -> ``"il6"``);
         a trailing concentration with a unit is dropped (``"EGF 10 ng/mL"`` -> ``"egf"``),
         and so are leading ``recombinant``/``human`` and ``rh``/``rhu`` (``rhEGF``).
         Letters outside Latin and Greek are dropped too: see :func:`is_faithful`.

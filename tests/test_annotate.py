@@ -1,21 +1,17 @@
-"""MoA annotation: name normalisation, curated table, UniProt rules on real records, CLI."""
+"""MoA annotation: name normalisation and matching, the curated table and its levels, resolution, apply."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from Bio import SwissProt
 
 from moa_features import annotate as A
 from moa_features import schema
+from moa_features.annotate.curated import curated_index, curated_table
 
-UNIPROT = Path(__file__).resolve().parent / "data" / "uniprot"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 DEMO = {
@@ -26,13 +22,11 @@ DEMO = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def records() -> dict[str, object]:
-    """The real Swiss-Prot / UniProt-XML records of tests/data/uniprot, by entry name."""
-    return {A.record_facts(r).entry_name: r for r in A.read_uniprot(UNIPROT)}
+def _by_name(names, **kwargs) -> pd.DataFrame:
+    return A.annotate_treatments(names, **kwargs).set_index("treatment")
 
 
-# ------------------------------------------------------------------ normalize_name
+# ------------------------------------------------------------------ normalize_name / is_faithful
 
 
 @pytest.mark.parametrize(
@@ -40,13 +34,15 @@ def records() -> dict[str, object]:
     [
         ["TNF-alpha", "TNF-α", "TNFa", "TNF alpha", "tnf_ALPHA", "TNF-Α"],
         ["IL-1B", "IL-1β", "IL-1ß", "IL1B", "il 1 beta", "IL-1beta"],
-        ["IFN-gamma", "IFN-γ", "IFNG", "IFN gamma"],
+        ["IFN-gamma", "IFN-γ", "IFNG", "IFN gamma", "Interferon gamma", "interferon-γ"],
+        ["IL-6", "Interleukin-6", "interleukin 6", "IL6"],
         ["EGF", "EGF 10 ng/mL", "EGF_100ng/ml", "EGF (50 ng/ml)", "rhEGF", "Recombinant human EGF", "EGF 1.5 µg/mL"],
         ["CXCL12", "CXCL12 1 uM", "CXCL12@10nM", "CXCL-12"],
     ],
 )
 def test_normalize_name_equates_spellings(spellings):
     assert len({A.normalize_name(s) for s in spellings}) == 1, [A.normalize_name(s) for s in spellings]
+    assert all(A.is_faithful(s) for s in spellings)
 
 
 def test_normalize_name_keeps_meaningful_numbers():
@@ -58,37 +54,160 @@ def test_normalize_name_keeps_meaningful_numbers():
     assert A.normalize_name("4-1BBL") == "41bbl"
 
 
+@pytest.mark.parametrize("name", ["白介素", "干扰素-6", "???", "---", "123", "1-2-3", "", "IL-6 인터루킨"])
+def test_lossy_names_are_not_faithful(name):
+    assert not A.is_faithful(name)
+
+
 # ------------------------------------------------------------------ curated table
 
 
 def test_curated_table_is_well_formed():
     cur = A.load_curated()
-    assert list(cur.columns) == list(A.CURATED_COLUMNS)
-    assert len(cur) >= 250
+    assert list(cur.columns) == list(A.CURATED_COLUMNS) + ["class_kind"]
+    assert len(cur) >= 300
     assert cur["treatment"].is_unique
-    assert set(cur["moa"]) <= set(A.MOA_CLASSES)
-    # every class the RxRx2 analysis used is seeded
-    assert set(A.MOA_CLASSES) - {"Interferon"} <= set(cur["moa"])
+    assert set(cur["moa"]) == set(A.MOA_CLASSES)  # every original class is seeded, nothing else
+    assert set(cur["pathway"]) <= set(A.PATHWAYS) | {A.NEGATIVE_CONTROL}
+    assert set(cur["action"]) == set(A.ACTIONS) | {A.NEGATIVE_CONTROL}
+    assert set(cur["class_kind"]) == {"mechanism", "family", "control"}
     assert (cur["evidence"].str.len() > 10).all()
     acc = cur["uniprot_accession"]
-    assert acc[acc != ""].map(lambda a: bool(A._ACCESSION_RE.match(a))).all()
+    assert acc[acc != ""].map(lambda a: all(A.names.ACCESSION_RE.match(x) for x in a.split(";"))).all()
+    # heterodimers name both chains, gene for gene
+    multi = cur[acc.str.contains(";")]
+    assert set(multi["treatment"]) == {"IL-12", "IL-23", "IL-27", "PDGF-AB"}
+    assert (multi["gene"].str.count(";") == 1).all()
     # a row without accession says why (small molecule, or curator unsure)
     no_acc = cur[acc == ""]
     assert no_acc["evidence"].str.contains("no UniProt entry|not filled in|not a protein").all(), no_acc
     # the same accession twice only for anaphylatoxins cut from their parent protein
     dup = cur[acc.ne("") & acc.duplicated(keep=False)]
     assert set(dup["treatment"]) == {"C3", "C3a", "C5", "C5a"}
+    # receptors are gene symbols (FZD* etc. for a family)
+    receptors = {r for rs in cur["receptor"] for r in rs.split(";") if r}
+    assert all(r.rstrip("*").isalnum() and r.upper() == r for r in receptors), receptors
+
+
+def test_class_kind_separates_families_from_mechanisms():
+    assert {m for m, k in A.CLASS_KIND.items() if k == "family"} >= {
+        "Virulence factor", "Complement protein", "Lectin", "Immunoglobulin", "B7 ligand"
+    }  # fmt: skip
+    assert set(A.CLASS_KIND) == set(A.MOA_CLASSES)
 
 
 def test_curated_names_collide_only_where_declared_ambiguous():
-    idx = A._build_index(A._curated_cached())
-    cur = A.load_curated()
+    idx, cur = curated_index(), curated_table()
     ambiguous = {k: sorted(cur["treatment"].iloc[list(v)]) for k, v in idx.primary.items() if len(v) > 1}
     assert ambiguous == {
         "il1": ["IL-1A", "IL-1B"], "pdgf": ["PDGF-AA", "PDGF-BB"], "c4": ["C4A", "C4B"],
         "tgfb": ["TGF-beta1", "TGF-beta2", "TGF-beta3"], "ifna": ["IFN-alpha1", "IFN-alpha2"],
         "ifnl": ["IFN-lambda1", "IFN-lambda2", "IFN-lambda3"], "mip1": ["CCL3", "CCL4"],
     }  # fmt: skip
+
+
+def test_every_class_has_several_treatments():
+    """The demo picks >= 3 treatments per class: every original class has at least 4 curated names."""
+    counts = curated_table().groupby("moa").size()
+    assert (counts.drop(A.NEGATIVE_CONTROL) >= 4).all(), counts
+
+
+# ------------------------------------------------------------------ the assignments of issue 14
+
+
+@pytest.mark.parametrize(
+    "name, moa, pathway, action",
+    [
+        ("IL-1Ra", "Interleukin", "IL-1R/TLR–MyD88", "antagonist"),
+        ("IL-36Ra", "Interleukin", "IL-1R/TLR–MyD88", "antagonist"),
+        ("IL-38", "Interleukin", "IL-1R/TLR–MyD88", "antagonist"),
+        ("IL-1B", "Interleukin", "IL-1R/TLR–MyD88", "agonist"),
+        ("IL-34", "Interleukin", "RTK", "agonist"),
+        ("M-CSF", "Growth factor", "RTK", "agonist"),
+        ("Insulin", "Tyrosine kinase receptor agonist", "RTK", "agonist"),
+        ("IGF-2", "Growth factor", "RTK", "agonist"),
+        ("GM-CSF", "Growth factor", "JAK–STAT (cytokine receptor)", "agonist"),
+        ("EPO", "Growth factor", "JAK–STAT (cytokine receptor)", "agonist"),
+        ("IL-3", "Interleukin", "JAK–STAT (cytokine receptor)", "agonist"),
+        ("TGF-beta1", "Growth factor", "SMAD (TGF-β superfamily)", "agonist"),
+        ("BMP-4", "Growth factor", "SMAD (TGF-β superfamily)", "agonist"),
+        ("Activin A", "Growth factor", "SMAD (TGF-β superfamily)", "agonist"),
+        ("Sonic-Hedgehog", "Growth factor", "Hedgehog", "agonist"),
+        ("C3a", "Complement protein", "GPCR", "agonist"),
+        ("C5a", "Complement protein", "GPCR", "agonist"),
+        ("C5", "Complement protein", "complement", "modulator"),
+        ("Wnt-5a", "Wnt agonist", "non-canonical Wnt", "agonist"),
+        ("Wnt-5b", "Wnt agonist", "non-canonical Wnt", "agonist"),
+        ("Wnt-11", "Wnt agonist", "non-canonical Wnt", "agonist"),
+        ("Wnt-3a", "Wnt agonist", "canonical Wnt", "agonist"),
+        ("DKK-1", "Wnt antagonist", "canonical Wnt", "antagonist"),
+        ("DKK-3", "Wnt antagonist", "other", "modulator"),
+        ("Angiopoietin-2", "Tyrosine kinase receptor agonist", "RTK", "antagonist"),
+        ("DMXAA", "STING ligand", "pattern recognition", "agonist"),
+        ("LPS", "Virulence factor", "IL-1R/TLR–MyD88", "agonist"),
+        ("TNF-alpha", "TNF ligand", "NF-κB/TNFR", "agonist"),
+    ],
+)
+def test_curated_levels(name, moa, pathway, action):
+    row = _by_name([name]).loc[name]
+    assert (row["moa"], row["pathway"], row["action"]) == (moa, pathway, action)
+    assert row["mechanism"] == f"{pathway} {action}"
+    assert row["class_kind"] == A.CLASS_KIND[moa]
+
+
+def test_caveats_carry_species_and_cell_type_facts():
+    t = _by_name(["DMXAA", "Angiopoietin-2", "DKK-3", "C5a", "Concanavalin A", "EGF"])
+    assert "mouse but not human STING" in t.loc["DMXAA", "caveat"]
+    assert "endothelial" in t.loc["Angiopoietin-2", "caveat"] and "Maisonpierre" in t.loc["Angiopoietin-2", "evidence"]
+    assert "LRP5/6" in t.loc["DKK-3", "caveat"]
+    assert "P01031" in t.loc["C5a", "caveat"]
+    assert "w2" in t.loc["Concanavalin A", "caveat"]
+    assert t.loc["EGF", "caveat"] == ""
+
+
+# ------------------------------------------------------------------ name matching against the curated table
+
+
+@pytest.mark.parametrize(
+    "name, treatment, review",
+    [
+        ("CCL14a", "CCL14", False),  # isoform name used by RxRx2
+        ("CXCL12b", "CXCL12", True),  # generic isoform suffix: resolved, flagged
+        ("CCL15a", "CCL15", True),
+        ("GCP-2", "CXCL6", False),  # alias
+        ("SDF-1α", "CXCL12", False),
+        ("SDF-1β", "CXCL12", False),
+        ("IL-12", "IL-12", False),  # heterodimer
+        ("IL-12 p70", "IL-12", False),
+        ("IL-12p40", "IL-12B", False),  # subunit
+        ("PDGF-AB", "PDGF-AB", False),
+        ("PDGF-BB", "PDGF-BB", False),
+        ("CXCL6/GCP-2", "CXCL6", False),  # vendor spellings: every part names the same entry
+        ("GCP-2 (CXCL6)", "CXCL6", False),
+        ("rhIL-1β 10 ng/mL", "IL-1B", False),
+    ],
+)
+def test_curated_name_matching(name, treatment, review):
+    rows, how = curated_index().lookup(name)
+    assert [curated_table()["treatment"].iloc[i] for i in rows] == [treatment], how
+    row = _by_name([name]).loc[name]
+    assert row["source"] == "curated" and bool(row["needs_review"]) == review
+    if how == "isoform":
+        assert "isoform suffix" in row["evidence"]
+
+
+def test_parts_that_disagree_do_not_match():
+    rows, _ = curated_index().lookup("CXCL6/CXCL8")
+    assert rows == ()
+
+
+def test_lossy_names_never_match_the_curated_table():
+    # its key "6" would otherwise be compared with every curated key
+    assert curated_index().lookup("白介素-6") == ((), "")
+    assert _by_name(["白介素-6"]).loc["白介素-6", "source"] == "unresolved"
+
+
+# ------------------------------------------------------------------ resolution
 
 
 def test_demo_screen_treatments_all_resolve():
@@ -110,228 +229,142 @@ def test_built_in_demo_screen_agrees_with_its_ground_truth():
 
 
 def test_unknown_treatment_is_reported_not_dropped():
-    table = A.annotate_treatments(["EGF", "Frobnicin-7", "UNTREATED"]).set_index("treatment")
+    table = _by_name(["EGF", "Frobnicin-7", "UNTREATED"])
     assert table.loc["Frobnicin-7", "moa"] == A.UNCLASSIFIED
     assert table.loc["Frobnicin-7", "source"] == "unresolved"
     assert table.loc["Frobnicin-7", "needs_review"]
+    assert table.loc["Frobnicin-7", "pathway"] == ""
     assert "Frobnicin-7" in table.loc["Frobnicin-7", "evidence"]
     assert table.loc["UNTREATED", "moa"] == schema.NEGATIVE_CONTROL_MOA
 
 
 def test_ambiguous_name_is_flagged_not_merged():
-    table = A.annotate_treatments(["IL-1", "MIP-1", "IL-1alpha"]).set_index("treatment")
+    table = _by_name(["IL-1", "MIP-1", "IL-1alpha", "TGF-beta"])
     il1 = table.loc["IL-1"]
     assert il1["needs_review"] and "ambiguous" in il1["evidence"]
-    assert il1["moa"] == "Interleukin"  # both candidates agree on the class
+    assert (il1["moa"], il1["pathway"], il1["action"]) == ("Interleukin", "IL-1R/TLR–MyD88", "agonist")  # agree
     assert il1["uniprot_accession"] == "P01583;P01584"
     assert table.loc["IL-1alpha", "gene"] == "IL1A" and not table.loc["IL-1alpha", "needs_review"]
 
 
 def test_spelling_variants_in_one_screen_are_flagged():
-    table = A.annotate_treatments(["TNF-alpha", "TNFa", "EGF"]).set_index("treatment")
+    table = _by_name(["TNF-alpha", "TNFa", "EGF"])
     assert table.loc["TNFa", "moa"] == table.loc["TNF-alpha", "moa"] == "TNF ligand"
     assert table.loc["TNFa", "needs_review"] and "same entry" in table.loc["TNFa", "evidence"]
     assert not table.loc["EGF", "needs_review"]
 
 
+def test_metadata_moa_is_used_and_disagreement_flagged():
+    table = _by_name(["EGF", "IL-6", "Mystery"],
+                     metadata_moa={"EGF": "Growth factor", "IL-6": "Growth factor", "Mystery": "Lectin"})  # fmt: skip
+    assert (table["source"] == "metadata").all()
+    assert not table.loc["EGF", "needs_review"] and table.loc["EGF", "pathway"] == "RTK"
+    assert table.loc["IL-6", "needs_review"] and "Interleukin" in table.loc["IL-6", "evidence"]
+    assert table.loc["IL-6", "pathway"] == ""  # the curated pathway belongs to another class
+    assert table.loc["IL-6", "receptor"] == "IL6R;IL6ST"  # a fact about the protein
+
+
+# ------------------------------------------------------------------ overrides (issue 15 #5)
+
+
+def _overrides(tmp_path, rows: dict[str, list[str]]) -> Path:
+    path = tmp_path / "my_edits.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
 def test_overrides_win_and_are_recorded(tmp_path):
-    over = tmp_path / "my_edits.csv"
-    pd.DataFrame(
-        {"treatment": ["Sonic-Hedgehog", "Frobnicin-7", "LSH receptor"],
-         "moa": ["Hedgehog agonist", "Lectin", ""],
-         "evidence": ["lab convention", "", ""],
-         "uniprot_accession": ["", "", "P16235"]}
-    ).to_csv(over, index=False)  # fmt: skip
-    table = A.annotate_treatments(
-        ["Sonic hedgehog", "Frobnicin-7", "LSH receptor", "EGF"], uniprot=UNIPROT, overrides=over
-    ).set_index("treatment")
-    assert table.loc["Sonic hedgehog", "moa"] == "Hedgehog agonist"
-    assert table.loc["Sonic hedgehog", "source"] == "override"
-    assert "lab convention" in table.loc["Sonic hedgehog", "evidence"]
-    assert table.loc["Frobnicin-7", "source"] == "override"
-    # an accession alone lets the rules classify that record
-    assert table.loc["LSH receptor", "source"] == "uniprot"
-    assert table.loc["LSH receptor", "moa"] == A.UNCLASSIFIED
-    assert "unclassified:receptor" in table.loc["LSH receptor", "evidence"]
+    over = _overrides(tmp_path, {"treatment": ["Sonic-Hedgehog", "Frobnicin-7"],
+                                 "moa": ["Hedgehog agonist", "Lectin"], "evidence": ["lab convention", ""],
+                                 "pathway": ["Hedgehog", ""], "action": ["agonist", ""]})  # fmt: skip
+    table = _by_name(["Sonic hedgehog", "Frobnicin-7", "EGF"], overrides=over)
+    row = table.loc["Sonic hedgehog"]  # another spelling, unambiguous: the override applies
+    assert (row["moa"], row["source"], row["pathway"], row["mechanism"]) == (
+        "Hedgehog agonist",
+        "override",
+        "Hedgehog",
+        "Hedgehog agonist",
+    )
+    assert "lab convention" in row["evidence"] and row["receptor"] == "PTCH1;PTCH2"  # protein facts filled in
+    assert table.loc["Frobnicin-7", "source"] == "override" and table.loc["Frobnicin-7", "class_kind"] == "family"
     assert table.loc["EGF", "source"] == "curated"
 
 
-def test_bad_overrides_name_the_file_and_column(tmp_path):
-    over = tmp_path / "edits.csv"
-    pd.DataFrame({"name": ["EGF"], "moa": ["Growth factor"]}).to_csv(over, index=False)
-    with pytest.raises(ValueError, match=r"edits\.csv.*'treatment'"):
-        A.annotate_treatments(["EGF"], overrides=over)
-
-
-def test_metadata_moa_is_used_and_disagreement_flagged():
-    table = A.annotate_treatments(
-        ["EGF", "IL-6", "Mystery"], metadata_moa={"EGF": "Growth factor", "IL-6": "Growth factor", "Mystery": "Lectin"}
-    ).set_index("treatment")
-    assert (table["source"] == "metadata").all()
-    assert not table.loc["EGF", "needs_review"]
-    assert table.loc["IL-6", "needs_review"] and "Interleukin" in table.loc["IL-6", "evidence"]
-
-
-# ------------------------------------------------------------------ UniProt rules on real records
-
-
-EXPECTED = {
-    # entry name: (moa, rule id)
-    "5HT4R_HUMAN": (A.UNCLASSIFIED, "unclassified:receptor"),  # a GPCR, not a GPCR agonist
-    "LSHR_RAT": (A.UNCLASSIFIED, "unclassified:receptor"),
-    "CLD1_HUMAN": (A.UNCLASSIFIED, "unclassified:receptor"),  # keyword Receptor (virus entry)
-    "HLAA_HUMAN": (A.UNCLASSIFIED, "unclassified:no-rule"),  # Immunoglobulin domain != Immunoglobulin
-    "TPA_HUMAN": (A.UNCLASSIFIED, "unclassified:no-rule"),  # EGF-like domain != growth factor
-    "GRN_HUMAN": ("Growth factor", "go:growth-factor"),  # keyword Cytokine + GO growth factor activity
-    "IVBKI_DENPO": ("Virulence factor", "keyword:toxin"),  # dendrotoxin
-    "29C0_ANCSP": ("Virulence factor", "keyword:toxin"),  # UniProt XML record
-    "FLP13_CAEEL": (A.UNCLASSIFIED, "unclassified:no-rule"),  # UniProt XML, neuropeptide
-    "CHDH_HUMAN": (A.UNCLASSIFIED, "unclassified:no-rule"),
-}
-
-
-def test_real_records_parse(records):
-    assert len(records) == 14
-    tpa = A.record_facts(records["TPA_HUMAN"])
-    assert tpa.accession == "P00750" and tpa.gene == "PLAT" and tpa.taxon_id == "9606"
-    assert "peptidase S1 family" in tpa.families
-    assert ("GO:0004252", "serine-type endopeptidase activity") in tpa.go_functions
-    xml = A.record_facts(records["29C0_ANCSP"])
-    assert xml.accession == "P84001" and "Toxin" in xml.keywords
-
-
-@pytest.mark.parametrize("entry", sorted(EXPECTED))
-def test_rules_give_documented_class(records, entry):
-    moa, rule_id, evidence = A.classify_record(records[entry])
-    assert (moa, rule_id) == EXPECTED[entry], evidence
-    assert evidence
-    if moa == A.UNCLASSIFIED:
-        assert A._RULES_BY_ID[rule_id].review
-
-
-def test_rule_list_is_documented_and_ordered():
-    ids = [r.id for r in A.RULES]
-    assert len(ids) == len(set(ids))
-    assert ids[-1] == "unclassified:no-rule"
-    assert {r.moa for r in A.RULES} <= set(A.MOA_CLASSES) | {A.UNCLASSIFIED}
-    kinds = [i.split(":")[0] for i in ids]
-    order = ["family", "keyword", "go", "gene", "unclassified"]
-    assert kinds == sorted(kinds, key=order.index)
-
-
-def _record(**fields) -> SwissProt.Record:
-    """A Swiss-Prot record with only the fields the rules read (constructed known answers)."""
-    rec = SwissProt.Record()
-    rec.entry_name, rec.accessions = fields.get("entry", "TEST_HUMAN"), ["Q00000"]
-    rec.gene_name = [{"Name": fields["gene"]}] if "gene" in fields else []
-    rec.keywords = fields.get("keywords", [])
-    rec.comments = [f"SIMILARITY: Belongs to the {fam}." for fam in fields.get("families", [])]
-    rec.cross_references = [("GO", i, f"F:{t}", "IEA:InterPro") for i, t in fields.get("go", [])]
-    rec.description = "RecName: Full=Test protein;"
-    rec.taxonomy_id = ["9606"]
-    return rec
-
-
 @pytest.mark.parametrize(
-    "fields, expected",
-    [
-        (dict(families=["tumor necrosis factor family"], keywords=["Cytokine"]), ("TNF ligand", "family:tnf")),
-        (dict(families=["intercrine alpha (chemokine CxC) family"], keywords=["Cytokine"]),
-         ("GPCR agonist", "family:chemokine")),
-        (dict(families=["IL-6 superfamily"], keywords=["Cytokine"]), ("Interleukin", "family:interleukin")),
-        (dict(families=["interleukin-1 receptor family"], keywords=["Receptor"]),
-         (A.UNCLASSIFIED, "unclassified:receptor")),
-        (dict(families=["Wnt family"]), ("Wnt agonist", "family:wnt")),
-        (dict(families=["dickkopf family"]), ("Wnt antagonist", "family:dickkopf")),
-        (dict(families=["TGF-beta family"], keywords=["Growth factor"]), ("Growth factor", "family:growth-factor")),
-        (dict(families=["beta-defensin family"], keywords=["Antimicrobial"]),
-         ("Antimicrobial peptide", "family:defensin")),
-        (dict(keywords=["Lectin", "Complement pathway"]), ("Lectin", "keyword:lectin")),
-        (dict(keywords=["Complement alternate pathway"]), ("Complement protein", "keyword:complement")),
-        (dict(keywords=["Immunoglobulin C region"]), ("Immunoglobulin", "keyword:immunoglobulin")),
-        (dict(keywords=["Immunoglobulin domain", "Receptor"]), (A.UNCLASSIFIED, "unclassified:receptor")),
-        (dict(go=[("GO:0008009", "chemokine activity")]), ("GPCR agonist", "go:chemokine")),
-        (dict(go=[("GO:0005138", "interleukin-6 receptor binding")]), ("Interleukin", "go:interleukin")),
-        (dict(gene="CD274"), ("B7 ligand", "gene:b7")),
-        (dict(gene="Il17f"), ("Interleukin", "gene:interleukin")),
-        (dict(gene="IL6R", keywords=["Receptor"]), (A.UNCLASSIFIED, "unclassified:receptor")),
-        (dict(gene="TNFRSF1A"), (A.UNCLASSIFIED, "unclassified:no-rule")),
-        (dict(keywords=["Cytokine"]), (A.UNCLASSIFIED, "unclassified:cytokine")),
-    ],
+    "named, other",
+    [("白介素", "干扰素"), ("???", "---"), ("123", "1-2-3"), ("IL-6 인터루킨", "IL-6 白介素")],
 )
-def test_rules_on_constructed_records(fields, expected):
-    moa, rule_id, _ = A.classify_record(_record(**fields))
-    assert (moa, rule_id) == expected
+def test_override_applies_only_to_the_name_it_names(tmp_path, named, other):
+    """Two different names with the same normalised form: the override is not applied to the other."""
+    over = _overrides(tmp_path, {"treatment": [named], "moa": ["Lectin"]})
+    for screen in ([named, other], [other]):
+        with pytest.warns(UserWarning, match="override: 1 name.*not matched by normalised form"):
+            table = _by_name(screen, overrides=over)
+        assert table.loc[other, "source"] != "override"
+        assert table.loc[other, "needs_review"] and f"'{named}'" in table.loc[other, "evidence"]
+        if named in screen:
+            assert table.loc[named, "source"] == "override" and table.loc[named, "moa"] == "Lectin"
 
 
-def test_unknown_name_found_in_uniprot_records_is_classified():
-    table = A.annotate_treatments(["Granulins", "dendrotoxin-K", "P00750", "HTR4"], uniprot=UNIPROT)
-    t = table.set_index("treatment")
-    assert (t["source"] == "uniprot").all()
-    assert t.loc["Granulins", "moa"] == "Growth factor" and t.loc["Granulins", "gene"] == "GRN"
-    assert t.loc["dendrotoxin-K", "moa"] == "Virulence factor"
-    assert t.loc["P00750", "moa"] == A.UNCLASSIFIED and t.loc["P00750", "needs_review"]
-    assert "unclassified:receptor" in t.loc["HTR4", "evidence"]
+def test_override_not_applied_to_a_variant_when_the_screen_has_both(tmp_path):
+    over = _overrides(tmp_path, {"treatment": ["C4A"], "moa": ["Lectin"]})
+    with pytest.warns(UserWarning, match="the screen also has 'C4A'"):
+        table = _by_name(["C4A", "C4a"], overrides=over)
+    assert table.loc["C4A", "source"] == "override"
+    assert table.loc["C4a", "source"] == "curated" and table.loc["C4a", "needs_review"]
 
 
-def test_curated_entry_is_cross_checked_against_its_record(tmp_path):
-    """A curated class that the record's rules contradict is kept but flagged."""
-    grn = [b for b in (UNIPROT / "multi_ex.txt").read_text().split("//\n") if "GRN_HUMAN" in b][0] + "//\n"
-    # GRN's real record (rules: Growth factor) cached under TNF's accession
-    (tmp_path / "P01375.txt").write_text(grn.replace("AC   P28799;", "AC   P01375; P28799;", 1))
-    (tmp_path / "P00750.txt").write_text((UNIPROT / "multi_ex.txt").read_text().split("//\n")[0] + "//\n")
-    table = A.annotate_treatments(["TNF-alpha", "EGF"], cache_dir=tmp_path).set_index("treatment")
-    assert table.loc["TNF-alpha", "moa"] == "TNF ligand"
-    assert table.loc["TNF-alpha", "needs_review"]
-    assert "CHECK: UniProt rule go:growth-factor gives Growth factor" in table.loc["TNF-alpha", "evidence"]
-    assert not table.loc["EGF", "needs_review"]  # no record for P01133 in the cache: nothing to check
+def test_two_override_rows_with_one_key_are_applied_exactly(tmp_path):
+    over = _overrides(tmp_path, {"treatment": ["TNF-alpha", "TNFa"], "moa": ["Lectin", "B7 ligand"]})
+    with pytest.warns(UserWarning, match="several reference names"):
+        table = _by_name(["TNF-alpha", "TNFa", "TNF alpha"], overrides=over)
+    assert table.loc["TNF-alpha", "moa"] == "Lectin" and table.loc["TNFa", "moa"] == "B7 ligand"
+    assert table.loc["TNF alpha", "source"] == "curated"
 
 
-# ------------------------------------------------------------------ online / cache
-
-
-def test_cache_is_used_without_network(tmp_path):
-    grn = [b for b in (UNIPROT / "multi_ex.txt").read_text().split("//\n") if "GRN_HUMAN" in b][0] + "//\n"
-    (tmp_path / "P28799.txt").write_text(grn)
-    record = A.fetch_record("p28799", cache_dir=tmp_path, online=True)
-    assert record.entry_name == "GRN_HUMAN"
-    table = A.annotate_treatments(["P28799"], online=True, cache_dir=tmp_path)
-    assert table.loc[0, "moa"] == "Growth factor" and table.loc[0, "source"] == "uniprot"
-
-
-def test_network_failure_is_a_clear_warning_not_a_hang(tmp_path, monkeypatch):
-    # the real Biopython call, sent through a proxy on a closed local port: fails at once,
-    # with or without internet on the test machine
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    with pytest.raises(A.OnlineUnavailable, match="P01133"):
-        A.fetch_record("P01133", cache_dir=tmp_path, online=True, timeout=2)
-    with pytest.warns(UserWarning, match="UniProt unreachable"):
-        table = A.annotate_treatments(["Q99999", "O99999"], online=True, cache_dir=tmp_path, timeout=2)
-    assert (table["source"] == "unresolved").all()
-    assert "online retrieval failed" in table.loc[0, "evidence"]
-    assert not list(tmp_path.iterdir())
-
-
-def test_offline_default_never_fetches(tmp_path):
-    assert A.fetch_record("P01133", cache_dir=tmp_path, online=False) is None
+def test_metadata_moa_matching_is_exact_for_lossy_names():
+    with pytest.warns(UserWarning, match="metadata MoA"):
+        table = _by_name(["???", "---"], metadata_moa={"???": "Lectin"})
+    assert table.loc["???", "source"] == "metadata" and table.loc["---", "source"] == "unresolved"
 
 
 # ------------------------------------------------------------------ apply_annotation
 
 
 def test_apply_annotation_fills_and_warns():
-    ann = A.annotate_treatments(["EGF", "TNF-alpha"])
-    table = pd.DataFrame({schema.TREATMENT: ["EGF", "TNFa", "EMPTY", "DMSO", "Mystery", "EGF"], "x": range(6)})
+    ann = A.annotate_treatments(["EGF", "TNF-alpha", "IL-1Ra"])
+    table = pd.DataFrame({schema.TREATMENT: ["EGF", "TNFa", "EMPTY", "DMSO", "Mystery", "EGF", "IL-1Ra"],
+                          "x": range(7)})  # fmt: skip
     with pytest.warns(UserWarning, match="Mystery"):
         out = A.apply_annotation(table, ann)
     assert out[schema.MOA].tolist() == [
-        "Growth factor", "TNF ligand", "Negative control", "Negative control", A.UNCLASSIFIED, "Growth factor"
+        "Growth factor", "TNF ligand", "Negative control", "Negative control", A.UNCLASSIFIED, "Growth factor",
+        "Interleukin",
     ]  # fmt: skip
+    assert out["Metadata_pathway"].tolist() == [
+        "RTK", "NF-κB/TNFR", "Negative control", "Negative control", A.UNCLASSIFIED, "RTK", "IL-1R/TLR–MyD88"
+    ]  # fmt: skip
+    assert out["Metadata_action"].iloc[-1] == "antagonist"
+    assert out["Metadata_mechanism"].iloc[-1] == "IL-1R/TLR–MyD88 antagonist"
+    assert out["Metadata_class_kind"].tolist()[:3] == ["family", "family", "control"]
+    assert out["Metadata_receptor"].tolist()[:3] == ["EGFR", "TNFRSF1A;TNFRSF1B", ""]
+    assert set(A.METADATA_COLUMNS.values()) <= set(out.columns)
     assert schema.MOA not in table.columns  # a copy
-    assert out["x"].tolist() == list(range(6))
+    assert out["x"].tolist() == list(range(7))
+
+
+def test_apply_annotation_reads_an_annotation_csv(tmp_path):
+    """An annotation written to CSV and read back (empty caveats become NaN) applies the same."""
+    ann = A.annotate_treatments(["EGF", "DMXAA"])
+    ann.to_csv(tmp_path / "a.csv", index=False)
+    out = A.apply_annotation(pd.DataFrame({schema.TREATMENT: ["EGF", "DMXAA"]}), pd.read_csv(tmp_path / "a.csv"))
+    assert out["Metadata_caveat"].iloc[0] == "" and "human" in out["Metadata_caveat"].iloc[1]
+
+
+def test_apply_annotation_with_an_old_two_column_annotation():
+    old = pd.DataFrame({"treatment": ["EGF"], "moa": ["Growth factor"]})
+    out = A.apply_annotation(pd.DataFrame({schema.TREATMENT: ["EGF"]}), old)
+    assert out.columns.tolist() == [schema.TREATMENT, schema.MOA]
 
 
 def test_apply_annotation_keeps_complete_column_unless_told():
@@ -343,60 +376,32 @@ def test_apply_annotation_keeps_complete_column_unless_told():
     assert A.apply_annotation(partial, ann)[schema.MOA].tolist() == ["Mine", "Growth factor"]
 
 
+def test_apply_annotation_matches_lossy_names_exactly():
+    ann = pd.DataFrame({"treatment": ["???"], "moa": ["Lectin"]})
+    with pytest.warns(UserWarning) as caught:
+        out = A.apply_annotation(pd.DataFrame({schema.TREATMENT: ["???", "---"]}), ann)
+    assert out[schema.MOA].tolist() == ["Lectin", A.UNCLASSIFIED]
+    assert any("'---' not matched to '???'" in str(w.message) for w in caught)
+
+
 def test_apply_annotation_names_missing_column():
     with pytest.raises(KeyError, match="Metadata_Treatment"):
         A.apply_annotation(pd.DataFrame({"treatment": ["EGF"]}), A.annotate_treatments(["EGF"]))
 
 
-# ------------------------------------------------------------------ CLI
-
-
-def test_cli_rxrx1_metadata_and_demo_names(tmp_path, capsys):
-    """Real RxRx1 metadata (column ``sirna``, all UNTREATED) and a screen with an unknown name."""
-    out = tmp_path / "treatment_moa.csv"
-    assert A.main([str(SHARED / "rxrx1" / "metadata.csv"), "-o", str(out)]) == 0
-    t = pd.read_csv(out)
-    assert t["moa"].tolist() == ["Negative control"] and t["treatment"].tolist() == ["UNTREATED"]
-    assert "column 'sirna'" in capsys.readouterr().err
-
-    meta = tmp_path / "metadata.csv"
-    pd.DataFrame({"treatment": list(DEMO) * 2 + ["Frobnicin-7"], "plate": 1}).to_csv(meta, index=False)
-    assert A.main([str(meta), "-o", str(out), "--uniprot", str(UNIPROT)]) == 0
-    err = capsys.readouterr().err
-    t = pd.read_csv(out)
-    assert len(t) == len(DEMO) + 1
-    assert re.search(r"unresolved.*Frobnicin-7", err)
-    assert t.set_index("treatment").loc["Frobnicin-7", "needs_review"]
-
-
-def test_cli_errors_name_the_file(tmp_path, capsys):
-    meta = tmp_path / "meta.csv"
-    pd.DataFrame({"well": ["B02"]}).to_csv(meta, index=False)
-    assert A.main([str(meta), "-o", str(tmp_path / "o.csv")]) == 2
-    err = capsys.readouterr().err
-    assert "meta.csv" in err and "--treatment-column" in err
-
-
-def test_module_entry_point(tmp_path):
-    meta = tmp_path / "features.csv"
-    pd.DataFrame({schema.TREATMENT: ["IL-6", "EMPTY"]}).to_csv(meta, index=False)
-    out = tmp_path / "a.csv"
-    proc = subprocess.run(
-        [sys.executable, "-m", "moa_features.annotate", str(meta), "-o", str(out)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert pd.read_csv(out)["moa"].tolist() == ["Interleukin", "Negative control"]
+# ------------------------------------------------------------------ real benchmark names
 
 
 def test_bbbc021_compound_names_resolve_or_are_reported():
     """Small-molecule names of a real MoA benchmark are mostly outside the curated table:
     each is reported (never guessed), apart from DMSO and bryostatin (a PKC activator)."""
-    moa = pd.read_csv(SHARED / "bbbc021" / "BBBC021_v1_moa.csv")
-    names = sorted(moa["compound"].unique())
+    path = SHARED / "bbbc021" / "BBBC021_v1_moa.csv"
+    if not path.exists():
+        pytest.skip(f"real BBBC021 MoA table not found at {path} (../shared/data absent)")
+    names = sorted(pd.read_csv(path)["compound"].unique())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        table = A.annotate_treatments(names).set_index("treatment")
+        table = _by_name(names)
     assert table.loc["DMSO", "moa"] == "Negative control"
     assert table.loc["bryostatin", "moa"] == "Protein kinase activator"
     rest = table.drop(index=["DMSO", "bryostatin"])

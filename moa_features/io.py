@@ -1,10 +1,13 @@
-"""Small I/O helpers used at the edges: tables in Parquet/CSV and atomic writes."""
+"""Small I/O helpers used at the edges: tables in Parquet/CSV, atomic writes, output locks."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -103,3 +106,86 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+# ----------------------------------------------------------------------------- one writer per output
+
+
+class OutputLockedError(RuntimeError):
+    """Another process holds the lock of an output (its message names the holder)."""
+
+
+def lock_holder(lock: str | Path) -> dict[str, Any]:
+    """The holder recorded in a lock file: ``pid``, ``host``, ``started`` (ISO time), ``command``."""
+    try:
+        return json.loads(Path(lock).read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    """``pid 123 on HOST, started 2026-01-01T10:00:00, running 'python -m ...'`` (or "an unknown process")."""
+    if not holder:
+        return "an unknown process"
+    text = f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
+    return text + (f", running {holder['command']!r}" if holder.get("command") else "")
+
+
+@contextmanager
+def output_lock(lock: str | Path, what: str) -> Iterator[Path]:
+    """Hold an exclusive lock on the file ``lock`` while writing the output ``what``.
+
+    The lock is an OS advisory lock (``flock``), released by the kernel when the holder dies,
+    so a killed run never leaves a stale lock. The file records the holder (pid, host, start
+    time, command) for the message of :class:`OutputLockedError`, raised at once (no waiting)
+    when another process holds it. The lock file is removed on release.
+    """
+    import fcntl
+
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputLockedError(
+                f"{what} is being written by another run ({describe_holder(lock_holder(lock))}); "
+                f"wait for it to finish or write to another output (lock file {lock})"
+            ) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file between our open and flock: retry
+    holder = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv)}
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(holder).encode())
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def check_writable_file(path: str | Path, what: str = "output") -> None:
+    """Check that ``path`` can be written (atomically) before any work starts.
+
+    Raises ValueError naming the path when it is a folder, its folder cannot be created, or
+    the folder is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: {what} is a folder; expected a file name")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot write the {what} into {folder}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -189,3 +189,81 @@ def check_writable_file(path: str | Path, what: str = "output") -> None:
         raise ValueError(f"{path}: cannot write the {what} into {folder}: {exc.strerror or exc}") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """Read a JSON file; ValueError naming it when it is truncated or not JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: {what} is not text (expected JSON)") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {what} is truncated or not valid JSON ({exc})") from None
+
+
+THUMB_CHECK_MIN_ROWS = 10  # fewer rows: the row-alignment check has too little to go on
+THUMB_CHECK_MAX_ROWS = 2000  # rows (evenly spaced) the alignment check reads
+THUMB_CHECK_MIN_R = 0.5  # median correlation (over channels) below which rows are taken as misaligned
+
+
+def read_thumbs(path: str | Path, table: pd.DataFrame | None = None) -> "np.ndarray":
+    """Memory-map a thumbnail array ``NAME.thumbs.npy`` and check it fits ``table``.
+
+    Expects an ``.npy`` file holding ``(N, S, S, C)`` uint8 with N = ``len(table)``. When the
+    table has ``Image_Intensity_Mean_<channel>`` columns (channels in ``Metadata_Path_<channel>``
+    order) and at least :data:`THUMB_CHECK_MIN_ROWS` rows, each thumbnail's mean brightness must
+    follow its row's measured mean intensity (median Pearson r over channels >=
+    :data:`THUMB_CHECK_MIN_R`), which catches shuffled or foreign thumbnails. Raises
+    ValueError (FileNotFoundError when absent) naming the file and what was expected.
+    """
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: thumbnails not found")
+    if path.suffix.lower() != ".npy":
+        raise ValueError(f"{path}: thumbnails must be a .npy array (NAME.thumbs.npy written by extract)")
+    try:
+        thumbs = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable .npy thumbnail array ({type(exc).__name__}: {exc})") from None
+    if thumbs.ndim != 4 or thumbs.dtype != np.uint8 or thumbs.shape[1] != thumbs.shape[2]:
+        raise ValueError(f"{path}: expected (N, S, S, C) uint8 thumbnails, got {thumbs.dtype} {thumbs.shape}")
+    if table is None:
+        return thumbs
+    if len(thumbs) != len(table):
+        raise ValueError(f"{path}: {len(thumbs)} thumbnails, but the table has {len(table)} rows; "
+                         "expected one per row, in table order")
+    r = thumbs_alignment(thumbs, table)
+    if r is not None and r < THUMB_CHECK_MIN_R:
+        raise ValueError(f"{path}: the thumbnails do not follow the table's rows (their brightness correlates "
+                         f"r={r:.2f} with the rows' Image_Intensity_Mean_*); were they shuffled or made from "
+                         "another table?")
+    return thumbs
+
+
+def thumbs_alignment(thumbs: "np.ndarray", table: pd.DataFrame) -> float | None:
+    """Median over channels of the Pearson r between thumbnail means and ``Image_Intensity_Mean_<ch>``.
+
+    None when the table is too short or has no such column (nothing to check).
+    """
+    import numpy as np
+
+    channels = [c[len("Metadata_Path_"):] for c in table.columns if str(c).startswith("Metadata_Path_")]
+    pairs = [(i, f"Image_Intensity_Mean_{ch}") for i, ch in enumerate(channels)
+             if f"Image_Intensity_Mean_{ch}" in table.columns and i < thumbs.shape[3]]
+    if len(table) < THUMB_CHECK_MIN_ROWS or not pairs:
+        return None
+    rows = np.unique(np.linspace(0, len(table) - 1, min(len(table), THUMB_CHECK_MAX_ROWS)).astype(int))
+    sample = np.asarray(thumbs[rows])  # bounded memory for any N
+    rs = []
+    for i, col in pairs:
+        a = sample[..., i].mean(axis=(1, 2), dtype=np.float64)
+        b = table[col].to_numpy(dtype=np.float64)[rows]
+        ok = np.isfinite(b)
+        if ok.sum() >= THUMB_CHECK_MIN_ROWS and a[ok].std() > 0 and b[ok].std() > 0:
+            rs.append(float(np.corrcoef(a[ok], b[ok])[0, 1]))
+    return float(np.median(rs)) if rs else None

@@ -379,3 +379,34 @@ def test_resume_remeasures_a_site_whose_unreadable_file_was_fixed(tmp_path, d18)
     assert result.exit_status == EXIT_OK and result.n_ok == 18
     assert 1 <= result.chunks_resumed < 18  # chunk 1 onwards kept; chunk 0 measured again
     assert "HEPG2-01_1_B02_1" in set(pd.read_parquet(out)[schema.SITE_ID])
+
+
+# ----------------------------------------------------------------------------- 10. disk full
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB file system (tmpfs); skipped where mounting is not allowed (not root, containers)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_disk_full_names_the_file_and_keeps_the_old_table(small_disk, d18, capsys):
+    out = small_disk / "t.parquet"
+    assert main([str(d18), "-o", str(out), "--features", "intensity", *QUIET]) == EXIT_OK
+    before = out.read_bytes()
+    free = shutil.disk_usage(small_disk).free
+    (small_disk / "filler").write_bytes(b"\0" * (free - 8192))  # leave 8 KiB: too little for a chunk
+    status = main([str(d18), "-o", str(out), "--features", "intensity,texture", *QUIET])
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE
+    assert "No space left on device" in err and f"any previous {out} is kept as it was" in err
+    assert out.read_bytes() == before
+    assert not schema.sidecar_paths(out)["lock"].exists()

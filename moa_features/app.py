@@ -28,9 +28,10 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -420,8 +421,9 @@ def _store_vote(page: Page, state: Any, vote: tuple[str, str, str, list[str]]) -
         pending = state.setdefault("pending_votes", [])
         if vote not in pending:
             pending.append(vote)
-        state["message"] = ("error", f"Your vote ({', '.join(chosen)}) for {moa} could not be stored yet: {exc}. "
-                                     "It is kept: press “Retry saving vote” in a moment.")
+        text = (f"Your vote ({', '.join(chosen)}) for {moa} could not be stored yet: {exc}. "
+                "It is kept: press “Retry saving vote” in a moment.")
+        state["message"] = ("error", text)
         return False
     except ValueError as exc:
         state["message"] = ("error", f"{str(exc)[0].upper()}{str(exc)[1:]}; nothing was stored.")

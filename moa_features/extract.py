@@ -28,19 +28,32 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from moa_features import __version__, schema
-from moa_features.datasets import DatasetError, Site, SiteReadError, image_header, open_dataset
+from moa_features.datasets import (
+    DatasetError,
+    Site,
+    SiteReadError,
+    image_header,
+    open_dataset,
+)
 from moa_features.features import FAMILIES, FeatureParams, measure
 from moa_features.io import (
-    OutputLockedError, atomic_path, check_writable_file, output_lock, package_versions, read_table, write_json,
+    OutputLockedError,
+    atomic_path,
+    check_writable_file,
+    output_lock,
+    package_versions,
+    read_table,
+    write_json,
     write_table,
 )
 

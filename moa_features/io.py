@@ -8,11 +8,15 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @contextmanager
@@ -209,7 +213,7 @@ THUMB_CHECK_MAX_ROWS = 2000  # rows (evenly spaced) the alignment check reads
 THUMB_CHECK_MIN_R = 0.5  # median correlation (over channels) below which rows are taken as misaligned
 
 
-def read_thumbs(path: str | Path, table: pd.DataFrame | None = None) -> "np.ndarray":
+def read_thumbs(path: str | Path, table: pd.DataFrame | None = None) -> np.ndarray:
     """Memory-map a thumbnail array ``NAME.thumbs.npy`` and check it fits ``table``.
 
     Expects an ``.npy`` file holding ``(N, S, S, C)`` uint8 with N = ``len(table)``. When the
@@ -245,7 +249,7 @@ def read_thumbs(path: str | Path, table: pd.DataFrame | None = None) -> "np.ndar
     return thumbs
 
 
-def thumbs_alignment(thumbs: "np.ndarray", table: pd.DataFrame) -> float | None:
+def thumbs_alignment(thumbs: np.ndarray, table: pd.DataFrame) -> float | None:
     """Median over channels of the Pearson r between thumbnail means and ``Image_Intensity_Mean_<ch>``.
 
     None when the table is too short or has no such column (nothing to check).

@@ -20,10 +20,11 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import pandas as pd
 
@@ -167,7 +168,7 @@ class VoteStore:
         empty = [k for k, v in fields.items() if not isinstance(v, str) or not v.strip()]
         if empty:
             raise ValueError(f"a vote needs non-empty text for {', '.join(empty)}")
-        created = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        created = datetime.now(UTC).isoformat(timespec="microseconds")
         row = (created, session_id, moa, site_id, control_site_id, ",".join(chosen))
 
         def insert() -> int:

@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_app import CHANNELS, _app_test, build_table
 
 from moa_features.votes import VoteStore, VoteStoreBusy
-
-from test_app import CHANNELS, _app_test, build_table
 
 HOLD = """
 import sqlite3, sys

@@ -7,8 +7,8 @@ where a second process is involved.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,7 +23,15 @@ from PIL import Image
 
 from moa_features import schema
 from moa_features.datasets import DatasetError, SiteReadError, open_dataset, read_image
-from moa_features.extract import EXIT_OK, EXIT_SITES_FAILED, EXIT_USAGE, ChunkStore, _fingerprint, extract, main
+from moa_features.extract import (
+    EXIT_OK,
+    EXIT_SITES_FAILED,
+    EXIT_USAGE,
+    ChunkStore,
+    _fingerprint,
+    extract,
+    main,
+)
 from moa_features.features import FeatureParams, measure
 
 RXRX1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rxrx1"
@@ -45,7 +53,7 @@ def d18(tmp_path: Path) -> Path:
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "moa_features.extract", *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
@@ -74,7 +82,7 @@ def test_second_extract_into_the_same_output_refuses_and_names_the_holder(tmp_pa
         assert f"being written by another run (pid {first.pid} on " in second.stderr
         assert "started 20" in second.stderr and "Traceback" not in second.stderr
         assert "Failed to open local file" not in second.stderr
-    stdout, stderr = first.communicate(timeout=300)
+    _, stderr = first.communicate(timeout=300)
     assert first.returncode == EXIT_OK, stderr
     assert not side["lock"].exists() and not side["parts"].exists()
     df = pd.read_parquet(out)
@@ -136,8 +144,8 @@ def good_table(tmp_path, d18) -> Path:
 @pytest.mark.parametrize(
     "option, message",
     [
-        (["--nuclear-channel", "W1"], "--nuclear-channel W1: not a channel of .*metadata.csv; the channels are "
-                                      "w1, w2, w3, w4, w5, w6 \\(names are case-sensitive: did you mean w1\\?\\)"),
+        (["--nuclear-channel", "W1"], ("--nuclear-channel W1: not a channel of .*metadata.csv; the channels are "
+                                       "w1, w2, w3, w4, w5, w6 \\(names are case-sensitive: did you mean w1\\?\\)")),
         (["--cell-channel", "w9"], "--cell-channel w9: not a channel"),
         (["--texture-levels", "1"], "--texture-levels 1: expected a number of grey levels, 2 to 65536"),
         (["--image-size", "256x256"], "--image-size 256x256: none of 18 sites probed has that size \\(found 512x512"),
@@ -389,7 +397,7 @@ def small_disk(tmp_path):
     """A real 1 MiB file system (tmpfs); skipped where mounting is not allowed (not root, containers)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
     try:

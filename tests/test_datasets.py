@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import BBBC021
 from PIL import Image
 
 from moa_features import schema
@@ -15,7 +16,6 @@ from moa_features.datasets import (
     open_dataset,
     read_image,
 )
-from conftest import BBBC021
 
 
 def test_rxrx_layout_reads_real_sites(rxrx1_root):

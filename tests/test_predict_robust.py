@@ -14,7 +14,13 @@ import pytest
 
 from moa_features import predict, schema, train
 from moa_features.io import OutputLockedError, read_json, read_thumbs
-from moa_features.runs import MANIFEST, RunFolderError, check_run_folder, open_run, read_manifest
+from moa_features.runs import (
+    MANIFEST,
+    RunFolderError,
+    check_run_folder,
+    open_run,
+    read_manifest,
+)
 
 RXRX1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rxrx1"
 CLASSES = ("Negative control", "Microtubule", "DNA damage")
@@ -97,9 +103,8 @@ def test_a_failed_training_leaves_the_previous_run_untouched(runs, tmp_path):
     out = tmp_path / "r"
     shutil.copytree(runs["both"], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    with pytest.raises(KeyError):
-        with open_run(out, overwrite=True) as run:
-            train.run_training(runs["table"], run.path, models=("xgboost",), label="Metadata_nope", report=False)
+    with pytest.raises(KeyError), open_run(out, overwrite=True) as run:
+        train.run_training(runs["table"], run.path, models=("xgboost",), label="Metadata_nope", report=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
 
@@ -112,9 +117,9 @@ def test_a_second_writer_of_a_run_folder_is_refused_naming_the_holder(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
-        with pytest.raises(OutputLockedError, match=rf"run folder .*r is being written by another run \(pid {holder.pid} on"):
-            with open_run(out):
-                pass
+        locked = rf"run folder .*r is being written by another run \(pid {holder.pid} on"
+        with pytest.raises(OutputLockedError, match=locked), open_run(out):
+            pass
     finally:
         holder.kill()
         holder.wait()

@@ -324,9 +324,10 @@ def _probe_images(
 ) -> tuple[tuple[int, int] | None, str | None]:
     """Image size and bit depth every site must have, from the headers of a spread of sites.
 
-    Without ``image_size`` the size is the first readable site's. With it, DatasetError when no
-    probed site has that size (a typo would otherwise fail every site). The bit depth is the
-    first readable site's (for one-file-per-site stacks: not probed).
+    Without ``image_size`` the size is the most common among the probed sites (so one odd first
+    site cannot fail all the others). With it, DatasetError when no probed site has that size (a
+    typo would otherwise fail every site). The bit depth is likewise the most common (for
+    one-file-per-site stacks: not probed).
     """
     step = max(1, len(sites) // PROBE_SITES)
     headers: list[tuple[tuple[int, int], str, str]] = []
@@ -345,9 +346,9 @@ def _probe_images(
         headers.append((tuple(shape), dtype, site.paths[0]))
     if not headers:
         return image_size, None
-    dtype = headers[0][1]
+    dtype = _most_common([h[1] for h in headers])
     if image_size is None:
-        return headers[0][0], dtype
+        return _most_common([h[0] for h in headers]), dtype
     if not any(h[0] == tuple(image_size) for h in headers):
         seen = sorted({f"{h[0][0]}x{h[0][1]}" for h in headers})
         raise DatasetError(
@@ -355,6 +356,14 @@ def _probe_images(
             f"(found {', '.join(seen)}, e.g. {headers[0][2]}); every site would fail"
         )
     return tuple(image_size), dtype
+
+
+def _most_common(values: list) -> Any:
+    """The most frequent value; ties go to the one seen first."""
+    counts: dict = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return max(counts, key=counts.__getitem__)
 
 
 def validate_options(

@@ -281,15 +281,16 @@ def test_palette_png_is_read_as_grey_values(tmp_path, d18):
         read_image(png)
 
 
-def test_a_16bit_site_among_8bit_sites_is_an_error_naming_the_file(tmp_path, d18):
-    folder = d18 / "images" / "RPE-01" / "Plate2"
+@pytest.mark.parametrize("experiment, plate", [("RPE-01", 2), ("HEPG2-01", 1)])  # HEPG2-01_1: the first site
+def test_a_16bit_site_among_8bit_sites_is_an_error_naming_the_file(tmp_path, d18, experiment, plate):
+    folder = d18 / "images" / experiment / f"Plate{plate}"
     for c in range(1, 7):
         p = folder / f"B02_s1_w{c}.png"
         Image.fromarray(np.asarray(Image.open(p)).astype(np.uint16) * 257).save(p)
     result = extract(d18, tmp_path / "t.parquet", params=INTENSITY, thumbs=None, progress=False)
     assert result.n_failed == 1 and result.n_ok == 17
     err = pd.read_parquet(result.errors).iloc[0]
-    assert err[schema.SITE_ID] == "RPE-01_2_B02_1" and err["path"] == str(folder / "B02_s1_w1.png")
+    assert err[schema.SITE_ID] == f"{experiment}_{plate}_B02_1" and err["path"] == str(folder / "B02_s1_w1.png")
     assert "16-bit image, but the dataset's images are 8-bit" in err["error"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import subprocess
 import sys
@@ -47,11 +48,17 @@ def _table(folder: Path, seed: int = 0, n_features: int = 6) -> Path:
 
 
 def _train(table: Path, output: Path, models: tuple[str, ...], overwrite: bool = False) -> str:
-    """Train into ``output`` the way train.py should: through :func:`open_run` (locked, swapped in whole)."""
-    check_run_folder(output, overwrite)
-    with open_run(output, overwrite) as run:
-        train.run_training(table, run.path, models=models, report=False)
-    return run.run_id
+    """Train into ``output`` through :func:`open_run` (locked, swapped in whole); return the run id.
+
+    Uses train's own ``overwrite`` once train.py writes through :mod:`moa_features.runs`.
+    """
+    if "overwrite" in inspect.signature(train.run_training).parameters:
+        train.run_training(table, output, models=models, report=False, overwrite=overwrite)
+    else:
+        check_run_folder(output, overwrite)
+        with open_run(output, overwrite) as run:
+            train.run_training(table, run.path, models=models, report=False)
+    return read_manifest(output)["run_id"]
 
 
 @pytest.fixture(scope="module")

@@ -688,11 +688,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # disk full, permissions: the previous table is untouched (atomic writes)
+        if not _is_write_failure(exc):
+            raise
         print(f"error: cannot write {exc.filename or output}: {exc.strerror or exc}; "
               f"any previous {output} is kept as it was", file=sys.stderr)
         return EXIT_USAGE
     _print_summary(result)
     return result.exit_status
+
+
+def _is_write_failure(exc: OSError) -> bool:
+    """Disk full, quota, read-only or permission errors (pyarrow reports them without an errno)."""
+    import errno
+
+    codes = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+    return exc.errno in codes or any(os.strerror(c) in str(exc) for c in codes)
 
 
 def _int_list(text: str, option: str, example: str, sep: str = ",") -> tuple[int, ...]:

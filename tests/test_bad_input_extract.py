@@ -75,8 +75,12 @@ def test_second_extract_into_the_same_output_refuses_and_names_the_holder(tmp_pa
     first = subprocess.Popen([sys.executable, "-m", "moa_features.extract", *base, "--nuclear-channel", "w2"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: any(side["parts"].glob("chunk-*[0-9].parquet")), first, "its first chunk")
-    other = _cli(*base)  # other settings (nuclei on w1)
-    same = _cli(*base, "--nuclear-channel", "w2")  # identical run
+    first.send_signal(signal.SIGSTOP)  # mid-run, holding the lock, however slow the others start
+    try:
+        other = _cli(*base)  # other settings (nuclei on w1)
+        same = _cli(*base, "--nuclear-channel", "w2")  # identical run
+    finally:
+        first.send_signal(signal.SIGCONT)
     for second in (other, same):
         assert second.returncode == EXIT_USAGE, second.stderr
         assert f"being written by another run (pid {first.pid} on " in second.stderr

@@ -10,13 +10,17 @@ channel images, read lazily by :meth:`Site.load` into a ``(C, H, W)`` array. Thr
 ``loaddata``
     A CellProfiler LoadData CSV: ``FileName_<Channel>``/``PathName_<Channel>`` columns,
     optionally prefixed ``Image_``; relative path names are resolved against ``root`` (default:
-    the CSV's folder). Other columns are kept as metadata.
+    the CSV's folder). Other columns are kept as metadata. Every row is an image set: rows that
+    share plate/well/site (single-cell crops, time points, z-planes) get distinct site ids
+    (:func:`image_set_ids`).
 ``manifest``
     A plain CSV with a ``path_<channel>`` column per channel, or one ``path`` column naming a
     multi-page TIFF / ``.npy`` holding all channels of a site (``(C, H, W)``, or ``(H, W, C)``
     with C <= 16).
 
-Images may be 8- or 16-bit PNG or TIFF. Nothing here computes features.
+Images may be 8- or 16-bit PNG or TIFF; palette and RGB PNGs are read as their grey values when
+they are grey, and refused (naming the file) when they hold colour. The channel set of an RxRx
+dataset comes from the files of every plate. Nothing here computes features.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ whatever those leave out, from the environment variables ``MOA_FEATURES_TABLE``,
 ``MOA_FEATURES_IMAGES``, ``MOA_FEATURES_VOTES`` and ``MOA_FEATURES_SEED`` (how tests point
 ``streamlit.testing.v1.AppTest`` at a table).
 
-The functions above :func:`render` are pure and work without Streamlit.
+The functions above :class:`Page` are pure and work without Streamlit; :func:`render` draws the
+page as a sequence of panels (MoA chooser, image pair, vote, comparison).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -318,24 +321,48 @@ def channel_label(channel: str, short: bool = False) -> str:
 # --------------------------------------------------------------------------- the Streamlit page
 
 
+@dataclass
+class Page:
+    """What every panel of the page needs: the table, its channels and MoAs, the vote store."""
+
+    table: str  # absolute path of the feature table
+    mtime: float  # its modification time (cache key)
+    df: pd.DataFrame
+    channels: list[str]
+    counts: pd.Series  # sites per MoA (:func:`moa_counts`)
+    store: Any  # moa_features.votes.VoteStore
+    root: str | None  # --images dataset root
+    image: Callable[[str], np.ndarray]  # site id -> (C, H, W) image, cached
+
+
 def render(args: argparse.Namespace) -> None:
-    """Draw the page (called by Streamlit on every interaction)."""
+    """Draw the page (called by Streamlit on every interaction), one panel after another."""
+    import streamlit as st
+
+    st.set_page_config(page_title="moa-features: which channels differ?", layout="wide")
+    st.title("Which channels differ from the control?")
+    page = _open_page(args)
+    state = st.session_state
+    state.setdefault("session_id", uuid.uuid4().hex)
+    if "rng" not in state:
+        state["rng"] = np.random.default_rng(args.seed)
+    moa = _moa_panel(page, state)
+    _pair_panel(page, state, moa)
+    _vote_panel(page, state, moa)
+    _comparison_panel(page, state, moa)
+
+
+def _open_page(args: argparse.Namespace) -> Page:
+    """Read the table (cached) and open the vote store; stops the page with a message on failure."""
     import streamlit as st
 
     from moa_features.datasets import open_dataset
     from moa_features.io import read_table
-    from moa_features.votes import VoteStore
-
-    st.set_page_config(page_title="moa-features: which channels differ?", layout="wide")
-    st.title("Which channels differ from the control?")
+    from moa_features.votes import APP_TIMEOUT, VoteStore
 
     @st.cache_resource(show_spinner="Reading the feature table ...")
     def cached_table(path: str, mtime: float) -> tuple[pd.DataFrame, str | None]:
         return prepare_table(read_table(path), path)
-
-    @st.cache_data(show_spinner="Comparing every MoA with the controls ...", max_entries=4)
-    def cached_effects(path: str, mtime: float, _df: pd.DataFrame) -> pd.DataFrame:
-        return model_effects(_df)
 
     @st.cache_resource(show_spinner="Opening the image folder ...")
     def cached_sites(root: str) -> dict[str, Any]:
@@ -357,95 +384,163 @@ def render(args: argparse.Namespace) -> None:
         st.stop()
     if note:
         st.info(note)
-    channels = table_channels(df.columns)
     counts = moa_counts(df)
     if counts.empty:
         st.error(f"{table}: no site has an MoA other than {schema.NEGATIVE_CONTROL_MOA!r}; nothing to compare.")
         st.stop()
     try:
-        store = VoteStore(votes_path(table, args.votes))
+        store = VoteStore(votes_path(table, args.votes), timeout=APP_TIMEOUT, retries=0)
     except (sqlite3.Error, OSError, ValueError) as exc:
         st.error(f"Cannot open the vote store: {exc}")
         st.stop()
     root = str(Path(args.images).resolve()) if args.images else None
+    channels = table_channels(df.columns)
+    return Page(table, mtime, df, channels, counts, store, root,
+                lambda site_id: cached_image(table, mtime, site_id, tuple(channels), root))
 
-    state = st.session_state
-    state.setdefault("session_id", uuid.uuid4().hex)
-    if "rng" not in state:
-        state["rng"] = np.random.default_rng(args.seed)
 
-    def new_pair(moa: str) -> None:
-        try:
-            state["pair"] = (moa, *draw_pair(df, moa, state["rng"]))
-        except ValueError as exc:
-            state["pair"] = (moa, None, str(exc))
+def _new_pair(page: Page, state: Any, moa: str) -> None:
+    try:
+        state["pair"] = (moa, *draw_pair(page.df, moa, state["rng"]))
+    except ValueError as exc:
+        state["pair"] = (moa, None, str(exc))
 
-    def submit() -> None:
-        moa, site_id, control_id = state["pair"]
-        chosen = [ch for ch in channels if state.get(f"pick_{ch}")]
-        try:
-            store.add(state["session_id"], moa, site_id, control_id, chosen, order=channels)
-        except ValueError as exc:
-            state["message"] = ("error", f"{str(exc)[0].upper()}{str(exc)[1:]}; nothing was stored.")
-            return
-        state["message"] = ("success", f"Thank you: your vote ({', '.join(chosen)}) for {moa} was stored.")
-        for ch in channels:
-            state[f"pick_{ch}"] = False
-        new_pair(moa)
+
+def _store_vote(page: Page, state: Any, vote: tuple[str, str, str, list[str]]) -> bool:
+    """Store ``vote`` (moa, site, control, channels); True when stored.
+
+    On a locked store (after the bounded wait) the vote joins ``state["pending_votes"]``, shown
+    with a retry button: a vote is never lost.
+    """
+    from moa_features.votes import VoteStoreBusy
+
+    moa, site_id, control_id, chosen = vote
+    try:
+        page.store.add(state["session_id"], moa, site_id, control_id, chosen, order=page.channels)
+    except VoteStoreBusy as exc:
+        pending = state.setdefault("pending_votes", [])
+        if vote not in pending:
+            pending.append(vote)
+        text = (f"Your vote ({', '.join(chosen)}) for {moa} could not be stored yet: {exc}. "
+                "It is kept: press “Retry saving vote” in a moment.")
+        state["message"] = ("error", text)
+        return False
+    except ValueError as exc:
+        state["message"] = ("error", f"{str(exc)[0].upper()}{str(exc)[1:]}; nothing was stored.")
+        return False
+    state["message"] = ("success", f"Thank you: your vote ({', '.join(chosen)}) for {moa} was stored.")
+    return True
+
+
+def _submit(page: Page, state: Any) -> None:
+    moa, site_id, control_id = state["pair"]
+    chosen = [ch for ch in page.channels if state.get(f"pick_{ch}")]
+    if _store_vote(page, state, (moa, site_id, control_id, chosen)):
+        _next_pair(page, state, moa)
+    elif state.get("pending_votes") and state["pending_votes"][-1][1] == site_id:
+        _next_pair(page, state, moa)  # kept for a retry: the user can go on voting
+
+
+def _next_pair(page: Page, state: Any, moa: str) -> None:
+    for ch in page.channels:
+        state[f"pick_{ch}"] = False
+    _new_pair(page, state, moa)
+
+
+def _retry_pending(page: Page, state: Any) -> None:
+    """Store the kept votes in order; stop at the first that the store still refuses."""
+    pending = state.get("pending_votes", [])
+    while pending and _store_vote(page, state, pending[0]):
+        pending.pop(0)
+    if not pending:
+        state.pop("pending_votes", None)
+
+
+def _moa_panel(page: Page, state: Any) -> str:
+    """The instructions and the MoA chooser; returns the chosen MoA."""
+    import streamlit as st
 
     st.markdown(
         "Pick a mechanism of action. The top row shows one site treated with it, the bottom row a "
         "negative control from the **same plate**; each channel has the same contrast in both. "
         "Tick the **three channels** that look most different, then submit."
     )
+    counts = page.counts
     moa = st.selectbox(
         "Mechanism of action", list(counts.index), key="moa", format_func=lambda m: f"{m} ({counts[m]} sites)"
     )
     if state.get("pair", (None,))[0] != moa:
-        new_pair(moa)
+        _new_pair(page, state, moa)
+    return moa
+
+
+def _pair_panel(page: Page, state: Any, moa: str) -> None:
+    """The site and its same-plate control, channel by channel, with one contrast per channel."""
+    import streamlit as st
+
     _, site_id, control_id = state["pair"]
     if site_id is None:
         st.error(control_id)
         st.stop()
-
     try:
-        site = site_row(df, site_id)
-        site_row(df, control_id)
-        shown = display_pair(
-            cached_image(table, mtime, site_id, tuple(channels), root),
-            cached_image(table, mtime, control_id, tuple(channels), root),
-        )
+        site = site_row(page.df, site_id)
+        site_row(page.df, control_id)
+        shown = display_pair(page.image(site_id), page.image(control_id))
     except (OSError, KeyError, ValueError) as exc:
         st.error(f"Cannot read the images of this pair: {exc}")
-        st.button("New pair", key="new_pair", on_click=new_pair, args=(moa,))
+        st.button("New pair", key="new_pair", on_click=_new_pair, args=(page, state, moa))
         st.stop()
-
     captions = (
         f"**{moa}**: site `{site_id}`, plate `{site[schema.PLATE]}`",
         f"**{schema.NEGATIVE_CONTROL_MOA}**: site `{control_id}`, same plate",
     )
     for caption, image in zip(captions, shown):
         st.markdown(caption)
-        for col, ch, plane in zip(st.columns(len(channels)), channels, image):
+        for col, ch, plane in zip(st.columns(len(page.channels)), page.channels, image):
             col.image(plane, caption=channel_label(ch), width="stretch")
+
+
+def _vote_panel(page: Page, state: Any, moa: str) -> None:
+    """The channel ticks, Submit / New pair, a retry for a vote the locked store did not take, messages."""
+    import streamlit as st
+
     st.markdown("**The three channels that differ most:**")
-    for col, ch in zip(st.columns(len(channels)), channels):
+    for col, ch in zip(st.columns(len(page.channels)), page.channels):
         col.checkbox(channel_label(ch), key=f"pick_{ch}")
-    left, right, _ = st.columns([1, 1, 4])
-    left.button("Submit vote", key="submit", type="primary", on_click=submit)
-    right.button("New pair", key="new_pair", on_click=new_pair, args=(moa,))
+    left, middle, right, _ = st.columns([1, 1, 1, 3])
+    left.button("Submit vote", key="submit", type="primary", on_click=_submit, args=(page, state))
+    middle.button("New pair", key="new_pair", on_click=_new_pair, args=(page, state, moa))
+    if state.get("pending_votes"):
+        right.button(f"Retry saving vote ({len(state['pending_votes'])} kept)", key="retry_vote", on_click=_retry_pending, args=(page, state))
     kind, text = state.pop("message", (None, None))
     if kind == "error":
         st.error(text)
     elif kind == "success":
         st.success(text)
 
+
+def _comparison_panel(page: Page, state: Any, moa: str) -> None:
+    """People's votes per channel beside the channels the models find most different."""
+    import streamlit as st
+
+    from moa_features.votes import VoteStoreBusy
+
+    @st.cache_data(show_spinner="Comparing every MoA with the controls ...", max_entries=4)
+    def cached_effects(path: str, mtime: float, _df: pd.DataFrame) -> pd.DataFrame:
+        return model_effects(_df)
+
+    channels = page.channels
     st.header("What others saw")
-    summary = store.summary(channels)
+    try:
+        summary = page.store.summary(channels)
+    except VoteStoreBusy as exc:
+        st.warning(f"Cannot show the votes right now: {exc}.")
+        summary = pd.DataFrame({"moa": pd.Series(dtype=object), "channel": pd.Series(dtype=object),
+                                "votes": pd.Series(dtype="int64")})
     mine = summary[summary["moa"] == moa].set_index("channel")["votes"]
     n_votes = int(mine.sum()) // 3
     try:
-        effects = cached_effects(table, mtime, df)
+        effects = cached_effects(page.table, page.mtime, page.df)
         models = model_channel_table(effects.loc[moa], channels) if moa in effects.index else None
     except ValueError as exc:
         st.warning(f"No model comparison: {exc}")
@@ -478,7 +573,7 @@ def render(args: argparse.Namespace) -> None:
     with st.expander("All votes per channel and MoA"):
         table_view = summary.pivot(index="moa", columns="channel", values="votes")
         st.dataframe(table_view[list(dict.fromkeys(summary["channel"]))])
-    st.caption(f"Votes are stored in `{store.path}`; your anonymous session id is `{state['session_id'][:8]}`.")
+    st.caption(f"Votes are stored in `{page.store.path}`; your anonymous session id is `{state['session_id'][:8]}`.")
 
 
 def _in_streamlit() -> bool:

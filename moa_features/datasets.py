@@ -10,22 +10,27 @@ channel images, read lazily by :meth:`Site.load` into a ``(C, H, W)`` array. Thr
 ``loaddata``
     A CellProfiler LoadData CSV: ``FileName_<Channel>``/``PathName_<Channel>`` columns,
     optionally prefixed ``Image_``; relative path names are resolved against ``root`` (default:
-    the CSV's folder). Other columns are kept as metadata.
+    the CSV's folder). Other columns are kept as metadata. Every row is an image set: rows that
+    share plate/well/site (single-cell crops, time points, z-planes) get distinct site ids
+    (:func:`image_set_ids`).
 ``manifest``
     A plain CSV with a ``path_<channel>`` column per channel, or one ``path`` column naming a
     multi-page TIFF / ``.npy`` holding all channels of a site (``(C, H, W)``, or ``(H, W, C)``
     with C <= 16).
 
-Images may be 8- or 16-bit PNG or TIFF. Nothing here computes features.
+Images may be 8- or 16-bit PNG or TIFF; palette and RGB PNGs are read as their grey values when
+they are grey, and refused (naming the file) when they hold colour. The channel set of an RxRx
+dataset comes from the files of every plate. Nothing here computes features.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,11 +91,12 @@ class Site:
     paths: tuple[str, ...]
     channels: tuple[str, ...]
 
-    def load(self, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
+    def load(self, expected_shape: tuple[int, int] | None = None, expected_dtype: str | None = None) -> np.ndarray:
         """Read the site as a ``(C, H, W)`` uint8/uint16 array.
 
         Raises :class:`SiteReadError` naming the file for a missing, corrupt or
-        wrongly-sized image.
+        wrongly-sized image, or (with ``expected_dtype``, ``"uint8"`` or ``"uint16"``) one
+        whose bit depth differs from the dataset's.
         """
         if len(self.paths) == 1 and len(self.channels) > 1:
             image = read_stack(self.paths[0], self.site_id)
@@ -113,6 +119,15 @@ class Site:
                     p,
                 )
         dtypes = {plane.dtype for plane in planes}
+        if expected_dtype is not None:
+            for plane, p in zip(planes, self.paths * len(self.channels)):
+                if plane.dtype != np.dtype(expected_dtype):
+                    raise SiteReadError(
+                        f"{p}: {_bits(plane.dtype)}-bit image, but the dataset's images are "
+                        f"{_bits(np.dtype(expected_dtype))}-bit (intensities would not be comparable)",
+                        self.site_id,
+                        p,
+                    )
         if len(dtypes) > 1:
             raise SiteReadError(
                 f"site {self.site_id}: channels mix bit depths {sorted(map(str, dtypes))}",
@@ -131,6 +146,63 @@ class Dataset:
     layout: str
     source: Path
     metadata: pd.DataFrame = field(repr=False)
+
+
+def _bits(dtype: np.dtype) -> int:
+    return np.dtype(dtype).itemsize * 8
+
+
+def _grey_from_pil(im: Any, path: str, site_id: str, what: str) -> np.ndarray:
+    """Grey values of a PIL image: palette and RGB(A) images only when they are grey.
+
+    A palette image is looked up in its palette; an RGB(A) image whose three colour planes are
+    equal gives that plane. Colour images raise :class:`SiteReadError` naming the file.
+    """
+    if im.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(im)
+    if im.mode == "1":
+        return np.asarray(im.convert("L"))
+    if im.mode == "LA":
+        return np.asarray(im.getchannel("L"))
+    if im.mode in ("P", "PA"):
+        index = np.asarray(im.getchannel("P") if im.mode == "PA" else im)
+        palette = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
+        used = np.unique(index)
+        if used.size and used.max() >= len(palette):
+            raise SiteReadError(f"{path}: palette image uses colours missing from its palette{what}", site_id, path)
+        rgb = palette[used]
+        if not (rgb == rgb[:, :1]).all():
+            raise SiteReadError(
+                f"{path}: a colour palette image; expected grey values (one channel per file){what}", site_id, path
+            )
+        return palette[:, 0][index]
+    if im.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(im)[..., :3]
+        if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all()):
+            raise SiteReadError(
+                f"{path}: a colour ({im.mode}) image; expected one grey channel per file{what}", site_id, path
+            )
+        return np.ascontiguousarray(rgb[..., 0])
+    raise SiteReadError(f"{path}: expected a single-channel grayscale image, got mode {im.mode}{what}", site_id, path)
+
+
+def image_header(path: str | Path) -> tuple[tuple[int, int], str]:
+    """``((H, W), dtype)`` of an image file from its header only (``"uint8"`` or ``"uint16"``).
+
+    Raises OSError (or a decoder's error) for an unreadable file.
+    """
+    path = str(path)
+    if path.lower().endswith((".tif", ".tiff")):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            return tuple(page.shape[:2]), str(np.dtype(page.dtype))
+    from PIL import Image
+
+    with Image.open(path) as im:
+        dtype = "uint16" if im.mode.startswith("I") else "uint8"
+        return (im.height, im.width), dtype
 
 
 def _as_image_array(arr: np.ndarray, path: str, site_id: str) -> np.ndarray:
@@ -160,13 +232,7 @@ def read_image(path: str | Path, site_id: str = "", channel: str = "") -> np.nda
             from PIL import Image
 
             with Image.open(path) as im:
-                if im.mode not in ("L", "I;16", "I;16B", "I", "P"):
-                    raise SiteReadError(
-                        f"{path}: expected a single-channel grayscale image, got mode {im.mode}{what}",
-                        site_id,
-                        path,
-                    )
-                arr = np.asarray(im)
+                arr = _grey_from_pil(im, path, site_id, what)
     except SiteReadError:
         raise
     except Exception as exc:  # PIL/tifffile raise many types for corrupt files
@@ -248,11 +314,12 @@ def read_rxrx(path: str | Path) -> Dataset:
     df = _read_index(csv)
     _require(df, RXRX_REQUIRED, csv, "rxrx")
     treatment_col = "treatment" if "treatment" in df.columns else ("sirna" if "sirna" in df.columns else None)
-    channels = _rxrx_channels(root, df.iloc[0])
+    plates, site_numbers = integer_column(df, "plate", csv), integer_column(df, "site", csv)
+    channels = _rxrx_channels(root, df["experiment"].astype(str), plates)
     sites = []
-    for row in df.itertuples(index=False):
+    for i, row in enumerate(df.itertuples(index=False)):
         rec = row._asdict()
-        exp, plate, well, site = rec["experiment"], int(rec["plate"]), str(rec["well"]), int(rec["site"])
+        exp, plate, well, site = rec["experiment"], int(plates[i]), str(rec["well"]), int(site_numbers[i])
         site_id = str(rec.get("site_id") or f"{exp}_{plate}_{well}_{site}")
         meta = {_metadata_key(col): _clean(v) for col, v in rec.items() if col != "plate"}
         if treatment_col == "sirna":
@@ -267,16 +334,38 @@ def read_rxrx(path: str | Path) -> Dataset:
     return _dataset(sites, channels, "rxrx", csv, df)
 
 
-def _rxrx_channels(root: Path, first: pd.Series) -> list[str]:
-    folder = root / "images" / str(first["experiment"]) / f"Plate{int(first['plate'])}"
-    if not folder.is_dir():
+def integer_column(df: pd.DataFrame, column: str, source: Path) -> np.ndarray:
+    """``df[column]`` as int64; DatasetError naming the file, column and first bad row otherwise.
+
+    Rows are counted from 1 after the header line (row 1 is line 2 of the file).
+    """
+    values = pd.to_numeric(df[column], errors="coerce")
+    bad = values.isna() | (values != np.round(values))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DatasetError(
-            f"{folder}: image folder not found (RxRx layout expects "
+            f"{source}: column {column!r} row {i + 1} (line {i + 2}) is {df[column].iloc[i]!r}; "
+            f"expected a whole number in every row ({int(bad.sum())} row(s) are not)"
+        )
+    return values.to_numpy().astype(np.int64)
+
+
+def _rxrx_channels(root: Path, experiments: pd.Series, plates: np.ndarray) -> list[str]:
+    """Channel names from the image files of every plate folder of the dataset.
+
+    A plate whose sites miss a channel never drops that channel for the others: the
+    missing files become per-site read errors.
+    """
+    folders = [root / "images" / e / f"Plate{p}" for e, p in dict.fromkeys(zip(experiments, plates))]
+    existing = [f for f in folders if f.is_dir()]
+    if not existing:
+        raise DatasetError(
+            f"{folders[0]}: image folder not found (RxRx layout expects "
             "images/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png)"
         )
-    numbers = {int(m.group(1)) for p in folder.iterdir() if (m := re.search(r"_w(\d+)\.png$", p.name))}
+    numbers = {int(m.group(1)) for f in existing for p in f.iterdir() if (m := re.search(r"_w(\d+)\.png$", p.name))}
     if not numbers:
-        raise DatasetError(f"{folder}: no *_w<channel>.png images found")
+        raise DatasetError(f"{existing[0].parent}: no *_w<channel>.png images found in any plate folder")
     return schema.channel_names(max(numbers))
 
 
@@ -292,23 +381,61 @@ def read_loaddata(path: str | Path, root: str | Path | None = None) -> Dataset:
     _require(df, [f"{prefix}PathName_{ch}" for ch in channels], csv, "loaddata")
     base = Path(root) if root is not None else csv.parent
     file_cols = {f"{prefix}FileName_{ch}" for ch in channels} | {f"{prefix}PathName_{ch}" for ch in channels}
-    sites = []
-    for i, row in enumerate(df.to_dict("records")):
+    records = df.to_dict("records")
+    metas = []
+    for i, row in enumerate(records):
         meta = {_metadata_key(c, channels): _clean(v) for c, v in row.items() if c not in file_cols}
         first_name = str(row[f"{prefix}FileName_{channels[0]}"])
         if schema.SITE not in meta:
             m = re.search(r"_s(\d+)", first_name)
             meta[schema.SITE] = int(m.group(1)) if m else i + 1
         plate, well = meta.get(schema.PLATE), meta.get(schema.WELL)
-        site_id = str(meta.get(schema.SITE_ID) or (f"{plate}_{well}_{meta[schema.SITE]}" if plate else f"site{i:06d}"))
-        meta[schema.SITE_ID] = site_id
         if plate is not None and well is not None:
             meta.setdefault(schema.WELL_ID, f"{plate}_{well}")
+        metas.append(meta)
+    explicit = any(schema.SITE_ID in m and m[schema.SITE_ID] is not None for m in metas)
+    ids = [str(m.get(schema.SITE_ID) or (f"{m.get(schema.PLATE)}_{m.get(schema.WELL)}_{m[schema.SITE]}"
+                                         if m.get(schema.PLATE) else f"site{i:06d}")) for i, m in enumerate(metas)]
+    if not explicit:
+        ids = image_set_ids(ids, metas, [str(c) for c in df.columns if str(c).startswith(schema.METADATA_PREFIX)],
+                            channels)
+    sites = []
+    for site_id, meta, row in zip(ids, metas, records):
+        meta[schema.SITE_ID] = site_id
         paths = tuple(
             str(base / str(row[f"{prefix}PathName_{ch}"]) / str(row[f"{prefix}FileName_{ch}"])) for ch in channels
         )
         sites.append(Site(site_id, meta, paths, tuple(channels)))
     return _dataset(sites, channels, "loaddata", csv, df)
+
+
+_SITE_KEYS = {schema.PLATE, schema.WELL, schema.SITE, schema.SITE_ID, schema.WELL_ID}
+
+
+def image_set_ids(
+    ids: Sequence[str], metas: Sequence[dict[str, Any]], source_columns: Sequence[str], channels: Sequence[str] = ()
+) -> list[str]:
+    """Unique ids for LoadData rows (image sets) whose plate/well/site repeat.
+
+    Every LoadData row is an image set (CellProfiler's convention): single-cell crops, time
+    points or z-planes share a field. A repeated id gets the ``Metadata_`` columns whose values
+    differ within its group appended as ``_<Name>-<value>`` (``P1_B02_1_Crop-3``), or, when no
+    such column tells the rows apart, ``_row<N>`` (its 1-based row in the CSV).
+    """
+    groups: dict[str, list[int]] = {}
+    for i, site_id in enumerate(ids):
+        groups.setdefault(site_id, []).append(i)
+    keys = [k for k in dict.fromkeys(_metadata_key(c, channels) for c in source_columns) if k not in _SITE_KEYS]
+    out = list(ids)
+    for site_id, rows in groups.items():
+        if len(rows) == 1:
+            continue
+        varying = [k for k in keys if len({repr(metas[i].get(k)) for i in rows}) > 1]
+        labels = {i: "_".join(f"{k[len(schema.METADATA_PREFIX):]}-{metas[i].get(k)}" for k in varying) for i in rows}
+        unique = varying and len(set(labels.values())) == len(rows)
+        for i in rows:
+            out[i] = f"{site_id}_{labels[i]}" if unique else f"{site_id}_row{i + 1}"
+    return out
 
 
 def read_manifest(path: str | Path, channels: Sequence[str] | None = None) -> Dataset:
@@ -348,7 +475,11 @@ def _dataset(sites: list[Site], channels: Sequence[str], layout: str, source: Pa
     ids = [s.site_id for s in sites]
     if len(set(ids)) != len(ids):
         dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
-        raise DatasetError(f"{source}: site id {dup!r} occurs more than once")
+        raise DatasetError(
+            f"{source}: site id {dup!r} occurs more than once; every row must be its own site "
+            "(give each row a distinct site_id, or for a LoadData CSV omit Metadata_site_id so that rows "
+            "sharing plate/well/site are told apart by their other Metadata_ columns)"
+        )
     out = []
     for s in sites:
         paths = tuple(os.path.abspath(p) for p in s.paths)

@@ -10,7 +10,13 @@ final table (Parquet row groups), the errors table and a memory-mapped thumbnail
 Memory stays flat in the number of sites: only one chunk is held at a time.
 
 Exit status: 0 when every site was measured, 3 when some sites failed (see the errors table),
-2 for unusable input (bad metadata, missing column), which stops the run before any work.
+2 for unusable input (bad metadata, missing column, bad option, unwritable output, an output
+that another run is writing), which stops the run before the first site is read.
+
+One writer per output: a run holds ``NAME.lock`` (naming its pid, host and start time) for as
+long as it writes ``NAME.parts/`` and the table; every chunk records the fingerprint of the
+settings that made it, so a chunk of other settings is never assembled. A run whose every site
+failed keeps an existing table (its errors go to ``NAME.failed-run.errors.parquet``).
 """
 
 from __future__ import annotations
@@ -22,18 +28,34 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from moa_features import __version__, schema
-from moa_features.datasets import DatasetError, Site, SiteReadError, open_dataset
+from moa_features.datasets import (
+    DatasetError,
+    Site,
+    SiteReadError,
+    image_header,
+    open_dataset,
+)
 from moa_features.features import FAMILIES, FeatureParams, measure
-from moa_features.io import atomic_path, package_versions, write_json, write_table
+from moa_features.io import (
+    OutputLockedError,
+    atomic_path,
+    check_writable_file,
+    output_lock,
+    package_versions,
+    read_table,
+    write_json,
+    write_table,
+)
 
 EXIT_OK, EXIT_USAGE, EXIT_SITES_FAILED = 0, 2, 3
 ROW_GROUP_ROWS = 1024  # rows per Parquet row group of the final table (bounded memory, small footer)
@@ -71,6 +93,7 @@ class ExtractResult:
     n_workers: int
     command: str
     report: str | None = None
+    kept_previous: bool = False  # every site failed and the existing table was kept
 
     @property
     def exit_status(self) -> int:
@@ -104,13 +127,14 @@ def process_chunk(
     params: FeatureParams,
     thumb_size: int | None,
     expected_shape: tuple[int, int] | None,
+    expected_dtype: str | None = None,
 ) -> ChunkResult:
     """Read and measure ``sites``; failures become error records, never exceptions."""
     t0 = time.process_time()
     rows, thumbs, errors = [], [], []
     for site in sites:
         try:
-            image = site.load(expected_shape)
+            image = site.load(expected_shape, expected_dtype)
         except SiteReadError as exc:
             errors.append(_error_record(site, "read", str(exc), exc.path))
             continue
@@ -144,11 +168,16 @@ class ChunkStore:
     """Finished chunks on disk (``NAME.parts/``), each written atomically.
 
     ``chunk-NNNNN.parquet`` is written last and marks the chunk complete; a ``config.json``
-    fingerprint of the inputs makes a changed run start afresh instead of mixing results.
+    fingerprint of the inputs makes a changed run start afresh instead of mixing results, and
+    every chunk's ``meta.json`` carries the fingerprint too, so a chunk of other settings is
+    never counted as done nor assembled. ``meta.json`` also records the size and modification
+    time of the files of sites that failed to read: a chunk whose failed files changed since
+    (a fixed PNG) is measured again on resume.
     """
 
     def __init__(self, folder: Path, fingerprint: str):
         self.folder = folder
+        self.fingerprint = fingerprint
         config = folder / "config.json"
         if folder.exists():
             old = json.loads(config.read_text()).get("fingerprint") if config.exists() else None
@@ -162,10 +191,27 @@ class ChunkStore:
     def _path(self, index: int, kind: str) -> Path:
         return self.folder / f"chunk-{index:05d}.{kind}"
 
-    def done(self, index: int) -> bool:
-        return self._path(index, "parquet").exists()
+    def done(self, index: int, sites: Sequence[Site] = ()) -> bool:
+        """Whether chunk ``index`` is finished, made with these settings, and its failed files unchanged."""
+        if not self._path(index, "parquet").exists():
+            return False
+        try:
+            meta = json.loads(self._path(index, "meta.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if meta.get("fingerprint") != self.fingerprint:
+            return False
+        recorded = meta.get("failed_files", {})
+        return all(_file_stamp(p) == stamp for p, stamp in recorded.items())
 
-    def write(self, result: ChunkResult) -> None:
+    def check(self, index: int) -> None:
+        """Raise RuntimeError unless chunk ``index`` was made with this store's settings."""
+        meta = json.loads(self._path(index, "meta.json").read_text())
+        if meta.get("fingerprint") != self.fingerprint:
+            raise RuntimeError(f"{self._path(index, 'parquet')}: made with other settings; not assembling it")
+
+    def write(self, result: ChunkResult, sites: Sequence[Site] = ()) -> None:
+        """Store ``result``; ``sites`` (the chunk's sites) give the files of failed reads to stamp."""
         i = result.index
         if result.thumbs is not None:
             with atomic_path(self._path(i, "thumbs.npy")) as tmp:
@@ -173,8 +219,11 @@ class ChunkStore:
                     np.save(fh, result.thumbs)
         errors = pd.DataFrame(result.errors, columns=_ERROR_COLUMNS)
         write_table(errors, self._path(i, "errors.parquet"))
+        failed = {e[schema.SITE_ID] for e in result.errors if e["stage"] == "read"}
+        stamps = {p: _file_stamp(p) for s in sites if s.site_id in failed for p in s.paths}
         with atomic_path(self._path(i, "meta.json")) as tmp:
-            tmp.write_text(json.dumps({"cpu_seconds": result.cpu_seconds, "n_sites": len(result.rows) + len(result.errors)}))
+            tmp.write_text(json.dumps({"cpu_seconds": result.cpu_seconds, "fingerprint": self.fingerprint,
+                                       "n_sites": len(result.rows) + len(result.errors), "failed_files": stamps}))
         write_table(pd.DataFrame(result.rows), self._path(i, "parquet"))
 
     def table(self, index: int) -> pd.DataFrame:
@@ -202,6 +251,15 @@ class ChunkStore:
 
 
 _ERROR_COLUMNS = [schema.SITE_ID, schema.PLATE, schema.WELL, "stage", "path", "error"]
+
+
+def _file_stamp(path: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of a file, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
 
 
 # ----------------------------------------------------------------------------- backends
@@ -258,26 +316,84 @@ def _fingerprint(sites: Sequence[Site], params: FeatureParams, thumb_size: int |
     return h.hexdigest()
 
 
-def _probe_shape(sites: Sequence[Site]) -> tuple[int, int] | None:
-    """Image size of the first readable site (header only): the size every site must have."""
-    for site in sites[:50]:
-        try:
-            return site.load().shape[1:] if len(site.paths) == 1 else _header_shape(site.paths[0])
-        except (SiteReadError, OSError):
+PROBE_SITES = 24  # sites whose image headers are read before any work (spread over the dataset)
+
+
+def _probe_images(
+    sites: Sequence[Site], image_size: tuple[int, int] | None
+) -> tuple[tuple[int, int] | None, str | None]:
+    """Image size and bit depth every site must have, from the headers of a spread of sites.
+
+    Without ``image_size`` the size is the most common among the probed sites (so one odd first
+    site cannot fail all the others). With it, DatasetError when no probed site has that size (a
+    typo would otherwise fail every site). The bit depth is likewise the most common (for
+    one-file-per-site stacks: not probed).
+    """
+    step = max(1, len(sites) // PROBE_SITES)
+    headers: list[tuple[tuple[int, int], str, str]] = []
+    for site in sites[::step][:PROBE_SITES]:
+        if len(site.paths) == 1 and len(site.channels) > 1:
+            try:
+                shape = site.load().shape[1:]
+            except SiteReadError:
+                continue
+            headers.append((tuple(shape), None, site.paths[0]))
             continue
-    return None
+        try:
+            shape, dtype = image_header(site.paths[0])
+        except Exception:  # unreadable here: the site's own read records it
+            continue
+        headers.append((tuple(shape), dtype, site.paths[0]))
+    if not headers:
+        return image_size, None
+    dtype = _most_common([h[1] for h in headers])
+    if image_size is None:
+        return _most_common([h[0] for h in headers]), dtype
+    if not any(h[0] == tuple(image_size) for h in headers):
+        seen = sorted({f"{h[0][0]}x{h[0][1]}" for h in headers})
+        raise DatasetError(
+            f"--image-size {image_size[0]}x{image_size[1]}: none of {len(headers)} sites probed has that size "
+            f"(found {', '.join(seen)}, e.g. {headers[0][2]}); every site would fail"
+        )
+    return tuple(image_size), dtype
 
 
-def _header_shape(path: str) -> tuple[int, int]:
-    if path.lower().endswith((".tif", ".tiff")):
-        import tifffile
+def _most_common(values: list) -> Any:
+    """The most frequent value; ties go to the one seen first."""
+    counts: dict = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return max(counts, key=counts.__getitem__)
 
-        with tifffile.TiffFile(path) as tif:
-            return tuple(tif.pages[0].shape[:2])
-    from PIL import Image
 
-    with Image.open(path) as im:
-        return (im.height, im.width)
+def validate_options(
+    params: FeatureParams, thumbs: int | None, chunk_size: int, image_size: tuple[int, int] | None
+) -> None:
+    """Check the run's options before anything is read; DatasetError naming the option otherwise."""
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise DatasetError(f"--chunk-size {chunk_size}: expected a whole number of sites >= 1")
+    if thumbs is not None and (not isinstance(thumbs, int) or thumbs < 1):
+        raise DatasetError(f"--thumbs {thumbs}: expected a thumbnail size in pixels >= 1 (0 disables thumbnails)")
+    if not isinstance(params.texture_levels, int) or not 2 <= params.texture_levels <= 65536:
+        raise DatasetError(f"--texture-levels {params.texture_levels}: expected a number of grey levels, 2 to 65536")
+    if not params.texture_distances or any(not isinstance(d, int) or d < 1 for d in params.texture_distances):
+        raise DatasetError(f"--texture-distances {params.texture_distances}: expected whole pixel distances >= 1")
+    unknown = [f for f in params.families if f not in FAMILIES]
+    if unknown or not params.families:
+        raise DatasetError(f"--features: unknown feature family {unknown}; expected some of {', '.join(FAMILIES)}")
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+        raise DatasetError(f"--image-size {image_size}: expected HxW in pixels, e.g. 512x512")
+
+
+def check_channels(params: FeatureParams, channels: Sequence[str], source: str | Path) -> None:
+    """The segmentation channels must be channels of the dataset, exactly (case included)."""
+    for option, name in (("--nuclear-channel", params.nuclear_channel), ("--cell-channel", params.cell_channel)):
+        if name is not None and name not in channels:
+            hint = [c for c in channels if c.lower() == str(name).lower()]
+            raise DatasetError(
+                f"{option} {name}: not a channel of {source}; the channels are {', '.join(channels)}"
+                + (f" (names are case-sensitive: did you mean {hint[0]}?)" if hint else "")
+            )
 
 
 def extract(
@@ -309,55 +425,66 @@ def extract(
     output = Path(output)
     if not output.name.endswith((".parquet", ".csv", ".csv.gz")):
         raise DatasetError(f"{output}: output must end in .parquet, .csv or .csv.gz")
+    validate_options(params, thumbs, chunk_size, image_size)
+    try:
+        check_writable_file(output, "output table")
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
     ds = open_dataset(input, layout=layout, root=root, channels=channels)
+    check_channels(params, ds.channels, ds.source)
     sites = ds.sites
-    expected_shape = image_size or _probe_shape(sites)
     side = schema.sidecar_paths(output)
-    store = ChunkStore(side["parts"], _fingerprint(sites, params, thumbs, chunk_size))
-    chunks = [sites[i : i + chunk_size] for i in range(0, len(sites), chunk_size)]
-    pending = [i for i in range(len(chunks)) if not store.done(i)]
-    tasks = [(i, chunks[i], params, thumbs, expected_shape) for i in pending]
-    n_workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
-    if scheduler:
-        results = _run_dask(tasks, scheduler, n_workers)
-        backend = "dask"
-    else:
-        results = _run_joblib(tasks, n_workers)
-        backend = "joblib" if n_workers > 1 else "serial"
+    with output_lock(side["lock"], f"{output} (and {side['parts'].name}/)"):
+        annotation_df = _resolve_annotation(annotation, ds.metadata, side["annotation"])
+        expected_shape, expected_dtype = _probe_images(sites, image_size)
+        store = ChunkStore(side["parts"], _fingerprint(sites, params, thumbs, chunk_size))
+        chunks = [sites[i : i + chunk_size] for i in range(0, len(sites), chunk_size)]
+        pending = [i for i in range(len(chunks)) if not store.done(i, chunks[i])]
+        tasks = [(i, chunks[i], params, thumbs, expected_shape, expected_dtype) for i in pending]
+        n_workers = max(1, n_jobs if n_jobs > 0 else os.cpu_count() or 1)
+        if scheduler:
+            results = _run_dask(tasks, scheduler, n_workers)
+            backend = "dask"
+        else:
+            results = _run_joblib(tasks, n_workers)
+            backend = "joblib" if n_workers > 1 else "serial"
 
-    from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-    done_sites = len(sites) - sum(len(chunks[i]) for i in pending)
-    with tqdm(total=len(sites), initial=done_sites, unit="site", desc="extract", disable=not progress) as bar:
-        for result in results:
-            store.write(result)
-            bar.update(len(chunks[result.index]))
+        done_sites = len(sites) - sum(len(chunks[i]) for i in pending)
+        with tqdm(total=len(sites), initial=done_sites, unit="site", desc="extract", disable=not progress) as bar:
+            for result in results:
+                store.write(result, chunks[result.index])
+                bar.update(len(chunks[result.index]))
 
-    annotation_df = _resolve_annotation(annotation, ds.metadata, side["annotation"])
-    n_ok, n_failed = _assemble(store, len(chunks), output, side, thumbs, annotation_df, len(ds.channels))
-    cpu = sum(store.cpu_seconds(i) for i in range(len(chunks)))
-    per_site = cpu / max(1, len(sites))
-    result = ExtractResult(
-        table=str(output),
-        errors=str(side["errors"]),
-        thumbs=str(side["thumbs"]) if thumbs else None,
-        n_sites=len(sites),
-        n_ok=n_ok,
-        n_failed=n_failed,
-        n_chunks=len(chunks),
-        chunks_computed=len(pending),
-        chunks_resumed=len(chunks) - len(pending),
-        wall_seconds=time.perf_counter() - t_start,
-        cpu_seconds_per_site=per_site,
-        sites_per_second_per_core=1.0 / per_site if per_site > 0 else float("inf"),
-        backend=backend,
-        n_workers=n_workers,
-        command=command or "",
-    )
-    write_json({**asdict(result), "channels": list(ds.channels), "layout": ds.layout, "source": str(ds.source),
-                "params": asdict(params), "versions": package_versions()}, side["summary"])
-    shutil.rmtree(side["parts"], ignore_errors=True)
-    if report:
+        n_ok, n_failed, kept = _assemble(store, len(chunks), output, side, thumbs, annotation_df, len(ds.channels))
+        cpu = sum(store.cpu_seconds(i) for i in range(len(chunks)))
+        per_site = cpu / max(1, len(sites))
+        result = ExtractResult(
+            table=str(output),
+            errors=str(side["failed_errors"] if kept else side["errors"]),
+            thumbs=str(side["thumbs"]) if thumbs else None,
+            n_sites=len(sites),
+            n_ok=n_ok,
+            n_failed=n_failed,
+            n_chunks=len(chunks),
+            chunks_computed=len(pending),
+            chunks_resumed=len(chunks) - len(pending),
+            wall_seconds=time.perf_counter() - t_start,
+            cpu_seconds_per_site=per_site,
+            sites_per_second_per_core=1.0 / per_site if per_site > 0 else float("inf"),
+            backend=backend,
+            n_workers=n_workers,
+            command=command or "",
+            kept_previous=kept,
+        )
+        if not kept:
+            write_json({**asdict(result), "channels": list(ds.channels), "layout": ds.layout, "source": str(ds.source),
+                        "params": asdict(params), "versions": package_versions()}, side["summary"])
+        shutil.rmtree(side["parts"], ignore_errors=True)
+    if report and n_ok == 0:
+        print(f"no report: no site of {ds.source} was measured (see {result.errors})", file=sys.stderr)
+    elif report:
         from moa_features.report import build_report
 
         result.report = str(build_report(output))
@@ -365,11 +492,12 @@ def extract(
 
 
 def _resolve_annotation(annotation, metadata: pd.DataFrame, sidecar: Path) -> pd.DataFrame | None:
+    """The annotation table to apply, read and checked before any site is measured."""
     if annotation is None:
         return None
     if isinstance(annotation, pd.DataFrame):
-        return annotation
-    if str(annotation) == "auto":
+        table, source = annotation, "annotation table"
+    elif str(annotation) == "auto":
         from moa_features.annotate import annotate_treatments
 
         col = next((c for c in ("treatment", "sirna", "Metadata_Treatment") if c in metadata.columns), None)
@@ -378,16 +506,36 @@ def _resolve_annotation(annotation, metadata: pd.DataFrame, sidecar: Path) -> pd
         table = annotate_treatments(sorted(metadata[col].dropna().astype(str).unique()))
         write_table(table, sidecar)
         return table
-    return pd.read_csv(annotation)
+    else:
+        source = str(annotation)
+        try:
+            table = read_table(annotation)
+        except FileNotFoundError:
+            raise DatasetError(f"{annotation}: annotation table not found") from None
+        except Exception as exc:
+            raise DatasetError(f"{annotation}: cannot read the annotation table: {exc}") from None
+    missing = [c for c in ("treatment", "moa") if c not in table.columns]
+    if missing:
+        raise DatasetError(f"{source}: annotation table lacks column(s) {', '.join(missing)} "
+                           f"(found: {', '.join(map(str, table.columns))}); expected the CSV of moa-features annotate")
+    return table
 
 
 def _assemble(
     store: ChunkStore, n_chunks: int, output: Path, side: dict[str, Path], thumb_size: int | None,
     annotation: pd.DataFrame | None, n_channels: int,
-) -> tuple[int, int]:
-    """Stream the finished chunks into the final table, errors table and thumbnail array."""
+) -> tuple[int, int, bool]:
+    """Stream the finished chunks into the final table, errors table and thumbnail array.
+
+    Returns ``(n_ok, n_failed, kept_previous)``: when no site was measured and ``output``
+    exists, the existing table and its side files are kept, and the errors go to
+    ``NAME.failed-run.errors.parquet`` instead.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    for i in range(n_chunks):
+        store.check(i)
 
     def chunk_table(i: int) -> pd.DataFrame:
         df = store.table(i)
@@ -407,7 +555,12 @@ def _assemble(
     if annotation is not None and schemas and schema.MOA not in schemas[0].names:
         schemas.append(pa.schema([pa.field(schema.MOA, pa.string())]))
     errors = pd.concat([store.errors(i) for i in range(n_chunks)], ignore_index=True)
-    write_table(errors.astype({"path": "string", "error": "string"}), side["errors"])
+    errors = errors.astype({"path": "string", "error": "string"})
+    if n_ok == 0 and output.exists():
+        write_table(errors, side["failed_errors"])
+        return 0, len(errors), True
+    write_table(errors, side["errors"])
+    side["failed_errors"].unlink(missing_ok=True)
 
     unified = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
     # metadata columns first, then features, each in first-seen order
@@ -456,7 +609,7 @@ def _assemble(
             pd.DataFrame(columns=columns).to_csv(tmp_table, index=False)
     if not thumb_size:
         side["thumbs"].unlink(missing_ok=True)
-    return n_ok, len(errors)
+    return n_ok, len(errors), False
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -516,27 +669,48 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = FeatureParams(
             texture_levels=args.texture_levels,
-            texture_distances=tuple(int(d) for d in args.texture_distances.split(",")),
+            texture_distances=_int_list(args.texture_distances, "--texture-distances", "1,2"),
             nuclear_channel=args.nuclear_channel,
             cell_channel=args.cell_channel,
             families=tuple(f.strip() for f in args.features.split(",") if f.strip()),
         )
-        unknown = [f for f in params.families if f not in FAMILIES]
-        if unknown:
-            raise DatasetError(f"unknown feature family {unknown}; expected some of {', '.join(FAMILIES)}")
-        image_size = tuple(int(v) for v in args.image_size.lower().split("x")) if args.image_size else None
+        image_size = _int_list(args.image_size.lower(), "--image-size", "512x512", "x") if args.image_size else None
+        if image_size is not None and len(image_size) != 2:
+            raise DatasetError(f"--image-size {args.image_size}: expected HxW in pixels, e.g. 512x512")
         result = extract(
             args.input, output, layout=args.layout, root=args.root,
             channels=args.channels.split(",") if args.channels else None, params=params,
-            thumbs=args.thumbs or None, n_jobs=args.n_jobs, chunk_size=args.chunk_size,
+            thumbs=None if args.thumbs == 0 else args.thumbs, n_jobs=args.n_jobs, chunk_size=args.chunk_size,
             scheduler=args.scheduler, annotation=annotation, image_size=image_size,
             progress=not args.quiet, report=args.report, command=command,
         )
-    except (DatasetError, FileNotFoundError) as exc:
+    except (DatasetError, FileNotFoundError, OutputLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # disk full, permissions: the previous table is untouched (atomic writes)
+        if not _is_write_failure(exc):
+            raise
+        print(f"error: cannot write {exc.filename or output}: {exc.strerror or exc}; "
+              f"any previous {output} is kept as it was", file=sys.stderr)
         return EXIT_USAGE
     _print_summary(result)
     return result.exit_status
+
+
+def _is_write_failure(exc: OSError) -> bool:
+    """Disk full, quota, read-only or permission errors (pyarrow reports them without an errno)."""
+    import errno
+
+    codes = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+    return exc.errno in codes or any(os.strerror(c) in str(exc) for c in codes)
+
+
+def _int_list(text: str, option: str, example: str, sep: str = ",") -> tuple[int, ...]:
+    """``"1,2"`` -> ``(1, 2)``; DatasetError naming ``option`` for anything else."""
+    try:
+        return tuple(int(v) for v in text.split(sep))
+    except ValueError:
+        raise DatasetError(f"{option} {text}: expected whole numbers separated by {sep!r}, e.g. {example}") from None
 
 
 def _print_summary(r: ExtractResult) -> None:
@@ -553,6 +727,11 @@ def _print_summary(r: ExtractResult) -> None:
         lines.append(f"report -> {r.report}")
     if r.n_failed:
         lines.append(f"{r.n_failed} site(s) FAILED -> {r.errors} (exit status {EXIT_SITES_FAILED})")
+    if r.n_ok == 0 and r.n_failed:
+        first = pd.read_parquet(r.errors)["error"].iloc[0]
+        lines.append(f"every site failed, e.g. {first}")
+    if r.kept_previous:
+        lines.append(f"the previous table {r.table} and its side files were KEPT, not replaced by an empty one")
     print("\n".join(lines))
 
 

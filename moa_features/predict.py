@@ -12,31 +12,86 @@ thumbnails likewise, by each plate's control intensity per channel), and writes 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
 
 from moa_features import profiling, schema
-from moa_features.io import read_table, write_table
+from moa_features.io import read_json, read_table, read_thumbs, write_table
 from moa_features.models.ensemble import align_proba
-from moa_features.models.gbm import XGBoostClassifier
-from moa_features.train import thumbnail_reference
+from moa_features.runs import MANIFEST, RunFolderError, read_manifest, verify_run_files
 
 FEATURE_MODELS = ("xgboost", "knn")
 IMAGE_MODELS = ("cnn", "cnn_embedding")
 ALL_MODELS = ("cnn", "xgboost", "knn", "cnn_embedding", "ensemble")
+MODEL_FILES = {
+    "xgboost": ("xgboost.json",),
+    "knn": ("knn.joblib",),
+    "ensemble": ("ensemble.joblib",),
+    "cnn": ("cnn.keras", "cnn.keras.json"),
+    "cnn_embedding": ("cnn_embedding.keras", "cnn_embedding.keras.json"),
+}
+
+
+def _thumbnail_reference():
+    """``thumbnail_reference`` from wherever it lives (moving from train.py into moa_features/models/)."""
+    for module in ("moa_features.models", "moa_features.models.cnn", "moa_features.train"):
+        found = getattr(importlib.import_module(module), "thumbnail_reference", None)
+        if found is not None:
+            return found
+    raise ImportError("thumbnail_reference not found in moa_features.models, models.cnn or train")
+
+
+def saved_models(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    """The models the run saved: those its manifest lists, else those its config names."""
+    manifest = read_manifest(run_dir)
+    if manifest is not None:
+        return [m for m in ALL_MODELS if MODEL_FILES[m][0] in manifest["files"]]
+    return [m for m in ALL_MODELS if m in config.get("models", [])]
+
+
+def _load_joblib(path: Path, what: str) -> Any:
+    try:
+        return joblib.load(path)
+    except Exception as exc:  # truncated or foreign pickles raise many types
+        raise RunFolderError(f"{path}: cannot load the {what} ({type(exc).__name__}: {exc}); "
+                             "the file is truncated or not written by moa-features train") from None
+
+
+def _load_model(path: Path, name: str) -> Any:
+    if name == "xgboost":
+        from moa_features.models.gbm import XGBoostClassifier
+
+        read_json(path, "XGBoost model")  # a truncated file gives a clear message, not a C++ backtrace
+        try:
+            return XGBoostClassifier.load(path)
+        except Exception as exc:
+            raise RunFolderError(f"{path}: cannot load the XGBoost model ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if name in IMAGE_MODELS:
+        from moa_features.models.cnn import CNNClassifier
+
+        read_json(path.with_name(path.name + ".json"), f"{name} model description")
+        try:
+            return CNNClassifier.load(path)
+        except Exception as exc:
+            raise RunFolderError(f"{path}: cannot load the {name} model ({type(exc).__name__}: {exc})") from None
+    return _load_joblib(path, f"{name} model")
 
 
 def load_run(run_dir: str | Path, models: Sequence[str] | None = None, images: bool = True) -> dict[str, Any]:
-    """The fitted objects of a run: ``config``, ``preprocess`` and every saved (requested) model.
+    """The fitted objects of a run: ``config``, ``preprocess``, ``run_id`` and every saved (requested) model.
 
     ``models=None`` loads every saved model; with ``images=False`` it leaves out the CNNs and
-    an ensemble that has a CNN member (for tables without thumbnails).
+    an ensemble that has a CNN member (for tables without thumbnails). Every file loaded must
+    belong to the run (``manifest.json``: same run id, unchanged); a model the run saved but
+    whose file is missing, and corrupt or truncated files, raise errors naming the file.
     """
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.json"
@@ -45,37 +100,38 @@ def load_run(run_dir: str | Path, models: Sequence[str] | None = None, images: b
         if not p.exists():
             raise FileNotFoundError(f"{p}: not found; is {run_dir} a run folder written by moa-features train "
                                     "(without --no-save-models)?")
-    run: dict[str, Any] = {"config": json.loads(metrics.read_text())["config"], "preprocess": joblib.load(pre_path)}
-    files = {
-        "xgboost": run_dir / "xgboost.json",
-        "knn": run_dir / "knn.joblib",
-        "ensemble": run_dir / "ensemble.joblib",
-        "cnn": run_dir / "cnn.keras",
-        "cnn_embedding": run_dir / "cnn_embedding.keras",
-    }
-    wanted = [m for m in ALL_MODELS if files[m].exists()] if models is None else list(models)
+    metrics_json = read_json(metrics, "run metrics")
+    if not isinstance(metrics_json, dict) or not isinstance(metrics_json.get("config"), dict):
+        raise RunFolderError(f"{metrics}: has no 'config' object; expected the metrics.json of moa-features train")
+    config = metrics_json["config"]
+    saved = saved_models(run_dir, config)
+    wanted = list(saved) if models is None else list(models)
     unknown = sorted(set(wanted) - set(ALL_MODELS))
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(ALL_MODELS)}")
+    files = {m: run_dir / MODEL_FILES[m][0] for m in ALL_MODELS}
     if "ensemble" in wanted and files["ensemble"].exists():
-        members = list(joblib.load(files["ensemble"]).names)
+        members = list(_load_joblib(files["ensemble"], "ensemble model").names)
         if models is None and not images and set(members) & set(IMAGE_MODELS):
             wanted.remove("ensemble")
         else:
             wanted = list(dict.fromkeys(members + wanted))
     if models is None and not images:
         wanted = [m for m in wanted if m not in IMAGE_MODELS]
+    missing = [m for m in wanted if not files[m].exists()]
+    if missing:
+        which = "saved by this run but missing" if set(missing) <= set(saved) else "not saved in this run"
+        raise FileNotFoundError(f"{run_dir}: model file(s) {', '.join(files[m].name for m in missing)} "
+                                f"{which}; predict would silently leave out {', '.join(missing)}")
+    names = ["metrics.json", "preprocess.joblib", *(f for m in wanted for f in MODEL_FILES[m])]
+    run_id = verify_run_files(run_dir, names)
+    if run_id is None:
+        print(f"moa-features predict: warning: {run_dir} has no {MANIFEST} (written before run manifests); "
+              "cannot check that its files belong to one run", file=sys.stderr)
+    run: dict[str, Any] = {"config": config, "run_id": run_id,
+                           "preprocess": _load_joblib(pre_path, "preprocessing pipeline")}
     for name in wanted:
-        if not files[name].exists():
-            raise FileNotFoundError(f"{files[name]}: model {name!r} was not saved in this run")
-        if name == "xgboost":
-            run[name] = XGBoostClassifier.load(files[name])
-        elif name in IMAGE_MODELS:
-            from moa_features.models.cnn import CNNClassifier
-
-            run[name] = CNNClassifier.load(files[name])
-        else:
-            run[name] = joblib.load(files[name])
+        run[name] = _load_model(files[name], name)
     return run
 
 
@@ -108,7 +164,7 @@ def predict_table(
             ref = None
             if run[name].uses_reference_:  # the embedding CNN: per-plate input normalisation, as in training
                 if reference is None:
-                    reference = thumbnail_reference(thumbs, df[cfg["group"]].astype(str).to_numpy(), control,
+                    reference = _thumbnail_reference()(thumbs, df[cfg["group"]].astype(str).to_numpy(), control,
                                                     cfg["normalize"])
                 ref = reference
             proba[name] = align_proba(run[name].predict_proba(thumbs, ref), run[name].classes_, classes)
@@ -144,11 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     models = None if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
     try:
+        table = read_table(args.table)
+        thumbs = None if args.thumbs is None else read_thumbs(args.thumbs, table)
         run = load_run(args.run, models, images=args.thumbs is not None)
-        thumbs = None if args.thumbs is None else np.load(args.thumbs, mmap_mode="r")
-        pred = predict_table(run, read_table(args.table), thumbs)
+        pred = predict_table(run, table, thumbs)
     except (FileNotFoundError, KeyError, ValueError) as err:
-        print(f"moa-features predict: error: {err}", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"moa-features predict: error: {message}", file=sys.stderr)
         return 2
     stem = schema.sidecar_paths(args.table)["thumbs"].name.removesuffix(".thumbs.npy")
     out = Path(args.output) if args.output else Path(args.run) / f"predictions_{stem}.parquet"

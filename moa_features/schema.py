@@ -62,7 +62,9 @@ def sidecar_paths(table: str | Path) -> dict[str, Path]:
     (``NAME.thumbs.npy``); ``parts``: the folder of finished chunks used to resume
     (``NAME.parts/``); ``summary``: the run summary (``NAME.summary.json``); ``votes``: the
     app's default vote store (``NAME.votes.sqlite``); ``annotation``: the treatment -> MoA
-    table used (``NAME.treatment_moa.csv``).
+    table used (``NAME.treatment_moa.csv``); ``lock``: held while a run writes the table and
+    its side files (``NAME.lock``); ``failed_errors``: the errors of a run whose every site
+    failed, which therefore kept the previous table (``NAME.failed-run.errors.parquet``).
     """
     table = Path(table)
     stem = table.name
@@ -78,4 +80,6 @@ def sidecar_paths(table: str | Path) -> dict[str, Path]:
         "summary": d / f"{stem}.summary.json",
         "votes": d / f"{stem}.votes.sqlite",
         "annotation": d / f"{stem}.treatment_moa.csv",
+        "lock": d / f"{stem}.lock",
+        "failed_errors": d / f"{stem}.failed-run.errors.parquet",
     }

@@ -10,7 +10,9 @@ site_id TEXT, control_site_id TEXT, channels TEXT)``: ``created_at`` is ISO 8601
 
 The database runs in WAL mode with a busy timeout, and every call opens and closes its own
 connection, so several app sessions, browser tabs and processes can write at once; a write
-that still meets ``database is locked`` is retried with back-off.
+that still meets ``database is locked`` is retried with back-off. The wait is bounded: after
+``timeout`` seconds per attempt and ``retries`` extra attempts, :class:`VoteStoreBusy` is raised
+(the app uses a 5 s budget, then tells the user and keeps the vote for a retry).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import pandas as pd
 
@@ -42,6 +45,11 @@ CREATE TABLE IF NOT EXISTS votes (
 """
 
 T = TypeVar("T")
+APP_TIMEOUT = 5.0  # seconds the app waits for a locked store before telling the user
+
+
+class VoteStoreBusy(sqlite3.OperationalError):
+    """The store stayed locked by another connection for the whole bounded wait."""
 
 
 def channel_sort_key(name: str) -> tuple:
@@ -106,13 +114,19 @@ class VoteStore:
 
     def _retry(self, fn: Callable[[], T]) -> T:
         delay = 0.05
+        t0 = time.monotonic()
         for attempt in range(self.retries + 1):
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
                 msg = str(exc).lower()
-                if attempt == self.retries or ("locked" not in msg and "busy" not in msg):
+                if "locked" not in msg and "busy" not in msg:
                     raise
+                if attempt == self.retries:
+                    raise VoteStoreBusy(
+                        f"{self.path}: the vote store is locked by another process or connection "
+                        f"(waited {time.monotonic() - t0:.0f} s)"
+                    ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
@@ -154,7 +168,7 @@ class VoteStore:
         empty = [k for k, v in fields.items() if not isinstance(v, str) or not v.strip()]
         if empty:
             raise ValueError(f"a vote needs non-empty text for {', '.join(empty)}")
-        created = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        created = datetime.now(UTC).isoformat(timespec="microseconds")
         row = (created, session_id, moa, site_id, control_site_id, ",".join(chosen))
 
         def insert() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import BBBC021
 from PIL import Image
 
 from moa_features import schema
@@ -15,7 +16,6 @@ from moa_features.datasets import (
     open_dataset,
     read_image,
 )
-from conftest import BBBC021
 
 
 def test_rxrx_layout_reads_real_sites(rxrx1_root):
@@ -60,11 +60,14 @@ def test_corrupt_and_truncated_png(tmp_path, rxrx1_root):
             read_image(path, "s1", "w1")
 
 
-def test_rgb_png_is_rejected(tmp_path):
-    p = tmp_path / "rgb.png"
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(p)
-    with pytest.raises(SiteReadError, match="single-channel"):
-        read_image(p)
+def test_colour_rgb_png_is_rejected_grey_rgb_is_read_as_grey(tmp_path, rxrx1_root):
+    grey = np.asarray(Image.open(rxrx1_root / "images/HUVEC-01/Plate1/B02_s1_w1.png"))
+    colour = np.stack([grey, grey // 2, grey], axis=-1)
+    Image.fromarray(colour).save(tmp_path / "rgb.png")
+    with pytest.raises(SiteReadError, match=r"rgb\.png: a colour \(RGB\) image; expected one grey channel"):
+        read_image(tmp_path / "rgb.png")
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "grey_rgb.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "grey_rgb.png"), grey)
 
 
 def test_16bit_png_and_tiff(tmp_path):

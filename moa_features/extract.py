@@ -552,8 +552,12 @@ def _assemble(
         n_ok += rows
         if rows:
             schemas.append(store.schema(i).remove_metadata())
-    if annotation is not None and schemas and schema.MOA not in schemas[0].names:
-        schemas.append(pa.schema([pa.field(schema.MOA, pa.string())]))
+    if annotation is not None and schemas:
+        from moa_features.annotate import METADATA_COLUMNS
+
+        levels = [schema.MOA] + [c for lvl, c in METADATA_COLUMNS.items() if lvl != "moa" and lvl in annotation]
+        if new := [c for c in levels if c not in schemas[0].names]:
+            schemas.append(pa.schema([pa.field(c, pa.string()) for c in new]))
     errors = pd.concat([store.errors(i) for i in range(n_chunks)], ignore_index=True)
     errors = errors.astype({"path": "string", "error": "string"})
     if n_ok == 0 and output.exists():

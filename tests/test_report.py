@@ -25,69 +25,9 @@ from moa_features.report import build_report, class_labels, main
 from moa_features.synthetic import make_screen
 from moa_features.votes import VoteStore
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _helpers import make_demo_run, write_run
+
 SECTIONS = ("dataset", "intensity", "examples", "features", "models", "votes", "provenance")
-
-
-def write_run(run: Path, classes: list[str], seed: int = 0) -> dict:
-    """A training-run folder in the documented layout (metrics, predictions, history, importance)."""
-    rng = np.random.default_rng(seed)
-    run.mkdir(parents=True, exist_ok=True)
-    models = {
-        "cnn": {"macro_recall": 0.41, "macro_recall_std": 0.05, "balanced_accuracy": 0.41,
-                "balanced_accuracy_std": 0.05, "macro_f1": 0.38, "macro_f1_std": 0.06, "accuracy": 0.5,
-                "well_macro_recall": 0.45, "well_macro_recall_std": 0.07},
-        "xgboost": {"macro_recall": 0.62, "macro_recall_std": 0.04, "balanced_accuracy": 0.62,
-                    "balanced_accuracy_std": 0.04, "macro_f1": 0.6, "macro_f1_std": 0.03, "accuracy": 0.7,
-                    "well_macro_recall": 0.66, "well_macro_recall_std": 0.05},
-        "ensemble": {"macro_recall": 0.655, "macro_recall_std": 0.03, "balanced_accuracy": 0.655,
-                     "balanced_accuracy_std": 0.03, "macro_f1": 0.63, "macro_f1_std": 0.02, "accuracy": 0.72},
-        "majority": {"macro_recall": 1 / len(classes), "balanced_accuracy": 1 / len(classes), "macro_f1": 0.05},
-    }  # fmt: skip
-    k = len(classes)
-    metrics = {
-        "models": models,
-        "per_class_recall": {m: dict(zip(classes, rng.uniform(0, 1, k).round(3))) for m in models},
-        "confusion_matrices": {
-            m: {"labels": classes, "matrix": (np.eye(k, dtype=int) * 5 + rng.integers(0, 3, (k, k))).tolist()}
-            for m in models
-        },
-        "classes": classes,
-        "config": {"seed": 0, "split": "plate", "folds": 2},
-        "timings": {"cnn_s": 12.5, "xgboost_s": 3.25},
-    }
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    pd.DataFrame({"model": "xgboost", "fold": [0, 0, 1, 1], "y_true": classes[:2] * 2,
-                  "y_pred": classes[:2] * 2}).to_parquet(run / "predictions.parquet")  # fmt: skip
-    history = {"cnn": [{"loss": [2.0, 1.5, 1.2], "val_loss": [2.1, 1.8, 1.7],
-                        "accuracy": [0.2, 0.4, 0.5], "val_accuracy": [0.2, 0.3, 0.35]}] * 2}  # fmt: skip
-    (run / "history.json").write_text(json.dumps(history))
-    pd.DataFrame({"feature": ["Image_Intensity_Mean_w2", "Nuclei_Count", "Image_Texture_Contrast_w3_1_avg_32"],
-                  "importance": [5.0, 3.0, 1.0]}).to_csv(run / "feature_importance.csv", index=False)  # fmt: skip
-    return metrics
-
-
-def make_demo_run(root: Path) -> dict[str, Path]:
-    """Run the real pipeline on the tiny synthetic screen; returns the paths of its outputs."""
-    metadata = make_screen(root / "screen", preset="tiny", seed=0)
-    meta = pd.read_csv(metadata)
-    broken = meta.iloc[5]
-    bad_png = next((root / "screen" / "images").rglob(f"{broken['well']}_s{broken['site']}_w3.png"))
-    bad_png.write_bytes(b"not a png")  # one unreadable image: the report must list the failed site
-    table = root / "features" / "tiny.parquet"
-    extract(metadata, table, thumbs=32, progress=False)
-    side = schema.sidecar_paths(table)
-    spec = json.loads((root / "screen" / "screen.json").read_text())
-    pd.DataFrame(
-        [{"treatment": t["name"], "moa": t["moa"], "source": "curated", "evidence": "synthetic screen",
-          "needs_review": t["name"] == "DKK-1"} for t in spec["treatments"]]
-    ).to_csv(side["annotation"], index=False)  # fmt: skip
-    votes = VoteStore(side["votes"])
-    for i, chosen in enumerate((["w1", "w2", "w6"], ["w2", "w6", "w3"], ["w1", "w3", "w5"])):
-        votes.add(f"session-{i}", "Interleukin" if i < 2 else "TNF ligand", "s1", "s0", chosen)
-    classes = sorted({t["moa"] for t in spec["treatments"]})
-    write_run(root / "models" / "tiny", classes)
-    return {"table": table, "run": root / "models" / "tiny", "votes": side["votes"], "broken": Path(str(broken["site_id"]))}
 
 
 @pytest.fixture(scope="module")
@@ -198,13 +138,12 @@ def test_class_labels_sources():
         class_labels(df, pd.DataFrame({"name": ["EGF"]}))
 
 
-@pytest.mark.slow
-def test_report_on_real_rxrx1_sites(tmp_path):
-    """Real RxRx1 images: every site is an untreated control and site 2 lacks w5/w6."""
+def test_report_on_real_rxrx1_sites(tmp_path, rxrx1_sample):
+    """Real RxRx1 images (vendored): every site is an untreated control and U2OS site 2 lacks w5/w6."""
     table = tmp_path / "rxrx1.parquet"
-    extract(DATA / "rxrx1", table, thumbs=None, progress=False)
+    extract(rxrx1_sample, table, thumbs=None, progress=False)
     html = build_report(table, output=tmp_path / "rxrx1.html").read_text()
     dataset = section(html, "dataset")
-    assert "HEPG2-01_1_B02_2" in dataset and "file not found" in dataset  # missing w5 reported with reason
+    assert "U2OS-01_1_B02_2" in dataset and "file not found" in dataset  # missing w5 reported with reason
     assert "Only negative controls" in section(html, "features")
     assert "<h3>Negative controls per plate</h3>" in section(html, "intensity")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from moa_features.report import build_report
-from test_report import make_demo_run
+from _helpers import make_demo_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

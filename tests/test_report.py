@@ -22,12 +22,14 @@ from PIL import Image
 from moa_features import schema
 from moa_features.extract import extract
 from moa_features.report import build_report, class_labels, main
+from moa_features.reports import sections
+from moa_features.reports.html import render_html
 from moa_features.synthetic import make_screen
 from moa_features.votes import VoteStore
 
-from _helpers import make_demo_run, write_run
+from _helpers import make_demo_run, write_activity, write_run
 
-SECTIONS = ("dataset", "intensity", "examples", "features", "models", "votes", "provenance")
+SECTIONS = ("question", "dataset", "intensity", "examples", "features", "models", "activity", "votes", "provenance")
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +109,7 @@ def test_models_votes_and_provenance_sections(demo):
     assert "Feature extraction (summary.json)" in prov
 
 
+@pytest.mark.slow
 def test_cli_missing_pieces_are_named_and_errors_reported(demo, tmp_path, capsys):
     """Without annotation, run or votes each section says what is absent; the page still renders."""
     table = pd.read_parquet(demo["table"]).drop(columns=[schema.MOA], errors="ignore")
@@ -147,3 +150,74 @@ def test_report_on_real_rxrx1_sites(tmp_path, rxrx1_sample):
     assert "U2OS-01_1_B02_2" in dataset and "file not found" in dataset  # missing w5 reported with reason
     assert "Only negative controls" in section(html, "features")
     assert "<h3>Negative controls per plate</h3>" in section(html, "intensity")
+
+
+def test_question_section_states_split_labels_chance_and_p(demo):
+    """The first section says which question the figures answer, on which labels, with CI, chance and p."""
+    html = demo["html"].read_text()
+    assert html.index('<section id="question">') < html.index('<section id="dataset">')
+    q = section(html, "question")
+    assert "Question: MoA of treatments never trained on" in q and "<code>nsc</code>" in q
+    assert "signalling pathway" in q and "<code>Metadata_pathway</code>" in q
+    assert "treatment median of well medians" in q
+    assert "Headline figures (treatment level)" in q
+    assert "0.580 [0.410, 0.730]" in q and "0.600 [0.450, 0.750]" in q  # value [95% CI]
+    assert "0.010" in q and "0.020" in q  # per-metric permutation p of XGBoost
+    assert "0.210" in q and "0.280" in q  # CNN's scalar p; XGBoost's per-metric expected chance
+    assert "Majority class (chance reference)" in q
+    models = section(html, "models")
+    assert "Macro recall (treatment)" in models and "0.580 [0.410, 0.730]" in models
+    assert "chance macro recall 0.250" in models  # expected chance replaces 1 / number of classes
+
+
+def test_activity_section_scatter_and_inactive_treatments(demo):
+    html = demo["html"].read_text()
+    act = section(html, "activity")
+    table = pd.read_csv(demo["run"] / "activity.csv")
+    n, n_active = len(table), int(table["active"].sum())
+    assert n_active == n - 1
+    assert f"{n_active} of {n} treatments active" in act
+    assert "<h3>Activity: mAP vs significance</h3>" in act and 'src="data:image/png;base64,' in act
+    assert "Inactive treatments (first 1 of 1" in act and f"<td>{table['treatment'][0]}</td>" in act
+
+
+@pytest.mark.parametrize(
+    ("split", "question"),
+    [("plate", "treatment recognition"), ("nsc_plate", "on plates never trained on"), ("nscb", "batches never")],
+)
+def test_question_follows_the_split_and_tolerates_old_runs(tmp_path, split, question):
+    """A run without the new fields still renders: question from the split, label and p-values said missing."""
+    run = tmp_path / "run"
+    metrics = write_run(run, ["A", "B"])
+    metrics["config"]["split"] = split
+    html = render_html("t", [sections.question_section(run, metrics), sections.activity_section(None, {}, {})])
+    q = section(html, "question")
+    assert question in q
+    assert "did not record its label column" in q and "no permutation null" in q
+    assert "Headline figures (site level)" in q and "0.620" in q
+    assert "No activity table" in section(html, "activity")
+
+
+def test_broken_inputs_are_named(demo, tmp_path, capsys):
+    run = tmp_path / "run"
+    write_run(run, ["A", "B"])
+    (run / "metrics.json").write_text('{"models": {"cnn": ')  # truncated
+    assert main([str(demo["table"]), "--run", str(run), "-o", str(tmp_path / "x.html")]) == 2
+    assert "metrics.json is not valid JSON" in capsys.readouterr().err
+    bad = tmp_path / "activity.csv"
+    pd.DataFrame({"treatment": ["a"], "score": [1.0]}).to_csv(bad, index=False)
+    html = render_html("t", [sections.activity_section(bad, {}, {})])
+    assert "lacks column(s) [&#39;mean_average_precision&#39;, &#39;corrected_p_value&#39;]" in section(html, "activity")
+    assert main([str(demo["table"]), "--activity", str(tmp_path / "none.csv")]) == 2
+    assert "activity table not found" in capsys.readouterr().err
+
+
+def test_activity_without_treatment_classes(tmp_path):
+    """An activity table for treatments without a known class still plots, uncoloured, and lists no class."""
+    path = tmp_path / "activity.csv"
+    write_activity(path, ["t1", "t2", "t3"])
+    act = section(render_html("t", [sections.activity_section(path, {}, {})]), "activity")
+    assert "2 of 3 treatments active" in act and "<h3>Activity: mAP vs significance</h3>" in act
+    assert "<th>class</th>" not in act and "<td>t1</td>" in act
+    coloured = section(render_html("t", [sections.activity_section(path, {"t1": "X"}, {"X": "#CC6677"})]), "activity")
+    assert "<th>class</th>" in coloured and "<td>X</td>" in coloured

@@ -24,6 +24,7 @@ from matplotlib.patches import Patch
 
 from moa_features import schema
 from moa_features.display import contrast_limits, downsample
+from moa_features.reports.model_names import MODEL_COLORS, MODEL_LABELS, model_order, model_palette
 
 CONTROL_COLOR = "#888888"
 # Paul Tol's colour-blind-safe qualitative sets: "muted" (9), then "light" (8) reordered so
@@ -33,18 +34,6 @@ MOA_COLORS = (
     "#AA4499", "#EE8866", "#77AADD", "#BBCC33", "#FFAABB", "#44BB99", "#EEDD88", "#99DDFF",
     "#AAAA00",
 )  # fmt: skip
-# Okabe-Ito colours for models (a different role from MoA, so a different set).
-MODEL_COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-MODEL_ORDER = ("cnn", "xgboost", "cnn_embedding", "ensemble", "knn", "majority", "shuffled")
-MODEL_LABELS = {
-    "cnn": "Keras CNN (baseline)",
-    "xgboost": "XGBoost (features)",
-    "cnn_embedding": "CNN embedding",
-    "ensemble": "Ensemble",
-    "knn": "k-NN (features)",
-    "majority": "Majority class",
-    "shuffled": "Shuffled labels",
-}
 METRIC_LABELS = {
     "macro_recall": "Macro recall",
     "balanced_accuracy": "Balanced accuracy",
@@ -89,17 +78,6 @@ def moa_palette(moas: Sequence[str] | pd.Series) -> dict[str, str]:
     palette = {m: MOA_COLORS[i % len(MOA_COLORS)] for i, m in enumerate(order)}
     palette[schema.NEGATIVE_CONTROL_MOA] = CONTROL_COLOR
     return palette
-
-
-def model_order(models: Sequence[str]) -> list[str]:
-    """Model names with the known ones first in :data:`MODEL_ORDER`, others alphabetically."""
-    known = [m for m in MODEL_ORDER if m in models]
-    return known + sorted(m for m in models if m not in MODEL_ORDER)
-
-
-def model_palette(models: Sequence[str]) -> dict[str, str]:
-    """One Okabe-Ito colour per model, assigned in :func:`model_order`."""
-    return {m: MODEL_COLORS[i % len(MODEL_COLORS)] for i, m in enumerate(model_order(models))}
 
 
 def wrap_label(text: str, width: int = 18) -> str:
@@ -613,4 +591,42 @@ def channel_votes(summary: pd.DataFrame, channels: Sequence[str], stains: Mappin
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.set_title("Channels people chose to tell each MoA from control (count in cell)")
+    return fig
+
+
+@styled
+def activity_scatter(
+    activity: pd.DataFrame, classes: pd.Series | None = None, palette: Mapping[str, str] | None = None,
+    threshold: float = 0.05,
+) -> Figure:
+    """Phenotypic activity: mAP (x) against -log10 of the corrected p-value (y), one dot per treatment.
+
+    ``activity`` has ``mean_average_precision``, ``corrected_p_value`` (else ``p_value``) and
+    ``active``; ``classes`` (indexed like ``activity``) colours dots by MoA with ``palette``.
+    Active treatments are filled, inactive ones hollow; the dashed line is ``threshold``.
+    """
+    p_col = "corrected_p_value" if "corrected_p_value" in activity.columns else "p_value"
+    x = activity["mean_average_precision"].to_numpy(dtype=float)
+    p = activity[p_col].to_numpy(dtype=float)
+    y = -np.log10(np.clip(p, np.finfo(float).tiny, 1.0))
+    active = activity["active"].astype(bool).to_numpy() if "active" in activity.columns else p < threshold
+    fig, ax = _subplots(figsize=(7.5, 4.2))
+    if classes is not None and palette:
+        colors = [palette.get(str(c), CONTROL_COLOR) for c in classes]
+        handles = _legend_handles([c for c in moa_order(classes) if c in palette], palette)
+    else:
+        colors = [MODEL_COLORS[0]] * len(x)
+        handles = []
+    ax.scatter(x[active], y[active], c=[colors[i] for i in np.flatnonzero(active)], s=28, edgecolors="white",
+               linewidths=0.5, label="active")
+    ax.scatter(x[~active], y[~active], facecolors="none", edgecolors=[colors[i] for i in np.flatnonzero(~active)],
+               s=28, linewidths=1.0, label="inactive")
+    ax.axhline(-np.log10(threshold), color=CONTROL_COLOR, linestyle="--", linewidth=0.8)
+    ax.set_xlabel("mean average precision (replicates vs negative controls)")
+    ax.set_ylabel(f"-log10 {p_col.replace('_', ' ')}")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_title(f"{int(active.sum())} of {len(x)} treatments active ({p_col.replace('_', ' ')} < {threshold:g})")
+    sns.despine(ax=ax)
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     return fig

@@ -202,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="training run folder models/RUN (adds the model comparison)")
     p.add_argument("--votes", help="vote store (default: the table's NAME.votes.sqlite if present)")
     p.add_argument("--annotation", help="treatment -> MoA CSV (default: the table's NAME.treatment_moa.csv)")
-    p.add_argument("--activity", help="phenotypic-activity CSV from `moa-features activity` (default: RUN/activity.csv)")
+    p.add_argument(
+        "--activity", help="phenotypic-activity CSV from `moa-features activity` (default: RUN/activity.csv)"
+    )
     p.add_argument("-o", "--output", help="output page (default: reports/<table name>.html)")
     p.add_argument("--title", help="page title")
     return p

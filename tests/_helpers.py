@@ -33,8 +33,10 @@ CLASSES = ("Negative control", "Microtubule", "DNA damage")
 
 def missing_reason(path: Path) -> str:
     """The skip reason for a test whose real data ``path`` is absent."""
-    return (f"real test data missing: {path} (clone the project beside ../shared/data to run this test; "
-            f"the vendored fixtures in {VENDORED.relative_to(REPO)} do not include it)")
+    return (
+        f"real test data missing: {path} (clone the project beside ../shared/data to run this test; "
+        f"the vendored fixtures in {VENDORED.relative_to(REPO)} do not include it)"
+    )
 
 
 def real_data(relative: str | Path, vendored: bool = True) -> Path:
@@ -63,8 +65,9 @@ def load_rxrx1_site(experiment: str, plate: int = 1, well: str = "B02", site: in
     return np.stack([np.asarray(Image.open(p)) for p in paths])
 
 
-def constructed_screen(folder: Path, n_plates: int = 3, wells_per_class: int = 3, sites: int = 2,
-                       size: int = 12, seed: int = 0) -> tuple[Path, Path]:
+def constructed_screen(
+    folder: Path, n_plates: int = 3, wells_per_class: int = 3, sites: int = 2, size: int = 12, seed: int = 0
+) -> tuple[Path, Path]:
     """A small screen as a feature table + row-aligned thumbnails; returns their paths.
 
     Each of :data:`CLASSES` shifts one feature (and one thumbnail channel's brightness);
@@ -182,7 +185,12 @@ def make_demo_run(root: Path) -> dict[str, Path]:
     classes = sorted({t["moa"] for t in spec["treatments"]})
     write_run(root / "models" / "tiny", classes, nsc=True)
     write_activity(root / "models" / "tiny" / "activity.csv", [t["name"] for t in spec["treatments"]])
-    return {"table": table, "run": root / "models" / "tiny", "votes": side["votes"], "broken": Path(str(broken["site_id"]))}
+    return {
+        "table": table,
+        "run": root / "models" / "tiny",
+        "votes": side["votes"],
+        "broken": Path(str(broken["site_id"])),
+    }
 
 
 def write_activity(path: Path, treatments: list[str], seed: int = 0) -> pd.DataFrame:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -24,8 +22,6 @@ from moa_features.extract import extract
 from moa_features.report import build_report, class_labels, main
 from moa_features.reports import sections
 from moa_features.reports.html import render_html
-from moa_features.synthetic import make_screen
-from moa_features.votes import VoteStore
 
 from _helpers import make_demo_run, write_activity, write_run
 
@@ -67,7 +63,7 @@ def test_report_is_self_contained_with_every_section(demo):
 def test_dataset_section_counts_classes_and_failed_site(demo):
     table = pd.read_parquet(demo["table"])
     body = section(demo["html"].read_text(), "dataset")
-    assert f"<td class=\"num\">{len(table)}</td>" in body
+    assert f'<td class="num">{len(table)}</td>' in body
     assert "MoAs come from the annotation table" in body
     for moa in ("Negative control", "Growth factor", "Interleukin", "TNF ligand"):
         assert f"<td>{moa}</td>" in body
@@ -98,8 +94,14 @@ def test_models_votes_and_provenance_sections(demo):
     assert "<strong>0.655 ± 0.030</strong>" in models  # best site-level macro recall in bold
     assert "0.410 ± 0.050" in models and "Macro recall (well)" in models
     assert "2 held-out folds" in models
-    for title in ("Model comparison", "Recall per class", "Confusion matrix — Keras CNN (baseline)",
-                  "Confusion matrix — Ensemble", "Feature importance (XGBoost)", "CNN training curves"):
+    for title in (
+        "Model comparison",
+        "Recall per class",
+        "Confusion matrix — Keras CNN (baseline)",
+        "Confusion matrix — Ensemble",
+        "Feature importance (XGBoost)",
+        "CNN training curves",
+    ):
         assert f"<h3>{title}</h3>" in models, title
     assert "Confusion matrix — Majority class" not in models
     votes = section(html, "votes")
@@ -207,7 +209,9 @@ def test_broken_inputs_are_named(demo, tmp_path, capsys):
     bad = tmp_path / "activity.csv"
     pd.DataFrame({"treatment": ["a"], "score": [1.0]}).to_csv(bad, index=False)
     html = render_html("t", [sections.activity_section(bad, {}, {})])
-    assert "lacks column(s) [&#39;mean_average_precision&#39;, &#39;corrected_p_value&#39;]" in section(html, "activity")
+    assert "lacks column(s) [&#39;mean_average_precision&#39;, &#39;corrected_p_value&#39;]" in section(
+        html, "activity"
+    )
     assert main([str(demo["table"]), "--activity", str(tmp_path / "none.csv")]) == 2
     assert "activity table not found" in capsys.readouterr().err
 

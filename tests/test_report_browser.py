@@ -13,20 +13,14 @@ from pathlib import Path
 import pytest
 
 from moa_features.report import build_report
+
 from _helpers import make_demo_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (CHROMIUM and CHROMEDRIVER),
-        reason="headless Chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)",
-    ),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # skipped without Chromium (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

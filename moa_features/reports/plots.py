@@ -344,13 +344,13 @@ def channel_panel(
     MoA's colour.
     """
     if treated.shape[0] != len(channels) or control.shape[0] != len(channels):
-        raise ValueError(
-            f"expected {len(channels)} channels, got treated {treated.shape} and control {control.shape}"
-        )
+        raise ValueError(f"expected {len(channels)} channels, got treated {treated.shape} and control {control.shape}")
     limits = contrast_limits(treated, control)
     n = len(channels)
     fig, axes = _subplots(2, n, figsize=(1.75 * n + 0.4, 4.3), squeeze=False)
-    for r, (stack, title, edge) in enumerate(((treated, treated_title, color), (control, control_title, CONTROL_COLOR))):
+    for r, (stack, title, edge) in enumerate(
+        ((treated, treated_title, color), (control, control_title, CONTROL_COLOR))
+    ):
         small = downsample(stack, max_size)
         for c in range(n):
             ax = axes[r, c]
@@ -433,7 +433,9 @@ def effect_heatmap(effects: pd.DataFrame, n: int = 30, vmax: float | None = None
 
 
 @styled
-def metric_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("macro_recall", "balanced_accuracy", "macro_f1")) -> Figure:
+def metric_comparison(
+    table: pd.DataFrame, metrics: Sequence[str] = ("macro_recall", "balanced_accuracy", "macro_f1")
+) -> Figure:
     """Grouped bars: one group per metric, one bar per model, error bars = std across folds.
 
     table: index = model names, columns ``<metric>`` and optionally ``<metric>_std`` (the
@@ -556,9 +558,14 @@ def training_curves(folds: Sequence[Mapping[str, Sequence[float]]]) -> Figure:
         ax.set_xlabel("epoch")
         sns.despine(ax=ax)
     fig.legend(
-        handles=[Line2D([], [], color=train_c, label="training"), Line2D([], [], color=val_c, linestyle="--", label="validation")],
-        loc="outside lower center", ncol=2, frameon=False,
-    )  # fmt: skip
+        handles=[
+            Line2D([], [], color=train_c, label="training"),
+            Line2D([], [], color=val_c, linestyle="--", label="validation"),
+        ],
+        loc="outside lower center",
+        ncol=2,
+        frameon=False,
+    )
     return fig
 
 
@@ -596,7 +603,9 @@ def channel_votes(summary: pd.DataFrame, channels: Sequence[str], stains: Mappin
 
 @styled
 def activity_scatter(
-    activity: pd.DataFrame, classes: pd.Series | None = None, palette: Mapping[str, str] | None = None,
+    activity: pd.DataFrame,
+    classes: pd.Series | None = None,
+    palette: Mapping[str, str] | None = None,
     threshold: float = 0.05,
 ) -> Figure:
     """Phenotypic activity: mAP (x) against -log10 of the corrected p-value (y), one dot per treatment.
@@ -617,10 +626,24 @@ def activity_scatter(
     else:
         colors = [MODEL_COLORS[0]] * len(x)
         handles = []
-    ax.scatter(x[active], y[active], c=[colors[i] for i in np.flatnonzero(active)], s=28, edgecolors="white",
-               linewidths=0.5, label="active")
-    ax.scatter(x[~active], y[~active], facecolors="none", edgecolors=[colors[i] for i in np.flatnonzero(~active)],
-               s=28, linewidths=1.0, label="inactive")
+    ax.scatter(
+        x[active],
+        y[active],
+        c=[colors[i] for i in np.flatnonzero(active)],
+        s=28,
+        edgecolors="white",
+        linewidths=0.5,
+        label="active",
+    )
+    ax.scatter(
+        x[~active],
+        y[~active],
+        facecolors="none",
+        edgecolors=[colors[i] for i in np.flatnonzero(~active)],
+        s=28,
+        linewidths=1.0,
+        label="inactive",
+    )
     ax.axhline(-np.log10(threshold), color=CONTROL_COLOR, linestyle="--", linewidth=0.8)
     ax.set_xlabel("mean average precision (replicates vs negative controls)")
     ax.set_ylabel(f"-log10 {p_col.replace('_', ' ')}")

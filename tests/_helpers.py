@@ -34,8 +34,8 @@ CLASSES = ("Negative control", "Microtubule", "DNA damage")
 def missing_reason(path: Path) -> str:
     """The skip reason for a test whose real data ``path`` is absent."""
     return (
-        f"real test data missing: {path} (clone the project beside ../shared/data to run this test; "
-        f"the vendored fixtures in {VENDORED.relative_to(REPO)} do not include it)"
+        f"real test data missing: {path} (this test needs the full data in ../shared/data beside the repository; "
+        f"the small vendored set in {VENDORED.relative_to(REPO)} does not cover it)"
     )
 
 

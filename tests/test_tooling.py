@@ -184,6 +184,7 @@ def test_default_outputs_follow_the_stages_rules():
     assert pipeline.train_output(["t.csv.gz", "-o", "runs/a"]) == Path("runs/a")
 
 
+@pytest.mark.slow
 def test_cli_extract_then_report_on_real_sites(tmp_path, rxrx1_sample):
     """`moa-features extract` (a real subprocess) writes the table, then the report; --no-report skips it."""
     table = tmp_path / "features" / "sample.parquet"

@@ -1,8 +1,10 @@
 """``moa-features``: one command, one subcommand per pipeline stage.
 
-Each subcommand is the ``main(argv)`` of its module, so ``moa-features extract ...`` and
-``python -m moa_features.extract ...`` are the same program. Modules are imported only when
-their subcommand runs, which keeps start-up fast (no Keras unless a CNN is trained).
+Each subcommand is a ``function(argv) -> int``: the ``main`` of its stage module, so
+``moa-features annotate ...`` and ``python -m moa_features.annotate ...`` are the same program,
+or, where the CLI chains stages, a function of :mod:`moa_features.pipeline` (``extract`` and
+``train`` also write the report). Modules are imported only when their subcommand runs, which
+keeps start-up fast (no Keras unless a CNN is trained).
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import sys
 from importlib import import_module
 
+# name -> ("module:function", help); the function takes argv and returns the exit status.
 COMMANDS = {
-    "extract": ("moa_features.extract", "extract a per-site feature table from images"),
-    "annotate": ("moa_features.annotate", "map treatments to mechanisms of action"),
-    "train": ("moa_features.train", "train and evaluate models on held-out plates"),
-    "predict": ("moa_features.predict", "predict MoAs with a trained run"),
-    "report": ("moa_features.report", "write the HTML comparison report"),
-    "app": ("moa_features.app", "start the channel-comparison Streamlit app"),
-    "demo": ("moa_features.demo", "the whole pipeline on the built-in demo screen"),
+    "extract": ("moa_features.pipeline:extract_command", "extract a per-site feature table from images, then report"),
+    "annotate": ("moa_features.annotate:main", "map treatments to mechanisms of action"),
+    "activity": ("moa_features.activity:main", "phenotypic activity and consistency of treatments (mAP, copairs)"),
+    "train": ("moa_features.pipeline:train_command", "train and evaluate MoA models, then report"),
+    "predict": ("moa_features.predict:main", "predict MoAs with a trained run"),
+    "report": ("moa_features.report:main", "write the HTML comparison report"),
+    "app": ("moa_features.app:main", "start the channel-comparison Streamlit app"),
+    "demo": ("moa_features.demo:main", "the whole pipeline on the built-in demo screen"),
 }
 
 
@@ -45,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"moa-features: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    module, function = COMMANDS[name][0].split(":")
+    return int(getattr(import_module(module), function)(rest) or 0)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,7 @@ def _write_screen(root: Path, n_sites: int, size: int = 384) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_recomputes_only_unfinished_chunks(tmp_path):
     screen = _write_screen(tmp_path / "screen", 24)
     ref = extract(screen, tmp_path / "ref.parquet", thumbs=32, chunk_size=2, progress=False)

@@ -18,7 +18,7 @@ import pytest
 from moa_features import schema
 from moa_features.models import evaluation
 from moa_features.train import Settings, fit_fold, load_training_data, predict_fold
-from test_train import CLASSES, constructed_screen
+from _helpers import CLASSES, constructed_screen
 
 TEST_PLATE = "exp1_2"
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -22,72 +20,12 @@ from PIL import Image
 from moa_features import schema
 from moa_features.extract import extract
 from moa_features.report import build_report, class_labels, main
-from moa_features.synthetic import make_screen
-from moa_features.votes import VoteStore
+from moa_features.reports import sections
+from moa_features.reports.html import render_html
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SECTIONS = ("dataset", "intensity", "examples", "features", "models", "votes", "provenance")
+from _helpers import make_demo_run, write_activity, write_run
 
-
-def write_run(run: Path, classes: list[str], seed: int = 0) -> dict:
-    """A training-run folder in the documented layout (metrics, predictions, history, importance)."""
-    rng = np.random.default_rng(seed)
-    run.mkdir(parents=True, exist_ok=True)
-    models = {
-        "cnn": {"macro_recall": 0.41, "macro_recall_std": 0.05, "balanced_accuracy": 0.41,
-                "balanced_accuracy_std": 0.05, "macro_f1": 0.38, "macro_f1_std": 0.06, "accuracy": 0.5,
-                "well_macro_recall": 0.45, "well_macro_recall_std": 0.07},
-        "xgboost": {"macro_recall": 0.62, "macro_recall_std": 0.04, "balanced_accuracy": 0.62,
-                    "balanced_accuracy_std": 0.04, "macro_f1": 0.6, "macro_f1_std": 0.03, "accuracy": 0.7,
-                    "well_macro_recall": 0.66, "well_macro_recall_std": 0.05},
-        "ensemble": {"macro_recall": 0.655, "macro_recall_std": 0.03, "balanced_accuracy": 0.655,
-                     "balanced_accuracy_std": 0.03, "macro_f1": 0.63, "macro_f1_std": 0.02, "accuracy": 0.72},
-        "majority": {"macro_recall": 1 / len(classes), "balanced_accuracy": 1 / len(classes), "macro_f1": 0.05},
-    }  # fmt: skip
-    k = len(classes)
-    metrics = {
-        "models": models,
-        "per_class_recall": {m: dict(zip(classes, rng.uniform(0, 1, k).round(3))) for m in models},
-        "confusion_matrices": {
-            m: {"labels": classes, "matrix": (np.eye(k, dtype=int) * 5 + rng.integers(0, 3, (k, k))).tolist()}
-            for m in models
-        },
-        "classes": classes,
-        "config": {"seed": 0, "split": "plate", "folds": 2},
-        "timings": {"cnn_s": 12.5, "xgboost_s": 3.25},
-    }
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    pd.DataFrame({"model": "xgboost", "fold": [0, 0, 1, 1], "y_true": classes[:2] * 2,
-                  "y_pred": classes[:2] * 2}).to_parquet(run / "predictions.parquet")  # fmt: skip
-    history = {"cnn": [{"loss": [2.0, 1.5, 1.2], "val_loss": [2.1, 1.8, 1.7],
-                        "accuracy": [0.2, 0.4, 0.5], "val_accuracy": [0.2, 0.3, 0.35]}] * 2}  # fmt: skip
-    (run / "history.json").write_text(json.dumps(history))
-    pd.DataFrame({"feature": ["Image_Intensity_Mean_w2", "Nuclei_Count", "Image_Texture_Contrast_w3_1_avg_32"],
-                  "importance": [5.0, 3.0, 1.0]}).to_csv(run / "feature_importance.csv", index=False)  # fmt: skip
-    return metrics
-
-
-def make_demo_run(root: Path) -> dict[str, Path]:
-    """Run the real pipeline on the tiny synthetic screen; returns the paths of its outputs."""
-    metadata = make_screen(root / "screen", preset="tiny", seed=0)
-    meta = pd.read_csv(metadata)
-    broken = meta.iloc[5]
-    bad_png = next((root / "screen" / "images").rglob(f"{broken['well']}_s{broken['site']}_w3.png"))
-    bad_png.write_bytes(b"not a png")  # one unreadable image: the report must list the failed site
-    table = root / "features" / "tiny.parquet"
-    extract(metadata, table, thumbs=32, progress=False)
-    side = schema.sidecar_paths(table)
-    spec = json.loads((root / "screen" / "screen.json").read_text())
-    pd.DataFrame(
-        [{"treatment": t["name"], "moa": t["moa"], "source": "curated", "evidence": "synthetic screen",
-          "needs_review": t["name"] == "DKK-1"} for t in spec["treatments"]]
-    ).to_csv(side["annotation"], index=False)  # fmt: skip
-    votes = VoteStore(side["votes"])
-    for i, chosen in enumerate((["w1", "w2", "w6"], ["w2", "w6", "w3"], ["w1", "w3", "w5"])):
-        votes.add(f"session-{i}", "Interleukin" if i < 2 else "TNF ligand", "s1", "s0", chosen)
-    classes = sorted({t["moa"] for t in spec["treatments"]})
-    write_run(root / "models" / "tiny", classes)
-    return {"table": table, "run": root / "models" / "tiny", "votes": side["votes"], "broken": Path(str(broken["site_id"]))}
+SECTIONS = ("question", "dataset", "intensity", "examples", "features", "models", "activity", "votes", "provenance")
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +63,7 @@ def test_report_is_self_contained_with_every_section(demo):
 def test_dataset_section_counts_classes_and_failed_site(demo):
     table = pd.read_parquet(demo["table"])
     body = section(demo["html"].read_text(), "dataset")
-    assert f"<td class=\"num\">{len(table)}</td>" in body
+    assert f'<td class="num">{len(table)}</td>' in body
     assert "MoAs come from the annotation table" in body
     for moa in ("Negative control", "Growth factor", "Interleukin", "TNF ligand"):
         assert f"<td>{moa}</td>" in body
@@ -156,8 +94,14 @@ def test_models_votes_and_provenance_sections(demo):
     assert "<strong>0.655 ± 0.030</strong>" in models  # best site-level macro recall in bold
     assert "0.410 ± 0.050" in models and "Macro recall (well)" in models
     assert "2 held-out folds" in models
-    for title in ("Model comparison", "Recall per class", "Confusion matrix — Keras CNN (baseline)",
-                  "Confusion matrix — Ensemble", "Feature importance (XGBoost)", "CNN training curves"):
+    for title in (
+        "Model comparison",
+        "Recall per class",
+        "Confusion matrix — Keras CNN (baseline)",
+        "Confusion matrix — Ensemble",
+        "Feature importance (XGBoost)",
+        "CNN training curves",
+    ):
         assert f"<h3>{title}</h3>" in models, title
     assert "Confusion matrix — Majority class" not in models
     votes = section(html, "votes")
@@ -167,6 +111,7 @@ def test_models_votes_and_provenance_sections(demo):
     assert "Feature extraction (summary.json)" in prov
 
 
+@pytest.mark.slow
 def test_cli_missing_pieces_are_named_and_errors_reported(demo, tmp_path, capsys):
     """Without annotation, run or votes each section says what is absent; the page still renders."""
     table = pd.read_parquet(demo["table"]).drop(columns=[schema.MOA], errors="ignore")
@@ -198,13 +143,85 @@ def test_class_labels_sources():
         class_labels(df, pd.DataFrame({"name": ["EGF"]}))
 
 
-@pytest.mark.slow
-def test_report_on_real_rxrx1_sites(tmp_path):
-    """Real RxRx1 images: every site is an untreated control and site 2 lacks w5/w6."""
+def test_report_on_real_rxrx1_sites(tmp_path, rxrx1_sample):
+    """Real RxRx1 images (vendored): every site is an untreated control and U2OS site 2 lacks w5/w6."""
     table = tmp_path / "rxrx1.parquet"
-    extract(DATA / "rxrx1", table, thumbs=None, progress=False)
+    extract(rxrx1_sample, table, thumbs=None, progress=False)
     html = build_report(table, output=tmp_path / "rxrx1.html").read_text()
     dataset = section(html, "dataset")
-    assert "HEPG2-01_1_B02_2" in dataset and "file not found" in dataset  # missing w5 reported with reason
+    assert "U2OS-01_1_B02_2" in dataset and "file not found" in dataset  # missing w5 reported with reason
     assert "Only negative controls" in section(html, "features")
     assert "<h3>Negative controls per plate</h3>" in section(html, "intensity")
+
+
+def test_question_section_states_split_labels_chance_and_p(demo):
+    """The first section says which question the figures answer, on which labels, with CI, chance and p."""
+    html = demo["html"].read_text()
+    assert html.index('<section id="question">') < html.index('<section id="dataset">')
+    q = section(html, "question")
+    assert "Question: MoA of treatments never trained on" in q and "<code>nsc</code>" in q
+    assert "signalling pathway" in q and "<code>Metadata_pathway</code>" in q
+    assert "treatment median of well medians" in q
+    assert "Headline figures (treatment level)" in q
+    assert "0.580 [0.410, 0.730]" in q and "0.600 [0.450, 0.750]" in q  # value [95% CI]
+    assert "0.010" in q and "0.020" in q  # per-metric permutation p of XGBoost
+    assert "0.210" in q and "0.280" in q  # CNN's scalar p; XGBoost's per-metric expected chance
+    assert "Majority class (chance reference)" in q
+    models = section(html, "models")
+    assert "Macro recall (treatment)" in models and "0.580 [0.410, 0.730]" in models
+    assert "chance macro recall 0.250" in models  # expected chance replaces 1 / number of classes
+
+
+def test_activity_section_scatter_and_inactive_treatments(demo):
+    html = demo["html"].read_text()
+    act = section(html, "activity")
+    table = pd.read_csv(demo["run"] / "activity.csv")
+    n, n_active = len(table), int(table["active"].sum())
+    assert n_active == n - 1
+    assert f"{n_active} of {n} treatments active" in act
+    assert "<h3>Activity: mAP vs significance</h3>" in act and 'src="data:image/png;base64,' in act
+    assert "Inactive treatments (first 1 of 1" in act and f"<td>{table['treatment'][0]}</td>" in act
+
+
+@pytest.mark.parametrize(
+    ("split", "question"),
+    [("plate", "treatment recognition"), ("nsc_plate", "on plates never trained on"), ("nscb", "batches never")],
+)
+def test_question_follows_the_split_and_tolerates_old_runs(tmp_path, split, question):
+    """A run without the new fields still renders: question from the split, label and p-values said missing."""
+    run = tmp_path / "run"
+    metrics = write_run(run, ["A", "B"])
+    metrics["config"]["split"] = split
+    html = render_html("t", [sections.question_section(run, metrics), sections.activity_section(None, {}, {})])
+    q = section(html, "question")
+    assert question in q
+    assert "did not record its label column" in q and "no permutation null" in q
+    assert "Headline figures (site level)" in q and "0.620" in q
+    assert "No activity table" in section(html, "activity")
+
+
+def test_broken_inputs_are_named(demo, tmp_path, capsys):
+    run = tmp_path / "run"
+    write_run(run, ["A", "B"])
+    (run / "metrics.json").write_text('{"models": {"cnn": ')  # truncated
+    assert main([str(demo["table"]), "--run", str(run), "-o", str(tmp_path / "x.html")]) == 2
+    assert "metrics.json is not valid JSON" in capsys.readouterr().err
+    bad = tmp_path / "activity.csv"
+    pd.DataFrame({"treatment": ["a"], "score": [1.0]}).to_csv(bad, index=False)
+    html = render_html("t", [sections.activity_section(bad, {}, {})])
+    assert "lacks column(s) [&#39;mean_average_precision&#39;, &#39;corrected_p_value&#39;]" in section(
+        html, "activity"
+    )
+    assert main([str(demo["table"]), "--activity", str(tmp_path / "none.csv")]) == 2
+    assert "activity table not found" in capsys.readouterr().err
+
+
+def test_activity_without_treatment_classes(tmp_path):
+    """An activity table for treatments without a known class still plots, uncoloured, and lists no class."""
+    path = tmp_path / "activity.csv"
+    write_activity(path, ["t1", "t2", "t3"])
+    act = section(render_html("t", [sections.activity_section(path, {}, {})]), "activity")
+    assert "2 of 3 treatments active" in act and "<h3>Activity: mAP vs significance</h3>" in act
+    assert "<th>class</th>" not in act and "<td>t1</td>" in act
+    coloured = section(render_html("t", [sections.activity_section(path, {"t1": "X"}, {"X": "#CC6677"})]), "activity")
+    assert "<th>class</th>" in coloured and "<td>X</td>" in coloured

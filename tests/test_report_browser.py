@@ -13,20 +13,14 @@ from pathlib import Path
 import pytest
 
 from moa_features.report import build_report
-from test_report import make_demo_run
+
+from _helpers import make_demo_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (CHROMIUM and CHROMEDRIVER),
-        reason="headless Chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)",
-    ),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # skipped without Chromium (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +54,8 @@ def test_report_renders_in_chromium(driver, tmp_path):
     assert not errors, errors
     sections = driver.execute_script("return Array.from(document.querySelectorAll('section h2')).map(h => h.innerText)")
     assert [s.split(".", 1)[1] for s in sections] == [
-        "Dataset", "Per-channel intensity", "Example images", "Discriminative features", "Models",
-        "Channel votes", "Provenance",
+        "What the numbers mean", "Dataset", "Per-channel intensity", "Example images", "Discriminative features",
+        "Models", "Phenotypic activity", "Channel votes", "Provenance",
     ]  # fmt: skip
     # the page fits a laptop screen: nothing wider than the window
     assert driver.execute_script("return document.documentElement.scrollWidth") <= 1400

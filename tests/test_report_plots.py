@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.collections import PolyCollection  # noqa: E402
-from matplotlib.colors import to_hex  # noqa: E402
-
-from moa_features import schema  # noqa: E402
-from moa_features.reports import plots  # noqa: E402
+from moa_features import schema
+from moa_features.reports import plots
 
 CONTROL = schema.NEGATIVE_CONTROL_MOA
 CHANNELS = ["w1", "w2", "w3"]
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def intensity_table(n_classes: int = 3, per_class: int = 12, seed: int = 0) -> pd.DataFrame:
@@ -236,3 +227,15 @@ def test_class_counts_bars():
     ax = plots.class_counts(labels).get_axes()[0]
     assert [p.get_width() for p in ax.patches] == [5, 3, 1]
     assert to_hex(ax.patches[0].get_facecolor()) == plots.CONTROL_COLOR.lower()
+
+
+def test_figures_use_the_report_style_without_touching_global_state():
+    """Figures are plain ``Figure`` objects drawn under ``plots.STYLE``; pyplot and rcParams are left alone."""
+    import matplotlib.pyplot as plt
+
+    before = {k: v for k, v in matplotlib.rcParams.items() if k != "backend"}
+    fig = plots.class_counts(pd.Series(["A", "B", "B", CONTROL]), title="Sites")
+    assert isinstance(fig, Figure) and plt.get_fignums() == []
+    assert {k: v for k, v in matplotlib.rcParams.items() if k != "backend"} == before
+    assert fig.axes[0].title.get_fontsize() == plots.STYLE["axes.titlesize"]
+    assert fig.get_dpi() == plots.STYLE["figure.dpi"]

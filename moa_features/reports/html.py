@@ -10,18 +10,20 @@ from __future__ import annotations
 import base64
 import io
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jinja2
-import matplotlib.pyplot as plt
+import matplotlib
 from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from moa_features import __version__
 from moa_features.io import atomic_path
+from moa_features.reports.plots import STYLE
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FIGURE_DPI = 110
@@ -92,12 +94,14 @@ def slug(text: str) -> str:
 
 
 def figure_png(fig: Figure, dpi: int = FIGURE_DPI) -> bytes:
-    """Render ``fig`` as PNG bytes (white background; figures use constrained layout) and close it."""
+    """Render ``fig`` as PNG bytes (white background, the report's :data:`~moa_features.reports.plots.STYLE`).
+
+    Figures from :mod:`moa_features.reports.plots` are not registered with pyplot: once the
+    caller drops them they are garbage-collected, nothing needs closing.
+    """
     buf = io.BytesIO()
-    try:
+    with matplotlib.rc_context(STYLE):
         fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    finally:
-        plt.close(fig)
     return buf.getvalue()
 
 
@@ -113,7 +117,7 @@ def render_html(title: str, sections: Sequence[Section], subtitle: str = "", gen
     env.tests["figure"] = lambda b: isinstance(b, ReportFigure)
     env.tests["table"] = lambda b: isinstance(b, Table)
     env.filters["cell"] = format_cell
-    generated = generated or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = generated or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return env.get_template("report.html.j2").render(
         title=title, subtitle=subtitle, sections=sections, generated=generated, version=__version__
     )

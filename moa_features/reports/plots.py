@@ -9,23 +9,22 @@ long class names are wrapped and rotated so 15+ classes stay readable.
 
 from __future__ import annotations
 
+import functools
 import textwrap
-from typing import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec
 
 import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from moa_features import schema  # noqa: E402
+from moa_features import schema
 from moa_features.display import contrast_limits, downsample
+from moa_features.reports.model_names import MODEL_COLORS, MODEL_LABELS, model_order, model_palette
 
 CONTROL_COLOR = "#888888"
 # Paul Tol's colour-blind-safe qualitative sets: "muted" (9), then "light" (8) reordered so
@@ -35,25 +34,32 @@ MOA_COLORS = (
     "#AA4499", "#EE8866", "#77AADD", "#BBCC33", "#FFAABB", "#44BB99", "#EEDD88", "#99DDFF",
     "#AAAA00",
 )  # fmt: skip
-# Okabe-Ito colours for models (a different role from MoA, so a different set).
-MODEL_COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-MODEL_ORDER = ("cnn", "xgboost", "cnn_embedding", "ensemble", "knn", "majority", "shuffled")
-MODEL_LABELS = {
-    "cnn": "Keras CNN (baseline)",
-    "xgboost": "XGBoost (features)",
-    "cnn_embedding": "CNN embedding",
-    "ensemble": "Ensemble",
-    "knn": "k-NN (features)",
-    "majority": "Majority class",
-    "shuffled": "Shuffled labels",
-}
 METRIC_LABELS = {
     "macro_recall": "Macro recall",
     "balanced_accuracy": "Balanced accuracy",
     "macro_f1": "Macro F1",
     "accuracy": "Accuracy",
 }
-plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 110, "font.size": 9, "axes.titlesize": 10})
+# Figure style, applied only while a figure is drawn and saved (importing this module changes no rcParams).
+STYLE = {"figure.dpi": 100, "savefig.dpi": 110, "font.size": 9, "axes.titlesize": 10}
+P = ParamSpec("P")
+
+
+def styled(draw: Callable[P, Figure]) -> Callable[P, Figure]:
+    """Run a figure function under :data:`STYLE` (``matplotlib.rc_context``)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
+    """A new :class:`Figure` (constrained layout, not registered with pyplot) and its axes."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 # --------------------------------------------------------------------------- colours & labels
@@ -72,17 +78,6 @@ def moa_palette(moas: Sequence[str] | pd.Series) -> dict[str, str]:
     palette = {m: MOA_COLORS[i % len(MOA_COLORS)] for i, m in enumerate(order)}
     palette[schema.NEGATIVE_CONTROL_MOA] = CONTROL_COLOR
     return palette
-
-
-def model_order(models: Sequence[str]) -> list[str]:
-    """Model names with the known ones first in :data:`MODEL_ORDER`, others alphabetically."""
-    known = [m for m in MODEL_ORDER if m in models]
-    return known + sorted(m for m in models if m not in MODEL_ORDER)
-
-
-def model_palette(models: Sequence[str]) -> dict[str, str]:
-    """One Okabe-Ito colour per model, assigned in :func:`model_order`."""
-    return {m: MODEL_COLORS[i % len(MODEL_COLORS)] for i, m in enumerate(model_order(models))}
 
 
 def wrap_label(text: str, width: int = 18) -> str:
@@ -114,6 +109,7 @@ def _legend_handles(order: Sequence[str], palette: Mapping[str, str]) -> list[Pa
 # --------------------------------------------------------------------------- dataset
 
 
+@styled
 def class_counts(labels: pd.Series, palette: Mapping[str, str] | None = None, title: str = "Sites per MoA") -> Figure:
     """Horizontal bars of the number of rows per class (the class imbalance), counts annotated.
 
@@ -122,7 +118,7 @@ def class_counts(labels: pd.Series, palette: Mapping[str, str] | None = None, ti
     counts = labels.astype(str).value_counts()
     order = moa_order(counts.index)
     palette = dict(palette or moa_palette(order))
-    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.32 * len(order)), layout="constrained")
+    fig, ax = _subplots(figsize=(7.5, 0.8 + 0.32 * len(order)))
     values = [int(counts[m]) for m in order]
     y = np.arange(len(order))
     ax.barh(y, values, color=[palette[m] for m in order])
@@ -155,6 +151,7 @@ def _columns_for(raw: pd.DataFrame, normalized: pd.DataFrame | None) -> list[tup
     return panels
 
 
+@styled
 def intensity_histograms(
     df: pd.DataFrame,
     channels: Sequence[str],
@@ -177,7 +174,7 @@ def intensity_histograms(
     order = moa_order(df[moa_col])
     palette = dict(palette or moa_palette(order))
     panels = _columns_for(df, normalized)
-    fig = plt.figure(figsize=(4.6 * len(panels) + 2.6, 1.75 * len(channels) + 0.9), layout="constrained")
+    fig = Figure(figsize=(4.6 * len(panels) + 2.6, 1.75 * len(channels) + 0.9), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
     for subfig, (kind, table) in zip(subfigs, panels):
         subfig.suptitle(f"{measure} of intensity per image\n{kind}", fontsize=10)
@@ -233,6 +230,7 @@ def _violin(ax, x: float, values: np.ndarray, color: str, width: float = 0.8) ->
     ax.scatter([x], [q2], s=12, color="white", edgecolors="#222222", linewidths=0.6, zorder=4)
 
 
+@styled
 def intensity_violins(
     df: pd.DataFrame,
     channels: Sequence[str],
@@ -255,7 +253,7 @@ def intensity_violins(
     panels = _columns_for(df, normalized)
     labels = [wrap_label(m, 22) for m in order]
     width = max(4.5, label_pitch(labels) * len(order) + 1.2)
-    fig = plt.figure(figsize=(width * len(panels), 1.6 * len(channels) + 1.8), layout="constrained")
+    fig = Figure(figsize=(width * len(panels), 1.6 * len(channels) + 1.8), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
     for subfig, (kind, table) in zip(subfigs, panels):
         subfig.suptitle(f"{measure} intensity per image\n{kind}", fontsize=10)
@@ -279,6 +277,7 @@ def intensity_violins(
     return fig
 
 
+@styled
 def plate_effects(
     df: pd.DataFrame,
     channels: Sequence[str],
@@ -297,7 +296,7 @@ def plate_effects(
     plates = sorted(df[plate_col].astype(str).unique())
     panels = _columns_for(df, normalized)
     width = max(4.5, 0.25 * len(plates) + 1.5)
-    fig = plt.figure(figsize=(width * len(panels), 1.45 * len(channels) + 1.6), layout="constrained")
+    fig = Figure(figsize=(width * len(panels), 1.45 * len(channels) + 1.6), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
     for subfig, (kind, table) in zip(subfigs, panels):
         subfig.suptitle(f"{measure} intensity of negative controls per plate\n{kind}", fontsize=10)
@@ -326,6 +325,7 @@ def plate_effects(
 # --------------------------------------------------------------------------- images
 
 
+@styled
 def channel_panel(
     treated: np.ndarray,
     control: np.ndarray,
@@ -344,13 +344,13 @@ def channel_panel(
     MoA's colour.
     """
     if treated.shape[0] != len(channels) or control.shape[0] != len(channels):
-        raise ValueError(
-            f"expected {len(channels)} channels, got treated {treated.shape} and control {control.shape}"
-        )
+        raise ValueError(f"expected {len(channels)} channels, got treated {treated.shape} and control {control.shape}")
     limits = contrast_limits(treated, control)
     n = len(channels)
-    fig, axes = plt.subplots(2, n, figsize=(1.75 * n + 0.4, 4.3), layout="constrained", squeeze=False)
-    for r, (stack, title, edge) in enumerate(((treated, treated_title, color), (control, control_title, CONTROL_COLOR))):
+    fig, axes = _subplots(2, n, figsize=(1.75 * n + 0.4, 4.3), squeeze=False)
+    for r, (stack, title, edge) in enumerate(
+        ((treated, treated_title, color), (control, control_title, CONTROL_COLOR))
+    ):
         small = downsample(stack, max_size)
         for c in range(n):
             ax = axes[r, c]
@@ -389,6 +389,7 @@ def top_features(effects: pd.DataFrame, n: int = 30) -> list[str]:
     return chosen
 
 
+@styled
 def effect_heatmap(effects: pd.DataFrame, n: int = 30, vmax: float | None = None) -> Figure:
     """Heatmap of the most discriminative features (rows) by MoA (columns).
 
@@ -411,9 +412,8 @@ def effect_heatmap(effects: pd.DataFrame, n: int = 30, vmax: float | None = None
         finite = finite[np.isfinite(finite)]
         vmax = min(float(np.percentile(finite, 98)), 10.0) if finite.size else 1.0
     names = [wrap_label(c, 22) for c in cols]
-    fig, ax = plt.subplots(
+    fig, ax = _subplots(
         figsize=(max(5.5, max(0.6, label_pitch(names)) * len(cols) + 4.5), 0.26 * len(feats) + 2.2),
-        layout="constrained",
     )
     sns.heatmap(
         data, cmap="vlag", center=0, vmin=-vmax, vmax=vmax, ax=ax, linewidths=0.3, linecolor="white",
@@ -432,7 +432,10 @@ def effect_heatmap(effects: pd.DataFrame, n: int = 30, vmax: float | None = None
 # --------------------------------------------------------------------------- models
 
 
-def metric_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("macro_recall", "balanced_accuracy", "macro_f1")) -> Figure:
+@styled
+def metric_comparison(
+    table: pd.DataFrame, metrics: Sequence[str] = ("macro_recall", "balanced_accuracy", "macro_f1")
+) -> Figure:
     """Grouped bars: one group per metric, one bar per model, error bars = std across folds.
 
     table: index = model names, columns ``<metric>`` and optionally ``<metric>_std`` (the
@@ -443,7 +446,7 @@ def metric_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("macro_reca
         raise KeyError(f"metrics table has none of the columns {list(METRIC_LABELS)}")
     models = model_order(list(table.index))
     colors = model_palette(models)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + 0.45 * len(models) * len(metrics)), 3.6), layout="constrained")
+    fig, ax = _subplots(figsize=(max(6.0, 1.0 + 0.45 * len(models) * len(metrics)), 3.6))
     width = 0.8 / len(models)
     x = np.arange(len(metrics))
     for k, model in enumerate(models):
@@ -461,6 +464,7 @@ def metric_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("macro_reca
     return fig
 
 
+@styled
 def per_class_recall(recall: pd.DataFrame) -> Figure:
     """Horizontal grouped bars of recall per class (rows of ``recall``) and model (columns).
 
@@ -469,7 +473,7 @@ def per_class_recall(recall: pd.DataFrame) -> Figure:
     models = model_order(list(recall.columns))
     classes = [c for c in moa_order(recall.index) if c in recall.index]
     colors = model_palette(models)
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.16 * len(classes) * max(len(models), 2)), layout="constrained")
+    fig, ax = _subplots(figsize=(7.5, 1.2 + 0.16 * len(classes) * max(len(models), 2)))
     height = 0.8 / len(models)
     y = np.arange(len(classes))
     for k, model in enumerate(models):
@@ -486,6 +490,7 @@ def per_class_recall(recall: pd.DataFrame) -> Figure:
     return fig
 
 
+@styled
 def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[float]], title: str = "") -> Figure:
     """Row-normalised confusion matrix heatmap (rows = true class, cells = % of that class).
 
@@ -500,7 +505,7 @@ def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[float]], t
         share = 100 * counts / counts.sum(axis=1, keepdims=True)
     names = [wrap_label(c, 22) for c in labels]
     size = max(4.5, label_pitch(names) * k + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size), layout="constrained")
+    fig, ax = _subplots(figsize=(size + 1.0, size))
     sns.heatmap(
         np.nan_to_num(share), cmap="Blues", vmin=0, vmax=100, square=True, ax=ax, annot=k <= 20, fmt=".0f",
         annot_kws={"fontsize": 7}, cbar_kws={"label": "% of true class", "shrink": 0.6},
@@ -514,13 +519,14 @@ def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[float]], t
     return fig
 
 
+@styled
 def feature_importance(importance: pd.DataFrame, n: int = 25) -> Figure:
     """Horizontal bars of the ``n`` most important features (``feature``, ``importance`` columns)."""
     missing = {"feature", "importance"} - set(importance.columns)
     if missing:
         raise KeyError(f"feature importance table lacks column(s) {sorted(missing)}")
     top = importance.sort_values("importance", ascending=False, kind="stable").head(n)
-    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.24 * len(top)), layout="constrained")
+    fig, ax = _subplots(figsize=(7.5, 0.8 + 0.24 * len(top)))
     y = np.arange(len(top))
     ax.barh(y, top["importance"].to_numpy(dtype=float), color=MODEL_COLORS[1])
     ax.set_yticks(y, top["feature"].astype(str), fontsize=8)
@@ -530,6 +536,7 @@ def feature_importance(importance: pd.DataFrame, n: int = 25) -> Figure:
     return fig
 
 
+@styled
 def training_curves(folds: Sequence[Mapping[str, Sequence[float]]]) -> Figure:
     """CNN training curves: one panel per metric (``loss``, ``accuracy``, ...), one line per fold.
 
@@ -539,7 +546,7 @@ def training_curves(folds: Sequence[Mapping[str, Sequence[float]]]) -> Figure:
     names = sorted({k for f in folds for k in f if not k.startswith("val_")}, key=lambda s: (s != "loss", s))
     if not names:
         raise ValueError("training history has no metrics")
-    fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names) + 0.5, 3.0), layout="constrained", squeeze=False)
+    fig, axes = _subplots(1, len(names), figsize=(3.8 * len(names) + 0.5, 3.0), squeeze=False)
     train_c, val_c = MODEL_COLORS[0], MODEL_COLORS[3]
     for ax, name in zip(axes[0], names):
         for fold in folds:
@@ -551,15 +558,21 @@ def training_curves(folds: Sequence[Mapping[str, Sequence[float]]]) -> Figure:
         ax.set_xlabel("epoch")
         sns.despine(ax=ax)
     fig.legend(
-        handles=[Line2D([], [], color=train_c, label="training"), Line2D([], [], color=val_c, linestyle="--", label="validation")],
-        loc="outside lower center", ncol=2, frameon=False,
-    )  # fmt: skip
+        handles=[
+            Line2D([], [], color=train_c, label="training"),
+            Line2D([], [], color=val_c, linestyle="--", label="validation"),
+        ],
+        loc="outside lower center",
+        ncol=2,
+        frameon=False,
+    )
     return fig
 
 
 # --------------------------------------------------------------------------- votes
 
 
+@styled
 def channel_votes(summary: pd.DataFrame, channels: Sequence[str], stains: Mapping[str, str] | None = None) -> Figure:
     """Heatmap of people's channel choices: rows = MoA, columns = channel, cell = share of picks.
 
@@ -573,7 +586,7 @@ def channel_votes(summary: pd.DataFrame, channels: Sequence[str], stains: Mappin
     counts = counts.reindex(columns=list(channels), fill_value=0)
     counts = counts.loc[[m for m in moa_order(counts.index) if m in counts.index]]
     share = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
-    fig, ax = plt.subplots(figsize=(1.1 * len(channels) + 3.5, 0.38 * len(counts) + 1.8), layout="constrained")
+    fig, ax = _subplots(figsize=(1.1 * len(channels) + 3.5, 0.38 * len(counts) + 1.8))
     sns.heatmap(
         share, cmap="Greens", vmin=0, ax=ax, annot=counts.to_numpy(), fmt="d", annot_kws={"fontsize": 8},
         cbar_kws={"label": "share of the MoA's channel picks", "shrink": 0.7}, linewidths=0.3, linecolor="white",
@@ -585,4 +598,58 @@ def channel_votes(summary: pd.DataFrame, channels: Sequence[str], stains: Mappin
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.set_title("Channels people chose to tell each MoA from control (count in cell)")
+    return fig
+
+
+@styled
+def activity_scatter(
+    activity: pd.DataFrame,
+    classes: pd.Series | None = None,
+    palette: Mapping[str, str] | None = None,
+    threshold: float = 0.05,
+) -> Figure:
+    """Phenotypic activity: mAP (x) against -log10 of the corrected p-value (y), one dot per treatment.
+
+    ``activity`` has ``mean_average_precision``, ``corrected_p_value`` (else ``p_value``) and
+    ``active``; ``classes`` (indexed like ``activity``) colours dots by MoA with ``palette``.
+    Active treatments are filled, inactive ones hollow; the dashed line is ``threshold``.
+    """
+    p_col = "corrected_p_value" if "corrected_p_value" in activity.columns else "p_value"
+    x = activity["mean_average_precision"].to_numpy(dtype=float)
+    p = activity[p_col].to_numpy(dtype=float)
+    y = -np.log10(np.clip(p, np.finfo(float).tiny, 1.0))
+    active = activity["active"].astype(bool).to_numpy() if "active" in activity.columns else p < threshold
+    fig, ax = _subplots(figsize=(7.5, 4.2))
+    if classes is not None and palette:
+        colors = [palette.get(str(c), CONTROL_COLOR) for c in classes]
+        handles = _legend_handles([c for c in moa_order(classes) if c in palette], palette)
+    else:
+        colors = [MODEL_COLORS[0]] * len(x)
+        handles = []
+    ax.scatter(
+        x[active],
+        y[active],
+        c=[colors[i] for i in np.flatnonzero(active)],
+        s=28,
+        edgecolors="white",
+        linewidths=0.5,
+        label="active",
+    )
+    ax.scatter(
+        x[~active],
+        y[~active],
+        facecolors="none",
+        edgecolors=[colors[i] for i in np.flatnonzero(~active)],
+        s=28,
+        linewidths=1.0,
+        label="inactive",
+    )
+    ax.axhline(-np.log10(threshold), color=CONTROL_COLOR, linestyle="--", linewidth=0.8)
+    ax.set_xlabel("mean average precision (replicates vs negative controls)")
+    ax.set_ylabel(f"-log10 {p_col.replace('_', ' ')}")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_title(f"{int(active.sum())} of {len(x)} treatments active ({p_col.replace('_', ' ')} < {threshold:g})")
+    sns.despine(ax=ax)
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     return fig

@@ -1,0 +1,196 @@
+"""Stages flow one way: no module under ``moa_features/`` imports a stage that comes later.
+
+The layers, earliest first (a module may import its own layer and earlier ones):
+
+0. foundation: the package root, ``schema``, ``io``, ``display``, ``votes``, ``runs``, ``_optional``
+   (file formats and helpers every stage uses);
+1. inputs: ``datasets``, ``synthetic`` (images and their metadata) and ``annotate`` (treatment
+   names -> MoA; it needs only metadata, so extraction may annotate as it reads);
+2. per-site measurement: ``features``, ``illumination``;
+3. ``extract`` (images -> feature table);
+4. profiles: ``profiling`` (normalisation, consensus), ``activity`` (phenotypic activity, mAP);
+5. ``models`` (estimators, splitters, registry);
+6. ``train`` (evaluation run -> ``models/RUN``);
+7. ``predict`` (a saved run applied to a table);
+8. ``report``, ``reports`` (HTML from tables and runs);
+9. ``app`` (people look and vote);
+10. orchestration: ``pipeline``, ``cli``, ``demo``, ``__main__`` chain the stages and may import any.
+
+Also, the pipeline's steps ``extract``, ``train``, ``predict``, ``report`` and ``app`` never import
+one another, not even backwards: what two steps share lives in an earlier layer.
+
+Imports are read from the source with :mod:`ast` (also those inside functions); only the
+``if __name__ == "__main__":`` block (a script entry point) and ``if TYPE_CHECKING:`` blocks are
+exempt.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "moa_features"
+LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(names)
+    for names in (
+        {"moa_features", "schema", "io", "display", "votes", "runs", "_optional"},
+        {"datasets", "synthetic", "annotate"},
+        {"features", "illumination"},
+        {"extract"},
+        {"profiling", "activity"},
+        {"models"},
+        {"train"},
+        {"predict"},
+        {"report", "reports"},
+        {"app"},
+        {"pipeline", "cli", "demo", "__main__"},
+    )
+)
+STEPS = frozenset({"extract", "train", "predict", "report", "app"})
+NON_CODE = frozenset({"data"})  # package data folders, no modules
+
+
+def component(module: str) -> str:
+    """The top-level unit of ``moa_features.<unit>[.sub...]``; ``moa_features`` itself for the root."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def layer_of(unit: str) -> int:
+    for i, names in enumerate(LAYERS):
+        if unit in names:
+            return i
+    raise KeyError(unit)
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _exempt(node: ast.If) -> bool:
+    """``if __name__ == "__main__":`` or ``if TYPE_CHECKING:``."""
+    test = node.test
+    if isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
+        return True
+    if isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING":
+        return True
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+    )
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """``(line, module)`` for every ``moa_features`` module imported by the file at ``path``.
+
+    ``from moa_features import x`` counts as importing ``moa_features.x`` (a submodule, or the
+    root when ``x`` is a name defined there); relative imports are resolved.
+    """
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _exempt(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "moa_features")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source.split(".")[0] == "moa_features":
+                for alias in node.names:
+                    sub = f"{source}.{alias.name}"
+                    is_module = (PACKAGE.parent / Path(*sub.split("."))).with_suffix(".py").is_file() or (
+                        PACKAGE.parent / Path(*sub.split("."))
+                    ).is_dir()
+                    found.append((node.lineno, sub if is_module else source))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    return found
+
+
+def violations() -> list[str]:
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        unit = component(module_name(path))
+        own = layer_of(unit)
+        for line, target in imported_modules(path):
+            other = component(target)
+            if other == unit:
+                continue
+            where = f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}"
+            if layer_of(other) > own:
+                problems.append(f"{where}: a later stage ({other}, layer {layer_of(other)} > {unit}, layer {own})")
+            elif unit in STEPS and other in STEPS:
+                problems.append(f"{where}: pipeline steps do not import one another (move the shared code earlier)")
+    return problems
+
+
+def test_every_module_has_a_layer():
+    units = {component(module_name(p)) for p in PACKAGE.rglob("*.py")}
+    unknown = sorted(u for u in units if not any(u in names for names in LAYERS))
+    assert not unknown, f"classify these modules in LAYERS of {Path(__file__).name}: {unknown}"
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders - units <= NON_CODE, folders - units
+
+
+def test_no_module_imports_a_later_stage():
+    problems = violations()
+    assert not problems, "imports against the pipeline's direction:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from moa_features.report import build_report", [(1, "moa_features.report")]),
+        ("from moa_features import schema, __version__", [(1, "moa_features.schema"), (1, "moa_features")]),
+        ("def f():\n    import moa_features.models.gbm", [(2, "moa_features.models.gbm")]),
+        ("from .html import slug", [(1, "moa_features.reports.html")]),
+        ("if __name__ == '__main__':\n    from moa_features.train import main", []),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from moa_features.train import Settings", []),
+    ],
+)
+def test_imports_are_read_from_the_source(tmp_path, monkeypatch, source, expected):
+    """The parser sees function-level and relative imports, and skips only the exempt blocks."""
+    pkg = tmp_path / "moa_features"
+    (pkg / "reports").mkdir(parents=True)
+    for name in ("schema.py", "report.py", "train.py", "reports/html.py", "reports/__init__.py"):
+        (pkg / name).write_text("")
+    (pkg / "models").mkdir()
+    (pkg / "models" / "gbm.py").write_text("")
+    target = pkg / "reports" / "sections.py"
+    target.write_text(source)
+    monkeypatch.setitem(globals(), "PACKAGE", pkg)
+    assert imported_modules(target) == expected
+
+
+def test_a_backward_import_is_reported(tmp_path, monkeypatch):
+    """The check fails on a real violation: a stage importing a later one, and a step importing a step."""
+    pkg = tmp_path / "moa_features"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "report.py").write_text("")
+    (pkg / "train.py").write_text("")
+    (pkg / "extract.py").write_text("def main():\n    from moa_features.report import build_report\n")
+    (pkg / "predict.py").write_text("from moa_features.train import thumbnail_reference\n")
+    monkeypatch.setitem(globals(), "PACKAGE", pkg)
+    problems = violations()
+    assert len(problems) == 2
+    assert problems[0].startswith("moa_features/extract.py:2 imports moa_features.report: a later stage")
+    assert problems[1].startswith("moa_features/predict.py:1 imports moa_features.train: pipeline steps")

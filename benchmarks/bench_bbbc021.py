@@ -1,7 +1,7 @@
 """BBBC021 benchmarks of the models: MoA under NSC / NSCB, and cycloheximide vs DMSO crops.
 
 1. Profiles (``BBBC021_feature_selected_mad_robustize.csv``, 12 MoAs, CellProfiler per-well
-   profiles already robust-normalised per plate, so ``--normalize none``): ``moa-features
+   profiles already robust-normalised by pycytominer, so ``--normalize none``): ``moa-features
    train --split nsc`` (leave-one-compound-out) and ``--split nscb`` (also no training wells
    from the test compound's batch = imaging week, the ``WeekN`` prefix of the plate name; as
    in Ando et al. 2017 and Kensert et al. 2019, the MoAs "Cholesterol-lowering" and "Kinase
@@ -9,12 +9,21 @@
    with ``xgboost``, ``knn`` and their ``ensemble``; the headline figure is
    ``treatment_accuracy`` (one prediction per compound x concentration), the field's NSC
    accuracy.
-2. Crops (``crops_sample/``: 40 DMSO and 40 cycloheximide single-cell crops, 68x68x3 uint16):
+2. Raw (``raw``): Ljosa et al. 2013's raw CellProfiler per-well means (516 features, no
+   normalisation, no selection) joined with the image and MoA tables
+   (:func:`raw_well_table`), then ``train --split nsc --treatment Metadata_Compound
+   --exclude-label DMSO`` with the *default* preprocessing; and ``processed-defaults``: the
+   pycytominer file with the same default options (no ``--normalize none``), which must match
+   ``--normalize none`` (``nsc``) or warn.
+3. Preprocessing (``prep``): the quick consensus evaluation of :func:`consensus_knn_accuracy`
+   (1-NN cosine between treatment consensus profiles, NSC) for every normalisation and
+   feature-selection choice on the raw table; no model training.
+4. Crops (``crops_sample/``: 40 DMSO and 40 cycloheximide single-cell crops, 68x68x3 uint16):
    features of this package (:func:`moa_features.features.measure`), then leave-one-well-out
    classification (held-out wells never trained on); the pooled ROC AUC of cycloheximide.
 
-Usage: ``python benchmarks/bench_bbbc021.py [-o OUT_DIR] [--parts crops,nsc,nscb]``. Prints the figures
-and writes ``OUT_DIR/bbbc021_results.json`` (default ``models/bench_bbbc021``).
+Usage: ``python benchmarks/bench_bbbc021.py [-o OUT_DIR] [--parts crops,nsc,nscb,raw,processed-defaults,prep]``.
+Prints the figures and writes ``OUT_DIR/bbbc021_results.json`` (default ``models/bench_bbbc021``).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +43,7 @@ from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from moa_features import profiling
 from moa_features.features import measure
 from moa_features.models.gbm import XGBoostClassifier
 from moa_features.models.preprocessing import make_preprocessor
@@ -40,6 +51,10 @@ from moa_features.train import run_training
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bbbc021"
 PROFILES = DATA / "BBBC021_feature_selected_mad_robustize.csv"
+RAW_WELLS = DATA / "ljosa_jbiomolscreen_2013_per_well_mean.csv.gz"
+IMAGES = DATA / "BBBC021_v1_image.csv.gz"
+MOAS = DATA / "BBBC021_v1_moa.csv"
+TREATMENT = "Metadata_Compound"
 CROPS = DATA / "crops_sample"
 CROP_CHANNELS = ["DAPI", "Tubulin", "Actin"]
 NSCB_SINGLE_BATCH_MOAS = ["Cholesterol-lowering", "Kinase inhibitors"]
@@ -73,6 +88,100 @@ def profiles_benchmark(out: Path, split: str) -> dict:
         "split": split,
         "wall_s": round(wall, 1),
         "n_treatments": metrics["models"]["xgboost"]["n_treatments"],
+        "models": {name: {k: round(m[k], 4) for k in keep if k in m} for name, m in metrics["models"].items()},
+    }
+
+
+def raw_well_table() -> pd.DataFrame:
+    """Ljosa et al.'s raw per-well means with ``Metadata_Plate/Well/Compound/Concentration/moa``.
+
+    The per-well table keys wells by ``Image_Metadata_Plate/Well``; each well's compound and
+    concentration come from the image table (one row per site, constant within a well), its
+    MoA from the MoA table (DMSO has the MoA ``DMSO``). 632 wells, 516 features.
+    """
+    wells = pd.read_csv(RAW_WELLS).rename(
+        columns={"Image_Metadata_Plate": "Metadata_Plate", "Image_Metadata_Well": "Metadata_Well"})
+    images = pd.read_csv(IMAGES).rename(columns={
+        "Image_Metadata_Plate_DAPI": "Metadata_Plate", "Image_Metadata_Well_DAPI": "Metadata_Well",
+        "Image_Metadata_Compound": TREATMENT, "Image_Metadata_Concentration": "Metadata_Concentration"})
+    keys = ["Metadata_Plate", "Metadata_Well"]
+    meta = images.groupby(keys)[[TREATMENT, "Metadata_Concentration"]].first().reset_index()
+    moa = pd.read_csv(MOAS).rename(columns={
+        "compound": TREATMENT, "concentration": "Metadata_Concentration", "moa": "Metadata_moa"})
+    meta = meta.merge(moa, on=[TREATMENT, "Metadata_Concentration"], how="left")
+    return meta.merge(wells, on=keys, how="inner", validate="one_to_one")
+
+
+def consensus_knn_accuracy(table: pd.DataFrame, features: list[str]) -> float:
+    """NSC treatment accuracy of 1-NN cosine on treatment consensus profiles (DMSO left out).
+
+    Consensus = median over a treatment's wells (:func:`moa_features.profiling.consensus_profiles`);
+    each treatment's nearest neighbour among the treatments of *other* compounds gives its MoA.
+    """
+    treated = table[table["Metadata_moa"].notna() & (table["Metadata_moa"] != "DMSO")]
+    cons = profiling.consensus_profiles(treated, [TREATMENT, "Metadata_Concentration", "Metadata_moa"], features)
+    X = np.nan_to_num(cons[features].to_numpy(dtype=np.float64))
+    X /= np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    sim = X @ X.T
+    compound = cons[TREATMENT].to_numpy()
+    sim[compound[:, None] == compound[None, :]] = -np.inf
+    moa = cons["Metadata_moa"].to_numpy()
+    return float(np.mean(moa[sim.argmax(axis=1)] == moa))
+
+
+def preprocessing_benchmark() -> dict:
+    """Consensus 1-NN NSC accuracy of the raw table under each normalisation x feature selection."""
+    raw = raw_well_table()
+    features = [c for c in raw.columns if not c.startswith("Metadata_")]
+    control = (raw[TREATMENT] == "DMSO").to_numpy()
+    variants = {
+        "none": raw,
+        "controls, plate's own spread": profiling.normalize(raw, "controls", control=control, features=features,
+                                                            shrinkage=0),
+        "controls, shrunk spread (default)": profiling.normalize(raw, "controls", control=control, features=features),
+        "controls, pooled spread": profiling.normalize(raw, "controls", control=control, features=features,
+                                                       shrinkage=1e9),
+        "plate (all wells), shrunk spread": profiling.normalize(raw, "plate", control=control, features=features),
+    }
+    out = {}
+    for name, table in variants.items():
+        t0 = time.process_time()
+        kept = list(make_preprocessor().fit(table[features]).named_steps["select"].get_feature_names_out())
+        out[name] = {
+            "all_features": round(consensus_knn_accuracy(table, features), 4),
+            "selected_features": round(consensus_knn_accuracy(table, kept), 4),
+            "n_selected": len(kept),
+            "selection_cpu_s": round(time.process_time() - t0, 2),
+        }
+    return {"n_wells": len(raw), "n_features": len(features), "knn_consensus_nsc": out}
+
+
+def default_route_benchmark(out: Path, part: str) -> dict:
+    """``train --split nsc --treatment Metadata_Compound --exclude-label DMSO`` with default preprocessing.
+
+    part ``raw``: on :func:`raw_well_table`; ``processed-defaults``: on the pycytominer file.
+    Records any warning the normalisation step gives (e.g. an already-normalised table).
+    """
+    if part == "raw":
+        table = out / "bbbc021_raw_wells.csv"
+        raw_well_table().to_csv(table, index=False)
+    else:
+        table = PROFILES
+    run = out / f"bbbc021_{part}"
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", profiling.AlreadyNormalizedWarning)
+        metrics = run_training(
+            table, run, split="nsc", treatment=TREATMENT, exclude_labels=["DMSO"],
+            models=("xgboost", "knn", "ensemble"), save_models=False, report=False,
+            command=f"python -m moa_features.train {table} -o {run} --split nsc --treatment {TREATMENT} "
+                    "--exclude-label DMSO --models xgboost,knn,ensemble --no-report --no-save-models",
+        )
+    keep = ("treatment_accuracy", "accuracy", "macro_recall")
+    return {
+        "table": table.name, "wall_s": round(time.perf_counter() - t0, 1),
+        "normalize": metrics.get("config", {}).get("normalize"),
+        "warnings": sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)}),
         "models": {name: {k: round(m[k], 4) for k in keep if k in m} for name, m in metrics["models"].items()},
     }
 
@@ -111,20 +220,31 @@ def crops_benchmark() -> dict:
     }
 
 
+PARTS = ("crops", "nsc", "nscb", "raw", "processed-defaults", "prep")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-o", "--output", default="models/bench_bbbc021", help="output folder (default %(default)s)")
-    p.add_argument("--parts", default="crops,nsc,nscb", help="comma-separated benchmarks to run (default %(default)s)")
+    p.add_argument("--parts", default="crops,nsc,nscb", help="comma-separated benchmarks to run (default %(default)s; "
+                   f"choose from {','.join(PARTS)})")
     args = p.parse_args(argv)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
-    unknown = sorted(set(parts) - {"crops", "nsc", "nscb"})
+    unknown = sorted(set(parts) - set(PARTS))
     if unknown:
-        p.error(f"unknown part(s) {unknown}; choose from crops, nsc, nscb")
+        p.error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for part in parts:
-        results[part] = crops_benchmark() if part == "crops" else profiles_benchmark(out, part)
+        if part == "crops":
+            results[part] = crops_benchmark()
+        elif part == "prep":
+            results[part] = preprocessing_benchmark()
+        elif part in ("raw", "processed-defaults"):
+            results[part] = default_route_benchmark(out, part)
+        else:
+            results[part] = profiles_benchmark(out, part)
         print(json.dumps(results[part], indent=2), flush=True)
     (out / "bbbc021_results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -1,24 +1,51 @@
-"""Profile operations on feature tables: plate normalisation, well aggregation, effect sizes.
+"""Profile operations on feature tables: plate normalisation, consensus profiles, effect sizes.
 
 All functions take and return pandas DataFrames that follow the ``Metadata_`` convention
 (see :mod:`moa_features.schema`); feature columns are every non-``Metadata_`` column.
 
-Plate normalisation is a *per-plate transform*: a plate's reference statistics come from that
-plate's own sites (its negative-control wells, or all its sites), never from other plates and
-never from labels, so applying it to a held-out plate leaks nothing from training data.
+Plate normalisation (:func:`normalize_table`, the one entry point train, predict, the report
+and the app share) is a robust z-score per plate:
+
+- the *centre* of a plate is the median of its reference wells (its negative controls, or all
+  its wells), so plate and batch offsets are removed by that plate's own wells;
+- the *spread* of a plate is its reference wells' robust spread (1.4826 * MAD) shrunk toward
+  the spread pooled over every plate's reference wells (deviations from their own plate's
+  centre), with a weight of :data:`SPREAD_SHRINKAGE` pseudo-wells. A plate with 6 controls
+  (BBBC021) gets a spread that is mostly the pooled one; a plate with hundreds of controls
+  (RxRx) keeps its own. Without it, a MAD from a handful of wells is noisy and sometimes ~0,
+  and treatment accuracy on BBBC021's raw well means drops by 10 points (see
+  ``benchmarks/results_bbbc021.md``).
+
+No statistic comes from labels or from treatment wells when normalising against controls, so
+the transform leaks nothing of a held-out treatment. :func:`looks_normalized` detects a table
+that has already been normalised (e.g. by pycytominer) so it is not normalised twice.
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import median_abs_deviation
 
 from moa_features import schema
 
-NORMALIZATIONS = ("controls", "plate", "none")
-MAD_TO_SD = 1.4826  # MAD of a normal distribution * 1.4826 = its standard deviation
+NORMALIZATIONS = ("auto", "controls", "plate", "none")
+DEFAULT_NORMALIZATION = "auto"
+SPREAD_SHRINKAGE = 20.0  # pseudo-wells of the pooled spread added to each plate's own spread
+# A table counts as already normalised when, for one reference (controls or all wells, per plate
+# or overall), at least NORMALIZED_FRACTION of its features have |median| <= NORMALIZED_CENTER
+# and a robust spread within NORMALIZED_SPREAD.
+NORMALIZED_CENTER = 0.25
+NORMALIZED_SPREAD = (2 / 3, 1.5)
+NORMALIZED_FRACTION = 0.8
+
+
+class AlreadyNormalizedWarning(UserWarning):
+    """The table's features are already centred at 0 with unit robust spread."""
 
 
 def is_control(
@@ -37,16 +64,61 @@ def is_control(
 def robust_scale(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median and robust spread (1.4826 * MAD) per column of ``ref`` (n, p), NaNs ignored.
 
-    Where the MAD is 0 (a feature constant in most reference rows) the standard deviation is
-    used; where that is 0 too the spread is 1, so the feature becomes ``x - median``.
+    The spread is :func:`scipy.stats.median_abs_deviation` with ``scale="normal"``. Where it is
+    0 (a feature constant in most reference rows) the standard deviation is used; where that is
+    0 too the spread is 1, so the feature becomes ``x - median``.
     """
-    with np.errstate(all="ignore"):
+    ref = np.asarray(ref, dtype=np.float64)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         center = np.nanmedian(ref, axis=0)
-        spread = MAD_TO_SD * np.nanmedian(np.abs(ref - center), axis=0)
+        policy = "omit" if np.isnan(ref).any() else "propagate"
+        spread = np.asarray(median_abs_deviation(ref, axis=0, scale="normal", nan_policy=policy), dtype=np.float64)
         sd = np.nanstd(ref, axis=0)
     spread = np.where((spread > 0) & np.isfinite(spread), spread, sd)
     spread = np.where((spread > 0) & np.isfinite(spread), spread, 1.0)
     return center, spread
+
+
+def _reference_rows(method: str, plate_rows: np.ndarray, control: np.ndarray, plate: object) -> np.ndarray:
+    """The rows of one plate its statistics come from (controls, or all its rows)."""
+    if method == "plate":
+        return plate_rows
+    ref = plate_rows[control[plate_rows]]
+    if len(ref) == 0:
+        raise ValueError(
+            f"plate {plate!r} has no negative-control rows to normalize against; "
+            "use --normalize plate, or check the treatment/MoA columns"
+        )
+    return ref
+
+
+def plate_statistics(
+    values: np.ndarray, plates: np.ndarray, reference: np.ndarray, shrinkage: float = SPREAD_SHRINKAGE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row centre and spread (n, p) of each row's plate, from the plate's ``reference`` rows.
+
+    values: (n, p) features; plates: (n,) plate ids; reference: (n,) bool, the rows statistics
+    come from (every plate needs at least one). Centre: the plate's reference median. Spread:
+    ``sqrt((m * s_plate**2 + k * s_pooled**2) / (m + k))`` with ``m`` the plate's reference
+    rows, ``k = shrinkage`` and ``s_pooled`` the robust spread of every plate's reference rows
+    minus their own plate's centre (``shrinkage=0``: the plate's own spread).
+    """
+    codes = pd.factorize(pd.Series(plates), sort=False)[0]
+    n_plates = codes.max() + 1
+    centers = np.empty((n_plates, values.shape[1]))
+    spreads = np.empty_like(centers)
+    counts = np.zeros(n_plates)
+    deviations = np.empty_like(values)
+    for k in range(n_plates):
+        ref = np.flatnonzero((codes == k) & reference)
+        centers[k], spreads[k] = robust_scale(values[ref])
+        counts[k] = len(ref)
+        deviations[ref] = values[ref] - centers[k]
+    if shrinkage > 0:
+        _, pooled = robust_scale(deviations[reference])
+        spreads = np.sqrt((counts[:, None] * spreads**2 + shrinkage * pooled**2) / (counts[:, None] + shrinkage))
+    return centers[codes], spreads[codes]
 
 
 def normalize(
@@ -55,59 +127,203 @@ def normalize(
     plate_col: str = schema.PLATE,
     control: pd.Series | None = None,
     features: Sequence[str] | None = None,
+    shrinkage: float = SPREAD_SHRINKAGE,
 ) -> pd.DataFrame:
-    """Robust z-score of every feature within each plate.
+    """Robust z-score of every feature within each plate (see the module docstring).
 
     method: ``controls`` (reference = the plate's negative-control rows, the field's standard),
-    ``plate`` (reference = all rows of the plate) or ``none`` (a copy). ``control`` is a boolean
-    mask of control rows (default :func:`is_control`). Returns a new table; metadata unchanged.
+    ``plate`` (reference = all rows of the plate), ``none`` (a copy) or ``auto``
+    (:func:`resolve_normalization`). ``control`` is a boolean mask of control rows (default
+    :func:`is_control`). Warns (:class:`AlreadyNormalizedWarning`) when the table looks
+    normalised already. Returns a new table; metadata unchanged.
     """
     if method not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {method!r}; expected one of {', '.join(NORMALIZATIONS)}")
-    out = df.copy()
     if method == "none":
-        return out
+        return df.copy()
     if plate_col not in df.columns:
         raise KeyError(f"normalization needs the plate column {plate_col!r}, which the table lacks")
     features = list(features) if features is not None else schema.feature_columns(df.columns)
-    if control is None:
-        control = is_control(df)
-    values = df[features].to_numpy(dtype=np.float64)
-    result = np.empty_like(values)
-    for plate, idx in df.groupby(plate_col, sort=False).indices.items():
-        ref_rows = idx
-        if method == "controls":
-            ref_rows = idx[np.asarray(control)[idx]]
-            if len(ref_rows) == 0:
-                raise ValueError(
-                    f"plate {plate!r} has no negative-control rows to normalize against; "
-                    "use --normalize plate, or check the treatment/MoA columns"
-                )
-        center, spread = robust_scale(values[ref_rows])
-        result[idx] = (values[idx] - center) / spread
-    out[features] = result
-    return out
+    control = np.asarray(is_control(df) if control is None else control, dtype=bool)
+    method = resolve_normalization(df, method, control, plate_col=plate_col, features=features)
+    return _apply(df, method, plate_col, control, features, shrinkage)
 
 
-def aggregate_wells(
-    df: pd.DataFrame, keys: Sequence[str] = (schema.PLATE, schema.WELL), how: str = "median"
+def _apply(
+    df: pd.DataFrame, method: str, plate_col: str, control: np.ndarray, features: list[str], shrinkage: float
 ) -> pd.DataFrame:
-    """One row per well: the ``how`` (median or mean) of each feature over the well's sites.
+    """:func:`normalize` with a resolved ``method`` (``controls``, ``plate`` or ``none``)."""
+    if method == "none":
+        return df.copy()
+    values = df[features].to_numpy(dtype=np.float64)
+    plates = df[plate_col].to_numpy()
+    reference = np.zeros(len(df), dtype=bool)
+    for plate, idx in df.groupby(plate_col, sort=False).indices.items():
+        reference[_reference_rows(method, idx, control, plate)] = True
+    center, spread = plate_statistics(values, plates, reference, shrinkage)
+    scaled = pd.DataFrame((values - center) / spread, columns=features, index=df.index)
+    return pd.concat([df.drop(columns=features), scaled], axis=1)[list(df.columns)]
 
-    Metadata columns constant within a well are kept; the others are dropped.
+
+def looks_normalized(
+    df: pd.DataFrame, control: np.ndarray | pd.Series, plate_col: str = schema.PLATE,
+    features: Sequence[str] | None = None,
+) -> str | None:
+    """Which reference the table is already centred on with unit robust spread, or ``None``.
+
+    References tried: the negative controls of each plate, all wells of each plate, all
+    controls, all wells. A reference matches when at least :data:`NORMALIZED_FRACTION` of the
+    features have ``|median| <= NORMALIZED_CENTER`` and a 1.4826 * MAD within
+    :data:`NORMALIZED_SPREAD` (per-plate references: the median over plates of each).
+    """
+    features = list(features) if features is not None else schema.feature_columns(df.columns)
+    if not features:
+        return None
+    values = df[features].to_numpy(dtype=np.float64)
+    control = np.asarray(control, dtype=bool)
+    everything = np.ones(len(df), dtype=bool)
+    plates = df[plate_col].to_numpy() if plate_col in df.columns else np.zeros(len(df))
+    for name, rows, per_plate in (
+        ("each plate's negative controls", control, True),
+        ("each plate's wells", everything, True),
+        ("the negative controls", control, False),
+        ("all wells", everything, False),
+    ):
+        centers, spreads = [], []
+        groups = pd.Series(plates).groupby(plates, sort=False).indices.values() if per_plate else [np.arange(len(df))]
+        for idx in groups:
+            ref = idx[rows[idx]]
+            if len(ref) >= 3:
+                c, s = robust_scale(values[ref])
+                centers.append(c)
+                spreads.append(s)
+        if not centers:
+            continue
+        c, s = np.median(centers, axis=0), np.median(spreads, axis=0)
+        ok = (np.abs(c) <= NORMALIZED_CENTER) & (s >= NORMALIZED_SPREAD[0]) & (s <= NORMALIZED_SPREAD[1])
+        if ok.mean() >= NORMALIZED_FRACTION:
+            return name
+    return None
+
+
+def resolve_normalization(
+    df: pd.DataFrame, method: str, control: np.ndarray | pd.Series, plate_col: str = schema.PLATE,
+    features: Sequence[str] | None = None,
+) -> str:
+    """The normalisation to apply: ``auto`` becomes ``none``, ``controls`` or ``plate``.
+
+    ``auto``: ``none`` when :func:`looks_normalized` finds the table normalised already (with a
+    warning), else ``controls`` when every plate has negative controls, else ``plate`` (with a
+    warning). An explicit ``controls`` or ``plate`` on an already-normalised table is kept but
+    warned about (:class:`AlreadyNormalizedWarning`, which tells the user to pass ``--normalize
+    none``).
+    """
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {method!r}; expected one of {', '.join(NORMALIZATIONS)}")
+    if method == "none":
+        return method
+    done = looks_normalized(df, control, plate_col=plate_col, features=features)
+    if done is not None:
+        if method == "auto":
+            warnings.warn(
+                f"features are already centred at 0 with unit robust spread over {done}; not normalising "
+                "again (--normalize auto chose none)", AlreadyNormalizedWarning, stacklevel=3,
+            )
+            return "none"
+        warnings.warn(
+            f"features are already centred at 0 with unit robust spread over {done}: the table looks "
+            f"normalised already; pass --normalize none (or auto) to avoid normalising it twice",
+            AlreadyNormalizedWarning, stacklevel=3,
+        )
+        return method
+    if method == "auto":
+        control = np.asarray(control, dtype=bool)
+        if plate_col in df.columns and pd.Series(control).groupby(df[plate_col].to_numpy()).any().all():
+            return "controls"
+        warnings.warn("not every plate has negative-control rows; normalising against all wells of each plate "
+                      "(--normalize auto chose plate)", UserWarning, stacklevel=3)
+        return "plate"
+    return method
+
+
+@dataclass
+class NormalizedTable:
+    """Result of :func:`normalize_table`: the normalised ``table``, the ``method`` applied
+    (``auto`` resolved), the ``control`` mask (n,) bool and a one-line ``note`` for reports."""
+
+    table: pd.DataFrame
+    method: str
+    control: np.ndarray
+    note: str
+
+
+NOTES = {
+    "controls": "Normalised per plate: robust z-score against the plate's negative-control wells "
+                "(spread shrunk toward the pooled control spread).",
+    "plate": "Normalised per plate: robust z-score against all of the plate's wells.",
+    "none": "Not normalised (the table is used as given).",
+}
+
+
+def normalize_table(
+    df: pd.DataFrame,
+    method: str = DEFAULT_NORMALIZATION,
+    *,
+    plate: str = schema.PLATE,
+    label: str = schema.MOA,
+    treatment: str | None = schema.TREATMENT,
+    features: Sequence[str] | None = None,
+) -> NormalizedTable:
+    """Find the controls, choose the normalisation and apply it: the one call every stage makes.
+
+    Controls are :func:`is_control` of ``label`` / ``treatment``. ``method`` as in
+    :func:`normalize` (default :data:`DEFAULT_NORMALIZATION`); the resolved method is returned
+    so a run can record it and apply the same to new data.
+    """
+    control = is_control(df, moa_col=label, treatment_col=treatment or schema.TREATMENT).to_numpy()
+    if method != "none" and plate not in df.columns:
+        raise KeyError(f"normalization needs the plate column {plate!r}, which the table lacks; "
+                       f"pass --normalize none or name the plate column")
+    features = list(features) if features is not None else schema.feature_columns(df.columns)
+    resolved = resolve_normalization(df, method, control, plate_col=plate, features=features)
+    out = _apply(df, resolved, plate, control, features, SPREAD_SHRINKAGE)
+    return NormalizedTable(out, resolved, control, NOTES[resolved])
+
+
+def well_profiles(
+    df: pd.DataFrame, keys: Sequence[str] = (schema.PLATE, schema.WELL), features: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """One row per well: the median of each feature over the well's rows (sites or cells).
+
+    Metadata columns constant within every well are kept; ``Metadata_n_sites`` counts rows.
+    A table without the well ``keys`` (already one row per well) is returned unchanged.
     """
     keys = list(keys)
-    missing = [k for k in keys if k not in df.columns]
-    if missing:
-        raise KeyError(f"well aggregation needs column(s) {missing}, which the table lacks")
-    features = schema.feature_columns(df.columns)
-    grouped = df.groupby(keys, sort=True, dropna=False)
-    agg = getattr(grouped[features], how)()
+    if not set(keys) <= set(df.columns):
+        return df.reset_index(drop=True)
+    features = list(features) if features is not None else schema.feature_columns(df.columns)
+    grouped = df.groupby(keys, sort=False, dropna=False)
+    if grouped.ngroups == len(df):
+        return df.reset_index(drop=True)
     meta_cols = [c for c in schema.metadata_columns(df.columns) if c not in keys]
     constant = [c for c in meta_cols if (grouped[c].nunique(dropna=False) <= 1).all()]
     meta = grouped[constant].first()
     meta["Metadata_n_sites"] = grouped.size()
-    return pd.concat([meta, agg], axis=1).reset_index()
+    return pd.concat([meta, grouped[features].median()], axis=1).reset_index()
+
+
+def consensus_profiles(
+    df: pd.DataFrame, by: Sequence[str], features: Sequence[str] | None = None,
+    well_keys: Sequence[str] = (schema.PLATE, schema.WELL),
+) -> pd.DataFrame:
+    """Consensus profile per ``by`` group (Ljosa et al. 2013): well medians, then their median.
+
+    Returns one row per group with the ``by`` columns, ``Metadata_n_wells`` and the features.
+    """
+    features = list(features) if features is not None else schema.feature_columns(df.columns)
+    wells = well_profiles(df, well_keys, features)
+    grouped = wells.groupby(list(by), sort=True, dropna=False)
+    return pd.concat([grouped.size().rename("Metadata_n_wells"), grouped[features].median()], axis=1).reset_index()
 
 
 def effect_sizes(

@@ -159,7 +159,7 @@ def moa_consistency(
     _require(table, [treatment, label], "MoA consistency")
     features = _features(table, features)
     keep = table[label].notna() & ~profiling.is_control(table, moa_col=label, treatment_col=treatment)
-    rows = table[keep].assign(**{_KEY: treatment_keys(table[keep], treatment)})
+    rows = pd.concat([table.loc[keep], treatment_keys(table.loc[keep], treatment).rename(_KEY)], axis=1)
     if treatments is not None:
         rows = rows[rows[_KEY].isin([str(t) for t in treatments])]
     cons = profiling.consensus_profiles(rows, [_KEY], features, well_keys=(plate, schema.WELL))

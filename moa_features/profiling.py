@@ -323,7 +323,8 @@ def consensus_profiles(
     features = list(features) if features is not None else schema.feature_columns(df.columns)
     wells = well_profiles(df, well_keys, features)
     grouped = wells.groupby(list(by), sort=True, dropna=False)
-    return pd.concat([grouped.size().rename("Metadata_n_wells"), grouped[features].median()], axis=1).reset_index()
+    medians = grouped[features].median().copy()  # one block: the index insert below stays cheap
+    return pd.concat([grouped.size().rename("Metadata_n_wells"), medians], axis=1).copy().reset_index()
 
 
 def effect_sizes(

@@ -129,22 +129,66 @@ def consensus_knn_accuracy(table: pd.DataFrame, features: list[str]) -> float:
     return float(np.mean(moa[sim.argmax(axis=1)] == moa))
 
 
+def consensus_logistic_accuracy(table: pd.DataFrame, features: list[str]) -> float:
+    """NSC treatment accuracy of a logistic regression on wells (leave one compound out).
+
+    Standardised features, ``C=0.1``; a treatment's prediction is the argmax of its wells'
+    mean probabilities. DMSO wells are left out.
+    """
+    treated = table[table["Metadata_moa"].notna() & (table["Metadata_moa"] != "DMSO")].reset_index(drop=True)
+    X = np.nan_to_num(treated[features].to_numpy(dtype=np.float64))
+    y, compound = treated["Metadata_moa"].to_numpy(), treated[TREATMENT].to_numpy()
+    key = (treated[TREATMENT].astype(str) + "@" + treated["Metadata_Concentration"].astype(str)).to_numpy()
+    hits = []
+    for tr, te in LeaveOneGroupOut().split(X, y, compound):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500)).fit(X[tr], y[tr])
+        proba = model.predict_proba(X[te])
+        for k in np.unique(key[te]):
+            rows = key[te] == k
+            hits.append(model.classes_[proba[rows].mean(axis=0).argmax()] == y[te][rows][0])
+    return float(np.mean(hits))
+
+
 def preprocessing_benchmark() -> dict:
-    """Consensus 1-NN NSC accuracy of the raw table under each normalisation x feature selection."""
+    """Consensus 1-NN NSC accuracy of the raw table under each normalisation x feature selection.
+
+    For the default and the sphered route, also the logistic-regression check
+    (:func:`consensus_logistic_accuracy`) on the selected features.
+    """
     raw = raw_well_table()
     features = [c for c in raw.columns if not c.startswith("Metadata_")]
     control = (raw[TREATMENT] == "DMSO").to_numpy()
+    values, plates = raw[features].to_numpy(dtype=np.float64), raw["Metadata_Plate"].to_numpy()
+    center, spread = profiling.plate_statistics(values, plates, control, shrinkage=1e12)
     variants = {
         "none": raw,
-        "controls, plate's own spread": profiling.normalize(raw, "controls", control=control, features=features,
-                                                            shrinkage=0),
-        "controls, shrunk spread (default)": profiling.normalize(raw, "controls", control=control, features=features),
-        "controls, pooled spread": profiling.normalize(raw, "controls", control=control, features=features,
-                                                       shrinkage=1e9),
-        "plate (all wells), shrunk spread": profiling.normalize(raw, "plate", control=control, features=features),
+        "controls (plate's own spread)": profiling.normalize(raw, "controls", control=control, features=features),
+        "pooled (default: plate's control spread shrunk toward the pooled one)":
+            profiling.normalize(raw, "pooled", control=control, features=features),
+        "controls centre, pooled spread only": raw.assign(**dict(zip(features, ((values - center) / spread).T))),
+        "plate (all wells)": profiling.normalize(raw, "plate", control=control, features=features),
     }
+    default = variants["pooled (default: plate's control spread shrunk toward the pooled one)"]
+    default_kept = list(make_preprocessor().fit(default[features]).named_steps["select"].get_feature_names_out())
+    variants["default + TVN sphering on DMSO (eps 0.1)"] = profiling.sphere(default[default_kept + ["Metadata_moa",
+                                                                               TREATMENT, "Metadata_Concentration"]],
+                                                                       control, default_kept)
+    logistic = ("pooled (default: plate's control spread shrunk toward the pooled one)",
+                "default + TVN sphering on DMSO (eps 0.1)")
     out = {}
+    processed = pd.read_csv(PROFILES)
+    processed_features = [c for c in processed.columns if not c.startswith("Metadata_")]
+    out["reference: pycytominer file, --normalize none"] = {
+        "all_features": round(consensus_knn_accuracy(processed, processed_features), 4),
+        "n_selected": len(processed_features),
+        "logistic_selected": round(consensus_logistic_accuracy(processed, processed_features), 4),
+    }
     for name, table in variants.items():
+        if name.startswith("default + TVN"):
+            out[name] = {"selected_features": round(consensus_knn_accuracy(table, default_kept), 4),
+                         "n_selected": len(default_kept),
+                         "logistic_selected": round(consensus_logistic_accuracy(table, default_kept), 4)}
+            continue
         t0 = time.process_time()
         kept = list(make_preprocessor().fit(table[features]).named_steps["select"].get_feature_names_out())
         out[name] = {
@@ -153,6 +197,8 @@ def preprocessing_benchmark() -> dict:
             "n_selected": len(kept),
             "selection_cpu_s": round(time.process_time() - t0, 2),
         }
+        if name in logistic:
+            out[name]["logistic_selected"] = round(consensus_logistic_accuracy(table, kept), 4)
     return {"n_wells": len(raw), "n_features": len(features), "knn_consensus_nsc": out}
 
 
@@ -160,6 +206,8 @@ def default_route_benchmark(out: Path, part: str) -> dict:
     """``train --split nsc --treatment Metadata_Compound --exclude-label DMSO`` with default preprocessing.
 
     part ``raw``: on :func:`raw_well_table`; ``processed-defaults``: on the pycytominer file.
+    The normalisation is :data:`moa_features.profiling.DEFAULT_NORMALIZATION` (``auto``), the
+    default ``train --normalize`` takes once train adopts it.
     Records any warning the normalisation step gives (e.g. an already-normalised table).
     """
     if part == "raw":
@@ -173,6 +221,7 @@ def default_route_benchmark(out: Path, part: str) -> dict:
         warnings.simplefilter("always", profiling.AlreadyNormalizedWarning)
         metrics = run_training(
             table, run, split="nsc", treatment=TREATMENT, exclude_labels=["DMSO"],
+            normalize=profiling.DEFAULT_NORMALIZATION,
             models=("xgboost", "knn", "ensemble"), save_models=False, report=False,
             command=f"python -m moa_features.train {table} -o {run} --split nsc --treatment {TREATMENT} "
                     "--exclude-label DMSO --models xgboost,knn,ensemble --no-report --no-save-models",

@@ -4,17 +4,25 @@ All functions take and return pandas DataFrames that follow the ``Metadata_`` co
 (see :mod:`moa_features.schema`); feature columns are every non-``Metadata_`` column.
 
 Plate normalisation (:func:`normalize_table`, the one entry point train, predict, the report
-and the app share) is a robust z-score per plate:
+and the app share) is a robust z-score per plate, ``(x - centre) / spread``:
 
-- the *centre* of a plate is the median of its reference wells (its negative controls, or all
-  its wells), so plate and batch offsets are removed by that plate's own wells;
-- the *spread* of a plate is its reference wells' robust spread (1.4826 * MAD) shrunk toward
-  the spread pooled over every plate's reference wells (deviations from their own plate's
-  centre), with a weight of :data:`SPREAD_SHRINKAGE` pseudo-wells. A plate with 6 controls
-  (BBBC021) gets a spread that is mostly the pooled one; a plate with hundreds of controls
-  (RxRx) keeps its own. Without it, a MAD from a handful of wells is noisy and sometimes ~0,
-  and treatment accuracy on BBBC021's raw well means drops by 10 points (see
-  ``benchmarks/results_bbbc021.md``).
+- ``controls``: centre and spread (1.4826 * MAD) of the plate's negative-control wells;
+- ``plate``: the same over all the plate's wells;
+- ``pooled`` (what ``auto`` chooses when every plate has controls): the centre of the plate's
+  controls, and a spread shrunk from the plate's own control spread toward the spread pooled
+  over every plate's control wells (deviations from their own plate's centre), with a weight
+  of :data:`SPREAD_SHRINKAGE` pseudo-wells: ``sqrt((m s_plate**2 + k s_pooled**2) / (m + k))``.
+  A plate with 6 controls (BBBC021) gets mostly the pooled spread, a plate with hundreds
+  (RxRx) keeps its own. A spread from a handful of wells is noisy (sometimes ~0), and on
+  BBBC021's raw well means it costs 10 points of treatment accuracy
+  (``benchmarks/results_bbbc021.md``).
+
+``controls`` and ``plate`` use nothing but the plate's own wells, so a held-out plate changes
+nothing on the others. ``pooled`` shares one statistic across plates: the spread of control
+wells (never a treated well, never a label). A run that holds out plates and wants the strict
+guarantee fits the pooled spread on its training plates (``pooled_spread=`` from
+:func:`pooled_control_spread` of those rows) or uses ``controls``; a new table is normalised
+with the pooled spread saved by the run (:attr:`NormalizedTable.pooled_spread`).
 
 No statistic comes from labels or from treatment wells when normalising against controls, so
 the transform leaks nothing of a held-out treatment. :func:`looks_normalized` detects a table
@@ -33,7 +41,7 @@ from scipy.stats import median_abs_deviation
 
 from moa_features import schema
 
-NORMALIZATIONS = ("auto", "controls", "plate", "none")
+NORMALIZATIONS = ("auto", "pooled", "controls", "plate", "none")
 DEFAULT_NORMALIZATION = "auto"
 SPREAD_SHRINKAGE = 20.0  # pseudo-wells of the pooled spread added to each plate's own spread
 # A table counts as already normalised when, for one reference (controls or all wells, per plate
@@ -81,7 +89,7 @@ def robust_scale(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _reference_rows(method: str, plate_rows: np.ndarray, control: np.ndarray, plate: object) -> np.ndarray:
-    """The rows of one plate its statistics come from (controls, or all its rows)."""
+    """The rows of one plate its statistics come from (its controls, or all its rows for ``plate``)."""
     if method == "plate":
         return plate_rows
     ref = plate_rows[control[plate_rows]]
@@ -93,30 +101,50 @@ def _reference_rows(method: str, plate_rows: np.ndarray, control: np.ndarray, pl
     return ref
 
 
+def _plate_groups(plates: np.ndarray) -> tuple[np.ndarray, int]:
+    codes = pd.factorize(pd.Series(plates), sort=False)[0]
+    return codes, int(codes.max()) + 1 if len(codes) else 0
+
+
+def pooled_control_spread(values: np.ndarray, plates: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Robust spread (p,) of the ``reference`` rows' deviations from their own plate's median.
+
+    values: (n, p); plates: (n,) plate ids; reference: (n,) bool (e.g. the controls of the
+    training plates). A plate without reference rows contributes nothing.
+    """
+    codes, n_plates = _plate_groups(plates)
+    deviations = []
+    for k in range(n_plates):
+        ref = np.flatnonzero((codes == k) & reference)
+        if len(ref):
+            deviations.append(values[ref] - robust_scale(values[ref])[0])
+    if not deviations:
+        raise ValueError("no reference (negative-control) rows to pool a spread from")
+    return robust_scale(np.vstack(deviations))[1]
+
+
 def plate_statistics(
-    values: np.ndarray, plates: np.ndarray, reference: np.ndarray, shrinkage: float = SPREAD_SHRINKAGE
+    values: np.ndarray, plates: np.ndarray, reference: np.ndarray, shrinkage: float = 0.0,
+    pooled_spread: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row centre and spread (n, p) of each row's plate, from the plate's ``reference`` rows.
 
     values: (n, p) features; plates: (n,) plate ids; reference: (n,) bool, the rows statistics
     come from (every plate needs at least one). Centre: the plate's reference median. Spread:
-    ``sqrt((m * s_plate**2 + k * s_pooled**2) / (m + k))`` with ``m`` the plate's reference
-    rows, ``k = shrinkage`` and ``s_pooled`` the robust spread of every plate's reference rows
-    minus their own plate's centre (``shrinkage=0``: the plate's own spread).
+    the plate's own robust spread, or with ``shrinkage = k > 0``
+    ``sqrt((m * s_plate**2 + k * s_pooled**2) / (m + k))``, ``m`` the plate's reference rows and
+    ``s_pooled`` = ``pooled_spread`` (default :func:`pooled_control_spread` of ``reference``).
     """
-    codes = pd.factorize(pd.Series(plates), sort=False)[0]
-    n_plates = codes.max() + 1
+    codes, n_plates = _plate_groups(plates)
     centers = np.empty((n_plates, values.shape[1]))
     spreads = np.empty_like(centers)
     counts = np.zeros(n_plates)
-    deviations = np.empty_like(values)
     for k in range(n_plates):
         ref = np.flatnonzero((codes == k) & reference)
         centers[k], spreads[k] = robust_scale(values[ref])
-        counts[k] = len(ref)
-        deviations[ref] = values[ref] - centers[k]
+        counts[k] = len(ref) if len(ref) > 1 else 0  # one row has no spread of its own
     if shrinkage > 0:
-        _, pooled = robust_scale(deviations[reference])
+        pooled = pooled_control_spread(values, plates, reference) if pooled_spread is None else pooled_spread
         spreads = np.sqrt((counts[:, None] * spreads**2 + shrinkage * pooled**2) / (counts[:, None] + shrinkage))
     return centers[codes], spreads[codes]
 
@@ -127,12 +155,13 @@ def normalize(
     plate_col: str = schema.PLATE,
     control: pd.Series | None = None,
     features: Sequence[str] | None = None,
-    shrinkage: float = SPREAD_SHRINKAGE,
+    pooled_spread: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Robust z-score of every feature within each plate (see the module docstring).
 
-    method: ``controls`` (reference = the plate's negative-control rows, the field's standard),
-    ``plate`` (reference = all rows of the plate), ``none`` (a copy) or ``auto``
+    method: ``controls`` (reference = the plate's negative-control rows), ``plate`` (all rows of
+    the plate), ``pooled`` (controls, spread shrunk toward the pooled control spread, or toward
+    ``pooled_spread`` (p,) when given), ``none`` (a copy) or ``auto``
     (:func:`resolve_normalization`). ``control`` is a boolean mask of control rows (default
     :func:`is_control`). Warns (:class:`AlreadyNormalizedWarning`) when the table looks
     normalised already. Returns a new table; metadata unchanged.
@@ -146,23 +175,30 @@ def normalize(
     features = list(features) if features is not None else schema.feature_columns(df.columns)
     control = np.asarray(is_control(df) if control is None else control, dtype=bool)
     method = resolve_normalization(df, method, control, plate_col=plate_col, features=features)
-    return _apply(df, method, plate_col, control, features, shrinkage)
+    return _apply(df, method, plate_col, control, features, pooled_spread)[0]
 
 
 def _apply(
-    df: pd.DataFrame, method: str, plate_col: str, control: np.ndarray, features: list[str], shrinkage: float
-) -> pd.DataFrame:
-    """:func:`normalize` with a resolved ``method`` (``controls``, ``plate`` or ``none``)."""
+    df: pd.DataFrame, method: str, plate_col: str, control: np.ndarray, features: list[str],
+    pooled_spread: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """:func:`normalize` with a resolved ``method``; also the pooled spread used (``pooled`` only)."""
     if method == "none":
-        return df.copy()
+        return df.copy(), None
     values = df[features].to_numpy(dtype=np.float64)
     plates = df[plate_col].to_numpy()
     reference = np.zeros(len(df), dtype=bool)
     for plate, idx in df.groupby(plate_col, sort=False).indices.items():
         reference[_reference_rows(method, idx, control, plate)] = True
-    center, spread = plate_statistics(values, plates, reference, shrinkage)
+    pooled = None
+    if method == "pooled":
+        pooled = pooled_control_spread(values, plates, reference) if pooled_spread is None else pooled_spread
+        if len(pooled) != len(features):
+            raise ValueError(f"pooled_spread has {len(pooled)} values for {len(features)} features")
+    center, spread = plate_statistics(values, plates, reference, SPREAD_SHRINKAGE if pooled is not None else 0.0,
+                                      pooled)
     scaled = pd.DataFrame((values - center) / spread, columns=features, index=df.index)
-    return pd.concat([df.drop(columns=features), scaled], axis=1)[list(df.columns)]
+    return pd.concat([df.drop(columns=features), scaled], axis=1)[list(df.columns)], pooled
 
 
 def looks_normalized(
@@ -210,11 +246,11 @@ def resolve_normalization(
     df: pd.DataFrame, method: str, control: np.ndarray | pd.Series, plate_col: str = schema.PLATE,
     features: Sequence[str] | None = None,
 ) -> str:
-    """The normalisation to apply: ``auto`` becomes ``none``, ``controls`` or ``plate``.
+    """The normalisation to apply: ``auto`` becomes ``none``, ``pooled`` or ``plate``.
 
     ``auto``: ``none`` when :func:`looks_normalized` finds the table normalised already (with a
-    warning), else ``controls`` when every plate has negative controls, else ``plate`` (with a
-    warning). An explicit ``controls`` or ``plate`` on an already-normalised table is kept but
+    warning), else ``pooled`` when every plate has negative controls, else ``plate`` (with a
+    warning). An explicit ``pooled``, ``controls`` or ``plate`` on an already-normalised table is kept but
     warned about (:class:`AlreadyNormalizedWarning`, which tells the user to pass ``--normalize
     none``).
     """
@@ -239,7 +275,7 @@ def resolve_normalization(
     if method == "auto":
         control = np.asarray(control, dtype=bool)
         if plate_col in df.columns and pd.Series(control).groupby(df[plate_col].to_numpy()).any().all():
-            return "controls"
+            return "pooled"
         warnings.warn("not every plate has negative-control rows; normalising against all wells of each plate "
                       "(--normalize auto chose plate)", UserWarning, stacklevel=3)
         return "plate"
@@ -249,17 +285,20 @@ def resolve_normalization(
 @dataclass
 class NormalizedTable:
     """Result of :func:`normalize_table`: the normalised ``table``, the ``method`` applied
-    (``auto`` resolved), the ``control`` mask (n,) bool and a one-line ``note`` for reports."""
+    (``auto`` resolved), the ``control`` mask (n,) bool, a one-line ``note`` for reports and,
+    for ``pooled``, the ``pooled_spread`` (p,) to normalise new tables the same way."""
 
     table: pd.DataFrame
     method: str
     control: np.ndarray
     note: str
+    pooled_spread: np.ndarray | None = None
 
 
 NOTES = {
-    "controls": "Normalised per plate: robust z-score against the plate's negative-control wells "
-                "(spread shrunk toward the pooled control spread).",
+    "pooled": "Normalised per plate: robust z-score against the plate's negative-control wells, the spread "
+              "shrunk toward the spread pooled over every plate's controls.",
+    "controls": "Normalised per plate: robust z-score against the plate's negative-control wells.",
     "plate": "Normalised per plate: robust z-score against all of the plate's wells.",
     "none": "Not normalised (the table is used as given).",
 }
@@ -273,12 +312,14 @@ def normalize_table(
     label: str = schema.MOA,
     treatment: str | None = schema.TREATMENT,
     features: Sequence[str] | None = None,
+    pooled_spread: np.ndarray | None = None,
 ) -> NormalizedTable:
     """Find the controls, choose the normalisation and apply it: the one call every stage makes.
 
-    Controls are :func:`is_control` of ``label`` / ``treatment``. ``method`` as in
-    :func:`normalize` (default :data:`DEFAULT_NORMALIZATION`); the resolved method is returned
-    so a run can record it and apply the same to new data.
+    Controls are :func:`is_control` of ``label`` / ``treatment``. ``method`` and
+    ``pooled_spread`` as in :func:`normalize` (default :data:`DEFAULT_NORMALIZATION`); the
+    resolved method (and pooled spread) is returned so a run can record it and normalise new
+    data the same way.
     """
     control = is_control(df, moa_col=label, treatment_col=treatment or schema.TREATMENT).to_numpy()
     if method != "none" and plate not in df.columns:
@@ -286,8 +327,37 @@ def normalize_table(
                        f"pass --normalize none or name the plate column")
     features = list(features) if features is not None else schema.feature_columns(df.columns)
     resolved = resolve_normalization(df, method, control, plate_col=plate, features=features)
-    out = _apply(df, resolved, plate, control, features, SPREAD_SHRINKAGE)
-    return NormalizedTable(out, resolved, control, NOTES[resolved])
+    out, pooled = _apply(df, resolved, plate, control, features, pooled_spread)
+    return NormalizedTable(out, resolved, control, NOTES[resolved], pooled)
+
+
+def sphere(
+    df: pd.DataFrame, control: np.ndarray | pd.Series, features: Sequence[str] | None = None, epsilon: float = 0.1
+) -> pd.DataFrame:
+    """Typical-variation normalisation (Ando et al. 2017): ZCA whitening fitted on control rows only.
+
+    ``W = U diag(1 / sqrt(lambda + epsilon)) U^T`` from the eigendecomposition of the control
+    rows' covariance; every row becomes ``(x - mean_control) W``, so the controls' variation is
+    spherical and features that co-vary in untreated cells stop counting twice. ``epsilon``
+    regularises directions the controls barely span (there are fewer control wells than
+    features on BBBC021). Missing values take the control median. Returns a new table.
+    """
+    features = list(features) if features is not None else schema.feature_columns(df.columns)
+    control = np.asarray(control, dtype=bool)
+    if control.sum() < 2:
+        raise ValueError(f"sphering needs at least 2 negative-control rows, got {int(control.sum())}")
+    values = np.array(df[features].to_numpy(dtype=np.float64))
+    values[~np.isfinite(values)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fill = np.nan_to_num(np.nanmedian(values[control], axis=0))
+    values = np.where(np.isnan(values), fill, values)
+    ref = values[control]
+    mean = ref.mean(axis=0)
+    eigval, eigvec = np.linalg.eigh(np.cov(ref - mean, rowvar=False).reshape(len(features), len(features)))
+    whiten = (eigvec / np.sqrt(np.clip(eigval, 0, None) + epsilon)) @ eigvec.T
+    sphered = pd.DataFrame((values - mean) @ whiten, columns=features, index=df.index)
+    return pd.concat([df.drop(columns=features), sphered], axis=1)[list(df.columns)]
 
 
 def well_profiles(

@@ -31,34 +31,56 @@ def screen(n_plates: int = 4, n_controls: int = 6, n_treated: int = 12, p: int =
     return pd.DataFrame(rows)
 
 
-def test_controls_are_centred_per_plate_and_spread_is_shrunk():
+def test_controls_are_centred_per_plate_and_pooled_spread_is_shrunk():
     df = screen()
     control = profiling.is_control(df)
-    own = profiling.normalize(df, "controls", control=control, shrinkage=0)
-    shrunk = profiling.normalize(df, "controls", control=control)
+    own = profiling.normalize(df, "controls", control=control)
+    pooled = profiling.normalize(df, "pooled", control=control)
     feats = schema.feature_columns(df.columns)
-    for out in (own, shrunk):
+    for out in (own, pooled):
         med = out[control].groupby(schema.PLATE)[feats].median()
         np.testing.assert_allclose(med.to_numpy(), 0, atol=1e-12)
-    # shrinkage=0: each plate's controls have unit robust spread exactly.
+    # controls: each plate's controls have unit robust spread exactly.
     _, spread = profiling.robust_scale(own.loc[control & (df[schema.PLATE] == "P0"), feats].to_numpy())
     np.testing.assert_allclose(spread, 1)
-    # Shrunk spread lies between the plate's own and the pooled spread.
+    # pooled: the spread lies between the plate's own and the pooled spread.
     x = df[feats].to_numpy(float)
     plates = df[schema.PLATE].to_numpy()
-    _, s_own = profiling.plate_statistics(x, plates, control.to_numpy(), shrinkage=0)
+    _, s_own = profiling.plate_statistics(x, plates, control.to_numpy())
     _, s_pool = profiling.plate_statistics(x, plates, control.to_numpy(), shrinkage=1e12)
-    _, s_mid = profiling.plate_statistics(x, plates, control.to_numpy())
+    _, s_mid = profiling.plate_statistics(x, plates, control.to_numpy(), shrinkage=profiling.SPREAD_SHRINKAGE)
     lo, hi = np.minimum(s_own, s_pool), np.maximum(s_own, s_pool)
     assert np.all(s_mid >= lo - 1e-9) and np.all(s_mid <= hi + 1e-9)
-    assert np.allclose(s_pool, s_pool[0])  # pooled: the same for every plate
+    np.testing.assert_allclose(s_pool, np.broadcast_to(profiling.pooled_control_spread(x, plates, control.to_numpy()),
+                                                       s_pool.shape), rtol=1e-5)
+
+
+def test_controls_is_per_plate_and_pooled_can_be_fitted_on_training_plates():
+    df = screen()
+    feats = schema.feature_columns(df.columns)
+    bad = df.copy()
+    test = bad[schema.PLATE] == "P3"
+    bad.loc[test, feats] = np.random.default_rng(5).normal(1e3, 1e3, size=(int(test.sum()), len(feats)))
+    train = ~test.to_numpy()
+    a = profiling.normalize(df, "controls")[feats].to_numpy()[train]
+    b = profiling.normalize(bad, "controls")[feats].to_numpy()[train]
+    np.testing.assert_array_equal(a, b)
+    # pooled shares the control spread across plates ...
+    c = profiling.normalize(bad, "pooled")[feats].to_numpy()[train]
+    assert not np.allclose(profiling.normalize(df, "pooled")[feats].to_numpy()[train], c)
+    # ... unless it is fitted on the training plates' controls only.
+    x, plates, ctrl = df[feats].to_numpy(float), df[schema.PLATE].to_numpy(), profiling.is_control(df).to_numpy()
+    spread = profiling.pooled_control_spread(x[train], plates[train], ctrl[train])
+    d = profiling.normalize(df, "pooled", pooled_spread=spread)[feats].to_numpy()[train]
+    e = profiling.normalize(bad, "pooled", pooled_spread=spread)[feats].to_numpy()[train]
+    np.testing.assert_array_equal(d, e)
 
 
 def test_a_plate_with_one_control_gets_a_finite_spread():
     df = screen(n_controls=6)
     drop = (df[schema.PLATE] == "P1") & (df[schema.TREATMENT] == "DMSO") & (df[schema.WELL] != "W00")
     df = df[~drop].reset_index(drop=True)
-    out = profiling.normalize(df, "controls")
+    out = profiling.normalize(df, "pooled")
     feats = schema.feature_columns(df.columns)
     assert np.isfinite(out[feats].to_numpy()).all()
     # Own spread of one control would be 0 (then sd 0, then 1); shrinkage uses the pooled one.
@@ -93,7 +115,10 @@ def test_raw_table_resolves_to_controls_without_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         done = profiling.normalize_table(df)
-    assert done.method == "controls" and done.control.sum() == 4 * 6 and "negative-control" in done.note
+    assert done.method == "pooled" and done.control.sum() == 4 * 6 and "negative-control" in done.note
+    assert done.pooled_spread is not None and done.pooled_spread.shape == (8,)
+    again = profiling.normalize_table(df, "pooled", pooled_spread=done.pooled_spread)
+    pd.testing.assert_frame_equal(again.table, done.table)
     assert list(done.table.columns) == list(df.columns)
 
 

@@ -29,9 +29,9 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_bbbc021 import PROFILES, TREATMENT, raw_well_table  # noqa: E402
+from bench_bbbc021 import PROFILES, TREATMENT, raw_well_table
 
-from moa_features import activity  # noqa: E402
+from moa_features import activity
 
 
 def run(table: Path, out: Path, *extra: str) -> dict:

@@ -80,7 +80,8 @@ def profiles_benchmark(out: Path, split: str) -> dict:
         save_models=False, report=False,
         command=f"python -m moa_features.train {table} -o {out / f'bbbc021_{split}'} --split {split} "
                 f"--treatment Metadata_Compound{' --batch Metadata_Batch' if batch else ''} "
-                "--exclude-label " + " ".join(f"'{e}'" for e in exclude) + " --normalize none --models xgboost,knn,ensemble --no-report --no-save-models",
+                "--exclude-label " + " ".join(f"'{e}'" for e in exclude)
+                + " --normalize none --models xgboost,knn,ensemble --no-report --no-save-models",
     )
     wall = time.perf_counter() - t0
     keep = ("treatment_accuracy", "accuracy", "macro_recall", "macro_recall_std", "macro_f1")
@@ -242,7 +243,8 @@ def crop_features() -> pd.DataFrame:
     for rec in index.itertuples():
         crop = np.load(CROPS / rec.path)  # (H, W, 3) uint16
         feats = measure(np.moveaxis(crop, -1, 0), CROP_CHANNELS)
-        rows.append({"moa": rec.moa, "well": f"{rec.Image_Metadata_Plate_DAPI}_{rec.Image_Metadata_Well_DAPI}", **feats})
+        well = f"{rec.Image_Metadata_Plate_DAPI}_{rec.Image_Metadata_Well_DAPI}"
+        rows.append({"moa": rec.moa, "well": well, **feats})
     return pd.DataFrame(rows)
 
 
@@ -263,7 +265,7 @@ def crops_benchmark() -> dict:
         xgb = XGBoostClassifier(early_stopping_rounds=None, n_estimators=200).fit(Xtr, y[tr].astype(str))
         scores["xgboost"][te] = xgb.predict_proba(Xte)[:, list(xgb.classes_).index("1")]
     return {
-        "n_crops": int(len(y)), "n_wells": int(df["well"].nunique()), "n_features": len(feats),
+        "n_crops": len(y), "n_wells": int(df["well"].nunique()), "n_features": len(feats),
         "feature_seconds": round(seconds, 1),
         "auc": {k: round(float(roc_auc_score(y, s)), 4) for k, s in scores.items()},
     }

@@ -32,8 +32,8 @@ that has already been normalised (e.g. by pycytominer) so it is not normalised t
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,8 @@ from sklearn.utils.validation import check_is_fitted
 
 OPERATIONS = ("na", "variance", "frequency", "correlation", "blocklist")
 DEFAULT_OPERATIONS = ("na", "variance", "correlation", "blocklist")
+# Order of application: names first; correlation last, as it depends on the kept set.
+OPERATIONS_ORDER = ("blocklist", "na", "variance", "frequency", "correlation")
 BLOCKLIST = r"(^|_)Location_|AreaShape_Center_[XYZ]|AreaShape_Orientation|_Number_Object_Number$|ObjectNumber$"
 
 
@@ -160,7 +162,7 @@ class FeatureSelector(TransformerMixin, BaseEstimator):
                                           if hasattr(self, "feature_names_in_") else np.zeros(A.shape[1], dtype=bool)),
         }
 
-    def fit(self, X, y=None) -> "FeatureSelector":
+    def fit(self, X, y=None) -> FeatureSelector:
         """Find the kept columns of ``X`` (n, p) from its rows alone (``y`` is ignored)."""
         unknown = sorted(set(self.operations) - set(OPERATIONS))
         if unknown:
@@ -177,8 +179,7 @@ class FeatureSelector(TransformerMixin, BaseEstimator):
         keep = np.ones(arr.shape[1], dtype=bool)
         self.excluded_: dict[str, list[str]] = {op: [] for op in OPERATIONS}
         masks = self._masks(names)
-        # Cheap name and column checks first, the correlation (which depends on the kept set) last.
-        for op in sorted(self.operations, key=lambda o: ("blocklist", "na", "variance", "frequency", "correlation").index(o)):
+        for op in sorted(self.operations, key=OPERATIONS_ORDER.index):
             idx = np.flatnonzero(keep)
             drop = idx[masks[op](arr[:, idx], names[idx])]
             keep[drop] = False

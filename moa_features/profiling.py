@@ -1,24 +1,59 @@
-"""Profile operations on feature tables: plate normalisation, well aggregation, effect sizes.
+"""Profile operations on feature tables: plate normalisation, consensus profiles, effect sizes.
 
 All functions take and return pandas DataFrames that follow the ``Metadata_`` convention
 (see :mod:`moa_features.schema`); feature columns are every non-``Metadata_`` column.
 
-Plate normalisation is a *per-plate transform*: a plate's reference statistics come from that
-plate's own sites (its negative-control wells, or all its sites), never from other plates and
-never from labels, so applying it to a held-out plate leaks nothing from training data.
+Plate normalisation (:func:`normalize_table`, the one entry point train, predict, the report
+and the app share) is a robust z-score per plate, ``(x - centre) / spread``:
+
+- ``controls``: centre and spread (1.4826 * MAD) of the plate's negative-control wells;
+- ``plate``: the same over all the plate's wells;
+- ``pooled`` (what ``auto`` chooses when every plate has controls): the centre of the plate's
+  controls, and a spread shrunk from the plate's own control spread toward the spread pooled
+  over every plate's control wells (deviations from their own plate's centre), with a weight
+  of :data:`SPREAD_SHRINKAGE` pseudo-wells: ``sqrt((m s_plate**2 + k s_pooled**2) / (m + k))``.
+  A plate with 6 controls (BBBC021) gets mostly the pooled spread, a plate with hundreds
+  (RxRx) keeps its own. A spread from a handful of wells is noisy (sometimes ~0), and on
+  BBBC021's raw well means it costs 10 points of treatment accuracy
+  (``benchmarks/results_bbbc021.md``).
+
+``controls`` and ``plate`` use nothing but the plate's own wells, so a held-out plate changes
+nothing on the others. ``pooled`` shares one statistic across plates: the spread of control
+wells (never a treated well, never a label). A run that holds out plates and wants the strict
+guarantee fits the pooled spread on its training plates (``pooled_spread=`` from
+:func:`pooled_control_spread` of those rows) or uses ``controls``; a new table is normalised
+with the pooled spread saved by the run (:attr:`NormalizedTable.pooled_spread`).
+
+No statistic comes from labels or from treatment wells when normalising against controls, so
+the transform leaks nothing of a held-out treatment. :func:`looks_normalized` detects a table
+that has already been normalised (e.g. by pycytominer) so it is not normalised twice.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import median_abs_deviation
 
 from moa_features import schema
 
-NORMALIZATIONS = ("controls", "plate", "none")
-MAD_TO_SD = 1.4826  # MAD of a normal distribution * 1.4826 = its standard deviation
+NORMALIZATIONS = ("auto", "pooled", "controls", "plate", "none")
+DEFAULT_NORMALIZATION = "auto"
+SPREAD_SHRINKAGE = 20.0  # pseudo-wells of the pooled spread added to each plate's own spread
+# A table counts as already normalised when, for one reference (controls or all wells, per plate
+# or overall), at least NORMALIZED_FRACTION of its features have |median| <= NORMALIZED_CENTER
+# and a robust spread within NORMALIZED_SPREAD.
+NORMALIZED_CENTER = 0.25
+NORMALIZED_SPREAD = (2 / 3, 1.5)
+NORMALIZED_FRACTION = 0.8
+
+
+class AlreadyNormalizedWarning(UserWarning):
+    """The table's features are already centred at 0 with unit robust spread."""
 
 
 def is_control(
@@ -37,16 +72,81 @@ def is_control(
 def robust_scale(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median and robust spread (1.4826 * MAD) per column of ``ref`` (n, p), NaNs ignored.
 
-    Where the MAD is 0 (a feature constant in most reference rows) the standard deviation is
-    used; where that is 0 too the spread is 1, so the feature becomes ``x - median``.
+    The spread is :func:`scipy.stats.median_abs_deviation` with ``scale="normal"``. Where it is
+    0 (a feature constant in most reference rows) the standard deviation is used; where that is
+    0 too the spread is 1, so the feature becomes ``x - median``.
     """
-    with np.errstate(all="ignore"):
+    ref = np.asarray(ref, dtype=np.float64)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         center = np.nanmedian(ref, axis=0)
-        spread = MAD_TO_SD * np.nanmedian(np.abs(ref - center), axis=0)
+        policy = "omit" if np.isnan(ref).any() else "propagate"
+        spread = np.asarray(median_abs_deviation(ref, axis=0, scale="normal", nan_policy=policy), dtype=np.float64)
         sd = np.nanstd(ref, axis=0)
     spread = np.where((spread > 0) & np.isfinite(spread), spread, sd)
     spread = np.where((spread > 0) & np.isfinite(spread), spread, 1.0)
     return center, spread
+
+
+def _reference_rows(method: str, plate_rows: np.ndarray, control: np.ndarray, plate: object) -> np.ndarray:
+    """The rows of one plate its statistics come from (its controls, or all its rows for ``plate``)."""
+    if method == "plate":
+        return plate_rows
+    ref = plate_rows[control[plate_rows]]
+    if len(ref) == 0:
+        raise ValueError(
+            f"plate {plate!r} has no negative-control rows to normalize against; "
+            "use --normalize plate, or check the treatment/MoA columns"
+        )
+    return ref
+
+
+def _plate_groups(plates: np.ndarray) -> tuple[np.ndarray, int]:
+    codes = pd.factorize(pd.Series(plates), sort=False)[0]
+    return codes, int(codes.max()) + 1 if len(codes) else 0
+
+
+def pooled_control_spread(values: np.ndarray, plates: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Robust spread (p,) of the ``reference`` rows' deviations from their own plate's median.
+
+    values: (n, p); plates: (n,) plate ids; reference: (n,) bool (e.g. the controls of the
+    training plates). A plate without reference rows contributes nothing.
+    """
+    codes, n_plates = _plate_groups(plates)
+    deviations = []
+    for k in range(n_plates):
+        ref = np.flatnonzero((codes == k) & reference)
+        if len(ref):
+            deviations.append(values[ref] - robust_scale(values[ref])[0])
+    if not deviations:
+        raise ValueError("no reference (negative-control) rows to pool a spread from")
+    return robust_scale(np.vstack(deviations))[1]
+
+
+def plate_statistics(
+    values: np.ndarray, plates: np.ndarray, reference: np.ndarray, shrinkage: float = 0.0,
+    pooled_spread: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row centre and spread (n, p) of each row's plate, from the plate's ``reference`` rows.
+
+    values: (n, p) features; plates: (n,) plate ids; reference: (n,) bool, the rows statistics
+    come from (every plate needs at least one). Centre: the plate's reference median. Spread:
+    the plate's own robust spread, or with ``shrinkage = k > 0``
+    ``sqrt((m * s_plate**2 + k * s_pooled**2) / (m + k))``, ``m`` the plate's reference rows and
+    ``s_pooled`` = ``pooled_spread`` (default :func:`pooled_control_spread` of ``reference``).
+    """
+    codes, n_plates = _plate_groups(plates)
+    centers = np.empty((n_plates, values.shape[1]))
+    spreads = np.empty_like(centers)
+    counts = np.zeros(n_plates)
+    for k in range(n_plates):
+        ref = np.flatnonzero((codes == k) & reference)
+        centers[k], spreads[k] = robust_scale(values[ref])
+        counts[k] = len(ref) if len(ref) > 1 else 0  # one row has no spread of its own
+    if shrinkage > 0:
+        pooled = pooled_control_spread(values, plates, reference) if pooled_spread is None else pooled_spread
+        spreads = np.sqrt((counts[:, None] * spreads**2 + shrinkage * pooled**2) / (counts[:, None] + shrinkage))
+    return centers[codes], spreads[codes]
 
 
 def normalize(
@@ -55,59 +155,246 @@ def normalize(
     plate_col: str = schema.PLATE,
     control: pd.Series | None = None,
     features: Sequence[str] | None = None,
+    pooled_spread: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Robust z-score of every feature within each plate.
+    """Robust z-score of every feature within each plate (see the module docstring).
 
-    method: ``controls`` (reference = the plate's negative-control rows, the field's standard),
-    ``plate`` (reference = all rows of the plate) or ``none`` (a copy). ``control`` is a boolean
-    mask of control rows (default :func:`is_control`). Returns a new table; metadata unchanged.
+    method: ``controls`` (reference = the plate's negative-control rows), ``plate`` (all rows of
+    the plate), ``pooled`` (controls, spread shrunk toward the pooled control spread, or toward
+    ``pooled_spread`` (p,) when given), ``none`` (a copy) or ``auto``
+    (:func:`resolve_normalization`). ``control`` is a boolean mask of control rows (default
+    :func:`is_control`). Warns (:class:`AlreadyNormalizedWarning`) when the table looks
+    normalised already. Returns a new table; metadata unchanged.
     """
     if method not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {method!r}; expected one of {', '.join(NORMALIZATIONS)}")
-    out = df.copy()
     if method == "none":
-        return out
+        return df.copy()
     if plate_col not in df.columns:
         raise KeyError(f"normalization needs the plate column {plate_col!r}, which the table lacks")
     features = list(features) if features is not None else schema.feature_columns(df.columns)
-    if control is None:
-        control = is_control(df)
+    control = np.asarray(is_control(df) if control is None else control, dtype=bool)
+    method = resolve_normalization(df, method, control, plate_col=plate_col, features=features)
+    return _apply(df, method, plate_col, control, features, pooled_spread)[0]
+
+
+def _apply(
+    df: pd.DataFrame, method: str, plate_col: str, control: np.ndarray, features: list[str],
+    pooled_spread: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """:func:`normalize` with a resolved ``method``; also the pooled spread used (``pooled`` only)."""
+    if method == "none":
+        return df.copy(), None
     values = df[features].to_numpy(dtype=np.float64)
-    result = np.empty_like(values)
+    plates = df[plate_col].to_numpy()
+    reference = np.zeros(len(df), dtype=bool)
     for plate, idx in df.groupby(plate_col, sort=False).indices.items():
-        ref_rows = idx
-        if method == "controls":
-            ref_rows = idx[np.asarray(control)[idx]]
-            if len(ref_rows) == 0:
-                raise ValueError(
-                    f"plate {plate!r} has no negative-control rows to normalize against; "
-                    "use --normalize plate, or check the treatment/MoA columns"
-                )
-        center, spread = robust_scale(values[ref_rows])
-        result[idx] = (values[idx] - center) / spread
-    out[features] = result
-    return out
+        reference[_reference_rows(method, idx, control, plate)] = True
+    pooled = None
+    if method == "pooled":
+        pooled = pooled_control_spread(values, plates, reference) if pooled_spread is None else pooled_spread
+        if len(pooled) != len(features):
+            raise ValueError(f"pooled_spread has {len(pooled)} values for {len(features)} features")
+    center, spread = plate_statistics(values, plates, reference, SPREAD_SHRINKAGE if pooled is not None else 0.0,
+                                      pooled)
+    scaled = pd.DataFrame((values - center) / spread, columns=features, index=df.index)
+    return pd.concat([df.drop(columns=features), scaled], axis=1)[list(df.columns)], pooled
 
 
-def aggregate_wells(
-    df: pd.DataFrame, keys: Sequence[str] = (schema.PLATE, schema.WELL), how: str = "median"
+def looks_normalized(
+    df: pd.DataFrame, control: np.ndarray | pd.Series, plate_col: str = schema.PLATE,
+    features: Sequence[str] | None = None,
+) -> str | None:
+    """Which reference the table is already centred on with unit robust spread, or ``None``.
+
+    References tried: the negative controls of each plate, all wells of each plate, all
+    controls, all wells. A reference matches when at least :data:`NORMALIZED_FRACTION` of the
+    features have ``|median| <= NORMALIZED_CENTER`` and a 1.4826 * MAD within
+    :data:`NORMALIZED_SPREAD` (per-plate references: the median over plates of each).
+    """
+    features = list(features) if features is not None else schema.feature_columns(df.columns)
+    if not features:
+        return None
+    values = df[features].to_numpy(dtype=np.float64)
+    control = np.asarray(control, dtype=bool)
+    everything = np.ones(len(df), dtype=bool)
+    plates = df[plate_col].to_numpy() if plate_col in df.columns else np.zeros(len(df))
+    for name, rows, per_plate in (
+        ("each plate's negative controls", control, True),
+        ("each plate's wells", everything, True),
+        ("the negative controls", control, False),
+        ("all wells", everything, False),
+    ):
+        centers, spreads = [], []
+        groups = pd.Series(plates).groupby(plates, sort=False).indices.values() if per_plate else [np.arange(len(df))]
+        for idx in groups:
+            ref = idx[rows[idx]]
+            if len(ref) >= 3:
+                c, s = robust_scale(values[ref])
+                centers.append(c)
+                spreads.append(s)
+        if not centers:
+            continue
+        c, s = np.median(centers, axis=0), np.median(spreads, axis=0)
+        ok = (np.abs(c) <= NORMALIZED_CENTER) & (s >= NORMALIZED_SPREAD[0]) & (s <= NORMALIZED_SPREAD[1])
+        if ok.mean() >= NORMALIZED_FRACTION:
+            return name
+    return None
+
+
+def resolve_normalization(
+    df: pd.DataFrame, method: str, control: np.ndarray | pd.Series, plate_col: str = schema.PLATE,
+    features: Sequence[str] | None = None,
+) -> str:
+    """The normalisation to apply: ``auto`` becomes ``none``, ``pooled`` or ``plate``.
+
+    ``auto``: ``none`` when :func:`looks_normalized` finds the table normalised already (with a
+    warning), else ``pooled`` when every plate has negative controls, else ``plate`` (with a
+    warning). An explicit ``pooled``, ``controls`` or ``plate`` on an already-normalised table is kept but
+    warned about (:class:`AlreadyNormalizedWarning`, which tells the user to pass ``--normalize
+    none``).
+    """
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {method!r}; expected one of {', '.join(NORMALIZATIONS)}")
+    if method == "none":
+        return method
+    done = looks_normalized(df, control, plate_col=plate_col, features=features)
+    if done is not None:
+        if method == "auto":
+            warnings.warn(
+                f"features are already centred at 0 with unit robust spread over {done}; not normalising "
+                "again (--normalize auto chose none)", AlreadyNormalizedWarning, stacklevel=3,
+            )
+            return "none"
+        warnings.warn(
+            f"features are already centred at 0 with unit robust spread over {done}: the table looks "
+            f"normalised already; pass --normalize none (or auto) to avoid normalising it twice",
+            AlreadyNormalizedWarning, stacklevel=3,
+        )
+        return method
+    if method == "auto":
+        control = np.asarray(control, dtype=bool)
+        if plate_col in df.columns and pd.Series(control).groupby(df[plate_col].to_numpy()).any().all():
+            return "pooled"
+        warnings.warn("not every plate has negative-control rows; normalising against all wells of each plate "
+                      "(--normalize auto chose plate)", UserWarning, stacklevel=3)
+        return "plate"
+    return method
+
+
+@dataclass
+class NormalizedTable:
+    """Result of :func:`normalize_table`: the normalised ``table``, the ``method`` applied
+    (``auto`` resolved), the ``control`` mask (n,) bool, a one-line ``note`` for reports and,
+    for ``pooled``, the ``pooled_spread`` (p,) to normalise new tables the same way."""
+
+    table: pd.DataFrame
+    method: str
+    control: np.ndarray
+    note: str
+    pooled_spread: np.ndarray | None = None
+
+
+NOTES = {
+    "pooled": "Normalised per plate: robust z-score against the plate's negative-control wells, the spread "
+              "shrunk toward the spread pooled over every plate's controls.",
+    "controls": "Normalised per plate: robust z-score against the plate's negative-control wells.",
+    "plate": "Normalised per plate: robust z-score against all of the plate's wells.",
+    "none": "Not normalised (the table is used as given).",
+}
+
+
+def normalize_table(
+    df: pd.DataFrame,
+    method: str = DEFAULT_NORMALIZATION,
+    *,
+    plate: str = schema.PLATE,
+    label: str = schema.MOA,
+    treatment: str | None = schema.TREATMENT,
+    features: Sequence[str] | None = None,
+    pooled_spread: np.ndarray | None = None,
+) -> NormalizedTable:
+    """Find the controls, choose the normalisation and apply it: the one call every stage makes.
+
+    Controls are :func:`is_control` of ``label`` / ``treatment``. ``method`` and
+    ``pooled_spread`` as in :func:`normalize` (default :data:`DEFAULT_NORMALIZATION`); the
+    resolved method (and pooled spread) is returned so a run can record it and normalise new
+    data the same way.
+    """
+    control = is_control(df, moa_col=label, treatment_col=treatment or schema.TREATMENT).to_numpy()
+    if method != "none" and plate not in df.columns:
+        raise KeyError(f"normalization needs the plate column {plate!r}, which the table lacks; "
+                       f"pass --normalize none or name the plate column")
+    features = list(features) if features is not None else schema.feature_columns(df.columns)
+    resolved = resolve_normalization(df, method, control, plate_col=plate, features=features)
+    out, pooled = _apply(df, resolved, plate, control, features, pooled_spread)
+    return NormalizedTable(out, resolved, control, NOTES[resolved], pooled)
+
+
+def sphere(
+    df: pd.DataFrame, control: np.ndarray | pd.Series, features: Sequence[str] | None = None, epsilon: float = 0.1
 ) -> pd.DataFrame:
-    """One row per well: the ``how`` (median or mean) of each feature over the well's sites.
+    """Typical-variation normalisation (Ando et al. 2017): ZCA whitening fitted on control rows only.
 
-    Metadata columns constant within a well are kept; the others are dropped.
+    ``W = U diag(1 / sqrt(lambda + epsilon)) U^T`` from the eigendecomposition of the control
+    rows' covariance; every row becomes ``(x - mean_control) W``, so the controls' variation is
+    spherical and features that co-vary in untreated cells stop counting twice. ``epsilon``
+    regularises directions the controls barely span (there are fewer control wells than
+    features on BBBC021). Missing values take the control median. Returns a new table.
+    """
+    features = list(features) if features is not None else schema.feature_columns(df.columns)
+    control = np.asarray(control, dtype=bool)
+    if control.sum() < 2:
+        raise ValueError(f"sphering needs at least 2 negative-control rows, got {int(control.sum())}")
+    values = np.array(df[features].to_numpy(dtype=np.float64))
+    values[~np.isfinite(values)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fill = np.nan_to_num(np.nanmedian(values[control], axis=0))
+    values = np.where(np.isnan(values), fill, values)
+    ref = values[control]
+    mean = ref.mean(axis=0)
+    eigval, eigvec = np.linalg.eigh(np.cov(ref - mean, rowvar=False).reshape(len(features), len(features)))
+    whiten = (eigvec / np.sqrt(np.clip(eigval, 0, None) + epsilon)) @ eigvec.T
+    sphered = pd.DataFrame((values - mean) @ whiten, columns=features, index=df.index)
+    return pd.concat([df.drop(columns=features), sphered], axis=1)[list(df.columns)]
+
+
+def well_profiles(
+    df: pd.DataFrame, keys: Sequence[str] = (schema.PLATE, schema.WELL), features: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """One row per well: the median of each feature over the well's rows (sites or cells).
+
+    Metadata columns constant within every well are kept; ``Metadata_n_sites`` counts rows.
+    A table without the well ``keys`` (already one row per well) is returned unchanged.
     """
     keys = list(keys)
-    missing = [k for k in keys if k not in df.columns]
-    if missing:
-        raise KeyError(f"well aggregation needs column(s) {missing}, which the table lacks")
-    features = schema.feature_columns(df.columns)
-    grouped = df.groupby(keys, sort=True, dropna=False)
-    agg = getattr(grouped[features], how)()
+    if not set(keys) <= set(df.columns):
+        return df.reset_index(drop=True)
+    features = list(features) if features is not None else schema.feature_columns(df.columns)
+    grouped = df.groupby(keys, sort=False, dropna=False)
+    if grouped.ngroups == len(df):
+        return df.reset_index(drop=True)
     meta_cols = [c for c in schema.metadata_columns(df.columns) if c not in keys]
     constant = [c for c in meta_cols if (grouped[c].nunique(dropna=False) <= 1).all()]
     meta = grouped[constant].first()
     meta["Metadata_n_sites"] = grouped.size()
-    return pd.concat([meta, agg], axis=1).reset_index()
+    return pd.concat([meta, grouped[features].median()], axis=1).reset_index()
+
+
+def consensus_profiles(
+    df: pd.DataFrame, by: Sequence[str], features: Sequence[str] | None = None,
+    well_keys: Sequence[str] = (schema.PLATE, schema.WELL),
+) -> pd.DataFrame:
+    """Consensus profile per ``by`` group (Ljosa et al. 2013): well medians, then their median.
+
+    Returns one row per group with the ``by`` columns, ``Metadata_n_wells`` and the features.
+    """
+    features = list(features) if features is not None else schema.feature_columns(df.columns)
+    wells = well_profiles(df, well_keys, features)
+    grouped = wells.groupby(list(by), sort=True, dropna=False)
+    medians = grouped[features].median().copy()  # one block: the index insert below stays cheap
+    return pd.concat([grouped.size().rename("Metadata_n_wells"), medians], axis=1).copy().reset_index()
 
 
 def effect_sizes(

@@ -5,24 +5,33 @@ transform that uses no other plate and no label: it lives in :mod:`moa_features.
 and is applied once to the whole table. Everything here is *fitted*, so it is fitted inside
 each training fold (:func:`make_preprocessor`).
 
-Feature selection follows pycytominer's ``feature_select`` operations, with its defaults:
+Feature selection follows pycytominer's ``feature_select`` with the operations of the
+profiling recipe (``drop_na_columns``, ``variance_threshold``, ``correlation_threshold``,
+``blocklist``; :data:`DEFAULT_OPERATIONS`), with pycytominer's defaults:
 
-- ``drop_na_columns``: drop a feature whose fraction of missing values exceeds ``na_cutoff``
-  (0.05);
-- ``variance_threshold`` / ``frequency_threshold``: drop a feature whose population variance
-  is below ``min_variance`` (1e-6), whose second most common value is less than ``freq_cut``
-  (0.05) times as frequent as the most common one (or that has a single value), or whose
-  number of distinct values is below ``unique_cut`` (0.01) times the number of rows;
-- ``correlation_threshold``: for every pair of features with absolute Pearson correlation
-  above ``corr_threshold`` (0.9), drop the one with the larger sum of absolute correlations
-  to all features.
+- ``na``: drop a feature whose fraction of missing values exceeds ``na_cutoff`` (0.05);
+- ``variance``: drop a feature whose population variance is below ``min_variance`` (1e-6);
+- ``correlation``: for every pair of features with absolute Pearson correlation above
+  ``corr_threshold`` (0.9), drop the one with the larger sum of absolute correlations to all
+  features;
+- ``blocklist``: drop features whose name matches ``blocklist`` (a regular expression; default
+  :data:`BLOCKLIST`, CellProfiler measurements of where an object lies in the image rather than
+  what it looks like); only applies when the columns have names (a DataFrame);
+- ``frequency`` (opt-in, pycytominer's ``frequency_threshold``): drop near-constant features.
+  It is not a default because after per-plate median centring every plate with an odd number of
+  reference wells contributes an exact 0 to each feature, which the frequency rule reads as a
+  dominant value and drops every feature.
+
+On BBBC021's raw well means this selection (fitted on training folds, no labels) is worth
++3 to +7 points of treatment accuracy (``benchmarks/results_bbbc021.md``).
 """
 
 from __future__ import annotations
 
+import re
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -30,6 +39,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
+
+OPERATIONS = ("na", "variance", "frequency", "correlation", "blocklist")
+DEFAULT_OPERATIONS = ("na", "variance", "correlation", "blocklist")
+# Order of application: names first; correlation last, as it depends on the kept set.
+OPERATIONS_ORDER = ("blocklist", "na", "variance", "frequency", "correlation")
+BLOCKLIST = r"(^|_)Location_|AreaShape_Center_[XYZ]|AreaShape_Orientation|_Number_Object_Number$|ObjectNumber$"
 
 
 @contextmanager
@@ -124,31 +139,49 @@ class FeatureSelector(TransformerMixin, BaseEstimator):
         freq_cut: float = 0.05,
         unique_cut: float = 0.01,
         corr_threshold: float = 0.9,
+        blocklist: str = BLOCKLIST,
+        operations: Sequence[str] = DEFAULT_OPERATIONS,
     ) -> None:
         self.na_cutoff = na_cutoff
         self.min_variance = min_variance
         self.freq_cut = freq_cut
         self.unique_cut = unique_cut
         self.corr_threshold = corr_threshold
+        self.blocklist = blocklist
+        self.operations = operations
 
-    def fit(self, X, y=None) -> "FeatureSelector":
+    def _masks(self, names: np.ndarray) -> dict:
+        """Operation name -> function of the (n, p_kept) array and its names giving the dropped mask."""
+        pattern = re.compile(self.blocklist)
+        return {
+            "na": lambda A, _: na_excluded(A, self.na_cutoff),
+            "variance": lambda A, _: variance_excluded(A, self.min_variance),
+            "frequency": lambda A, _: frequency_excluded(A, self.freq_cut, self.unique_cut),
+            "correlation": lambda A, _: correlation_excluded(A, self.corr_threshold),
+            "blocklist": lambda A, cols: (np.array([bool(pattern.search(str(c))) for c in cols], dtype=bool)
+                                          if hasattr(self, "feature_names_in_") else np.zeros(A.shape[1], dtype=bool)),
+        }
+
+    def fit(self, X, y=None) -> FeatureSelector:
+        """Find the kept columns of ``X`` (n, p) from its rows alone (``y`` is ignored)."""
+        unknown = sorted(set(self.operations) - set(OPERATIONS))
+        if unknown:
+            raise ValueError(f"unknown feature-selection operation(s) {unknown}; choose from {', '.join(OPERATIONS)}")
         if isinstance(X, pd.DataFrame):
             self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         arr = _as_float(X)
         if arr.ndim != 2 or arr.shape[0] < 2:
             raise ValueError(f"feature selection needs a 2-D table with >= 2 rows, got shape {arr.shape}")
         self.n_features_in_ = arr.shape[1]
         names = self._names()
         keep = np.ones(arr.shape[1], dtype=bool)
-        self.excluded_: dict[str, list[str]] = {}
-        for op, mask_fn in (
-            ("na", lambda A: na_excluded(A, self.na_cutoff)),
-            ("variance", lambda A: variance_excluded(A, self.min_variance)),
-            ("frequency", lambda A: frequency_excluded(A, self.freq_cut, self.unique_cut)),
-            ("correlation", lambda A: correlation_excluded(A, self.corr_threshold)),
-        ):
+        self.excluded_: dict[str, list[str]] = {op: [] for op in OPERATIONS}
+        masks = self._masks(names)
+        for op in sorted(self.operations, key=OPERATIONS_ORDER.index):
             idx = np.flatnonzero(keep)
-            drop = idx[mask_fn(arr[:, idx])]
+            drop = idx[masks[op](arr[:, idx], names[idx])]
             keep[drop] = False
             self.excluded_[op] = [str(names[k]) for k in drop]
         if not keep.any():

@@ -16,6 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from moa_features.features.segmentation import check_image
+
 PERCENTILES: tuple[int, ...] = (1, 5, 25, 75, 95, 99)
 
 FEATURE_DOCS: list[tuple[str, str, str]] = [
@@ -35,15 +37,16 @@ def histogram(plane: np.ndarray) -> np.ndarray:
     """Pixel counts per grey value of an unsigned-integer image.
 
     plane: any shape, ``uint8`` or ``uint16``. Returns ``(256,)`` or ``(65536,)`` int64 counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> histogram(np.array([0, 0, 3], np.uint8))[:4].tolist()
+    [2, 0, 0, 1]
     """
     if plane.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected a uint8 or uint16 image, got dtype {plane.dtype}")
     return np.bincount(plane.ravel(), minlength=int(np.iinfo(plane.dtype).max) + 1)
-
-
-def _order_statistics(cum: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """Values at 0-based ``ranks`` of the sorted sample whose cumulative histogram is ``cum``."""
-    return np.searchsorted(cum, ranks, side="right").astype(np.float64)
 
 
 def _percentiles_from_cumulative(cum: np.ndarray, values: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -65,6 +68,12 @@ def percentiles_from_histogram(hist: np.ndarray, q: Sequence[float] | np.ndarray
     """Percentiles ``q`` (0-100) of the sample whose grey-value histogram is ``hist``.
 
     Bit-identical to ``np.percentile(sample, q, method="linear")``. Returns float64, shape of q.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> percentiles_from_histogram(np.bincount([1, 2, 3, 4]), [50]).tolist()
+    [2.5]
     """
     cum = np.cumsum(hist)
     if cum[-1] == 0:
@@ -118,9 +127,15 @@ def intensity_features(image: np.ndarray, channels: Sequence[str]) -> dict[str, 
 
     image: ``(C, H, W)`` uint8/uint16; channels: C names. Returns
     ``{"Image_Intensity_<Measure>_<ch>": value}`` (see ``FEATURE_DOCS``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.arange(16, dtype=np.uint8).reshape(1, 4, 4)
+    >>> intensity_features(image, ["w1"])["Image_Intensity_Median_w1"]
+    7.5
     """
-    if image.ndim != 3 or image.shape[0] != len(channels):
-        raise ValueError(f"expected a (C, H, W) image with C={len(channels)}, got shape {image.shape}")
+    image = check_image(image, channels)
     out: dict[str, float] = {}
     for plane, ch in zip(image, channels):
         for measure, value in channel_intensity(plane).items():

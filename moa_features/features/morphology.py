@@ -73,7 +73,7 @@ FEATURE_DOCS: list[tuple[str, str, str]] = [
     ("<Cpt>_Intensity_MedianIntensity_<ch>_<stat>", "grey level", "CellProfiler's 1/2 quantile (same rule)."),
     ("<Cpt>_Intensity_UpperQuartileIntensity_<ch>_<stat>", "grey level", "CellProfiler's 3/4 quantile (same rule)."),
     ("<Cpt>_Intensity_MADIntensity_<ch>_<stat>", "grey level", "CellProfiler's 1/2 quantile of |value - MedianIntensity|."),
-    ("<Cpt>_Intensity_IntegratedIntensityEdge_<ch>_<stat>", "grey level", "Sum over the object's outline (pixels with an 8-neighbour outside the object, or on the image border)."),
+    ("<Cpt>_Intensity_IntegratedIntensityEdge_<ch>_<stat>", "grey level", "Sum over the object's outline (pixels with a 4-neighbour outside the object, or on the image border)."),
     ("<Cpt>_Intensity_MeanIntensityEdge_<ch>_<stat>", "grey level", "Mean over the object's outline."),
     ("<Cpt>_Intensity_MassDisplacement_<ch>_<stat>", "pixels", "Distance between the intensity-weighted and the unweighted centroid."),
     ("<Cpt>_Texture_<Measure>_<ch>_<d>_avg_<q>_<stat>", "as Image_Texture", "Option (--object-texture): Haralick measures of the object's own GLCM (pairs inside the object), quantised as the image-level texture."),

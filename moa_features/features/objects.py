@@ -11,7 +11,7 @@ cells and cytoplasm with matching numbers 1..n. For each object and channel,
   interpolation to the next one (``f`` = 1/4, 1/2, 3/4; the last value when there is no
   next one); ``MADIntensity``: the same rule at 1/2 on ``|value - MedianIntensity|``;
 - ``IntegratedIntensityEdge``, ``MeanIntensityEdge``: over the object's outline, the pixels
-  with an 8-neighbour of another label or on the image border (centrosome's ``outline``);
+  with a 4-neighbour of another label or on the image border;
 - ``MassDisplacement``: distance in pixels between the intensity-weighted and the
   unweighted centroid.
 
@@ -64,9 +64,10 @@ _QUANTILES = {"LowerQuartileIntensity": 0.25, "MedianIntensity": 0.5, "UpperQuar
 
 
 def outline(labels: np.ndarray) -> np.ndarray:
-    """Bool ``(H, W)``: object pixels with an 8-neighbour of another label, or on the border.
+    """Bool ``(H, W)``: object pixels with a 4-neighbour of another label, or on the image border.
 
-    The edge pixels of CellProfiler's ``IntegratedIntensityEdge`` (centrosome ``outline``).
+    The edge pixels of CellProfiler's ``IntegratedIntensityEdge`` (checked against its own
+    output on ExampleHuman: identical edge pixel counts on identical objects).
 
     Examples
     --------
@@ -79,8 +80,6 @@ def outline(labels: np.ndarray) -> np.ndarray:
     for a, b in (
         ((slice(1, None), slice(None)), (slice(None, -1), slice(None))),
         ((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
-        ((slice(1, None), slice(1, None)), (slice(None, -1), slice(None, -1))),
-        ((slice(1, None), slice(None, -1)), (slice(None, -1), slice(1, None))),
     ):
         d = labels[a] != labels[b]
         different[a] |= d
@@ -478,3 +477,29 @@ def site_summary(objects: dict[str, np.ndarray], masks: Masks) -> dict[str, floa
     }
     out.update(aggregate_objects(objects))
     return out
+
+
+def match_by_centre(ours: np.ndarray, theirs: np.ndarray, max_distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching of objects by their centres (mutual nearest neighbours).
+
+    ours: ``(n, 2)``, theirs: ``(m, 2)`` centres (x, y) in pixels. A pair is matched when each
+    is the other's nearest centre and they lie at most ``max_distance`` pixels apart.
+    Returns index arrays ``(i_ours, i_theirs)`` of equal length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> match_by_centre(np.array([[0, 0], [10, 10]]), np.array([[10, 11], [50, 50]]), 3)
+    (array([1]), array([0]))
+    """
+    from scipy.spatial import cKDTree
+
+    ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    if not len(ours) or not len(theirs):
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    d_theirs, to_ours = cKDTree(ours).query(theirs)
+    _, to_theirs = cKDTree(theirs).query(ours)
+    j = np.flatnonzero((to_theirs[to_ours] == np.arange(len(theirs))) & (d_theirs <= max_distance))
+    i = to_ours[j]
+    order = np.argsort(i)
+    return i[order], j[order]

@@ -4,7 +4,8 @@ Measurements take these masks as input (as cp-measure does), so a user can bring
 (e.g. from Cellpose, through ``ObjectsFileName_Nuclei``-style LoadData columns).
 
 1. :func:`segment_nuclei` on the nuclear (Hoechst/DAPI) channel: Gaussian smoothing,
-   global threshold (Otsu, or minimum cross-entropy), hole filling, removal of small
+   global threshold (Otsu, or minimum cross-entropy) of the raw plane applied to the
+   smoothed plane (CellProfiler's order, which reproduces its nuclei), hole filling, removal of small
    objects, then touching nuclei are split by a watershed on the Euclidean distance
    transform seeded at its regional maxima, followed by a merge of fragments joined by a
    wide neck (relative to the fragment's own radius, so it holds at any magnification).
@@ -65,6 +66,24 @@ def _threshold(smoothed: np.ndarray, method: str) -> float:
     if method == "li":
         return float(threshold_li(smoothed))
     raise ValueError(f"threshold must be one of {THRESHOLDS}, got {method!r}")
+
+
+def _raw_threshold(plane: np.ndarray, method: str) -> float:
+    """The threshold of the raw plane, to cut its smoothed copy (as CellProfiler does).
+
+    Where the plane's grey values around the threshold are contiguous (real images), the
+    threshold is used as it is: CellProfiler's nuclei are reproduced. Where it falls in an
+    empty stretch of the histogram (e.g. a two-valued plane, whose Otsu threshold sits just
+    above the lower value), the cut moves to the middle of that stretch, so objects keep
+    their size once smoothed; both cut the raw plane identically.
+    """
+    values = np.asarray(plane, dtype=np.float32)
+    t = _threshold(values, method)
+    above = values > t
+    if not above.any() or above.all():
+        return t
+    lower, upper = float(values[~above].max()), float(values[above].min())
+    return t if upper - lower <= 1 else (lower + upper) / 2
 
 
 def _smooth(plane: np.ndarray, sigma: float) -> np.ndarray:
@@ -160,7 +179,7 @@ def segment_nuclei(
     smoothed = _smooth(nuclear, sigma)
     if not smoothed.size or smoothed.max() <= smoothed.min():
         return np.zeros(nuclear.shape, dtype=np.int32)
-    foreground = _fill_holes(smoothed > _threshold(smoothed, threshold))
+    foreground = _fill_holes(smoothed > _raw_threshold(nuclear, threshold))
     components, n = ndi.label(foreground)
     if n == 0:
         return np.zeros(nuclear.shape, dtype=np.int32)

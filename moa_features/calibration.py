@@ -9,7 +9,7 @@ sites and writes, into ``NAME.calibration/`` beside the table:
 - ``texture.npz``: per channel, the pooled grey-value histogram of up to ``TEXTURE_SAMPLE``
   negative-control sites (all sites when the screen names no controls), illumination
   corrected, and the **run** texture scheme's quantisation table learned from it
-  (:func:`~moa_features.features.texture.quantile_lut`);
+  (:func:`~moa_features.features.texture.run_lut`);
 - ``calibration.json`` last (it marks the pass complete): the fingerprint of the inputs, the
   plates corrected and the sample sizes, and each channel's level edges (grey-value
   percentiles), which ``extract`` copies into ``NAME.summary.json``.
@@ -36,7 +36,7 @@ from moa_features import schema
 from moa_features.datasets import DatasetError
 from moa_features.features import FeatureParams, masks_from_labels
 from moa_features.features import measure_site as measure_features
-from moa_features.features.texture import quantile_lut
+from moa_features.features.texture import robust_range, run_lut
 from moa_features.illumination import MIN_SITES, block_means, correct, illumination_function
 from moa_features.io import atomic_path
 
@@ -191,7 +191,7 @@ def _texture_pass(sites, folder: Path, shape, seed: int, levels: int, illum_file
         used += 1
     if hist is None:
         raise DatasetError("texture calibration: none of the sampled sites could be read")
-    luts = np.stack([quantile_lut(h, levels) for h in hist])
+    luts = np.stack([run_lut(h, levels) for h in hist])
     with atomic_path(folder / "texture.npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, luts=luts, histograms=hist)
@@ -201,6 +201,7 @@ def _texture_pass(sites, folder: Path, shape, seed: int, levels: int, illum_file
         "levels": levels,
         "sample": "negative controls" if controls else "all sites (no negative controls named)",
         "sites": used,
+        "robust_range": [list(robust_range(h)) for h in hist],  # per channel: 0.1 and 99.9th percentiles
         "level_edges": edges,  # per channel: the smallest grey value of levels 1..levels-1
     }
 

@@ -31,7 +31,7 @@ from moa_features.features.intensity import intensity_features
 from moa_features.features.morphology import morphology_features, shape_measurements
 from moa_features.features.objects import aggregate_objects, measure_objects, object_intensity, site_objects
 from moa_features.features.segmentation import Masks, check_image, filter_objects, masks_from_labels, segment
-from moa_features.features.texture import SCHEMES, glcm, glcm_features, quantile_lut, quantize, texture_features
+from moa_features.features.texture import SCHEMES, glcm, glcm_features, run_lut, quantize, texture_features
 
 FAMILIES: tuple[str, ...] = ("intensity", "texture", "morphology", "correlation")
 
@@ -53,7 +53,7 @@ __all__ = [
     "measure_site",
     "morphology_features",
     "object_intensity",
-    "quantile_lut",
+    "run_lut",
     "quantize",
     "segment",
     "shape_measurements",
@@ -122,7 +122,7 @@ def _texture_luts(params: FeatureParams, texture_luts: Sequence[np.ndarray] | No
     if texture_luts is None:
         raise ValueError(
             "texture_scheme 'run' needs the run's per-channel quantisation tables (texture_luts, learned by "
-            "moa_features.calibration.calibrate or texture.quantile_lut); pass them, or use texture_scheme='full'"
+            "moa_features.calibration.calibrate or texture.run_lut); pass them, or use texture_scheme='full'"
         )
     if len(texture_luts) != n:
         raise ValueError(f"expected {n} texture quantisation tables (one per channel), got {len(texture_luts)}")
@@ -140,7 +140,7 @@ def measure_site(
     """All requested feature families of one site, and (``params.objects``) its object table.
 
     image: ``(C, H, W)`` uint8/uint16 (already illumination-corrected, if wanted);
-    channels: C names; texture_luts: one :func:`quantile_lut` per channel (needed by the
+    channels: C names; texture_luts: one :func:`run_lut` per channel (needed by the
     ``run`` texture scheme); masks: the site's own :class:`Masks` (``None``: segment).
     Returns ``(features, objects)``; ``objects`` (``{column: (n,)}``, see
     :func:`measure_objects`) is ``None`` unless ``params.objects`` and the morphology family

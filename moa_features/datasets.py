@@ -304,11 +304,25 @@ def read_loaddata(path: str | Path, root: str | Path | None = None) -> Dataset:
         meta[schema.SITE_ID] = site_id
         if plate is not None and well is not None:
             meta.setdefault(schema.WELL_ID, f"{plate}_{well}")
+        _object_mask_paths(meta, base)
         paths = tuple(
             str(base / str(row[f"{prefix}PathName_{ch}"]) / str(row[f"{prefix}FileName_{ch}"])) for ch in channels
         )
         sites.append(Site(site_id, meta, paths, tuple(channels)))
     return _dataset(sites, channels, "loaddata", csv, df)
+
+
+def _object_mask_paths(meta: dict[str, Any], base: Path) -> None:
+    """User masks: ``ObjectsFileName_<Name>`` (+ ``ObjectsPathName_<Name>``) -> ``Metadata_ObjectsPath_<Name>``.
+
+    CellProfiler's LoadData names label images this way (e.g. ``ObjectsFileName_Nuclei``,
+    ``ObjectsFileName_Cells``); the absolute path is what measurement reads.
+    """
+    for key in [k for k in meta if k.startswith(f"{schema.METADATA_PREFIX}ObjectsFileName_")]:
+        name = key[len(f"{schema.METADATA_PREFIX}ObjectsFileName_") :]
+        folder = meta.get(f"{schema.METADATA_PREFIX}ObjectsPathName_{name}") or ""
+        if meta[key]:
+            meta[f"{schema.METADATA_PREFIX}ObjectsPath_{name}"] = os.path.abspath(base / str(folder) / str(meta[key]))
 
 
 def read_manifest(path: str | Path, channels: Sequence[str] | None = None) -> Dataset:

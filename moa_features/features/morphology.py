@@ -212,7 +212,17 @@ def shape_measurements(labels: np.ndarray, n: int | None = None) -> dict[str, np
     (px), ``Eccentricity``, ``Solidity``, ``FormFactor`` (4*pi*Area/Perimeter²),
     ``Extent``, ``MajorAxisLength``, ``MinorAxisLength`` (px); identical to
     :func:`skimage.measure.regionprops` (``area``, ``perimeter``, ``eccentricity``,
-    ``solidity``, ``extent``, ``axis_major_length``, ``axis_minor_length``) up to rounding.
+    ``solidity``, ``extent``, ``axis_major_length``, ``axis_minor_length``) up to rounding;
+    also ``Compactness`` (CellProfiler's) and the centroid ``Center_X``, ``Center_Y`` (px).
+    ``n``: number of objects (default ``labels.max()``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((10, 10), np.int32); labels[2:5, 3:7] = 1
+    >>> m = shape_measurements(labels)
+    >>> float(m["Area"][0]), float(m["Extent"][0]), float(m["Center_X"][0])
+    (12.0, 1.0, 4.5)
     """
     labels = _check_plane(labels, "labels")
     if labels.size and labels.min() < 0:
@@ -301,7 +311,7 @@ def morphology_features(
     >>> image[0, 20:30, 20:30] = 200; image[2, 15:35, 15:35] = 90
     >>> f = morphology_features(image, ["w1", "w2", "w3"])
     >>> f["Nuclei_Count"], f["Nuclei_AreaShape_Area_Median"]
-    (1.0, 124.0)
+    (1.0, 96.0)
     """
     from moa_features.features.objects import site_objects, site_summary
 

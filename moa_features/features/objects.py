@@ -237,13 +237,18 @@ class _SiteIndex:
     def __init__(self, masks: Masks):
         n = self.n = masks.n
         nuc, cyto = masks.nuclei.ravel(), masks.cytoplasm.ravel()
-        key = np.where(nuc > 0, nuc, np.where(cyto > 0, cyto + n, 0))
-        self.pixels = np.flatnonzero(key)
-        self.key = key[self.pixels].astype(np.int64)
+        key = np.where(nuc > 0, nuc, np.where(cyto > 0, cyto + n, 0)).astype(np.int64)
+        h, w = masks.nuclei.shape
+        # A dense site is cheaper whole (background pixels land in key 0) than gathered.
+        self.pixels = np.flatnonzero(key) if np.count_nonzero(key) < key.size // 2 else None
+        self.key = key if self.pixels is None else key[self.pixels]
         self.key256 = self.key * 256
-        self.row, self.col = np.divmod(self.pixels, masks.nuclei.shape[1])
-        self.row = self.row.astype(np.float64)
-        self.col = self.col.astype(np.float64)
+        if self.pixels is None:
+            self.row = np.repeat(np.arange(h, dtype=np.float64), w)
+            self.col = np.tile(np.arange(w, dtype=np.float64), h)
+        else:
+            row, col = np.divmod(self.pixels, w)
+            self.row, self.col = row.astype(np.float64), col.astype(np.float64)
         self.edges = {name: np.flatnonzero(outline(labels)) for name, labels in masks.compartments().items()}
         self.edge_labels = {
             name: labels.ravel()[self.edges[name]].astype(np.int64) for name, labels in masks.compartments().items()
@@ -260,7 +265,7 @@ def _intensity_all(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Intensity measurements of the three compartments of one plane (shared bincounts)."""
     n = index.n
-    values = plane.ravel()[index.pixels]
+    values = plane.ravel() if index.pixels is None else plane.ravel()[index.pixels]
     if plane.dtype == np.uint8:
         hist = np.bincount(index.key256 + values, minlength=(2 * n + 1) * 256).reshape(2 * n + 1, 256)
         out = {name: _histogram_stats(h, 255) for name, h in index.split(hist).items()}

@@ -77,12 +77,19 @@ def _raw_threshold(plane: np.ndarray, method: str) -> float:
     above the lower value), the cut moves to the middle of that stretch, so objects keep
     their size once smoothed; both cut the raw plane identically.
     """
-    values = np.asarray(plane, dtype=np.float32)
-    t = _threshold(values, method)
-    above = values > t
-    if not above.any() or above.all():
+    plane = np.asarray(plane)
+    if plane.dtype in (np.uint8, np.uint16):
+        t = _threshold(plane, method)  # integer planes: skimage's exact bincount histogram
+        present = np.flatnonzero(np.bincount(plane.ravel()))
+        lower_values, upper_values = present[present <= t], present[present > t]
+    else:
+        values = plane.astype(np.float32, copy=False)
+        t = _threshold(values, method)
+        above = values > t
+        lower_values, upper_values = values[~above], values[above]
+    if not lower_values.size or not upper_values.size:
         return t
-    lower, upper = float(values[~above].max()), float(values[above].min())
+    lower, upper = float(lower_values.max()), float(upper_values.min())
     return t if upper - lower <= 1 else (lower + upper) / 2
 
 

@@ -187,8 +187,12 @@ def bench_scaling(root: Path, tmp: Path) -> dict[str, dict[str, float]]:
         t0 = time.perf_counter()
         r = extract(root, tmp / f"scale{n_jobs}.parquet", n_jobs=n_jobs, chunk_size=2, progress=False, thumbs=100)
         wall = time.perf_counter() - t0
-        out[str(n_jobs)] = {"sites": r.n_ok, "wall_s": wall, "sites_per_s": r.n_ok / wall,
-                            "cpu_s_per_site": r.cpu_seconds_per_site}
+        out[str(n_jobs)] = {
+            "sites": r.n_ok,
+            "wall_s": wall,
+            "sites_per_s": r.n_ok / wall,
+            "cpu_s_per_site": r.cpu_seconds_per_site,
+        }
     out["speedup_2_vs_1"] = out["2"]["sites_per_s"] / out["1"]["sites_per_s"]
     return out
 
@@ -220,14 +224,20 @@ def main() -> None:
     if "original" not in skip:
         orig = bench_original(sites, args.repeats)
         res["original"] = orig
-        print(f"original load_img+np.append: {orig['per_site']:.4f} s/site; np.append alone per site at N:",
-              {n: f"{v * 1e3:.2f} ms" for n, v in orig["append_per_site_at_n"].items()})
+        print(
+            f"original load_img+np.append: {orig['per_site']:.4f} s/site; np.append alone per site at N:",
+            {n: f"{v * 1e3:.2f} ms" for n, v in orig["append_per_site_at_n"].items()},
+        )
     if "cp_measure" not in skip:
         cp = bench_cp_measure(sites[: max(2, len(sites) // 2)], 1)
         res["cp_measure_per_site_s"] = cp
-        print("cp-measure vs ours, per-object families on the same masks (s/site):",
-              {k: (round(cp[k], 3), round(cp["ours"][k], 3), f"{cp['ratio_cp_measure_to_ours'][k]:.1f}x")
-               for k in ("intensity", "texture", "sizeshape")})
+        print(
+            "cp-measure vs ours, per-object families on the same masks (s/site):",
+            {
+                k: (round(cp[k], 3), round(cp["ours"][k], 3), f"{cp['ratio_cp_measure_to_ours'][k]:.1f}x")
+                for k in ("intensity", "texture", "sizeshape")
+            },
+        )
     if "scaling" not in skip:
         import tempfile
 
@@ -237,10 +247,14 @@ def main() -> None:
     per_core = ours["total"]
     res["projection_rxrx2_core_hours"] = RXRX2_SITES * per_core / 3600
     res["projection_rxrx2_hours_on"] = {n: RXRX2_SITES * per_core / 3600 / n for n in (2, 16, 64, 256)}
-    print(f"total {per_core:.3f} s/site/core = {1 / per_core:.2f} sites/s/core; "
-          f"{ours['total'] / decode:.1f}x the decode floor; features alone {features_only:.3f} s")
-    print(f"RxRx2 ({RXRX2_SITES} sites): {res['projection_rxrx2_core_hours']:.0f} core-hours; "
-          + ", ".join(f"{h:.1f} h on {n} cores" for n, h in res["projection_rxrx2_hours_on"].items()))
+    print(
+        f"total {per_core:.3f} s/site/core = {1 / per_core:.2f} sites/s/core; "
+        f"{ours['total'] / decode:.1f}x the decode floor; features alone {features_only:.3f} s"
+    )
+    print(
+        f"RxRx2 ({RXRX2_SITES} sites): {res['projection_rxrx2_core_hours']:.0f} core-hours; "
+        + ", ".join(f"{h:.1f} h on {n} cores" for n, h in res["projection_rxrx2_hours_on"].items())
+    )
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(f"-> {args.out}")
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,8 +72,10 @@ def is_control(metadata: dict[str, Any]) -> bool:
     treatment = str(metadata.get(schema.TREATMENT) or "").upper()
     well_type = str(metadata.get("Metadata_well_type") or "").lower()
     moa = str(metadata.get(schema.MOA) or "")
-    return treatment in schema.NEGATIVE_CONTROL_TREATMENTS or well_type == "negative_control" or (
-        moa == schema.NEGATIVE_CONTROL_MOA
+    return (
+        treatment in schema.NEGATIVE_CONTROL_TREATMENTS
+        or well_type == "negative_control"
+        or (moa == schema.NEGATIVE_CONTROL_MOA)
     )
 
 
@@ -186,7 +189,9 @@ def _texture_pass(sites, folder: Path, shape, seed: int, levels: int, illum_file
         bins = int(np.iinfo(image.dtype).max) + 1
         counts = np.stack([np.bincount(p.ravel(), minlength=bins) for p in image])
         if hist is not None and hist.shape != counts.shape:
-            raise DatasetError(f"site {site.site_id}: {image.dtype} / {image.shape[0]} channels differ from the sample's")
+            raise DatasetError(
+                f"site {site.site_id}: {image.dtype} / {image.shape[0]} channels differ from the sample's"
+            )
         hist = counts if hist is None else hist + counts
         used += 1
     if hist is None:
@@ -299,7 +304,8 @@ def write_objects_table(parts: Path, n_chunks: int, out: Path) -> int:
             for f in files:
                 df = pd.read_parquet(f)
                 if len(df):
-                    writer.write_table(pa.Table.from_pandas(df.reindex(columns=unified.names), schema=unified,
-                                                            preserve_index=False))
+                    writer.write_table(
+                        pa.Table.from_pandas(df.reindex(columns=unified.names), schema=unified, preserve_index=False)
+                    )
                     rows += len(df)
     return rows

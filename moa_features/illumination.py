@@ -18,7 +18,7 @@ so every downstream feature keeps its exact integer fast paths.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from scipy import ndimage as ndi

@@ -83,7 +83,9 @@ def test_disks_count_area_and_shape():
     assert f["Nuclei_AreaShape_Area_Std"] == pytest.approx(0.0, abs=1e-9)
     # The cell foreground is thresholded at half of Otsu: cells reach ~1 px past the edge.
     assert np.pi * 20**2 <= f["Cells_AreaShape_Area_Median"] <= np.pi * 21.5**2
-    assert f["Nuclei_AreaShape_Area_Median"] / f["Cells_AreaShape_Area_Median"] == pytest.approx((r / 21) ** 2, rel=0.05)
+    assert f["Nuclei_AreaShape_Area_Median"] / f["Cells_AreaShape_Area_Median"] == pytest.approx(
+        (r / 21) ** 2, rel=0.05
+    )
     assert f["Cytoplasm_AreaShape_Area_Median"] == f["Cells_AreaShape_Area_Median"] - f["Nuclei_AreaShape_Area_Median"]
     assert f["Image_AreaOccupied_Fraction_Nuclei"] == pytest.approx(len(GRID) * np.pi * r**2 / 200**2, rel=0.05)
 
@@ -238,7 +240,9 @@ def test_upsampled_site_scales_as_expected(huvec):
     big = morphology_features(np.repeat(np.repeat(huvec, 2, axis=1), 2, axis=2), CHANNELS6)
     assert big["Nuclei_Count"] == pytest.approx(small["Nuclei_Count"], rel=0.1)
     assert big["Nuclei_AreaShape_Area_Median"] == pytest.approx(4 * small["Nuclei_AreaShape_Area_Median"], rel=0.1)
-    assert big["Nuclei_AreaShape_FormFactor_Median"] == pytest.approx(small["Nuclei_AreaShape_FormFactor_Median"], rel=0.1)
+    assert big["Nuclei_AreaShape_FormFactor_Median"] == pytest.approx(
+        small["Nuclei_AreaShape_FormFactor_Median"], rel=0.1
+    )
 
 
 def test_deterministic(huvec):
@@ -256,8 +260,13 @@ def test_translation_with_dark_border_leaves_counts_and_areas_unchanged(huvec):
         assert a.max() == b.max() > 50
         np.testing.assert_array_equal(np.sort(np.bincount(a.ravel())[1:]), np.sort(np.bincount(b.ravel())[1:]))
     fa, fb = morphology_features(image, CHANNELS6), morphology_features(shifted, CHANNELS6)
-    for key in ("Nuclei_Count", "Nuclei_AreaShape_Area_Mean", "Cells_AreaShape_Area_Mean",
-                "Cells_AreaShape_Solidity_Median", "Cytoplasm_Intensity_MeanIntensity_w5_Mean"):
+    for key in (
+        "Nuclei_Count",
+        "Nuclei_AreaShape_Area_Mean",
+        "Cells_AreaShape_Area_Mean",
+        "Cells_AreaShape_Solidity_Median",
+        "Cytoplasm_Intensity_MeanIntensity_w5_Mean",
+    ):
         assert fa[key] == pytest.approx(fb[key], rel=1e-12), key
 
 

@@ -144,7 +144,9 @@ def test_user_masks_are_measured_as_given():
     cells = np.zeros_like(nuclei)
     cells[3:13, 3:13] = 1
     cells[18:34, 18:30] = 2
-    image = np.stack([np.full((40, 40), 7, np.uint8), np.arange(1600, dtype=np.uint16).reshape(40, 40).astype(np.uint8)])
+    image = np.stack(
+        [np.full((40, 40), 7, np.uint8), np.arange(1600, dtype=np.uint16).reshape(40, 40).astype(np.uint8)]
+    )
     features, table = measure_site(image, ["a", "b"], FeatureParams(families=("morphology",), objects=True),
                                    masks=masks_from_labels(nuclei, cells))  # fmt: skip
     assert features["Nuclei_Count"] == 2

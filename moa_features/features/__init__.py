@@ -20,9 +20,9 @@ catalogue (``docs/features.md``) is generated. No family does I/O.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import import_module
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from moa_features.features.intensity import intensity_features
 from moa_features.features.morphology import morphology_features, shape_measurements
 from moa_features.features.objects import aggregate_objects, measure_objects, object_intensity, site_objects
 from moa_features.features.segmentation import Masks, check_image, filter_objects, masks_from_labels, segment
-from moa_features.features.texture import SCHEMES, glcm, glcm_features, run_lut, quantize, texture_features
+from moa_features.features.texture import SCHEMES, glcm, glcm_features, quantize, run_lut, texture_features
 
 FAMILIES: tuple[str, ...] = ("intensity", "texture", "morphology", "correlation")
 
@@ -150,7 +150,8 @@ def measure_site(
     --------
     >>> import numpy as np
     >>> image = np.zeros((3, 64, 64), np.uint8)
-    >>> image[0, 20:30, 20:30] = 200; image[2, 15:35, 15:35] = 90
+    >>> image[0, 20:30, 20:30] = 200
+    >>> image[2, 15:35, 15:35] = 90
     >>> params = FeatureParams(texture_scheme="full", objects=True)
     >>> features, objects = measure_site(image, ["w1", "w2", "w3"], params)
     >>> features["Nuclei_Count"], len(objects["ObjectNumber"])

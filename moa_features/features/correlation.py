@@ -17,9 +17,9 @@ Conventions (CellProfiler's ``MeasureColocalization``, image level):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
 from math import sqrt
-from typing import Sequence
 
 import numpy as np
 
@@ -28,9 +28,24 @@ from moa_features.features.segmentation import check_image
 THRESHOLD_FRACTION = 0.15
 
 FEATURE_DOCS: list[tuple[str, str, str]] = [
-    ("Image_Correlation_Pearson_<a>_<b>", "1 (-1 to 1)", "Pearson correlation of the pixel values of channels a and b (a before b in channel order); NaN if either channel is constant."),
-    ("Image_Correlation_Manders_<a>_<b>", "fraction (0-1)", "Manders' coefficient (CellProfiler convention): fraction of channel a's intensity above 15 % of a's maximum that lies on pixels where b is above 15 % of b's maximum; both orders (M1 and M2). NaN if a is all zero."),
-    ("Image_Correlation_Overlap_<a>_<b>", "1 (0-1)", "Manders' overlap coefficient sum(a*b) / sqrt(sum(a^2) sum(b^2)) over the pixels above both 15 % thresholds; NaN if none."),
+    (
+        "Image_Correlation_Pearson_<a>_<b>",
+        "1 (-1 to 1)",
+        "Pearson correlation of the pixel values of channels a and b (a before b in channel order); NaN if either "
+        "channel is constant.",
+    ),
+    (
+        "Image_Correlation_Manders_<a>_<b>",
+        "fraction (0-1)",
+        "Manders' coefficient (CellProfiler convention): fraction of channel a's intensity above 15 % of a's maximum "
+        "that lies on pixels where b is above 15 % of b's maximum; both orders (M1 and M2). NaN if a is all zero.",
+    ),
+    (
+        "Image_Correlation_Overlap_<a>_<b>",
+        "1 (0-1)",
+        "Manders' overlap coefficient sum(a*b) / sqrt(sum(a^2) sum(b^2)) over the pixels above both 15 % thresholds; "
+        "NaN if none.",
+    ),
 ]
 
 
@@ -115,7 +130,9 @@ def pearson_matrix(image: np.ndarray) -> np.ndarray:
     return _pearson_from_sums(x.shape[1], sums, gram)
 
 
-def _manders_overlap_from_sums(within: np.ndarray, squares: np.ndarray, cross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _manders_overlap_from_sums(
+    within: np.ndarray, squares: np.ndarray, cross: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     within, squares, cross = (m.astype(np.float64) for m in (within, squares, cross))
     with np.errstate(divide="ignore", invalid="ignore"):
         manders = within / np.diag(within)[:, None]

@@ -12,7 +12,7 @@ intensity-histogram features of any 1-D sample (e.g. the voxels inside a mask).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -21,15 +21,41 @@ from moa_features.features.segmentation import check_image
 PERCENTILES: tuple[int, ...] = (1, 5, 25, 75, 95, 99)
 
 FEATURE_DOCS: list[tuple[str, str, str]] = [
-    ("Image_Intensity_Sum_<ch>", "grey value", "Sum of all pixel values of the channel (exact, 64-bit integer accumulation); the original analysis' headline feature."),
+    (
+        "Image_Intensity_Sum_<ch>",
+        "grey value",
+        "Sum of all pixel values of the channel (exact, 64-bit integer accumulation); the original analysis' headline "
+        "feature.",
+    ),
     ("Image_Intensity_Mean_<ch>", "grey value", "Mean pixel value."),
-    ("Image_Intensity_Std_<ch>", "grey value", "Population standard deviation of the pixel values (ddof=0, as CellProfiler and np.std)."),
+    (
+        "Image_Intensity_Std_<ch>",
+        "grey value",
+        "Population standard deviation of the pixel values (ddof=0, as CellProfiler and np.std).",
+    ),
     ("Image_Intensity_Min_<ch>", "grey value", "Smallest pixel value."),
     ("Image_Intensity_Max_<ch>", "grey value", "Largest pixel value."),
-    ("Image_Intensity_Median_<ch>", "grey value", "Median pixel value (mean of the two middle values for an even pixel count)."),
-    ("Image_Intensity_Percentile_<q>_<ch>", "grey value", "q-th percentile, q in 1, 5, 25, 75, 95, 99; linear interpolation between order statistics, identical to np.percentile(values, q, method='linear')."),
-    ("Image_Intensity_MAD_<ch>", "grey value", "Median absolute deviation, median(|x - median(x)|), unscaled (scipy.stats.median_abs_deviation with scale=1)."),
-    ("Image_Intensity_SaturatedFraction_<ch>", "fraction (0-1)", "Fraction of pixels at the dtype maximum (255 for uint8, 65535 for uint16)."),
+    (
+        "Image_Intensity_Median_<ch>",
+        "grey value",
+        "Median pixel value (mean of the two middle values for an even pixel count).",
+    ),
+    (
+        "Image_Intensity_Percentile_<q>_<ch>",
+        "grey value",
+        "q-th percentile, q in 1, 5, 25, 75, 95, 99; linear interpolation between order statistics, identical to "
+        "np.percentile(values, q, method='linear').",
+    ),
+    (
+        "Image_Intensity_MAD_<ch>",
+        "grey value",
+        "Median absolute deviation, median(|x - median(x)|), unscaled (scipy.stats.median_abs_deviation with scale=1).",
+    ),
+    (
+        "Image_Intensity_SaturatedFraction_<ch>",
+        "fraction (0-1)",
+        "Fraction of pixels at the dtype maximum (255 for uint8, 65535 for uint16).",
+    ),
 ]
 
 

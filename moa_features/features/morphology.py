@@ -25,14 +25,14 @@ Units: lengths in pixels, areas in pixels², intensities in grey levels of the i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import sqrt
-from typing import Sequence
 
 import numpy as np
 
 from moa_features.features.segmentation import (  # noqa: F401  (re-exported: the segmentation step)
-    _check_plane,
     Masks,
+    _check_plane,
     check_image,
     segment,
     segment_cells,
@@ -56,28 +56,77 @@ FEATURE_DOCS: list[tuple[str, str, str]] = [
     ("Image_AreaOccupied_Fraction_Nuclei", "fraction (0-1)", "Fraction of the site's pixels covered by kept nuclei."),
     ("Image_AreaOccupied_Fraction_Cells", "fraction (0-1)", "Fraction of the site's pixels covered by kept cells."),
     ("<Cpt>_AreaShape_Area_<stat>", "pixels²", "Object area (pixel count)."),
-    ("<Cpt>_AreaShape_Perimeter_<stat>", "pixels", "Perimeter as regionprops 'perimeter' (4-connected border, Benkrid-Crookes weights)."),
+    (
+        "<Cpt>_AreaShape_Perimeter_<stat>",
+        "pixels",
+        "Perimeter as regionprops 'perimeter' (4-connected border, Benkrid-Crookes weights).",
+    ),
     ("<Cpt>_AreaShape_FormFactor_<stat>", "1", "4*pi*Area/Perimeter² (about 1 for a disk)."),
-    ("<Cpt>_AreaShape_Eccentricity_<stat>", "1 (0-1)", "Eccentricity of the ellipse with the same second central moments."),
-    ("<Cpt>_AreaShape_Solidity_<stat>", "1 (0-1]", "Area / convex-hull area (hull pixel count as regionprops 'area_convex')."),
+    (
+        "<Cpt>_AreaShape_Eccentricity_<stat>",
+        "1 (0-1)",
+        "Eccentricity of the ellipse with the same second central moments.",
+    ),
+    (
+        "<Cpt>_AreaShape_Solidity_<stat>",
+        "1 (0-1]",
+        "Area / convex-hull area (hull pixel count as regionprops 'area_convex').",
+    ),
     ("<Cpt>_AreaShape_Extent_<stat>", "1 (0-1]", "Area / bounding-box area."),
-    ("<Cpt>_AreaShape_MajorAxisLength_<stat>", "pixels", "Major axis of the ellipse with the same normalised second central moments (4*sqrt(eigenvalue))."),
+    (
+        "<Cpt>_AreaShape_MajorAxisLength_<stat>",
+        "pixels",
+        "Major axis of the ellipse with the same normalised second central moments (4*sqrt(eigenvalue)).",
+    ),
     ("<Cpt>_AreaShape_MinorAxisLength_<stat>", "pixels", "Minor axis of that ellipse."),
-    ("<Cpt>_AreaShape_Compactness_<stat>", "1", "2*pi * mean squared distance of the pixels from the centroid / Area (1 for a disk; CellProfiler)."),
+    (
+        "<Cpt>_AreaShape_Compactness_<stat>",
+        "1",
+        "2*pi * mean squared distance of the pixels from the centroid / Area (1 for a disk; CellProfiler).",
+    ),
     ("<Cpt>_Intensity_IntegratedIntensity_<ch>_<stat>", "grey level", "Sum of the object's pixel values."),
     ("<Cpt>_Intensity_MeanIntensity_<ch>_<stat>", "grey level", "Mean pixel value in the object."),
-    ("<Cpt>_Intensity_StdIntensity_<ch>_<stat>", "grey level", "Population standard deviation of the object's pixel values."),
+    (
+        "<Cpt>_Intensity_StdIntensity_<ch>_<stat>",
+        "grey level",
+        "Population standard deviation of the object's pixel values.",
+    ),
     ("<Cpt>_Intensity_MinIntensity_<ch>_<stat>", "grey level", "Smallest pixel value in the object."),
     ("<Cpt>_Intensity_MaxIntensity_<ch>_<stat>", "grey level", "Largest pixel value in the object."),
-    ("<Cpt>_Intensity_LowerQuartileIntensity_<ch>_<stat>", "grey level", "CellProfiler's 1/4 quantile: sorted value at position area/4, interpolated to the next."),
+    (
+        "<Cpt>_Intensity_LowerQuartileIntensity_<ch>_<stat>",
+        "grey level",
+        "CellProfiler's 1/4 quantile: sorted value at position area/4, interpolated to the next.",
+    ),
     ("<Cpt>_Intensity_MedianIntensity_<ch>_<stat>", "grey level", "CellProfiler's 1/2 quantile (same rule)."),
     ("<Cpt>_Intensity_UpperQuartileIntensity_<ch>_<stat>", "grey level", "CellProfiler's 3/4 quantile (same rule)."),
-    ("<Cpt>_Intensity_MADIntensity_<ch>_<stat>", "grey level", "CellProfiler's 1/2 quantile of |value - MedianIntensity|."),
-    ("<Cpt>_Intensity_IntegratedIntensityEdge_<ch>_<stat>", "grey level", "Sum over the object's outline (pixels with a 4-neighbour outside the object, or on the image border)."),
+    (
+        "<Cpt>_Intensity_MADIntensity_<ch>_<stat>",
+        "grey level",
+        "CellProfiler's 1/2 quantile of |value - MedianIntensity|.",
+    ),
+    (
+        "<Cpt>_Intensity_IntegratedIntensityEdge_<ch>_<stat>",
+        "grey level",
+        "Sum over the object's outline (pixels with a 4-neighbour outside the object, or on the image border).",
+    ),
     ("<Cpt>_Intensity_MeanIntensityEdge_<ch>_<stat>", "grey level", "Mean over the object's outline."),
-    ("<Cpt>_Intensity_MassDisplacement_<ch>_<stat>", "pixels", "Distance between the intensity-weighted and the unweighted centroid."),
-    ("<Cpt>_Texture_<Measure>_<ch>_<d>_avg_<q>_<stat>", "as Image_Texture", "Option (--object-texture): Haralick measures of the object's own GLCM (pairs inside the object), quantised as the image-level texture."),
-    ("<Cpt>_Correlation_Correlation_<a>_<b>_<stat>", "1 (-1 to 1)", "Option (--object-correlation): Pearson correlation of channels a and b inside the object."),
+    (
+        "<Cpt>_Intensity_MassDisplacement_<ch>_<stat>",
+        "pixels",
+        "Distance between the intensity-weighted and the unweighted centroid.",
+    ),
+    (
+        "<Cpt>_Texture_<Measure>_<ch>_<d>_avg_<q>_<stat>",
+        "as Image_Texture",
+        "Option (--object-texture): Haralick measures of the object's own GLCM (pairs inside the object), quantised as "
+        "the image-level texture.",
+    ),
+    (
+        "<Cpt>_Correlation_Correlation_<a>_<b>_<stat>",
+        "1 (-1 to 1)",
+        "Option (--object-correlation): Pearson correlation of channels a and b inside the object.",
+    ),
 ]
 MORPHOLOGY_CONVENTIONS = """``<Cpt>``: Nuclei, Cells or Cytoplasm (cell minus its nucleus); ``<stat>``: Median, Mean or
 Std (ddof=0) over the site's objects, NaN values (e.g. an empty cytoplasm) ignored. Nuclei
@@ -198,7 +247,16 @@ def _perimeters(labels: np.ndarray, n: int) -> np.ndarray:
     lab = flat_p[idx]
     code = np.ones(len(idx), dtype=np.int64)
     w2 = w + 2
-    for offset, weight in ((-1, 2), (1, 2), (-w2, 2), (w2, 2), (-w2 - 1, 10), (-w2 + 1, 10), (w2 - 1, 10), (w2 + 1, 10)):
+    for offset, weight in (
+        (-1, 2),
+        (1, 2),
+        (-w2, 2),
+        (w2, 2),
+        (-w2 - 1, 10),
+        (-w2 + 1, 10),
+        (w2 - 1, 10),
+        (w2 + 1, 10),
+    ):
         q = idx + offset
         code += weight * (flat_b[q] & (flat_p[q] == lab))
     return np.bincount(lab, weights=_PERIMETER_WEIGHTS[code], minlength=n + 1)[1:]
@@ -219,7 +277,8 @@ def shape_measurements(labels: np.ndarray, n: int | None = None) -> dict[str, np
     Examples
     --------
     >>> import numpy as np
-    >>> labels = np.zeros((10, 10), np.int32); labels[2:5, 3:7] = 1
+    >>> labels = np.zeros((10, 10), np.int32)
+    >>> labels[2:5, 3:7] = 1
     >>> m = shape_measurements(labels)
     >>> float(m["Area"][0]), float(m["Extent"][0]), float(m["Center_X"][0])
     (12.0, 1.0, 4.5)
@@ -308,7 +367,8 @@ def morphology_features(
     --------
     >>> import numpy as np
     >>> image = np.zeros((3, 64, 64), np.uint8)
-    >>> image[0, 20:30, 20:30] = 200; image[2, 15:35, 15:35] = 90
+    >>> image[0, 20:30, 20:30] = 200
+    >>> image[2, 15:35, 15:35] = 90
     >>> f = morphology_features(image, ["w1", "w2", "w3"])
     >>> f["Nuclei_Count"], f["Nuclei_AreaShape_Area_Median"]
     (1.0, 96.0)

@@ -25,8 +25,8 @@ sort the pixels per object. Both give the same numbers.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Sequence
 
 import numpy as np
 
@@ -72,7 +72,8 @@ def outline(labels: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> labels = np.zeros((5, 5), np.int32); labels[1:4, 1:4] = 1
+    >>> labels = np.zeros((5, 5), np.int32)
+    >>> labels[1:4, 1:4] = 1
     >>> int(outline(labels).sum())
     8
     """
@@ -182,7 +183,8 @@ def object_intensity(plane: np.ndarray, labels: np.ndarray, n: int | None = None
     Examples
     --------
     >>> import numpy as np
-    >>> labels = np.zeros((4, 4), np.int32); labels[:2, :2] = 1
+    >>> labels = np.zeros((4, 4), np.int32)
+    >>> labels[:2, :2] = 1
     >>> plane = np.arange(16, dtype=np.uint8).reshape(4, 4)
     >>> m = object_intensity(plane, labels)
     >>> float(m["IntegratedIntensity"][0]), float(m["MedianIntensity"][0])  # values 0, 1, 4, 5
@@ -298,8 +300,10 @@ def measure_objects(image: np.ndarray, channels: Sequence[str], masks: Masks) ->
     --------
     >>> import numpy as np
     >>> from moa_features.features.segmentation import masks_from_labels
-    >>> nuclei = np.zeros((16, 16), np.int32); nuclei[4:8, 4:8] = 1
-    >>> cells = np.zeros((16, 16), np.int32); cells[2:10, 2:10] = 1
+    >>> nuclei = np.zeros((16, 16), np.int32)
+    >>> nuclei[4:8, 4:8] = 1
+    >>> cells = np.zeros((16, 16), np.int32)
+    >>> cells[2:10, 2:10] = 1
     >>> image = np.full((1, 16, 16), 10, np.uint8)
     >>> t = measure_objects(image, ["w1"], masks_from_labels(nuclei, cells))
     >>> float(t["Cytoplasm_AreaShape_Area"][0]), float(t["Cells_Intensity_IntegratedIntensity_w1"][0])
@@ -355,8 +359,10 @@ def aggregate_objects(objects: dict[str, np.ndarray], statistics: Sequence[str] 
         if "Median" in statistics:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NaN, as documented
-                values["Median"] = np.nanmedian(np.where(finite, table, np.nan), axis=1) if table.shape[1] else np.full(
-                    len(columns), np.nan
+                values["Median"] = (
+                    np.nanmedian(np.where(finite, table, np.nan), axis=1)
+                    if table.shape[1]
+                    else np.full(len(columns), np.nan)
                 )
         total = np.where(finite, table, 0).sum(axis=1)
         mean = np.where(count > 0, total / count, np.nan)
@@ -433,7 +439,8 @@ def site_objects(
     --------
     >>> import numpy as np
     >>> image = np.zeros((3, 64, 64), np.uint8)
-    >>> image[0, 20:30, 20:30] = 200; image[2, 15:35, 15:35] = 90
+    >>> image[0, 20:30, 20:30] = 200
+    >>> image[2, 15:35, 15:35] = 90
     >>> objects, masks = site_objects(image, ["w1", "w2", "w3"])
     >>> objects["Location_Center_X"].tolist()
     [24.5]
@@ -443,15 +450,24 @@ def site_objects(
     image = check_image(image, channels)
     if masks is None:
         masks = segment(
-            image, nuclear_channel, cell_channel, exclude_border=exclude_border,
-            min_diameter=min_diameter, max_diameter=max_diameter, threshold=threshold,
+            image,
+            nuclear_channel,
+            cell_channel,
+            exclude_border=exclude_border,
+            min_diameter=min_diameter,
+            max_diameter=max_diameter,
+            threshold=threshold,
         )
     objects = measure_objects(image, channels, masks)
     n = masks.n
     if texture:
         suffix = texture_suffix(texture_levels, "full" if texture_luts is None else "run")
         for c, (plane, ch) in enumerate(zip(image, channels)):
-            q = quantize(plane, texture_levels) if texture_luts is None else apply_lut(plane, texture_luts[c], texture_levels)
+            q = (
+                quantize(plane, texture_levels)
+                if texture_luts is None
+                else apply_lut(plane, texture_luts[c], texture_levels)
+            )
             for name, labels in masks.compartments().items():
                 for measure, values in object_texture(q, labels, n, texture_levels, texture_distance).items():
                     objects[f"{name}_Texture_{measure}_{ch}_{texture_distance}_avg_{suffix}"] = values
@@ -469,7 +485,8 @@ def site_summary(objects: dict[str, np.ndarray], masks: Masks) -> dict[str, floa
     --------
     >>> import numpy as np
     >>> from moa_features.features.segmentation import masks_from_labels
-    >>> nuclei = np.zeros((10, 10), np.int32); nuclei[2:4, 2:4] = 1
+    >>> nuclei = np.zeros((10, 10), np.int32)
+    >>> nuclei[2:4, 2:4] = 1
     >>> objects = measure_objects(np.ones((1, 10, 10), np.uint8), ["w1"], masks_from_labels(nuclei))
     >>> site_summary(objects, masks_from_labels(nuclei))["Image_AreaOccupied_Fraction_Nuclei"]
     0.04

@@ -243,8 +243,10 @@ def segment_cells(
     Examples
     --------
     >>> import numpy as np
-    >>> nuclei = np.zeros((32, 32), np.int32); nuclei[10:14, 10:14] = 1
-    >>> cell = np.zeros((32, 32), np.uint8); cell[6:18, 6:18] = 100
+    >>> nuclei = np.zeros((32, 32), np.int32)
+    >>> nuclei[10:14, 10:14] = 1
+    >>> cell = np.zeros((32, 32), np.uint8)
+    >>> cell[6:18, 6:18] = 100
     >>> cells = segment_cells(cell, nuclei)
     >>> bool((cells[nuclei == 1] == 1).all()), int((cells == 1).sum()) > 16
     (True, True)
@@ -270,8 +272,6 @@ def segment_cells(
     return cells.astype(np.int32, copy=False)
 
 
-
-
 def filter_objects(
     nuclei: np.ndarray,
     cells: np.ndarray | None = None,
@@ -291,7 +291,9 @@ def filter_objects(
     Examples
     --------
     >>> import numpy as np
-    >>> nuclei = np.zeros((20, 20), np.int32); nuclei[0:4, 0:4] = 1; nuclei[8:12, 8:12] = 2
+    >>> nuclei = np.zeros((20, 20), np.int32)
+    >>> nuclei[0:4, 0:4] = 1
+    >>> nuclei[8:12, 8:12] = 2
     >>> kept, _ = filter_objects(nuclei)
     >>> int(kept.max()), int(kept[9, 9])
     (1, 1)
@@ -336,7 +338,8 @@ def segment(
     --------
     >>> import numpy as np
     >>> image = np.zeros((3, 64, 64), np.uint8)
-    >>> image[0, 20:30, 20:30] = 200; image[2, 15:35, 15:35] = 90
+    >>> image[0, 20:30, 20:30] = 200
+    >>> image[2, 15:35, 15:35] = 90
     >>> masks = segment(image)
     >>> masks.n, int((masks.cells == 1).sum()) > int((masks.nuclei == 1).sum())
     (1, True)
@@ -363,8 +366,10 @@ def masks_from_labels(nuclei: np.ndarray, cells: np.ndarray | None = None) -> Ma
     Examples
     --------
     >>> import numpy as np
-    >>> nuclei = np.zeros((8, 8), np.int32); nuclei[2:4, 2:4] = 1
-    >>> cells = np.zeros((8, 8), np.int32); cells[1:6, 1:6] = 1
+    >>> nuclei = np.zeros((8, 8), np.int32)
+    >>> nuclei[2:4, 2:4] = 1
+    >>> cells = np.zeros((8, 8), np.int32)
+    >>> cells[1:6, 1:6] = 1
     >>> int(masks_from_labels(nuclei, cells).cytoplasm.sum())
     21
     """

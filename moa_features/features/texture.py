@@ -39,8 +39,8 @@ outside the image taken as 0 -- the same codes as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 
@@ -79,7 +79,11 @@ _HARALICK_DOCS: dict[str, tuple[str, str]] = {
     "SumVariance": ("grey level^2", "sum_k (k - SumAverage)^2 p_{x+y}(k)."),
     "SumEntropy": ("bit", "-sum_k p_{x+y}(k) log2 p_{x+y}(k)."),
     "Entropy": ("bit", "Joint entropy, -sum_ij p_ij log2 p_ij."),
-    "DifferenceVariance": ("grey level^2", "IBSI difference variance, sum_k (k - mu_d)^2 p_{x-y}(k), k = |i-j| (not mahotas/CellProfiler's variance of the p_{x-y} values)."),
+    "DifferenceVariance": (
+        "grey level^2",
+        "IBSI difference variance, sum_k (k - mu_d)^2 p_{x-y}(k), k = |i-j| (not mahotas/CellProfiler's variance of "
+        "the p_{x-y} values).",
+    ),
     "DifferenceEntropy": ("bit", "-sum_k p_{x-y}(k) log2 p_{x-y}(k)."),
     "InfoMeas1": ("1", "Information correlation 1, (HXY - HXY1) / max(HX, HY); 0 for a single grey level."),
     "InfoMeas2": ("1", "Information correlation 2, sqrt(1 - exp(-2 (HXY2 - HXY)))."),
@@ -98,7 +102,8 @@ FEATURE_DOCS: list[tuple[str, str, str]] = [
         "Image_Texture_LBP<k>_<ch>",
         "fraction (0-1)",
         "Fraction of pixels whose rotation-invariant uniform local binary pattern (8 neighbours, radius 1, "
-        "bilinear diagonals, as skimage 'uniform') has k neighbours >= the centre (k = 0..8); k = 9: non-uniform patterns.",
+        "bilinear diagonals, as skimage 'uniform') has k neighbours >= the centre (k = 0..8); k = 9: non-uniform "
+        "patterns.",
     ),
 ]
 
@@ -362,8 +367,12 @@ def glcm_features(P: np.ndarray, first_level: int = 0) -> dict[str, float] | dic
             "cluster_tendency": np.sum(cluster**2 * p, axis=ij),
             "cluster_shade": np.sum(cluster**3 * p, axis=ij),
             "cluster_prominence": np.sum(cluster**4 * p, axis=ij),
-            "information_correlation_1": np.where(h_max > 0, (hxy - hxy1) / h_max, np.where(np.isnan(h_max), np.nan, 0.0)),
-            "information_correlation_2": np.sqrt(np.maximum(0.0, 1 - np.exp(-2 * (hxy2 - hxy))), where=~np.isnan(hxy), out=np.full(np.shape(hxy), np.nan)),
+            "information_correlation_1": np.where(
+                h_max > 0, (hxy - hxy1) / h_max, np.where(np.isnan(h_max), np.nan, 0.0)
+            ),
+            "information_correlation_2": np.sqrt(
+                np.maximum(0.0, 1 - np.exp(-2 * (hxy2 - hxy))), where=~np.isnan(hxy), out=np.full(np.shape(hxy), np.nan)
+            ),
         }
     if P.ndim == 2:
         return {name: float(value) for name, value in out.items()}
@@ -447,7 +456,7 @@ def _lbp_patterns(plane: np.ndarray) -> np.ndarray:
         zb = z[r0 : r1 + 2]
         nb = r1 - r0
 
-        def at(dr: int, dc: int, a: np.ndarray = zb) -> np.ndarray:
+        def at(dr: int, dc: int, a: np.ndarray = zb, nb: int = nb) -> np.ndarray:
             return a[1 + dr : 1 + dr + nb, 1 + dc : 1 + dc + w]
 
         x = at(0, 0)
@@ -593,15 +602,15 @@ def apply_lut(plane: np.ndarray, lut: np.ndarray, levels: int) -> np.ndarray:
     if plane.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected a uint8 or uint16 image, got dtype {plane.dtype}")
     if lut.size != int(np.iinfo(plane.dtype).max) + 1:
-        raise ValueError(f"a {plane.dtype} plane needs a {int(np.iinfo(plane.dtype).max) + 1}-entry table, got {lut.size}")
+        raise ValueError(
+            f"a {plane.dtype} plane needs a {int(np.iinfo(plane.dtype).max) + 1}-entry table, got {lut.size}"
+        )
     if int(lut.max(initial=0)) >= levels:
         raise ValueError(f"quantisation table has levels up to {int(lut.max())}, expected fewer than {levels}")
     return lut[plane]
 
 
-def object_texture(
-    q: np.ndarray, labels: np.ndarray, n: int, levels: int, distance: int = 1
-) -> dict[str, np.ndarray]:
+def object_texture(q: np.ndarray, labels: np.ndarray, n: int, levels: int, distance: int = 1) -> dict[str, np.ndarray]:
     """Per-object Haralick features (CellProfiler names) of a quantised plane.
 
     q: ``(H, W)`` grey levels in ``[0, levels)``; labels: ``(H, W)`` int labels 1..n. A
@@ -611,7 +620,8 @@ def object_texture(
     Examples
     --------
     >>> import numpy as np
-    >>> q = np.tile(np.array([0, 1], np.uint8), (4, 2)); labels = np.ones((4, 4), np.int32)
+    >>> q = np.tile(np.array([0, 1], np.uint8), (4, 2))
+    >>> labels = np.ones((4, 4), np.int32)
     >>> float(object_texture(q, labels, 1, 2)["Contrast"][0]) > 0
     True
     """

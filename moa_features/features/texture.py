@@ -15,7 +15,9 @@ GLCM conventions (explicit, tested against the IBSI digital phantom, scikit-imag
     85 % of a Hoechst channel's pixels in its 2 fullest levels), the run scheme 43 %.
   - **full** (CellProfiler-compatible; names end ``_avg_<levels>``): ``q = v * levels // 256``
     for uint8 and ``q = v * levels // 65536`` for uint16, the whole dtype range. With 256
-    levels and 8-bit images this is CellProfiler's MeasureTexture.
+    levels and 8-bit images this is CellProfiler's MeasureTexture: ``extract
+    --texture-scheme full --texture-levels 256 --texture-distances 3`` reproduces its
+    image-level texture (checked against mahotas, which CellProfiler calls).
 - Symmetric matrix (each pair counted in both orders); distance ``d`` in pixels; directions
   0, 45, 90 and 135 degrees as pixel offsets ``(row, col)`` = ``(0, d), (d, d), (d, 0),
   (d, -d)`` (rows point down; the offsets of ``skimage.feature.graycomatrix`` and

@@ -1,8 +1,9 @@
 """CPU seconds per full-size site, per feature family and in all (one core).
 
 Measures what extraction spends on one full-size RxRx site (six 1024x1024 uint8 channels):
-PNG decode, the intensity, texture, correlation and morphology families and the 100x100
-thumbnail. Two full-size inputs are built from each real 512x512 RxRx1 site: the site tiled
+PNG decode, illumination correction, the intensity, texture (run scheme), correlation and
+morphology (segmentation, per-object measurements of nuclei/cells/cytoplasm, aggregation)
+families and the 100x100 thumbnail. Two full-size inputs are built from each real 512x512 RxRx1 site: the site tiled
 2x2 (real pixel statistics, 4x the cells) and the site upsampled 2x (real magnification of a
 full-size site: nuclei ~4x the area). Times are CPU time (``time.process_time``) with BLAS/OpenMP
 pinned to one thread, so they stay meaningful on a shared, loaded machine; the median and
@@ -22,8 +23,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import io  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -32,13 +33,15 @@ from moa_features.extract import thumbnail  # noqa: E402
 from moa_features.features.correlation import correlation_features  # noqa: E402
 from moa_features.features.intensity import intensity_features  # noqa: E402
 from moa_features.features.morphology import morphology_features  # noqa: E402
-from moa_features.features.texture import texture_features  # noqa: E402
+from moa_features.features.texture import run_lut, texture_features  # noqa: E402
+from moa_features.illumination import correct  # noqa: E402
 
 RXRX1 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rxrx1" / "images"
 CHANNELS = [f"w{i}" for i in range(1, 7)]
 # Per-site budget (seconds of one core): the whole must stay well under one second.
 BUDGET = {
     "decode": 0.05,
+    "illumination": 0.01,
     "intensity": 0.03,
     "texture": 0.15,
     "correlation": 0.04,
@@ -71,10 +74,14 @@ def png_bytes(image: np.ndarray) -> list[bytes]:
 
 def stages(image: np.ndarray) -> dict[str, Callable[[], object]]:
     pngs = png_bytes(image)
+    # the run texture scheme (the default), its levels learned from this site as a stand-in for the run's sample
+    luts = [run_lut(np.bincount(plane.ravel(), minlength=256), 32) for plane in image]
+    function = np.ones(image.shape, np.float32) * np.linspace(1, 2, image.shape[-1], dtype=np.float32)
     return {
         "decode": lambda: np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in pngs]),
+        "illumination": lambda: correct(image, function),
         "intensity": lambda: intensity_features(image, CHANNELS),
-        "texture": lambda: texture_features(image, CHANNELS),
+        "texture": lambda: texture_features(image, CHANNELS, luts=luts),
         "correlation": lambda: correlation_features(image, CHANNELS),
         "morphology": lambda: morphology_features(image, CHANNELS),
         "thumbnail": lambda: thumbnail(image, 100),
@@ -94,18 +101,24 @@ def cpu_seconds(fn: Callable[[], object], repeats: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--sites", nargs="+", default=["HEPG2-01/Plate1", "HUVEC-01/Plate1"],
-                        help="RxRx1 folders (experiment/plate) holding B02_s1_w1..w6.png")
+    parser.add_argument(
+        "--sites",
+        nargs="+",
+        default=["HEPG2-01/Plate1", "HUVEC-01/Plate1"],
+        help="RxRx1 folders (experiment/plate) holding B02_s1_w1..w6.png",
+    )
     args = parser.parse_args()
-    print(f"CPU seconds per 1024x1024x6 uint8 site, median (min) of {args.repeats} runs, one thread; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"CPU seconds per 1024x1024x6 uint8 site, median (min) of {args.repeats} runs, one thread; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     header = f"{'site':<24}" + "".join(f"{name:>17}" for name in BUDGET) + f"{'total':>17}"
     print(header)
     for folder in args.sites:
         site = load_site(RXRX1 / folder)
         for how in ("tile", "upsample"):
             row, total = f"{folder + ' ' + how:<24}", 0.0
-            for name, fn in stages(full_size(site, how)).items():
+            for fn in stages(full_size(site, how)).values():
                 times = cpu_seconds(fn, args.repeats)
                 total += statistics.median(times)
                 row += f"{statistics.median(times):>10.3f} ({min(times):.3f})"

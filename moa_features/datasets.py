@@ -392,6 +392,7 @@ def read_loaddata(path: str | Path, root: str | Path | None = None) -> Dataset:
         plate, well = meta.get(schema.PLATE), meta.get(schema.WELL)
         if plate is not None and well is not None:
             meta.setdefault(schema.WELL_ID, f"{plate}_{well}")
+        _object_mask_paths(meta, base)
         metas.append(meta)
     explicit = any(schema.SITE_ID in m and m[schema.SITE_ID] is not None for m in metas)
     ids = [str(m.get(schema.SITE_ID) or (f"{m.get(schema.PLATE)}_{m.get(schema.WELL)}_{m[schema.SITE]}"
@@ -436,6 +437,19 @@ def image_set_ids(
         for i in rows:
             out[i] = f"{site_id}_{labels[i]}" if unique else f"{site_id}_row{i + 1}"
     return out
+
+
+def _object_mask_paths(meta: dict[str, Any], base: Path) -> None:
+    """User masks: ``ObjectsFileName_<Name>`` (+ ``ObjectsPathName_<Name>``) -> ``Metadata_ObjectsPath_<Name>``.
+
+    CellProfiler's LoadData names label images this way (e.g. ``ObjectsFileName_Nuclei``,
+    ``ObjectsFileName_Cells``); the absolute path is what measurement reads.
+    """
+    for key in [k for k in meta if k.startswith(f"{schema.METADATA_PREFIX}ObjectsFileName_")]:
+        name = key[len(f"{schema.METADATA_PREFIX}ObjectsFileName_") :]
+        folder = meta.get(f"{schema.METADATA_PREFIX}ObjectsPathName_{name}") or ""
+        if meta[key]:
+            meta[f"{schema.METADATA_PREFIX}ObjectsPath_{name}"] = os.path.abspath(base / str(folder) / str(meta[key]))
 
 
 def read_manifest(path: str | Path, channels: Sequence[str] | None = None) -> Dataset:

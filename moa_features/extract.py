@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from moa_features import __version__, schema
+from moa_features.calibration import calibrate, calibration_summary, measure_site, objects_path, write_objects_table
 from moa_features.datasets import (
     DatasetError,
     Site,
@@ -45,7 +46,7 @@ from moa_features.datasets import (
     image_header,
     open_dataset,
 )
-from moa_features.features import FAMILIES, FeatureParams, measure
+from moa_features.features import FAMILIES, FeatureParams
 from moa_features.io import (
     OutputLockedError,
     atomic_path,
@@ -71,6 +72,7 @@ class ChunkResult:
     thumbs: np.ndarray | None  # (n_ok, S, S, C) uint8
     errors: list[dict[str, Any]]
     cpu_seconds: float  # process CPU time spent on the chunk (one core)
+    objects: pd.DataFrame | None = None  # one row per object (extract --objects)
 
 
 @dataclass
@@ -131,7 +133,7 @@ def process_chunk(
 ) -> ChunkResult:
     """Read and measure ``sites``; failures become error records, never exceptions."""
     t0 = time.process_time()
-    rows, thumbs, errors = [], [], []
+    rows, thumbs, errors, objects = [], [], [], []
     for site in sites:
         try:
             image = site.load(expected_shape, expected_dtype)
@@ -139,15 +141,18 @@ def process_chunk(
             errors.append(_error_record(site, "read", str(exc), exc.path))
             continue
         try:
-            features = measure(image, site.channels, params)
+            features, site_objects = measure_site(image, site, params)
         except Exception as exc:  # a measurement bug must not lose the rest of the run
             errors.append(_error_record(site, "measure", f"{type(exc).__name__}: {exc}", None))
             continue
         rows.append({**site.metadata, **features})
+        if site_objects is not None:
+            objects.append(site_objects)
         if thumb_size:
             thumbs.append(thumbnail(image, thumb_size))
     arr = np.stack(thumbs) if thumbs else None
-    return ChunkResult(index, rows, arr, errors, time.process_time() - t0)
+    table = pd.concat(objects, ignore_index=True) if objects else (pd.DataFrame() if params.objects else None)
+    return ChunkResult(index, rows, arr, errors, time.process_time() - t0, table)
 
 
 def _error_record(site: Site, stage: str, message: str, path: str | None) -> dict[str, Any]:
@@ -219,6 +224,8 @@ class ChunkStore:
                     np.save(fh, result.thumbs)
         errors = pd.DataFrame(result.errors, columns=_ERROR_COLUMNS)
         write_table(errors, self._path(i, "errors.parquet"))
+        if result.objects is not None:
+            write_table(result.objects, self._path(i, "objects.parquet"))
         failed = {e[schema.SITE_ID] for e in result.errors if e["stage"] == "read"}
         stamps = {p: _file_stamp(p) for s in sites if s.site_id in failed for p in s.paths}
         with atomic_path(self._path(i, "meta.json")) as tmp:
@@ -437,6 +444,7 @@ def extract(
     with output_lock(side["lock"], f"{output} (and {side['parts'].name}/)"):
         annotation_df = _resolve_annotation(annotation, ds.metadata, side["annotation"])
         expected_shape, expected_dtype = _probe_images(sites, image_size)
+        params = calibrate(sites, output, params, expected_shape)  # first pass: illumination, texture levels
         store = ChunkStore(side["parts"], _fingerprint(sites, params, thumbs, chunk_size))
         chunks = [sites[i : i + chunk_size] for i in range(0, len(sites), chunk_size)]
         pending = [i for i in range(len(chunks)) if not store.done(i, chunks[i])]
@@ -479,8 +487,12 @@ def extract(
             kept_previous=kept,
         )
         if not kept:
+            if params.objects:
+                write_objects_table(side["parts"], len(chunks), objects_path(output))
             write_json({**asdict(result), "channels": list(ds.channels), "layout": ds.layout, "source": str(ds.source),
-                        "params": asdict(params), "versions": package_versions()}, side["summary"])
+                        "params": asdict(params), "calibration": calibration_summary(params),
+                        "objects": str(objects_path(output)) if params.objects else None,
+                        "versions": package_versions()}, side["summary"])
         shutil.rmtree(side["parts"], ignore_errors=True)
     if report and n_ok == 0:
         print(f"no report: no site of {ds.source} was measured (see {result.errors})", file=sys.stderr)
@@ -639,6 +651,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="run on Dask: 'local' (a LocalCluster of --n-jobs workers) or tcp://HOST:PORT")
     p.add_argument("--annotation", help="treatment -> MoA table (CSV from `moa-features annotate`) or 'auto'")
     p.add_argument("--texture-levels", type=int, default=32, help="GLCM grey levels (fixed quantisation; default 32)")
+    p.add_argument("--texture-scheme", default="run", choices=["run", "full"],
+                   help="texture quantisation: 'run' = per-channel percentile levels learned from control sites in a "
+                        "first pass (default); 'full' = the dtype's full range (CellProfiler-compatible; with "
+                        "--texture-levels 256 --texture-distances 3 it is CellProfiler's MeasureTexture)")
+    p.add_argument("--illum", default="auto", choices=["auto", "none"],
+                   help="per-plate illumination correction learned in a first pass (auto: plates with >= 8 sites)")
+    p.add_argument("--objects", action="store_true",
+                   help="also write NAME.objects.parquet: one row per object (Nuclei_/Cells_/Cytoplasm_ measurements)")
+    p.add_argument("--object-texture", action="store_true", help="per-object Haralick texture (slow)")
+    p.add_argument("--object-correlation", action="store_true", help="per-object colocalisation of channel pairs")
+    p.add_argument("--keep-border-objects", action="store_true", help="keep nuclei touching the image border")
+    p.add_argument("--min-diameter", type=float, help="smallest nucleus equivalent diameter kept, pixels")
+    p.add_argument("--max-diameter", type=float, help="largest nucleus equivalent diameter kept, pixels")
+    p.add_argument("--threshold", default="otsu", choices=["otsu", "li"], help="nuclear threshold (default otsu)")
     p.add_argument("--texture-distances", default="1", help="comma-separated GLCM distances in pixels (default 1)")
     p.add_argument("--nuclear-channel", help="channel to segment nuclei on (default: the first)")
     p.add_argument("--cell-channel", help="channel to segment cells on (default: the third)")
@@ -677,6 +703,10 @@ def main(argv: list[str] | None = None) -> int:
             nuclear_channel=args.nuclear_channel,
             cell_channel=args.cell_channel,
             families=tuple(f.strip() for f in args.features.split(",") if f.strip()),
+            texture_scheme=args.texture_scheme, illum=args.illum, objects=args.objects,
+            object_texture=args.object_texture, object_correlation=args.object_correlation,
+            exclude_border=not args.keep_border_objects, min_diameter=args.min_diameter,
+            max_diameter=args.max_diameter, threshold=args.threshold,
         )
         image_size = _int_list(args.image_size.lower(), "--image-size", "512x512", "x") if args.image_size else None
         if image_size is not None and len(image_size) != 2:

@@ -34,9 +34,7 @@ def real_planes() -> list[np.ndarray]:
     """Real RxRx1 channels from three cell types (uint8, 512x512)."""
     sites = [("HUVEC-01", "Plate1"), ("RPE-01", "Plate2"), ("U2OS-01", "Plate1")]
     return [
-        np.asarray(Image.open(IMAGES / exp / plate / f"B02_s1_w{c}.png"))
-        for exp, plate in sites
-        for c in (1, 3, 5)
+        np.asarray(Image.open(IMAGES / exp / plate / f"B02_s1_w{c}.png")) for exp, plate in sites for c in (1, 3, 5)
     ]
 
 
@@ -131,7 +129,9 @@ def test_checkerboard_known_answers(n):
     feats = texture_features(board[None], ["w1"], levels=32, distances=(1, 2))
     assert feats["Image_Texture_Contrast_w1_1_avg_32"] == pytest.approx(961 / 2)
     assert feats["Image_Texture_Correlation_w1_1_avg_32"] == pytest.approx(0.0, abs=1e-12)
-    assert feats["Image_Texture_AngularSecondMoment_w1_1_avg_32"] == pytest.approx((0.5 + asm_diag + 0.5 + asm_diag) / 4)
+    assert feats["Image_Texture_AngularSecondMoment_w1_1_avg_32"] == pytest.approx(
+        (0.5 + asm_diag + 0.5 + asm_diag) / 4
+    )
     assert feats["Image_Texture_Contrast_w1_2_avg_32"] == pytest.approx(0.0, abs=1e-12)
     assert feats["Image_Texture_Correlation_w1_2_avg_32"] == pytest.approx(1.0)
 
@@ -158,7 +158,9 @@ def test_agrees_with_skimage_graycoprops(real_planes):
             ("mean", "joint_average"),
             ("variance", "joint_variance"),
         ]:
-            np.testing.assert_allclose(ours[ours_name], graycoprops(P, skimage_name)[0], rtol=1e-10, err_msg=skimage_name)
+            np.testing.assert_allclose(
+                ours[ours_name], graycoprops(P, skimage_name)[0], rtol=1e-10, err_msg=skimage_name
+            )
         # skimage's entropy uses the natural log; ours is in bits
         np.testing.assert_allclose(ours["joint_entropy"] * np.log(2), graycoprops(P, "entropy")[0], rtol=1e-10)
 
@@ -220,7 +222,9 @@ def test_texture_features_names_and_values(real_planes):
         assert sum(bool(p.match(name)) for p in patterns) == 1, name
     # the per-site values are the direction means of glcm_features on the same quantisation
     q = quantize(image[2], 32)
-    assert feats["Image_Texture_Entropy_w3_1_avg_32"] == pytest.approx(np.mean(glcm_features(_stack(q, 32, 1))["joint_entropy"]))
+    assert feats["Image_Texture_Entropy_w3_1_avg_32"] == pytest.approx(
+        np.mean(glcm_features(_stack(q, 32, 1))["joint_entropy"])
+    )
 
 
 def test_texture_is_comparable_across_images():

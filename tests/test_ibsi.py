@@ -85,7 +85,9 @@ def test_reference_table_is_covered(reference):
 def test_first_order_statistics(phantom, reference):
     image, mask = phantom
     got = first_order_statistics(image[mask])
-    wrong = {tag: (got[key], reference[tag]) for tag, key in FIRST_ORDER.items() if not _agrees(got[key], reference[tag])}
+    wrong = {
+        tag: (got[key], reference[tag]) for tag, key in FIRST_ORDER.items() if not _agrees(got[key], reference[tag])
+    }
     assert not wrong, wrong
 
 

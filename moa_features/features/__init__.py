@@ -1,48 +1,104 @@
-"""Feature families: pure functions of a ``(C, H, W)`` image, returning flat dicts.
+"""Feature families: pure functions of a ``(C, H, W)`` image (and label masks), returning flat dicts.
 
 Each family lives in its own module and exposes one entry point with this signature
 (extra keyword parameters have documented defaults)::
 
     intensity_features(image, channels) -> dict[str, float]
-    texture_features(image, channels, levels=32, distances=(1,)) -> dict[str, float]
-    morphology_features(image, channels, nuclear_channel=0, cell_channel=2) -> dict[str, float]
+    texture_features(image, channels, levels=32, distances=(1,), luts=None) -> dict[str, float]
+    morphology_features(image, channels, nuclear_channel=0, cell_channel=2, masks=None) -> dict[str, float]
     correlation_features(image, channels) -> dict[str, float]
 
 ``image`` is a ``(C, H, W)`` ``uint8`` or ``uint16`` array; ``channels`` names its planes
 (``["w1", ..., "w6"]``). Names follow CellProfiler/pycytominer:
-``<Compartment>_<Family>_<Measure>_<Channel>[_<params>]``. Each module also exposes
-``FEATURE_DOCS``: a list of ``(name pattern, unit, definition)`` rows, from which the
-feature catalogue (``docs/features.md``) is generated. No family does I/O.
+``<Compartment>_<Family>_<Measure>_<Channel>[_<params>]``. Segmentation is its own step
+(:func:`segment` -> :class:`Masks`), and per-object measurements take masks
+(:func:`measure_objects`, :func:`aggregate_objects`). Each family module also exposes
+``FEATURE_DOCS``: ``(name pattern, unit, definition)`` rows, from which the feature
+catalogue (``docs/features.md``) is generated. No family does I/O.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from importlib import import_module
-from typing import Callable, Sequence
 
 import numpy as np
 
+from moa_features.features.correlation import correlation_features
+from moa_features.features.intensity import intensity_features
+from moa_features.features.morphology import morphology_features, shape_measurements
+from moa_features.features.objects import aggregate_objects, measure_objects, object_intensity, site_objects
+from moa_features.features.segmentation import Masks, check_image, filter_objects, masks_from_labels, segment
+from moa_features.features.texture import SCHEMES, glcm, glcm_features, quantize, run_lut, texture_features
+
 FAMILIES: tuple[str, ...] = ("intensity", "texture", "morphology", "correlation")
+
+__all__ = [
+    "FAMILIES",
+    "SCHEMES",
+    "FeatureParams",
+    "Masks",
+    "aggregate_objects",
+    "check_image",
+    "correlation_features",
+    "filter_objects",
+    "glcm",
+    "glcm_features",
+    "intensity_features",
+    "masks_from_labels",
+    "measure",
+    "measure_objects",
+    "measure_site",
+    "morphology_features",
+    "object_intensity",
+    "run_lut",
+    "quantize",
+    "segment",
+    "shape_measurements",
+    "site_objects",
+    "texture_features",
+    "timed_measure",
+]
 
 
 @dataclass(frozen=True)
 class FeatureParams:
     """Parameters of the feature families (all have field-standard defaults).
 
-    texture_levels: grey levels after fixed quantisation (GLCM).
-    texture_distances: GLCM offsets in pixels.
-    nuclear_channel / cell_channel: channel names used to segment nuclei and cells;
-    ``None`` means the first channel and the third channel (or the last, if fewer).
+    texture_levels: grey levels of the GLCM quantisation; texture_distances: GLCM offsets in
+    pixels; texture_scheme: ``"run"`` (per-channel percentile levels learned once per run,
+    the default) or ``"full"`` (the dtype's full range; CellProfiler-compatible).
+    nuclear_channel / cell_channel: channel names used to segment nuclei and cells; ``None``
+    means the first channel and the third channel (or the last, if fewer).
+    exclude_border: drop nuclei touching the image border (and their cells);
+    min_diameter / max_diameter: nucleus equivalent-diameter limits in pixels (None: none);
+    threshold: nuclear threshold method (``"otsu"`` or ``"li"``).
+    objects: also return the per-object table; object_texture / object_correlation: add
+    per-object Haralick texture / colocalisation. illum: ``"auto"`` (per-plate illumination
+    correction where a plate has enough sites) or ``"none"``. calibration: the run's
+    first-pass folder (set by ``extract``; part of the parameters so resumed chunks match).
     """
 
     texture_levels: int = 32
     texture_distances: tuple[int, ...] = (1,)
+    texture_scheme: str = "run"
     nuclear_channel: str | None = None
     cell_channel: str | None = None
     families: tuple[str, ...] = field(default=FAMILIES)
+    exclude_border: bool = True
+    min_diameter: float | None = None
+    max_diameter: float | None = None
+    threshold: str = "otsu"
+    objects: bool = False
+    object_texture: bool = False
+    object_correlation: bool = False
+    illum: str = "auto"
+    calibration: str | None = None
 
     def channel_index(self, channels: Sequence[str], which: str) -> int:
+        """Index of the nuclear (``which="nuclear"``) or cell channel among ``channels``."""
         name = self.nuclear_channel if which == "nuclear" else self.cell_channel
         if name is None:
             return 0 if which == "nuclear" else min(2, len(channels) - 1)
@@ -58,46 +114,105 @@ def _family(name: str) -> Callable[..., dict[str, float]]:
     return getattr(module, f"{name}_features")
 
 
-def measure(
-    image: np.ndarray, channels: Sequence[str], params: FeatureParams = FeatureParams()
-) -> dict[str, float]:
-    """All requested feature families of one site, as one flat dict.
-
-    image: ``(C, H, W)`` uint8/uint16; channels: C names. Deterministic.
-    """
-    if image.ndim != 3 or image.shape[0] != len(channels):
+def _texture_luts(params: FeatureParams, texture_luts: Sequence[np.ndarray] | None, n: int):
+    if params.texture_scheme not in SCHEMES:
+        raise ValueError(f"texture_scheme must be one of {SCHEMES}, got {params.texture_scheme!r}")
+    if params.texture_scheme == "full":
+        return None
+    if texture_luts is None:
         raise ValueError(
-            f"expected a (C, H, W) image with C={len(channels)} channels, got shape {image.shape}"
+            "texture_scheme 'run' needs the run's per-channel quantisation tables (texture_luts, learned by "
+            "moa_features.calibration.calibrate or texture.run_lut); pass them, or use texture_scheme='full'"
         )
+    if len(texture_luts) != n:
+        raise ValueError(f"expected {n} texture quantisation tables (one per channel), got {len(texture_luts)}")
+    return texture_luts
+
+
+def measure_site(
+    image: np.ndarray,
+    channels: Sequence[str],
+    params: FeatureParams = FeatureParams(),
+    *,
+    texture_luts: Sequence[np.ndarray] | None = None,
+    masks: Masks | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
+    """All requested feature families of one site, and (``params.objects``) its object table.
+
+    image: ``(C, H, W)`` uint8/uint16 (already illumination-corrected, if wanted);
+    channels: C names; texture_luts: one :func:`run_lut` per channel (needed by the
+    ``run`` texture scheme); masks: the site's own :class:`Masks` (``None``: segment).
+    Returns ``(features, objects)``; ``objects`` (``{column: (n,)}``, see
+    :func:`measure_objects`) is ``None`` unless ``params.objects`` and the morphology family
+    is requested. Deterministic.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((3, 64, 64), np.uint8)
+    >>> image[0, 20:30, 20:30] = 200
+    >>> image[2, 15:35, 15:35] = 90
+    >>> params = FeatureParams(texture_scheme="full", objects=True)
+    >>> features, objects = measure_site(image, ["w1", "w2", "w3"], params)
+    >>> features["Nuclei_Count"], len(objects["ObjectNumber"])
+    (1.0, 1)
+    """
+    check_image(image, channels)
+    luts = _texture_luts(params, texture_luts, len(channels)) if "texture" in params.families else None
     out: dict[str, float] = {}
+    objects = None
     for name in params.families:
-        fn = _family(name)
         if name == "texture":
-            out.update(fn(image, channels, levels=params.texture_levels, distances=params.texture_distances))
+            out.update(texture_features(image, channels, params.texture_levels, params.texture_distances, luts))
         elif name == "morphology":
-            out.update(
-                fn(
-                    image,
-                    channels,
-                    nuclear_channel=params.channel_index(channels, "nuclear"),
-                    cell_channel=params.channel_index(channels, "cell"),
-                )
-            )
+            from moa_features.features.objects import site_summary
+
+            objects, site_masks = site_objects(
+                image, channels, params.channel_index(channels, "nuclear"), params.channel_index(channels, "cell"),
+                masks=masks, exclude_border=params.exclude_border, min_diameter=params.min_diameter,
+                max_diameter=params.max_diameter, threshold=params.threshold, texture=params.object_texture,
+                texture_levels=params.texture_levels, texture_distance=params.texture_distances[0],
+                texture_luts=luts, correlation=params.object_correlation,
+            )  # fmt: skip
+            out.update(site_summary(objects, site_masks))
         else:
-            out.update(fn(image, channels))
-    return out
+            out.update(_family(name)(image, channels))
+    return out, (objects if params.objects else None)
+
+
+def measure(
+    image: np.ndarray,
+    channels: Sequence[str],
+    params: FeatureParams = FeatureParams(),
+    *,
+    texture_luts: Sequence[np.ndarray] | None = None,
+    masks: Masks | None = None,
+) -> dict[str, float]:
+    """All requested feature families of one site, as one flat dict (see :func:`measure_site`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).integers(0, 255, (2, 32, 32)).astype(np.uint8)
+    >>> f = measure(image, ["w1", "w2"], FeatureParams(families=("intensity",)))
+    >>> round(f["Image_Intensity_Mean_w1"])
+    131
+    """
+    return measure_site(image, channels, params, texture_luts=texture_luts, masks=masks)[0]
 
 
 def timed_measure(
-    image: np.ndarray, channels: Sequence[str], params: FeatureParams = FeatureParams()
+    image: np.ndarray,
+    channels: Sequence[str],
+    params: FeatureParams = FeatureParams(),
+    *,
+    texture_luts: Sequence[np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Like :func:`measure`, also returning CPU seconds spent per family (for benchmarks)."""
-    import time
-
     out: dict[str, float] = {}
     seconds: dict[str, float] = {}
     for name in params.families:
         t0 = time.process_time()
-        out.update(measure(image, channels, FeatureParams(**{**params.__dict__, "families": (name,)})))
+        out.update(measure(image, channels, replace(params, families=(name,)), texture_luts=texture_luts))
         seconds[name] = time.process_time() - t0
     return out, seconds

@@ -35,18 +35,21 @@ def family_docs() -> dict[str, list[tuple[str, str, str]]]:
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A documented name pattern (``Image_Texture_LBP<k>_<ch>``) as a regex matching real names."""
+    """A documented name pattern (``Image_Texture_LBP<k>_<ch>``) as a regex matching real names.
+
+    Examples
+    --------
+    >>> bool(pattern_regex("Image_Texture_LBP<k>_<ch>").match("Image_Texture_LBP3_w1"))
+    True
+    """
     parts = re.split(r"<[^>]+>", pattern)
     return re.compile("[A-Za-z0-9]+".join(re.escape(part) for part in parts) + r"\Z")
 
 
-def documentation(name: str) -> tuple[str, str, str] | None:
-    """The ``(pattern, unit, definition)`` row documenting feature ``name``, or None."""
-    for rows in family_docs().values():
-        for row in rows:
-            if pattern_regex(row[0]).match(name):
-                return row
-    return None
+def _rst_to_md(text: str) -> str:
+    """A module docstring's reStructuredText roles and literals as Markdown."""
+    text = re.sub(r":(?:func|class|mod|data):`~?([^`]+)`", lambda m: f"`{m.group(1).split('.')[-1]}`", text.strip())
+    return text.replace("``", "`")
 
 
 def _cell(text: str) -> str:
@@ -55,7 +58,12 @@ def _cell(text: str) -> str:
 
 def render() -> str:
     """The catalogue as Markdown: one table (name pattern, unit, definition) per family."""
+    from moa_features.calibration import __doc__ as calibration_doc
+    from moa_features.features.morphology import MORPHOLOGY_CONVENTIONS
+    from moa_features.features.objects import __doc__ as objects_doc
+    from moa_features.features.segmentation import __doc__ as segmentation_doc
     from moa_features.features.texture import TEXTURE_CONVENTIONS
+    from moa_features.illumination import __doc__ as illumination_doc
 
     lines = [
         "# Feature catalogue",
@@ -65,11 +73,29 @@ def render() -> str:
         "`<Compartment>_<Family>_<Measure>_<Channel>[_<params>]`; `<ch>`, `<a>`, `<b>` stand for",
         "channel names (`w1`..`w6`).",
         "",
+        "## Before measurement: the run's first pass",
+        "",
+        _rst_to_md(calibration_doc),
+        "",
+        "### Illumination correction",
+        "",
+        _rst_to_md(illumination_doc),
+        "",
+        "### Segmentation",
+        "",
+        _rst_to_md(segmentation_doc),
+        "",
+        "### Per-object measurements",
+        "",
+        _rst_to_md(objects_doc),
+        "",
     ]
     for family, rows in family_docs().items():
         lines += [f"## {family}", ""]
         if family == "texture":
-            lines += [TEXTURE_CONVENTIONS, ""]
+            lines += [_rst_to_md(TEXTURE_CONVENTIONS), ""]
+        if family == "morphology":
+            lines += [_rst_to_md(MORPHOLOGY_CONVENTIONS), ""]
         lines += ["| Feature | Unit | Definition |", "|---|---|---|"]
         lines += [f"| `{_cell(name)}` | {_cell(unit)} | {_cell(definition)} |" for name, unit, definition in rows]
         lines.append("")

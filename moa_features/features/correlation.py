@@ -17,27 +17,44 @@ Conventions (CellProfiler's ``MeasureColocalization``, image level):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
 from math import sqrt
-from typing import Sequence
 
 import numpy as np
+
+from moa_features.features.segmentation import check_image
 
 THRESHOLD_FRACTION = 0.15
 
 FEATURE_DOCS: list[tuple[str, str, str]] = [
-    ("Image_Correlation_Pearson_<a>_<b>", "1 (-1 to 1)", "Pearson correlation of the pixel values of channels a and b (a before b in channel order); NaN if either channel is constant."),
-    ("Image_Correlation_Manders_<a>_<b>", "fraction (0-1)", "Manders' coefficient (CellProfiler convention): fraction of channel a's intensity above 15 % of a's maximum that lies on pixels where b is above 15 % of b's maximum; both orders (M1 and M2). NaN if a is all zero."),
-    ("Image_Correlation_Overlap_<a>_<b>", "1 (0-1)", "Manders' overlap coefficient sum(a*b) / sqrt(sum(a^2) sum(b^2)) over the pixels above both 15 % thresholds; NaN if none."),
+    (
+        "Image_Correlation_Pearson_<a>_<b>",
+        "1 (-1 to 1)",
+        "Pearson correlation of the pixel values of channels a and b (a before b in channel order); NaN if either "
+        "channel is constant.",
+    ),
+    (
+        "Image_Correlation_Manders_<a>_<b>",
+        "fraction (0-1)",
+        "Manders' coefficient (CellProfiler convention): fraction of channel a's intensity above 15 % of a's maximum "
+        "that lies on pixels where b is above 15 % of b's maximum; both orders (M1 and M2). NaN if a is all zero.",
+    ),
+    (
+        "Image_Correlation_Overlap_<a>_<b>",
+        "1 (0-1)",
+        "Manders' overlap coefficient sum(a*b) / sqrt(sum(a^2) sum(b^2)) over the pixels above both 15 % thresholds; "
+        "NaN if none.",
+    ),
 ]
 
 
 _BLOCK_PIXELS = 1 << 14  # pixels per block: a (6, block) float64 slab (768 KB) stays in cache
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
-    if image.ndim != 3 or image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"expected a (C, H, W) uint8 or uint16 image, got shape {image.shape} dtype {image.dtype}")
+def _pixels(image: np.ndarray, channels: Sequence[str] | None = None) -> np.ndarray:
+    """The checked ``(C, H, W)`` image as ``(C, H*W)``."""
+    image = check_image(image, channels)
     return image.reshape(image.shape[0], -1)
 
 
@@ -100,13 +117,22 @@ def pearson_matrix(image: np.ndarray) -> np.ndarray:
 
     From exact integer sums and cross-products (no cancellation); rows/columns of constant
     channels are NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.arange(16, dtype=np.uint8).reshape(1, 4, 4)
+    >>> pearson_matrix(np.concatenate([a, 255 - a]))[0, 1]
+    np.float64(-1.0)
     """
-    x = _check_image(image)
+    x = _pixels(image)
     sums, gram = _block_products(x, None)
     return _pearson_from_sums(x.shape[1], sums, gram)
 
 
-def _manders_overlap_from_sums(within: np.ndarray, squares: np.ndarray, cross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _manders_overlap_from_sums(
+    within: np.ndarray, squares: np.ndarray, cross: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     within, squares, cross = (m.astype(np.float64) for m in (within, squares, cross))
     with np.errstate(divide="ignore", invalid="ignore"):
         manders = within / np.diag(within)[:, None]
@@ -124,8 +150,16 @@ def manders_overlap(image: np.ndarray, fraction: float = THRESHOLD_FRACTION) -> 
     Returns ``(manders, overlap)``, both ``(C, C)`` float64: ``manders[a, b]`` is the
     fraction of channel a's above-threshold intensity where b is also above threshold
     (threshold: ``fraction`` of each channel's maximum); ``overlap`` is symmetric.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.arange(16, dtype=np.uint8).reshape(1, 4, 4)
+    >>> manders, overlap = manders_overlap(np.concatenate([a, a]))
+    >>> float(manders[0, 1]), float(overlap[0, 1])
+    (1.0, 1.0)
     """
-    x = _check_image(image)
+    x = _pixels(image)
     _, _, within, squares, cross = _block_products(x, _thresholds(x, fraction))
     return _manders_overlap_from_sums(within, squares, cross)
 
@@ -135,10 +169,15 @@ def correlation_features(image: np.ndarray, channels: Sequence[str]) -> dict[str
 
     image: ``(C, H, W)`` uint8/uint16; channels: C names. Returns
     ``Image_Correlation_{Pearson,Manders,Overlap}_<a>_<b>`` (see ``FEATURE_DOCS``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.arange(16, dtype=np.uint8).reshape(1, 4, 4)
+    >>> correlation_features(np.concatenate([a, a]), ["w1", "w2"])["Image_Correlation_Pearson_w1_w2"]
+    1.0
     """
-    if image.ndim != 3 or image.shape[0] != len(channels):
-        raise ValueError(f"expected a (C, H, W) image with C={len(channels)}, got shape {image.shape}")
-    x = _check_image(image)
+    x = _pixels(image, channels)
     sums, gram, within, squares, cross = _block_products(x, _thresholds(x, THRESHOLD_FRACTION))
     r = _pearson_from_sums(x.shape[1], sums, gram)
     manders, overlap = _manders_overlap_from_sums(within, squares, cross)

@@ -12,22 +12,50 @@ intensity-histogram features of any 1-D sample (e.g. the voxels inside a mask).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+from moa_features.features.segmentation import check_image
 
 PERCENTILES: tuple[int, ...] = (1, 5, 25, 75, 95, 99)
 
 FEATURE_DOCS: list[tuple[str, str, str]] = [
-    ("Image_Intensity_Sum_<ch>", "grey value", "Sum of all pixel values of the channel (exact, 64-bit integer accumulation); the original analysis' headline feature."),
+    (
+        "Image_Intensity_Sum_<ch>",
+        "grey value",
+        "Sum of all pixel values of the channel (exact, 64-bit integer accumulation); the original analysis' headline "
+        "feature.",
+    ),
     ("Image_Intensity_Mean_<ch>", "grey value", "Mean pixel value."),
-    ("Image_Intensity_Std_<ch>", "grey value", "Population standard deviation of the pixel values (ddof=0, as CellProfiler and np.std)."),
+    (
+        "Image_Intensity_Std_<ch>",
+        "grey value",
+        "Population standard deviation of the pixel values (ddof=0, as CellProfiler and np.std).",
+    ),
     ("Image_Intensity_Min_<ch>", "grey value", "Smallest pixel value."),
     ("Image_Intensity_Max_<ch>", "grey value", "Largest pixel value."),
-    ("Image_Intensity_Median_<ch>", "grey value", "Median pixel value (mean of the two middle values for an even pixel count)."),
-    ("Image_Intensity_Percentile_<q>_<ch>", "grey value", "q-th percentile, q in 1, 5, 25, 75, 95, 99; linear interpolation between order statistics, identical to np.percentile(values, q, method='linear')."),
-    ("Image_Intensity_MAD_<ch>", "grey value", "Median absolute deviation, median(|x - median(x)|), unscaled (scipy.stats.median_abs_deviation with scale=1)."),
-    ("Image_Intensity_SaturatedFraction_<ch>", "fraction (0-1)", "Fraction of pixels at the dtype maximum (255 for uint8, 65535 for uint16)."),
+    (
+        "Image_Intensity_Median_<ch>",
+        "grey value",
+        "Median pixel value (mean of the two middle values for an even pixel count).",
+    ),
+    (
+        "Image_Intensity_Percentile_<q>_<ch>",
+        "grey value",
+        "q-th percentile, q in 1, 5, 25, 75, 95, 99; linear interpolation between order statistics, identical to "
+        "np.percentile(values, q, method='linear').",
+    ),
+    (
+        "Image_Intensity_MAD_<ch>",
+        "grey value",
+        "Median absolute deviation, median(|x - median(x)|), unscaled (scipy.stats.median_abs_deviation with scale=1).",
+    ),
+    (
+        "Image_Intensity_SaturatedFraction_<ch>",
+        "fraction (0-1)",
+        "Fraction of pixels at the dtype maximum (255 for uint8, 65535 for uint16).",
+    ),
 ]
 
 
@@ -35,15 +63,16 @@ def histogram(plane: np.ndarray) -> np.ndarray:
     """Pixel counts per grey value of an unsigned-integer image.
 
     plane: any shape, ``uint8`` or ``uint16``. Returns ``(256,)`` or ``(65536,)`` int64 counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> histogram(np.array([0, 0, 3], np.uint8))[:4].tolist()
+    [2, 0, 0, 1]
     """
     if plane.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected a uint8 or uint16 image, got dtype {plane.dtype}")
     return np.bincount(plane.ravel(), minlength=int(np.iinfo(plane.dtype).max) + 1)
-
-
-def _order_statistics(cum: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """Values at 0-based ``ranks`` of the sorted sample whose cumulative histogram is ``cum``."""
-    return np.searchsorted(cum, ranks, side="right").astype(np.float64)
 
 
 def _percentiles_from_cumulative(cum: np.ndarray, values: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -65,6 +94,12 @@ def percentiles_from_histogram(hist: np.ndarray, q: Sequence[float] | np.ndarray
     """Percentiles ``q`` (0-100) of the sample whose grey-value histogram is ``hist``.
 
     Bit-identical to ``np.percentile(sample, q, method="linear")``. Returns float64, shape of q.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> percentiles_from_histogram(np.bincount([1, 2, 3, 4]), [50]).tolist()
+    [2.5]
     """
     cum = np.cumsum(hist)
     if cum[-1] == 0:
@@ -74,7 +109,14 @@ def percentiles_from_histogram(hist: np.ndarray, q: Sequence[float] | np.ndarray
 
 
 def median_absolute_deviation_from_histogram(hist: np.ndarray) -> float:
-    """``median(|x - median(x)|)`` of the sample whose histogram is ``hist`` (exact)."""
+    """``median(|x - median(x)|)`` of the sample whose histogram is ``hist`` (exact).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> median_absolute_deviation_from_histogram(np.bincount([1, 2, 3, 4, 10]))
+    1.0
+    """
     median = float(percentiles_from_histogram(hist, [50.0])[0])
     present = np.flatnonzero(hist)
     deviation = np.abs(present - median)
@@ -84,7 +126,15 @@ def median_absolute_deviation_from_histogram(hist: np.ndarray) -> float:
 
 
 def channel_intensity(plane: np.ndarray) -> dict[str, float]:
-    """Intensity statistics of one ``(H, W)`` uint8/uint16 plane (keys without prefix/channel)."""
+    """Intensity statistics of one ``(H, W)`` uint8/uint16 plane (keys without prefix/channel).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stats = channel_intensity(np.array([[0, 10], [20, 255]], np.uint8))
+    >>> stats["Sum"], stats["Median"], stats["SaturatedFraction"]
+    (285.0, 15.0, 0.25)
+    """
     hist = histogram(plane)
     n = int(plane.size)
     if n == 0:
@@ -118,9 +168,15 @@ def intensity_features(image: np.ndarray, channels: Sequence[str]) -> dict[str, 
 
     image: ``(C, H, W)`` uint8/uint16; channels: C names. Returns
     ``{"Image_Intensity_<Measure>_<ch>": value}`` (see ``FEATURE_DOCS``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.arange(16, dtype=np.uint8).reshape(1, 4, 4)
+    >>> intensity_features(image, ["w1"])["Image_Intensity_Median_w1"]
+    7.5
     """
-    if image.ndim != 3 or image.shape[0] != len(channels):
-        raise ValueError(f"expected a (C, H, W) image with C={len(channels)}, got shape {image.shape}")
+    image = check_image(image, channels)
     out: dict[str, float] = {}
     for plane, ch in zip(image, channels):
         for measure, value in channel_intensity(plane).items():
@@ -142,6 +198,13 @@ def first_order_statistics(values: np.ndarray) -> dict[str, float]:
     robust_mean_absolute_deviation, median_absolute_deviation, coefficient_of_variation,
     quartile_coefficient_of_dispersion, energy, root_mean_square, entropy, uniformity``.
     Undefined ratios (zero mean, zero variance) are NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stats = first_order_statistics(np.array([1.0, 2.0, 3.0, 4.0]))
+    >>> stats["mean"], stats["variance"], stats["entropy"]
+    (2.5, 1.25, 2.0)
     """
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:

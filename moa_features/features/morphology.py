@@ -1,284 +1,146 @@
-"""Morphology feature family: nuclei and cell segmentation, per-object shape and intensity.
+"""Morphology feature family: segmentation, per-object measurements, aggregation per site.
 
-Pipeline for one site (``(C, H, W)`` uint8/uint16 image):
+For one site (``(C, H, W)`` uint8/uint16 image):
 
-1. :func:`segment_nuclei` on the nuclear (Hoechst/DAPI) channel: Gaussian smoothing,
-   Otsu threshold, hole filling, removal of small objects, then touching nuclei are split
-   by a watershed on the Euclidean distance transform seeded at its regional maxima,
-   followed by a merge of fragments joined by a wide neck (an h-maxima-like criterion,
-   relative to the fragment's own radius so it holds at any magnification).
-2. :func:`segment_cells` on the cell-body channel (actin/phalloidin by default): seeded
-   watershed of the smoothed channel's gradient magnitude, seeds = nuclei, foreground =
-   Otsu threshold of the cell channel union the nuclei. Cell label ``i`` contains nucleus
-   ``i``; cytoplasm ``i`` = cell ``i`` minus nucleus ``i``.
-3. :func:`shape_measurements` (area, perimeter, eccentricity, solidity, extent, axis
-   lengths; identical to :func:`skimage.measure.regionprops`, computed for all objects at
-   once from run-length encodings) and per-object intensity sums via ``np.bincount``,
-   aggregated per site by mean, standard deviation (ddof=0) and median over objects.
+1. :func:`~moa_features.features.segmentation.segment` labels nuclei, cells and cytoplasm
+   (or the caller passes its own :class:`~moa_features.features.segmentation.Masks`);
+   border nuclei are excluded by default, diameter limits are options.
+2. :func:`~moa_features.features.objects.measure_objects` measures every object
+   (CellProfiler's AreaShape and MeasureObjectIntensity definitions); per-object Haralick
+   texture and colocalisation are options.
+3. :func:`~moa_features.features.objects.aggregate_objects` gives the site's median, mean
+   and standard deviation over objects (``<column>_Median`` etc.).
+
+:func:`shape_measurements` (area, perimeter, eccentricity, solidity, extent, axis lengths,
+compactness, centroid) is identical to :func:`skimage.measure.regionprops` (``area``,
+``perimeter``, ``eccentricity``, ``solidity``, ``extent``, ``axis_major_length``,
+``axis_minor_length``, ``centroid``) and computed for all objects at once from run-length
+encodings; the convex hulls (for Solidity) come from a vectorised chain construction whose
+pixel counts equal regionprops' ``area_convex`` exactly.
 
 Units: lengths in pixels, areas in pixels², intensities in grey levels of the input dtype
 (0-255 for uint8, 0-65535 for uint16; no rescaling). A site without nuclei gives
-``Nuclei_Count = Cells_Count = 0`` and NaN for every statistic over objects
-(``Image_AreaOccupied_*`` are 0).
+``Nuclei_Count = 0`` and NaN for every statistic over objects (``Image_AreaOccupied_*`` are 0).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import sqrt
-from typing import Sequence
 
-import mahotas
 import numpy as np
-from centrosome._convex_hull import convex_hull_ijv
-from scipy import ndimage as ndi
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from skimage.filters import sobel, threshold_otsu
-from skimage.morphology import local_maxima
-from skimage.segmentation import watershed
+
+from moa_features.features.segmentation import (  # noqa: F401  (re-exported: the segmentation step)
+    Masks,
+    _check_plane,
+    check_image,
+    segment,
+    segment_cells,
+    segment_nuclei,
+)
 
 SHAPE_MEASURES: tuple[str, ...] = (
     "Area",
     "Perimeter",
+    "FormFactor",
     "Eccentricity",
     "Solidity",
-    "FormFactor",
     "Extent",
     "MajorAxisLength",
     "MinorAxisLength",
+    "Compactness",
 )
-STATISTICS: tuple[str, ...] = ("Mean", "Std", "Median")
-INTENSITY_STATISTICS: tuple[str, ...] = ("Mean", "Median")
 
 FEATURE_DOCS: list[tuple[str, str, str]] = [
-    ("Nuclei_Count", "objects", "Number of nuclei segmented on the nuclear channel."),
-    ("Cells_Count", "objects", "Number of cells (one per nucleus; seeded watershed on the cell channel)."),
+    ("Nuclei_Count", "objects", "Number of nuclei kept (after border and size exclusion); one cell per nucleus."),
+    ("Image_AreaOccupied_Fraction_Nuclei", "fraction (0-1)", "Fraction of the site's pixels covered by kept nuclei."),
+    ("Image_AreaOccupied_Fraction_Cells", "fraction (0-1)", "Fraction of the site's pixels covered by kept cells."),
+    ("<Cpt>_AreaShape_Area_<stat>", "pixels²", "Object area (pixel count)."),
     (
-        "Image_AreaOccupied_Fraction_{Nuclei,Cells}",
-        "fraction (0-1)",
-        "Fraction of the site's pixels covered by nuclei / by cells.",
-    ),
-    (
-        "{Nuclei,Cells}_AreaShape_Area_{Mean,Std,Median}",
-        "pixels²",
-        "Object area (pixel count); mean, standard deviation (ddof=0) and median over objects.",
-    ),
-    (
-        "{Nuclei,Cells}_AreaShape_Perimeter_{Mean,Std,Median}",
+        "<Cpt>_AreaShape_Perimeter_<stat>",
         "pixels",
-        "Object perimeter as scikit-image regionprops 'perimeter' (4-connected border, "
-        "Benkrid-Crookes weights); statistic over objects.",
+        "Perimeter as regionprops 'perimeter' (4-connected border, Benkrid-Crookes weights).",
+    ),
+    ("<Cpt>_AreaShape_FormFactor_<stat>", "1", "4*pi*Area/Perimeter² (about 1 for a disk)."),
+    (
+        "<Cpt>_AreaShape_Eccentricity_<stat>",
+        "1 (0-1)",
+        "Eccentricity of the ellipse with the same second central moments.",
     ),
     (
-        "{Nuclei,Cells}_AreaShape_Eccentricity_{Mean,Std,Median}",
-        "dimensionless (0-1)",
-        "Eccentricity of the ellipse with the same second central moments "
-        "(0 = circle, toward 1 = elongated); statistic over objects.",
+        "<Cpt>_AreaShape_Solidity_<stat>",
+        "1 (0-1]",
+        "Area / convex-hull area (hull pixel count as regionprops 'area_convex').",
     ),
+    ("<Cpt>_AreaShape_Extent_<stat>", "1 (0-1]", "Area / bounding-box area."),
     (
-        "{Nuclei,Cells}_AreaShape_Solidity_{Mean,Std,Median}",
-        "dimensionless (0-1]",
-        "Area / convex-hull area (convex hull as regionprops 'area_convex'); statistic over objects.",
-    ),
-    (
-        "{Nuclei,Cells}_AreaShape_FormFactor_{Mean,Std,Median}",
-        "dimensionless",
-        "4*pi*Area/Perimeter² (about 1 for a disk, smaller for irregular outlines); statistic over objects.",
-    ),
-    (
-        "{Nuclei,Cells}_AreaShape_Extent_{Mean,Std,Median}",
-        "dimensionless (0-1]",
-        "Area / bounding-box area; statistic over objects.",
-    ),
-    (
-        "{Nuclei,Cells}_AreaShape_{MajorAxisLength,MinorAxisLength}_{Mean,Std,Median}",
+        "<Cpt>_AreaShape_MajorAxisLength_<stat>",
         "pixels",
-        "Major / minor axis length of the ellipse with the same normalised second central "
-        "moments (4*sqrt(eigenvalue)); statistic over objects.",
+        "Major axis of the ellipse with the same normalised second central moments (4*sqrt(eigenvalue)).",
+    ),
+    ("<Cpt>_AreaShape_MinorAxisLength_<stat>", "pixels", "Minor axis of that ellipse."),
+    (
+        "<Cpt>_AreaShape_Compactness_<stat>",
+        "1",
+        "2*pi * mean squared distance of the pixels from the centroid / Area (1 for a disk; CellProfiler).",
+    ),
+    ("<Cpt>_Intensity_IntegratedIntensity_<ch>_<stat>", "grey level", "Sum of the object's pixel values."),
+    ("<Cpt>_Intensity_MeanIntensity_<ch>_<stat>", "grey level", "Mean pixel value in the object."),
+    (
+        "<Cpt>_Intensity_StdIntensity_<ch>_<stat>",
+        "grey level",
+        "Population standard deviation of the object's pixel values.",
+    ),
+    ("<Cpt>_Intensity_MinIntensity_<ch>_<stat>", "grey level", "Smallest pixel value in the object."),
+    ("<Cpt>_Intensity_MaxIntensity_<ch>_<stat>", "grey level", "Largest pixel value in the object."),
+    (
+        "<Cpt>_Intensity_LowerQuartileIntensity_<ch>_<stat>",
+        "grey level",
+        "CellProfiler's 1/4 quantile: sorted value at position area/4, interpolated to the next.",
+    ),
+    ("<Cpt>_Intensity_MedianIntensity_<ch>_<stat>", "grey level", "CellProfiler's 1/2 quantile (same rule)."),
+    ("<Cpt>_Intensity_UpperQuartileIntensity_<ch>_<stat>", "grey level", "CellProfiler's 3/4 quantile (same rule)."),
+    (
+        "<Cpt>_Intensity_MADIntensity_<ch>_<stat>",
+        "grey level",
+        "CellProfiler's 1/2 quantile of |value - MedianIntensity|.",
     ),
     (
-        "Cells_AreaShape_NuclearAreaRatio_{Mean,Std,Median}",
-        "dimensionless (0-1]",
-        "Per cell, area of its nucleus / area of the cell; statistic over cells.",
+        "<Cpt>_Intensity_IntegratedIntensityEdge_<ch>_<stat>",
+        "grey level",
+        "Sum over the object's outline (pixels with a 4-neighbour outside the object, or on the image border).",
+    ),
+    ("<Cpt>_Intensity_MeanIntensityEdge_<ch>_<stat>", "grey level", "Mean over the object's outline."),
+    (
+        "<Cpt>_Intensity_MassDisplacement_<ch>_<stat>",
+        "pixels",
+        "Distance between the intensity-weighted and the unweighted centroid.",
     ),
     (
-        "{Nuclei,Cells,Cytoplasm}_Intensity_Mean_<channel>_{Mean,Median}",
-        "grey levels",
-        "Per object, mean pixel value of the channel inside the nucleus / cell / cytoplasm "
-        "(cell minus nucleus); mean and median over objects (objects with an empty "
-        "cytoplasm are skipped).",
+        "<Cpt>_Texture_<Measure>_<ch>_<d>_avg_<q>_<stat>",
+        "as Image_Texture",
+        "Option (--object-texture): Haralick measures of the object's own GLCM (pairs inside the object), quantised as "
+        "the image-level texture.",
     ),
     (
-        "Cells_Intensity_NuclearCytoplasmicRatio_<channel>_{Mean,Median}",
-        "dimensionless",
-        "Per cell, mean intensity in the nucleus / mean intensity in the cytoplasm; mean and "
-        "median over cells with a non-empty, non-zero cytoplasm.",
+        "<Cpt>_Correlation_Correlation_<a>_<b>_<stat>",
+        "1 (-1 to 1)",
+        "Option (--object-correlation): Pearson correlation of channels a and b inside the object.",
     ),
 ]
+MORPHOLOGY_CONVENTIONS = """``<Cpt>``: Nuclei, Cells or Cytoplasm (cell minus its nucleus); ``<stat>``: Median, Mean or
+Std (ddof=0) over the site's objects, NaN values (e.g. an empty cytoplasm) ignored. Nuclei
+touching the image border are excluded by default (``--keep-border-objects``), and
+``--min-diameter``/``--max-diameter`` limit the nuclei's equivalent diameters (pixels). The
+per-object table (``extract --objects``, ``NAME.objects.parquet``) holds the same
+measurements without ``_<stat>``, one row per object, with the site's ``Metadata_`` keys,
+``ObjectNumber`` and ``Location_Center_X/Y`` (the nucleus centroid, pixels)."""
 
 # Benkrid-Crookes perimeter weights, indexed by the border-pixel code (as in skimage).
 _PERIMETER_WEIGHTS = np.zeros(50, dtype=np.float64)
 _PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
 _PERIMETER_WEIGHTS[[21, 33]] = sqrt(2.0)
 _PERIMETER_WEIGHTS[[13, 23]] = (1.0 + sqrt(2.0)) / 2.0
-
-
-def _smooth(plane: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-smoothed float32 copy of a 2-D plane (sigma in pixels; 0 = no smoothing)."""
-    plane = np.asarray(plane, dtype=np.float32)
-    return ndi.gaussian_filter(plane, sigma) if sigma > 0 else plane
-
-
-def _check_plane(plane: np.ndarray, name: str) -> np.ndarray:
-    plane = np.asarray(plane)
-    if plane.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D (H, W) array, got shape {plane.shape}")
-    return plane
-
-
-def _relabel(labels: np.ndarray, mapping: np.ndarray) -> np.ndarray:
-    """Apply a label lookup table (``mapping[0]`` must be 0); returns int32 labels."""
-    return mapping.astype(np.int32, copy=False)[labels]
-
-
-def _merge_wide_necks(fragments: np.ndarray, dist: np.ndarray, neck_ratio: float) -> np.ndarray:
-    """Merge adjacent watershed fragments that are not separated by a real neck.
-
-    Two 4-adjacent fragments ``a``, ``b`` are merged when the highest distance-transform
-    value on their shared border (the neck half-width) is at least ``neck_ratio`` times the
-    smaller of their peak distance values (inscribed radii). Merging is transitive
-    (connected components of the merge graph); output labels are sequential, int32.
-    """
-    n = int(fragments.max())
-    if n == 0:
-        return fragments.astype(np.int32, copy=False)
-    flat = fragments.ravel()
-    fg = np.flatnonzero(flat)
-    peak = np.zeros(n + 1)
-    np.maximum.at(peak, flat[fg], dist.ravel()[fg])
-
-    keys, values = [], []
-    for a, b, da, db in (
-        (fragments[:, :-1], fragments[:, 1:], dist[:, :-1], dist[:, 1:]),
-        (fragments[:-1, :], fragments[1:, :], dist[:-1, :], dist[1:, :]),
-    ):
-        touch = (a != b) & (a > 0) & (b > 0)
-        la, lb = a[touch].astype(np.int64), b[touch].astype(np.int64)
-        keys.append(np.minimum(la, lb) * (n + 1) + np.maximum(la, lb))
-        values.append(np.minimum(da[touch], db[touch]))
-    key, value = np.concatenate(keys), np.concatenate(values)
-    order = np.argsort(key, kind="stable")
-    key, value = key[order], value[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.zeros(0, dtype=np.int64)
-    neck = np.maximum.reduceat(value, starts) if key.size else np.zeros(0)
-    la, lb = np.divmod(key[starts], n + 1)
-    merge = neck >= neck_ratio * np.minimum(peak[la], peak[lb])
-    graph = coo_matrix((np.ones(int(merge.sum())), (la[merge], lb[merge])), shape=(n + 1, n + 1))
-    _, component = connected_components(graph, directed=False)
-    # Number the merged objects 1..k in order of their lowest fragment label.
-    present = np.flatnonzero(peak > 0)
-    _, merged = np.unique(component[present], return_inverse=True)
-    mapping = np.zeros(n + 1, dtype=np.int32)
-    mapping[present] = merged + 1
-    return _relabel(fragments, mapping)
-
-
-def segment_nuclei(
-    nuclear: np.ndarray,
-    sigma: float = 1.0,
-    min_nucleus_area: int = 16,
-    min_area_fraction: float = 0.15,
-    neck_ratio: float = 0.85,
-) -> np.ndarray:
-    """Label nuclei in a nuclear-stain plane.
-
-    nuclear: ``(H, W)`` array (any real dtype). sigma: Gaussian smoothing in pixels.
-    Objects (after Otsu thresholding of the smoothed plane and hole filling) smaller than
-    ``max(min_nucleus_area, min_area_fraction * median object area)`` pixels are removed:
-    the relative term follows the magnification (RxRx 512x512 nuclei are ~80-500 px²,
-    full-size 1024x1024 ~4x that), the absolute one guards sites with only debris.
-    Touching nuclei are split by a watershed of the distance transform from its regional
-    maxima; fragments whose shared neck is at least ``neck_ratio`` times the smaller
-    fragment's inscribed radius are merged back. Returns ``(H, W)`` int32 labels,
-    0 = background, nuclei numbered 1..n (deterministic order).
-    """
-    nuclear = _check_plane(nuclear, "nuclear channel")
-    smoothed = _smooth(nuclear, sigma)
-    if not smoothed.size or smoothed.max() <= smoothed.min():
-        return np.zeros(nuclear.shape, dtype=np.int32)
-    foreground = _fill_holes(smoothed > threshold_otsu(smoothed))
-    components, n = ndi.label(foreground)
-    if n == 0:
-        return np.zeros(nuclear.shape, dtype=np.int32)
-    area = np.bincount(components.ravel(), minlength=n + 1)
-    keep = area >= max(min_nucleus_area, min_area_fraction * np.median(area[1:]))
-    keep[0] = False
-    if not keep.any():
-        return np.zeros(nuclear.shape, dtype=np.int32)
-    # Dropping components keeps the raster order of the others: relabel them 1..n.
-    components = _relabel(components, np.where(keep, np.cumsum(keep), 0))
-    n = int(keep.sum())
-    foreground = components > 0
-    # Exact Euclidean distance to the background (Otsu always leaves some background);
-    # mahotas' separable transform gives the same squared distances as scipy's, 3x faster.
-    dist = np.sqrt(mahotas.distance(foreground))
-    peaks = local_maxima(dist, connectivity=2, allow_borders=True) & foreground
-    markers, n_markers = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
-    # Only components holding several maxima need the watershed (most hold one).
-    n_peaks = np.bincount(components[markers > 0], minlength=n + 1)
-    clumped = (n_peaks > 1)[components]
-    fragments = watershed(-dist, np.where(clumped, markers, 0), mask=clumped)
-    single = foreground & ~clumped
-    fragments[single] = components[single] + n_markers
-    return _merge_wide_necks(fragments, dist, neck_ratio)
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_fill_holes`` (4-connected background), by labelling the
-    background once instead of iterated dilation: holes are the background components that
-    do not touch the image border."""
-    background, _ = ndi.label(~mask)
-    edge = np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
-    outside = np.zeros(int(background.max()) + 1, dtype=bool)
-    outside[edge] = True
-    outside[0] = False
-    return ~outside[background]
-
-
-def segment_cells(
-    cell: np.ndarray,
-    nuclei: np.ndarray,
-    sigma: float = 1.0,
-    threshold_factor: float = 0.5,
-) -> np.ndarray:
-    """Label cells by a watershed seeded with the nuclei.
-
-    cell: ``(H, W)`` cell-body stain (actin, membrane). nuclei: ``(H, W)`` int labels
-    (from :func:`segment_nuclei`). The landscape is the gradient magnitude (Sobel) of the
-    cell plane smoothed with ``sigma`` pixels; the foreground is the smoothed plane above
-    ``threshold_factor`` times its Otsu threshold, union the nuclei. Returns ``(H, W)``
-    int32 labels: cell ``i`` contains nucleus ``i``; foreground unreachable from any
-    nucleus stays 0.
-    """
-    cell = _check_plane(cell, "cell channel")
-    nuclei = _check_plane(nuclei, "nuclei labels")
-    if cell.shape != nuclei.shape:
-        raise ValueError(f"cell channel shape {cell.shape} differs from nuclei labels shape {nuclei.shape}")
-    nuclei = nuclei.astype(np.int32, copy=False)
-    if not nuclei.any():
-        return np.zeros(cell.shape, dtype=np.int32)
-    smoothed = _smooth(cell, sigma)
-    foreground = nuclei > 0
-    if smoothed.max() > smoothed.min():
-        foreground |= smoothed > threshold_factor * threshold_otsu(smoothed)
-    # Nucleus pixels whose 4 neighbours are all labelled or outside the mask never grow a
-    # cell; leaving them out of the flood (and back in afterwards) gives the same labels
-    # with a much smaller priority queue.
-    settled = np.pad(foreground & (nuclei == 0), 1)
-    inner = (nuclei > 0) & ~(settled[:-2, 1:-1] | settled[2:, 1:-1] | settled[1:-1, :-2] | settled[1:-1, 2:])
-    cells = watershed(sobel(smoothed), np.where(inner, 0, nuclei), mask=foreground & ~inner)
-    cells[inner] = nuclei[inner]
-    return cells.astype(np.int32, copy=False)
 
 
 def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -304,79 +166,70 @@ def _row_extremes(lab: np.ndarray, row: np.ndarray, first: np.ndarray, last: np.
     return key[group] // h, key[group] % h, left, right
 
 
-def _not_dominated(lab: np.ndarray, x: np.ndarray, side: int) -> np.ndarray:
-    """Rows (sorted by label, then row) whose end ``x`` reaches strictly further out
-    (``side`` -1: left, +1: right) than every row above it or every row below it, per label."""
-    if not len(x):
-        return np.zeros(0, dtype=bool)
-    out = side * x.astype(np.int64)  # larger = further out
-    big = int(out.max()) - int(out.min()) + 1
-    shifted = out + lab * big  # later labels higher: the running max restarts at each label
-    above = np.maximum.accumulate(shifted)
-    new_label = np.r_[True, lab[1:] != lab[:-1]]
-    beyond_above = new_label | (shifted > np.r_[0, above[:-1]])
-    shifted = (out - lab * big)[::-1]  # from the bottom, labels descend: lower them instead
-    below = np.maximum.accumulate(shifted)
-    last_row = np.r_[True, lab[::-1][1:] != lab[::-1][:-1]]
-    beyond_below = (last_row | (shifted > np.r_[0, below[:-1]]))[::-1]
-    return beyond_above | beyond_below
+def _chain(lab: np.ndarray, row: np.ndarray, end: np.ndarray, side: int):
+    """One side of every label's convex hull, in doubled pixel coordinates.
+
+    lab, row, end: per (label, row), sorted by label then row, the row's extreme column on
+    this side (``side`` -1: left, +1: right). A pixel (r, c) has centre (2r, 2c) and its
+    edge midpoints (2r +- 1, 2c), (2r, 2c +- 1) (skimage's ``offset_coordinates``); the
+    outermost of those per doubled row, per label, form a y-monotone chain whose convex
+    envelope on this side is the hull's boundary. Returns ``(label, y, x)`` of the hull
+    vertices, sorted by label then y.
+    """
+    y = (2 * row[:, None] + np.array([-1, 0, 1])).ravel()
+    x = (2 * end[:, None] + np.array([0, side, 0])).ravel()
+    lab = np.repeat(lab, 3)
+    # consecutive rows share the doubled row between them: keep the outer point
+    first = np.r_[True, (lab[1:] != lab[:-1]) | (y[1:] != y[:-1])]
+    starts = np.flatnonzero(first)
+    x = (np.maximum if side > 0 else np.minimum).reduceat(x, starts)
+    lab, y = lab[starts], y[starts]
+    # Drop every point not strictly outside the chord of its neighbours (never a hull
+    # vertex: the chord's end points are in the set), all at once, until none is left.
+    while len(x) > 2:
+        same = (lab[:-2] == lab[1:-1]) & (lab[1:-1] == lab[2:])
+        cross = (x[1:-1] - x[:-2]) * (y[2:] - y[:-2]) - (x[2:] - x[:-2]) * (y[1:-1] - y[:-2])
+        drop = np.zeros(len(x), dtype=bool)
+        drop[1:-1] = same & (side * cross <= 0)
+        if not drop.any():
+            break
+        keep = ~drop
+        lab, y, x = lab[keep], y[keep], x[keep]
+    return lab, y, x
+
+
+def _chain_at(chain: tuple[np.ndarray, np.ndarray, np.ndarray], qlab: np.ndarray, qy: np.ndarray) -> np.ndarray:
+    """x of each label's hull chain at doubled rows ``qy`` (strictly inside its y range)."""
+    lab, y, x = chain
+    span = int(max(y.max(initial=0), qy.max(initial=0))) + 2
+    key = lab * span + y
+    i = np.searchsorted(key, qlab * span + qy, side="right") - 1
+    y0, y1, x0, x1 = y[i], y[i + 1], x[i], x[i + 1]
+    return x0 + (x1 - x0) * (qy - y0) / (y1 - y0)
 
 
 def _convex_areas(lab: np.ndarray, row: np.ndarray, left: np.ndarray, right: np.ndarray, n: int) -> np.ndarray:
     """Convex-hull pixel counts per label 1..n, as regionprops' ``area_convex``.
 
-    The hull is that of every pixel's edge midpoints (skimage's ``offset_coordinates``);
-    only the row extremes can be hull vertices. Pixel centres inside or on the hull count.
-    Works in doubled coordinates shifted by one (centrosome wants non-negative ints), so
-    every vertex is an integer.
+    The hull is that of every pixel's edge midpoints; pixel centres inside or on it count.
+    Vectorised over all labels (no per-object loop, no private third-party code): each
+    label's left and right hull chains (:func:`_chain`), then per pixel row the integer
+    columns between them.
     """
-    # A row's left end with ends at least as far left both above and below it (same label)
-    # lies inside the hull of those rows' points, so it cannot be a vertex: drop it before
-    # the hull (likewise right ends); this keeps the hull's input small.
-    keep_left = _not_dominated(lab, left, -1)
-    keep_right = _not_dominated(lab, right, 1)
-    rl, xl, ll = 2 * row[keep_left] + 1, 2 * left[keep_left] + 1, lab[keep_left]
-    rr, xr, lr = 2 * row[keep_right] + 1, 2 * right[keep_right] + 1, lab[keep_right]
-    points = np.column_stack(
-        [
-            np.concatenate([rl, rl - 1, rl + 1, rr, rr - 1, rr + 1]),
-            np.concatenate([xl - 1, xl, xl, xr + 1, xr, xr]),
-            np.concatenate([ll, ll, ll, lr, lr, lr]),
-        ]
-    ).astype(np.int32)
-    vertices, counts = convex_hull_ijv(points, np.arange(1, n + 1, dtype=np.int32))
-    vertices = vertices.astype(np.int64) - [0, 1, 1]
-    # Edges: each vertex to the next one of the same label (cyclically).
-    counts = counts[counts > 0]
-    start = np.r_[0, np.cumsum(counts)[:-1]]
-    nxt = np.arange(len(vertices)) + 1
-    nxt[start + counts - 1] = start
-    hull_label = vertices[:, 0]
-    i0, j0 = vertices[:, 1], vertices[:, 2]
-    i1, j1 = i0[nxt], j0[nxt]
-    # Pixel-centre rows r (doubled: 2r) crossed by each edge, inclusive.
-    r_lo = -((-np.minimum(i0, i1)) // 2)
-    r_hi = np.maximum(i0, i1) // 2
-    n_rows = np.maximum(r_hi - r_lo + 1, 0)
-    e = np.repeat(np.arange(len(vertices)), n_rows)
-    r = r_lo[e] + np.arange(len(e)) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
-    di = (i1 - i0)[e]
-    flat = di == 0
-    t = np.where(flat, 0.0, (2 * r - i0[e]) / np.where(flat, 1, di))
-    x = j0[e] + t * (j1 - j0)[e]
-    x_lo = np.where(flat, np.minimum(j0[e], j1[e]), x)
-    x_hi = np.where(flat, np.maximum(j0[e], j1[e]), x)
-    span = int(r.max(initial=0)) + 2
-    key = hull_label[e] * span + r
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    lo = np.minimum.reduceat(x_lo[order], starts) if len(starts) else np.zeros(0)
-    hi = np.maximum.reduceat(x_hi[order], starts) if len(starts) else np.zeros(0)
+    left_chain = _chain(lab, row, left, -1)
+    right_chain = _chain(lab, row, right, 1)
+    # every pixel-centre row from each label's first to last row
+    first = np.r_[True, lab[1:] != lab[:-1]]
+    last = np.r_[lab[1:] != lab[:-1], True]
+    labels, top, bottom = lab[first], row[first], row[last]
+    counts = bottom - top + 1
+    qlab = np.repeat(labels, counts)
+    qrow = np.repeat(top, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    xl = _chain_at(left_chain, qlab, 2 * qrow)
+    xr = _chain_at(right_chain, qlab, 2 * qrow)
     eps = 1e-9
-    per_row = np.floor(hi / 2 + eps) - np.ceil(lo / 2 - eps) + 1
-    row_label = key[starts] // span
-    return np.bincount(row_label, weights=per_row, minlength=n + 1)[1:]
+    per_row = np.maximum(np.floor(xr / 2 + eps) - np.ceil(xl / 2 - eps) + 1, 0)
+    return np.bincount(qlab, weights=per_row, minlength=n + 1)[1:]
 
 
 def _perimeters(labels: np.ndarray, n: int) -> np.ndarray:
@@ -394,13 +247,22 @@ def _perimeters(labels: np.ndarray, n: int) -> np.ndarray:
     lab = flat_p[idx]
     code = np.ones(len(idx), dtype=np.int64)
     w2 = w + 2
-    for offset, weight in ((-1, 2), (1, 2), (-w2, 2), (w2, 2), (-w2 - 1, 10), (-w2 + 1, 10), (w2 - 1, 10), (w2 + 1, 10)):
+    for offset, weight in (
+        (-1, 2),
+        (1, 2),
+        (-w2, 2),
+        (w2, 2),
+        (-w2 - 1, 10),
+        (-w2 + 1, 10),
+        (w2 - 1, 10),
+        (w2 + 1, 10),
+    ):
         q = idx + offset
         code += weight * (flat_b[q] & (flat_p[q] == lab))
     return np.bincount(lab, weights=_PERIMETER_WEIGHTS[code], minlength=n + 1)[1:]
 
 
-def shape_measurements(labels: np.ndarray) -> dict[str, np.ndarray]:
+def shape_measurements(labels: np.ndarray, n: int | None = None) -> dict[str, np.ndarray]:
     """Per-object shape measurements of labels ``1..labels.max()``.
 
     labels: ``(H, W)`` non-negative int labels (labels absent from the image get area 0 and
@@ -408,15 +270,26 @@ def shape_measurements(labels: np.ndarray) -> dict[str, np.ndarray]:
     (px), ``Eccentricity``, ``Solidity``, ``FormFactor`` (4*pi*Area/Perimeter²),
     ``Extent``, ``MajorAxisLength``, ``MinorAxisLength`` (px); identical to
     :func:`skimage.measure.regionprops` (``area``, ``perimeter``, ``eccentricity``,
-    ``solidity``, ``extent``, ``axis_major_length``, ``axis_minor_length``) up to rounding.
+    ``solidity``, ``extent``, ``axis_major_length``, ``axis_minor_length``) up to rounding;
+    also ``Compactness`` (CellProfiler's) and the centroid ``Center_X``, ``Center_Y`` (px).
+    ``n``: number of objects (default ``labels.max()``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((10, 10), np.int32)
+    >>> labels[2:5, 3:7] = 1
+    >>> m = shape_measurements(labels)
+    >>> float(m["Area"][0]), float(m["Extent"][0]), float(m["Center_X"][0])
+    (12.0, 1.0, 4.5)
     """
     labels = _check_plane(labels, "labels")
     if labels.size and labels.min() < 0:
         raise ValueError("labels: expected non-negative integer labels")
     labels = labels.astype(np.int32, copy=False)
-    n = int(labels.max(initial=0))
-    if n == 0:
-        return {m: np.zeros(0) for m in SHAPE_MEASURES}
+    n = int(labels.max(initial=0)) if n is None else n
+    if not labels.any():
+        return {m: np.full(n, 0.0 if m == "Area" else np.nan) for m in (*SHAPE_MEASURES, "Center_X", "Center_Y")}
     h = labels.shape[0]
     lab, row, first, last = _runs(labels)
     length = (last - first + 1).astype(np.float64)
@@ -464,20 +337,14 @@ def shape_measurements(labels: np.ndarray) -> dict[str, np.ndarray]:
             "Extent": area / ((y_max - y_min + 1) * (x_max - x_min + 1))[1:],
             "MajorAxisLength": 4 * np.sqrt(l1),
             "MinorAxisLength": 4 * np.sqrt(l2),
+            "Compactness": 2 * np.pi * (var_x + var_y) / area,
+            "Center_X": mx + x_min[1:],
+            "Center_Y": my + y_min[1:],
         }
     present = area > 0
-    for measure in SHAPE_MEASURES[1:]:
+    for measure in [*SHAPE_MEASURES[1:], "Center_X", "Center_Y"]:
         out[measure] = np.where(present, out[measure], np.nan)
     return out
-
-
-def _stats(values: np.ndarray, prefix: str, statistics: Sequence[str]) -> dict[str, float]:
-    """Mean / Std (ddof=0) / Median over objects, ignoring NaN; NaN when nothing is left."""
-    values = values[np.isfinite(values)]
-    funcs = {"Mean": np.mean, "Std": np.std, "Median": np.median}
-    if values.size == 0:
-        return {f"{prefix}_{s}": float("nan") for s in statistics}
-    return {f"{prefix}_{s}": float(funcs[s](values)) for s in statistics}
 
 
 def morphology_features(
@@ -485,58 +352,28 @@ def morphology_features(
     channels: Sequence[str],
     nuclear_channel: int = 0,
     cell_channel: int = 2,
+    masks: Masks | None = None,
+    **options,
 ) -> dict[str, float]:
-    """Segmentation-based features of one site.
+    """Segmentation-based features of one site: counts, coverage, per-object aggregates.
 
     image: ``(C, H, W)`` uint8/uint16; channels: the C channel names; nuclear_channel /
-    cell_channel: indices of the planes used to segment nuclei and cells. Returns a flat
-    dict of the features listed in ``FEATURE_DOCS`` (counts, area fractions, per-object
-    shape and intensity statistics). Deterministic.
+    cell_channel: plane indices used to segment (ignored when ``masks`` is given); options:
+    passed to :func:`moa_features.features.objects.site_objects` (``exclude_border``,
+    ``min_diameter``, ``max_diameter``, ``threshold``, ``texture``, ``correlation``, ...).
+    Returns the flat dict documented in ``FEATURE_DOCS``. Deterministic.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((3, 64, 64), np.uint8)
+    >>> image[0, 20:30, 20:30] = 200
+    >>> image[2, 15:35, 15:35] = 90
+    >>> f = morphology_features(image, ["w1", "w2", "w3"])
+    >>> f["Nuclei_Count"], f["Nuclei_AreaShape_Area_Median"]
+    (1.0, 96.0)
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[0] != len(channels):
-        raise ValueError(
-            f"morphology: expected a (C, H, W) image with C={len(channels)} channels, got shape {image.shape}"
-        )
-    if image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"morphology: expected a uint8 or uint16 image, got {image.dtype}")
-    for name, index in (("nuclear_channel", nuclear_channel), ("cell_channel", cell_channel)):
-        if not 0 <= index < len(channels):
-            raise ValueError(f"morphology: {name}={index} is outside the {len(channels)} channels {list(channels)}")
+    from moa_features.features.objects import site_objects, site_summary
 
-    nuclei = segment_nuclei(image[nuclear_channel])
-    cells = segment_cells(image[cell_channel], nuclei)
-    n = int(nuclei.max(initial=0))
-    pixels = float(nuclei.size)
-    out: dict[str, float] = {
-        "Nuclei_Count": float(n),
-        "Cells_Count": float(n),
-        "Image_AreaOccupied_Fraction_Nuclei": float(np.count_nonzero(nuclei)) / pixels,
-        "Image_AreaOccupied_Fraction_Cells": float(np.count_nonzero(cells)) / pixels,
-    }
-    shapes = {"Nuclei": shape_measurements(nuclei), "Cells": shape_measurements(cells)}
-    for compartment, measures in shapes.items():
-        for measure in SHAPE_MEASURES:
-            out.update(_stats(measures[measure], f"{compartment}_AreaShape_{measure}", STATISTICS))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out.update(
-            _stats(shapes["Nuclei"]["Area"] / shapes["Cells"]["Area"], "Cells_AreaShape_NuclearAreaRatio", STATISTICS)
-        )
-
-    # One bincount per channel: key = cell label (cytoplasm) or cell label + n + 1 (nucleus).
-    key = np.where(nuclei > 0, nuclei + (n + 1), cells).ravel()
-    counts = np.bincount(key, minlength=2 * n + 2).astype(np.float64)
-    nuc_area, cyto_area = counts[n + 2 :], counts[1 : n + 1]
-    for c, name in enumerate(channels):
-        sums = np.bincount(key, weights=image[c].ravel(), minlength=2 * n + 2)
-        nuc_sum, cyto_sum = sums[n + 2 :], sums[1 : n + 1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            nuc_mean = nuc_sum / nuc_area
-            cyto_mean = np.where(cyto_area > 0, cyto_sum / cyto_area, np.nan)
-            cell_mean = (nuc_sum + cyto_sum) / (nuc_area + cyto_area)
-            ratio = np.where(cyto_mean > 0, nuc_mean / cyto_mean, np.nan)
-        out.update(_stats(nuc_mean, f"Nuclei_Intensity_Mean_{name}", INTENSITY_STATISTICS))
-        out.update(_stats(cyto_mean, f"Cytoplasm_Intensity_Mean_{name}", INTENSITY_STATISTICS))
-        out.update(_stats(cell_mean, f"Cells_Intensity_Mean_{name}", INTENSITY_STATISTICS))
-        out.update(_stats(ratio, f"Cells_Intensity_NuclearCytoplasmicRatio_{name}", INTENSITY_STATISTICS))
-    return out
+    objects, masks = site_objects(image, channels, nuclear_channel, cell_channel, masks=masks, **options)
+    return site_summary(objects, masks)

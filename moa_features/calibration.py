@@ -1,0 +1,311 @@
+"""The run's first pass: what must be fixed for the whole run before any site is measured.
+
+``extract`` calls :func:`calibrate` once, before the chunks. It reads a seeded sample of
+sites and writes, into ``NAME.calibration/`` beside the table:
+
+- ``illum-<k>.npy``: per plate with at least :data:`~moa_features.illumination.MIN_SITES`
+  sites, its ``(C, H, W)`` float32 illumination function (:mod:`moa_features.illumination`)
+  from up to ``ILLUM_SAMPLE`` of its sites (``--illum none`` switches this off);
+- ``texture.npz``: per channel, the pooled grey-value histogram of up to ``TEXTURE_SAMPLE``
+  negative-control sites (all sites when the screen names no controls), illumination
+  corrected, and the **run** texture scheme's quantisation table learned from it
+  (:func:`~moa_features.features.texture.run_lut`);
+- ``calibration.json`` last (it marks the pass complete): the fingerprint of the inputs, the
+  plates corrected and the sample sizes, and each channel's level edges (grey-value
+  percentiles), which ``extract`` copies into ``NAME.summary.json``.
+
+A resumed run with the same inputs reuses the folder; the chunks reference it by path
+(``FeatureParams.calibration``), so Dask workers load the same files (they need the shared
+filesystem that they already need for the images). :func:`measure_site` is the per-site
+hook that ``extract``'s workers call: correct, measure, and build the per-object rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moa_features import schema
+from moa_features.datasets import DatasetError
+from moa_features.features import FeatureParams, masks_from_labels
+from moa_features.features import measure_site as measure_features
+from moa_features.features.texture import robust_range, run_lut
+from moa_features.illumination import MIN_SITES, block_means, correct, illumination_function
+from moa_features.io import atomic_path
+
+VERSION = 1
+ILLUM_SAMPLE = 32
+TEXTURE_SAMPLE = 64
+OBJECT_MASKS = ("Nuclei", "Cells")  # user masks: Metadata_ObjectsPath_<name> (LoadData ObjectsFileName_<name>)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A loaded first pass: texture tables per channel (or None) and illumination functions by plate."""
+
+    folder: Path
+    texture_luts: tuple[np.ndarray, ...] | None
+    illum_files: dict[str, str]
+    info: dict[str, Any]
+
+    def illumination(self, plate: Any) -> np.ndarray | None:
+        """The plate's ``(C, H, W)`` function, or None when the plate is not corrected."""
+        name = self.illum_files.get(str(plate))
+        return None if name is None else _load_array(str(self.folder / name))
+
+
+def calibration_folder(table: str | Path) -> Path:
+    """``NAME.calibration/`` beside the feature table ``NAME.parquet``."""
+    return schema.sidecar_paths(table)["parts"].with_suffix(".calibration")
+
+
+def is_control(metadata: dict[str, Any]) -> bool:
+    """Whether a site is a negative control (treatment name, RxRx ``well_type`` or MoA label)."""
+    treatment = str(metadata.get(schema.TREATMENT) or "").upper()
+    well_type = str(metadata.get("Metadata_well_type") or "").lower()
+    moa = str(metadata.get(schema.MOA) or "")
+    return (
+        treatment in schema.NEGATIVE_CONTROL_TREATMENTS
+        or well_type == "negative_control"
+        or (moa == schema.NEGATIVE_CONTROL_MOA)
+    )
+
+
+def _fingerprint(sites: Sequence, params: FeatureParams, shape) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([VERSION, params.texture_levels, params.texture_scheme, params.illum, shape,
+                         ILLUM_SAMPLE, TEXTURE_SAMPLE, MIN_SITES]).encode())  # fmt: skip
+    for s in sites:
+        h.update(json.dumps([s.site_id, s.paths, s.channels]).encode())
+    return h.hexdigest()
+
+
+def _sample(items: list, k: int, seed: int) -> list:
+    if len(items) <= k:
+        return list(items)
+    rng = np.random.default_rng(seed)
+    return [items[i] for i in sorted(rng.choice(len(items), size=k, replace=False))]
+
+
+def _load(site, shape):
+    from moa_features.datasets import SiteReadError
+
+    try:
+        return site.load(shape)
+    except SiteReadError:
+        return None  # the measuring pass records the error
+
+
+def calibrate(
+    sites: Sequence,
+    table: str | Path,
+    params: FeatureParams,
+    shape: tuple[int, int] | None = None,
+    seed: int = 0,
+) -> FeatureParams:
+    """Run (or reuse) the first pass for ``sites`` and return ``params`` pointing at it.
+
+    sites: the run's :class:`~moa_features.datasets.Site` list; table: the output table
+    (the pass goes to ``NAME.calibration/``); shape: the image size every site must have.
+    Without anything to learn (``texture_scheme="full"`` and ``illum="none"``) the folder
+    is removed and ``params`` returned with ``calibration=None``. Raises ``ValueError`` when
+    no sampled control site can be read for the run texture scheme.
+    """
+    if params.illum not in ("auto", "none"):
+        raise ValueError(f"illum must be 'auto' or 'none', got {params.illum!r}")
+    folder = calibration_folder(table)
+    wants_texture = params.texture_scheme == "run" and "texture" in params.families
+    if not wants_texture and params.illum == "none":
+        return replace(params, calibration=None)
+    fingerprint = _fingerprint(sites, params, shape)
+    done = folder / "calibration.json"
+    if done.exists():
+        try:
+            if json.loads(done.read_text()).get("fingerprint") == fingerprint:
+                return replace(params, calibration=str(folder))
+        except json.JSONDecodeError:
+            pass  # a broken record: compute afresh
+    folder.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {"fingerprint": fingerprint, "version": VERSION, "illumination": {}, "texture": None}
+    illum_files: dict[str, str] = {}
+    if params.illum == "auto":
+        illum_files = _illumination_pass(sites, folder, shape, seed, info)
+    if wants_texture:
+        _texture_pass(sites, folder, shape, seed, params.texture_levels, illum_files, info)
+    info["illumination_files"] = illum_files
+    with atomic_path(done) as tmp:
+        tmp.write_text(json.dumps(info, indent=1, default=str))
+    return replace(params, calibration=str(folder))
+
+
+def _illumination_pass(sites, folder: Path, shape, seed: int, info: dict) -> dict[str, str]:
+    by_plate: dict[str, list] = {}
+    for s in sites:
+        by_plate.setdefault(str(s.metadata.get(schema.PLATE)), []).append(s)
+    files: dict[str, str] = {}
+    for k, (plate, members) in enumerate(sorted(by_plate.items())):
+        record: dict[str, Any] = {"sites": len(members)}
+        if len(members) >= MIN_SITES:
+            blocks, full_shape = [], None
+            for site in _sample(members, ILLUM_SAMPLE, seed + k):
+                image = _load(site, shape)
+                if image is not None:
+                    blocks.append(block_means(image))
+                    full_shape = image.shape[1:]
+            record["sampled"] = len(blocks)
+            if len(blocks) >= MIN_SITES:
+                name = f"illum-{k:04d}.npy"
+                function = illumination_function(blocks, full_shape)
+                with atomic_path(folder / name) as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.save(fh, function)
+                files[plate] = name
+                record["max_over_min"] = [float(f.max()) for f in function]
+        record["corrected"] = plate in files
+        info["illumination"][plate] = record
+    return files
+
+
+def _texture_pass(sites, folder: Path, shape, seed: int, levels: int, illum_files: dict, info: dict) -> None:
+    controls = [s for s in sites if is_control(s.metadata)]
+    pool = controls or list(sites)
+    hist = None
+    used = 0
+    for site in _sample(pool, TEXTURE_SAMPLE, seed):
+        image = _load(site, shape)
+        if image is None:
+            continue
+        plate = str(site.metadata.get(schema.PLATE))
+        if plate in illum_files:
+            image = correct(image, _load_array(str(folder / illum_files[plate])))
+        bins = int(np.iinfo(image.dtype).max) + 1
+        counts = np.stack([np.bincount(p.ravel(), minlength=bins) for p in image])
+        if hist is not None and hist.shape != counts.shape:
+            raise DatasetError(
+                f"site {site.site_id}: {image.dtype} / {image.shape[0]} channels differ from the sample's"
+            )
+        hist = counts if hist is None else hist + counts
+        used += 1
+    if hist is None:
+        raise DatasetError("texture calibration: none of the sampled sites could be read")
+    luts = np.stack([run_lut(h, levels) for h in hist])
+    with atomic_path(folder / "texture.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, luts=luts, histograms=hist)
+    edges = [[int(np.searchsorted(lut, k)) for k in range(1, levels)] for lut in luts]
+    info["texture"] = {
+        "scheme": "run",
+        "levels": levels,
+        "sample": "negative controls" if controls else "all sites (no negative controls named)",
+        "sites": used,
+        "robust_range": [list(robust_range(h)) for h in hist],  # per channel: 0.1 and 99.9th percentiles
+        "level_edges": edges,  # per channel: the smallest grey value of levels 1..levels-1
+    }
+
+
+@lru_cache(maxsize=8)
+def _load_array(path: str) -> np.ndarray:
+    return np.load(path)
+
+
+@lru_cache(maxsize=4)
+def load_calibration(folder: str) -> Calibration:
+    """Read ``NAME.calibration/`` (cached per process: workers load it once)."""
+    root = Path(folder)
+    done = root / "calibration.json"
+    if not done.exists():
+        raise FileNotFoundError(f"{done}: calibration pass missing or incomplete; rerun extract")
+    info = json.loads(done.read_text())
+    luts = None
+    if info.get("texture"):
+        with np.load(root / "texture.npz") as data:
+            luts = tuple(data["luts"])
+    return Calibration(root, luts, dict(info.get("illumination_files", {})), info)
+
+
+def calibration_summary(params: FeatureParams) -> dict[str, Any] | None:
+    """What the run learned (for ``NAME.summary.json``): illumination per plate, texture levels."""
+    if params.calibration is None:
+        return None
+    info = load_calibration(params.calibration).info
+    return {"folder": params.calibration, "illumination": info["illumination"], "texture": info["texture"]}
+
+
+def _user_masks(site, shape: tuple[int, int]):
+    """The site's own masks from ``Metadata_ObjectsPath_Nuclei`` (and ``_Cells``), if given."""
+    from moa_features.datasets import read_image
+
+    paths = {name: site.metadata.get(f"{schema.METADATA_PREFIX}ObjectsPath_{name}") for name in OBJECT_MASKS}
+    if not paths["Nuclei"]:
+        return None
+    labels = {}
+    for name, path in paths.items():
+        if path:
+            labels[name] = read_image(path, site.site_id, f"{name} mask")
+            if labels[name].shape != tuple(shape):
+                raise ValueError(f"{path}: {name} mask is {labels[name].shape}, expected the image size {tuple(shape)}")
+    return masks_from_labels(labels["Nuclei"], labels.get("Cells"))
+
+
+def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """The per-site work of ``extract``: illumination-correct, measure, per-object rows.
+
+    image: the site's ``(C, H, W)`` pixels; site: its :class:`~moa_features.datasets.Site`;
+    params: the run's parameters (``params.calibration`` names the first pass). Returns the
+    site's features and, with ``params.objects``, a DataFrame with one row per object: the
+    site's ``Metadata_`` keys (not the image paths), ``ObjectNumber``,
+    ``Location_Center_X/Y`` and the per-object measurements.
+    """
+    calibration = load_calibration(params.calibration) if params.calibration else None
+    luts = None
+    if calibration is not None:
+        function = calibration.illumination(site.metadata.get(schema.PLATE))
+        if function is not None:
+            image = correct(image, function)
+        luts = calibration.texture_luts
+    masks = _user_masks(site, image.shape[1:])
+    features, objects = measure_features(image, site.channels, params, texture_luts=luts, masks=masks)
+    if objects is None:
+        return features, None
+    n = len(objects["ObjectNumber"])
+    keys = {k: v for k, v in site.metadata.items() if not k.startswith(schema.PATH_PREFIX)}
+    frame = pd.DataFrame({k: [v] * n for k, v in keys.items()})
+    body = pd.DataFrame(objects)
+    body["ObjectNumber"] = body["ObjectNumber"].astype("int64")
+    return features, pd.concat([frame, body], axis=1)
+
+
+def objects_path(table: str | Path) -> Path:
+    """``NAME.objects.parquet`` beside the feature table."""
+    return schema.sidecar_paths(table)["parts"].with_suffix(".objects.parquet")
+
+
+def write_objects_table(parts: Path, n_chunks: int, out: Path) -> int:
+    """Stream the chunks' ``chunk-NNNNN.objects.parquet`` into one table; returns its row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [parts / f"chunk-{i:05d}.objects.parquet" for i in range(n_chunks)]
+    files = [f for f in files if f.exists()]
+    schemas = [pq.read_schema(f).remove_metadata() for f in files]
+    schemas = [s for s, f in zip(schemas, files) if pq.read_metadata(f).num_rows]
+    unified = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+    rows = 0
+    with atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, unified) as writer:
+            for f in files:
+                df = pd.read_parquet(f)
+                if len(df):
+                    writer.write_table(
+                        pa.Table.from_pandas(df.reindex(columns=unified.names), schema=unified, preserve_index=False)
+                    )
+                    rows += len(df)
+    return rows

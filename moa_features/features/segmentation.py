@@ -1,0 +1,413 @@
+"""Segmentation: label masks of nuclei, cells and cytoplasm, a step of its own.
+
+Measurements take these masks as input (as cp-measure does), so a user can bring their own
+(e.g. from Cellpose, through ``ObjectsFileName_Nuclei``-style LoadData columns).
+
+1. :func:`segment_nuclei` on the nuclear (Hoechst/DAPI) channel: Gaussian smoothing,
+   global threshold (Otsu, or minimum cross-entropy) of the raw plane applied to the
+   smoothed plane (CellProfiler's order, which reproduces its nuclei), hole filling, removal of small
+   objects, then touching nuclei are split by a watershed on the Euclidean distance
+   transform seeded at its regional maxima, followed by a merge of fragments joined by a
+   wide neck (relative to the fragment's own radius, so it holds at any magnification).
+2. :func:`segment_cells` on the cell-body channel (actin/phalloidin by default): seeded
+   watershed of the smoothed channel's gradient magnitude, seeds = nuclei, foreground =
+   a fraction of the Otsu threshold of the cell channel, union the nuclei.
+3. :func:`filter_objects`: as CellProfiler's IdentifyPrimaryObjects, nuclei outside a
+   diameter range and nuclei touching the image border are discarded (after the cells were
+   grown from *all* nuclei, so a kept cell never spreads into a discarded neighbour's
+   territory), and the survivors are renumbered 1..n; cell ``i`` holds nucleus ``i``.
+4. Cytoplasm ``i`` = cell ``i`` minus nucleus ``i``.
+
+Hole filling labels the background once (holes are background components that do not touch
+the border): identical to ``scipy.ndimage.binary_fill_holes`` and 3.3x faster on a
+1024x1024 nuclear mask (6.5 vs 21 ms CPU), so it is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mahotas
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from skimage.filters import sobel, threshold_li, threshold_otsu
+from skimage.morphology import local_maxima
+from skimage.segmentation import watershed
+
+THRESHOLDS: tuple[str, ...] = ("otsu", "li")
+
+
+@dataclass(frozen=True)
+class Masks:
+    """Label masks of one site, ``(H, W)`` int32 each, 0 = background.
+
+    ``cells`` label ``i`` contains ``nuclei`` label ``i``; ``cytoplasm`` is ``cells`` minus
+    ``nuclei`` (same numbers). ``n`` is the number of objects (labels ``1..n``).
+    """
+
+    nuclei: np.ndarray
+    cells: np.ndarray
+    cytoplasm: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.nuclei.max(initial=0))
+
+    def compartments(self) -> dict[str, np.ndarray]:
+        """``{"Nuclei": ..., "Cells": ..., "Cytoplasm": ...}`` in CellProfiler's naming."""
+        return {"Nuclei": self.nuclei, "Cells": self.cells, "Cytoplasm": self.cytoplasm}
+
+
+def _threshold(smoothed: np.ndarray, method: str) -> float:
+    if method == "otsu":
+        return float(threshold_otsu(smoothed))
+    if method == "li":
+        return float(threshold_li(smoothed))
+    raise ValueError(f"threshold must be one of {THRESHOLDS}, got {method!r}")
+
+
+def _raw_threshold(plane: np.ndarray, method: str) -> float:
+    """The threshold of the raw plane, to cut its smoothed copy (as CellProfiler does).
+
+    Where the plane's grey values around the threshold are contiguous (real images), the
+    threshold is used as it is: CellProfiler's nuclei are reproduced. Where it falls in an
+    empty stretch of the histogram (e.g. a two-valued plane, whose Otsu threshold sits just
+    above the lower value), the cut moves to the middle of that stretch, so objects keep
+    their size once smoothed; both cut the raw plane identically.
+    """
+    plane = np.asarray(plane)
+    if plane.dtype in (np.uint8, np.uint16):
+        t = _threshold(plane, method)  # integer planes: skimage's exact bincount histogram
+        present = np.flatnonzero(np.bincount(plane.ravel()))
+        lower_values, upper_values = present[present <= t], present[present > t]
+    else:
+        values = plane.astype(np.float32, copy=False)
+        t = _threshold(values, method)
+        above = values > t
+        lower_values, upper_values = values[~above], values[above]
+    if not lower_values.size or not upper_values.size:
+        return t
+    lower, upper = float(lower_values.max()), float(upper_values.min())
+    return t if upper - lower <= 1 else (lower + upper) / 2
+
+
+def _smooth(plane: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smoothed float32 copy of a 2-D plane (sigma in pixels; 0 = no smoothing)."""
+    plane = np.asarray(plane, dtype=np.float32)
+    return ndi.gaussian_filter(plane, sigma) if sigma > 0 else plane
+
+
+def _check_plane(plane: np.ndarray, name: str) -> np.ndarray:
+    plane = np.asarray(plane)
+    if plane.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D (H, W) array, got shape {plane.shape}")
+    return plane
+
+
+def _relabel(labels: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+    """Apply a label lookup table (``mapping[0]`` must be 0); returns int32 labels."""
+    return mapping.astype(np.int32, copy=False)[labels]
+
+
+def _merge_wide_necks(fragments: np.ndarray, dist: np.ndarray, neck_ratio: float) -> np.ndarray:
+    """Merge adjacent watershed fragments that are not separated by a real neck.
+
+    Two 4-adjacent fragments ``a``, ``b`` are merged when the highest distance-transform
+    value on their shared border (the neck half-width) is at least ``neck_ratio`` times the
+    smaller of their peak distance values (inscribed radii). Merging is transitive
+    (connected components of the merge graph); output labels are sequential, int32.
+    """
+    n = int(fragments.max())
+    if n == 0:
+        return fragments.astype(np.int32, copy=False)
+    flat = fragments.ravel()
+    fg = np.flatnonzero(flat)
+    peak = np.zeros(n + 1)
+    np.maximum.at(peak, flat[fg], dist.ravel()[fg])
+
+    keys, values = [], []
+    for a, b, da, db in (
+        (fragments[:, :-1], fragments[:, 1:], dist[:, :-1], dist[:, 1:]),
+        (fragments[:-1, :], fragments[1:, :], dist[:-1, :], dist[1:, :]),
+    ):
+        touch = (a != b) & (a > 0) & (b > 0)
+        la, lb = a[touch].astype(np.int64), b[touch].astype(np.int64)
+        keys.append(np.minimum(la, lb) * (n + 1) + np.maximum(la, lb))
+        values.append(np.minimum(da[touch], db[touch]))
+    key, value = np.concatenate(keys), np.concatenate(values)
+    order = np.argsort(key, kind="stable")
+    key, value = key[order], value[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.zeros(0, dtype=np.int64)
+    neck = np.maximum.reduceat(value, starts) if key.size else np.zeros(0)
+    la, lb = np.divmod(key[starts], n + 1)
+    merge = neck >= neck_ratio * np.minimum(peak[la], peak[lb])
+    graph = coo_matrix((np.ones(int(merge.sum())), (la[merge], lb[merge])), shape=(n + 1, n + 1))
+    _, component = connected_components(graph, directed=False)
+    # Number the merged objects 1..k in order of their lowest fragment label.
+    present = np.flatnonzero(peak > 0)
+    _, merged = np.unique(component[present], return_inverse=True)
+    mapping = np.zeros(n + 1, dtype=np.int32)
+    mapping[present] = merged + 1
+    return _relabel(fragments, mapping)
+
+
+def segment_nuclei(
+    nuclear: np.ndarray,
+    sigma: float = 1.0,
+    min_nucleus_area: int = 16,
+    min_area_fraction: float = 0.15,
+    neck_ratio: float = 0.85,
+    threshold: str = "otsu",
+) -> np.ndarray:
+    """Label nuclei in a nuclear-stain plane.
+
+    nuclear: ``(H, W)`` array (any real dtype). sigma: Gaussian smoothing in pixels.
+    Objects (after Otsu thresholding of the smoothed plane and hole filling) smaller than
+    ``max(min_nucleus_area, min_area_fraction * median object area)`` pixels are removed:
+    the relative term follows the magnification (RxRx 512x512 nuclei are ~80-500 px²,
+    full-size 1024x1024 ~4x that), the absolute one guards sites with only debris.
+    Touching nuclei are split by a watershed of the distance transform from its regional
+    maxima; fragments whose shared neck is at least ``neck_ratio`` times the smaller
+    fragment's inscribed radius are merged back. ``threshold``: ``"otsu"`` or ``"li"``
+    (minimum cross-entropy, CellProfiler's default in its example pipelines). Returns
+    ``(H, W)`` int32 labels, 0 = background, nuclei numbered 1..n (deterministic order).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> plane = np.zeros((64, 64), np.uint8)
+    >>> plane[10:20, 10:20] = plane[40:52, 30:44] = 200
+    >>> int(segment_nuclei(plane).max())
+    2
+    """
+    nuclear = _check_plane(nuclear, "nuclear channel")
+    smoothed = _smooth(nuclear, sigma)
+    if not smoothed.size or smoothed.max() <= smoothed.min():
+        return np.zeros(nuclear.shape, dtype=np.int32)
+    foreground = _fill_holes(smoothed > _raw_threshold(nuclear, threshold))
+    components, n = ndi.label(foreground)
+    if n == 0:
+        return np.zeros(nuclear.shape, dtype=np.int32)
+    area = np.bincount(components.ravel(), minlength=n + 1)
+    keep = area >= max(min_nucleus_area, min_area_fraction * np.median(area[1:]))
+    keep[0] = False
+    if not keep.any():
+        return np.zeros(nuclear.shape, dtype=np.int32)
+    # Dropping components keeps the raster order of the others: relabel them 1..n.
+    components = _relabel(components, np.where(keep, np.cumsum(keep), 0))
+    n = int(keep.sum())
+    foreground = components > 0
+    # Exact Euclidean distance to the background (Otsu always leaves some background);
+    # mahotas' separable transform gives the same squared distances as scipy's, 3x faster.
+    dist = np.sqrt(mahotas.distance(foreground))
+    peaks = local_maxima(dist, connectivity=2, allow_borders=True) & foreground
+    markers, n_markers = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
+    # Only components holding several maxima need the watershed (most hold one).
+    n_peaks = np.bincount(components[markers > 0], minlength=n + 1)
+    clumped = (n_peaks > 1)[components]
+    fragments = watershed(-dist, np.where(clumped, markers, 0), mask=clumped)
+    single = foreground & ~clumped
+    fragments[single] = components[single] + n_markers
+    return _merge_wide_necks(fragments, dist, neck_ratio)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` (4-connected background), by labelling the
+    background once instead of iterated dilation: holes are the background components that
+    do not touch the image border."""
+    background, _ = ndi.label(~mask)
+    edge = np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
+    outside = np.zeros(int(background.max()) + 1, dtype=bool)
+    outside[edge] = True
+    outside[0] = False
+    return ~outside[background]
+
+
+def segment_cells(
+    cell: np.ndarray,
+    nuclei: np.ndarray,
+    sigma: float = 1.0,
+    threshold_factor: float = 0.5,
+) -> np.ndarray:
+    """Label cells by a watershed seeded with the nuclei.
+
+    cell: ``(H, W)`` cell-body stain (actin, membrane). nuclei: ``(H, W)`` int labels
+    (from :func:`segment_nuclei`). The landscape is the gradient magnitude (Sobel) of the
+    cell plane smoothed with ``sigma`` pixels; the foreground is the smoothed plane above
+    ``threshold_factor`` times its Otsu threshold, union the nuclei. Returns ``(H, W)``
+    int32 labels: cell ``i`` contains nucleus ``i``; foreground unreachable from any
+    nucleus stays 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> nuclei = np.zeros((32, 32), np.int32)
+    >>> nuclei[10:14, 10:14] = 1
+    >>> cell = np.zeros((32, 32), np.uint8)
+    >>> cell[6:18, 6:18] = 100
+    >>> cells = segment_cells(cell, nuclei)
+    >>> bool((cells[nuclei == 1] == 1).all()), int((cells == 1).sum()) > 16
+    (True, True)
+    """
+    cell = _check_plane(cell, "cell channel")
+    nuclei = _check_plane(nuclei, "nuclei labels")
+    if cell.shape != nuclei.shape:
+        raise ValueError(f"cell channel shape {cell.shape} differs from nuclei labels shape {nuclei.shape}")
+    nuclei = nuclei.astype(np.int32, copy=False)
+    if not nuclei.any():
+        return np.zeros(cell.shape, dtype=np.int32)
+    smoothed = _smooth(cell, sigma)
+    foreground = nuclei > 0
+    if smoothed.max() > smoothed.min():
+        foreground |= smoothed > threshold_factor * threshold_otsu(smoothed)
+    # Nucleus pixels whose 4 neighbours are all labelled or outside the mask never grow a
+    # cell; leaving them out of the flood (and back in afterwards) gives the same labels
+    # with a much smaller priority queue.
+    settled = np.pad(foreground & (nuclei == 0), 1)
+    inner = (nuclei > 0) & ~(settled[:-2, 1:-1] | settled[2:, 1:-1] | settled[1:-1, :-2] | settled[1:-1, 2:])
+    cells = watershed(sobel(smoothed), np.where(inner, 0, nuclei), mask=foreground & ~inner)
+    cells[inner] = nuclei[inner]
+    return cells.astype(np.int32, copy=False)
+
+
+def filter_objects(
+    nuclei: np.ndarray,
+    cells: np.ndarray | None = None,
+    *,
+    exclude_border: bool = True,
+    min_diameter: float | None = None,
+    max_diameter: float | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Discard nuclei (and their cells) touching the border or outside a diameter range.
+
+    nuclei, cells: ``(H, W)`` int labels, cell ``i`` holding nucleus ``i``. Diameters are
+    equivalent-circle diameters ``sqrt(4 * area / pi)`` in pixels (CellProfiler's "typical
+    diameter" limits); ``None`` means no limit. A nucleus touches the border when one of its
+    pixels lies on the first/last row or column. Returns the relabelled ``(nuclei, cells)``
+    (int32, survivors numbered 1..n in their old order; ``cells`` None if not given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> nuclei = np.zeros((20, 20), np.int32)
+    >>> nuclei[0:4, 0:4] = 1
+    >>> nuclei[8:12, 8:12] = 2
+    >>> kept, _ = filter_objects(nuclei)
+    >>> int(kept.max()), int(kept[9, 9])
+    (1, 1)
+    """
+    nuclei = _check_plane(nuclei, "nuclei labels").astype(np.int32, copy=False)
+    n = int(nuclei.max(initial=0))
+    keep = np.ones(n + 1, dtype=bool)
+    keep[0] = False
+    if n and (min_diameter is not None or max_diameter is not None):
+        diameter = np.sqrt(4 * np.bincount(nuclei.ravel(), minlength=n + 1) / np.pi)
+        if min_diameter is not None:
+            keep &= diameter >= min_diameter
+        if max_diameter is not None:
+            keep &= diameter <= max_diameter
+    if n and exclude_border:
+        keep[np.concatenate([nuclei[0], nuclei[-1], nuclei[:, 0], nuclei[:, -1]])] = False
+        keep[0] = False
+    mapping = np.where(keep, np.cumsum(keep), 0)
+    if cells is not None:
+        cells = _relabel(_check_plane(cells, "cell labels"), mapping)
+    return _relabel(nuclei, mapping), cells
+
+
+def segment(
+    image: np.ndarray,
+    nuclear_channel: int = 0,
+    cell_channel: int = 2,
+    *,
+    exclude_border: bool = True,
+    min_diameter: float | None = None,
+    max_diameter: float | None = None,
+    threshold: str = "otsu",
+) -> Masks:
+    """Segment one site into nuclei, cells and cytoplasm.
+
+    image: ``(C, H, W)`` array; nuclear_channel / cell_channel: plane indices. Nuclei by
+    :func:`segment_nuclei` (``threshold`` method), cells by :func:`segment_cells` grown from
+    every nucleus, then :func:`filter_objects` (``exclude_border``, diameter limits in
+    pixels). Returns :class:`Masks`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((3, 64, 64), np.uint8)
+    >>> image[0, 20:30, 20:30] = 200
+    >>> image[2, 15:35, 15:35] = 90
+    >>> masks = segment(image)
+    >>> masks.n, int((masks.cells == 1).sum()) > int((masks.nuclei == 1).sum())
+    (1, True)
+    """
+    image = check_image(image)
+    for name, index in (("nuclear_channel", nuclear_channel), ("cell_channel", cell_channel)):
+        if not 0 <= index < image.shape[0]:
+            raise ValueError(f"{name}={index} is outside the image's {image.shape[0]} channels")
+    nuclei = segment_nuclei(image[nuclear_channel], threshold=threshold)
+    cells = segment_cells(image[cell_channel], nuclei)
+    nuclei, cells = filter_objects(
+        nuclei, cells, exclude_border=exclude_border, min_diameter=min_diameter, max_diameter=max_diameter
+    )
+    return masks_from_labels(nuclei, cells)
+
+
+def masks_from_labels(nuclei: np.ndarray, cells: np.ndarray | None = None) -> Masks:
+    """:class:`Masks` from given nucleus (and cell) labels, e.g. a user's own segmentation.
+
+    nuclei: ``(H, W)`` non-negative int labels; cells: ``(H, W)`` labels whose label ``i``
+    holds nucleus ``i`` (``None``: cells = nuclei, an empty cytoplasm). Labels are kept as
+    given (absent numbers give empty objects).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> nuclei = np.zeros((8, 8), np.int32)
+    >>> nuclei[2:4, 2:4] = 1
+    >>> cells = np.zeros((8, 8), np.int32)
+    >>> cells[1:6, 1:6] = 1
+    >>> int(masks_from_labels(nuclei, cells).cytoplasm.sum())
+    21
+    """
+    nuclei = _check_labels(nuclei, "nuclei labels")
+    cells = nuclei.copy() if cells is None else _check_labels(cells, "cell labels")
+    if cells.shape != nuclei.shape:
+        raise ValueError(f"cell labels shape {cells.shape} differs from nuclei labels shape {nuclei.shape}")
+    cells = np.where(nuclei > 0, nuclei, cells)
+    return Masks(nuclei=nuclei, cells=cells, cytoplasm=np.where(nuclei > 0, 0, cells))
+
+
+def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    labels = _check_plane(labels, name)
+    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+        raise ValueError(f"{name}: expected integer labels, got dtype {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{name}: expected non-negative integer labels")
+    return labels.astype(np.int32, copy=False)
+
+
+def check_image(image: np.ndarray, channels=None, dtypes: tuple = (np.uint8, np.uint16)) -> np.ndarray:
+    """Validate a ``(C, H, W)`` image (the one shape check of every feature family).
+
+    channels: optional channel names whose count must equal C; dtypes: accepted dtypes
+    (``None``: any). Returns the image as an ndarray; raises ``ValueError`` naming the
+    expected and the actual shape/dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_image(np.zeros((2, 4, 4), np.uint8), ["w1", "w2"]).shape
+    (2, 4, 4)
+    """
+    image = np.asarray(image)
+    n = "C" if channels is None else f"C={len(channels)}"
+    if image.ndim != 3 or (channels is not None and image.shape[0] != len(channels)):
+        raise ValueError(f"expected a (C, H, W) image with {n} channels, got shape {image.shape}")
+    if dtypes is not None and image.dtype not in dtypes:
+        names = " or ".join(np.dtype(d).name for d in dtypes)
+        raise ValueError(f"expected a {names} image, got dtype {image.dtype}")
+    return image

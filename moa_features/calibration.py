@@ -179,7 +179,11 @@ def _texture_pass(sites, folder: Path, shape, seed: int, levels: int, illum_file
     pool = controls or list(sites)
     hist = None
     used = 0
-    for site in _sample(pool, TEXTURE_SAMPLE, seed):
+    sample = _sample(pool, TEXTURE_SAMPLE, seed)
+    chosen = {id(s) for s in sample}
+    for site in sample + [s for s in pool if id(s) not in chosen]:  # unreadable sampled sites: read on
+        if used == TEXTURE_SAMPLE:
+            break
         image = _load(site, shape)
         if image is None:
             continue
@@ -194,8 +198,8 @@ def _texture_pass(sites, folder: Path, shape, seed: int, levels: int, illum_file
             )
         hist = counts if hist is None else hist + counts
         used += 1
-    if hist is None:
-        raise DatasetError("texture calibration: none of the sampled sites could be read")
+    if hist is None:  # no site can be read: every site fails in the measuring pass, which records why
+        return
     luts = np.stack([run_lut(h, levels) for h in hist])
     with atomic_path(folder / "texture.npz") as tmp:
         with open(tmp, "wb") as fh:

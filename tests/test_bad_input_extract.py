@@ -345,7 +345,7 @@ def _crops_loaddata(tmp_path: Path, tile: int = 256, with_crop_column: bool = Tr
 def test_loaddata_of_single_cell_crops_gives_one_row_per_crop(tmp_path):
     csv, sums = _crops_loaddata(tmp_path)
     out = tmp_path / "crops.parquet"
-    assert main([str(csv), "-o", str(out), "--features", "intensity", *QUIET]) == EXIT_OK
+    assert main([str(csv), "-o", str(out), "--features", "intensity", "--illum", "none", *QUIET]) == EXIT_OK
     df = pd.read_parquet(out)
     assert len(df) == 8 and df[schema.SITE_ID].is_unique
     assert "Metadata_Crop" in df.columns and sorted(df["Metadata_Crop"]) == [1, 1, 2, 2, 3, 3, 4, 4]

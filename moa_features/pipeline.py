@@ -64,11 +64,19 @@ def train_output(argv: list[str]) -> Path:
     return Path(args.output or Path("models") / stem)
 
 
-def write_report(features: str | Path, run_dir: str | Path | None = None, command: str = "") -> Path:
-    """Write the HTML report of a feature table (and a training run) and say where it went."""
+def write_report(features: str | Path, run_dir: str | Path | None = None, command: str = "") -> Path | None:
+    """Write the HTML report of a feature table (and a training run) and say where it went.
+
+    Returns the page, or ``None`` when the inputs cannot make one (e.g. every site failed, so
+    the table is empty): the reason goes to stderr and the stage's own result stands.
+    """
     from moa_features.report import build_report
 
-    path = build_report(features, run_dir=run_dir, provenance={"command": command} if command else None)
+    try:
+        path = build_report(features, run_dir=run_dir, provenance={"command": command} if command else None)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"report not written: {exc}", file=sys.stderr, flush=True)
+        return None
     print(f"report -> {path}", flush=True)
     return path
 

@@ -135,6 +135,9 @@ def build_report(
     side = schema.sidecar_paths(features)
     stem = stem_of(features)
     table = read_table(features).reset_index(drop=True)
+    if table.empty:
+        failed = f"; every site failed, the reasons are in {side['errors']}" if side["errors"].is_file() else ""
+        raise ValueError(f"the feature table {features} has no rows{failed}")
     annotation = Path(annotation) if annotation else (side["annotation"] if side["annotation"].is_file() else None)
     votes = Path(votes) if votes else (side["votes"] if side["votes"].is_file() else None)
     run_dir = Path(run_dir) if run_dir else None

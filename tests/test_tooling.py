@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import moa_features
@@ -205,3 +206,16 @@ def test_cli_extract_then_report_on_real_sites(tmp_path, rxrx1_sample):
         capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300,
     )  # fmt: skip
     assert again.returncode == 3 and not html.exists()
+
+
+def test_extract_whose_every_site_fails_says_why_the_report_is_missing(rxrx1_sample_copy, tmp_path, capsys):
+    """Only the incomplete site (w5/w6 missing): extract fails every site; no report traceback hides that."""
+    meta = pd.read_csv(rxrx1_sample_copy / "metadata.csv")
+    meta[meta["site_id"] == "U2OS-01_1_B02_2"].to_csv(rxrx1_sample_copy / "metadata.csv", index=False)
+    table = tmp_path / "t.parquet"
+    status = pipeline.extract_command([str(rxrx1_sample_copy), "-o", str(table), "--features", "intensity",
+                                       "--thumbs", "0", "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status != 0
+    assert "report not written: the feature table" in err and "has no rows; every site failed" in err
+    assert "t.errors.parquet" in err and "Traceback" not in err

@@ -94,7 +94,6 @@ class ExtractResult:
     backend: str
     n_workers: int
     command: str
-    report: str | None = None
     kept_previous: bool = False  # every site failed and the existing table was kept
 
     @property
@@ -418,7 +417,6 @@ def extract(
     annotation: str | Path | pd.DataFrame | None = None,
     image_size: tuple[int, int] | None = None,
     progress: bool = True,
-    report: bool = False,
     command: str | None = None,
 ) -> ExtractResult:
     """Extract features of every site of ``input`` into the table ``output``.
@@ -494,12 +492,6 @@ def extract(
                         "objects": str(objects_path(output)) if params.objects else None,
                         "versions": package_versions()}, side["summary"])
         shutil.rmtree(side["parts"], ignore_errors=True)
-    if report and n_ok == 0:
-        print(f"no report: no site of {ds.source} was measured (see {result.errors})", file=sys.stderr)
-    elif report:
-        from moa_features.report import build_report
-
-        result.report = str(build_report(output))
     return result
 
 
@@ -716,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
             channels=args.channels.split(",") if args.channels else None, params=params,
             thumbs=None if args.thumbs == 0 else args.thumbs, n_jobs=args.n_jobs, chunk_size=args.chunk_size,
             scheduler=args.scheduler, annotation=annotation, image_size=image_size,
-            progress=not args.quiet, report=args.report, command=command,
+            progress=not args.quiet, command=command,
         )
     except (DatasetError, FileNotFoundError, OutputLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -757,8 +749,6 @@ def _print_summary(r: ExtractResult) -> None:
         lines.append(f"resumed: {r.chunks_resumed} of {r.n_chunks} chunks were already done")
     if r.thumbs:
         lines.append(f"thumbnails -> {r.thumbs}")
-    if r.report:
-        lines.append(f"report -> {r.report}")
     if r.n_failed:
         lines.append(f"{r.n_failed} site(s) FAILED -> {r.errors} (exit status {EXIT_SITES_FAILED})")
     if r.n_ok == 0 and r.n_failed:
@@ -769,5 +759,7 @@ def _print_summary(r: ExtractResult) -> None:
     print("\n".join(lines))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the same program as `moa-features extract`: extract, then the report
+    from moa_features.pipeline import extract_command
+
+    raise SystemExit(extract_command())

@@ -12,7 +12,6 @@ from moa_features import annotate as A
 from moa_features import schema
 from moa_features.annotate.curated import curated_index, curated_table
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 DEMO = {
     "EGF": "Growth factor", "FGF-2": "Growth factor", "VEGF-A": "Growth factor", "HGF": "Growth factor",
@@ -392,13 +391,11 @@ def test_apply_annotation_names_missing_column():
 # ------------------------------------------------------------------ real benchmark names
 
 
-def test_bbbc021_compound_names_resolve_or_are_reported():
+def test_bbbc021_compound_names_resolve_or_are_reported(bbbc021_moa):
     """Small-molecule names of a real MoA benchmark are mostly outside the curated table:
     each is reported (never guessed), apart from DMSO and bryostatin (a PKC activator)."""
-    path = SHARED / "bbbc021" / "BBBC021_v1_moa.csv"
-    if not path.exists():
-        pytest.skip(f"real BBBC021 MoA table not found at {path} (../shared/data absent)")
-    names = sorted(pd.read_csv(path)["compound"].unique())
+    moa = pd.read_csv(bbbc021_moa)
+    names = sorted(moa["compound"].unique())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         table = _by_name(names)

@@ -40,8 +40,8 @@ def test_rxrx_layout_reads_real_sites(rxrx1_root):
     np.testing.assert_array_equal(image[2], png)
 
 
-def test_incomplete_real_site_names_the_missing_file(rxrx1_root):
-    ds = open_dataset(rxrx1_root)
+def test_incomplete_real_site_names_the_missing_file(rxrx1_sample):
+    ds = open_dataset(rxrx1_sample)
     site = next(s for s in ds.sites if s.site_id == "U2OS-01_1_B02_2")  # has only w1-w4
     with pytest.raises(SiteReadError) as err:
         site.load()
@@ -49,8 +49,8 @@ def test_incomplete_real_site_names_the_missing_file(rxrx1_root):
     assert "channel w5" in str(err.value) and err.value.site_id == "U2OS-01_1_B02_2"
 
 
-def test_corrupt_and_truncated_png(tmp_path, rxrx1_root):
-    good = rxrx1_root / "images/HUVEC-01/Plate1/B02_s1_w1.png"
+def test_corrupt_and_truncated_png(tmp_path, rxrx1_sample):
+    good = rxrx1_sample / "images/HUVEC-01/Plate1/B02_s1_w1.png"
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(good.read_bytes()[:2000])
     garbage = tmp_path / "garbage.png"
@@ -82,8 +82,8 @@ def test_16bit_png_and_tiff(tmp_path):
         np.testing.assert_array_equal(out, arr)
 
 
-def test_loaddata_index_of_bbbc021():
-    csv = BBBC021 / "BBBC021_v1_image.csv.gz"
+def test_loaddata_index_of_bbbc021(bbbc021_dir):
+    csv = bbbc021_dir / "BBBC021_v1_image.csv.gz"
     assert detect_layout(csv) == "loaddata"
     ds = open_dataset(csv, root="/data/bbbc021")
     assert ds.channels == ("DAPI", "Tubulin", "Actin")
@@ -119,10 +119,10 @@ def test_manifest_per_channel_and_stack(tmp_path):
     np.testing.assert_array_equal(ds2.sites[0].load(), img)
 
 
-def test_wrong_image_size_names_file(rxrx1_copy):
-    p = rxrx1_copy / "images/HUVEC-01/Plate1/B02_s1_w4.png"
+def test_wrong_image_size_names_file(rxrx1_sample_copy):
+    p = rxrx1_sample_copy / "images/HUVEC-01/Plate1/B02_s1_w4.png"
     Image.fromarray(np.zeros((256, 256), np.uint8)).save(p)
-    ds = open_dataset(rxrx1_copy)
+    ds = open_dataset(rxrx1_sample_copy)
     site = next(s for s in ds.sites if s.site_id == "HUVEC-01_1_B02_1")
     with pytest.raises(SiteReadError, match=r"B02_s1_w4.png: channel w4 has size 256x256, expected 512x512"):
         site.load()

@@ -19,6 +19,8 @@ from moa_features import schema
 from moa_features.extract import EXIT_SITES_FAILED, EXIT_USAGE, extract, main, thumbnail
 from moa_features.features import FeatureParams
 
+from _helpers import load_rxrx1_site
+
 INTENSITY = FeatureParams(families=("intensity",))
 
 
@@ -96,9 +98,7 @@ def test_parallel_equals_serial(tmp_path, rxrx1_root):
 
 def _write_screen(root: Path, n_sites: int, size: int = 384) -> Path:
     """A small RxRx-layout screen from real RxRx1 pixels (crops shifted per site)."""
-    from conftest import RXRX1
-
-    src = [np.asarray(Image.open(RXRX1 / f"images/HUVEC-01/Plate1/B02_s1_w{c}.png")) for c in range(1, 7)]
+    src = list(load_rxrx1_site("HUVEC-01"))  # vendored in tests/data
     rows = []
     for i in range(n_sites):
         plate, well, site = 1 + i % 2, f"B{2 + i // 4:02d}", 1 + (i // 2) % 2
@@ -143,8 +143,8 @@ def test_sigkill_then_resume_recomputes_only_unfinished_chunks(tmp_path):
 
 def test_changed_parameters_do_not_reuse_stale_chunks(tmp_path, rxrx1_root):
     out = tmp_path / "t.parquet"
-    from moa_features.extract import ChunkStore, _fingerprint
     from moa_features.datasets import open_dataset
+    from moa_features.extract import ChunkStore, _fingerprint
 
     sites = open_dataset(rxrx1_root).sites
     store = ChunkStore(schema.sidecar_paths(out)["parts"], _fingerprint(sites, FeatureParams(), 100, 16))

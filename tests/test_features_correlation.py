@@ -13,7 +13,7 @@ from moa_features.features import correlation
 from moa_features.features.catalog import pattern_regex
 from moa_features.features.correlation import FEATURE_DOCS, correlation_features, manders_overlap, pearson_matrix
 
-from conftest import load_rxrx1_site
+from _helpers import load_rxrx1_site
 
 CHANNELS = [f"w{i}" for i in range(1, 7)]
 

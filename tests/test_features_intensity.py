@@ -17,7 +17,7 @@ from moa_features.features.intensity import (
     percentiles_from_histogram,
 )
 
-from conftest import load_rxrx1_site
+from _helpers import load_rxrx1_site
 
 CHANNELS = [f"w{i}" for i in range(1, 7)]
 

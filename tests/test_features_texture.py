@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mahotas
 import numpy as np
 import pytest
-from PIL import Image
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 
 from moa_features.features.catalog import pattern_regex
@@ -23,19 +20,16 @@ from moa_features.features.texture import (
     texture_features,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-IMAGES = DATA / "rxrx1" / "images"
+from _helpers import load_rxrx1_site
+
 CHANNELS = [f"w{i}" for i in range(1, 7)]
 SKIMAGE_ANGLES = [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]  # the same offsets as ANGLES
 
 
 @pytest.fixture(scope="module")
 def real_planes() -> list[np.ndarray]:
-    """Real RxRx1 channels from three cell types (uint8, 512x512)."""
-    sites = [("HUVEC-01", "Plate1"), ("RPE-01", "Plate2"), ("U2OS-01", "Plate1")]
-    return [
-        np.asarray(Image.open(IMAGES / exp / plate / f"B02_s1_w{c}.png")) for exp, plate in sites for c in (1, 3, 5)
-    ]
+    """Real RxRx1 channels w1, w3, w5 from two cell types (uint8, 512x512; vendored in tests/data)."""
+    return [load_rxrx1_site(exp)[c - 1] for exp in ("HUVEC-01", "U2OS-01") for c in (1, 3, 5)]
 
 
 def _stack(q: np.ndarray, levels: int, distance: int) -> np.ndarray:

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import csv
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from moa_features.features.intensity import first_order_statistics
 from moa_features.features.texture import ANGLES, glcm, glcm_features
-
-IBSI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ibsi"
 
 FIRST_ORDER = {
     "stat_mean": "mean", "stat_var": "variance", "stat_skew": "skewness", "stat_kurt": "kurtosis",
@@ -48,15 +45,15 @@ GLCM = {
 
 
 @pytest.fixture(scope="module")
-def phantom() -> tuple[np.ndarray, np.ndarray]:
-    image, mask = np.load(IBSI / "phantom.npy"), np.load(IBSI / "mask.npy")
+def phantom(ibsi_dir) -> tuple[np.ndarray, np.ndarray]:
+    image, mask = np.load(ibsi_dir / "phantom.npy"), np.load(ibsi_dir / "mask.npy")
     assert image.shape == mask.shape == (4, 4, 5) and mask.sum() == 74
     return image, mask
 
 
 @pytest.fixture(scope="module")
-def reference() -> dict[str, float]:
-    with open(IBSI / "reference_values.csv", newline="") as fh:
+def reference(ibsi_dir) -> dict[str, float]:
+    with open(ibsi_dir / "reference_values.csv", newline="") as fh:
         return {row["tag"]: float(row["reference_value"]) for row in csv.DictReader(fh)}
 
 

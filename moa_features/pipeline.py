@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from moa_features import schema
+from moa_features.io import read_json
 
 # Stage modules are imported inside the functions: `moa-features extract` need not load XGBoost.
 
@@ -90,9 +91,18 @@ def extract_command(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = extract_stage.build_parser().parse_args(argv)
+    table = extract_output(argv)
+    summary = schema.sidecar_paths(table)["summary"]
+    before = summary.stat().st_mtime_ns if summary.exists() else None
     status = extract_stage.main([*argv, "--no-report"])
-    if status in (extract_stage.EXIT_OK, extract_stage.EXIT_SITES_FAILED) and _wants_report(args):
-        write_report(extract_output(argv), command="moa-features extract " + " ".join(argv))
+    if status not in (extract_stage.EXIT_OK, extract_stage.EXIT_SITES_FAILED) or not _wants_report(args):
+        return status
+    measured = summary.exists() and summary.stat().st_mtime_ns != before and read_json(summary).get("n_ok", 0) > 0
+    if measured:
+        write_report(table, command="moa-features extract " + " ".join(argv))
+    else:  # every site failed: the table is empty, or the previous one was kept
+        print(f"no report: no site of {args.input or 'the demo screen'} was measured "
+              f"(see {schema.sidecar_paths(table)['errors']})", file=sys.stderr, flush=True)
     return status
 
 

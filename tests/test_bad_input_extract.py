@@ -216,7 +216,9 @@ def _missing_file_loaddata(tmp_path: Path) -> Path:
 def test_every_site_failing_says_why_and_writes_no_report(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "t.parquet"
-    status = main([str(_missing_file_loaddata(tmp_path)), "-o", str(out), "-q", "--thumbs", "0"])  # report on
+    from moa_features.pipeline import extract_command  # `moa-features extract`: extract, then the report
+
+    status = extract_command([str(_missing_file_loaddata(tmp_path)), "-o", str(out), "-q", "--thumbs", "0"])
     captured = capsys.readouterr()
     assert status == EXIT_SITES_FAILED
     assert "no report: no site of" in captured.err

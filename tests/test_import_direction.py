@@ -6,7 +6,7 @@ The layers, earliest first (a module may import its own layer and earlier ones):
    (file formats and helpers every stage uses);
 1. inputs: ``datasets``, ``synthetic`` (images and their metadata) and ``annotate`` (treatment
    names -> MoA; it needs only metadata, so extraction may annotate as it reads);
-2. per-site measurement: ``features``, ``illumination``;
+2. per-site measurement: ``features``, ``illumination``, ``calibration`` (the first pass);
 3. ``extract`` (images -> feature table);
 4. profiles: ``profiling`` (normalisation, consensus), ``activity`` (phenotypic activity, mAP);
 5. ``models`` (estimators, splitters, registry);
@@ -37,7 +37,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     for names in (
         {"moa_features", "schema", "io", "display", "votes", "runs", "_optional"},
         {"datasets", "synthetic", "annotate"},
-        {"features", "illumination"},
+        {"features", "illumination", "calibration"},
         {"extract"},
         {"profiling", "activity"},
         {"models"},

@@ -164,3 +164,20 @@ def test_pycytominer_profiles_are_detected_as_normalised():
     assert done.method == "none"
     with pytest.warns(profiling.AlreadyNormalizedWarning, match="pass --normalize none"):
         profiling.normalize_table(df, "controls", treatment="Metadata_Compound")
+
+
+def test_sphering_whitens_the_controls_only():
+    rng = np.random.default_rng(3)
+    mix = rng.normal(size=(4, 4))
+    ctrl = rng.normal(size=(400, 4)) @ mix  # correlated control variation
+    treated = rng.normal(size=(50, 4)) @ mix + np.array([5.0, 0, 0, 0])
+    df = pd.DataFrame(np.vstack([ctrl, treated]), columns=[f"f{j}" for j in range(4)])
+    df[schema.TREATMENT] = ["DMSO"] * 400 + ["T"] * 50
+    control = profiling.is_control(df).to_numpy()
+    out = profiling.sphere(df, control, epsilon=1e-9)
+    white = out.loc[control, [f"f{j}" for j in range(4)]].to_numpy()
+    np.testing.assert_allclose(np.cov(white, rowvar=False), np.eye(4), atol=1e-6)
+    np.testing.assert_allclose(white.mean(axis=0), 0, atol=1e-9)
+    assert out[schema.TREATMENT].tolist() == df[schema.TREATMENT].tolist()
+    with pytest.raises(ValueError, match="at least 2 negative-control rows"):
+        profiling.sphere(df, np.zeros(len(df), dtype=bool))

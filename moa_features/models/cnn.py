@@ -32,37 +32,58 @@ ones. Without a reference, the embedding CNN divides by 255 (the baseline's [0, 
   ``clone``) with class-balanced loss weights, early stopping on a held-out split
   (grouped, e.g. by plate, when ``groups`` is given) and ``save``/``load``.
 
-Keras runs on the JAX backend, selected here before Keras is imported; the code is
-backend-neutral (``keras.ops`` only). Nothing else in ``moa_features`` imports Keras.
+Keras is imported lazily, on the first model built, fitted or loaded (importing this module
+changes no environment variable); ``KERAS_BACKEND`` defaults to ``jax`` at that moment and
+any other backend is refused. The code is backend-neutral (``keras.ops`` only). Nothing
+else in ``moa_features`` imports Keras.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-if "keras" in sys.modules:
-    _loaded_backend = sys.modules["keras"].backend.backend()
-    if _loaded_backend != "jax":
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted
+
+from moa_features import profiling
+from moa_features.io import write_json
+from moa_features.models.splits import validation_split
+
+
+def _keras():
+    """Keras on the JAX backend, imported on first use (``KERAS_BACKEND`` defaults to ``jax`` then).
+
+    Importing this module changes nothing; the first model built, loaded or fitted imports
+    Keras. Raises ImportError when Keras was already imported with another backend.
+    """
+    if "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "jax":
         raise ImportError(
-            f"moa_features.models.cnn needs Keras on the JAX backend, but Keras was already "
-            f"imported with the {_loaded_backend!r} backend; set KERAS_BACKEND=jax before "
-            f"importing keras (or import moa_features.models.cnn first)"
+            f"moa_features.models.cnn needs Keras on the JAX backend, but Keras runs on the {backend!r} "
+            "backend; set KERAS_BACKEND=jax before importing keras"
         )
-os.environ["KERAS_BACKEND"] = "jax"
+    return keras
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers, ops  # noqa: E402
-from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
-from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit  # noqa: E402
-from sklearn.utils.class_weight import compute_class_weight  # noqa: E402
-from sklearn.utils.validation import check_is_fitted  # noqa: E402
 
-from moa_features.io import write_json  # noqa: E402
+def __getattr__(name: str) -> Any:
+    """``keras`` and the custom layers (:class:`RandomRot90`, :class:`ChannelReference`), built lazily."""
+    if name == "keras":
+        return _keras()
+    if name in ("RandomRot90", "ChannelReference"):
+        return _custom_layers()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CNNClassifier",
@@ -71,6 +92,7 @@ __all__ = [
     "baseline_model",
     "embedding_model",
     "plate_reference",
+    "thumbnail_reference",
 ]
 
 ARCHITECTURES = ("baseline", "embedding")
@@ -81,62 +103,70 @@ MIN_REFERENCE = 1.0  # DN; floor of a plate reference, so a black control channe
 _DATA_FORMAT = "channels_last"
 
 
-@keras.saving.register_keras_serializable(package="moa_features")
-class RandomRot90(layers.Layer):
-    """Rotate each image by a random multiple of 90 degrees (training only).
+@functools.cache
+def _custom_layers() -> dict[str, type]:
+    """The module's Keras layers, defined (and registered for ``.keras`` loading) on first use."""
+    keras = _keras()
+    layers, ops = keras.layers, keras.ops
 
-    Input ``(B, H, W, C)`` with ``H == W``; each image gets ``k`` in {0, 1, 2, 3}
-    counter-clockwise quarter turns (``np.rot90(image, k)``), drawn uniformly. At
-    inference the layer is the identity. Combined with random horizontal and vertical
-    flips this samples the whole dihedral group of the square uniformly.
-    """
+    @keras.saving.register_keras_serializable(package="moa_features")
+    class RandomRot90(layers.Layer):
+        """Rotate each image by a random multiple of 90 degrees (training only).
 
-    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.generator = keras.random.SeedGenerator(seed)
+        Input ``(B, H, W, C)`` with ``H == W``; each image gets ``k`` in {0, 1, 2, 3}
+        counter-clockwise quarter turns (``np.rot90(image, k)``), drawn uniformly. At
+        inference the layer is the identity. Combined with random horizontal and vertical
+        flips this samples the whole dihedral group of the square uniformly.
+        """
 
-    def build(self, input_shape: tuple) -> None:
-        if len(input_shape) != 4 or input_shape[1] != input_shape[2]:
-            raise ValueError(
-                f"RandomRot90 needs square images (B, S, S, C), got input shape {input_shape}"
-            )
-        super().build(input_shape)
+        def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.seed = seed
+            self.generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs, training: bool | None = None):
-        if not training:
-            return inputs
-        batch = ops.shape(inputs)[0]
-        k = keras.random.randint((batch, 1, 1, 1), 0, 4, seed=self.generator)
-        # rot90(x, k): transpose for odd k, then flip rows for k in {1, 2}, columns for {2, 3}.
-        x = ops.where(k % 2 == 1, ops.transpose(inputs, (0, 2, 1, 3)), inputs)
-        x = ops.where((k == 1) | (k == 2), ops.flip(x, axis=1), x)
-        return ops.where(k >= 2, ops.flip(x, axis=2), x)
+        def build(self, input_shape: tuple) -> None:
+            if len(input_shape) != 4 or input_shape[1] != input_shape[2]:
+                raise ValueError(
+                    f"RandomRot90 needs square images (B, S, S, C), got input shape {input_shape}"
+                )
+            super().build(input_shape)
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
+        def call(self, inputs, training: bool | None = None):
+            if not training:
+                return inputs
+            batch = ops.shape(inputs)[0]
+            k = keras.random.randint((batch, 1, 1, 1), 0, 4, seed=self.generator)
+            # rot90(x, k): transpose for odd k, then flip rows for k in {1, 2}, columns for {2, 3}.
+            x = ops.where(k % 2 == 1, ops.transpose(inputs, (0, 2, 1, 3)), inputs)
+            x = ops.where((k == 1) | (k == 2), ops.flip(x, axis=1), x)
+            return ops.where(k >= 2, ops.flip(x, axis=2), x)
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "seed": self.seed}
+        def compute_output_shape(self, input_shape: tuple) -> tuple:
+            return input_shape
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "seed": self.seed}
 
 
-@keras.saving.register_keras_serializable(package="moa_features")
-class ChannelReference(layers.Layer):
-    """Divide each image's channels by its reference intensities: ``x / reference``.
+    @keras.saving.register_keras_serializable(package="moa_features")
+    class ChannelReference(layers.Layer):
+        """Divide each image's channels by its reference intensities: ``x / reference``.
 
-    Inputs ``[images (B, H, W, C), reference (B, C)]`` (any numeric image dtype, reference
-    in the same units, > 0); output ``(B, H, W, C)`` float32. The same at training and
-    inference (no state).
-    """
+        Inputs ``[images (B, H, W, C), reference (B, C)]`` (any numeric image dtype, reference
+        in the same units, > 0); output ``(B, H, W, C)`` float32. The same at training and
+        inference (no state).
+        """
 
-    def call(self, inputs):
-        images, reference = inputs
-        images = ops.cast(images, "float32")
-        reference = ops.cast(reference, "float32")
-        return images / reference[:, None, None, :]
+        def call(self, inputs):
+            images, reference = inputs
+            images = ops.cast(images, "float32")
+            reference = ops.cast(reference, "float32")
+            return images / reference[:, None, None, :]
 
-    def compute_output_shape(self, input_shapes: list) -> tuple:
-        return tuple(input_shapes[0])
+        def compute_output_shape(self, input_shapes: list) -> tuple:
+            return tuple(input_shapes[0])
+
+    return {"RandomRot90": RandomRot90, "ChannelReference": ChannelReference}
 
 
 def plate_reference(thumbs: Any, plates: Any, reference_rows: Any) -> np.ndarray:
@@ -171,8 +201,26 @@ def plate_reference(thumbs: Any, plates: Any, reference_rows: Any) -> np.ndarray
     return out
 
 
+def thumbnail_reference(
+    thumbs: np.ndarray, plates: np.ndarray, control: Any, normalize: str
+) -> np.ndarray | None:
+    """Per-row channel reference (N, C) of the embedding CNN's input, the analogue of ``normalize``.
+
+    ``controls``: each plate's median control-site intensity per channel; ``plate``: the
+    median over all the plate's sites; ``none``: ``None`` (input scaled to [0, 1]). Per plate,
+    like :func:`moa_features.profiling.normalize`, so held-out plates leak nothing.
+    """
+    if normalize not in profiling.NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalize!r}; expected one of {', '.join(profiling.NORMALIZATIONS)}")
+    if normalize == "none":
+        return None
+    rows = np.asarray(control, dtype=bool) if normalize == "controls" else np.ones(len(plates), dtype=bool)
+    return plate_reference(thumbs, plates, rows)
+
+
 def _inputs(input_shape: tuple[int, int, int]):
     """uint8 ``(S, S, C)`` input and its [0, 1] float32 rescaling."""
+    layers = _keras().layers
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (S, S, C), got {tuple(input_shape)}")
     inputs = keras.Input(shape=tuple(int(v) for v in input_shape), dtype="uint8", name="thumbnail")
@@ -184,13 +232,14 @@ def _augmentation(x):
 
     Seeds come from Keras' global seed (``keras.utils.set_random_seed``).
     """
+    layers = _keras().layers
     x = layers.RandomFlip("horizontal_and_vertical", data_format=_DATA_FORMAT, name="flip")(x)
-    return RandomRot90(name="rot90")(x)
+    return _custom_layers()["RandomRot90"](name="rot90")(x)
 
 
 def baseline_model(
     input_shape: tuple[int, int, int], n_classes: int, *, augment: bool = False
-) -> keras.Model:
+) -> "keras.Model":
     """The original project's CNN (uncompiled).
 
     uint8 ``(S, S, C)`` input scaled to [0, 1] -> Conv2D(16, 3x3, same, He normal) ->
@@ -200,6 +249,8 @@ def baseline_model(
     and 3 classes it has 1,286,131 parameters. ``augment`` inserts random flips and
     quarter turns after the rescaling (off in the original).
     """
+    keras = _keras()
+    layers = keras.layers
     inputs, x = _inputs(input_shape)
     if augment:
         x = _augmentation(x)
@@ -229,7 +280,7 @@ def embedding_model(
     augment: bool = True,
     embedding_dim: int = 64,
     bn_momentum: float = 0.6,
-) -> keras.Model:
+) -> "keras.Model":
     """A small CNN whose ``embedding_dim``-d penultimate layer is a site embedding (uncompiled).
 
     Inputs ``[thumbnail uint8 (S, S, C), reference float32 (C,)]``: the thumbnail divided
@@ -250,12 +301,14 @@ def embedding_model(
     loss 4-11 while the training loss falls). 0.6 averages over ~2-3 batches; each batch's
     statistics already pool 32 images x thousands of pixels per channel, so they are precise.
     """
+    keras = _keras()
+    layers = keras.layers
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (S, S, C), got {tuple(input_shape)}")
     shape = tuple(int(v) for v in input_shape)
     image = keras.Input(shape=shape, dtype="uint8", name="thumbnail")
     reference = keras.Input(shape=(shape[-1],), dtype="float32", name="reference")
-    x = ChannelReference(name="reference_scale")([image, reference])
+    x = _custom_layers()["ChannelReference"](name="reference_scale")([image, reference])
     if augment:
         x = _augmentation(x)
     # (filters, kernel, stride, max-pool after): the stride-2 stem sees every pixel but
@@ -386,6 +439,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         network sees ``X / reference``. Without it the input is scaled to [0, 1]. A model
         fitted with a reference needs one at prediction too.
         """
+        keras = _keras()
         if self.architecture not in ARCHITECTURES:
             raise ValueError(
                 f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
@@ -547,26 +601,20 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                     "a grouped validation split needs at least 2 distinct groups, got 1; "
                     "pass validation_data or validation_fraction=0"
                 )
-            splitter = GroupShuffleSplit(n_splits=1, test_size=frac, random_state=self.random_state)
-            train, val = next(splitter.split(rows, y_idx, groups))
-            return train, val
-        counts = np.bincount(y_idx)
-        if counts.min() < 2:
-            raise ValueError(
-                f"a stratified validation split needs at least 2 images per class, but class "
-                f"#{int(np.argmin(counts))} (in sorted label order) has {int(counts.min())}; "
-                f"pass groups, validation_data or validation_fraction=0"
-            )
-        splitter = StratifiedShuffleSplit(
-            n_splits=1, test_size=frac, random_state=self.random_state
-        )
-        try:
-            train, val = next(splitter.split(rows, y_idx))
-        except ValueError as err:
-            raise ValueError(
-                f"cannot make a stratified validation split of {len(rows)} images: {err}"
-            ) from err
-        return train, val
+            groups_for_split = groups
+        else:
+            groups_for_split = None
+            counts = np.bincount(y_idx)
+            if counts.min() < 2:
+                raise ValueError(
+                    f"a stratified validation split needs at least 2 images per class, but class "
+                    f"#{int(np.argmin(counts))} (in sorted label order) has {int(counts.min())}; "
+                    f"pass groups, validation_data or validation_fraction=0"
+                )
+        split = validation_split(y_idx, groups_for_split, frac, self.random_state or 0)
+        if split is None:
+            raise ValueError(f"cannot make a validation split of {len(rows)} images")
+        return split
 
     @staticmethod
     def _encode(y: np.ndarray, classes: np.ndarray, what: str) -> np.ndarray:
@@ -608,6 +656,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def transform(self, X: Any, reference: Any = None) -> np.ndarray:
         """Penultimate-layer embedding ``(N, D)`` float32 (D = 8 baseline, 64 embedding)."""
+        keras = _keras()
         inputs = self._check_predict_input(X, reference)
         encoder = keras.Model(self.model_.inputs, self.model_.get_layer(EMBEDDING_LAYER).output)
         return np.asarray(encoder.predict(inputs, batch_size=self.batch_size, verbose=0))
@@ -620,6 +669,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
         Labels must be JSON scalars (str, int, float, bool). Both files are written atomically.
         """
+        keras = _keras()
         check_is_fitted(self, "model_")
         path = Path(path)
         if path.suffix != ".keras":
@@ -656,6 +706,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     @classmethod
     def load(cls, path: str | Path) -> "CNNClassifier":
         """Read an estimator written by :meth:`save` (``path`` and ``path + ".json"``)."""
+        keras = _keras()
         path = Path(path)
         sidecar = _sidecar_path(path)
         for p in (path, sidecar):

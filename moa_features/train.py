@@ -81,7 +81,8 @@ class Settings:
     seed: int = 0
     split: str = "nsc"
     n_splits: int | None = None
-    columns: dict[str, str | None] = field(default_factory=dict)
+    columns: dict[str, str | None] = field(default_factory=lambda: {
+        "plate": schema.PLATE, "treatment": schema.TREATMENT, "experiment": schema.EXPERIMENT, "batch": None})
     cnn_epochs: int = 100
     cnn_patience: int = 5
     cnn_batch_size: int = 32
@@ -270,17 +271,15 @@ def resolve_split(split: str, data: TrainingData, columns: dict[str, str | None]
     treatment = columns.get("treatment")
     if treatment is None or treatment not in data.meta.columns or len(np.unique(data.treatments)) < 2:
         return "plate"
-    k = len(np.unique(data.treatments)) if n_splits == 0 else n_splits or splits.DEFAULT_NSC_FOLDS
+    k = None if n_splits == 0 else n_splits or splits.DEFAULT_NSC_FOLDS
     feasible = splits.nsc_plate_feasible(data.y, data.treatments, data.plates, k, random_state=seed)
     return "nsc-plate" if feasible else "nsc"
 
 
 def outer_folds(data: TrainingData, settings: Settings) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
     """(train, test) folds of ``settings.split`` and the held-out unit per row (groups)."""
-    splitter, units = splits.make_splitter(settings.split, data.meta, n_splits=settings.n_splits or None,
+    splitter, units = splits.make_splitter(settings.split, data.meta, n_splits=settings.n_splits,
                                            random_state=settings.seed, **settings.columns)
-    if settings.n_splits == 0:  # leave one group out
-        splitter.set_params(n_splits=None)
     folds = list(splitter.split(data.X, data.y, units))
     if len(folds) < 2:
         raise ValueError(f"--split {settings.split} gives {len(folds)} usable fold(s); need at least 2")
@@ -355,6 +354,7 @@ def _fit_inner(data: TrainingData, train: np.ndarray, settings: Settings, fitted
     tr, va = splits.inner_split(settings.split, data.meta.iloc[train], data.y[train], INNER_FRACTION,
                                 settings.seed, **settings.columns)
     inner, val = train[tr], train[va]
+    fitted["inner_split"] = (inner, val)
     probas: list[np.ndarray] = []
     names: list[str] = []
     if data.thumbs is not None:
@@ -413,11 +413,12 @@ class FoldResults:
     ensemble: list[dict]
     cnn_epochs: list[int]
     timings: dict[str, float]
+    untrained: list = field(default_factory=list)  # classes tested in a fold whose training rows lack them
 
 
 def evaluate_folds(data: TrainingData, folds: list, units: np.ndarray, settings: Settings) -> FoldResults:
     """Fit on each fold's training rows, predict its test rows; one row per (model, test row)."""
-    preds, ensemble, epochs, n_selected = [], [], [], []
+    preds, ensemble, epochs, n_selected, untrained = [], [], [], [], set()
     histories: dict[str, list] = {"cnn": [], "cnn_embedding": []}
     importance = np.zeros(len(data.feature_names))
     timings: dict[str, float] = {}
@@ -425,6 +426,7 @@ def evaluate_folds(data: TrainingData, folds: list, units: np.ndarray, settings:
         t0 = time.perf_counter()
         fitted, seconds = fit_fold(data, train, settings, units)
         proba = predict_fold(fitted, data, test)
+        untrained |= set(data.y[test].tolist()) - set(data.y[train].tolist())
         for k, v in seconds.items():
             timings[k] = timings.get(k, 0.0) + v
         support = fitted["preprocess"].named_steps["select"].support_
@@ -454,28 +456,26 @@ def evaluate_folds(data: TrainingData, folds: list, units: np.ndarray, settings:
         _log(f"fold {fold + 1}/{len(folds)}: {len(train)} train, {len(test)} test rows, "
              f"{time.perf_counter() - t0:.1f} s")
     return FoldResults(pd.concat(preds, ignore_index=True), histories, importance / len(folds), n_selected,
-                       ensemble, epochs, timings)
+                       ensemble, epochs, timings, sorted(untrained, key=str))
 
 
 # ---- metrics ------------------------------------------------------------------------------
-def compute_metrics(pred: pd.DataFrame, classes: Sequence, split: str, *, n_permutations: int = N_PERMUTATIONS,
-                    n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+def compute_metrics(pred: pd.DataFrame, classes: Sequence, unscored: Sequence = (), *,
+                    n_permutations: int = N_PERMUTATIONS, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
     """Site-, well- and treatment-level figures of every model, all computed the same way.
 
     Probabilities are averaged site -> well -> treatment (:data:`evaluation.AGGREGATION`);
     figures are pooled over folds, with bootstrap CIs over treatments (``unit_key``),
-    treatment-level permutation p-values and expected chance. Under a held-out-treatment
-    split, classes with fewer than two treatments are left out of scoring (listed in
-    ``unscored_classes``).
+    treatment-level permutation p-values and expected chance. ``unscored`` classes (tested
+    in a fold whose training rows lack them: under a held-out-treatment split, every class
+    with fewer than two treatments) are left out of scoring and listed in ``unscored_classes``.
     """
     proba_cols = [f"proba_{c}" for c in classes]
-    unscored: list = []
-    if split in splits.TREATMENT_SPLITS:
-        first = pred[pred["model"] == pred["model"].iloc[0]]
-        unscored = evaluation.unscorable_classes(first["y_true"], first["unit_key"])
-        if unscored:
-            _log(f"warning: class(es) {[str(c) for c in unscored]} have fewer than 2 treatments; a held-out treatment "
-                 "of such a class never has its class in training, so they are left out of MoA scoring")
+    unscored = list(unscored)
+    if unscored:
+        _log(f"warning: class(es) {[str(c) for c in unscored]} are tested in folds whose training has none of them "
+             "(under nsc: fewer than 2 treatments, or all in one plate group), so they cannot be scored; they stay in "
+             "training and are left out of the MoA figures")
     out: dict[str, Any] = {"models": {}, "per_class_recall": {}, "confusion_matrices": {},
                            "unscored_classes": [str(c) for c in unscored], "aggregation": evaluation.AGGREGATION}
     carry = ["unit_key", "treatment_key"]
@@ -588,7 +588,7 @@ def run_training(
     _log(f"{len(data.y)} rows, {len(data.feature_names)} features, {len(data.classes)} classes, {len(outer)} "
          f"{settings.split} folds ({splits.QUESTIONS[settings.split]}), models {', '.join(expanded)}")
     results = evaluate_folds(data, outer, units, settings)
-    result = compute_metrics(results.predictions, data.classes, settings.split, n_permutations=n_permutations,
+    result = compute_metrics(results.predictions, data.classes, results.untrained, n_permutations=n_permutations,
                              seed=seed)
     result["classes"] = [str(c) for c in data.classes]
     if results.ensemble:
@@ -602,7 +602,7 @@ def run_training(
         "models": list(expanded), "n_rows": int(len(data.y)), "n_features": len(data.feature_names),
         "n_features_selected": results.n_selected, "n_folds": len(outer),
         "folds": "leave-one-out" if folds == 0 else (folds or "default"),
-        "inner_split": f"first of {round(1 / INNER_FRACTION)} {settings.split} folds of the training rows",
+        "inner_split": f"one of {round(1 / INNER_FRACTION)} {settings.split} folds of the training rows",
         "cnn_epochs_max": cnn_epochs, "cnn_patience": cnn_patience, "cnn_embedding_epochs": results.cnn_epochs,
         "n_permutations": n_permutations, "n_bootstrap": N_BOOTSTRAP, "aggregation": evaluation.AGGREGATION,
         "scheduler": scheduler, "versions": package_versions(),

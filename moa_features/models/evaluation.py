@@ -167,13 +167,6 @@ def expected_chance(y_true: Sequence, prefix: str = "") -> dict[str, float]:
             f"{prefix}accuracy": float(np.sum(prior**2))}
 
 
-def unscorable_classes(labels: Sequence, treatments: Sequence) -> list:
-    """Classes with fewer than two distinct treatments: under a held-out-treatment split they cannot be scored."""
-    frame = pd.DataFrame({"y": np.asarray(labels), "t": np.asarray(treatments)})
-    n = frame.groupby("y")["t"].nunique()
-    return sorted(n.index[n < 2].tolist(), key=str)
-
-
 def score_level(frame: pd.DataFrame, prefix: str, units: str, n_boot: int, n_permutations: int,
                 seed: int) -> dict:
     """All figures of one aggregation level: metrics, bootstrap, permutation p-values, chance, counts.

@@ -37,6 +37,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import (
     BaseCrossValidator,
     GroupKFold,
@@ -191,28 +193,62 @@ class NSCBSplit(_ExcludingNSC):
     _what = "batches"
 
 
-class NSCPlateSplit(_ExcludingNSC):
-    """Held-out treatments on unseen plates: NSC, and training rows on any plate of the test rows are dropped.
+def plate_components(treatments: Sequence, plates: Sequence, ubiquitous: float = 0.5) -> np.ndarray:
+    """Connected component of each row in the treatment-plate graph, (n,) int.
 
-    ``labels``: plate per row, aligned with the ``X`` given to ``split``. Feasible only when
-    treatments are spread over plates so that dropping the test plates leaves training rows
-    (see :func:`nsc_plate_feasible`); a layout with every treatment on every plate is not.
+    Two plates are linked when a treatment has rows on both; a treatment belongs to the
+    component of its plates. Treatments on more than ``ubiquitous`` of the plates (the
+    negative control of every plate) link nothing and form their own component.
+    """
+    treatments, plates = np.asarray(treatments).astype(str), np.asarray(plates).astype(str)
+    t_names, t_idx = np.unique(treatments, return_inverse=True)
+    p_names, p_idx = np.unique(plates, return_inverse=True)
+    spread = pd.Series(p_idx).groupby(t_idx).nunique().to_numpy() / len(p_names)
+    linking = spread[t_idx] <= ubiquitous
+    n = len(p_names) + len(t_names)
+    graph = coo_matrix((np.ones(int(linking.sum())), (p_idx[linking], len(p_names) + t_idx[linking])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    component = label[len(p_names) + t_idx]
+    component[~linking] = label.max() + 1 + t_idx[~linking]  # a ubiquitous treatment is its own component
+    return component
+
+
+class NSCPlateSplit(_ExcludingNSC):
+    """Held-out treatments on unseen plates: no test treatment and no test plate in training.
+
+    ``labels``: plate per row, aligned with the ``X`` given to ``split``. Folds are grouped
+    K-fold (stratified by class when ``y`` is given) over the connected components of the
+    treatment-plate graph (:func:`plate_components`), so a fold's test treatments take their
+    plates with them and every other treatment stays on training plates; training rows on a
+    test plate (a ubiquitous control) are dropped. The layout allows this only when there
+    are several components: with every treatment on every plate there is one
+    (:func:`nsc_plate_feasible`).
     """
 
     _what = "plates"
 
+    def _folds(self, groups: np.ndarray, y) -> Iterator[Split]:
+        yield from super()._folds(plate_components(groups, self._labels).astype(str), y)
+
 
 def nsc_plate_feasible(y: Sequence, treatments: Sequence, plates: Sequence, n_splits: int | None,
                        min_kept: float = 0.5, random_state: int = 0) -> bool:
-    """Whether every NSC-plate fold keeps ``min_kept`` of its NSC training rows and all their classes."""
+    """Whether NSC-plate folds keep ``min_kept`` of the other rows and every class that has >= 2 treatments."""
     y, treatments, plates = (np.asarray(a).astype(str) for a in (y, treatments, plates))
-    nsc = NSCSplit(n_splits, random_state)
+    n_components = len(np.unique(plate_components(treatments, plates)))
+    if n_components < 2:
+        return False
+    k = None if n_splits is None else min(int(n_splits), n_components)
+    n_treat = pd.Series(treatments).groupby(y).nunique()
+    scorable = set(n_treat.index[n_treat >= 2])
     X = np.zeros((len(y), 1))
-    for train, test in nsc.split(X, y, treatments):
-        kept = train[~np.isin(plates[train], np.unique(plates[test]))]
-        if len(kept) < min_kept * len(train) or set(y[kept]) != set(y[train]):
+    tested = np.zeros(len(y), dtype=bool)
+    for train, test in NSCPlateSplit(plates, k, random_state).split(X, y, treatments):
+        tested[test] = True
+        lost = (set(y[test]) - set(y[train])) & scorable
+        if len(train) < min_kept * (len(y) - len(test)) or lost:
             return False
-    return True
+    return bool(tested[np.isin(y, list(scorable))].all())  # folds with no training rows are skipped by split
 
 
 def make_splitter(
@@ -228,9 +264,9 @@ def make_splitter(
 ) -> tuple[GroupSplit, np.ndarray]:
     """The splitter of ``kind`` (one of :data:`SPLITS`) for ``meta``'s rows and its ``groups`` array.
 
-    ``n_splits=None`` means each splitter's default (5 group folds, 10 NSC folds); pass
-    ``"loo"`` handling upstream as ``n_splits=len(unique groups)``. Missing columns raise a
-    KeyError naming them.
+    ``n_splits=None`` means each splitter's default (5 group folds, 10 NSC folds), ``0``
+    leave one group (plate, experiment, treatment) out. Missing columns raise a KeyError
+    naming them.
     """
     if kind not in SPLITS:
         raise ValueError(f"unknown split {kind!r}; expected one of {', '.join(SPLITS)}")
@@ -242,12 +278,15 @@ def make_splitter(
             raise ValueError(f"{what} column {name!r} has {int(meta[name].isna().sum())} missing values")
         return meta[name].astype(str).to_numpy()
 
+    def folds(default: int) -> int | None:
+        return default if n_splits is None else (None if n_splits == 0 else n_splits)
+
     if kind == "plate":
-        return PlateSplit(n_splits or DEFAULT_GROUP_FOLDS), column(plate, "plate")
+        return PlateSplit(folds(DEFAULT_GROUP_FOLDS)), column(plate, "plate")
     if kind == "experiment":
-        return ExperimentSplit(n_splits or DEFAULT_GROUP_FOLDS), column(experiment, "experiment")
+        return ExperimentSplit(folds(DEFAULT_GROUP_FOLDS)), column(experiment, "experiment")
     groups = column(treatment, "treatment")
-    k = n_splits or DEFAULT_NSC_FOLDS
+    k = folds(DEFAULT_NSC_FOLDS)
     if kind == "nsc":
         return NSCSplit(k, random_state), groups
     if kind == "nscb":
@@ -285,20 +324,22 @@ def validation_split(
 
 def inner_split(kind: str, meta: pd.DataFrame, y: np.ndarray, fraction: float, random_state: int,
                 **columns) -> Split:
-    """First fold of the outer split's own kind on the training rows ``meta``: the inner split mirrors the outer.
+    """A fold of the outer split's own kind on the training rows ``meta``: the inner split mirrors the outer.
 
-    ``round(1 / fraction)`` folds (4 for 0.25); an NSC outer split gets an NSC inner split
+    ``round(1 / fraction)`` folds (4 for 0.25), the first whose training part keeps the most
+    classes; an NSC outer split gets an NSC inner split
     (no treatment in both inner train and validation), NSC-plate drops the validation
     plates, a plate split holds out plates. Falls back to NSC when an NSC-plate fold would
     leave no training rows. ``columns``: ``plate=``, ``treatment=``, ``experiment=``, ``batch=``.
     """
     k = max(2, int(round(1 / fraction)))
     X = np.zeros((len(meta), 1))
+    y = np.asarray(y)
     for attempt in (kind, "nsc") if kind == "nsc-plate" else (kind,):
         splitter, groups = make_splitter(attempt, meta, n_splits=k, random_state=random_state, **columns)
         if len(np.unique(groups)) < 2:
             break
-        for train, val in splitter.split(X, y, groups):
-            if len(train) and len(val):
-                return train, val
+        folds = [(tr, va) for tr, va in splitter.split(X, y, groups) if len(tr) and len(va)]
+        if folds:  # the first fold whose inner training keeps the most classes
+            return max(folds, key=lambda f: len(np.unique(y[f[0]])))
     raise ValueError(f"no inner {kind} validation split possible on {len(meta)} training rows")

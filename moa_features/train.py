@@ -243,7 +243,9 @@ def load_training_data(
     df = df.iloc[rows].reset_index(drop=True)
     y = df[label].to_numpy()
     if len(np.unique(y)) < 2:
-        raise ValueError(f"{table_path}: need at least 2 classes in {label!r} after exclusions, got {np.unique(y).tolist()}")
+        raise ValueError(
+            f"{table_path}: need at least 2 classes in {label!r} after exclusions, got {np.unique(y).tolist()}"
+        )
     wells = _well_keys(df, group)
     treatments = _keys(df, [treatment])
     profiles = _keys(df, [treatment, schema.CONCENTRATION]) if schema.CONCENTRATION in df.columns else treatments
@@ -662,10 +664,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate MoA models on held-out treatments (or plates), beside chance.",
     )
     p.add_argument("table", help="feature table (.parquet, .csv or .csv.gz) following the Metadata_ convention")
-    p.add_argument("--thumbs", help="(N, S, S, C) uint8 thumbnails row-aligned with TABLE (NAME.thumbs.npy); enables the CNNs")
+    p.add_argument("--thumbs",
+                   help="(N, S, S, C) uint8 thumbnails row-aligned with TABLE (NAME.thumbs.npy); enables the CNNs")
     p.add_argument("-o", "--output", help="run folder (default: models/<table name>)")
     p.add_argument("--label", default=schema.MOA, help="label column (default %(default)s)")
-    p.add_argument("--group", default=schema.PLATE, help="plate column for plate splits and normalisation (default %(default)s)")
+    p.add_argument("--group", default=schema.PLATE,
+                   help="plate column for plate splits and normalisation (default %(default)s)")
     p.add_argument("--split", choices=("auto",) + splits.SPLITS, default="auto",
                    help="what is held out. nsc ('not same compound'): whole treatments, all concentrations together; "
                         "answers 'what is the MoA of a treatment the model has never seen?'. nsc-plate: nsc, and no "
@@ -675,12 +679,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "nsc-plate where the plate layout allows, else nsc, when TABLE has the --treatment column; "
                         "plate otherwise")
     p.add_argument("--folds", default=None, metavar="K|loo",
-                   help=f"outer folds: K grouped folds (default {splits.DEFAULT_NSC_FOLDS} for nsc splits, stratified by "
-                        f"class; {splits.DEFAULT_GROUP_FOLDS} for plate/experiment) or loo (leave one treatment/plate out)")
+                   help=f"outer folds: K grouped folds (default {splits.DEFAULT_NSC_FOLDS} for nsc splits, "
+                        f"stratified by class; {splits.DEFAULT_GROUP_FOLDS} for plate/experiment) or loo (leave one "
+                        "treatment/plate out)")
     p.add_argument("--treatment", default=schema.TREATMENT,
                    help="treatment column: the unit nsc holds out, the kNN's profiles (default %(default)s)")
     p.add_argument("--batch", help="batch column for --split nscb")
-    p.add_argument("--experiment", default=schema.EXPERIMENT, help="experiment column for --split experiment (default %(default)s)")
+    p.add_argument("--experiment", default=schema.EXPERIMENT,
+                   help="experiment column for --split experiment (default %(default)s)")
     p.add_argument("--exclude-label", nargs="+", default=[], metavar="VALUE",
                    help="labels removed from training and evaluation (after normalisation); default: none")
     p.add_argument("--active-only", action="store_true",
@@ -689,17 +695,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated subset of {','.join(registry.names(chance=False))} "
                         "(default: all that apply; CNNs need --thumbs)")
     p.add_argument("--normalize", choices=profiling.NORMALIZATIONS, default="controls",
-                   help="per-plate robust z-score against negative controls, all plate rows, or none (default %(default)s)")
-    p.add_argument("--annotation", help="treatment -> MoA table (treatment_moa.csv) used when the label column is missing")
+                   help="per-plate robust z-score against negative controls, all plate rows, or none "
+                        "(default %(default)s)")
+    p.add_argument("--annotation",
+                   help="treatment -> MoA table (treatment_moa.csv) used when the label column is missing")
     p.add_argument("--seed", type=int, default=0, help="random seed of every model and split (default %(default)s)")
     p.add_argument("--cnn-epochs", type=int, default=100,
                    help="upper bound of the CNN epoch search; the embedding CNN's budget is chosen on the inner "
                         "validation split (default %(default)s)")
-    p.add_argument("--cnn-patience", type=int, default=5, help="CNN early-stopping patience in epochs (default %(default)s)")
+    p.add_argument("--cnn-patience", type=int, default=5,
+                   help="CNN early-stopping patience in epochs (default %(default)s)")
     p.add_argument("--permutations", type=int, default=N_PERMUTATIONS,
                    help="treatment-level label permutations for the p-values (default %(default)s)")
     p.add_argument("--n-jobs", type=int, default=1, help="XGBoost threads (default %(default)s)")
-    p.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://HOST:PORT): train XGBoost with xgboost.dask")
+    p.add_argument("--scheduler",
+                   help="dask.distributed scheduler address (tcp://HOST:PORT): train XGBoost with xgboost.dask")
     p.add_argument("--no-save-models", action="store_true", help="evaluate only; do not refit and save the models")
     p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
     return p
@@ -718,7 +728,8 @@ def _parse_folds(value: str | None) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    output = args.output or str(Path("models") / schema.sidecar_paths(args.table)["thumbs"].name.removesuffix(".thumbs.npy"))
+    stem = schema.sidecar_paths(args.table)["thumbs"].name.removesuffix(".thumbs.npy")
+    output = args.output or str(Path("models") / stem)
     models = None if args.models is None else tuple(m.strip() for m in args.models.split(",") if m.strip())
     try:
         run_training(

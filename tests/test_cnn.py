@@ -79,9 +79,22 @@ def test_import_does_not_pull_keras():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_import_changes_no_environment():
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    code = (
+        "import os, sys, moa_features.train, moa_features.models.cnn as c; "
+        "print(os.environ.get('KERAS_BACKEND'), 'keras' in sys.modules); "
+        "c.baseline_model((8, 8, 1), 2); print(os.environ.get('KERAS_BACKEND'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True
+    )
+    assert out.stdout.split() == ["None", "False", "jax"]  # set only when Keras is first needed
+
+
 def test_refuses_keras_on_another_backend():
     env = {**os.environ, "KERAS_BACKEND": "numpy"}
-    code = "import keras; import moa_features.models.cnn"
+    code = "import keras; from moa_features.models import cnn; cnn.baseline_model((8, 8, 1), 2)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO
     )

@@ -8,7 +8,6 @@ scikit-learn's checks feed 2-d float tables, so every check would fail on its in
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import sklearn
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline

@@ -81,7 +81,8 @@ def test_bootstrap_ci_brackets_the_estimate_and_shrinks_with_more_treatments():
     large = ev.bootstrap(*_treatment_table(400, accuracy=0.8), n_boot=400)
     lo, hi = large["accuracy_ci95"]
     assert lo < 0.85 and hi > 0.8 - 0.1 and lo <= hi
-    assert (large["accuracy_ci95"][1] - large["accuracy_ci95"][0]) < (small["accuracy_ci95"][1] - small["accuracy_ci95"][0])
+    width = {name: r["accuracy_ci95"][1] - r["accuracy_ci95"][0] for name, r in (("small", small), ("large", large))}
+    assert width["large"] < width["small"]
 
 
 def test_frequency_and_correlation_selection_known_answers():

@@ -95,7 +95,8 @@ def test_no_fitted_step_sees_the_test_rows(screen, with_images, split):
     clean = load_training_data(table, thumbs=thumbs if with_images else None)
     dirty = load_training_data(bad_table, thumbs=bad_thumbs if with_images else None)
     splitter, units = splits.make_splitter(split, clean.meta, n_splits=None, **settings.columns)
-    (train, test), = [(tr, te) for tr, te in splitter.split(clean.X, clean.y, units) if value in set(clean.meta[column].iloc[te])]
+    folds = splitter.split(clean.X, clean.y, units)
+    (train, test), = [(tr, te) for tr, te in folds if value in set(clean.meta[column].iloc[te])]
     assert value not in set(clean.meta[column].iloc[train])
 
     fitted_clean, _ = fit_fold(clean, train, settings, units)

@@ -45,7 +45,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -55,6 +55,9 @@ from sklearn.utils.validation import check_is_fitted
 from moa_features import profiling
 from moa_features.io import write_json
 from moa_features.models.splits import validation_split
+
+if TYPE_CHECKING:
+    import keras
 
 
 def _keras():
@@ -87,8 +90,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CNNClassifier",
-    "ChannelReference",
-    "RandomRot90",
     "baseline_model",
     "embedding_model",
     "plate_reference",
@@ -220,7 +221,8 @@ def thumbnail_reference(
 
 def _inputs(input_shape: tuple[int, int, int]):
     """uint8 ``(S, S, C)`` input and its [0, 1] float32 rescaling."""
-    layers = _keras().layers
+    keras = _keras()
+    layers = keras.layers
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (S, S, C), got {tuple(input_shape)}")
     inputs = keras.Input(shape=tuple(int(v) for v in input_shape), dtype="uint8", name="thumbnail")
@@ -232,14 +234,15 @@ def _augmentation(x):
 
     Seeds come from Keras' global seed (``keras.utils.set_random_seed``).
     """
-    layers = _keras().layers
+    keras = _keras()
+    layers = keras.layers
     x = layers.RandomFlip("horizontal_and_vertical", data_format=_DATA_FORMAT, name="flip")(x)
     return _custom_layers()["RandomRot90"](name="rot90")(x)
 
 
 def baseline_model(
     input_shape: tuple[int, int, int], n_classes: int, *, augment: bool = False
-) -> "keras.Model":
+) -> keras.Model:
     """The original project's CNN (uncompiled).
 
     uint8 ``(S, S, C)`` input scaled to [0, 1] -> Conv2D(16, 3x3, same, He normal) ->
@@ -280,7 +283,7 @@ def embedding_model(
     augment: bool = True,
     embedding_dim: int = 64,
     bn_momentum: float = 0.6,
-) -> "keras.Model":
+) -> keras.Model:
     """A small CNN whose ``embedding_dim``-d penultimate layer is a site embedding (uncompiled).
 
     Inputs ``[thumbnail uint8 (S, S, C), reference float32 (C,)]``: the thumbnail divided

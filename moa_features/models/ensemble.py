@@ -68,7 +68,9 @@ def _blend(probas: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return sum(w * p for w, p in zip(weights, probas))
 
 
-def choose_weights(probas: Sequence[np.ndarray], y_index: np.ndarray, step: float) -> tuple[np.ndarray, float, int | None]:
+def choose_weights(
+    probas: Sequence[np.ndarray], y_index: np.ndarray, step: float
+) -> tuple[np.ndarray, float, int | None]:
     """Simplex weights minimising the balanced log-loss; ``(weights (M,), loss, fallback member or None)``.
 
     A blend must beat the best single member by more than 1e-9; otherwise that member gets

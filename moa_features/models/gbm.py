@@ -111,13 +111,17 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"XGBoost needs at least 2 classes in the training rows, got 1 class {self.classes_.tolist()}")
+            raise ValueError(
+                f"XGBoost needs at least 2 classes in the training rows, got 1 class {self.classes_.tolist()}"
+            )
         if self.class_weight is None:
             w = np.ones(len(y))
         elif self.class_weight == "balanced" or isinstance(self.class_weight, dict):
             w = compute_sample_weight(self.class_weight, y)
         else:
-            raise ValueError(f"class_weight must be 'balanced', a dict {{label: weight}} or None, got {self.class_weight!r}")
+            raise ValueError(
+                f"class_weight must be 'balanced', a dict {{label: weight}} or None, got {self.class_weight!r}"
+            )
         params = self._params(len(self.classes_))
         split = None
         if self.early_stopping_rounds:

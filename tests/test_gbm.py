@@ -110,9 +110,12 @@ def test_centred_knn_predicts_the_control_class():
     treatments = np.repeat(["dmso", "ta", "tb"], 10)
     query = rng.normal(0, 0.05, (20, 4))  # new control wells
     plain = ProfileKNNClassifier(center=False).fit(X, y, treatments=treatments)
-    centred = ProfileKNNClassifier().fit(X, y, treatments=treatments)
+    auto = ProfileKNNClassifier().fit(X, y, treatments=treatments)
     assert (plain.predict(query) == "control").mean() < 0.5
-    assert (centred.predict(query) == "control").all()
+    assert auto.centred_ and (auto.predict(query) == "control").all()
+    # without a near-zero profile "auto" keeps the plain cosine
+    treated = np.isin(y, ["a", "b"])
+    assert not ProfileKNNClassifier().fit(X[treated], y[treated], treatments=treatments[treated]).centred_
 
 
 def test_probability_vote_picks_the_informative_member_or_falls_back():

@@ -23,10 +23,13 @@ Uncertainty and chance:
   association between prediction and truth, like Fisher's exact test on the confusion
   matrix). Shuffling whole treatments, not rows, keeps a treatment's replicates and
   concentrations together, so their correlation does not inflate significance. It tests the
-  held-out predictions that were actually made; a refit-level null would also re-train on
-  shuffled labels, which under NSC can only *lower* the null (a shuffled label carries no
-  transferable phenotype), so this test is the cheaper and no less conservative one for
-  leakage-free splits. p = (1 + #{null >= observed}) / (1 + n).
+  held-out predictions that were actually made, for every model (CNNs included) at the cost
+  of re-scoring only. A refit-level null (re-training on shuffled labels) would additionally
+  ask whether the training procedure could produce such a score from label-free structure;
+  with test treatments never in training and no fitted step seeing test rows
+  (``tests/test_leakage.py``), a held-out prediction can only agree with the held-out truth
+  beyond chance through what was learnt from the training labels, which is what this null
+  removes. p = (1 + #{null >= observed}) / (1 + n).
 - :func:`expected_chance`: the expected score of a classifier guessing each class with its
   prior among the scored units (accuracy = sum of squared priors, macro metrics = 1 / k);
   it replaces the majority-class figure, which is degenerate under NSC.

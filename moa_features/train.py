@@ -118,6 +118,7 @@ class TrainingData:
     feature_names: list[str]
     thumbs: np.ndarray | None = None
     thumb_reference: np.ndarray | None = None
+    inactive: list[str] = field(default_factory=list)  # treatments dropped by --active-only
     classes: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -170,7 +171,8 @@ def _fill_labels(df: pd.DataFrame, table_path: Path, label: str, annotation: str
     return out
 
 
-def drop_inactive(df: pd.DataFrame, treatment: str, control: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+def drop_inactive(df: pd.DataFrame, treatment: str, plate: str, control: pd.Series,
+                  seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     """Keep controls and phenotypically active treatments only (``--active-only``); return the dropped ones.
 
     Activity comes from :func:`moa_features.activity.phenotypic_activity` (copairs mAP of
@@ -182,10 +184,11 @@ def drop_inactive(df: pd.DataFrame, treatment: str, control: pd.Series) -> tuple
     except ImportError as err:
         raise ValueError("--active-only needs moa_features.activity (phenotypic activity with copairs), "
                          f"which this installation lacks: {err}") from err
-    activity = phenotypic_activity(df)
-    inactive = activity.loc[~activity["active"].astype(bool), "treatment"].astype(str)
-    drop = df[treatment].astype(str).isin(set(inactive)) & ~control.to_numpy()
-    return df.loc[~drop.to_numpy()], sorted(set(inactive))
+    activity = phenotypic_activity(df, treatment=treatment, plate=plate, seed=seed)
+    inactive = set(activity.loc[~activity["active"].astype(bool), "treatment"].astype(str))
+    keys = [_keys(df, [treatment]), _keys(df, [treatment, schema.CONCENTRATION])]  # name or name@concentration
+    drop = np.any([np.isin(k, list(inactive)) for k in keys if k is not None], axis=0) & ~control.to_numpy()
+    return df.loc[~drop], sorted(inactive)
 
 
 def load_training_data(
@@ -200,6 +203,7 @@ def load_training_data(
     exclude_labels: Sequence[str] = (),
     annotation: str | Path | None = None,
     active_only: bool = False,
+    seed: int = 0,
 ) -> TrainingData:
     """Normalise per plate, drop unlabelled, inactive (``active_only``) and excluded rows, collect the arrays.
 
@@ -229,10 +233,11 @@ def load_training_data(
     keep = df[label].notna().to_numpy().copy()
     if (~keep).any():
         _log(f"dropping {int((~keep).sum())} rows with no {label}")
+    dropped: list[str] = []
     if active_only:
         if treatment is None or treatment not in df.columns:
             raise KeyError(f"{table_path}: --active-only needs the treatment column {treatment!r}")
-        kept, dropped = drop_inactive(df, treatment, control)
+        kept, dropped = drop_inactive(df, treatment, group, control, seed)
         keep &= df.index.isin(kept.index)
         _log(f"--active-only: dropped {len(dropped)} inactive treatment(s)")
     excluded = df[label].astype(str).isin([str(v) for v in exclude_labels]).to_numpy()
@@ -260,6 +265,7 @@ def load_training_data(
         feature_names=list(features),
         thumbs=None if thumbs is None else np.asarray(thumbs[rows]),
         thumb_reference=None if reference is None else reference[rows],
+        inactive=dropped,
     )
 
 
@@ -579,7 +585,7 @@ def run_training(
     data = load_training_data(
         read_table(table_path), table_path=table_path, thumbs=_load_thumbs(thumbs_path), label=label, group=group,
         treatment=treatment, normalize=normalize, exclude_labels=exclude_labels, annotation=annotation,
-        active_only=active_only,
+        active_only=active_only, seed=seed,
     )
     columns = {"plate": group, "treatment": treatment, "experiment": experiment, "batch": batch}
     settings = Settings(models=tuple(models), seed=seed, split=resolve_split(split, data, columns, folds, seed),
@@ -600,7 +606,8 @@ def run_training(
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
         "split": settings.split, "split_requested": split, "question": splits.QUESTIONS[settings.split],
         "label": label, "group": group, "treatment": treatment, "batch": batch, "experiment": experiment,
-        "normalize": normalize, "exclude_labels": list(exclude_labels), "active_only": active_only, "seed": seed,
+        "normalize": normalize, "exclude_labels": list(exclude_labels), "active_only": active_only,
+        "inactive_treatments_dropped": data.inactive, "seed": seed,
         "models": list(expanded), "n_rows": int(len(data.y)), "n_features": len(data.feature_names),
         "n_features_selected": results.n_selected, "n_folds": len(outer),
         "folds": "leave-one-out" if folds == 0 else (folds or "default"),

@@ -62,3 +62,19 @@ def test_grid_search_on_integer_labels_with_nsc_and_routed_groups():
     assert np.isfinite(search.best_score_) and search.best_score_ > 0.5
     assert search.classes_.dtype.kind == "i"
     assert set(search.predict(X)) <= {0, 10, 20}
+
+
+def test_cnn_parameter_contract():
+    """The checks that do not feed 2-d tables apply to the CNN too (no Keras needed: nothing is fitted)."""
+    from sklearn.utils.estimator_checks import (
+        check_get_params_invariance,
+        check_no_attributes_set_in_init,
+        check_parameters_default_constructible,
+        check_set_params,
+    )
+
+    from moa_features.models.cnn import CNNClassifier
+
+    for check in (check_parameters_default_constructible, check_no_attributes_set_in_init,
+                  check_get_params_invariance, check_set_params):
+        check("CNNClassifier", CNNClassifier())

@@ -227,3 +227,24 @@ def test_dask_scheduler_run_matches_local_structure(screen, tmp_path):
     assert remote["models"]["xgboost"].keys() == local["models"]["xgboost"].keys()
     assert remote["models"]["xgboost"]["macro_recall"] > remote["models"]["majority"]["macro_recall"] + 0.3
     assert remote["config"]["scheduler"] == c.scheduler_address
+
+
+def test_active_only_drops_inactive_treatments(screen, tmp_path):
+    activity = pytest.importorskip("moa_features.activity", reason="phenotypic activity (copairs) not installed")
+    table, _ = screen
+    df = read_table(table)
+    # make drug2_1 inactive: its wells look like controls
+    feats = [c for c in df.columns if not c.startswith("Metadata_")]
+    inert = df[schema.TREATMENT] == "drug2_1"
+    ctrl = df[df[schema.TREATMENT] == "EMPTY"][feats].to_numpy()
+    df.loc[inert, feats] = ctrl[: int(inert.sum())]
+    path = tmp_path / "inert.parquet"
+    df.to_parquet(path)
+    expected = activity.phenotypic_activity(
+        train.profiling.normalize(df, "controls", control=train.profiling.is_control(df)), seed=0)
+    inactive = sorted(expected.loc[~expected["active"].astype(bool), "treatment"].astype(str))
+    metrics = train.run_training(path, tmp_path / "run", split="plate", models=("knn",), active_only=True,
+                                 save_models=False, report=False, n_permutations=100)
+    assert [t.split("@")[0] for t in inactive] == ["drug2_1"]
+    assert metrics["config"]["inactive_treatments_dropped"] == inactive
+    assert metrics["config"]["n_rows"] == len(df) - int(inert.sum())

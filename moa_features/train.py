@@ -43,9 +43,10 @@ import argparse
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import joblib
 import numpy as np
@@ -59,8 +60,19 @@ from moa_features.models.cnn import thumbnail_reference
 from moa_features.models.ensemble import ProbabilityVote, align_proba
 from moa_features.models.preprocessing import make_preprocessor
 
-__all__ = ["Settings", "TrainingData", "load_training_data", "fit_fold", "predict_fold", "evaluate_folds",
-           "compute_metrics", "save_run", "run_training", "thumbnail_reference", "main"]
+__all__ = [
+    "Settings",
+    "TrainingData",
+    "load_training_data",
+    "fit_fold",
+    "predict_fold",
+    "evaluate_folds",
+    "compute_metrics",
+    "save_run",
+    "run_training",
+    "thumbnail_reference",
+    "main",
+]
 
 INNER_FRACTION = 0.25  # share of the training rows in the inner validation split (first of 4 folds)
 DEFAULT_MODELS = ("xgboost", "ensemble", "knn")
@@ -81,8 +93,14 @@ class Settings:
     seed: int = 0
     split: str = "nsc"
     n_splits: int | None = None
-    columns: dict[str, str | None] = field(default_factory=lambda: {
-        "plate": schema.PLATE, "treatment": schema.TREATMENT, "experiment": schema.EXPERIMENT, "batch": None})
+    columns: dict[str, str | None] = field(
+        default_factory=lambda: {
+            "plate": schema.PLATE,
+            "treatment": schema.TREATMENT,
+            "experiment": schema.EXPERIMENT,
+            "batch": None,
+        }
+    )
     cnn_epochs: int = 100
     cnn_patience: int = 5
     cnn_batch_size: int = 32
@@ -91,9 +109,14 @@ class Settings:
 
     def build(self, name: str):
         """An unfitted estimator of registry model ``name`` with these settings."""
-        return registry.get(name).build(seed=self.seed, n_jobs=self.n_jobs, scheduler=self.scheduler,
-                                        cnn_epochs=self.cnn_epochs, cnn_patience=self.cnn_patience,
-                                        cnn_batch_size=self.cnn_batch_size)
+        return registry.get(name).build(
+            seed=self.seed,
+            n_jobs=self.n_jobs,
+            scheduler=self.scheduler,
+            cnn_epochs=self.cnn_epochs,
+            cnn_patience=self.cnn_patience,
+            cnn_batch_size=self.cnn_batch_size,
+        )
 
 
 @dataclass
@@ -171,8 +194,9 @@ def _fill_labels(df: pd.DataFrame, table_path: Path, label: str, annotation: str
     return out
 
 
-def drop_inactive(df: pd.DataFrame, treatment: str, plate: str, control: pd.Series,
-                  seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+def drop_inactive(
+    df: pd.DataFrame, treatment: str, plate: str, control: pd.Series, seed: int = 0
+) -> tuple[pd.DataFrame, list[str]]:
     """Keep controls and phenotypically active treatments only (``--active-only``); return the dropped ones.
 
     Activity comes from :func:`moa_features.activity.phenotypic_activity` (copairs mAP of
@@ -182,8 +206,10 @@ def drop_inactive(df: pd.DataFrame, treatment: str, plate: str, control: pd.Seri
     try:
         from moa_features.activity import phenotypic_activity
     except ImportError as err:
-        raise ValueError("--active-only needs moa_features.activity (phenotypic activity with copairs), "
-                         f"which this installation lacks: {err}") from err
+        raise ValueError(
+            "--active-only needs moa_features.activity (phenotypic activity with copairs), "
+            f"which this installation lacks: {err}"
+        ) from err
     activity = phenotypic_activity(df, treatment=treatment, plate=plate, seed=seed)
     inactive = set(activity.loc[~activity["active"].astype(bool), "treatment"].astype(str))
     keys = [_keys(df, [treatment]), _keys(df, [treatment, schema.CONCENTRATION])]  # name or name@concentration
@@ -213,18 +239,24 @@ def load_training_data(
     """
     df = _fill_labels(table.reset_index(drop=True), table_path, label, annotation)
     if group not in df.columns:
-        raise KeyError(f"{table_path}: group column {group!r} not found; pass --group with one of "
-                       f"{schema.metadata_columns(df.columns)}")
+        raise KeyError(
+            f"{table_path}: group column {group!r} not found; pass --group with one of "
+            f"{schema.metadata_columns(df.columns)}"
+        )
     features = schema.feature_columns(df.columns)
     bad = [c for c in features if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
-        raise TypeError(f"{table_path}: non-numeric feature column(s) {bad[:5]}; metadata columns must start with "
-                        f"{schema.METADATA_PREFIX!r}")
+        raise TypeError(
+            f"{table_path}: non-numeric feature column(s) {bad[:5]}; metadata columns must start with "
+            f"{schema.METADATA_PREFIX!r}"
+        )
     if not features:
         raise ValueError(f"{table_path}: no feature columns (every column starts with {schema.METADATA_PREFIX!r})")
     if thumbs is not None and len(thumbs) != len(df):
-        raise ValueError(f"thumbnails have {len(thumbs)} rows but the table {table_path} has {len(df)}; "
-                         "they must be row-aligned (written together by extract)")
+        raise ValueError(
+            f"thumbnails have {len(thumbs)} rows but the table {table_path} has {len(df)}; "
+            "they must be row-aligned (written together by extract)"
+        )
     control = profiling.is_control(df, moa_col=label, treatment_col=treatment or schema.TREATMENT)
     df = profiling.normalize(df, normalize, plate_col=group, control=control, features=features)
     reference = None
@@ -270,8 +302,9 @@ def load_training_data(
 
 
 # ---- split --------------------------------------------------------------------------------
-def resolve_split(split: str, data: TrainingData, columns: dict[str, str | None], n_splits: int | None,
-                  seed: int = 0) -> str:
+def resolve_split(
+    split: str, data: TrainingData, columns: dict[str, str | None], n_splits: int | None, seed: int = 0
+) -> str:
     """``auto`` -> ``nsc-plate`` where the layout allows (:func:`~moa_features.models.splits.nsc_plate_feasible`),
     else ``nsc``, when the table has a treatment column with at least 2 treatments; ``plate`` otherwise."""
     if split != "auto":
@@ -286,8 +319,9 @@ def resolve_split(split: str, data: TrainingData, columns: dict[str, str | None]
 
 def outer_folds(data: TrainingData, settings: Settings) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
     """(train, test) folds of ``settings.split`` and the held-out unit per row (groups)."""
-    splitter, units = splits.make_splitter(settings.split, data.meta, n_splits=settings.n_splits,
-                                           random_state=settings.seed, **settings.columns)
+    splitter, units = splits.make_splitter(
+        settings.split, data.meta, n_splits=settings.n_splits, random_state=settings.seed, **settings.columns
+    )
     folds = list(splitter.split(data.X, data.y, units))
     if len(folds) < 2:
         raise ValueError(f"--split {settings.split} gives {len(folds)} usable fold(s); need at least 2")
@@ -309,8 +343,9 @@ def _expand_models(models: Sequence[str], has_thumbs: bool) -> tuple[str, ...]:
 
 
 # ---- one fold -----------------------------------------------------------------------------
-def fit_fold(data: TrainingData, train: np.ndarray, settings: Settings, units: np.ndarray
-             ) -> tuple[dict[str, Any], dict[str, float]]:
+def fit_fold(
+    data: TrainingData, train: np.ndarray, settings: Settings, units: np.ndarray
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Fit every model of ``settings.models`` on the rows ``train`` only.
 
     ``units`` (n,): the outer split's held-out unit per row; early-stopping splits hold them
@@ -322,23 +357,20 @@ def fit_fold(data: TrainingData, train: np.ndarray, settings: Settings, units: n
     seconds: dict[str, float] = {}
     y, g = data.y[train], units[train]
 
-    def timed(name: str, make) -> None:
-        t = time.perf_counter()
-        fitted[name] = make()
-        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
-
-    timed("preprocess", lambda: make_preprocessor().fit(data.X[train]))
+    t = time.perf_counter()
+    fitted["preprocess"] = make_preprocessor().fit(data.X[train])
+    seconds["preprocess"] = time.perf_counter() - t
     Xtr = fitted["preprocess"].transform(data.X[train])
-    for name in models:
-        if name == "xgboost":
-            timed(name, lambda: settings.build(name).fit(Xtr, y, groups=g))
-        elif name == "knn":
-            timed(name, lambda: settings.build(name).fit(Xtr, y, treatments=data.profiles[train],
-                                                          wells=data.wells[train]))
-        elif name == "majority":
-            timed(name, lambda: settings.build(name).fit(Xtr, y))
-        elif name == "cnn":
-            timed(name, lambda: settings.build(name).fit(data.thumbs[train], y, groups=g))
+    fitters = {  # how each registry model is fitted on the fold's training rows
+        "xgboost": lambda m: m.fit(Xtr, y, groups=g),
+        "knn": lambda m: m.fit(Xtr, y, treatments=data.profiles[train], wells=data.wells[train]),
+        "majority": lambda m: m.fit(Xtr, y),
+        "cnn": lambda m: m.fit(data.thumbs[train], y, groups=g),
+    }
+    for name in (m for m in models if m in fitters):
+        t = time.perf_counter()
+        fitted[name] = fitters[name](settings.build(name))
+        seconds[name] = time.perf_counter() - t
     if "cnn_embedding" in models or "ensemble" in models:
         t = time.perf_counter()
         _fit_inner(data, train, settings, fitted, with_ensemble="ensemble" in models)
@@ -359,8 +391,9 @@ def _fit_inner(data: TrainingData, train: np.ndarray, settings: Settings, fitted
     from members fitted on the inner-training rows only; at test time the vote blends the
     fold's full-training members.
     """
-    tr, va = splits.inner_split(settings.split, data.meta.iloc[train], data.y[train], INNER_FRACTION,
-                                settings.seed, **settings.columns)
+    tr, va = splits.inner_split(
+        settings.split, data.meta.iloc[train], data.y[train], INNER_FRACTION, settings.seed, **settings.columns
+    )
     inner, val = train[tr], train[va]
     fitted["inner_split"] = (inner, val)
     probas: list[np.ndarray] = []
@@ -369,15 +402,20 @@ def _fit_inner(data: TrainingData, train: np.ndarray, settings: Settings, fitted
         seen = val[np.isin(data.y[val], np.unique(data.y[inner]))]
         cnn = settings.build("cnn_embedding")
         ref_v = () if data.thumb_reference is None else (data.thumb_reference[seen],)
-        cnn.fit(data.thumbs[inner], data.y[inner], reference=_reference(data, inner),
-                validation_data=(data.thumbs[seen], data.y[seen]) + ref_v if len(seen) else None,
-                groups=None if len(seen) else data.treatments[inner])
+        cnn.fit(
+            data.thumbs[inner],
+            data.y[inner],
+            reference=_reference(data, inner),
+            validation_data=(data.thumbs[seen], data.y[seen]) + ref_v if len(seen) else None,
+            groups=None if len(seen) else data.treatments[inner],
+        )
         epochs = int(np.argmin(cnn.history_.get("val_loss", cnn.history_["loss"]))) + 1
         full = clone(cnn).set_params(epochs=epochs, validation_fraction=0)
         fitted["cnn_embedding"] = full.fit(data.thumbs[train], data.y[train], reference=_reference(data, train))
         fitted["cnn_embedding"].selected_epochs_ = epochs
-        probas.append(align_proba(cnn.predict_proba(data.thumbs[val], _reference(data, val)), cnn.classes_,
-                                  data.classes))
+        probas.append(
+            align_proba(cnn.predict_proba(data.thumbs[val], _reference(data, val)), cnn.classes_, data.classes)
+        )
         names.append("cnn_embedding")
     if not with_ensemble:
         return
@@ -448,8 +486,13 @@ def evaluate_folds(data: TrainingData, folds: list, units: np.ndarray, settings:
             epochs.append(int(fitted["cnn_embedding"].selected_epochs_))
         if "ensemble" in fitted:
             ens = fitted["ensemble"]
-            ensemble.append({"weights": dict(zip(ens.names, (float(w) for w in ens.weights_))),
-                             "fallback": ens.fallback_, "validation_loss": ens.validation_loss_})
+            ensemble.append(
+                {
+                    "weights": dict(zip(ens.names, (float(w) for w in ens.weights_))),
+                    "fallback": ens.fallback_,
+                    "validation_loss": ens.validation_loss_,
+                }
+            )
         keys = {"unit_key": units[test], "treatment_key": data.profiles[test], "well_key": data.wells[test]}
         for name, p in proba.items():
             frame = data.meta.iloc[test].reset_index(drop=True)
@@ -461,15 +504,31 @@ def evaluate_folds(data: TrainingData, folds: list, units: np.ndarray, settings:
             frame["y_pred"] = data.classes[np.argmax(p, axis=1)]
             frame[[f"proba_{c}" for c in data.classes]] = p
             preds.append(frame)
-        _log(f"fold {fold + 1}/{len(folds)}: {len(train)} train, {len(test)} test rows, "
-             f"{time.perf_counter() - t0:.1f} s")
-    return FoldResults(pd.concat(preds, ignore_index=True), histories, importance / len(folds), n_selected,
-                       ensemble, epochs, timings, sorted(untrained, key=str))
+        _log(
+            f"fold {fold + 1}/{len(folds)}: {len(train)} train, {len(test)} test rows, {time.perf_counter() - t0:.1f} s"
+        )
+    return FoldResults(
+        pd.concat(preds, ignore_index=True),
+        histories,
+        importance / len(folds),
+        n_selected,
+        ensemble,
+        epochs,
+        timings,
+        sorted(untrained, key=str),
+    )
 
 
 # ---- metrics ------------------------------------------------------------------------------
-def compute_metrics(pred: pd.DataFrame, classes: Sequence, unscored: Sequence = (), *,
-                    n_permutations: int = N_PERMUTATIONS, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+def compute_metrics(
+    pred: pd.DataFrame,
+    classes: Sequence,
+    unscored: Sequence = (),
+    *,
+    n_permutations: int = N_PERMUTATIONS,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Site-, well- and treatment-level figures of every model, all computed the same way.
 
     Probabilities are averaged site -> well -> treatment (:data:`evaluation.AGGREGATION`);
@@ -481,11 +540,18 @@ def compute_metrics(pred: pd.DataFrame, classes: Sequence, unscored: Sequence = 
     proba_cols = [f"proba_{c}" for c in classes]
     unscored = list(unscored)
     if unscored:
-        _log(f"warning: class(es) {[str(c) for c in unscored]} are tested in folds whose training has none of them "
-             "(under nsc: fewer than 2 treatments, or all in one plate group), so they cannot be scored; they stay in "
-             "training and are left out of the MoA figures")
-    out: dict[str, Any] = {"models": {}, "per_class_recall": {}, "confusion_matrices": {},
-                           "unscored_classes": [str(c) for c in unscored], "aggregation": evaluation.AGGREGATION}
+        _log(
+            f"warning: class(es) {[str(c) for c in unscored]} are tested in folds whose training has none of them "
+            "(under nsc: fewer than 2 treatments, or all in one plate group), so they cannot be scored; they stay in "
+            "training and are left out of the MoA figures"
+        )
+    out: dict[str, Any] = {
+        "models": {},
+        "per_class_recall": {},
+        "confusion_matrices": {},
+        "unscored_classes": [str(c) for c in unscored],
+        "aggregation": evaluation.AGGREGATION,
+    }
     carry = ["unit_key", "treatment_key"]
     for model, frame in pred.groupby("model", sort=False):
         frame = frame[~frame["y_true"].isin(unscored)]
@@ -497,8 +563,9 @@ def compute_metrics(pred: pd.DataFrame, classes: Sequence, unscored: Sequence = 
         metrics["n_rows"] = metrics["n"]
         metrics["n_treatments"] = metrics["treatment_n"]
         out["models"][model] = metrics
-        out["per_class_recall"][model] = evaluation.per_class_recall(treatments["y_true"], treatments["y_pred"],
-                                                                     classes)
+        out["per_class_recall"][model] = evaluation.per_class_recall(
+            treatments["y_true"], treatments["y_pred"], classes
+        )
         out["confusion_matrices"][model] = evaluation.confusion(treatments["y_true"], treatments["y_pred"], classes)
     return out
 
@@ -510,8 +577,9 @@ def fit_final(data: TrainingData, settings: Settings, units: np.ndarray) -> dict
     return fitted
 
 
-def save_run(output: Path, result: dict[str, Any], folds: FoldResults, data: TrainingData,
-             final: dict[str, Any] | None) -> None:
+def save_run(
+    output: Path, result: dict[str, Any], folds: FoldResults, data: TrainingData, final: dict[str, Any] | None
+) -> None:
     """Write the run folder (the one place that writes it): metrics, predictions, histories, models."""
     output.mkdir(parents=True, exist_ok=True)
     write_table(folds.predictions, output / "predictions.parquet")
@@ -520,8 +588,10 @@ def save_run(output: Path, result: dict[str, Any], folds: FoldResults, data: Tra
         imp = pd.DataFrame({"feature": data.feature_names, "importance": folds.importance})
         write_table(imp.sort_values("importance", ascending=False), output / "feature_importance.csv")
     if final is not None:
-        joblib.dump({"pipeline": final["preprocess"], "feature_names": data.feature_names,
-                     "classes": list(data.classes)}, output / "preprocess.joblib")
+        joblib.dump(
+            {"pipeline": final["preprocess"], "feature_names": data.feature_names, "classes": list(data.classes)},
+            output / "preprocess.joblib",
+        )
         for name, spec in registry.MODELS.items():
             if name not in final or spec.file is None:
                 continue
@@ -583,38 +653,75 @@ def run_training(
     if split not in ("auto",) + splits.SPLITS:
         raise ValueError(f"unknown split {split!r}; expected auto or one of {', '.join(splits.SPLITS)}")
     data = load_training_data(
-        read_table(table_path), table_path=table_path, thumbs=_load_thumbs(thumbs_path), label=label, group=group,
-        treatment=treatment, normalize=normalize, exclude_labels=exclude_labels, annotation=annotation,
-        active_only=active_only, seed=seed,
+        read_table(table_path),
+        table_path=table_path,
+        thumbs=_load_thumbs(thumbs_path),
+        label=label,
+        group=group,
+        treatment=treatment,
+        normalize=normalize,
+        exclude_labels=exclude_labels,
+        annotation=annotation,
+        active_only=active_only,
+        seed=seed,
     )
     columns = {"plate": group, "treatment": treatment, "experiment": experiment, "batch": batch}
-    settings = Settings(models=tuple(models), seed=seed, split=resolve_split(split, data, columns, folds, seed),
-                        n_splits=folds, columns=columns, cnn_epochs=cnn_epochs, cnn_patience=cnn_patience,
-                        scheduler=scheduler, n_jobs=n_jobs)
+    settings = Settings(
+        models=tuple(models),
+        seed=seed,
+        split=resolve_split(split, data, columns, folds, seed),
+        n_splits=folds,
+        columns=columns,
+        cnn_epochs=cnn_epochs,
+        cnn_patience=cnn_patience,
+        scheduler=scheduler,
+        n_jobs=n_jobs,
+    )
     expanded = _expand_models(settings.models, data.thumbs is not None)
     outer, units = outer_folds(data, settings)
-    _log(f"{len(data.y)} rows, {len(data.feature_names)} features, {len(data.classes)} classes, {len(outer)} "
-         f"{settings.split} folds ({splits.QUESTIONS[settings.split]}), models {', '.join(expanded)}")
+    _log(
+        f"{len(data.y)} rows, {len(data.feature_names)} features, {len(data.classes)} classes, {len(outer)} "
+        f"{settings.split} folds ({splits.QUESTIONS[settings.split]}), models {', '.join(expanded)}"
+    )
     results = evaluate_folds(data, outer, units, settings)
-    result = compute_metrics(results.predictions, data.classes, results.untrained, n_permutations=n_permutations,
-                             seed=seed)
+    result = compute_metrics(
+        results.predictions, data.classes, results.untrained, n_permutations=n_permutations, seed=seed
+    )
     result["classes"] = [str(c) for c in data.classes]
     if results.ensemble:
         result["ensemble"] = _ensemble_summary(results.ensemble)
     result["config"] = {
-        "table": str(table_path), "thumbs": str(thumbs_path) if thumbs_path else None,
+        "table": str(table_path),
+        "thumbs": str(thumbs_path) if thumbs_path else None,
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
-        "split": settings.split, "split_requested": split, "question": splits.QUESTIONS[settings.split],
-        "label": label, "group": group, "treatment": treatment, "batch": batch, "experiment": experiment,
-        "normalize": normalize, "exclude_labels": list(exclude_labels), "active_only": active_only,
-        "inactive_treatments_dropped": data.inactive, "seed": seed,
-        "models": list(expanded), "n_rows": int(len(data.y)), "n_features": len(data.feature_names),
-        "n_features_selected": results.n_selected, "n_folds": len(outer),
+        "split": settings.split,
+        "split_requested": split,
+        "question": splits.QUESTIONS[settings.split],
+        "label": label,
+        "group": group,
+        "treatment": treatment,
+        "batch": batch,
+        "experiment": experiment,
+        "normalize": normalize,
+        "exclude_labels": list(exclude_labels),
+        "active_only": active_only,
+        "inactive_treatments_dropped": data.inactive,
+        "seed": seed,
+        "models": list(expanded),
+        "n_rows": int(len(data.y)),
+        "n_features": len(data.feature_names),
+        "n_features_selected": results.n_selected,
+        "n_folds": len(outer),
         "folds": "leave-one-out" if folds == 0 else (folds or "default"),
         "inner_split": f"one of {round(1 / INNER_FRACTION)} {settings.split} folds of the training rows",
-        "cnn_epochs_max": cnn_epochs, "cnn_patience": cnn_patience, "cnn_embedding_epochs": results.cnn_epochs,
-        "n_permutations": n_permutations, "n_bootstrap": N_BOOTSTRAP, "aggregation": evaluation.AGGREGATION,
-        "scheduler": scheduler, "versions": package_versions(),
+        "cnn_epochs_max": cnn_epochs,
+        "cnn_patience": cnn_patience,
+        "cnn_embedding_epochs": results.cnn_epochs,
+        "n_permutations": n_permutations,
+        "n_bootstrap": N_BOOTSTRAP,
+        "aggregation": evaluation.AGGREGATION,
+        "scheduler": scheduler,
+        "versions": package_versions(),
     }
     final = None
     if save_models:
@@ -632,9 +739,12 @@ def run_training(
 def _ensemble_summary(per_fold: list[dict]) -> dict[str, Any]:
     """Per-fold weights and fallbacks, and a sentence saying how often the ensemble fell back."""
     fell = [f["fallback"] for f in per_fold if f["fallback"]]
-    note = (f"no blend beat the best single member on the inner validation in {len(fell)} of {len(per_fold)} "
-            f"folds; there the ensemble is that member ({', '.join(sorted(set(fell)))})" if fell
-            else "a blend beat every single member on the inner validation in every fold")
+    note = (
+        f"no blend beat the best single member on the inner validation in {len(fell)} of {len(per_fold)} "
+        f"folds; there the ensemble is that member ({', '.join(sorted(set(fell)))})"
+        if fell
+        else "a blend beat every single member on the inner validation in every fold"
+    )
     return {"folds": per_fold, "n_fallback": len(fell), "note": note}
 
 
@@ -660,8 +770,10 @@ def summary_table(result: dict[str, Any]) -> str:
             cells.append(f"{m[c]:>8.3f} [{lo:5.3f}, {hi:5.3f}]".rjust(24) if c in m else " " * 24)
         lines.append(f"{name:<15}" + " ".join(cells) + f"   {m.get('treatment_accuracy_p', np.nan):.4f}")
     chance = next(iter(result["models"].values()))["treatment_expected_chance"]
-    lines.append(f"expected chance (treatment level, class priors): accuracy {chance['accuracy']:.3f}, "
-                 f"macro recall {chance['macro_recall']:.3f}")
+    lines.append(
+        f"expected chance (treatment level, class priors): accuracy {chance['accuracy']:.3f}, "
+        f"macro recall {chance['macro_recall']:.3f}"
+    )
     return "\n".join(lines)
 
 
@@ -671,52 +783,91 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate MoA models on held-out treatments (or plates), beside chance.",
     )
     p.add_argument("table", help="feature table (.parquet, .csv or .csv.gz) following the Metadata_ convention")
-    p.add_argument("--thumbs",
-                   help="(N, S, S, C) uint8 thumbnails row-aligned with TABLE (NAME.thumbs.npy); enables the CNNs")
+    p.add_argument(
+        "--thumbs", help="(N, S, S, C) uint8 thumbnails row-aligned with TABLE (NAME.thumbs.npy); enables the CNNs"
+    )
     p.add_argument("-o", "--output", help="run folder (default: models/<table name>)")
     p.add_argument("--label", default=schema.MOA, help="label column (default %(default)s)")
-    p.add_argument("--group", default=schema.PLATE,
-                   help="plate column for plate splits and normalisation (default %(default)s)")
-    p.add_argument("--split", choices=("auto",) + splits.SPLITS, default="auto",
-                   help="what is held out. nsc ('not same compound'): whole treatments, all concentrations together; "
-                        "answers 'what is the MoA of a treatment the model has never seen?'. nsc-plate: nsc, and no "
-                        "training row from the test treatments' plates. nscb: nsc, and none from their batches "
-                        "(--batch). plate / experiment: held-out plates / experiments; the test treatments were seen "
-                        "in training, so this is treatment recognition, not MoA generalisation. auto (default): "
-                        "nsc-plate where the plate layout allows, else nsc, when TABLE has the --treatment column; "
-                        "plate otherwise")
-    p.add_argument("--folds", default=None, metavar="K|loo",
-                   help=f"outer folds: K grouped folds (default {splits.DEFAULT_NSC_FOLDS} for nsc splits, "
-                        f"stratified by class; {splits.DEFAULT_GROUP_FOLDS} for plate/experiment) or loo (leave one "
-                        "treatment/plate out)")
-    p.add_argument("--treatment", default=schema.TREATMENT,
-                   help="treatment column: the unit nsc holds out, the kNN's profiles (default %(default)s)")
+    p.add_argument(
+        "--group", default=schema.PLATE, help="plate column for plate splits and normalisation (default %(default)s)"
+    )
+    p.add_argument(
+        "--split",
+        choices=("auto",) + splits.SPLITS,
+        default="auto",
+        help="what is held out. nsc ('not same compound'): whole treatments, all concentrations together; "
+        "answers 'what is the MoA of a treatment the model has never seen?'. nsc-plate: nsc, and no "
+        "training row from the test treatments' plates. nscb: nsc, and none from their batches "
+        "(--batch). plate / experiment: held-out plates / experiments; the test treatments were seen "
+        "in training, so this is treatment recognition, not MoA generalisation. auto (default): "
+        "nsc-plate where the plate layout allows, else nsc, when TABLE has the --treatment column; "
+        "plate otherwise",
+    )
+    p.add_argument(
+        "--folds",
+        default=None,
+        metavar="K|loo",
+        help=f"outer folds: K grouped folds (default {splits.DEFAULT_NSC_FOLDS} for nsc splits, "
+        f"stratified by class; {splits.DEFAULT_GROUP_FOLDS} for plate/experiment) or loo (leave one "
+        "treatment/plate out)",
+    )
+    p.add_argument(
+        "--treatment",
+        default=schema.TREATMENT,
+        help="treatment column: the unit nsc holds out, the kNN's profiles (default %(default)s)",
+    )
     p.add_argument("--batch", help="batch column for --split nscb")
-    p.add_argument("--experiment", default=schema.EXPERIMENT,
-                   help="experiment column for --split experiment (default %(default)s)")
-    p.add_argument("--exclude-label", nargs="+", default=[], metavar="VALUE",
-                   help="labels removed from training and evaluation (after normalisation); default: none")
-    p.add_argument("--active-only", action="store_true",
-                   help="train and score on phenotypically active treatments only (copairs mAP vs controls)")
-    p.add_argument("--models", default=None,
-                   help=f"comma-separated subset of {','.join(registry.names(chance=False))} "
-                        "(default: all that apply; CNNs need --thumbs)")
-    p.add_argument("--normalize", choices=profiling.NORMALIZATIONS, default="controls",
-                   help="per-plate robust z-score against negative controls, all plate rows, or none "
-                        "(default %(default)s)")
-    p.add_argument("--annotation",
-                   help="treatment -> MoA table (treatment_moa.csv) used when the label column is missing")
+    p.add_argument(
+        "--experiment", default=schema.EXPERIMENT, help="experiment column for --split experiment (default %(default)s)"
+    )
+    p.add_argument(
+        "--exclude-label",
+        nargs="+",
+        default=[],
+        metavar="VALUE",
+        help="labels removed from training and evaluation (after normalisation); default: none",
+    )
+    p.add_argument(
+        "--active-only",
+        action="store_true",
+        help="train and score on phenotypically active treatments only (copairs mAP vs controls)",
+    )
+    p.add_argument(
+        "--models",
+        default=None,
+        help=f"comma-separated subset of {','.join(registry.names(chance=False))} "
+        "(default: all that apply; CNNs need --thumbs)",
+    )
+    p.add_argument(
+        "--normalize",
+        choices=profiling.NORMALIZATIONS,
+        default="controls",
+        help="per-plate robust z-score against negative controls, all plate rows, or none (default %(default)s)",
+    )
+    p.add_argument(
+        "--annotation", help="treatment -> MoA table (treatment_moa.csv) used when the label column is missing"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of every model and split (default %(default)s)")
-    p.add_argument("--cnn-epochs", type=int, default=100,
-                   help="upper bound of the CNN epoch search; the embedding CNN's budget is chosen on the inner "
-                        "validation split (default %(default)s)")
-    p.add_argument("--cnn-patience", type=int, default=5,
-                   help="CNN early-stopping patience in epochs (default %(default)s)")
-    p.add_argument("--permutations", type=int, default=N_PERMUTATIONS,
-                   help="treatment-level label permutations for the p-values (default %(default)s)")
+    p.add_argument(
+        "--cnn-epochs",
+        type=int,
+        default=100,
+        help="upper bound of the CNN epoch search; the embedding CNN's budget is chosen on the inner "
+        "validation split (default %(default)s)",
+    )
+    p.add_argument(
+        "--cnn-patience", type=int, default=5, help="CNN early-stopping patience in epochs (default %(default)s)"
+    )
+    p.add_argument(
+        "--permutations",
+        type=int,
+        default=N_PERMUTATIONS,
+        help="treatment-level label permutations for the p-values (default %(default)s)",
+    )
     p.add_argument("--n-jobs", type=int, default=1, help="XGBoost threads (default %(default)s)")
-    p.add_argument("--scheduler",
-                   help="dask.distributed scheduler address (tcp://HOST:PORT): train XGBoost with xgboost.dask")
+    p.add_argument(
+        "--scheduler", help="dask.distributed scheduler address (tcp://HOST:PORT): train XGBoost with xgboost.dask"
+    )
     p.add_argument("--no-save-models", action="store_true", help="evaluate only; do not refit and save the models")
     p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
     return p
@@ -740,12 +891,29 @@ def main(argv: list[str] | None = None) -> int:
     models = None if args.models is None else tuple(m.strip() for m in args.models.split(",") if m.strip())
     try:
         run_training(
-            args.table, output, args.thumbs, label=args.label, group=args.group, split=args.split,
-            folds=_parse_folds(args.folds), treatment=args.treatment, batch=args.batch, experiment=args.experiment,
-            exclude_labels=args.exclude_label, models=models, normalize=args.normalize,
-            annotation=args.annotation, active_only=args.active_only, seed=args.seed, cnn_epochs=args.cnn_epochs,
-            cnn_patience=args.cnn_patience, n_permutations=args.permutations, scheduler=args.scheduler,
-            n_jobs=args.n_jobs, save_models=not args.no_save_models, report=not args.no_report,
+            args.table,
+            output,
+            args.thumbs,
+            label=args.label,
+            group=args.group,
+            split=args.split,
+            folds=_parse_folds(args.folds),
+            treatment=args.treatment,
+            batch=args.batch,
+            experiment=args.experiment,
+            exclude_labels=args.exclude_label,
+            models=models,
+            normalize=args.normalize,
+            annotation=args.annotation,
+            active_only=args.active_only,
+            seed=args.seed,
+            cnn_epochs=args.cnn_epochs,
+            cnn_patience=args.cnn_patience,
+            n_permutations=args.permutations,
+            scheduler=args.scheduler,
+            n_jobs=args.n_jobs,
+            save_models=not args.no_save_models,
+            report=not args.no_report,
             command="python -m moa_features.train " + " ".join(shlex.quote(a) for a in argv),
         )
     except (FileNotFoundError, KeyError, ValueError, TypeError) as err:

@@ -75,6 +75,10 @@ def test_cnn_parameter_contract():
 
     from moa_features.models.cnn import CNNClassifier
 
-    for check in (check_parameters_default_constructible, check_no_attributes_set_in_init,
-                  check_get_params_invariance, check_set_params):
+    for check in (
+        check_parameters_default_constructible,
+        check_no_attributes_set_in_init,
+        check_get_params_invariance,
+        check_set_params,
+    ):
         check("CNNClassifier", CNNClassifier())

@@ -31,8 +31,15 @@ def test_metrics_agree_with_sklearn_and_keep_label_types():
 
 
 def test_aggregation_averages_probabilities_per_group():
-    frame = pd.DataFrame({"well": ["a", "a", "b"], "y_true": ["x", "x", "y"], "unit": ["t1", "t1", "t2"],
-                          "proba_x": [0.9, 0.2, 0.3], "proba_y": [0.1, 0.8, 0.7]})
+    frame = pd.DataFrame(
+        {
+            "well": ["a", "a", "b"],
+            "y_true": ["x", "x", "y"],
+            "unit": ["t1", "t1", "t2"],
+            "proba_x": [0.9, 0.2, 0.3],
+            "proba_y": [0.1, 0.8, 0.7],
+        }
+    )
     out = ev.aggregate_proba(frame, ["well"], ["proba_x", "proba_y"], np.array(["x", "y"]), ["unit"])
     assert out["proba_x"].tolist() == pytest.approx([0.55, 0.3])
     assert out["y_pred"].tolist() == ["x", "y"] and out["unit"].tolist() == ["t1", "t2"]
@@ -87,11 +94,17 @@ def test_bootstrap_ci_brackets_the_estimate_and_shrinks_with_more_treatments():
 
 def test_frequency_and_correlation_selection_known_answers():
     # pycytominer's own test table for variance_threshold (freq_cut=0.1, unique_cut=0.1).
-    df = pd.DataFrame({
-        "a": [1, 1, 1, 1, 1, 1], "b": [1, 1, 1, 1, 1, 2], "c": [1, 1, 1, 1, 2, 3],
-        "x": [1, 3, 8, 5, 2, 2], "y": [1, 2, 8, 5, 2, 1], "z": [9, 3, 8, 9, 2, 9],
-        "zz": [0, -3, 8, 9, 6, 9],
-    }).astype(float)
+    df = pd.DataFrame(
+        {
+            "a": [1, 1, 1, 1, 1, 1],
+            "b": [1, 1, 1, 1, 1, 2],
+            "c": [1, 1, 1, 1, 2, 3],
+            "x": [1, 3, 8, 5, 2, 2],
+            "y": [1, 2, 8, 5, 2, 1],
+            "z": [9, 3, 8, 9, 2, 9],
+            "zz": [0, -3, 8, 9, 6, 9],
+        }
+    ).astype(float)
     drop = frequency_excluded(df.to_numpy(), freq_cut=0.1, unique_cut=0.1)
     assert list(df.columns[drop]) == ["a"]
     drop = frequency_excluded(df.to_numpy(), freq_cut=0.4, unique_cut=0.1)

@@ -89,8 +89,12 @@ def test_knn_matches_sklearn_cosine_1nn_on_consensus_profiles(center):
     names = knn.profile_names_
     assert len(names) == 12
     # Ljosa consensus: median over wells of the well medians
-    med = np.array([np.median([np.median(X[wells == w], axis=0) for w in np.unique(wells[treatments == t])], axis=0)
-                    for t in names])
+    med = np.array(
+        [
+            np.median([np.median(X[wells == w], axis=0) for w in np.unique(wells[treatments == t])], axis=0)
+            for t in names
+        ]
+    )
     assert np.allclose(consensus_profiles(X, treatments, wells)[1], med)
     shift = med.mean(axis=0) if center else np.zeros(5)
     assert np.allclose(knn.profiles_, med - shift)
@@ -104,8 +108,13 @@ def test_knn_matches_sklearn_cosine_1nn_on_consensus_profiles(center):
 def test_centred_knn_predicts_the_control_class():
     # after control normalisation the control consensus is ~0: plain cosine can never choose it
     rng = np.random.default_rng(0)
-    X = np.vstack([rng.normal(0, 0.05, (10, 4)), rng.normal(0, 0.05, (10, 4)) + [3, 0, 0, 0],
-                   rng.normal(0, 0.05, (10, 4)) + [0, 3, 0, 0]])
+    X = np.vstack(
+        [
+            rng.normal(0, 0.05, (10, 4)),
+            rng.normal(0, 0.05, (10, 4)) + [3, 0, 0, 0],
+            rng.normal(0, 0.05, (10, 4)) + [0, 3, 0, 0],
+        ]
+    )
     y = np.repeat(["control", "a", "b"], 10)
     treatments = np.repeat(["dmso", "ta", "tb"], 10)
     query = rng.normal(0, 0.05, (20, 4))  # new control wells
@@ -133,10 +142,16 @@ def test_probability_vote_picks_the_informative_member_or_falls_back():
     half_b = np.where(np.isin(y, ["b", "c"])[:, None], onehot * 0.8 + 0.066, 1 / 3)
     blend = ProbabilityVote(["A", "B"], classes).fit([half_a, half_b], y)
     assert blend.fallback_ is None and 0 < blend.weights_[0] < 1
-    assert blend.validation_loss_ < min(ProbabilityVote([n], classes).fit([p], y).validation_loss_
-                                        for n, p in (("A", half_a), ("B", half_b)))
+    assert blend.validation_loss_ < min(
+        ProbabilityVote([n], classes).fit([p], y).validation_loss_ for n, p in (("A", half_a), ("B", half_b))
+    )
     assert simplex_grid(3, 0.5).tolist() == [
-        [0, 0, 1], [0, 0.5, 0.5], [0, 1, 0], [0.5, 0, 0.5], [0.5, 0.5, 0], [1, 0, 0]
+        [0, 0, 1],
+        [0, 0.5, 0.5],
+        [0, 1, 0],
+        [0.5, 0, 0.5],
+        [0.5, 0.5, 0],
+        [1, 0, 0],
     ]
     p = align_proba(np.array([[0.2, 0.8]]), ["b", "a"], ["a", "b", "c"])
     assert p.tolist() == [[0.8, 0.2, 0.0]]
@@ -147,7 +162,8 @@ def test_probability_vote_picks_the_informative_member_or_falls_back():
 def test_soft_vote_ensemble_is_a_pipeline_estimator():
     X, y, g = _blobs()
     Xt, yt, _ = _blobs(seed=1)
-    ens = SoftVoteEnsemble(estimators=[("xgboost", XGBoostClassifier(n_estimators=50)),
-                                       ("knn", ProfileKNNClassifier())]).fit(X, y, groups=g)
+    ens = SoftVoteEnsemble(
+        estimators=[("xgboost", XGBoostClassifier(n_estimators=50)), ("knn", ProfileKNNClassifier())]
+    ).fit(X, y, groups=g)
     assert ens.weights_.sum() == pytest.approx(1) and len(ens.estimators_) == 2
     assert ens.score(Xt, yt) > 0.8

@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_train import CLASSES, constructed_screen
 
 from moa_features import schema
 from moa_features.models import splits
 from moa_features.train import Settings, fit_fold, load_training_data, predict_fold
-from test_train import CLASSES, constructed_screen
 
 TEST_PLATE = "exp1_2"
 TEST_TREATMENT = "drug1_0"
@@ -96,7 +96,7 @@ def test_no_fitted_step_sees_the_test_rows(screen, with_images, split):
     dirty = load_training_data(bad_table, thumbs=bad_thumbs if with_images else None)
     splitter, units = splits.make_splitter(split, clean.meta, n_splits=None, **settings.columns)
     folds = splitter.split(clean.X, clean.y, units)
-    (train, test), = [(tr, te) for tr, te in folds if value in set(clean.meta[column].iloc[te])]
+    ((train, test),) = [(tr, te) for tr, te in folds if value in set(clean.meta[column].iloc[te])]
     assert value not in set(clean.meta[column].iloc[train])
 
     fitted_clean, _ = fit_fold(clean, train, settings, units)

@@ -20,15 +20,26 @@ def _layout(n_plates: int = 12, n_treatments: int = 24, k: int = 4, reps: int = 
         week = (t // k) % (n_plates // reps)
         for r in range(reps):
             for conc in (0.1, 1.0):
-                rows.append({"Metadata_Plate": f"W{week}_P{r}", "Metadata_Treatment": f"T{t}",
-                             "Metadata_Concentration": conc, "Metadata_Batch": f"W{week}",
-                             "Metadata_Experiment": f"E{week % 2}", "moa": t % k,
-                             "x": t % k + rng.normal(0, 0.3)})
+                rows.append(
+                    {
+                        "Metadata_Plate": f"W{week}_P{r}",
+                        "Metadata_Treatment": f"T{t}",
+                        "Metadata_Concentration": conc,
+                        "Metadata_Batch": f"W{week}",
+                        "Metadata_Experiment": f"E{week % 2}",
+                        "moa": t % k,
+                        "x": t % k + rng.normal(0, 0.3),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-COLUMNS = {"plate": "Metadata_Plate", "treatment": "Metadata_Treatment", "experiment": "Metadata_Experiment",
-           "batch": "Metadata_Batch"}
+COLUMNS = {
+    "plate": "Metadata_Plate",
+    "treatment": "Metadata_Treatment",
+    "experiment": "Metadata_Experiment",
+    "batch": "Metadata_Batch",
+}
 
 
 @pytest.mark.parametrize("n_splits", [None, 5, 24])

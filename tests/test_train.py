@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_features import schema
 from moa_features import predict as predict_mod
-from moa_features import train
+from moa_features import schema, train
 from moa_features.io import read_table
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -19,8 +18,9 @@ CLASSES = ("Negative control", "Microtubule", "DNA damage")
 CORE = ("macro_recall", "balanced_accuracy", "macro_f1", "accuracy")
 
 
-def constructed_screen(folder: Path, n_plates: int = 3, wells_per_class: int = 3, sites: int = 2,
-                       size: int = 12, seed: int = 0) -> tuple[Path, Path]:
+def constructed_screen(
+    folder: Path, n_plates: int = 3, wells_per_class: int = 3, sites: int = 2, size: int = 12, seed: int = 0
+) -> tuple[Path, Path]:
     """A small screen as a feature table + row-aligned thumbnails.
 
     Each class shifts a few features (and one thumbnail channel's brightness); every plate
@@ -39,14 +39,21 @@ def constructed_screen(folder: Path, n_plates: int = 3, wells_per_class: int = 3
                     if k:
                         f[k] += 6
                     f = f * gain
-                    rows.append({
-                        schema.PLATE: f"exp1_{p + 1}", schema.WELL: well, schema.SITE: s,
-                        schema.EXPERIMENT: "exp1", schema.TREATMENT: treatment,
-                        schema.CONCENTRATION: 1.0 if k else 0.0, schema.MOA: moa,
-                        schema.SITE_ID: f"exp1_{p + 1}_{well}_{s}", schema.WELL_ID: f"exp1_{p + 1}_{well}",
-                        **{f"Image_Intensity_Mean_w{i + 1}": v for i, v in enumerate(f)},
-                        "Image_Intensity_Const_w1": 1.0,
-                    })
+                    rows.append(
+                        {
+                            schema.PLATE: f"exp1_{p + 1}",
+                            schema.WELL: well,
+                            schema.SITE: s,
+                            schema.EXPERIMENT: "exp1",
+                            schema.TREATMENT: treatment,
+                            schema.CONCENTRATION: 1.0 if k else 0.0,
+                            schema.MOA: moa,
+                            schema.SITE_ID: f"exp1_{p + 1}_{well}_{s}",
+                            schema.WELL_ID: f"exp1_{p + 1}_{well}",
+                            **{f"Image_Intensity_Mean_w{i + 1}": v for i, v in enumerate(f)},
+                            "Image_Intensity_Const_w1": 1.0,
+                        }
+                    )
                     img = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
                     img[..., k] += 120
                     thumbs.append(img)
@@ -107,8 +114,18 @@ def test_full_run_writes_the_contract(full_run, screen):
 
     pred = read_table(out / "predictions.parquet")
     assert set(pred["model"]) == set(m)
-    for c in ("model", "fold", schema.SITE_ID, schema.PLATE, schema.WELL, "y_true", "y_pred", "well_key",
-              "treatment_key", "unit_key"):
+    for c in (
+        "model",
+        "fold",
+        schema.SITE_ID,
+        schema.PLATE,
+        schema.WELL,
+        "y_true",
+        "y_pred",
+        "well_key",
+        "treatment_key",
+        "unit_key",
+    ):
         assert c in pred.columns
     proba = pred[[f"proba_{c}" for c in sorted(CLASSES)]].to_numpy()
     assert np.allclose(proba.sum(axis=1), 1, atol=1e-4)
@@ -143,8 +160,21 @@ def test_predict_reloads_the_run(full_run, screen, tmp_path):
 def test_cli_nsc_with_exclusion_and_treatment_accuracy(screen, tmp_path, capsys):
     table, _ = screen
     out = tmp_path / "nsc"
-    rc = train.main([str(table), "-o", str(out), "--split", "nsc", "--exclude-label", "Negative control",
-                     "--models", "xgboost,knn", "--no-report", "--no-save-models"])
+    rc = train.main(
+        [
+            str(table),
+            "-o",
+            str(out),
+            "--split",
+            "nsc",
+            "--exclude-label",
+            "Negative control",
+            "--models",
+            "xgboost,knn",
+            "--no-report",
+            "--no-save-models",
+        ]
+    )
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classes"] == ["DNA damage", "Microtubule"]
@@ -161,8 +191,24 @@ def test_cli_nsc_with_exclusion_and_treatment_accuracy(screen, tmp_path, capsys)
 def test_auto_split_holds_out_treatments_and_leaves_out_unscorable_classes(screen, tmp_path, capsys):
     table, _ = screen
     out = tmp_path / "auto"
-    assert train.main([str(table), "-o", str(out), "--models", "knn", "--folds", "loo", "--permutations", "100",
-                       "--no-report", "--no-save-models"]) == 0
+    assert (
+        train.main(
+            [
+                str(table),
+                "-o",
+                str(out),
+                "--models",
+                "knn",
+                "--folds",
+                "loo",
+                "--permutations",
+                "100",
+                "--no-report",
+                "--no-save-models",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     # every treatment sits on every plate, so nsc-plate is impossible and auto means nsc
     assert metrics["config"]["split"] == "nsc" and metrics["config"]["split_requested"] == "auto"
@@ -207,8 +253,15 @@ def test_bbbc021_profiles_nsc_subset(tmp_path):
     table = tmp_path / "bbbc021_subset.csv"
     df[keep].to_csv(table, index=False)
     metrics = train.run_training(
-        table, tmp_path / "run", split="nsc", treatment="Metadata_Compound", exclude_labels=["DMSO"],
-        normalize="none", models=("knn",), save_models=False, report=False,
+        table,
+        tmp_path / "run",
+        split="nsc",
+        treatment="Metadata_Compound",
+        exclude_labels=["DMSO"],
+        normalize="none",
+        models=("knn",),
+        save_models=False,
+        report=False,
     )
     assert metrics["config"]["n_folds"] == 9  # 2 + 4 + 3 compounds (10 folds capped at 9 compounds)
     assert metrics["models"]["knn"]["treatment_accuracy"] > 0.7
@@ -218,11 +271,19 @@ def test_bbbc021_profiles_nsc_subset(tmp_path):
 def test_dask_scheduler_run_matches_local_structure(screen, tmp_path):
     distributed = pytest.importorskip("distributed")
     table, _ = screen
-    local = train.run_training(table, tmp_path / "local", split="plate", models=("xgboost",), save_models=False,
-                               report=False)
+    local = train.run_training(
+        table, tmp_path / "local", split="plate", models=("xgboost",), save_models=False, report=False
+    )
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
-        remote = train.run_training(table, tmp_path / "dask", split="plate", models=("xgboost",),
-                                    scheduler=c.scheduler_address, save_models=False, report=False)
+        remote = train.run_training(
+            table,
+            tmp_path / "dask",
+            split="plate",
+            models=("xgboost",),
+            scheduler=c.scheduler_address,
+            save_models=False,
+            report=False,
+        )
     assert remote["models"].keys() == local["models"].keys()
     assert remote["models"]["xgboost"].keys() == local["models"]["xgboost"].keys()
     assert remote["models"]["xgboost"]["macro_recall"] > remote["models"]["majority"]["macro_recall"] + 0.3
@@ -241,10 +302,19 @@ def test_active_only_drops_inactive_treatments(screen, tmp_path):
     path = tmp_path / "inert.parquet"
     df.to_parquet(path)
     expected = activity.phenotypic_activity(
-        train.profiling.normalize(df, "controls", control=train.profiling.is_control(df)), seed=0)
+        train.profiling.normalize(df, "controls", control=train.profiling.is_control(df)), seed=0
+    )
     inactive = sorted(expected.loc[~expected["active"].astype(bool), "treatment"].astype(str))
-    metrics = train.run_training(path, tmp_path / "run", split="plate", models=("knn",), active_only=True,
-                                 save_models=False, report=False, n_permutations=100)
+    metrics = train.run_training(
+        path,
+        tmp_path / "run",
+        split="plate",
+        models=("knn",),
+        active_only=True,
+        save_models=False,
+        report=False,
+        n_permutations=100,
+    )
     assert [t.split("@")[0] for t in inactive] == ["drug2_1"]
     assert metrics["config"]["inactive_treatments_dropped"] == inactive
     assert metrics["config"]["n_rows"] == len(df) - int(inert.sum())

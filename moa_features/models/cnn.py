@@ -127,9 +127,7 @@ def _custom_layers() -> dict[str, type]:
 
         def build(self, input_shape: tuple) -> None:
             if len(input_shape) != 4 or input_shape[1] != input_shape[2]:
-                raise ValueError(
-                    f"RandomRot90 needs square images (B, S, S, C), got input shape {input_shape}"
-                )
+                raise ValueError(f"RandomRot90 needs square images (B, S, S, C), got input shape {input_shape}")
             super().build(input_shape)
 
         def call(self, inputs, training: bool | None = None):
@@ -147,7 +145,6 @@ def _custom_layers() -> dict[str, type]:
 
         def get_config(self) -> dict:
             return {**super().get_config(), "seed": self.seed}
-
 
     @keras.saving.register_keras_serializable(package="moa_features")
     class ChannelReference(layers.Layer):
@@ -202,9 +199,7 @@ def plate_reference(thumbs: Any, plates: Any, reference_rows: Any) -> np.ndarray
     return out
 
 
-def thumbnail_reference(
-    thumbs: np.ndarray, plates: np.ndarray, control: Any, normalize: str
-) -> np.ndarray | None:
+def thumbnail_reference(thumbs: np.ndarray, plates: np.ndarray, control: Any, normalize: str) -> np.ndarray | None:
     """Per-row channel reference (N, C) of the embedding CNN's input, the analogue of ``normalize``.
 
     ``controls``: each plate's median control-site intensity per channel; ``plate``: the
@@ -240,9 +235,7 @@ def _augmentation(x):
     return _custom_layers()["RandomRot90"](name="rot90")(x)
 
 
-def baseline_model(
-    input_shape: tuple[int, int, int], n_classes: int, *, augment: bool = False
-) -> keras.Model:
+def baseline_model(input_shape: tuple[int, int, int], n_classes: int, *, augment: bool = False) -> keras.Model:
     """The original project's CNN (uncompiled).
 
     uint8 ``(S, S, C)`` input scaled to [0, 1] -> Conv2D(16, 3x3, same, He normal) ->
@@ -257,9 +250,7 @@ def baseline_model(
     inputs, x = _inputs(input_shape)
     if augment:
         x = _augmentation(x)
-    conv = dict(
-        kernel_size=(3, 3), padding="same", kernel_initializer="he_normal", data_format=_DATA_FORMAT
-    )
+    conv = dict(kernel_size=(3, 3), padding="same", kernel_initializer="he_normal", data_format=_DATA_FORMAT)
     x = layers.Conv2D(16, name="conv1", **conv)(x)
     x = layers.LeakyReLU(negative_slope=0.2, name="conv1_act")(x)
     x = layers.MaxPooling2D(pool_size=(2, 2), data_format=_DATA_FORMAT, name="pool1")(x)
@@ -350,13 +341,10 @@ def _check_images(X: Any, what: str = "X") -> np.ndarray:
     """``X`` as an ``(N, H, W, C)`` uint8 array (no copy), or a ValueError saying what is wrong."""
     X = np.asarray(X)
     if X.ndim != 4:
-        raise ValueError(
-            f"{what} must be a 4-d array of thumbnails (N, S, S, C), got shape {X.shape}"
-        )
+        raise ValueError(f"{what} must be a 4-d array of thumbnails (N, S, S, C), got shape {X.shape}")
     if X.dtype != np.uint8:
         raise ValueError(
-            f"{what} must be uint8 thumbnails (0-255, scaled to [0, 1] inside the model), "
-            f"got dtype {X.dtype}"
+            f"{what} must be uint8 thumbnails (0-255, scaled to [0, 1] inside the model), got dtype {X.dtype}"
         )
     if X.shape[0] == 0:
         raise ValueError(f"{what} has no rows (shape {X.shape})")
@@ -431,7 +419,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         groups: Any = None,
         validation_data: tuple | None = None,
         reference: Any = None,
-    ) -> "CNNClassifier":
+    ) -> CNNClassifier:
         """Train on ``X`` ``(N, S, S, C)`` uint8 with labels ``y`` ``(N,)``.
 
         Early stopping watches ``validation_data=(Xv, yv)`` (``(Xv, yv, reference_v)``
@@ -444,25 +432,17 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         """
         keras = _keras()
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
-            )
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         X = _check_images(X)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(
-                f"y must be 1-d with one label per image ({len(X)}), got shape {y.shape}"
-            )
+            raise ValueError(f"y must be 1-d with one label per image ({len(X)}), got shape {y.shape}")
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
-            raise ValueError(
-                f"need at least 2 classes to train a classifier, got {classes.tolist()}"
-            )
+            raise ValueError(f"need at least 2 classes to train a classifier, got {classes.tolist()}")
         augment = (self.architecture == "embedding") if self.augment is None else bool(self.augment)
         if augment and X.shape[1] != X.shape[2]:
-            raise ValueError(
-                f"augmentation (quarter turns) needs square thumbnails, got {X.shape[1:3]}"
-            )
+            raise ValueError(f"augmentation (quarter turns) needs square thumbnails, got {X.shape[1:3]}")
         weights = self._class_weights(classes, y)
         self.uses_reference_ = reference is not None
         inputs = self._model_inputs(X, reference, "reference")
@@ -470,14 +450,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         train, val = self._validation_split(y_idx, groups, validation_data)
         if validation_data is not None:
             if len(validation_data) not in (2, 3):
-                raise ValueError(
-                    "validation_data must be (images, labels) or (images, labels, reference)"
-                )
+                raise ValueError("validation_data must be (images, labels) or (images, labels, reference)")
             Xv = _check_images(validation_data[0], "validation_data[0]")
             if Xv.shape[1:] != X.shape[1:]:
-                raise ValueError(
-                    f"validation images have shape {Xv.shape[1:]}, training images {X.shape[1:]}"
-                )
+                raise ValueError(f"validation images have shape {Xv.shape[1:]}, training images {X.shape[1:]}")
             yv = self._encode(np.asarray(validation_data[1]), classes, "validation_data[1]")
             ref_v = validation_data[2] if len(validation_data) == 3 else None
             fit_val = (
@@ -504,9 +480,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         )
         monitor = "val_loss" if fit_val is not None else "loss"
         callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=self.patience, restore_best_weights=True
-            ),
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience, restore_best_weights=True),
             keras.callbacks.ReduceLROnPlateau(
                 monitor=monitor, factor=0.5, patience=max(1, self.patience // 2), min_lr=1e-6
             ),
@@ -570,16 +544,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             return np.ones(len(classes))
         if isinstance(self.class_weight, str):
             if self.class_weight != "balanced":
-                raise ValueError(
-                    f"class_weight must be 'balanced', None or a dict, got {self.class_weight!r}"
-                )
+                raise ValueError(f"class_weight must be 'balanced', None or a dict, got {self.class_weight!r}")
             return compute_class_weight("balanced", classes=classes, y=y)
         if isinstance(self.class_weight, dict):
             return np.array([float(self.class_weight.get(c, 1.0)) for c in classes.tolist()])
-        raise ValueError(
-            "class_weight must be 'balanced', None or a dict, "
-            f"got {type(self.class_weight).__name__}"
-        )
+        raise ValueError(f"class_weight must be 'balanced', None or a dict, got {type(self.class_weight).__name__}")
 
     def _validation_split(
         self, y_idx: np.ndarray, groups: Any, validation_data: tuple | None
@@ -589,16 +558,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             return None, None
         frac = float(self.validation_fraction)
         if not 0 < frac < 1:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
-            )
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         rows = np.arange(len(y_idx))
         if groups is not None:
             groups = np.asarray(groups)
             if groups.shape != y_idx.shape:
-                raise ValueError(
-                    f"groups must have one entry per image ({len(y_idx)}), got shape {groups.shape}"
-                )
+                raise ValueError(f"groups must have one entry per image ({len(y_idx)}), got shape {groups.shape}")
             if len(np.unique(groups)) < 2:
                 raise ValueError(
                     "a grouped validation split needs at least 2 distinct groups, got 1; "
@@ -634,9 +599,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         X = _check_images(X)
         if tuple(X.shape[1:]) != self.input_shape_:
-            raise ValueError(
-                f"X has images of shape {X.shape[1:]}, the model was trained on {self.input_shape_}"
-            )
+            raise ValueError(f"X has images of shape {X.shape[1:]}, the model was trained on {self.input_shape_}")
         return self._model_inputs(X, reference, "reference")
 
     def predict_proba(self, X: Any, reference: Any = None) -> np.ndarray:
@@ -645,12 +608,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         ``reference`` ``(N, C)``: as given to ``fit`` (embedding CNN with plate normalisation).
         """
         inputs = self._check_predict_input(X, reference)
-        proba = np.asarray(
-            self.model_.predict(inputs, batch_size=self.batch_size, verbose=0), dtype=np.float64
-        )
-        return proba / proba.sum(
-            axis=1, keepdims=True
-        )  # float32 softmax sums to 1 only within ~1e-7
+        proba = np.asarray(self.model_.predict(inputs, batch_size=self.batch_size, verbose=0), dtype=np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 only within ~1e-7
 
     def predict(self, X: Any, reference: Any = None) -> np.ndarray:
         """Most probable label per image, ``(N,)`` with ``classes_``'s dtype."""
@@ -676,9 +635,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         path = Path(path)
         if path.suffix != ".keras":
-            raise ValueError(
-                f"{path}: a CNN is saved as a .keras file (got suffix {path.suffix!r})"
-            )
+            raise ValueError(f"{path}: a CNN is saved as a .keras file (got suffix {path.suffix!r})")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
         try:
@@ -689,9 +646,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 tmp.unlink()
         params = self.get_params(deep=False)
         if isinstance(params["class_weight"], dict):
-            params["class_weight"] = {
-                "pairs": [[k, float(w)] for k, w in params["class_weight"].items()]
-            }
+            params["class_weight"] = {"pairs": [[k, float(w)] for k, w in params["class_weight"].items()]}
         write_json(
             {
                 "format": _SIDECAR_FORMAT,
@@ -707,21 +662,17 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "CNNClassifier":
+    def load(cls, path: str | Path) -> CNNClassifier:
         """Read an estimator written by :meth:`save` (``path`` and ``path + ".json"``)."""
         keras = _keras()
         path = Path(path)
         sidecar = _sidecar_path(path)
         for p in (path, sidecar):
             if not p.exists():
-                raise FileNotFoundError(
-                    f"{p}: not found (CNNClassifier.save writes {path.name} and {sidecar.name})"
-                )
+                raise FileNotFoundError(f"{p}: not found (CNNClassifier.save writes {path.name} and {sidecar.name})")
         meta = json.loads(sidecar.read_text())
         if meta.get("format") != _SIDECAR_FORMAT:
-            raise ValueError(
-                f"{sidecar}: format {meta.get('format')!r}, expected {_SIDECAR_FORMAT!r}"
-            )
+            raise ValueError(f"{sidecar}: format {meta.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
         params = dict(meta["params"])
         if isinstance(params["class_weight"], dict):
             params["class_weight"] = {k: w for k, w in params["class_weight"]["pairs"]}

@@ -22,8 +22,8 @@ probabilities that ``train`` uses when members take different inputs (features, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import product
-from typing import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -105,7 +105,7 @@ class ProbabilityVote:
         self.classes_ = np.asarray(classes)
         self.step = step
 
-    def fit(self, probas: Sequence[np.ndarray], y) -> "ProbabilityVote":
+    def fit(self, probas: Sequence[np.ndarray], y) -> ProbabilityVote:
         probas = self._check(probas)
         y = np.asarray(y)
         unknown = sorted(set(y.tolist()) - set(self.classes_.tolist()))
@@ -150,8 +150,13 @@ class SoftVoteEnsemble(ClassifierMixin, BaseEstimator):
     ``fallback_``, ``classes_``.
     """
 
-    def __init__(self, estimators: list | None = None, step: float = 0.1, validation_fraction: float = 0.25,
-                 random_state: int = 0) -> None:
+    def __init__(
+        self,
+        estimators: list | None = None,
+        step: float = 0.1,
+        validation_fraction: float = 0.25,
+        random_state: int = 0,
+    ) -> None:
         self.estimators = estimators
         self.step = step
         self.validation_fraction = validation_fraction
@@ -172,7 +177,7 @@ class SoftVoteEnsemble(ClassifierMixin, BaseEstimator):
             out.append(clone(est).fit(X, y, **kw))
         return out
 
-    def fit(self, X, y, groups=None) -> "SoftVoteEnsemble":
+    def fit(self, X, y, groups=None) -> SoftVoteEnsemble:
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -194,8 +199,9 @@ class SoftVoteEnsemble(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self, "estimators_")
         X = validate_data(self, X, reset=False)
-        return _blend([align_proba(m.predict_proba(X), m.classes_, self.classes_) for m in self.estimators_],
-                      self.weights_)
+        return _blend(
+            [align_proba(m.predict_proba(X), m.classes_, self.classes_) for m in self.estimators_], self.weights_
+        )
 
     def predict(self, X) -> np.ndarray:
         proba = self.predict_proba(X)

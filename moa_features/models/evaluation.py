@@ -38,7 +38,7 @@ Uncertainty and chance:
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -84,8 +84,9 @@ def confusion(y_true: Sequence, y_pred: Sequence, labels: Sequence) -> dict:
     return {"labels": [str(c) for c in labels], "matrix": m.tolist()}
 
 
-def aggregate_proba(frame: pd.DataFrame, keys: Sequence[str], proba_cols: Sequence[str], classes: Sequence,
-                    carry: Sequence[str] = ()) -> pd.DataFrame:
+def aggregate_proba(
+    frame: pd.DataFrame, keys: Sequence[str], proba_cols: Sequence[str], classes: Sequence, carry: Sequence[str] = ()
+) -> pd.DataFrame:
     """One row per group of ``keys`` (well, treatment): mean probabilities, ``y_true``, ``y_pred``.
 
     ``frame`` holds ``keys``, ``y_true``, ``proba_cols`` (in ``classes`` order) and the
@@ -104,7 +105,7 @@ def aggregate_proba(frame: pd.DataFrame, keys: Sequence[str], proba_cols: Sequen
 
 def _encode(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     labels, codes = np.unique(np.concatenate([y_true, y_pred]).astype(str), return_inverse=True)
-    return codes[: len(y_true)], codes[len(y_true):], len(labels)
+    return codes[: len(y_true)], codes[len(y_true) :], len(labels)
 
 
 def _fast_scores(t: np.ndarray, p: np.ndarray, k: int) -> tuple[float, float]:
@@ -116,8 +117,9 @@ def _fast_scores(t: np.ndarray, p: np.ndarray, k: int) -> tuple[float, float]:
     return float(hit.mean()), float(recall[present].mean())
 
 
-def bootstrap(y_true: Sequence, y_pred: Sequence, units: Sequence, prefix: str = "", n_boot: int = 1000,
-              seed: int = 0) -> dict[str, float | list[float]]:
+def bootstrap(
+    y_true: Sequence, y_pred: Sequence, units: Sequence, prefix: str = "", n_boot: int = 1000, seed: int = 0
+) -> dict[str, float | list[float]]:
     """Bootstrap over ``units`` (treatments) of accuracy and macro recall: ``_std`` and ``_ci95`` [2.5, 97.5] %."""
     t, p, k = _encode(np.asarray(y_true), np.asarray(y_pred))
     units = np.asarray(units).astype(str)
@@ -135,8 +137,9 @@ def bootstrap(y_true: Sequence, y_pred: Sequence, units: Sequence, prefix: str =
     return out
 
 
-def permutation_pvalues(y_true: Sequence, y_pred: Sequence, units: Sequence, prefix: str = "",
-                        n_permutations: int = 1000, seed: int = 0) -> dict[str, float]:
+def permutation_pvalues(
+    y_true: Sequence, y_pred: Sequence, units: Sequence, prefix: str = "", n_permutations: int = 1000, seed: int = 0
+) -> dict[str, float]:
     """Permutation p-values of accuracy and macro recall, labels shuffled at the level of ``units``.
 
     Each unit (treatment) takes its most common label; a permutation reassigns these labels
@@ -166,12 +169,15 @@ def expected_chance(y_true: Sequence, prefix: str = "") -> dict[str, float]:
     _, counts = np.unique(np.asarray(y_true).astype(str), return_counts=True)
     prior = counts / counts.sum()
     macro = 1.0 / len(counts)
-    return {f"{prefix}macro_recall": macro, f"{prefix}balanced_accuracy": macro, f"{prefix}macro_f1": macro,
-            f"{prefix}accuracy": float(np.sum(prior**2))}
+    return {
+        f"{prefix}macro_recall": macro,
+        f"{prefix}balanced_accuracy": macro,
+        f"{prefix}macro_f1": macro,
+        f"{prefix}accuracy": float(np.sum(prior**2)),
+    }
 
 
-def score_level(frame: pd.DataFrame, prefix: str, units: str, n_boot: int, n_permutations: int,
-                seed: int) -> dict:
+def score_level(frame: pd.DataFrame, prefix: str, units: str, n_boot: int, n_permutations: int, seed: int) -> dict:
     """All figures of one aggregation level: metrics, bootstrap, permutation p-values, chance, counts.
 
     ``frame``: ``y_true``, ``y_pred`` and the ``units`` column (the bootstrap/permutation unit).

@@ -100,7 +100,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = True  # XGBoost routes missing values down a learned branch
         return tags
 
-    def fit(self, X, y, groups=None) -> "XGBoostClassifier":
+    def fit(self, X, y, groups=None) -> XGBoostClassifier:
         """Fit on ``X`` (n, p) and labels ``y`` (n,) of any type; ``groups`` (n,) are held out whole
         by the early-stopping split (pass the outer split's held-out unit: plates, treatments).
 
@@ -149,8 +149,13 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         evals = [(xgb.DMatrix(val[0], label=val[1], weight=val[2]), "validation")] if val is not None else []
         result: dict = {}
         booster = xgb.train(
-            params, dtrain, num_boost_round=rounds, evals=evals, early_stopping_rounds=stop,
-            evals_result=result, verbose_eval=False,
+            params,
+            dtrain,
+            num_boost_round=rounds,
+            evals=evals,
+            early_stopping_rounds=stop,
+            evals_result=result,
+            verbose_eval=False,
         )
         if val is not None:
             self.evals_result_ = result
@@ -173,8 +178,13 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         with Client(self.scheduler) as client:
             evals = [(dmatrix(client, val), "validation")] if val is not None else []
             out = dxgb.train(
-                client, params, dmatrix(client, train), num_boost_round=rounds, evals=evals,
-                early_stopping_rounds=stop, verbose_eval=False,
+                client,
+                params,
+                dmatrix(client, train),
+                num_boost_round=rounds,
+                evals=evals,
+                early_stopping_rounds=stop,
+                verbose_eval=False,
             )
         if val is not None:
             self.evals_result_ = out["history"]
@@ -216,7 +226,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "XGBoostClassifier":
+    def load(cls, path: str | Path) -> XGBoostClassifier:
         """Load a model written by :meth:`save`."""
         booster = xgb.Booster()
         booster.load_model(str(path))

@@ -20,7 +20,7 @@ consensus profiles, for raw features in mixed units.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,7 @@ class ProfileKNNClassifier(ClassifierMixin, BaseEstimator):
         self.center = center
         self.standardize = standardize
 
-    def fit(self, X, y, treatments=None, wells=None) -> "ProfileKNNClassifier":
+    def fit(self, X, y, treatments=None, wells=None) -> ProfileKNNClassifier:
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         if treatments is None:

@@ -8,8 +8,9 @@ models' class probabilities: the ensemble). ``chance`` marks reference baselines
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 Input = Literal["features", "thumbnails", "probabilities"]
 
@@ -51,8 +52,13 @@ def _cnn(architecture: str):
     def build(seed: int = 0, cnn_epochs: int = 100, cnn_patience: int = 5, cnn_batch_size: int = 32, **_: Any):
         from moa_features.models.cnn import CNNClassifier
 
-        return CNNClassifier(architecture=architecture, epochs=cnn_epochs, batch_size=cnn_batch_size,
-                             patience=cnn_patience, random_state=seed)
+        return CNNClassifier(
+            architecture=architecture,
+            epochs=cnn_epochs,
+            batch_size=cnn_batch_size,
+            patience=cnn_patience,
+            random_state=seed,
+        )
 
     return build
 
@@ -73,8 +79,11 @@ ENSEMBLE_MEMBERS = ("xgboost", "knn", "cnn_embedding")  # the ensemble's members
 
 def names(input: Input | None = None, chance: bool | None = None) -> tuple[str, ...]:
     """Model names in display order, optionally only of one input kind / chance status."""
-    return tuple(m.name for m in MODELS.values()
-                 if (input is None or m.input == input) and (chance is None or m.chance == chance))
+    return tuple(
+        m.name
+        for m in MODELS.values()
+        if (input is None or m.input == input) and (chance is None or m.chance == chance)
+    )
 
 
 def get(name: str) -> ModelSpec:

@@ -33,7 +33,7 @@ split's held-out unit it mirrors the outer split.
 from __future__ import annotations
 
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -169,8 +169,9 @@ class _ExcludingNSC(NSCSplit):
 
     _what = "labels"
 
-    def __init__(self, labels: Sequence | None = None, n_splits: int | None = DEFAULT_NSC_FOLDS,
-                 random_state: int = 0) -> None:
+    def __init__(
+        self, labels: Sequence | None = None, n_splits: int | None = DEFAULT_NSC_FOLDS, random_state: int = 0
+    ) -> None:
         super().__init__(n_splits, random_state)
         self.labels = labels
 
@@ -231,8 +232,14 @@ class NSCPlateSplit(_ExcludingNSC):
         yield from super()._folds(plate_components(groups, self._labels).astype(str), y)
 
 
-def nsc_plate_feasible(y: Sequence, treatments: Sequence, plates: Sequence, n_splits: int | None,
-                       min_kept: float = 0.5, random_state: int = 0) -> bool:
+def nsc_plate_feasible(
+    y: Sequence,
+    treatments: Sequence,
+    plates: Sequence,
+    n_splits: int | None,
+    min_kept: float = 0.5,
+    random_state: int = 0,
+) -> bool:
     """Whether NSC-plate folds keep ``min_kept`` of the other rows and every class that has >= 2 treatments."""
     y, treatments, plates = (np.asarray(a).astype(str) for a in (y, treatments, plates))
     n_components = len(np.unique(plate_components(treatments, plates)))
@@ -294,9 +301,7 @@ def make_splitter(
     return NSCPlateSplit(column(plate, "plate"), k, random_state), groups
 
 
-def validation_split(
-    y: np.ndarray, groups: np.ndarray | None, fraction: float, random_state: int
-) -> Split | None:
+def validation_split(y: np.ndarray, groups: np.ndarray | None, fraction: float, random_state: int) -> Split | None:
     """Inner train/validation row indices, or ``None`` when no split is possible.
 
     Whole groups are held out (``GroupShuffleSplit``) when ``groups`` has at least two
@@ -322,8 +327,7 @@ def validation_split(
     return np.sort(tr), np.sort(va)
 
 
-def inner_split(kind: str, meta: pd.DataFrame, y: np.ndarray, fraction: float, random_state: int,
-                **columns) -> Split:
+def inner_split(kind: str, meta: pd.DataFrame, y: np.ndarray, fraction: float, random_state: int, **columns) -> Split:
     """A fold of the outer split's own kind on the training rows ``meta``: the inner split mirrors the outer.
 
     ``round(1 / fraction)`` folds (4 for 0.25), the first whose training part keeps the most

@@ -413,6 +413,7 @@ def _fit_inner(data: TrainingData, train: np.ndarray, settings: Settings, fitted
         full = clone(cnn).set_params(epochs=epochs, validation_fraction=0)
         fitted["cnn_embedding"] = full.fit(data.thumbs[train], data.y[train], reference=_reference(data, train))
         fitted["cnn_embedding"].selected_epochs_ = epochs
+        fitted["cnn_embedding"].validation_history_ = cnn.history_  # the curve that chose ``epochs``
         probas.append(
             align_proba(cnn.predict_proba(data.thumbs[val], _reference(data, val)), cnn.classes_, data.classes)
         )
@@ -481,7 +482,7 @@ def evaluate_folds(data: TrainingData, folds: list, units: np.ndarray, settings:
             importance[support] += fitted["xgboost"].feature_importances_
         for name in histories:
             if name in fitted:
-                histories[name].append(fitted[name].history_)
+                histories[name].append(getattr(fitted[name], "validation_history_", fitted[name].history_))
         if "cnn_embedding" in fitted:
             epochs.append(int(fitted["cnn_embedding"].selected_epochs_))
         if "ensemble" in fitted:

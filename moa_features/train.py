@@ -560,7 +560,7 @@ def compute_metrics(
         treatments = evaluation.aggregate_proba(wells, ["fold", "treatment_key"], proba_cols, classes, ["unit_key"])
         metrics: dict[str, Any] = {"aggregation": evaluation.AGGREGATION}
         for prefix, level in zip(evaluation.LEVELS, (frame, wells, treatments)):
-            metrics.update(evaluation.score_level(level, prefix, "unit_key", n_boot, n_permutations, seed))
+            metrics.update(evaluation.score_level(level, prefix, "unit_key", n_boot, n_permutations, seed, unscored))
         metrics["n_rows"] = metrics["n"]
         metrics["n_treatments"] = metrics["treatment_n"]
         out["models"][model] = metrics

@@ -28,6 +28,11 @@ def test_metrics_agree_with_sklearn_and_keep_label_types():
     assert ev.per_class_recall(y_true, y_pred, [0, 1, 2, 3, 9])["9"] is None
     acc, macro = ev._fast_scores(*ev._encode(y_true, y_pred))
     assert acc == pytest.approx(m["well_accuracy"]) and macro == pytest.approx(m["well_macro_recall"])
+    # an ignored (unscored) class leaves the macro average; predicting it is still an error
+    kept = ev.classification_metrics(y_true, y_pred, ignore=[3])
+    assert kept["macro_recall"] == pytest.approx(recall_score(y_true, y_pred, labels=[0, 1, 2], average="macro"))
+    assert kept["accuracy"] == m["well_accuracy"]
+    assert ev._fast_scores(*ev._encode(y_true, y_pred, [3]))[1] == pytest.approx(kept["macro_recall"])
 
 
 def test_aggregation_averages_probabilities_per_group():

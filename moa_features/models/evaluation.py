@@ -53,17 +53,24 @@ AGGREGATION = (
 )
 
 
-def classification_metrics(y_true: Sequence, y_pred: Sequence, prefix: str = "") -> dict[str, float]:
-    """``macro_recall``, ``balanced_accuracy``, ``macro_f1``, ``accuracy`` (each with ``prefix``)."""
+def classification_metrics(
+    y_true: Sequence, y_pred: Sequence, prefix: str = "", ignore: Sequence = ()
+) -> dict[str, float]:
+    """``macro_recall``, ``balanced_accuracy``, ``macro_f1``, ``accuracy`` (each with ``prefix``).
+
+    ``ignore``: classes left out of the macro averages (unscored classes: predicting one is
+    still an error of the true class, but the class itself has no recall to average).
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    labels = [c for c in np.unique(np.concatenate([y_true, y_pred])) if c not in set(ignore)]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
         warnings.filterwarnings("ignore", message="A single label was found")
         balanced = float(balanced_accuracy_score(y_true, y_pred))
     return {
-        f"{prefix}macro_recall": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),
+        f"{prefix}macro_recall": float(recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         f"{prefix}balanced_accuracy": balanced,
-        f"{prefix}macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        f"{prefix}macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         f"{prefix}accuracy": float(accuracy_score(y_true, y_pred)),
     }
 
@@ -103,25 +110,39 @@ def aggregate_proba(
     return out.reset_index()
 
 
-def _encode(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def _encode(y_true: np.ndarray, y_pred: np.ndarray, ignore: Sequence = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer codes of ``y_true`` and ``y_pred`` and a mask (k,) of the codes that enter macro averages."""
     labels, codes = np.unique(np.concatenate([y_true, y_pred]).astype(str), return_inverse=True)
-    return codes[: len(y_true)], codes[len(y_true) :], len(labels)
+    return codes[: len(y_true)], codes[len(y_true) :], ~np.isin(labels, [str(c) for c in ignore])
 
 
-def _fast_scores(t: np.ndarray, p: np.ndarray, k: int) -> tuple[float, float]:
-    """(accuracy, macro recall over classes in ``t`` or ``p``) of integer codes; as scikit-learn's."""
+def _fast_scores(t: np.ndarray, p: np.ndarray, averaged: np.ndarray) -> tuple[float, float]:
+    """(accuracy, macro recall over ``averaged`` classes present in ``t`` or ``p``) of integer codes.
+
+    The same as scikit-learn's ``recall_score(average="macro", labels=...)`` (zero_division=0).
+    """
+    k = len(averaged)
     hit = t == p
     n_true = np.bincount(t, minlength=k)
-    present = (n_true > 0) | (np.bincount(p, minlength=k) > 0)
+    present = ((n_true > 0) | (np.bincount(p, minlength=k) > 0)) & averaged
     recall = np.bincount(t[hit], minlength=k) / np.maximum(n_true, 1)
-    return float(hit.mean()), float(recall[present].mean())
+    return float(hit.mean()), float(recall[present].mean()) if present.any() else 0.0
 
 
 def bootstrap(
-    y_true: Sequence, y_pred: Sequence, units: Sequence, prefix: str = "", n_boot: int = 1000, seed: int = 0
+    y_true: Sequence,
+    y_pred: Sequence,
+    units: Sequence,
+    prefix: str = "",
+    n_boot: int = 1000,
+    seed: int = 0,
+    ignore: Sequence = (),
 ) -> dict[str, float | list[float]]:
-    """Bootstrap over ``units`` (treatments) of accuracy and macro recall: ``_std`` and ``_ci95`` [2.5, 97.5] %."""
-    t, p, k = _encode(np.asarray(y_true), np.asarray(y_pred))
+    """Bootstrap over ``units`` (treatments) of accuracy and macro recall: ``_std`` and ``_ci95`` [2.5, 97.5] %.
+
+    ``ignore``: classes left out of the macro average (as in :func:`classification_metrics`).
+    """
+    t, p, k = _encode(np.asarray(y_true), np.asarray(y_pred), ignore)
     units = np.asarray(units).astype(str)
     names, inv = np.unique(units, return_inverse=True)
     members = [np.flatnonzero(inv == i) for i in range(len(names))]
@@ -138,7 +159,13 @@ def bootstrap(
 
 
 def permutation_pvalues(
-    y_true: Sequence, y_pred: Sequence, units: Sequence, prefix: str = "", n_permutations: int = 1000, seed: int = 0
+    y_true: Sequence,
+    y_pred: Sequence,
+    units: Sequence,
+    prefix: str = "",
+    n_permutations: int = 1000,
+    seed: int = 0,
+    ignore: Sequence = (),
 ) -> dict[str, float]:
     """Permutation p-values of accuracy and macro recall, labels shuffled at the level of ``units``.
 
@@ -147,7 +174,7 @@ def permutation_pvalues(
     ``{prefix}accuracy_p``, ``{prefix}macro_recall_p`` and the null means ``..._null_mean``.
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    t, p, k = _encode(y_true, y_pred)
+    t, p, k = _encode(y_true, y_pred, ignore)
     units = np.asarray(units).astype(str)
     names, inv = np.unique(units, return_inverse=True)
     unit_label = pd.Series(t).groupby(inv).agg(lambda s: s.value_counts().index[0]).to_numpy()
@@ -177,14 +204,18 @@ def expected_chance(y_true: Sequence, prefix: str = "") -> dict[str, float]:
     }
 
 
-def score_level(frame: pd.DataFrame, prefix: str, units: str, n_boot: int, n_permutations: int, seed: int) -> dict:
+def score_level(
+    frame: pd.DataFrame, prefix: str, units: str, n_boot: int, n_permutations: int, seed: int, ignore: Sequence = ()
+) -> dict:
     """All figures of one aggregation level: metrics, bootstrap, permutation p-values, chance, counts.
 
-    ``frame``: ``y_true``, ``y_pred`` and the ``units`` column (the bootstrap/permutation unit).
+    ``frame``: ``y_true``, ``y_pred`` and the ``units`` column (the bootstrap/permutation unit);
+    ``ignore``: unscored classes, left out of the macro averages.
     """
-    out: dict = classification_metrics(frame["y_true"], frame["y_pred"], prefix)
-    out.update(bootstrap(frame["y_true"], frame["y_pred"], frame[units], prefix, n_boot, seed))
-    out.update(permutation_pvalues(frame["y_true"], frame["y_pred"], frame[units], prefix, n_permutations, seed))
+    y_true, y_pred, u = frame["y_true"], frame["y_pred"], frame[units]
+    out: dict = classification_metrics(y_true, y_pred, prefix, ignore)
+    out.update(bootstrap(y_true, y_pred, u, prefix, n_boot, seed, ignore))
+    out.update(permutation_pvalues(y_true, y_pred, u, prefix, n_permutations, seed, ignore))
     out[f"{prefix}expected_chance"] = expected_chance(frame["y_true"])
     out[f"{prefix}n"] = int(len(frame))
     return out

@@ -172,6 +172,7 @@ def test_random_rot90_draws_every_quarter_turn(cnn):
         cnn.RandomRot90()(np.zeros((1, 4, 6, 1), "float32"), training=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fitted", ["baseline", "embedding"])
 def test_learns_which_channel_has_blobs(fitted, data, request):
     est = request.getfixturevalue(fitted)
@@ -200,6 +201,7 @@ def test_outputs_shapes_and_label_order(baseline, embedding, data):
     assert is_classifier(baseline) and 0.9 < baseline.score(X_test, NAMES[data[3]]) <= 1.0
 
 
+@pytest.mark.slow
 def test_imbalanced_class_weights_and_validation_data(cnn, data):
     X, y, X_test, y_test = data
     keep = np.concatenate([np.flatnonzero(y == 0)[:30], np.flatnonzero(y == 1)[:12], np.flatnonzero(y == 2)[:6]])
@@ -252,6 +254,7 @@ def test_save_load_and_pickle_round_trip(fitted, cnn, data, tmp_path, request):
         cnn.CNNClassifier.load(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fitted", ["baseline", "embedding"])
 def test_same_seed_same_predictions_and_clone(fitted, data, request):
     est = request.getfixturevalue(fitted)
@@ -336,6 +339,7 @@ def test_plate_reference_is_each_plates_control_median(cnn):
         cnn.plate_reference(X, plates[:-1], y == 0)
 
 
+@pytest.mark.slow
 def test_embedding_fits_dark_images_with_plate_gains(cnn):
     """The regression test of the demo's failure: dark thumbnails with per-plate gains.
 

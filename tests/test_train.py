@@ -157,6 +157,7 @@ def test_predict_reloads_the_run(full_run, screen, tmp_path):
     assert predict_mod.main([str(tmp_path), str(table)]) == 2
 
 
+@pytest.mark.slow
 def test_cli_nsc_with_exclusion_and_treatment_accuracy(screen, tmp_path, capsys):
     table, _ = screen
     out = tmp_path / "nsc"
@@ -243,6 +244,7 @@ def test_cli_errors_are_clear(screen, tmp_path, capsys):
     assert "batch" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bbbc021_profiles_nsc_subset(tmp_path):
     """A real CellProfiler profile table (BBBC021) with its own column names trains under NSC."""
     path = SHARED_DATA / "bbbc021" / "BBBC021_feature_selected_mad_robustize.csv"

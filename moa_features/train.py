@@ -1,36 +1,40 @@
-"""Train and evaluate MoA models on held-out plates: ``python -m moa_features.train``.
+"""Train and evaluate MoA models on held-out treatments or plates: ``python -m moa_features.train``.
 
-Every model is evaluated on the same folds in the same run, beside two chance baselines:
+Models come from :mod:`moa_features.models.registry` and are evaluated on the same folds:
 
 ``cnn``            the original Keras CNN on 100x100x6 thumbnails (class weights), faithful;
 ``xgboost``        class-weighted XGBoost on selected, plate-normalised features;
-``knn``            1-nearest-neighbour (cosine) on per-treatment median profiles;
-``cnn_embedding``  a small batch-normalised CNN (flip/rotation augmentation) whose softmax
-                   reads its 64-d penultimate embedding; its input is normalised per plate
-                   (each channel divided by the plate's median control-site intensity,
-                   :func:`moa_features.models.cnn.plate_reference`), the baseline's is not;
+``knn``            1-nearest-neighbour (cosine, centred) on Ljosa consensus profiles;
+``cnn_embedding``  a small batch-normalised CNN on per-plate normalised thumbnails; its epoch
+                   budget is chosen on the inner validation split, then it is refitted on all
+                   training rows for that many epochs (like XGBoost's rounds);
 ``ensemble``       a weighted soft vote of ``xgboost``, ``knn`` and (with thumbnails)
-                   ``cnn_embedding``, weights chosen on an inner validation split of whole
-                   training plates (see :mod:`moa_features.models.ensemble` for why);
-``majority``       the most frequent training class;
-``shuffled``       XGBoost trained on permuted labels (chance for this pipeline).
+                   ``cnn_embedding``, weights chosen on the inner split; it falls back to the
+                   best single member when no blend beats it there (``metrics.json`` says so);
+``majority``       scikit-learn's ``DummyClassifier(strategy="prior")`` (reference only).
 
-Labels: ``--label`` (default ``Metadata_moa``; filled from ``--annotation`` when missing); rows
-without a label are dropped. Negative controls are always used for normalisation and are a
-class like any other unless ``--exclude-label 'Negative control'`` removes them (the demo
-excludes nothing: "looks like an untreated well" is a useful answer for a screen; the
-original 3-class setting is ``--exclude-label`` of every other class).
+Which question (``--split``, :mod:`moa_features.models.splits`): ``nsc`` ("not same
+compound") holds out whole treatments, all concentrations together: the MoA of treatments
+the model has never seen, what a user of a screen asks. ``nsc-plate`` also keeps the test
+treatments' plates out of training; ``nscb`` their batches. ``plate``/``experiment`` hold
+out plates: the test treatments were seen on other plates, so this measures *treatment
+recognition*. ``auto`` (default): ``nsc-plate`` where the layout allows, else ``nsc``, when
+the table has a treatment column; ``plate`` otherwise. The inner validation split (early
+stopping, CNN epochs, ensemble weights) is the first fold of the same kind of split on the
+training rows, so an NSC run validates on held-out treatments too.
 
-What each fold sees: plate normalisation (robust z-score against the plate's own negative
-controls; for the embedding CNN's thumbnails, division by the plate's control intensity per
-channel) is a per-plate transform, so a test plate is normalised by its own controls only;
-feature selection, imputation, XGBoost, kNN profiles, CNNs and ensemble weights are fitted
-on the training rows of the fold only (``tests/test_leakage.py`` checks this). Finally every
-model is refitted on all rows and saved for ``moa-features predict``.
+Scoring (:mod:`moa_features.models.evaluation`): one convention for every model, probability
+averaging site -> well -> treatment; pooled held-out figures with bootstrap 95 % CIs over
+treatments, treatment-level permutation p-values and expected chance from class priors.
+Under a held-out-treatment split, classes with fewer than two treatments cannot be scored
+(they are never in training when tested): they stay in training, are left out of scoring
+with a warning and are listed in ``metrics.json``.
 
-Outputs in ``models/RUN/`` (``docs/architecture.md``): ``metrics.json``,
-``predictions.parquet``, ``history.json``, ``feature_importance.csv``, ``preprocess.joblib``,
-``xgboost.json``, ``knn.joblib``, ``ensemble.joblib``, ``cnn.keras``, ``cnn_embedding.keras``.
+What each fold sees: plate normalisation is a per-plate transform (a test plate normalised by
+its own controls only); feature selection, imputation, every model and the ensemble weights
+are fitted on the fold's training rows only (``tests/test_leakage.py``). Finally every model
+is refitted on all rows and saved for ``moa-features predict`` (:func:`save_run` writes the
+run folder; ``docs/architecture.md`` "Training run" is the contract).
 """
 
 from __future__ import annotations
@@ -39,61 +43,105 @@ import argparse
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from moa_features import profiling, schema
 from moa_features.io import package_versions, read_table, write_json, write_table
-from moa_features.models import evaluation
-from moa_features.models.ensemble import SoftVoteEnsemble, align_proba
-from moa_features.models.gbm import XGBoostClassifier, inner_validation_split
-from moa_features.models.knn import ProfileKNNClassifier
+from moa_features.models import evaluation, registry, splits
+from moa_features.models.cnn import thumbnail_reference
+from moa_features.models.ensemble import ProbabilityVote, align_proba
 from moa_features.models.preprocessing import make_preprocessor
 
-TABLE_MODELS = ("xgboost", "knn", "ensemble")
-IMAGE_MODELS = ("cnn", "cnn_embedding")
-CHOOSABLE = ("cnn", "xgboost", "ensemble", "knn", "cnn_embedding")
-BASELINES = ("majority", "shuffled")
-ENSEMBLE_VALIDATION_FRACTION = 0.25
+__all__ = [
+    "Settings",
+    "TrainingData",
+    "load_training_data",
+    "fit_fold",
+    "predict_fold",
+    "evaluate_folds",
+    "compute_metrics",
+    "save_run",
+    "run_training",
+    "thumbnail_reference",
+    "main",
+]
+
+INNER_FRACTION = 0.25  # share of the training rows in the inner validation split (first of 4 folds)
+DEFAULT_MODELS = ("xgboost", "ensemble", "knn")
+N_PERMUTATIONS = 1000
+N_BOOTSTRAP = 1000
 
 
 @dataclass
 class Settings:
-    """Model settings shared by every fold (the command line's options)."""
+    """Model and split settings shared by every fold (the command line's options).
 
-    models: tuple[str, ...] = ("cnn", "xgboost", "ensemble", "knn")
+    ``split``: one of :data:`moa_features.models.splits.SPLITS` (resolved, never ``auto``);
+    ``n_splits``: outer folds (``None``: the splitter's default; ``0``: leave one group out);
+    ``columns``: ``plate``, ``treatment``, ``experiment``, ``batch`` column names.
+    """
+
+    models: tuple[str, ...] = DEFAULT_MODELS
     seed: int = 0
-    cnn_epochs: int = 20
-    cnn_patience: int = 4
+    split: str = "nsc"
+    n_splits: int | None = None
+    columns: dict[str, str | None] = field(
+        default_factory=lambda: {
+            "plate": schema.PLATE,
+            "treatment": schema.TREATMENT,
+            "experiment": schema.EXPERIMENT,
+            "batch": None,
+        }
+    )
+    cnn_epochs: int = 100
+    cnn_patience: int = 5
     cnn_batch_size: int = 32
     scheduler: str | None = None
     n_jobs: int = 1
+
+    def build(self, name: str):
+        """An unfitted estimator of registry model ``name`` with these settings."""
+        return registry.get(name).build(
+            seed=self.seed,
+            n_jobs=self.n_jobs,
+            scheduler=self.scheduler,
+            cnn_epochs=self.cnn_epochs,
+            cnn_patience=self.cnn_patience,
+            cnn_batch_size=self.cnn_batch_size,
+        )
 
 
 @dataclass
 class TrainingData:
     """Everything a fold needs, row-aligned: ``n`` labelled rows.
 
-    X: (n, p) plate-normalised features; y: (n,) labels (str); groups: (n,) plate (or
-    ``--group``) ids; profiles: (n,) treatment-profile keys (treatment x concentration) for
-    the kNN; thumbs: (n, S, S, C) uint8 or ``None``; thumb_reference: (n, C) float32 per-plate
-    channel reference of the embedding CNN's input in DN (``None`` without thumbnails or with
-    ``normalize="none"``); meta: the rows' metadata columns.
+    X: (n, p) plate-normalised features; y: (n,) labels (their own type); plates: (n,) plate
+    ids; treatments: (n,) treatment ids (the NSC unit; wells if there is no treatment
+    column); profiles: (n,) treatment-profile keys (treatment x concentration); wells: (n,)
+    well keys; thumbs: (n, S, S, C) uint8 or ``None``; thumb_reference: (n, C) per-plate
+    channel reference of the embedding CNN's input in DN (``None`` without thumbnails or
+    with ``normalize="none"``); meta: the rows' metadata columns.
     """
 
     X: np.ndarray
     y: np.ndarray
-    groups: np.ndarray
+    plates: np.ndarray
+    treatments: np.ndarray
     profiles: np.ndarray
+    wells: np.ndarray
     meta: pd.DataFrame
     feature_names: list[str]
     thumbs: np.ndarray | None = None
     thumb_reference: np.ndarray | None = None
+    inactive: list[str] = field(default_factory=list)  # treatments dropped by --active-only
     classes: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,14 +152,20 @@ def _log(msg: str) -> None:
     print(f"[train] {msg}", file=sys.stderr, flush=True)
 
 
-def _profile_keys(df: pd.DataFrame, treatment: str | None) -> np.ndarray:
-    """Treatment-profile key per row: ``treatment@concentration`` (rows themselves if no treatment)."""
-    if treatment is None or treatment not in df.columns:
-        return np.arange(len(df)).astype(str)
-    key = df[treatment].astype(str)
-    if schema.CONCENTRATION in df.columns:
-        key = key + "@" + df[schema.CONCENTRATION].astype(str)
-    return key.to_numpy()
+def _keys(df: pd.DataFrame, columns: Sequence[str | None]) -> np.ndarray | None:
+    """Row keys joined from ``columns`` (``None`` if any is missing)."""
+    if any(c is None or c not in df.columns for c in columns):
+        return None
+    return df[list(columns)].astype(str).agg("@".join, axis=1).to_numpy()
+
+
+def _well_keys(df: pd.DataFrame, plate: str) -> np.ndarray:
+    """Well id per row: ``Metadata_well_id``, else plate@well, else the row itself."""
+    for cols in ([schema.WELL_ID], [plate, schema.WELL]):
+        keys = _keys(df, cols)
+        if keys is not None:
+            return keys
+    return np.arange(len(df)).astype(str)
 
 
 def _fill_labels(df: pd.DataFrame, table_path: Path, label: str, annotation: str | Path | None) -> pd.DataFrame:
@@ -140,6 +194,29 @@ def _fill_labels(df: pd.DataFrame, table_path: Path, label: str, annotation: str
     return out
 
 
+def drop_inactive(
+    df: pd.DataFrame, treatment: str, plate: str, control: pd.Series, seed: int = 0
+) -> tuple[pd.DataFrame, list[str]]:
+    """Keep controls and phenotypically active treatments only (``--active-only``); return the dropped ones.
+
+    Activity comes from :func:`moa_features.activity.phenotypic_activity` (copairs mAP of
+    each treatment's replicates against negative controls, corrected p-value; column
+    ``active``), computed on the normalised table before labels are excluded.
+    """
+    try:
+        from moa_features.activity import phenotypic_activity
+    except ImportError as err:
+        raise ValueError(
+            "--active-only needs moa_features.activity (phenotypic activity with copairs), "
+            f"which this installation lacks: {err}"
+        ) from err
+    activity = phenotypic_activity(df, treatment=treatment, plate=plate, seed=seed)
+    inactive = set(activity.loc[~activity["active"].astype(bool), "treatment"].astype(str))
+    keys = [_keys(df, [treatment]), _keys(df, [treatment, schema.CONCENTRATION])]  # name or name@concentration
+    drop = np.any([np.isin(k, list(inactive)) for k in keys if k is not None], axis=0) & ~control.to_numpy()
+    return df.loc[~drop], sorted(inactive)
+
+
 def load_training_data(
     table: pd.DataFrame,
     *,
@@ -151,18 +228,21 @@ def load_training_data(
     normalize: str = "controls",
     exclude_labels: Sequence[str] = (),
     annotation: str | Path | None = None,
+    active_only: bool = False,
+    seed: int = 0,
 ) -> TrainingData:
-    """Normalise per plate, drop unlabelled and excluded rows, and collect the arrays a fold needs.
+    """Normalise per plate, drop unlabelled, inactive (``active_only``) and excluded rows, collect the arrays.
 
     ``thumbs`` (N, S, S, C) must be row-aligned with ``table``. Controls are identified by
-    :func:`moa_features.profiling.is_control` (label ``Negative control`` or a no-treatment
-    name in the ``treatment`` column); they are used for normalisation whether or not they are
-    a class (``exclude_labels`` removes classes after normalisation).
+    :func:`moa_features.profiling.is_control`; they are used for normalisation whether or not
+    they are a class (``exclude_labels`` removes classes after normalisation).
     """
     df = _fill_labels(table.reset_index(drop=True), table_path, label, annotation)
     if group not in df.columns:
-        raise KeyError(f"{table_path}: group column {group!r} not found; pass --group with one of "
-                       f"{schema.metadata_columns(df.columns)}")
+        raise KeyError(
+            f"{table_path}: group column {group!r} not found; pass --group with one of "
+            f"{schema.metadata_columns(df.columns)}"
+        )
     features = schema.feature_columns(df.columns)
     bad = [c for c in features if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
@@ -173,8 +253,10 @@ def load_training_data(
     if not features:
         raise ValueError(f"{table_path}: no feature columns (every column starts with {schema.METADATA_PREFIX!r})")
     if thumbs is not None and len(thumbs) != len(df):
-        raise ValueError(f"thumbnails have {len(thumbs)} rows but the table {table_path} has {len(df)}; "
-                         "they must be row-aligned (written together by extract)")
+        raise ValueError(
+            f"thumbnails have {len(thumbs)} rows but the table {table_path} has {len(df)}; "
+            "they must be row-aligned (written together by extract)"
+        )
     control = profiling.is_control(df, moa_col=label, treatment_col=treatment or schema.TREATMENT)
     df = profiling.normalize(df, normalize, plate_col=group, control=control, features=features)
     reference = None
@@ -183,312 +265,215 @@ def load_training_data(
     keep = df[label].notna().to_numpy().copy()
     if (~keep).any():
         _log(f"dropping {int((~keep).sum())} rows with no {label}")
+    dropped: list[str] = []
+    if active_only:
+        if treatment is None or treatment not in df.columns:
+            raise KeyError(f"{table_path}: --active-only needs the treatment column {treatment!r}")
+        kept, dropped = drop_inactive(df, treatment, group, control, seed)
+        keep &= df.index.isin(kept.index)
+        _log(f"--active-only: dropped {len(dropped)} inactive treatment(s)")
     excluded = df[label].astype(str).isin([str(v) for v in exclude_labels]).to_numpy()
     if excluded.any():
         _log(f"excluding {int(excluded.sum())} rows labelled {sorted(set(exclude_labels))}")
     keep &= ~excluded
     rows = np.flatnonzero(keep)
     df = df.iloc[rows].reset_index(drop=True)
-    y = df[label].astype(str).to_numpy()
+    y = df[label].to_numpy()
     if len(np.unique(y)) < 2:
-        raise ValueError(f"{table_path}: need at least 2 classes in {label!r} after exclusions, got {np.unique(y).tolist()}")
+        raise ValueError(
+            f"{table_path}: need at least 2 classes in {label!r} after exclusions, got {np.unique(y).tolist()}"
+        )
+    wells = _well_keys(df, group)
+    treatments = _keys(df, [treatment])
+    profiles = _keys(df, [treatment, schema.CONCENTRATION]) if schema.CONCENTRATION in df.columns else treatments
     return TrainingData(
         X=df[features].to_numpy(dtype=np.float64),
         y=y,
-        groups=df[group].astype(str).to_numpy(),
-        profiles=_profile_keys(df, treatment),
+        plates=df[group].astype(str).to_numpy(),
+        treatments=wells if treatments is None else treatments,
+        profiles=wells if profiles is None else profiles,
+        wells=wells,
         meta=df[schema.metadata_columns(df.columns)],
         feature_names=list(features),
         thumbs=None if thumbs is None else np.asarray(thumbs[rows]),
         thumb_reference=None if reference is None else reference[rows],
+        inactive=dropped,
     )
 
 
-def thumbnail_reference(
-    thumbs: np.ndarray, plates: np.ndarray, control: pd.Series | np.ndarray, normalize: str
-) -> np.ndarray | None:
-    """Per-row channel reference (N, C) of the embedding CNN's input, the analogue of ``normalize``.
+# ---- split --------------------------------------------------------------------------------
+def resolve_split(
+    split: str, data: TrainingData, columns: dict[str, str | None], n_splits: int | None, seed: int = 0
+) -> str:
+    """``auto`` -> ``nsc-plate`` where the layout allows (:func:`~moa_features.models.splits.nsc_plate_feasible`),
+    else ``nsc``, when the table has a treatment column with at least 2 treatments; ``plate`` otherwise."""
+    if split != "auto":
+        return split
+    treatment = columns.get("treatment")
+    if treatment is None or treatment not in data.meta.columns or len(np.unique(data.treatments)) < 2:
+        return "plate"
+    k = None if n_splits == 0 else n_splits or splits.DEFAULT_NSC_FOLDS
+    feasible = splits.nsc_plate_feasible(data.y, data.treatments, data.plates, k, random_state=seed)
+    return "nsc-plate" if feasible else "nsc"
 
-    ``controls``: each plate's median control-site intensity per channel; ``plate``: the
-    median over all the plate's sites; ``none``: ``None`` (input scaled to [0, 1]). Per plate,
-    like :func:`moa_features.profiling.normalize`, so held-out plates leak nothing.
-    """
-    if normalize not in profiling.NORMALIZATIONS:
-        raise ValueError(f"unknown normalization {normalize!r}; expected one of {', '.join(profiling.NORMALIZATIONS)}")
-    if normalize == "none":
-        return None
-    from moa_features.models.cnn import plate_reference
 
-    rows = np.asarray(control, dtype=bool) if normalize == "controls" else np.ones(len(plates), dtype=bool)
-    return plate_reference(thumbs, plates, rows)
+def outer_folds(data: TrainingData, settings: Settings) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """(train, test) folds of ``settings.split`` and the held-out unit per row (groups)."""
+    splitter, units = splits.make_splitter(
+        settings.split, data.meta, n_splits=settings.n_splits, random_state=settings.seed, **settings.columns
+    )
+    folds = list(splitter.split(data.X, data.y, units))
+    if len(folds) < 2:
+        raise ValueError(f"--split {settings.split} gives {len(folds)} usable fold(s); need at least 2")
+    return folds, units
+
+
+def _expand_models(models: Sequence[str], has_thumbs: bool) -> tuple[str, ...]:
+    """Requested models plus the ensemble's members and the chance baseline, in registry order."""
+    for m in models:
+        registry.get(m)
+    wanted = set(models)
+    images = wanted & set(registry.names(input="thumbnails"))
+    if images and not has_thumbs:
+        raise ValueError(f"model(s) {sorted(images)} need thumbnails: pass --thumbs NAME.thumbs.npy")
+    if "ensemble" in wanted:
+        wanted |= {m for m in registry.ENSEMBLE_MEMBERS if has_thumbs or registry.get(m).input == "features"}
+    wanted |= set(registry.names(chance=True))
+    return tuple(m for m in registry.MODELS if m in wanted)
 
 
 # ---- one fold -----------------------------------------------------------------------------
-def _expand_models(models: Sequence[str], has_thumbs: bool) -> tuple[str, ...]:
-    """Requested models plus what they need (the ensemble's members) and the baselines."""
-    unknown = sorted(set(models) - set(CHOOSABLE))
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(CHOOSABLE)}")
-    wanted = set(models)
-    if not has_thumbs and wanted & set(IMAGE_MODELS):
-        raise ValueError(f"model(s) {sorted(wanted & set(IMAGE_MODELS))} need thumbnails: pass --thumbs NAME.thumbs.npy")
-    if "ensemble" in wanted:
-        wanted |= {"xgboost", "knn"} | ({"cnn_embedding"} if has_thumbs else set())
-    order = ("cnn", "xgboost", "knn", "cnn_embedding", "ensemble") + BASELINES
-    return tuple(m for m in order if m in wanted or m in BASELINES)
-
-
-def _cnn(architecture: str, settings: Settings):
-    from moa_features.models.cnn import CNNClassifier
-
-    return CNNClassifier(
-        architecture=architecture,
-        epochs=settings.cnn_epochs,
-        batch_size=settings.cnn_batch_size,
-        patience=settings.cnn_patience,
-        random_state=settings.seed,
-    )
-
-
-def _xgb(settings: Settings) -> XGBoostClassifier:
-    return XGBoostClassifier(random_state=settings.seed, n_jobs=settings.n_jobs, scheduler=settings.scheduler)
-
-
-def fit_fold(data: TrainingData, train: np.ndarray, settings: Settings) -> tuple[dict[str, Any], dict[str, float]]:
+def fit_fold(
+    data: TrainingData, train: np.ndarray, settings: Settings, units: np.ndarray
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Fit every model of ``settings.models`` on the rows ``train`` only.
 
-    Returns the fitted objects by name (``preprocess``, each model, ``ensemble`` holding the
-    soft-vote weights) and the seconds each took (``ensemble`` includes the embedding CNN).
+    ``units`` (n,): the outer split's held-out unit per row; early-stopping splits hold them
+    out whole. Returns the fitted objects by name (``preprocess``, each model, ``ensemble``
+    a :class:`~moa_features.models.ensemble.ProbabilityVote`) and the seconds each took.
     """
     models = _expand_models(settings.models, data.thumbs is not None)
     fitted: dict[str, Any] = {}
     seconds: dict[str, float] = {}
-    y, g = data.y[train], data.groups[train]
+    y, g = data.y[train], units[train]
 
-    t0 = time.perf_counter()
-    pre = make_preprocessor().fit(data.X[train])
-    Xtr = pre.transform(data.X[train])
-    fitted["preprocess"] = pre
-    seconds["preprocess"] = time.perf_counter() - t0
-
-    def timed(name: str, make) -> None:
+    t = time.perf_counter()
+    fitted["preprocess"] = make_preprocessor().fit(data.X[train])
+    seconds["preprocess"] = time.perf_counter() - t
+    Xtr = fitted["preprocess"].transform(data.X[train])
+    fitters = {  # how each registry model is fitted on the fold's training rows
+        "xgboost": lambda m: m.fit(Xtr, y, groups=g),
+        "knn": lambda m: m.fit(Xtr, y, treatments=data.profiles[train], wells=data.wells[train]),
+        "majority": lambda m: m.fit(Xtr, y),
+        "cnn": lambda m: m.fit(data.thumbs[train], y, groups=g),
+    }
+    for name in (m for m in models if m in fitters):
         t = time.perf_counter()
-        fitted[name] = make()
-        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
-
-    if "xgboost" in models:
-        timed("xgboost", lambda: _xgb(settings).fit(Xtr, y, groups=g))
-    if "knn" in models:
-        timed("knn", lambda: ProfileKNNClassifier().fit(Xtr, y, treatments=data.profiles[train]))
-    timed("majority", lambda: evaluation.MajorityClassifier().fit(Xtr, y))
-    shuffled_xgb = XGBoostClassifier(random_state=settings.seed, n_jobs=settings.n_jobs)
-    timed("shuffled", lambda: evaluation.ShuffledLabelClassifier(shuffled_xgb, settings.seed).fit(Xtr, y, groups=g))
-    if "cnn" in models:
-        timed("cnn", lambda: _cnn("baseline", settings).fit(data.thumbs[train], y, groups=g))
-    if "ensemble" in models or "cnn_embedding" in models:
+        fitted[name] = fitters[name](settings.build(name))
+        seconds[name] = time.perf_counter() - t
+    if "cnn_embedding" in models or "ensemble" in models:
         t = time.perf_counter()
-        _fit_ensemble(data, train, settings, fitted, with_ensemble="ensemble" in models)
-        seconds["ensemble"] = time.perf_counter() - t
+        _fit_inner(data, train, settings, fitted, with_ensemble="ensemble" in models)
+        seconds["inner"] = time.perf_counter() - t
     return fitted, seconds
 
 
-def _fit_ensemble(data: TrainingData, train: np.ndarray, settings: Settings, fitted: dict, with_ensemble: bool) -> None:
-    """Inner split of the training plates: members fitted on one part, weights chosen on the other.
+def _reference(data: TrainingData, rows: np.ndarray) -> np.ndarray | None:
+    return None if data.thumb_reference is None else data.thumb_reference[rows]
 
-    The embedding CNN is trained on the inner-training part (early stopping on the inner
-    validation part) and is the ``cnn_embedding`` model of the fold; XGBoost and kNN copies are
-    fitted on the inner-training part only to score the blend; at test time the ensemble
-    blends the fold's full-training XGBoost and kNN with that CNN.
+
+def _fit_inner(data: TrainingData, train: np.ndarray, settings: Settings, fitted: dict, with_ensemble: bool) -> None:
+    """What the inner split (first fold of the outer split's kind on ``train``) decides.
+
+    The embedding CNN trains on the inner-training rows with early stopping on the inner
+    validation rows; the best epoch count is then its budget for a refit on all of
+    ``train`` (``cnn_embedding``). Ensemble weights are chosen on the inner validation rows
+    from members fitted on the inner-training rows only; at test time the vote blends the
+    fold's full-training members.
     """
-    y = data.y[train]
-    split = inner_validation_split(y, data.groups[train], ENSEMBLE_VALIDATION_FRACTION, settings.seed)
-    if split is None:
-        raise ValueError(f"the ensemble needs an inner validation split, but the fold has only {len(train)} rows")
-    inner, val = train[split[0]], train[split[1]]
-    classes = np.unique(y)  # the fold's classes; a class absent from `inner` gets probability 0
+    tr, va = splits.inner_split(
+        settings.split, data.meta.iloc[train], data.y[train], INNER_FRACTION, settings.seed, **settings.columns
+    )
+    inner, val = train[tr], train[va]
+    fitted["inner_split"] = (inner, val)
     probas: list[np.ndarray] = []
     names: list[str] = []
     if data.thumbs is not None:
-        seen = np.isin(data.y[val], np.unique(data.y[inner]))
-        ref = (lambda r: None) if data.thumb_reference is None else (lambda r: data.thumb_reference[r])
-        cnn = _cnn("embedding", settings)
-        if seen.any():
-            v = val[seen]
-            cnn.fit(data.thumbs[inner], data.y[inner], reference=ref(inner),
-                    validation_data=(data.thumbs[v], data.y[v]) + ((ref(v),) if ref(v) is not None else ()))
-        else:
-            cnn.fit(data.thumbs[inner], data.y[inner], groups=data.groups[inner], reference=ref(inner))
-        fitted["cnn_embedding"] = cnn
-        probas.append(align_proba(cnn.predict_proba(data.thumbs[val], ref(val)), cnn.classes_, classes))
+        seen = val[np.isin(data.y[val], np.unique(data.y[inner]))]
+        cnn = settings.build("cnn_embedding")
+        ref_v = () if data.thumb_reference is None else (data.thumb_reference[seen],)
+        cnn.fit(
+            data.thumbs[inner],
+            data.y[inner],
+            reference=_reference(data, inner),
+            validation_data=(data.thumbs[seen], data.y[seen]) + ref_v if len(seen) else None,
+            groups=None if len(seen) else data.treatments[inner],
+        )
+        epochs = int(np.argmin(cnn.history_.get("val_loss", cnn.history_["loss"]))) + 1
+        full = clone(cnn).set_params(epochs=epochs, validation_fraction=0)
+        fitted["cnn_embedding"] = full.fit(data.thumbs[train], data.y[train], reference=_reference(data, train))
+        fitted["cnn_embedding"].selected_epochs_ = epochs
+        fitted["cnn_embedding"].validation_history_ = cnn.history_  # the curve that chose ``epochs``
+        probas.append(
+            align_proba(cnn.predict_proba(data.thumbs[val], _reference(data, val)), cnn.classes_, data.classes)
+        )
         names.append("cnn_embedding")
     if not with_ensemble:
         return
     pre = make_preprocessor().fit(data.X[inner])
     Xi, Xv = pre.transform(data.X[inner]), pre.transform(data.X[val])
-    xgb = _xgb(settings).fit(Xi, data.y[inner], groups=data.groups[inner])
-    knn = ProfileKNNClassifier().fit(Xi, data.y[inner], treatments=data.profiles[inner])
-    probas = [align_proba(m.predict_proba(Xv), m.classes_, classes) for m in (xgb, knn)] + probas
-    names = ["xgboost", "knn"] + names
-    fitted["ensemble"] = SoftVoteEnsemble(classes=list(classes), names=names).fit(probas, data.y[val])
+    xgb = settings.build("xgboost").fit(Xi, data.y[inner], groups=data.treatments[inner])
+    knn = settings.build("knn").fit(Xi, data.y[inner], treatments=data.profiles[inner], wells=data.wells[inner])
+    probas = [align_proba(m.predict_proba(Xv), m.classes_, data.classes) for m in (xgb, knn)] + probas
+    fitted["ensemble"] = ProbabilityVote(["xgboost", "knn"] + names, data.classes).fit(probas, data.y[val])
 
 
 def predict_fold(fitted: dict[str, Any], data: TrainingData, rows: np.ndarray) -> dict[str, np.ndarray]:
     """(len(rows), k) probabilities in ``data.classes`` order for every fitted model."""
     X = fitted["preprocess"].transform(data.X[rows])
     out: dict[str, np.ndarray] = {}
-    for name in ("xgboost", "knn", "majority", "shuffled"):
-        if name in fitted:
-            out[name] = align_proba(fitted[name].predict_proba(X), fitted[name].classes_, data.classes)
-    for name in IMAGE_MODELS:
-        if name in fitted:
-            m = fitted[name]
-            ref = data.thumb_reference[rows] if name == "cnn_embedding" and m.uses_reference_ else None
-            out[name] = align_proba(m.predict_proba(data.thumbs[rows], ref), m.classes_, data.classes)
+    for name in registry.MODELS:
+        if name not in fitted or name == "ensemble":
+            continue
+        m = fitted[name]
+        if registry.get(name).input == "features":
+            p = m.predict_proba(X)
+        else:
+            ref = data.thumb_reference[rows] if getattr(m, "uses_reference_", False) else None
+            p = m.predict_proba(data.thumbs[rows], ref)
+        out[name] = align_proba(p, m.classes_, data.classes)
     if "ensemble" in fitted:
         ens = fitted["ensemble"]
-        members = [align_proba(out[n], data.classes, ens.classes_) for n in ens.names]
-        out["ensemble"] = align_proba(ens.predict_proba(members), ens.classes_, data.classes)
+        out["ensemble"] = align_proba(ens.predict_proba([out[n] for n in ens.names]), ens.classes_, data.classes)
     return out
 
 
-# ---- metrics ------------------------------------------------------------------------------
-def _well_keys(meta: pd.DataFrame, group: str) -> list[str] | None:
-    if schema.WELL_ID in meta.columns:
-        return [schema.WELL_ID]
-    if schema.WELL in meta.columns:
-        return [group, schema.WELL]
-    return None
+# ---- the fold loop ------------------------------------------------------------------------
+@dataclass
+class FoldResults:
+    """What the fold loop collects: row predictions and per-fold records."""
+
+    predictions: pd.DataFrame
+    histories: dict[str, list]
+    importance: np.ndarray
+    n_selected: list[int]
+    ensemble: list[dict]
+    cnn_epochs: list[int]
+    timings: dict[str, float]
+    untrained: list = field(default_factory=list)  # classes tested in a fold whose training rows lack them
 
 
-def compute_metrics(
-    pred: pd.DataFrame,
-    classes: Sequence[str],
-    split: str,
-    well_keys: list[str] | None,
-    treatment_pred: pd.DataFrame | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Site-, well- and treatment-level metrics of every model from the held-out predictions.
-
-    Grouped plate/experiment splits: mean over folds and ``_std`` across folds. NSC/NSCB
-    (one class per fold): metrics of the pooled held-out rows and ``_std`` from a bootstrap
-    over folds (:func:`moa_features.models.evaluation.bootstrap_std`).
-    """
-    proba_cols = [f"proba_{c}" for c in classes]
-    out: dict[str, Any] = {"models": {}, "per_class_recall": {}, "confusion_matrices": {}}
-    for model, frame in pred.groupby("model", sort=False):
-        levels = [("", frame)]
-        if well_keys is not None:
-            wells = pd.concat(
-                [evaluation.aggregate_proba(f, well_keys, proba_cols, classes).assign(fold=k)
-                 for k, f in frame.groupby("fold")],
-                ignore_index=True,
-            )
-            levels.append(("well_", wells))
-        metrics: dict[str, float] = {}
-        for prefix, f in levels:
-            if split in ("nsc", "nscb"):
-                metrics.update(evaluation.classification_metrics(f["y_true"], f["y_pred"], prefix))
-                metrics.update(evaluation.bootstrap_std(f["y_true"], f["y_pred"], f["fold"], prefix, seed=seed))
-            else:
-                per_fold = [evaluation.classification_metrics(g["y_true"], g["y_pred"], prefix)
-                            for _, g in f.groupby("fold")]
-                metrics.update(evaluation.summarize_folds(per_fold))
-        if treatment_pred is not None:
-            t = treatment_pred[treatment_pred["model"] == model]
-            metrics["treatment_accuracy"] = float(np.mean(t["y_true"] == t["y_pred"]))
-            metrics["n_treatments"] = int(len(t))
-        metrics["n_rows"] = int(len(frame))
-        out["models"][model] = metrics
-        out["per_class_recall"][model] = evaluation.per_class_recall(frame["y_true"], frame["y_pred"], classes)
-        out["confusion_matrices"][model] = evaluation.confusion(frame["y_true"], frame["y_pred"], classes)
-    return out
-
-
-def _treatment_predictions(
-    fitted: dict, data: TrainingData, test: np.ndarray, proba: dict[str, np.ndarray], fold: int
-) -> list[dict]:
-    """One prediction per held-out treatment profile: mean probability of its rows, or for
-    the kNN the 1-NN label of the treatment's median profile (the NSC protocol)."""
-    keys = data.profiles[test]
-    rows = []
-    knn_groups = None
-    if "knn" in fitted:
-        knn_groups = fitted["knn"].predict_groups(fitted["preprocess"].transform(data.X[test]), keys)
-    for name, p in proba.items():
-        frame = pd.DataFrame(p, columns=list(data.classes))
-        frame["key"], frame["y_true"] = keys, data.y[test]
-        for key, f in frame.groupby("key", sort=True):
-            truth = f["y_true"].value_counts().index[0]
-            if name == "knn" and knn_groups is not None:
-                pred = knn_groups.loc[str(key)]
-            else:
-                pred = data.classes[int(np.argmax(f[list(data.classes)].mean().to_numpy()))]
-            rows.append({"model": name, "fold": fold, "treatment": key, "y_true": truth, "y_pred": pred})
-    return rows
-
-
-# ---- the run ------------------------------------------------------------------------------
-def run_training(
-    table: str | Path,
-    output: str | Path,
-    thumbs: str | Path | None = None,
-    *,
-    label: str = schema.MOA,
-    group: str = schema.PLATE,
-    split: str = "plate",
-    treatment: str = schema.TREATMENT,
-    batch: str | None = None,
-    experiment: str = schema.EXPERIMENT,
-    exclude_labels: Sequence[str] = (),
-    models: Sequence[str] | None = None,
-    normalize: str = "controls",
-    annotation: str | Path | None = None,
-    seed: int = 0,
-    cnn_epochs: int = 20,
-    cnn_patience: int = 4,
-    scheduler: str | None = None,
-    n_jobs: int = 1,
-    save_models: bool = True,
-    report: bool = True,
-    command: str | None = None,
-) -> dict[str, Any]:
-    """Evaluate models on grouped folds, refit them on all rows, write ``output/``; return metrics.
-
-    ``models`` defaults to every model that applies (the CNNs only with ``thumbs``).
-    """
-    table_path, output = Path(table).resolve(), Path(output)
-    thumbs_path = Path(thumbs).resolve() if thumbs is not None else None
-    if models is None:
-        models = ("cnn", "xgboost", "ensemble", "knn") if thumbs_path else ("xgboost", "ensemble", "knn")
-    settings = Settings(models=tuple(models), seed=seed, cnn_epochs=cnn_epochs, cnn_patience=cnn_patience,
-                        scheduler=scheduler, n_jobs=n_jobs)
-    df = read_table(table_path)
-    thumb_arr = None
-    if thumbs_path is not None:
-        if not thumbs_path.exists():
-            raise FileNotFoundError(f"thumbnails not found: {thumbs_path}")
-        thumb_arr = np.load(thumbs_path, mmap_mode="r")
-        if thumb_arr.ndim != 4 or thumb_arr.dtype != np.uint8:
-            raise ValueError(f"{thumbs_path}: expected (N, S, S, C) uint8 thumbnails, got {thumb_arr.dtype} {thumb_arr.shape}")
-    data = load_training_data(
-        df, table_path=table_path, thumbs=thumb_arr, label=label, group=group, treatment=treatment,
-        normalize=normalize, exclude_labels=exclude_labels, annotation=annotation,
-    )
-    _expand_models(settings.models, data.thumbs is not None)
-    splits = evaluation.make_splits(data.meta, split, group, experiment, treatment, batch)
-    _log(f"{len(data.y)} rows, {len(data.feature_names)} features, {len(data.classes)} classes, "
-         f"{len(splits)} {split} folds, models {', '.join(_expand_models(settings.models, data.thumbs is not None))}")
-
-    preds, treat_rows, histories = [], [], {"cnn": [], "cnn_embedding": []}
+def evaluate_folds(data: TrainingData, folds: list, units: np.ndarray, settings: Settings) -> FoldResults:
+    """Fit on each fold's training rows, predict its test rows; one row per (model, test row)."""
+    preds, ensemble, epochs, n_selected, untrained = [], [], [], [], set()
+    histories: dict[str, list] = {"cnn": [], "cnn_embedding": []}
     importance = np.zeros(len(data.feature_names))
     timings: dict[str, float] = {}
-    n_selected = []
-    ensemble_weights: list[dict[str, float]] = []
-    for fold, (train, test) in enumerate(splits):
+    for fold, (train, test) in enumerate(folds):
         t0 = time.perf_counter()
-        fitted, seconds = fit_fold(data, train, settings)
+        fitted, seconds = fit_fold(data, train, settings, units)
         proba = predict_fold(fitted, data, test)
+        untrained |= set(data.y[test].tolist()) - set(data.y[train].tolist())
         for k, v in seconds.items():
             timings[k] = timings.get(k, 0.0) + v
         support = fitted["preprocess"].named_steps["select"].support_
@@ -497,76 +482,271 @@ def run_training(
             importance[support] += fitted["xgboost"].feature_importances_
         for name in histories:
             if name in fitted:
-                histories[name].append(fitted[name].history_)
+                histories[name].append(getattr(fitted[name], "validation_history_", fitted[name].history_))
+        if "cnn_embedding" in fitted:
+            epochs.append(int(fitted["cnn_embedding"].selected_epochs_))
+        if "ensemble" in fitted:
+            ens = fitted["ensemble"]
+            ensemble.append(
+                {
+                    "weights": dict(zip(ens.names, (float(w) for w in ens.weights_))),
+                    "fallback": ens.fallback_,
+                    "validation_loss": ens.validation_loss_,
+                }
+            )
+        keys = {"unit_key": units[test], "treatment_key": data.profiles[test], "well_key": data.wells[test]}
         for name, p in proba.items():
             frame = data.meta.iloc[test].reset_index(drop=True)
             frame.insert(0, "fold", fold)
             frame.insert(0, "model", name)
+            for k, v in keys.items():
+                frame[k] = v
             frame["y_true"] = data.y[test]
             frame["y_pred"] = data.classes[np.argmax(p, axis=1)]
             frame[[f"proba_{c}" for c in data.classes]] = p
             preds.append(frame)
-        if "ensemble" in fitted:
-            ens = fitted["ensemble"]
-            ensemble_weights.append(dict(zip(ens.names, (float(w) for w in ens.weights_))))
-        if split in ("nsc", "nscb"):
-            treat_rows += _treatment_predictions(fitted, data, test, proba, fold)
-        _log(f"fold {fold + 1}/{len(splits)}: {len(train)} train, {len(test)} test rows, "
-             f"{time.perf_counter() - t0:.1f} s")
-    pred = pd.concat(preds, ignore_index=True)
-    treatment_pred = pd.DataFrame(treat_rows) if treat_rows else None
-    result = compute_metrics(pred, list(data.classes), split, _well_keys(data.meta, group), treatment_pred, seed)
-    result["classes"] = list(data.classes)
-    if ensemble_weights:
-        result["ensemble_weights"] = ensemble_weights  # per fold: member -> soft-vote weight
+        _log(
+            f"fold {fold + 1}/{len(folds)}: {len(train)} train, {len(test)} test rows, {time.perf_counter() - t0:.1f} s"
+        )
+    return FoldResults(
+        pd.concat(preds, ignore_index=True),
+        histories,
+        importance / len(folds),
+        n_selected,
+        ensemble,
+        epochs,
+        timings,
+        sorted(untrained, key=str),
+    )
+
+
+# ---- metrics ------------------------------------------------------------------------------
+def compute_metrics(
+    pred: pd.DataFrame,
+    classes: Sequence,
+    unscored: Sequence = (),
+    *,
+    n_permutations: int = N_PERMUTATIONS,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Site-, well- and treatment-level figures of every model, all computed the same way.
+
+    Probabilities are averaged site -> well -> treatment (:data:`evaluation.AGGREGATION`);
+    figures are pooled over folds, with bootstrap CIs over treatments (``unit_key``),
+    treatment-level permutation p-values and expected chance. ``unscored`` classes (tested
+    in a fold whose training rows lack them: under a held-out-treatment split, every class
+    with fewer than two treatments) are left out of scoring and listed in ``unscored_classes``.
+    """
+    proba_cols = [f"proba_{c}" for c in classes]
+    unscored = list(unscored)
+    if unscored:
+        _log(
+            f"warning: class(es) {[str(c) for c in unscored]} are tested in folds whose training has none of them "
+            "(under nsc: fewer than 2 treatments, or all in one plate group), so they cannot be scored; they stay in "
+            "training and are left out of the MoA figures"
+        )
+    out: dict[str, Any] = {
+        "models": {},
+        "per_class_recall": {},
+        "confusion_matrices": {},
+        "unscored_classes": [str(c) for c in unscored],
+        "aggregation": evaluation.AGGREGATION,
+    }
+    carry = ["unit_key", "treatment_key"]
+    for model, frame in pred.groupby("model", sort=False):
+        frame = frame[~frame["y_true"].isin(unscored)]
+        wells = evaluation.aggregate_proba(frame, ["fold", "well_key"], proba_cols, classes, carry)
+        treatments = evaluation.aggregate_proba(wells, ["fold", "treatment_key"], proba_cols, classes, ["unit_key"])
+        metrics: dict[str, Any] = {"aggregation": evaluation.AGGREGATION}
+        for prefix, level in zip(evaluation.LEVELS, (frame, wells, treatments)):
+            metrics.update(evaluation.score_level(level, prefix, "unit_key", n_boot, n_permutations, seed, unscored))
+        metrics["n_rows"] = metrics["n"]
+        metrics["n_treatments"] = metrics["treatment_n"]
+        out["models"][model] = metrics
+        out["per_class_recall"][model] = evaluation.per_class_recall(
+            treatments["y_true"], treatments["y_pred"], classes
+        )
+        out["confusion_matrices"][model] = evaluation.confusion(treatments["y_true"], treatments["y_pred"], classes)
+    return out
+
+
+# ---- saving ---------------------------------------------------------------------------------
+def fit_final(data: TrainingData, settings: Settings, units: np.ndarray) -> dict[str, Any]:
+    """Every model refitted on all rows (for ``moa-features predict``)."""
+    fitted, _ = fit_fold(data, np.arange(len(data.y)), settings, units)
+    return fitted
+
+
+def save_run(
+    output: Path, result: dict[str, Any], folds: FoldResults, data: TrainingData, final: dict[str, Any] | None
+) -> None:
+    """Write the run folder (the one place that writes it): metrics, predictions, histories, models."""
+    output.mkdir(parents=True, exist_ok=True)
+    write_table(folds.predictions, output / "predictions.parquet")
+    write_json({k: v for k, v in folds.histories.items() if v}, output / "history.json")
+    if folds.importance.any():
+        imp = pd.DataFrame({"feature": data.feature_names, "importance": folds.importance})
+        write_table(imp.sort_values("importance", ascending=False), output / "feature_importance.csv")
+    if final is not None:
+        joblib.dump(
+            {"pipeline": final["preprocess"], "feature_names": data.feature_names, "classes": list(data.classes)},
+            output / "preprocess.joblib",
+        )
+        for name, spec in registry.MODELS.items():
+            if name not in final or spec.file is None:
+                continue
+            if hasattr(final[name], "save"):
+                final[name].save(output / spec.file)
+            else:
+                joblib.dump(final[name], output / spec.file)
+    write_json(result, output / "metrics.json")
+
+
+# ---- the run ------------------------------------------------------------------------------
+def _load_thumbs(thumbs_path: Path | None) -> np.ndarray | None:
+    if thumbs_path is None:
+        return None
+    if not thumbs_path.exists():
+        raise FileNotFoundError(f"thumbnails not found: {thumbs_path}")
+    arr = np.load(thumbs_path, mmap_mode="r")
+    if arr.ndim != 4 or arr.dtype != np.uint8:
+        raise ValueError(f"{thumbs_path}: expected (N, S, S, C) uint8 thumbnails, got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def run_training(
+    table: str | Path,
+    output: str | Path,
+    thumbs: str | Path | None = None,
+    *,
+    label: str = schema.MOA,
+    group: str = schema.PLATE,
+    split: str = "auto",
+    folds: int | None = None,
+    treatment: str = schema.TREATMENT,
+    batch: str | None = None,
+    experiment: str = schema.EXPERIMENT,
+    exclude_labels: Sequence[str] = (),
+    models: Sequence[str] | None = None,
+    normalize: str = "controls",
+    annotation: str | Path | None = None,
+    active_only: bool = False,
+    seed: int = 0,
+    cnn_epochs: int = 100,
+    cnn_patience: int = 5,
+    n_permutations: int = N_PERMUTATIONS,
+    scheduler: str | None = None,
+    n_jobs: int = 1,
+    save_models: bool = True,
+    report: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate models on held-out folds, refit them on all rows, write ``output/``; return metrics.
+
+    ``models`` defaults to every model that applies (the CNNs only with ``thumbs``);
+    ``folds``: outer folds (``None`` the split's default, ``0`` leave one group out).
+    """
+    table_path, output = Path(table).resolve(), Path(output)
+    thumbs_path = Path(thumbs).resolve() if thumbs is not None else None
+    if models is None:
+        models = (("cnn",) if thumbs_path else ()) + DEFAULT_MODELS
+    if split not in ("auto",) + splits.SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected auto or one of {', '.join(splits.SPLITS)}")
+    data = load_training_data(
+        read_table(table_path),
+        table_path=table_path,
+        thumbs=_load_thumbs(thumbs_path),
+        label=label,
+        group=group,
+        treatment=treatment,
+        normalize=normalize,
+        exclude_labels=exclude_labels,
+        annotation=annotation,
+        active_only=active_only,
+        seed=seed,
+    )
+    columns = {"plate": group, "treatment": treatment, "experiment": experiment, "batch": batch}
+    settings = Settings(
+        models=tuple(models),
+        seed=seed,
+        split=resolve_split(split, data, columns, folds, seed),
+        n_splits=folds,
+        columns=columns,
+        cnn_epochs=cnn_epochs,
+        cnn_patience=cnn_patience,
+        scheduler=scheduler,
+        n_jobs=n_jobs,
+    )
+    expanded = _expand_models(settings.models, data.thumbs is not None)
+    outer, units = outer_folds(data, settings)
+    _log(
+        f"{len(data.y)} rows, {len(data.feature_names)} features, {len(data.classes)} classes, {len(outer)} "
+        f"{settings.split} folds ({splits.QUESTIONS[settings.split]}), models {', '.join(expanded)}"
+    )
+    results = evaluate_folds(data, outer, units, settings)
+    result = compute_metrics(
+        results.predictions, data.classes, results.untrained, n_permutations=n_permutations, seed=seed
+    )
+    result["classes"] = [str(c) for c in data.classes]
+    if results.ensemble:
+        result["ensemble"] = _ensemble_summary(results.ensemble)
     result["config"] = {
         "table": str(table_path),
         "thumbs": str(thumbs_path) if thumbs_path else None,
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
-        "split": split, "label": label, "group": group, "treatment": treatment, "batch": batch,
-        "normalize": normalize, "exclude_labels": list(exclude_labels), "seed": seed,
-        "models": list(_expand_models(settings.models, data.thumbs is not None)),
-        "n_rows": int(len(data.y)), "n_features": len(data.feature_names),
-        "n_features_selected": n_selected, "n_folds": len(splits),
-        "cnn_epochs": cnn_epochs, "cnn_patience": cnn_patience, "scheduler": scheduler,
-        "metric_aggregation": "pooled, bootstrap SD over folds" if split in ("nsc", "nscb") else "mean and SD over folds",
+        "split": settings.split,
+        "split_requested": split,
+        "question": splits.QUESTIONS[settings.split],
+        "label": label,
+        "group": group,
+        "treatment": treatment,
+        "batch": batch,
+        "experiment": experiment,
+        "normalize": normalize,
+        "exclude_labels": list(exclude_labels),
+        "active_only": active_only,
+        "inactive_treatments_dropped": data.inactive,
+        "seed": seed,
+        "models": list(expanded),
+        "n_rows": int(len(data.y)),
+        "n_features": len(data.feature_names),
+        "n_features_selected": results.n_selected,
+        "n_folds": len(outer),
+        "folds": "leave-one-out" if folds == 0 else (folds or "default"),
+        "inner_split": f"one of {round(1 / INNER_FRACTION)} {settings.split} folds of the training rows",
+        "cnn_epochs_max": cnn_epochs,
+        "cnn_patience": cnn_patience,
+        "cnn_embedding_epochs": results.cnn_epochs,
+        "n_permutations": n_permutations,
+        "n_bootstrap": N_BOOTSTRAP,
+        "aggregation": evaluation.AGGREGATION,
+        "scheduler": scheduler,
         "versions": package_versions(),
     }
-    output.mkdir(parents=True, exist_ok=True)
+    final = None
     if save_models:
         t0 = time.perf_counter()
-        _fit_and_save_final(data, settings, output)
-        timings["final_fit"] = time.perf_counter() - t0
-    result["timings"] = {k: round(v, 3) for k, v in timings.items()}
-    write_table(pred, output / "predictions.parquet")
-    if treatment_pred is not None:
-        write_table(treatment_pred, output / "treatment_predictions.parquet")
-    write_json({k: v for k, v in histories.items() if v}, output / "history.json")
-    if importance.any():
-        imp = pd.DataFrame({"feature": data.feature_names, "importance": importance / len(splits)})
-        write_table(imp.sort_values("importance", ascending=False), output / "feature_importance.csv")
-    write_json(result, output / "metrics.json")
+        final = fit_final(data, settings, units)
+        results.timings["final_fit"] = time.perf_counter() - t0
+    result["timings"] = {k: round(v, 3) for k, v in results.timings.items()}
+    save_run(output, result, results, data, final)
     _log(summary_table(result))
     if report:
         _build_report(table_path, output)
     return result
 
 
-def _fit_and_save_final(data: TrainingData, settings: Settings, output: Path) -> None:
-    """Refit every model on all rows and save them for ``moa-features predict``."""
-    fitted, _ = fit_fold(data, np.arange(len(data.y)), settings)
-    joblib.dump(
-        {"pipeline": fitted["preprocess"], "feature_names": data.feature_names, "classes": list(data.classes)},
-        output / "preprocess.joblib",
+def _ensemble_summary(per_fold: list[dict]) -> dict[str, Any]:
+    """Per-fold weights and fallbacks, and a sentence saying how often the ensemble fell back."""
+    fell = [f["fallback"] for f in per_fold if f["fallback"]]
+    note = (
+        f"no blend beat the best single member on the inner validation in {len(fell)} of {len(per_fold)} "
+        f"folds; there the ensemble is that member ({', '.join(sorted(set(fell)))})"
+        if fell
+        else "a blend beat every single member on the inner validation in every fold"
     )
-    if "xgboost" in fitted:
-        fitted["xgboost"].save(output / "xgboost.json")
-    for name in ("knn", "ensemble"):
-        if name in fitted:
-            joblib.dump(fitted[name], output / f"{name}.joblib")
-    for name in IMAGE_MODELS:
-        if name in fitted:
-            fitted[name].save(output / f"{name}.keras")
+    return {"folds": per_fold, "n_fallback": len(fell), "note": note}
 
 
 def _build_report(table_path: Path, output: Path) -> None:
@@ -581,64 +761,158 @@ def _build_report(table_path: Path, output: Path) -> None:
 
 
 def summary_table(result: dict[str, Any]) -> str:
-    """A plain-text table of the headline metrics per model."""
-    cols = ["macro_recall", "balanced_accuracy", "macro_f1", "accuracy", "well_macro_recall", "treatment_accuracy"]
-    present = [c for c in cols if any(c in m for m in result["models"].values())]
-    lines = ["model          " + " ".join(f"{c:>18}" for c in present)]
+    """A plain-text table of the headline figures per model (with the treatment-level p-value)."""
+    cols = ["macro_recall", "well_macro_recall", "treatment_macro_recall", "treatment_accuracy"]
+    lines = ["model          " + " ".join(f"{c:>24}" for c in cols) + "   p(treatment_acc)"]
     for name, m in result["models"].items():
         cells = []
-        for c in present:
-            v, sd = m.get(c), m.get(f"{c}_std")
-            cells.append(f"{'':>18}" if v is None else f"{v:>10.3f}" + (f" ±{sd:5.3f}" if sd is not None else " " * 7))
-        lines.append(f"{name:<15}" + " ".join(cells))
+        for c in cols:
+            lo, hi = m.get(f"{c}_ci95", (np.nan, np.nan))
+            cells.append(f"{m[c]:>8.3f} [{lo:5.3f}, {hi:5.3f}]".rjust(24) if c in m else " " * 24)
+        lines.append(f"{name:<15}" + " ".join(cells) + f"   {m.get('treatment_accuracy_p', np.nan):.4f}")
+    chance = next(iter(result["models"].values()))["treatment_expected_chance"]
+    lines.append(
+        f"expected chance (treatment level, class priors): accuracy {chance['accuracy']:.3f}, "
+        f"macro recall {chance['macro_recall']:.3f}"
+    )
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="moa-features train",
-        description="Train and evaluate MoA models on held-out plates (or compounds), beside chance baselines.",
+        description="Train and evaluate MoA models on held-out treatments (or plates), beside chance.",
     )
     p.add_argument("table", help="feature table (.parquet, .csv or .csv.gz) following the Metadata_ convention")
-    p.add_argument("--thumbs", help="(N, S, S, C) uint8 thumbnails row-aligned with TABLE (NAME.thumbs.npy); enables the CNNs")
+    p.add_argument(
+        "--thumbs", help="(N, S, S, C) uint8 thumbnails row-aligned with TABLE (NAME.thumbs.npy); enables the CNNs"
+    )
     p.add_argument("-o", "--output", help="run folder (default: models/<table name>)")
     p.add_argument("--label", default=schema.MOA, help="label column (default %(default)s)")
-    p.add_argument("--group", default=schema.PLATE, help="plate column for grouped splits and normalisation (default %(default)s)")
-    p.add_argument("--split", choices=evaluation.SPLITS, default="plate",
-                   help="plate: held-out plates; experiment: held-out experiments; nsc: leave-one-treatment-out; "
-                        "nscb: nsc without the test treatment's batches (default %(default)s)")
-    p.add_argument("--treatment", default=schema.TREATMENT, help="treatment column for nsc/nscb and kNN profiles (default %(default)s)")
+    p.add_argument(
+        "--group", default=schema.PLATE, help="plate column for plate splits and normalisation (default %(default)s)"
+    )
+    p.add_argument(
+        "--split",
+        choices=("auto",) + splits.SPLITS,
+        default="auto",
+        help="what is held out. nsc ('not same compound'): whole treatments, all concentrations together; "
+        "answers 'what is the MoA of a treatment the model has never seen?'. nsc-plate: nsc, and no "
+        "training row from the test treatments' plates. nscb: nsc, and none from their batches "
+        "(--batch). plate / experiment: held-out plates / experiments; the test treatments were seen "
+        "in training, so this is treatment recognition, not MoA generalisation. auto (default): "
+        "nsc-plate where the plate layout allows, else nsc, when TABLE has the --treatment column; "
+        "plate otherwise",
+    )
+    p.add_argument(
+        "--folds",
+        default=None,
+        metavar="K|loo",
+        help=f"outer folds: K grouped folds (default {splits.DEFAULT_NSC_FOLDS} for nsc splits, "
+        f"stratified by class; {splits.DEFAULT_GROUP_FOLDS} for plate/experiment) or loo (leave one "
+        "treatment/plate out)",
+    )
+    p.add_argument(
+        "--treatment",
+        default=schema.TREATMENT,
+        help="treatment column: the unit nsc holds out, the kNN's profiles (default %(default)s)",
+    )
     p.add_argument("--batch", help="batch column for --split nscb")
-    p.add_argument("--experiment", default=schema.EXPERIMENT, help="experiment column for --split experiment (default %(default)s)")
-    p.add_argument("--exclude-label", nargs="+", default=[], metavar="VALUE",
-                   help="labels removed from training and evaluation (after normalisation); default: none")
-    p.add_argument("--models", default=None,
-                   help=f"comma-separated subset of {','.join(CHOOSABLE)} (default: all that apply; CNNs need --thumbs)")
-    p.add_argument("--normalize", choices=profiling.NORMALIZATIONS, default="controls",
-                   help="per-plate robust z-score against negative controls, all plate rows, or none (default %(default)s)")
-    p.add_argument("--annotation", help="treatment -> MoA table (treatment_moa.csv) used when the label column is missing")
-    p.add_argument("--seed", type=int, default=0, help="random seed of every model (default %(default)s)")
-    p.add_argument("--cnn-epochs", type=int, default=20, help="maximum CNN epochs; early stopping usually ends sooner (default %(default)s)")
-    p.add_argument("--cnn-patience", type=int, default=4, help="CNN early-stopping patience in epochs (default %(default)s)")
+    p.add_argument(
+        "--experiment", default=schema.EXPERIMENT, help="experiment column for --split experiment (default %(default)s)"
+    )
+    p.add_argument(
+        "--exclude-label",
+        nargs="+",
+        default=[],
+        metavar="VALUE",
+        help="labels removed from training and evaluation (after normalisation); default: none",
+    )
+    p.add_argument(
+        "--active-only",
+        action="store_true",
+        help="train and score on phenotypically active treatments only (copairs mAP vs controls)",
+    )
+    p.add_argument(
+        "--models",
+        default=None,
+        help=f"comma-separated subset of {','.join(registry.names(chance=False))} "
+        "(default: all that apply; CNNs need --thumbs)",
+    )
+    p.add_argument(
+        "--normalize",
+        choices=profiling.NORMALIZATIONS,
+        default="controls",
+        help="per-plate robust z-score against negative controls, all plate rows, or none (default %(default)s)",
+    )
+    p.add_argument(
+        "--annotation", help="treatment -> MoA table (treatment_moa.csv) used when the label column is missing"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed of every model and split (default %(default)s)")
+    p.add_argument(
+        "--cnn-epochs",
+        type=int,
+        default=100,
+        help="upper bound of the CNN epoch search; the embedding CNN's budget is chosen on the inner "
+        "validation split (default %(default)s)",
+    )
+    p.add_argument(
+        "--cnn-patience", type=int, default=5, help="CNN early-stopping patience in epochs (default %(default)s)"
+    )
+    p.add_argument(
+        "--permutations",
+        type=int,
+        default=N_PERMUTATIONS,
+        help="treatment-level label permutations for the p-values (default %(default)s)",
+    )
     p.add_argument("--n-jobs", type=int, default=1, help="XGBoost threads (default %(default)s)")
-    p.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://HOST:PORT): train XGBoost with xgboost.dask")
+    p.add_argument(
+        "--scheduler", help="dask.distributed scheduler address (tcp://HOST:PORT): train XGBoost with xgboost.dask"
+    )
     p.add_argument("--no-save-models", action="store_true", help="evaluate only; do not refit and save the models")
     p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
     return p
 
 
+def _parse_folds(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value.lower() == "loo":
+        return 0
+    if not value.isdigit() or int(value) < 2:
+        raise ValueError(f"--folds must be an integer >= 2 or 'loo', got {value!r}")
+    return int(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    output = args.output or str(Path("models") / schema.sidecar_paths(args.table)["thumbs"].name.removesuffix(".thumbs.npy"))
+    stem = schema.sidecar_paths(args.table)["thumbs"].name.removesuffix(".thumbs.npy")
+    output = args.output or str(Path("models") / stem)
     models = None if args.models is None else tuple(m.strip() for m in args.models.split(",") if m.strip())
     try:
         run_training(
-            args.table, output, args.thumbs, label=args.label, group=args.group, split=args.split,
-            treatment=args.treatment, batch=args.batch, experiment=args.experiment,
-            exclude_labels=args.exclude_label, models=models, normalize=args.normalize,
-            annotation=args.annotation, seed=args.seed, cnn_epochs=args.cnn_epochs,
-            cnn_patience=args.cnn_patience, scheduler=args.scheduler, n_jobs=args.n_jobs,
+            args.table,
+            output,
+            args.thumbs,
+            label=args.label,
+            group=args.group,
+            split=args.split,
+            folds=_parse_folds(args.folds),
+            treatment=args.treatment,
+            batch=args.batch,
+            experiment=args.experiment,
+            exclude_labels=args.exclude_label,
+            models=models,
+            normalize=args.normalize,
+            annotation=args.annotation,
+            active_only=args.active_only,
+            seed=args.seed,
+            cnn_epochs=args.cnn_epochs,
+            cnn_patience=args.cnn_patience,
+            n_permutations=args.permutations,
+            scheduler=args.scheduler,
+            n_jobs=args.n_jobs,
             save_models=not args.no_save_models,
             report=not args.no_report,
             command="python -m moa_features.train " + " ".join(shlex.quote(a) for a in argv),

@@ -31,9 +31,7 @@ def blob_images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[:size, :size]
     for i in range(n):
         for cy, cx in rng.uniform(3, size - 3, (4, 2)):
-            X[i, :, :, 2 * y[i]] += 150.0 * np.exp(
-                -((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.5**2)
-            )
+            X[i, :, :, 2 * y[i]] += 150.0 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.5**2))
     return np.clip(np.rint(X), 0, 255).astype(np.uint8), y
 
 
@@ -69,22 +67,26 @@ def embedding(cnn, data):
 
 
 def test_import_does_not_pull_keras():
-    code = (
-        "import sys, moa_features, moa_features.models; "
-        "print('keras' in sys.modules, 'jax' in sys.modules)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
-    )
+    code = "import sys, moa_features, moa_features.models; print('keras' in sys.modules, 'jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_import_changes_no_environment():
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    code = (
+        "import os, sys, moa_features.train, moa_features.models.cnn as c; "
+        "print(os.environ.get('KERAS_BACKEND'), 'keras' in sys.modules); "
+        "c.baseline_model((8, 8, 1), 2); print(os.environ.get('KERAS_BACKEND'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
+    assert out.stdout.split() == ["None", "False", "jax"]  # set only when Keras is first needed
 
 
 def test_refuses_keras_on_another_backend():
     env = {**os.environ, "KERAS_BACKEND": "numpy"}
-    code = "import keras; import moa_features.models.cnn"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO
-    )
+    code = "import keras; from moa_features.models import cnn; cnn.baseline_model((8, 8, 1), 2)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
     assert out.returncode != 0
     assert "JAX backend" in out.stderr and "'numpy'" in out.stderr
 
@@ -114,9 +116,7 @@ def test_baseline_architecture_is_the_original(cnn):
         assert conv.activation is keras.activations.linear  # LeakyReLU is the next layer
     for pool in (model.get_layer("pool1"), model.get_layer("pool2")):
         assert pool.pool_size == (2, 2)
-    assert [
-        layer.negative_slope for layer in model.layers if isinstance(layer, keras.layers.LeakyReLU)
-    ] == [0.2] * 4
+    assert [layer.negative_slope for layer in model.layers if isinstance(layer, keras.layers.LeakyReLU)] == [0.2] * 4
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert [d.units for d in dense] == [64, 8, 3]
     assert dense[-1].activation is keras.activations.softmax
@@ -150,9 +150,7 @@ def test_embedding_architecture(cnn):
     assert model.output.shape == (None, 5)
     assert model.count_params() < 150_000
     plain = cnn.embedding_model((48, 48, 6), 5, augment=False)
-    assert not any(
-        isinstance(layer, (keras.layers.RandomFlip, cnn.RandomRot90)) for layer in plain.layers
-    )
+    assert not any(isinstance(layer, (keras.layers.RandomFlip, cnn.RandomRot90)) for layer in plain.layers)
     assert plain.count_params() == model.count_params()  # global pooling: size-independent
     assert [i.name for i in model.inputs] == ["thumbnail", "reference"]
     assert {model.get_layer(f"bn{i}").momentum for i in range(1, 5)} == {0.6}
@@ -206,12 +204,8 @@ def test_outputs_shapes_and_label_order(baseline, embedding, data):
 @pytest.mark.slow
 def test_imbalanced_class_weights_and_validation_data(cnn, data):
     X, y, X_test, y_test = data
-    keep = np.concatenate(
-        [np.flatnonzero(y == 0)[:30], np.flatnonzero(y == 1)[:12], np.flatnonzero(y == 2)[:6]]
-    )
-    est = cnn.CNNClassifier("baseline", epochs=1).fit(
-        X[keep], y[keep], validation_data=(X_test, y_test)
-    )
+    keep = np.concatenate([np.flatnonzero(y == 0)[:30], np.flatnonzero(y == 1)[:12], np.flatnonzero(y == 2)[:6]])
+    est = cnn.CNNClassifier("baseline", epochs=1).fit(X[keep], y[keep], validation_data=(X_test, y_test))
     expected = len(keep) / (3 * np.array([30, 12, 6]))
     np.testing.assert_allclose(est.class_weight_, expected)
     np.testing.assert_allclose(

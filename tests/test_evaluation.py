@@ -1,4 +1,5 @@
-"""Splits, metrics, chance baselines and feature selection (moa_features.models.evaluation/preprocessing)."""
+"""Metrics, aggregation, bootstrap, permutation null and chance (moa_features.models.evaluation),
+and feature selection (moa_features.models.preprocessing)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
-from sklearn.linear_model import LogisticRegression
 
 from moa_features.models import evaluation as ev
 from moa_features.models.preprocessing import (
@@ -17,140 +17,99 @@ from moa_features.models.preprocessing import (
 )
 
 
-def _screen(n_plates=6, wells=8, sites=3, seed=0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for p in range(n_plates):
-        for w in range(wells):
-            for s in range(sites):
-                rows.append({
-                    "Metadata_Plate": f"P{p}",
-                    "Metadata_Experiment": f"E{p // 2}",
-                    "Metadata_Well": f"W{w}",
-                    "Metadata_Treatment": f"T{w}",
-                    "Metadata_Batch": f"B{w % 3}",
-                    "x": rng.normal(),
-                })
-    return pd.DataFrame(rows)
-
-
-@pytest.mark.parametrize("split,col", [("plate", "Metadata_Plate"), ("experiment", "Metadata_Experiment")])
-def test_group_splits_never_straddle(split, col):
-    df = _screen()
-    folds = ev.make_splits(df, split)
-    assert len(folds) == min(5, df[col].nunique())
-    seen = np.concatenate([te for _, te in folds])
-    assert sorted(seen) == list(range(len(df)))  # every row held out exactly once
-    for tr, te in folds:
-        assert not set(df[col].iloc[tr]) & set(df[col].iloc[te])
-        assert len(tr) + len(te) == len(df)
-
-
-def test_group_splits_groupkfold_for_many_plates():
-    df = _screen(n_plates=9)
-    folds = ev.make_splits(df, "plate")
-    assert len(folds) == 5
-    for tr, te in folds:
-        assert not set(df["Metadata_Plate"].iloc[tr]) & set(df["Metadata_Plate"].iloc[te])
-
-
-def test_nsc_each_fold_holds_one_treatment():
-    df = _screen()
-    folds = ev.make_splits(df, "nsc", treatment_col="Metadata_Treatment")
-    assert len(folds) == df["Metadata_Treatment"].nunique()
-    for tr, te in folds:
-        test_t = set(df["Metadata_Treatment"].iloc[te])
-        assert len(test_t) == 1
-        assert (df["Metadata_Treatment"] == next(iter(test_t))).sum() == len(te)  # all its rows
-        assert not test_t & set(df["Metadata_Treatment"].iloc[tr])
-
-
-def test_nscb_drops_training_rows_of_test_batches():
-    df = _screen()
-    folds = ev.make_splits(df, "nscb", treatment_col="Metadata_Treatment", batch_col="Metadata_Batch")
-    for tr, te in folds:
-        assert len(set(df["Metadata_Treatment"].iloc[te])) == 1
-        assert not set(df["Metadata_Batch"].iloc[te]) & set(df["Metadata_Batch"].iloc[tr])
-        assert len(tr) > 0
-
-
-def test_split_errors_name_the_column():
-    df = _screen()
-    with pytest.raises(KeyError, match="Metadata_Compound"):
-        ev.make_splits(df, "nsc", treatment_col="Metadata_Compound")
-    with pytest.raises(ValueError, match="at least 2 groups"):
-        ev.make_splits(df.assign(Metadata_Plate="P0"), "plate")
-    with pytest.raises(ValueError, match="unknown split"):
-        ev.make_splits(df, "random")
-
-
-def test_metrics_agree_with_sklearn():
-    rng = np.random.default_rng(1)
-    y = rng.choice(["a", "b", "c"], 200, p=[0.6, 0.3, 0.1])
-    p = np.where(rng.random(200) < 0.6, y, rng.choice(["a", "b", "c"], 200))
-    m = ev.classification_metrics(y, p, prefix="well_")
-    assert m["well_macro_recall"] == pytest.approx(recall_score(y, p, average="macro"))
-    assert m["well_balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p))
-    assert m["well_macro_f1"] == pytest.approx(f1_score(y, p, average="macro"))
-    assert m["well_accuracy"] == pytest.approx(np.mean(y == p))
-    rec = ev.per_class_recall(y, p, ["a", "b", "c", "d"])
-    assert rec["b"] == pytest.approx(np.mean(p[y == "b"] == "b")) and rec["d"] is None
-    cm = ev.confusion(y, p, ["a", "b", "c"])
-    assert np.array(cm["matrix"]).sum() == 200 and np.trace(cm["matrix"]) == np.sum(y == p)
-
-
-def test_aggregate_proba_mean_probability():
-    frame = pd.DataFrame({
-        "well": ["w1", "w1", "w2"], "y_true": ["a", "a", "b"],
-        "proba_a": [0.9, 0.2, 0.3], "proba_b": [0.1, 0.8, 0.7],
-    })
-    out = ev.aggregate_proba(frame, ["well"], ["proba_a", "proba_b"], ["a", "b"])
-    assert out["y_pred"].tolist() == ["a", "b"]  # w1: mean (0.55, 0.45)
-    assert out.loc[0, "proba_a"] == pytest.approx(0.55)
-
-
-def test_summarize_and_bootstrap():
-    s = ev.summarize_folds([{"accuracy": 0.5}, {"accuracy": 0.7}])
-    assert s == {"accuracy": pytest.approx(0.6), "accuracy_std": pytest.approx(0.1)}
-    y = np.array(["a"] * 10 + ["b"] * 10)
-    folds = np.repeat(np.arange(4), 5)
-    assert ev.bootstrap_std(y, y, folds)["accuracy_std"] == 0.0
-    noisy = ev.bootstrap_std(y, y[::-1], folds)
-    assert noisy["macro_recall_std"] >= 0.0
-
-
-def test_chance_baselines_near_chance():
-    """On features that carry no label information, both baselines score near 1/k."""
+def test_metrics_agree_with_sklearn_and_keep_label_types():
     rng = np.random.default_rng(0)
-    k, n = 4, 2000
-    X = rng.normal(size=(n, 5))
-    y = rng.choice([f"c{i}" for i in range(k)], n)
-    tr, te = np.arange(n // 2), np.arange(n // 2, n)
-    maj = ev.MajorityClassifier().fit(X[tr], y[tr])
-    assert set(maj.predict(X[te])) == {maj.classes_[np.argmax(maj.class_prior_)]}
-    assert ev.classification_metrics(y[te], maj.predict(X[te]))["macro_recall"] == pytest.approx(1 / k)
-    assert maj.predict_proba(X[te]).sum(axis=1) == pytest.approx(np.ones(len(te)))
-    # On informative features, the shuffled-label model scores at chance on average over
-    # permutations (one permutation can map a class region to a wrong label wholesale).
-    Xi = np.eye(k)[np.searchsorted(np.unique(y), y)] + 0.1 * rng.normal(size=(n, k))
-    scores = [
-        ev.classification_metrics(
-            y[te], ev.ShuffledLabelClassifier(LogisticRegression(), random_state=s).fit(Xi[tr], y[tr]).predict(Xi[te])
-        )["macro_recall"]
-        for s in range(20)
-    ]
-    assert abs(np.mean(scores) - 1 / k) < 0.07
-    real = LogisticRegression(max_iter=500).fit(Xi[tr], y[tr])
-    assert ev.classification_metrics(y[te], real.predict(Xi[te]))["macro_recall"] > 0.95
+    y_true = rng.integers(0, 4, 200)
+    y_pred = np.where(rng.random(200) < 0.6, y_true, rng.integers(0, 4, 200))
+    m = ev.classification_metrics(y_true, y_pred, "well_")
+    assert m["well_macro_recall"] == pytest.approx(recall_score(y_true, y_pred, average="macro"))
+    assert m["well_balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert m["well_macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert ev.per_class_recall(y_true, y_pred, [0, 1, 2, 3, 9])["9"] is None
+    acc, macro = ev._fast_scores(*ev._encode(y_true, y_pred))
+    assert acc == pytest.approx(m["well_accuracy"]) and macro == pytest.approx(m["well_macro_recall"])
+    # an ignored (unscored) class leaves the macro average; predicting it is still an error
+    kept = ev.classification_metrics(y_true, y_pred, ignore=[3])
+    assert kept["macro_recall"] == pytest.approx(recall_score(y_true, y_pred, labels=[0, 1, 2], average="macro"))
+    assert kept["accuracy"] == m["well_accuracy"]
+    assert ev._fast_scores(*ev._encode(y_true, y_pred, [3]))[1] == pytest.approx(kept["macro_recall"])
+
+
+def test_aggregation_averages_probabilities_per_group():
+    frame = pd.DataFrame(
+        {
+            "well": ["a", "a", "b"],
+            "y_true": ["x", "x", "y"],
+            "unit": ["t1", "t1", "t2"],
+            "proba_x": [0.9, 0.2, 0.3],
+            "proba_y": [0.1, 0.8, 0.7],
+        }
+    )
+    out = ev.aggregate_proba(frame, ["well"], ["proba_x", "proba_y"], np.array(["x", "y"]), ["unit"])
+    assert out["proba_x"].tolist() == pytest.approx([0.55, 0.3])
+    assert out["y_pred"].tolist() == ["x", "y"] and out["unit"].tolist() == ["t1", "t2"]
+
+
+def test_expected_chance_from_priors():
+    chance = ev.expected_chance(["a"] * 6 + ["b"] * 2 + ["c"] * 2)
+    assert chance["accuracy"] == pytest.approx(0.6**2 + 0.2**2 + 0.2**2)
+    assert chance["macro_recall"] == pytest.approx(1 / 3)
+
+
+def _treatment_table(n_treatments: int = 40, k: int = 4, wells: int = 3, accuracy: float = 1.0, seed: int = 0):
+    """Per-well truth/prediction of ``n_treatments`` treatments; ``accuracy`` of them predicted right."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_treatments) % k
+    right = rng.random(n_treatments) < accuracy
+    pred = np.where(right, labels, rng.integers(0, k, n_treatments))
+    units = np.repeat([f"t{i}" for i in range(n_treatments)], wells)
+    return np.repeat(labels, wells), np.repeat(pred, wells), units
+
+
+def test_permutation_null_of_a_label_shuffled_table_is_not_significant():
+    y_true, y_pred, units = _treatment_table(accuracy=0.9)
+    rng = np.random.default_rng(1)
+    labels = y_true[::3]
+    shuffled = np.repeat(rng.permutation(labels), 3)  # labels shuffled at treatment level
+    p_shuffled = ev.permutation_pvalues(shuffled, y_pred, units, n_permutations=200, seed=0)
+    assert p_shuffled["accuracy_p"] > 0.05 and p_shuffled["macro_recall_p"] > 0.05
+    p_real = ev.permutation_pvalues(y_true, y_pred, units, n_permutations=200, seed=0)
+    assert p_real["accuracy_p"] == pytest.approx(1 / 201) and p_real["macro_recall_p"] < 0.01
+    assert abs(p_real["accuracy_null_mean"] - 0.25) < 0.05
+
+
+def test_permutation_moves_whole_treatments():
+    # one treatment with many wells: if rows were shuffled, its wells would get mixed labels.
+    y_true = np.array([0] * 10 + [1, 1])
+    y_pred = y_true.copy()
+    units = np.array(["big"] * 10 + ["s1", "s2"])
+    null = ev.permutation_pvalues(y_true, y_pred, units, n_permutations=300, seed=0)
+    # 3 units, labels (0, 1, 1): the identity-like assignments (1 in 3) reproduce the observed score.
+    assert null["accuracy_p"] == pytest.approx(1 / 3, abs=0.08)
+
+
+def test_bootstrap_ci_brackets_the_estimate_and_shrinks_with_more_treatments():
+    small = ev.bootstrap(*_treatment_table(20, accuracy=0.8), n_boot=400)
+    large = ev.bootstrap(*_treatment_table(400, accuracy=0.8), n_boot=400)
+    lo, hi = large["accuracy_ci95"]
+    assert lo < 0.85 and hi > 0.8 - 0.1 and lo <= hi
+    width = {name: r["accuracy_ci95"][1] - r["accuracy_ci95"][0] for name, r in (("small", small), ("large", large))}
+    assert width["large"] < width["small"]
 
 
 def test_frequency_and_correlation_selection_known_answers():
     # pycytominer's own test table for variance_threshold (freq_cut=0.1, unique_cut=0.1).
-    df = pd.DataFrame({
-        "a": [1, 1, 1, 1, 1, 1], "b": [1, 1, 1, 1, 1, 2], "c": [1, 1, 1, 1, 2, 3],
-        "x": [1, 3, 8, 5, 2, 2], "y": [1, 2, 8, 5, 2, 1], "z": [9, 3, 8, 9, 2, 9],
-        "zz": [0, -3, 8, 9, 6, 9],
-    }).astype(float)
+    df = pd.DataFrame(
+        {
+            "a": [1, 1, 1, 1, 1, 1],
+            "b": [1, 1, 1, 1, 1, 2],
+            "c": [1, 1, 1, 1, 2, 3],
+            "x": [1, 3, 8, 5, 2, 2],
+            "y": [1, 2, 8, 5, 2, 1],
+            "z": [9, 3, 8, 9, 2, 9],
+            "zz": [0, -3, 8, 9, 6, 9],
+        }
+    ).astype(float)
     drop = frequency_excluded(df.to_numpy(), freq_cut=0.1, unique_cut=0.1)
     assert list(df.columns[drop]) == ["a"]
     drop = frequency_excluded(df.to_numpy(), freq_cut=0.4, unique_cut=0.1)

@@ -7,9 +7,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.neighbors import KNeighborsClassifier
 
-from moa_features.models.ensemble import SoftVoteEnsemble, align_proba, simplex_grid
-from moa_features.models.gbm import XGBoostClassifier, inner_validation_split
-from moa_features.models.knn import ProfileKNNClassifier, cosine_similarity
+from moa_features.models.ensemble import ProbabilityVote, SoftVoteEnsemble, align_proba, simplex_grid
+from moa_features.models.gbm import XGBoostClassifier
+from moa_features.models.knn import ProfileKNNClassifier, consensus_profiles
 
 
 def _blobs(n_per=(120, 120, 20), p=8, sep=2.0, seed=0):
@@ -27,21 +27,13 @@ def _blobs(n_per=(120, 120, 20), p=8, sep=2.0, seed=0):
     return X, y, groups
 
 
-def test_inner_validation_split_holds_out_whole_groups():
-    y = np.repeat(["a", "b"], 30)
-    groups = np.tile(np.arange(6), 10)
-    tr, va = inner_validation_split(y, groups, 0.25, 0)
-    assert not set(groups[tr]) & set(groups[va])
-    assert len(tr) + len(va) == len(y)
-    tr, va = inner_validation_split(y, None, 0.25, 0)  # stratified by class
-    assert set(y[va]) == {"a", "b"}
-
-
 def test_xgboost_learns_balances_and_is_deterministic():
     X, y, g = _blobs()
     Xt, yt, _ = _blobs(seed=1)
     model = XGBoostClassifier(n_estimators=200).fit(X, y, groups=g)
     assert model.classes_.tolist() == ["c0", "c1", "c2"]
+    ints = XGBoostClassifier(n_estimators=20).fit(X, np.searchsorted(["c0", "c1", "c2"], y) * 7)
+    assert ints.classes_.tolist() == [0, 7, 14] and ints.score(Xt, np.searchsorted(["c0", "c1", "c2"], yt) * 7) > 0.8
     proba = model.predict_proba(Xt)
     assert proba.shape == (len(yt), 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
     acc = np.mean(model.predict(Xt) == yt)
@@ -66,7 +58,7 @@ def test_xgboost_save_load_roundtrip(tmp_path):
     assert back.classes_.tolist() == model.classes_.tolist()
     assert back.get_params() == model.get_params()
     assert np.allclose(back.predict_proba(X), model.predict_proba(X))
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(ValueError, match="features"):
         back.predict_proba(X[:, :3])
     with pytest.raises(ValueError, match="at least 2 classes"):
         XGBoostClassifier().fit(X, np.full(len(X), "a"))
@@ -76,7 +68,8 @@ def test_xgboost_dask_matches_local_structure():
     distributed = pytest.importorskip("distributed")
     X, y, g = _blobs()
     Xt, yt, _ = _blobs(seed=1)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    cluster_kw = dict(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    with distributed.LocalCluster(**cluster_kw) as cluster:
         dask_model = XGBoostClassifier(n_estimators=100, scheduler=cluster.scheduler_address).fit(X, y, groups=g)
     local = XGBoostClassifier(n_estimators=100).fit(X, y, groups=g)
     assert dask_model.classes_.tolist() == local.classes_.tolist()
@@ -85,39 +78,92 @@ def test_xgboost_dask_matches_local_structure():
     assert abs(np.mean(dask_model.predict(Xt) == yt) - np.mean(local.predict(Xt) == yt)) < 0.1
 
 
-def test_knn_matches_sklearn_cosine_1nn_on_profiles():
+@pytest.mark.parametrize("center", [False, True])
+def test_knn_matches_sklearn_cosine_1nn_on_consensus_profiles(center):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 5))
     y = np.repeat(["a", "b", "c"], 20)
     treatments = np.repeat([f"t{i}" for i in range(12)], 5)
-    knn = ProfileKNNClassifier().fit(X, y, treatments=treatments)
+    wells = np.arange(60) // 5 * 10 + np.arange(60) % 5 // 2  # wells of 2, 2 and 1 rows within each treatment
+    knn = ProfileKNNClassifier(center=center).fit(X, y, treatments=treatments, wells=wells)
     names = knn.profile_names_
     assert len(names) == 12
-    med = np.array([np.median(X[treatments == t], axis=0) for t in names])
-    assert np.allclose(knn.profiles_, med)
-    ref = KNeighborsClassifier(n_neighbors=1, metric="cosine", algorithm="brute").fit(med, knn.profile_labels_)
+    # Ljosa consensus: median over wells of the well medians
+    med = np.array(
+        [
+            np.median([np.median(X[wells == w], axis=0) for w in np.unique(wells[treatments == t])], axis=0)
+            for t in names
+        ]
+    )
+    assert np.allclose(consensus_profiles(X, treatments, wells)[1], med)
+    shift = med.mean(axis=0) if center else np.zeros(5)
+    assert np.allclose(knn.profiles_, med - shift)
+    labels = knn.classes_[knn.profile_codes_]
+    ref = KNeighborsClassifier(n_neighbors=1, metric="cosine", algorithm="brute").fit(med - shift, labels)
     Q = rng.normal(size=(40, 5))
-    assert knn.predict(Q).tolist() == ref.predict(Q).tolist()
+    assert knn.predict(Q).tolist() == ref.predict(Q - shift).tolist()
     assert np.allclose(knn.predict_proba(Q).sum(axis=1), 1)
-    groups = np.repeat(["q1", "q2"], 20)
-    by_group = knn.predict_groups(Q, groups)
-    q1 = np.median(Q[:20], axis=0, keepdims=True)
-    assert by_group.loc["q1"] == ref.predict(q1)[0]
-    assert cosine_similarity(np.array([[1.0, 0.0]]), np.array([[0.0, 2.0], [3.0, 0.0]])).tolist() == [[0.0, 1.0]]
 
 
-def test_soft_vote_picks_the_informative_member():
+def test_centred_knn_predicts_the_control_class():
+    # after control normalisation the control consensus is ~0: plain cosine can never choose it
     rng = np.random.default_rng(0)
-    classes = ["a", "b", "c"]
+    X = np.vstack(
+        [
+            rng.normal(0, 0.05, (10, 4)),
+            rng.normal(0, 0.05, (10, 4)) + [3, 0, 0, 0],
+            rng.normal(0, 0.05, (10, 4)) + [0, 3, 0, 0],
+        ]
+    )
+    y = np.repeat(["control", "a", "b"], 10)
+    treatments = np.repeat(["dmso", "ta", "tb"], 10)
+    query = rng.normal(0, 0.05, (20, 4))  # new control wells
+    plain = ProfileKNNClassifier(center=False).fit(X, y, treatments=treatments)
+    auto = ProfileKNNClassifier().fit(X, y, treatments=treatments)
+    assert (plain.predict(query) == "control").mean() < 0.5
+    assert auto.centred_ and (auto.predict(query) == "control").all()
+    # without a near-zero profile "auto" keeps the plain cosine
+    treated = np.isin(y, ["a", "b"])
+    assert not ProfileKNNClassifier().fit(X[treated], y[treated], treatments=treatments[treated]).centred_
+
+
+def test_probability_vote_picks_the_informative_member_or_falls_back():
+    rng = np.random.default_rng(0)
+    classes = np.array(["a", "b", "c"])
     y = rng.choice(classes, 300)
     onehot = np.eye(3)[np.searchsorted(classes, y)]
     good = 0.7 * onehot + 0.1
     noise = rng.dirichlet(np.ones(3), 300)
-    ens = SoftVoteEnsemble(classes=classes, names=["noise", "good"]).fit([noise, good], y)
-    assert ens.weights_.tolist() == [0.0, 1.0] or ens.weights_[1] >= 0.9
+    ens = ProbabilityVote(["noise", "good"], classes).fit([noise, good], y)
+    assert ens.weights_.tolist() == [0.0, 1.0] and ens.fallback_ == "good"  # no blend beats the good member
     assert (ens.predict([noise, good]) == y).mean() == 1.0
-    assert simplex_grid(3, 0.5).tolist() == [[0, 0, 1], [0, 0.5, 0.5], [0, 1, 0], [0.5, 0, 0.5], [0.5, 0.5, 0], [1, 0, 0]]
+    # two complementary members: each knows a different half of the classes; the blend wins
+    half_a = np.where(np.isin(y, ["a"])[:, None], onehot * 0.8 + 0.066, 1 / 3)
+    half_b = np.where(np.isin(y, ["b", "c"])[:, None], onehot * 0.8 + 0.066, 1 / 3)
+    blend = ProbabilityVote(["A", "B"], classes).fit([half_a, half_b], y)
+    assert blend.fallback_ is None and 0 < blend.weights_[0] < 1
+    assert blend.validation_loss_ < min(
+        ProbabilityVote([n], classes).fit([p], y).validation_loss_ for n, p in (("A", half_a), ("B", half_b))
+    )
+    assert simplex_grid(3, 0.5).tolist() == [
+        [0, 0, 1],
+        [0, 0.5, 0.5],
+        [0, 1, 0],
+        [0.5, 0, 0.5],
+        [0.5, 0.5, 0],
+        [1, 0, 0],
+    ]
     p = align_proba(np.array([[0.2, 0.8]]), ["b", "a"], ["a", "b", "c"])
     assert p.tolist() == [[0.8, 0.2, 0.0]]
     with pytest.raises(ValueError, match="expected 2 members"):
         ens.predict_proba([good])
+
+
+def test_soft_vote_ensemble_is_a_pipeline_estimator():
+    X, y, g = _blobs()
+    Xt, yt, _ = _blobs(seed=1)
+    ens = SoftVoteEnsemble(
+        estimators=[("xgboost", XGBoostClassifier(n_estimators=50)), ("knn", ProfileKNNClassifier())]
+    ).fit(X, y, groups=g)
+    assert ens.weights_.sum() == pytest.approx(1) and len(ens.estimators_) == 2
+    assert ens.score(Xt, yt) > 0.8

@@ -9,52 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_features import schema
 from moa_features import predict as predict_mod
-from moa_features import train
+from moa_features import schema, train
 from moa_features.io import read_table
+from _helpers import CLASSES, constructed_screen
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CLASSES = ("Negative control", "Microtubule", "DNA damage")
 CORE = ("macro_recall", "balanced_accuracy", "macro_f1", "accuracy")
-
-
-def constructed_screen(folder: Path, n_plates: int = 3, wells_per_class: int = 3, sites: int = 2,
-                       size: int = 12, seed: int = 0) -> tuple[Path, Path]:
-    """A small screen as a feature table + row-aligned thumbnails.
-
-    Each class shifts a few features (and one thumbnail channel's brightness); every plate
-    has a multiplicative gain (a batch effect that control normalisation removes).
-    """
-    rng = np.random.default_rng(seed)
-    rows, thumbs = [], []
-    for p in range(n_plates):
-        gain = 1 + 0.3 * p
-        for k, moa in enumerate(CLASSES):
-            for w in range(wells_per_class):
-                well = f"{'BCD'[k]}{w + 2:02d}"
-                treatment = "EMPTY" if k == 0 else f"drug{k}_{w % 2}"
-                for s in range(1, sites + 1):
-                    f = rng.normal(10, 1, size=6)
-                    if k:
-                        f[k] += 6
-                    f = f * gain
-                    rows.append({
-                        schema.PLATE: f"exp1_{p + 1}", schema.WELL: well, schema.SITE: s,
-                        schema.EXPERIMENT: "exp1", schema.TREATMENT: treatment,
-                        schema.CONCENTRATION: 1.0 if k else 0.0, schema.MOA: moa,
-                        schema.SITE_ID: f"exp1_{p + 1}_{well}_{s}", schema.WELL_ID: f"exp1_{p + 1}_{well}",
-                        **{f"Image_Intensity_Mean_w{i + 1}": v for i, v in enumerate(f)},
-                        "Image_Intensity_Const_w1": 1.0,
-                    })
-                    img = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
-                    img[..., k] += 120
-                    thumbs.append(img)
-    table = folder / "screen.parquet"
-    pd.DataFrame(rows).to_parquet(table, index=False)
-    thumbs_path = folder / "screen.thumbs.npy"
-    np.save(thumbs_path, np.stack(thumbs))
-    return table, thumbs_path
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +27,7 @@ def screen(tmp_path_factory) -> tuple[Path, Path]:
 def full_run(screen, tmp_path_factory) -> tuple[Path, dict]:
     table, thumbs = screen
     out = tmp_path_factory.mktemp("runs") / "full"
-    metrics = train.run_training(table, out, thumbs, cnn_epochs=2, cnn_patience=1, report=False)
+    metrics = train.run_training(table, out, thumbs, split="plate", cnn_epochs=2, cnn_patience=1, report=False)
     return out, metrics
 
 
@@ -75,32 +36,50 @@ def test_full_run_writes_the_contract(full_run, screen):
     out, metrics = full_run
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["models"].keys() == metrics["models"].keys()
-    assert set(on_disk["models"]) == {"cnn", "xgboost", "knn", "cnn_embedding", "ensemble", "majority", "shuffled"}
+    assert set(on_disk["models"]) == {"cnn", "xgboost", "knn", "cnn_embedding", "ensemble", "majority"}
     for name, m in on_disk["models"].items():
-        for key in CORE:
-            for k in (key, f"{key}_std", f"well_{key}", f"well_{key}_std"):
-                assert 0.0 <= m[k] <= 1.0, (name, k)
-    assert on_disk["classes"] == sorted(CLASSES)
+        assert m["aggregation"] == on_disk["aggregation"]
+        for prefix in ("", "well_", "treatment_"):
+            for key in CORE:
+                assert 0.0 <= m[f"{prefix}{key}"] <= 1.0, (name, prefix, key)
+            for key in ("accuracy", "macro_recall"):
+                lo, hi = m[f"{prefix}{key}_ci95"]
+                assert 0 <= lo <= hi <= 1 and 0 < m[f"{prefix}{key}_p"] <= 1
+            assert m[f"{prefix}expected_chance"]["macro_recall"] == pytest.approx(1 / 3)
+    assert on_disk["classes"] == sorted(CLASSES) and on_disk["unscored_classes"] == []
     for name in on_disk["models"]:
         assert set(on_disk["per_class_recall"][name]) == set(CLASSES)
         cm = np.array(on_disk["confusion_matrices"][name]["matrix"])
-        assert cm.sum() == 54 and cm.shape == (3, 3)  # every row held out once
+        assert cm.sum() == 15 and cm.shape == (3, 3)  # 5 treatment profiles per held-out plate
     cfg = on_disk["config"]
     assert cfg["table"] == str(screen[0].resolve()) and cfg["thumbs"] == str(screen[1].resolve())
     assert cfg["split"] == "plate" and cfg["label"] == schema.MOA and cfg["group"] == schema.PLATE
+    assert cfg["question"].startswith("treatment recognition")
     assert cfg["seed"] == 0 and {"xgboost", "xgboost-cpu"} & set(cfg["versions"]) and cfg["n_folds"] == 3
-    assert {"xgboost", "cnn", "ensemble", "final_fit"} <= set(on_disk["timings"])
-    # The informative models beat the chance baselines on held-out plates.
+    assert len(cfg["cnn_embedding_epochs"]) == 3 and all(1 <= e <= 2 for e in cfg["cnn_embedding_epochs"])
+    assert {"xgboost", "cnn", "inner", "final_fit"} <= set(on_disk["timings"])
+    assert len(on_disk["ensemble"]["folds"]) == 3 and on_disk["ensemble"]["note"]
+    # The informative models beat chance on held-out plates; the centred 1-NN places controls too.
     m = on_disk["models"]
-    # (cosine 1-NN cannot place controls, whose normalised profile is noise around 0)
-    chance = m["majority"]["macro_recall"]
-    assert m["xgboost"]["macro_recall"] > chance + 0.3 and m["knn"]["macro_recall"] > chance + 0.2
-    assert m["ensemble"]["macro_recall"] > chance + 0.3 and m["cnn"]["macro_recall"] > chance + 0.3
+    for name in ("xgboost", "knn", "ensemble", "cnn"):
+        assert m[name]["treatment_accuracy"] > m[name]["treatment_expected_chance"]["accuracy"] + 0.3, name
+    assert on_disk["per_class_recall"]["knn"]["Negative control"] > 0.5
     assert m["majority"]["macro_recall"] == pytest.approx(1 / 3)
 
     pred = read_table(out / "predictions.parquet")
     assert set(pred["model"]) == set(m)
-    for c in ("model", "fold", schema.SITE_ID, schema.PLATE, schema.WELL, "y_true", "y_pred"):
+    for c in (
+        "model",
+        "fold",
+        schema.SITE_ID,
+        schema.PLATE,
+        schema.WELL,
+        "y_true",
+        "y_pred",
+        "well_key",
+        "treatment_key",
+        "unit_key",
+    ):
         assert c in pred.columns
     proba = pred[[f"proba_{c}" for c in sorted(CLASSES)]].to_numpy()
     assert np.allclose(proba.sum(axis=1), 1, atol=1e-4)
@@ -136,18 +115,74 @@ def test_predict_reloads_the_run(full_run, screen, tmp_path):
 def test_cli_nsc_with_exclusion_and_treatment_accuracy(screen, tmp_path, capsys):
     table, _ = screen
     out = tmp_path / "nsc"
-    rc = train.main([str(table), "-o", str(out), "--split", "nsc", "--exclude-label", "Negative control",
-                     "--models", "xgboost,knn", "--no-report", "--no-save-models"])
+    rc = train.main(
+        [
+            str(table),
+            "-o",
+            str(out),
+            "--split",
+            "nsc",
+            "--exclude-label",
+            "Negative control",
+            "--models",
+            "xgboost,knn",
+            "--no-report",
+            "--no-save-models",
+        ]
+    )
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classes"] == ["DNA damage", "Microtubule"]
     assert metrics["config"]["command"].startswith("python -m moa_features.train")
-    for name in ("xgboost", "knn", "majority", "shuffled"):
+    assert metrics["config"]["question"] == "MoA of held-out treatments"
+    for name in ("xgboost", "knn", "majority"):
         m = metrics["models"][name]
         assert 0 <= m["treatment_accuracy"] <= 1 and m["n_treatments"] == 4
     # held-out compounds of a known MoA are still recognised by their shifted feature
     assert metrics["models"]["knn"]["treatment_accuracy"] == 1.0
     assert "fold 4/4" in capsys.readouterr().err
+
+
+def test_auto_split_holds_out_treatments_and_leaves_out_unscorable_classes(screen, tmp_path, capsys):
+    table, _ = screen
+    out = tmp_path / "auto"
+    assert (
+        train.main(
+            [
+                str(table),
+                "-o",
+                str(out),
+                "--models",
+                "knn",
+                "--folds",
+                "loo",
+                "--permutations",
+                "100",
+                "--no-report",
+                "--no-save-models",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    # every treatment sits on every plate, so nsc-plate is impossible and auto means nsc
+    assert metrics["config"]["split"] == "nsc" and metrics["config"]["split_requested"] == "auto"
+    assert metrics["config"]["folds"] == "leave-one-out" and metrics["config"]["n_folds"] == 5
+    # the control class has a single treatment: never in training when tested, so not scored
+    assert metrics["unscored_classes"] == ["Negative control"]
+    assert "cannot be scored" in capsys.readouterr().err
+    assert metrics["models"]["knn"]["n_treatments"] == 4
+
+
+def test_inner_split_of_an_nsc_run_is_nsc(screen):
+    table, _ = screen
+    data = train.load_training_data(read_table(table), exclude_labels=["Negative control"])
+    settings = train.Settings(models=("ensemble",), split="nsc")
+    folds, units = train.outer_folds(data, settings)
+    fitted, _ = train.fit_fold(data, folds[0][0], settings, units)
+    inner, val = fitted["inner_split"]
+    assert len(inner) and len(val) and not set(data.treatments[inner]) & set(data.treatments[val])
+    assert set(np.concatenate([inner, val])) <= set(folds[0][0])
 
 
 def test_cli_errors_are_clear(screen, tmp_path, capsys):
@@ -166,15 +201,25 @@ def test_cli_errors_are_clear(screen, tmp_path, capsys):
 @pytest.mark.slow
 def test_bbbc021_profiles_nsc_subset(tmp_path):
     """A real CellProfiler profile table (BBBC021) with its own column names trains under NSC."""
-    df = read_table(SHARED_DATA / "bbbc021" / "BBBC021_feature_selected_mad_robustize.csv")
+    path = SHARED_DATA / "bbbc021" / "BBBC021_feature_selected_mad_robustize.csv"
+    if not path.exists():
+        pytest.skip(f"BBBC021 profiles not found at {path} (../shared/data is not part of a bare clone)")
+    df = read_table(path)
     keep = df["Metadata_moa"].isin(["DMSO", "Eg5 inhibitors", "Microtubule destabilizers", "Actin disruptors"])
     table = tmp_path / "bbbc021_subset.csv"
     df[keep].to_csv(table, index=False)
     metrics = train.run_training(
-        table, tmp_path / "run", split="nsc", treatment="Metadata_Compound", exclude_labels=["DMSO"],
-        normalize="none", models=("knn",), save_models=False, report=False,
+        table,
+        tmp_path / "run",
+        split="nsc",
+        treatment="Metadata_Compound",
+        exclude_labels=["DMSO"],
+        normalize="none",
+        models=("knn",),
+        save_models=False,
+        report=False,
     )
-    assert metrics["config"]["n_folds"] == 9  # 2 + 4 + 3 compounds
+    assert metrics["config"]["n_folds"] == 9  # 2 + 4 + 3 compounds (10 folds capped at 9 compounds)
     assert metrics["models"]["knn"]["treatment_accuracy"] > 0.7
     assert metrics["models"]["majority"]["treatment_accuracy"] < 0.5
 
@@ -182,11 +227,52 @@ def test_bbbc021_profiles_nsc_subset(tmp_path):
 def test_dask_scheduler_run_matches_local_structure(screen, tmp_path):
     distributed = pytest.importorskip("distributed")
     table, _ = screen
-    local = train.run_training(table, tmp_path / "local", models=("xgboost",), save_models=False, report=False)
+    local = train.run_training(
+        table, tmp_path / "local", split="plate", models=("xgboost",), save_models=False, report=False
+    )
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
-        remote = train.run_training(table, tmp_path / "dask", models=("xgboost",), scheduler=c.scheduler_address,
-                                    save_models=False, report=False)
+        remote = train.run_training(
+            table,
+            tmp_path / "dask",
+            split="plate",
+            models=("xgboost",),
+            scheduler=c.scheduler_address,
+            save_models=False,
+            report=False,
+        )
     assert remote["models"].keys() == local["models"].keys()
     assert remote["models"]["xgboost"].keys() == local["models"]["xgboost"].keys()
     assert remote["models"]["xgboost"]["macro_recall"] > remote["models"]["majority"]["macro_recall"] + 0.3
     assert remote["config"]["scheduler"] == c.scheduler_address
+
+
+def test_active_only_drops_inactive_treatments(screen, tmp_path):
+    activity = pytest.importorskip("moa_features.activity", reason="phenotypic activity (copairs) not installed")
+    if Path(activity.__file__).parent != Path(train.__file__).parent:
+        pytest.skip(f"moa_features.activity comes from another checkout ({activity.__file__})")
+    table, _ = screen
+    df = read_table(table)
+    # make drug2_1 inactive: its wells look like controls
+    feats = [c for c in df.columns if not c.startswith("Metadata_")]
+    inert = df[schema.TREATMENT] == "drug2_1"
+    ctrl = df[df[schema.TREATMENT] == "EMPTY"][feats].to_numpy()
+    df.loc[inert, feats] = ctrl[: int(inert.sum())]
+    path = tmp_path / "inert.parquet"
+    df.to_parquet(path)
+    expected = activity.phenotypic_activity(
+        train.profiling.normalize(df, "controls", control=train.profiling.is_control(df)), seed=0
+    )
+    inactive = sorted(expected.loc[~expected["active"].astype(bool), "treatment"].astype(str))
+    metrics = train.run_training(
+        path,
+        tmp_path / "run",
+        split="plate",
+        models=("knn",),
+        active_only=True,
+        save_models=False,
+        report=False,
+        n_permutations=100,
+    )
+    assert [t.split("@")[0] for t in inactive] == ["drug2_1"]
+    assert metrics["config"]["inactive_treatments_dropped"] == inactive
+    assert metrics["config"]["n_rows"] == len(df) - int(inert.sum())

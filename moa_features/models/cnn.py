@@ -32,45 +32,68 @@ ones. Without a reference, the embedding CNN divides by 255 (the baseline's [0, 
   ``clone``) with class-balanced loss weights, early stopping on a held-out split
   (grouped, e.g. by plate, when ``groups`` is given) and ``save``/``load``.
 
-Keras runs on the JAX backend, selected here before Keras is imported; the code is
-backend-neutral (``keras.ops`` only). Nothing else in ``moa_features`` imports Keras.
+Keras is imported lazily, on the first model built, fitted or loaded (importing this module
+changes no environment variable); ``KERAS_BACKEND`` defaults to ``jax`` at that moment and
+any other backend is refused. The code is backend-neutral (``keras.ops`` only). Nothing
+else in ``moa_features`` imports Keras.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-if "keras" in sys.modules:
-    _loaded_backend = sys.modules["keras"].backend.backend()
-    if _loaded_backend != "jax":
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted
+
+from moa_features import profiling
+from moa_features.io import write_json
+from moa_features.models.splits import validation_split
+
+if TYPE_CHECKING:
+    import keras
+
+
+def _keras():
+    """Keras on the JAX backend, imported on first use (``KERAS_BACKEND`` defaults to ``jax`` then).
+
+    Importing this module changes nothing; the first model built, loaded or fitted imports
+    Keras. Raises ImportError when Keras was already imported with another backend.
+    """
+    if "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "jax":
         raise ImportError(
-            f"moa_features.models.cnn needs Keras on the JAX backend, but Keras was already "
-            f"imported with the {_loaded_backend!r} backend; set KERAS_BACKEND=jax before "
-            f"importing keras (or import moa_features.models.cnn first)"
+            f"moa_features.models.cnn needs Keras on the JAX backend, but Keras runs on the {backend!r} "
+            "backend; set KERAS_BACKEND=jax before importing keras"
         )
-os.environ["KERAS_BACKEND"] = "jax"
+    return keras
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers, ops  # noqa: E402
-from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
-from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit  # noqa: E402
-from sklearn.utils.class_weight import compute_class_weight  # noqa: E402
-from sklearn.utils.validation import check_is_fitted  # noqa: E402
 
-from moa_features.io import write_json  # noqa: E402
+def __getattr__(name: str) -> Any:
+    """``keras`` and the custom layers (:class:`RandomRot90`, :class:`ChannelReference`), built lazily."""
+    if name == "keras":
+        return _keras()
+    if name in ("RandomRot90", "ChannelReference"):
+        return _custom_layers()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CNNClassifier",
-    "ChannelReference",
-    "RandomRot90",
     "baseline_model",
     "embedding_model",
     "plate_reference",
+    "thumbnail_reference",
 ]
 
 ARCHITECTURES = ("baseline", "embedding")
@@ -81,62 +104,67 @@ MIN_REFERENCE = 1.0  # DN; floor of a plate reference, so a black control channe
 _DATA_FORMAT = "channels_last"
 
 
-@keras.saving.register_keras_serializable(package="moa_features")
-class RandomRot90(layers.Layer):
-    """Rotate each image by a random multiple of 90 degrees (training only).
+@functools.cache
+def _custom_layers() -> dict[str, type]:
+    """The module's Keras layers, defined (and registered for ``.keras`` loading) on first use."""
+    keras = _keras()
+    layers, ops = keras.layers, keras.ops
 
-    Input ``(B, H, W, C)`` with ``H == W``; each image gets ``k`` in {0, 1, 2, 3}
-    counter-clockwise quarter turns (``np.rot90(image, k)``), drawn uniformly. At
-    inference the layer is the identity. Combined with random horizontal and vertical
-    flips this samples the whole dihedral group of the square uniformly.
-    """
+    @keras.saving.register_keras_serializable(package="moa_features")
+    class RandomRot90(layers.Layer):
+        """Rotate each image by a random multiple of 90 degrees (training only).
 
-    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.generator = keras.random.SeedGenerator(seed)
+        Input ``(B, H, W, C)`` with ``H == W``; each image gets ``k`` in {0, 1, 2, 3}
+        counter-clockwise quarter turns (``np.rot90(image, k)``), drawn uniformly. At
+        inference the layer is the identity. Combined with random horizontal and vertical
+        flips this samples the whole dihedral group of the square uniformly.
+        """
 
-    def build(self, input_shape: tuple) -> None:
-        if len(input_shape) != 4 or input_shape[1] != input_shape[2]:
-            raise ValueError(
-                f"RandomRot90 needs square images (B, S, S, C), got input shape {input_shape}"
-            )
-        super().build(input_shape)
+        def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.seed = seed
+            self.generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs, training: bool | None = None):
-        if not training:
-            return inputs
-        batch = ops.shape(inputs)[0]
-        k = keras.random.randint((batch, 1, 1, 1), 0, 4, seed=self.generator)
-        # rot90(x, k): transpose for odd k, then flip rows for k in {1, 2}, columns for {2, 3}.
-        x = ops.where(k % 2 == 1, ops.transpose(inputs, (0, 2, 1, 3)), inputs)
-        x = ops.where((k == 1) | (k == 2), ops.flip(x, axis=1), x)
-        return ops.where(k >= 2, ops.flip(x, axis=2), x)
+        def build(self, input_shape: tuple) -> None:
+            if len(input_shape) != 4 or input_shape[1] != input_shape[2]:
+                raise ValueError(f"RandomRot90 needs square images (B, S, S, C), got input shape {input_shape}")
+            super().build(input_shape)
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
+        def call(self, inputs, training: bool | None = None):
+            if not training:
+                return inputs
+            batch = ops.shape(inputs)[0]
+            k = keras.random.randint((batch, 1, 1, 1), 0, 4, seed=self.generator)
+            # rot90(x, k): transpose for odd k, then flip rows for k in {1, 2}, columns for {2, 3}.
+            x = ops.where(k % 2 == 1, ops.transpose(inputs, (0, 2, 1, 3)), inputs)
+            x = ops.where((k == 1) | (k == 2), ops.flip(x, axis=1), x)
+            return ops.where(k >= 2, ops.flip(x, axis=2), x)
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "seed": self.seed}
+        def compute_output_shape(self, input_shape: tuple) -> tuple:
+            return input_shape
 
+        def get_config(self) -> dict:
+            return {**super().get_config(), "seed": self.seed}
 
-@keras.saving.register_keras_serializable(package="moa_features")
-class ChannelReference(layers.Layer):
-    """Divide each image's channels by its reference intensities: ``x / reference``.
+    @keras.saving.register_keras_serializable(package="moa_features")
+    class ChannelReference(layers.Layer):
+        """Divide each image's channels by its reference intensities: ``x / reference``.
 
-    Inputs ``[images (B, H, W, C), reference (B, C)]`` (any numeric image dtype, reference
-    in the same units, > 0); output ``(B, H, W, C)`` float32. The same at training and
-    inference (no state).
-    """
+        Inputs ``[images (B, H, W, C), reference (B, C)]`` (any numeric image dtype, reference
+        in the same units, > 0); output ``(B, H, W, C)`` float32. The same at training and
+        inference (no state).
+        """
 
-    def call(self, inputs):
-        images, reference = inputs
-        images = ops.cast(images, "float32")
-        reference = ops.cast(reference, "float32")
-        return images / reference[:, None, None, :]
+        def call(self, inputs):
+            images, reference = inputs
+            images = ops.cast(images, "float32")
+            reference = ops.cast(reference, "float32")
+            return images / reference[:, None, None, :]
 
-    def compute_output_shape(self, input_shapes: list) -> tuple:
-        return tuple(input_shapes[0])
+        def compute_output_shape(self, input_shapes: list) -> tuple:
+            return tuple(input_shapes[0])
+
+    return {"RandomRot90": RandomRot90, "ChannelReference": ChannelReference}
 
 
 def plate_reference(thumbs: Any, plates: Any, reference_rows: Any) -> np.ndarray:
@@ -171,8 +199,25 @@ def plate_reference(thumbs: Any, plates: Any, reference_rows: Any) -> np.ndarray
     return out
 
 
+def thumbnail_reference(thumbs: np.ndarray, plates: np.ndarray, control: Any, normalize: str) -> np.ndarray | None:
+    """Per-row channel reference (N, C) of the embedding CNN's input, the analogue of ``normalize``.
+
+    ``controls``: each plate's median control-site intensity per channel; ``plate``: the
+    median over all the plate's sites; ``none``: ``None`` (input scaled to [0, 1]). Per plate,
+    like :func:`moa_features.profiling.normalize`, so held-out plates leak nothing.
+    """
+    if normalize not in profiling.NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalize!r}; expected one of {', '.join(profiling.NORMALIZATIONS)}")
+    if normalize == "none":
+        return None
+    rows = np.asarray(control, dtype=bool) if normalize == "controls" else np.ones(len(plates), dtype=bool)
+    return plate_reference(thumbs, plates, rows)
+
+
 def _inputs(input_shape: tuple[int, int, int]):
     """uint8 ``(S, S, C)`` input and its [0, 1] float32 rescaling."""
+    keras = _keras()
+    layers = keras.layers
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (S, S, C), got {tuple(input_shape)}")
     inputs = keras.Input(shape=tuple(int(v) for v in input_shape), dtype="uint8", name="thumbnail")
@@ -184,13 +229,13 @@ def _augmentation(x):
 
     Seeds come from Keras' global seed (``keras.utils.set_random_seed``).
     """
+    keras = _keras()
+    layers = keras.layers
     x = layers.RandomFlip("horizontal_and_vertical", data_format=_DATA_FORMAT, name="flip")(x)
-    return RandomRot90(name="rot90")(x)
+    return _custom_layers()["RandomRot90"](name="rot90")(x)
 
 
-def baseline_model(
-    input_shape: tuple[int, int, int], n_classes: int, *, augment: bool = False
-) -> keras.Model:
+def baseline_model(input_shape: tuple[int, int, int], n_classes: int, *, augment: bool = False) -> keras.Model:
     """The original project's CNN (uncompiled).
 
     uint8 ``(S, S, C)`` input scaled to [0, 1] -> Conv2D(16, 3x3, same, He normal) ->
@@ -200,12 +245,12 @@ def baseline_model(
     and 3 classes it has 1,286,131 parameters. ``augment`` inserts random flips and
     quarter turns after the rescaling (off in the original).
     """
+    keras = _keras()
+    layers = keras.layers
     inputs, x = _inputs(input_shape)
     if augment:
         x = _augmentation(x)
-    conv = dict(
-        kernel_size=(3, 3), padding="same", kernel_initializer="he_normal", data_format=_DATA_FORMAT
-    )
+    conv = dict(kernel_size=(3, 3), padding="same", kernel_initializer="he_normal", data_format=_DATA_FORMAT)
     x = layers.Conv2D(16, name="conv1", **conv)(x)
     x = layers.LeakyReLU(negative_slope=0.2, name="conv1_act")(x)
     x = layers.MaxPooling2D(pool_size=(2, 2), data_format=_DATA_FORMAT, name="pool1")(x)
@@ -250,12 +295,14 @@ def embedding_model(
     loss 4-11 while the training loss falls). 0.6 averages over ~2-3 batches; each batch's
     statistics already pool 32 images x thousands of pixels per channel, so they are precise.
     """
+    keras = _keras()
+    layers = keras.layers
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (S, S, C), got {tuple(input_shape)}")
     shape = tuple(int(v) for v in input_shape)
     image = keras.Input(shape=shape, dtype="uint8", name="thumbnail")
     reference = keras.Input(shape=(shape[-1],), dtype="float32", name="reference")
-    x = ChannelReference(name="reference_scale")([image, reference])
+    x = _custom_layers()["ChannelReference"](name="reference_scale")([image, reference])
     if augment:
         x = _augmentation(x)
     # (filters, kernel, stride, max-pool after): the stride-2 stem sees every pixel but
@@ -294,13 +341,10 @@ def _check_images(X: Any, what: str = "X") -> np.ndarray:
     """``X`` as an ``(N, H, W, C)`` uint8 array (no copy), or a ValueError saying what is wrong."""
     X = np.asarray(X)
     if X.ndim != 4:
-        raise ValueError(
-            f"{what} must be a 4-d array of thumbnails (N, S, S, C), got shape {X.shape}"
-        )
+        raise ValueError(f"{what} must be a 4-d array of thumbnails (N, S, S, C), got shape {X.shape}")
     if X.dtype != np.uint8:
         raise ValueError(
-            f"{what} must be uint8 thumbnails (0-255, scaled to [0, 1] inside the model), "
-            f"got dtype {X.dtype}"
+            f"{what} must be uint8 thumbnails (0-255, scaled to [0, 1] inside the model), got dtype {X.dtype}"
         )
     if X.shape[0] == 0:
         raise ValueError(f"{what} has no rows (shape {X.shape})")
@@ -375,7 +419,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         groups: Any = None,
         validation_data: tuple | None = None,
         reference: Any = None,
-    ) -> "CNNClassifier":
+    ) -> CNNClassifier:
         """Train on ``X`` ``(N, S, S, C)`` uint8 with labels ``y`` ``(N,)``.
 
         Early stopping watches ``validation_data=(Xv, yv)`` (``(Xv, yv, reference_v)``
@@ -386,26 +430,19 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         network sees ``X / reference``. Without it the input is scaled to [0, 1]. A model
         fitted with a reference needs one at prediction too.
         """
+        keras = _keras()
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
-            )
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         X = _check_images(X)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(
-                f"y must be 1-d with one label per image ({len(X)}), got shape {y.shape}"
-            )
+            raise ValueError(f"y must be 1-d with one label per image ({len(X)}), got shape {y.shape}")
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
-            raise ValueError(
-                f"need at least 2 classes to train a classifier, got {classes.tolist()}"
-            )
+            raise ValueError(f"need at least 2 classes to train a classifier, got {classes.tolist()}")
         augment = (self.architecture == "embedding") if self.augment is None else bool(self.augment)
         if augment and X.shape[1] != X.shape[2]:
-            raise ValueError(
-                f"augmentation (quarter turns) needs square thumbnails, got {X.shape[1:3]}"
-            )
+            raise ValueError(f"augmentation (quarter turns) needs square thumbnails, got {X.shape[1:3]}")
         weights = self._class_weights(classes, y)
         self.uses_reference_ = reference is not None
         inputs = self._model_inputs(X, reference, "reference")
@@ -413,14 +450,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         train, val = self._validation_split(y_idx, groups, validation_data)
         if validation_data is not None:
             if len(validation_data) not in (2, 3):
-                raise ValueError(
-                    "validation_data must be (images, labels) or (images, labels, reference)"
-                )
+                raise ValueError("validation_data must be (images, labels) or (images, labels, reference)")
             Xv = _check_images(validation_data[0], "validation_data[0]")
             if Xv.shape[1:] != X.shape[1:]:
-                raise ValueError(
-                    f"validation images have shape {Xv.shape[1:]}, training images {X.shape[1:]}"
-                )
+                raise ValueError(f"validation images have shape {Xv.shape[1:]}, training images {X.shape[1:]}")
             yv = self._encode(np.asarray(validation_data[1]), classes, "validation_data[1]")
             ref_v = validation_data[2] if len(validation_data) == 3 else None
             fit_val = (
@@ -447,9 +480,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         )
         monitor = "val_loss" if fit_val is not None else "loss"
         callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=self.patience, restore_best_weights=True
-            ),
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience, restore_best_weights=True),
             keras.callbacks.ReduceLROnPlateau(
                 monitor=monitor, factor=0.5, patience=max(1, self.patience // 2), min_lr=1e-6
             ),
@@ -513,16 +544,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             return np.ones(len(classes))
         if isinstance(self.class_weight, str):
             if self.class_weight != "balanced":
-                raise ValueError(
-                    f"class_weight must be 'balanced', None or a dict, got {self.class_weight!r}"
-                )
+                raise ValueError(f"class_weight must be 'balanced', None or a dict, got {self.class_weight!r}")
             return compute_class_weight("balanced", classes=classes, y=y)
         if isinstance(self.class_weight, dict):
             return np.array([float(self.class_weight.get(c, 1.0)) for c in classes.tolist()])
-        raise ValueError(
-            "class_weight must be 'balanced', None or a dict, "
-            f"got {type(self.class_weight).__name__}"
-        )
+        raise ValueError(f"class_weight must be 'balanced', None or a dict, got {type(self.class_weight).__name__}")
 
     def _validation_split(
         self, y_idx: np.ndarray, groups: Any, validation_data: tuple | None
@@ -532,41 +558,31 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             return None, None
         frac = float(self.validation_fraction)
         if not 0 < frac < 1:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
-            )
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         rows = np.arange(len(y_idx))
         if groups is not None:
             groups = np.asarray(groups)
             if groups.shape != y_idx.shape:
-                raise ValueError(
-                    f"groups must have one entry per image ({len(y_idx)}), got shape {groups.shape}"
-                )
+                raise ValueError(f"groups must have one entry per image ({len(y_idx)}), got shape {groups.shape}")
             if len(np.unique(groups)) < 2:
                 raise ValueError(
                     "a grouped validation split needs at least 2 distinct groups, got 1; "
                     "pass validation_data or validation_fraction=0"
                 )
-            splitter = GroupShuffleSplit(n_splits=1, test_size=frac, random_state=self.random_state)
-            train, val = next(splitter.split(rows, y_idx, groups))
-            return train, val
-        counts = np.bincount(y_idx)
-        if counts.min() < 2:
-            raise ValueError(
-                f"a stratified validation split needs at least 2 images per class, but class "
-                f"#{int(np.argmin(counts))} (in sorted label order) has {int(counts.min())}; "
-                f"pass groups, validation_data or validation_fraction=0"
-            )
-        splitter = StratifiedShuffleSplit(
-            n_splits=1, test_size=frac, random_state=self.random_state
-        )
-        try:
-            train, val = next(splitter.split(rows, y_idx))
-        except ValueError as err:
-            raise ValueError(
-                f"cannot make a stratified validation split of {len(rows)} images: {err}"
-            ) from err
-        return train, val
+            groups_for_split = groups
+        else:
+            groups_for_split = None
+            counts = np.bincount(y_idx)
+            if counts.min() < 2:
+                raise ValueError(
+                    f"a stratified validation split needs at least 2 images per class, but class "
+                    f"#{int(np.argmin(counts))} (in sorted label order) has {int(counts.min())}; "
+                    f"pass groups, validation_data or validation_fraction=0"
+                )
+        split = validation_split(y_idx, groups_for_split, frac, self.random_state or 0)
+        if split is None:
+            raise ValueError(f"cannot make a validation split of {len(rows)} images")
+        return split
 
     @staticmethod
     def _encode(y: np.ndarray, classes: np.ndarray, what: str) -> np.ndarray:
@@ -583,9 +599,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         X = _check_images(X)
         if tuple(X.shape[1:]) != self.input_shape_:
-            raise ValueError(
-                f"X has images of shape {X.shape[1:]}, the model was trained on {self.input_shape_}"
-            )
+            raise ValueError(f"X has images of shape {X.shape[1:]}, the model was trained on {self.input_shape_}")
         return self._model_inputs(X, reference, "reference")
 
     def predict_proba(self, X: Any, reference: Any = None) -> np.ndarray:
@@ -594,12 +608,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         ``reference`` ``(N, C)``: as given to ``fit`` (embedding CNN with plate normalisation).
         """
         inputs = self._check_predict_input(X, reference)
-        proba = np.asarray(
-            self.model_.predict(inputs, batch_size=self.batch_size, verbose=0), dtype=np.float64
-        )
-        return proba / proba.sum(
-            axis=1, keepdims=True
-        )  # float32 softmax sums to 1 only within ~1e-7
+        proba = np.asarray(self.model_.predict(inputs, batch_size=self.batch_size, verbose=0), dtype=np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 only within ~1e-7
 
     def predict(self, X: Any, reference: Any = None) -> np.ndarray:
         """Most probable label per image, ``(N,)`` with ``classes_``'s dtype."""
@@ -608,6 +618,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def transform(self, X: Any, reference: Any = None) -> np.ndarray:
         """Penultimate-layer embedding ``(N, D)`` float32 (D = 8 baseline, 64 embedding)."""
+        keras = _keras()
         inputs = self._check_predict_input(X, reference)
         encoder = keras.Model(self.model_.inputs, self.model_.get_layer(EMBEDDING_LAYER).output)
         return np.asarray(encoder.predict(inputs, batch_size=self.batch_size, verbose=0))
@@ -620,12 +631,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
         Labels must be JSON scalars (str, int, float, bool). Both files are written atomically.
         """
+        keras = _keras()
         check_is_fitted(self, "model_")
         path = Path(path)
         if path.suffix != ".keras":
-            raise ValueError(
-                f"{path}: a CNN is saved as a .keras file (got suffix {path.suffix!r})"
-            )
+            raise ValueError(f"{path}: a CNN is saved as a .keras file (got suffix {path.suffix!r})")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
         try:
@@ -636,9 +646,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 tmp.unlink()
         params = self.get_params(deep=False)
         if isinstance(params["class_weight"], dict):
-            params["class_weight"] = {
-                "pairs": [[k, float(w)] for k, w in params["class_weight"].items()]
-            }
+            params["class_weight"] = {"pairs": [[k, float(w)] for k, w in params["class_weight"].items()]}
         write_json(
             {
                 "format": _SIDECAR_FORMAT,
@@ -654,20 +662,17 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "CNNClassifier":
+    def load(cls, path: str | Path) -> CNNClassifier:
         """Read an estimator written by :meth:`save` (``path`` and ``path + ".json"``)."""
+        keras = _keras()
         path = Path(path)
         sidecar = _sidecar_path(path)
         for p in (path, sidecar):
             if not p.exists():
-                raise FileNotFoundError(
-                    f"{p}: not found (CNNClassifier.save writes {path.name} and {sidecar.name})"
-                )
+                raise FileNotFoundError(f"{p}: not found (CNNClassifier.save writes {path.name} and {sidecar.name})")
         meta = json.loads(sidecar.read_text())
         if meta.get("format") != _SIDECAR_FORMAT:
-            raise ValueError(
-                f"{sidecar}: format {meta.get('format')!r}, expected {_SIDECAR_FORMAT!r}"
-            )
+            raise ValueError(f"{sidecar}: format {meta.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
         params = dict(meta["params"])
         if isinstance(params["class_weight"], dict):
             params["class_weight"] = {k: w for k, w in params["class_weight"]["pairs"]}

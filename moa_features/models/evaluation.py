@@ -1,254 +1,221 @@
-"""Grouped splits, classification metrics and chance baselines for MoA models.
+"""Scoring held-out predictions: one aggregation convention, bootstrap CIs, permutation null, chance.
 
-Sites of one well (and wells of one plate) are near-duplicates, so every split here holds out
-whole groups, never random rows:
+Aggregation convention (the same for every model, recorded in ``metrics.json``): each model
+gives class probabilities per row (site or well); a well's probabilities are the mean of its
+rows', a treatment's the mean of its wells' (each well counts once); the prediction at each
+level is the argmax. The 1-NN's reference profiles are Ljosa consensus profiles (well
+medians, then the treatment median), but its *predictions* are averaged like every other
+model's, so the ensemble is compared with each member like for like.
 
-- ``plate`` / ``experiment``: leave-one-group-out when there are at most 5 groups, otherwise
-  ``GroupKFold(5)``; a plate (experiment) never straddles train and test.
-- ``nsc`` ("not same compound"): leave-one-treatment-out; each test fold holds exactly one
-  treatment's rows (Ljosa et al. 2013).
-- ``nscb`` ("not same compound or batch"): as ``nsc``, and training rows from any batch of
-  the test treatment are dropped too.
+Metrics follow scikit-learn on the pooled held-out units of all folds: ``macro_recall``
+(``recall_score(average="macro")``), ``balanced_accuracy``, ``macro_f1``, ``accuracy``.
 
-Metrics follow scikit-learn: ``macro_recall`` averages the recall of every class present in
-``y_true`` or ``y_pred`` (scikit-learn's ``recall_score(average="macro")``);
-``balanced_accuracy`` is scikit-learn's (mean recall over classes present in ``y_true``).
+Uncertainty and chance:
+
+- :func:`bootstrap` resamples the *treatments* (the independent units; all rows of a drawn
+  treatment come along) with replacement: ``_std`` and a percentile ``_ci95``.
+- :func:`permutation_pvalues` shuffles the labels at treatment level (every row of a
+  treatment gets the label of another treatment) and re-scores the fixed predictions. Why
+  this is a valid null without refitting: the null hypothesis is "a treatment's prediction
+  is independent of its MoA"; under it, with treatments exchangeable, every assignment of
+  the observed labels to treatments is equally likely given the predictions, so the
+  permuted scores are the exact conditional null distribution (a permutation test of the
+  association between prediction and truth, like Fisher's exact test on the confusion
+  matrix). Shuffling whole treatments, not rows, keeps a treatment's replicates and
+  concentrations together, so their correlation does not inflate significance. It tests the
+  held-out predictions that were actually made, for every model (CNNs included) at the cost
+  of re-scoring only. A refit-level null (re-training on shuffled labels) would additionally
+  ask whether the training procedure could produce such a score from label-free structure;
+  with test treatments never in training and no fitted step seeing test rows
+  (``tests/test_leakage.py``), a held-out prediction can only agree with the held-out truth
+  beyond chance through what was learnt from the training labels, which is what this null
+  removes. p = (1 + #{null >= observed}) / (1 + n).
+- :func:`expected_chance`: the expected score of a classifier guessing each class with its
+  prior among the scored units (accuracy = sum of squared priors, macro metrics = 1 / k);
+  it replaces the majority-class figure, which is degenerate under NSC.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    recall_score,
-)
-from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
-from sklearn.utils.validation import check_is_fitted
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
 
-SPLITS = ("plate", "experiment", "nsc", "nscb")
 METRICS = ("macro_recall", "balanced_accuracy", "macro_f1", "accuracy")
-MAX_FOLDS = 5
+HEADLINE = ("macro_recall", "accuracy")  # the figures that get permutation p-values and CIs
+LEVELS = ("", "well_", "treatment_")
+AGGREGATION = (
+    "probability averaging: site -> well (mean of its sites' probabilities) -> treatment (mean of its wells'); "
+    "argmax at each level; kNN reference profiles are Ljosa consensus profiles (well medians -> treatment median)"
+)
 
-Split = tuple[np.ndarray, np.ndarray]
 
+def classification_metrics(
+    y_true: Sequence, y_pred: Sequence, prefix: str = "", ignore: Sequence = ()
+) -> dict[str, float]:
+    """``macro_recall``, ``balanced_accuracy``, ``macro_f1``, ``accuracy`` (each with ``prefix``).
 
-def group_splits(groups: Sequence, n_splits: int | None = None) -> list[Split]:
-    """Train/test row indices holding out whole groups (plates, experiments).
-
-    ``n_splits`` defaults to ``min(5, n_groups)``; with ``n_splits == n_groups`` this is
-    leave-one-group-out (folds in sorted group order). Needs at least two groups.
+    ``ignore``: classes left out of the macro averages (unscored classes: predicting one is
+    still an error of the true class, but the class itself has no recall to average).
     """
-    groups = np.asarray(groups)
-    uniq = np.unique(groups)
-    if len(uniq) < 2:
-        raise ValueError(
-            f"a grouped split needs at least 2 groups, got {len(uniq)} ({uniq.tolist()}); "
-            "a model evaluated on the plate it was trained on says nothing"
-        )
-    n_splits = min(MAX_FOLDS, len(uniq)) if n_splits is None else int(n_splits)
-    if not 2 <= n_splits <= len(uniq):
-        raise ValueError(f"n_splits must be in [2, {len(uniq)}] for {len(uniq)} groups, got {n_splits}")
-    cv = LeaveOneGroupOut() if n_splits == len(uniq) else GroupKFold(n_splits=n_splits)
-    dummy = np.zeros(len(groups))
-    return [(np.sort(tr), np.sort(te)) for tr, te in cv.split(dummy, groups=groups)]
-
-
-def treatment_splits(treatments: Sequence, batches: Sequence | None = None) -> list[Split]:
-    """Leave-one-treatment-out folds (NSC), or NSCB when ``batches`` is given.
-
-    Each fold's test rows are exactly one treatment's rows. With ``batches`` (one batch label
-    per row), training rows whose batch is any batch of the test treatment are removed.
-    Folds whose training set would be empty are skipped.
-    """
-    treatments = np.asarray(treatments)
-    batch_arr = None if batches is None else np.asarray(batches)
-    out: list[Split] = []
-    for t in pd.unique(treatments):
-        test = np.flatnonzero(treatments == t)
-        train = treatments != t
-        if batch_arr is not None:
-            train &= ~np.isin(batch_arr, np.unique(batch_arr[test]))
-        train_idx = np.flatnonzero(train)
-        if len(train_idx):
-            out.append((train_idx, test))
-    if len(out) < 2:
-        raise ValueError(f"NSC/NSCB splits need at least 2 treatments with training data, got {len(out)}")
-    return out
-
-
-def make_splits(
-    df: pd.DataFrame,
-    split: str = "plate",
-    group_col: str = "Metadata_Plate",
-    experiment_col: str = "Metadata_Experiment",
-    treatment_col: str | None = None,
-    batch_col: str | None = None,
-) -> list[Split]:
-    """Folds for a table by ``split`` (one of :data:`SPLITS`), naming missing columns clearly."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-
-    def column(name: str | None, what: str) -> pd.Series:
-        if name is None or name not in df.columns:
-            raise KeyError(f"--split {split} needs the {what} column {name!r}, which the table lacks")
-        if df[name].isna().any():
-            raise ValueError(f"{what} column {name!r} has {int(df[name].isna().sum())} missing values")
-        return df[name]
-
-    if split == "plate":
-        return group_splits(column(group_col, "group").astype(str))
-    if split == "experiment":
-        return group_splits(column(experiment_col, "experiment").astype(str))
-    treatments = column(treatment_col, "treatment").astype(str)
-    if split == "nsc":
-        return treatment_splits(treatments)
-    return treatment_splits(treatments, column(batch_col, "batch").astype(str))
-
-
-def classification_metrics(y_true: Sequence, y_pred: Sequence, prefix: str = "") -> dict[str, float]:
-    """``macro_recall``, ``balanced_accuracy``, ``macro_f1``, ``accuracy`` (each with ``prefix``)."""
-    y_true = np.asarray(y_true).astype(str)
-    y_pred = np.asarray(y_pred).astype(str)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    labels = [c for c in np.unique(np.concatenate([y_true, y_pred])) if c not in set(ignore)]
     with warnings.catch_warnings():
-        # balanced_accuracy warns when a fold's predictions name classes absent from its truth
-        # (always so for one-treatment NSC folds); the score is still the defined one.
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
         warnings.filterwarnings("ignore", message="A single label was found")
         balanced = float(balanced_accuracy_score(y_true, y_pred))
     return {
-        f"{prefix}macro_recall": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),
+        f"{prefix}macro_recall": float(recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         f"{prefix}balanced_accuracy": balanced,
-        f"{prefix}macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        f"{prefix}macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         f"{prefix}accuracy": float(accuracy_score(y_true, y_pred)),
     }
 
 
 def per_class_recall(y_true: Sequence, y_pred: Sequence, labels: Sequence) -> dict[str, float | None]:
-    """Recall of each class in ``labels``; ``None`` for a class absent from ``y_true``."""
-    y_true = np.asarray(y_true).astype(str)
-    y_pred = np.asarray(y_pred).astype(str)
+    """Recall of each class in ``labels`` (keys as str); ``None`` for a class absent from ``y_true``."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     out: dict[str, float | None] = {}
     for c in labels:
-        mask = y_true == str(c)
-        out[str(c)] = float(np.mean(y_pred[mask] == str(c))) if mask.any() else None
+        mask = y_true == c
+        out[str(c)] = float(np.mean(y_pred[mask] == c)) if mask.any() else None
     return out
 
 
 def confusion(y_true: Sequence, y_pred: Sequence, labels: Sequence) -> dict:
     """``{"labels": [...], "matrix": [[...]]}``: rows true class, columns predicted class."""
-    labels = [str(c) for c in labels]
-    m = confusion_matrix(np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str), labels=labels)
-    return {"labels": labels, "matrix": m.tolist()}
+    m = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=list(labels))
+    return {"labels": [str(c) for c in labels], "matrix": m.tolist()}
 
 
 def aggregate_proba(
-    frame: pd.DataFrame, keys: Sequence[str], proba_cols: Sequence[str], classes: Sequence[str]
+    frame: pd.DataFrame, keys: Sequence[str], proba_cols: Sequence[str], classes: Sequence, carry: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """One prediction per group of rows (well, treatment): the mean of their probabilities.
+    """One row per group of ``keys`` (well, treatment): mean probabilities, ``y_true``, ``y_pred``.
 
-    ``frame`` holds ``keys``, ``y_true`` and ``proba_cols`` (in ``classes`` order). Returns one
-    row per group with ``y_true`` (the group's most common label), the mean probabilities and
-    ``y_pred`` (argmax of the mean).
+    ``frame`` holds ``keys``, ``y_true``, ``proba_cols`` (in ``classes`` order) and the
+    ``carry`` columns (their first value per group is kept). ``y_true`` is the group's most
+    common label, ``y_pred`` the argmax of the mean probabilities.
     """
     keys = list(keys)
     grouped = frame.groupby(keys, sort=True, dropna=False)
-    proba = grouped[list(proba_cols)].mean()
-    truth = grouped["y_true"].agg(lambda s: s.value_counts().index[0])
-    out = proba.copy()
-    out["y_true"] = truth
-    out["y_pred"] = np.asarray(classes, dtype=object)[np.argmax(proba.to_numpy(), axis=1)]
+    out = grouped[list(proba_cols)].mean()
+    out["y_true"] = grouped["y_true"].agg(lambda s: s.value_counts().index[0])
+    for c in carry:
+        out[c] = grouped[c].first()
+    out["y_pred"] = np.asarray(classes)[np.argmax(out[list(proba_cols)].to_numpy(), axis=1)]
     return out.reset_index()
 
 
-def summarize_folds(per_fold: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over folds and its spread as ``<metric>_std`` (population SD)."""
-    if not per_fold:
-        return {}
-    keys = per_fold[0].keys()
-    out: dict[str, float] = {}
-    for k in keys:
-        vals = np.array([f[k] for f in per_fold], dtype=float)
-        out[k] = float(np.mean(vals))
-        out[f"{k}_std"] = float(np.std(vals))
+def _encode(y_true: np.ndarray, y_pred: np.ndarray, ignore: Sequence = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer codes of ``y_true`` and ``y_pred`` and a mask (k,) of the codes that enter macro averages."""
+    labels, codes = np.unique(np.concatenate([y_true, y_pred]).astype(str), return_inverse=True)
+    return codes[: len(y_true)], codes[len(y_true) :], ~np.isin(labels, [str(c) for c in ignore])
+
+
+def _fast_scores(t: np.ndarray, p: np.ndarray, averaged: np.ndarray) -> tuple[float, float]:
+    """(accuracy, macro recall over ``averaged`` classes present in ``t`` or ``p``) of integer codes.
+
+    The same as scikit-learn's ``recall_score(average="macro", labels=...)`` (zero_division=0).
+    """
+    k = len(averaged)
+    hit = t == p
+    n_true = np.bincount(t, minlength=k)
+    present = ((n_true > 0) | (np.bincount(p, minlength=k) > 0)) & averaged
+    recall = np.bincount(t[hit], minlength=k) / np.maximum(n_true, 1)
+    return float(hit.mean()), float(recall[present].mean()) if present.any() else 0.0
+
+
+def bootstrap(
+    y_true: Sequence,
+    y_pred: Sequence,
+    units: Sequence,
+    prefix: str = "",
+    n_boot: int = 1000,
+    seed: int = 0,
+    ignore: Sequence = (),
+) -> dict[str, float | list[float]]:
+    """Bootstrap over ``units`` (treatments) of accuracy and macro recall: ``_std`` and ``_ci95`` [2.5, 97.5] %.
+
+    ``ignore``: classes left out of the macro average (as in :func:`classification_metrics`).
+    """
+    t, p, k = _encode(np.asarray(y_true), np.asarray(y_pred), ignore)
+    units = np.asarray(units).astype(str)
+    names, inv = np.unique(units, return_inverse=True)
+    members = [np.flatnonzero(inv == i) for i in range(len(names))]
+    rng = np.random.default_rng(seed)
+    samples = np.empty((n_boot, 2))
+    for b in range(n_boot):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(names), len(names))])
+        samples[b] = _fast_scores(t[idx], p[idx], k)
+    out: dict[str, float | list[float]] = {}
+    for j, name in enumerate(("accuracy", "macro_recall")):
+        out[f"{prefix}{name}_std"] = float(samples[:, j].std())
+        out[f"{prefix}{name}_ci95"] = [float(v) for v in np.percentile(samples[:, j], [2.5, 97.5])]
     return out
 
 
-def bootstrap_std(
-    y_true: Sequence, y_pred: Sequence, folds: Sequence, prefix: str = "", n_boot: int = 200, seed: int = 0
+def permutation_pvalues(
+    y_true: Sequence,
+    y_pred: Sequence,
+    units: Sequence,
+    prefix: str = "",
+    n_permutations: int = 1000,
+    seed: int = 0,
+    ignore: Sequence = (),
 ) -> dict[str, float]:
-    """Spread of pooled metrics by resampling whole folds with replacement.
+    """Permutation p-values of accuracy and macro recall, labels shuffled at the level of ``units``.
 
-    Used for NSC/NSCB, where each fold holds one treatment (one class) and per-fold macro
-    metrics are undefined: the metric is computed on the pooled held-out rows, and its
-    ``_std`` is the SD over ``n_boot`` fold-level bootstrap resamples.
+    Each unit (treatment) takes its most common label; a permutation reassigns these labels
+    among units and every row of a unit gets its unit's new label. Returns
+    ``{prefix}accuracy_p``, ``{prefix}macro_recall_p`` and the null means ``..._null_mean``.
     """
-    y_true = np.asarray(y_true).astype(str)
-    y_pred = np.asarray(y_pred).astype(str)
-    folds = np.asarray(folds)
-    uniq = np.unique(folds)
-    members = {f: np.flatnonzero(folds == f) for f in uniq}
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    t, p, k = _encode(y_true, y_pred, ignore)
+    units = np.asarray(units).astype(str)
+    names, inv = np.unique(units, return_inverse=True)
+    unit_label = pd.Series(t).groupby(inv).agg(lambda s: s.value_counts().index[0]).to_numpy()
+    observed = _fast_scores(unit_label[inv], p, k)
     rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(n_boot):
-        pick = rng.choice(uniq, size=len(uniq), replace=True)
-        idx = np.concatenate([members[f] for f in pick])
-        samples.append(classification_metrics(y_true[idx], y_pred[idx], prefix))
-    return {f"{k}_std": float(np.std([s[k] for s in samples])) for k in samples[0]}
+    null = np.array([_fast_scores(rng.permutation(unit_label)[inv], p, k) for _ in range(n_permutations)])
+    out: dict[str, float] = {}
+    for j, name in enumerate(("accuracy", "macro_recall")):
+        out[f"{prefix}{name}_p"] = float((1 + np.sum(null[:, j] >= observed[j] - 1e-12)) / (1 + n_permutations))
+        out[f"{prefix}{name}_null_mean"] = float(null[:, j].mean())
+    return out
 
 
-class MajorityClassifier(ClassifierMixin, BaseEstimator):
-    """Predicts the most frequent training class for every row (chance baseline).
+def expected_chance(y_true: Sequence, prefix: str = "") -> dict[str, float]:
+    """Expected scores of guessing each class with its prior among ``y_true``'s units.
 
-    ``predict_proba`` gives the training class frequencies for every row.
+    accuracy = sum of squared priors; macro recall, balanced accuracy and macro F1 = 1 / k.
     """
-
-    def fit(self, X, y, **fit_params) -> "MajorityClassifier":
-        y = np.asarray(y).astype(str)
-        self.classes_, counts = np.unique(y, return_counts=True)
-        self.class_prior_ = counts / counts.sum()
-        return self
-
-    def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self, "class_prior_")
-        return np.tile(self.class_prior_, (len(X), 1))
-
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "class_prior_")
-        return np.full(len(X), self.classes_[np.argmax(self.class_prior_)], dtype=object)
+    _, counts = np.unique(np.asarray(y_true).astype(str), return_counts=True)
+    prior = counts / counts.sum()
+    macro = 1.0 / len(counts)
+    return {
+        f"{prefix}macro_recall": macro,
+        f"{prefix}balanced_accuracy": macro,
+        f"{prefix}macro_f1": macro,
+        f"{prefix}accuracy": float(np.sum(prior**2)),
+    }
 
 
-class ShuffledLabelClassifier(ClassifierMixin, BaseEstimator):
-    """Fits ``estimator`` on randomly permuted training labels (label-shuffled baseline).
+def score_level(
+    frame: pd.DataFrame, prefix: str, units: str, n_boot: int, n_permutations: int, seed: int, ignore: Sequence = ()
+) -> dict:
+    """All figures of one aggregation level: metrics, bootstrap, permutation p-values, chance, counts.
 
-    The features keep all their structure but carry no information about the labels, so its
-    held-out score estimates chance for the given class balance and pipeline. Extra fit
-    arguments (``groups=...``) are passed to the wrapped estimator.
+    ``frame``: ``y_true``, ``y_pred`` and the ``units`` column (the bootstrap/permutation unit);
+    ``ignore``: unscored classes, left out of the macro averages.
     """
-
-    def __init__(self, estimator: BaseEstimator, random_state: int = 0) -> None:
-        self.estimator = estimator
-        self.random_state = random_state
-
-    def fit(self, X, y, **fit_params) -> "ShuffledLabelClassifier":
-        y = np.asarray(y).astype(str)
-        rng = np.random.default_rng(self.random_state)
-        self.estimator_ = clone(self.estimator).fit(X, rng.permutation(y), **fit_params)
-        self.classes_ = self.estimator_.classes_
-        return self
-
-    def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.predict_proba(X)
-
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.predict(X)
-
+    y_true, y_pred, u = frame["y_true"], frame["y_pred"], frame[units]
+    out: dict = classification_metrics(y_true, y_pred, prefix, ignore)
+    out.update(bootstrap(y_true, y_pred, u, prefix, n_boot, seed, ignore))
+    out.update(permutation_pvalues(y_true, y_pred, u, prefix, n_permutations, seed, ignore))
+    out[f"{prefix}expected_chance"] = expected_chance(frame["y_true"])
+    out[f"{prefix}n"] = int(len(frame))
+    return out

@@ -28,40 +28,14 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from moa_features.io import atomic_path
+from moa_features.models.splits import validation_split
 
 _ATTR = "moa_features"  # booster attribute holding classes and parameters in the saved JSON
-
-
-def inner_validation_split(
-    y: np.ndarray, groups: np.ndarray | None, fraction: float, random_state: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Train/validation indices for early stopping, or ``None`` when no split is possible.
-
-    Whole groups (plates) are held out when ``groups`` has at least two distinct values;
-    otherwise rows are split stratified by class (plain random if a class has one row).
-    """
-    n = len(y)
-    if n < 4 or not 0 < fraction < 1:
-        return None
-    if groups is not None and len(np.unique(groups)) >= 2:
-        cv = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=random_state)
-        tr, va = next(cv.split(np.zeros(n), y, groups))
-    else:
-        _, counts = np.unique(y, return_counts=True)
-        n_val = int(np.ceil(fraction * n))
-        stratify = counts.min() >= 2 and n_val >= len(counts) and n - n_val >= len(counts)
-        cv = (StratifiedShuffleSplit if stratify else ShuffleSplit)(
-            n_splits=1, test_size=fraction, random_state=random_state
-        )
-        tr, va = next(cv.split(np.zeros(n), y))
-    if len(tr) == 0 or len(va) == 0:
-        return None
-    return np.sort(tr), np.sort(va)
 
 
 class XGBoostClassifier(ClassifierMixin, BaseEstimator):
@@ -84,7 +58,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         reg_lambda: float = 1.0,
         early_stopping_rounds: int | None = 30,
         validation_fraction: float = 0.2,
-        class_weight: str | None = "balanced",
+        class_weight: str | dict | None = "balanced",
         refit: bool = True,
         n_jobs: int = 1,
         random_state: int = 0,
@@ -121,26 +95,38 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
             "seed": self.random_state,
         }
 
-    def fit(self, X, y, groups=None) -> "XGBoostClassifier":
-        X = np.asarray(X, dtype=np.float32)
-        y = np.asarray(y).astype(str)
-        if X.ndim != 2 or len(X) != len(y):
-            raise ValueError(f"X must be (n, p) with n = len(y) = {len(y)}, got shape {X.shape}")
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # XGBoost routes missing values down a learned branch
+        return tags
+
+    def fit(self, X, y, groups=None) -> XGBoostClassifier:
+        """Fit on ``X`` (n, p) and labels ``y`` (n,) of any type; ``groups`` (n,) are held out whole
+        by the early-stopping split (pass the outer split's held-out unit: plates, treatments).
+
+        ``groups`` reaches ``fit`` inside ``cross_validate``/``GridSearchCV`` through metadata
+        routing: ``XGBoostClassifier().set_fit_request(groups=True)``.
+        """
+        X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan")
+        check_classification_targets(y)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"XGBoost needs at least 2 classes in the training rows, got {self.classes_.tolist()}")
-        self.n_features_in_ = X.shape[1]
-        if self.class_weight == "balanced":
-            w = compute_sample_weight("balanced", y_enc)
-        elif self.class_weight is None:
+            raise ValueError(
+                f"XGBoost needs at least 2 classes in the training rows, got 1 class {self.classes_.tolist()}"
+            )
+        if self.class_weight is None:
             w = np.ones(len(y))
+        elif self.class_weight == "balanced" or isinstance(self.class_weight, dict):
+            w = compute_sample_weight(self.class_weight, y)
         else:
-            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+            raise ValueError(
+                f"class_weight must be 'balanced', a dict {{label: weight}} or None, got {self.class_weight!r}"
+            )
         params = self._params(len(self.classes_))
         split = None
         if self.early_stopping_rounds:
             g = None if groups is None else np.asarray(groups)
-            split = inner_validation_split(y_enc, g, self.validation_fraction, self.random_state)
+            split = validation_split(y_enc, g, self.validation_fraction, self.random_state)
         self.evals_result_: dict = {}
         if split is None:
             booster = self._train(params, (X, y_enc, w), None, self.n_estimators)
@@ -163,8 +149,13 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         evals = [(xgb.DMatrix(val[0], label=val[1], weight=val[2]), "validation")] if val is not None else []
         result: dict = {}
         booster = xgb.train(
-            params, dtrain, num_boost_round=rounds, evals=evals, early_stopping_rounds=stop,
-            evals_result=result, verbose_eval=False,
+            params,
+            dtrain,
+            num_boost_round=rounds,
+            evals=evals,
+            early_stopping_rounds=stop,
+            evals_result=result,
+            verbose_eval=False,
         )
         if val is not None:
             self.evals_result_ = result
@@ -187,8 +178,13 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         with Client(self.scheduler) as client:
             evals = [(dmatrix(client, val), "validation")] if val is not None else []
             out = dxgb.train(
-                client, params, dmatrix(client, train), num_boost_round=rounds, evals=evals,
-                early_stopping_rounds=stop, verbose_eval=False,
+                client,
+                params,
+                dmatrix(client, train),
+                num_boost_round=rounds,
+                evals=evals,
+                early_stopping_rounds=stop,
+                verbose_eval=False,
             )
         if val is not None:
             self.evals_result_ = out["history"]
@@ -204,14 +200,13 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self, "booster_")
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected (n, {self.n_features_in_}) features, got shape {X.shape}")
+        X = validate_data(self, X, dtype=np.float32, ensure_all_finite="allow-nan", reset=False)
         proba = self.booster_.predict(xgb.DMatrix(X))
         return proba.reshape(len(X), len(self.classes_))
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def save(self, path: str | Path) -> Path:
         """Write the booster as XGBoost JSON, with classes and parameters in its attributes."""
@@ -231,7 +226,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "XGBoostClassifier":
+    def load(cls, path: str | Path) -> XGBoostClassifier:
         """Load a model written by :meth:`save`."""
         booster = xgb.Booster()
         booster.load_model(str(path))
@@ -241,7 +236,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         meta = json.loads(raw)
         model = cls(**meta["params"])
         model.booster_ = booster
-        model.classes_ = np.asarray(meta["classes"], dtype=object)
+        model.classes_ = np.asarray(meta["classes"])
         model.best_iteration_ = meta["best_iteration"]
         model.n_features_in_ = meta["n_features_in"]
         model.evals_result_ = {}

@@ -1,91 +1,115 @@
-"""1-nearest-neighbour (cosine) classification on treatment-level profiles.
+"""1-nearest-neighbour (cosine) classification on treatment consensus profiles.
 
 The field's classic MoA baseline (Ljosa et al. 2013): each training treatment (compound x
-concentration) is summarised by the median of its rows' profiles; a query profile gets the
-MoA of the most cosine-similar training treatment. Queries can be single rows or, as in the
-NSC protocol, the median profile of a held-out treatment (:meth:`predict_groups`).
+concentration) is summarised by its consensus profile, the median over its wells of each
+well's median profile (:func:`consensus_profiles`); a query gets the MoA of the most
+cosine-similar training treatment.
 
-The profiles are expected to be normalised already (plate normalisation makes every feature
-a robust z-score against controls, as pycytominer profiles are), so by default features enter
-the cosine as they are; ``standardize=True`` first scales each feature to mean 0, SD 1 over
-the training profiles, for raw features in mixed units.
+Centring. Profiles normalised against negative controls put the control consensus at ~0,
+whose direction is noise: its cosine similarity to everything is ~0, so a plain cosine 1-NN
+can never predict the control class. With ``center=True`` the reference profiles and queries
+are centred on the mean of the training consensus profiles before the cosine: the control
+profile becomes a non-zero direction (minus the treatments' mean effect) and competes like
+any other class. ``center="auto"`` (default) centres only when some consensus profile is
+near zero (norm below ``NEAR_ZERO`` = 0.25 of the median norm), i.e. when there is a profile
+cosine cannot reach: on BBBC021 without DMSO no profile is (smallest 0.41) and plain cosine
+keeps its 97/103 treatments (centring would give 95/103); with DMSO (0.18) or the demo's
+controls (0.09) it centres. ``standardize=True`` also scales each feature to SD 1 over the training
+consensus profiles, for raw features in mixed units.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.metrics.pairwise import cosine_similarity
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+NEAR_ZERO = 0.25  # a consensus profile with norm below this share of the median norm has no usable direction
 
 
 def group_medians(X: np.ndarray, groups: Sequence) -> tuple[np.ndarray, np.ndarray]:
-    """Median profile per group: (unique groups (g,), profiles (g, p)), groups sorted."""
+    """Median profile per group: (unique groups (g,), profiles (g, p)), groups sorted as strings."""
     frame = pd.DataFrame(np.asarray(X, dtype=np.float64))
     med = frame.groupby(np.asarray(groups).astype(str), sort=True).median()
     return med.index.to_numpy(dtype=object), med.to_numpy()
 
 
-def cosine_similarity(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """(n, m) cosine similarities between rows of ``A`` (n, p) and ``B`` (m, p); 0 for zero rows."""
-    def unit(M: np.ndarray) -> np.ndarray:
-        norm = np.linalg.norm(M, axis=1, keepdims=True)
-        return M / np.where(norm > 0, norm, 1.0)
+def consensus_profiles(
+    X: np.ndarray, treatments: Sequence, wells: Sequence | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ljosa consensus per treatment: median over wells of the well medians.
 
-    return unit(A) @ unit(B).T
+    ``X`` (n, p) rows (sites or wells), ``treatments`` (n,), ``wells`` (n,) or ``None``
+    (each row is a well). Returns (treatment names (t,) sorted, profiles (t, p)).
+    """
+    treatments = np.asarray(treatments).astype(str)
+    if wells is None:
+        return group_medians(X, treatments)
+    keys = pd.Series(treatments) + "\x1f" + pd.Series(np.asarray(wells).astype(str))
+    well_names, well_profiles = group_medians(X, keys)
+    well_treatment = np.array([k.split("\x1f", 1)[0] for k in well_names])
+    return group_medians(well_profiles, well_treatment)
 
 
 class ProfileKNNClassifier(ClassifierMixin, BaseEstimator):
-    """1-NN (``n_neighbors`` = 1) cosine classifier on per-treatment median profiles.
+    """1-NN cosine classifier on per-treatment consensus profiles.
 
-    ``fit(X (n, p), y (n,), treatments=None)``: rows are grouped by ``treatments`` (each row
-    its own profile if ``None``); a treatment's label is its most common row label.
+    ``fit(X (n, p), y (n,), treatments=None, wells=None)``: rows are grouped by
+    ``treatments`` (each row its own profile if ``None``) into consensus profiles
+    (:func:`consensus_profiles`); a treatment's label is its most common row label.
     ``predict_proba`` is a softmax over classes of the best similarity to any profile of the
     class, divided by ``temperature``: the argmax is the 1-NN answer; the probabilities let
-    the model join soft votes and well/treatment averaging.
+    the model join soft votes and well/treatment averaging. ``treatments`` and ``wells``
+    reach ``fit`` in a pipeline through metadata routing (``set_fit_request``).
     """
 
-    def __init__(self, temperature: float = 0.05, standardize: bool = False) -> None:
+    def __init__(self, temperature: float = 0.05, center: bool | str = "auto", standardize: bool = False) -> None:
         self.temperature = temperature
+        self.center = center
         self.standardize = standardize
 
-    def fit(self, X, y, treatments=None) -> "ProfileKNNClassifier":
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y).astype(str)
-        if X.ndim != 2 or len(X) != len(y):
-            raise ValueError(f"X must be (n, p) with n = len(y) = {len(y)}, got shape {X.shape}")
+    def fit(self, X, y, treatments=None, wells=None) -> ProfileKNNClassifier:
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
         if treatments is None:
-            treatments = np.arange(len(y)).astype(str)
+            treatments = np.arange(len(y))
         treatments = np.asarray(treatments).astype(str)
+        if treatments.shape != y.shape:
+            raise ValueError(f"treatments must have one entry per row ({len(y)}), got shape {treatments.shape}")
         self.classes_ = np.unique(y)
-        names, profiles = group_medians(X, treatments)
-        label_of = pd.Series(y).groupby(treatments).agg(lambda s: s.value_counts().index[0])
+        names, profiles = consensus_profiles(X, treatments, wells)
+        codes = np.searchsorted(self.classes_, y)
+        label_of = pd.Series(codes).groupby(treatments).agg(lambda s: s.value_counts().index[0])
         self.profile_names_ = names
-        self.profile_labels_ = label_of.loc[names].to_numpy(dtype=object)
-        self.n_features_in_ = X.shape[1]
-        if self.standardize and len(profiles) > 1:
-            self.mean_ = profiles.mean(axis=0)
-            sd = profiles.std(axis=0)
-            self.scale_ = np.where(sd > 0, sd, 1.0)
-        else:
-            self.mean_ = np.zeros(X.shape[1])
-            self.scale_ = np.ones(X.shape[1])
+        self.profile_codes_ = label_of.loc[names].to_numpy(dtype=int)
+        self.centred_ = self._centre(profiles)
+        self.mean_ = profiles.mean(axis=0) if self.centred_ else np.zeros(X.shape[1])
+        sd = profiles.std(axis=0)
+        self.scale_ = np.where(sd > 0, sd, 1.0) if self.standardize and len(profiles) > 1 else np.ones(X.shape[1])
         self.profiles_ = (profiles - self.mean_) / self.scale_
         return self
 
+    def _centre(self, profiles: np.ndarray) -> bool:
+        if self.center not in (True, False, "auto"):
+            raise ValueError(f"center must be True, False or 'auto', got {self.center!r}")
+        if len(profiles) < 2 or self.center is False:
+            return False
+        norm = np.linalg.norm(profiles, axis=1)
+        return self.center is True or bool(norm.min() < NEAR_ZERO * np.median(norm))
+
     def similarity(self, X) -> np.ndarray:
-        """(n, k) best cosine similarity of each row to any training profile of each class."""
+        """(n, k) best cosine similarity of each row to any training profile of each class (-inf if none)."""
         check_is_fitted(self, "profiles_")
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected (n, {self.n_features_in_}) features, got shape {X.shape}")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
         sim = cosine_similarity((X - self.mean_) / self.scale_, self.profiles_)
         out = np.full((len(X), len(self.classes_)), -np.inf)
-        for k, c in enumerate(self.classes_):
-            cols = self.profile_labels_ == c
-            out[:, k] = sim[:, cols].max(axis=1)
+        for k in np.unique(self.profile_codes_):
+            out[:, k] = sim[:, self.profile_codes_ == k].max(axis=1)
         return out
 
     def predict_proba(self, X) -> np.ndarray:
@@ -95,9 +119,11 @@ class ProfileKNNClassifier(ClassifierMixin, BaseEstimator):
         return e / e.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[np.argmax(self.similarity(X), axis=1)]
+        sim = self.similarity(X)
+        return self.classes_[np.argmax(sim, axis=1)]
 
-    def predict_groups(self, X, groups: Sequence) -> pd.Series:
-        """1-NN label of each group's median profile (the NSC protocol), indexed by group."""
-        names, profiles = group_medians(X, groups)
-        return pd.Series(self.predict(profiles), index=names)
+    def nearest_profile(self, X) -> np.ndarray:
+        """(n,) index into ``profile_names_`` of each row's most similar training profile."""
+        check_is_fitted(self, "profiles_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return np.argmax(cosine_similarity((X - self.mean_) / self.scale_, self.profiles_), axis=1)

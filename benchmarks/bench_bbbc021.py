@@ -77,7 +77,7 @@ def profiles_benchmark(out: Path, split: str) -> dict:
     metrics = run_training(
         table, out / f"bbbc021_{split}", split=split, treatment="Metadata_Compound", batch=batch,
         exclude_labels=exclude, normalize="none", models=("xgboost", "knn", "ensemble"),
-        save_models=False, report=False,
+        save_models=False,
         command=f"python -m moa_features.train {table} -o {out / f'bbbc021_{split}'} --split {split} "
                 f"--treatment Metadata_Compound{' --batch Metadata_Batch' if batch else ''} "
                 "--exclude-label " + " ".join(f"'{e}'" for e in exclude)
@@ -223,7 +223,7 @@ def default_route_benchmark(out: Path, part: str) -> dict:
         metrics = run_training(
             table, run, split="nsc", treatment=TREATMENT, exclude_labels=["DMSO"],
             normalize=profiling.DEFAULT_NORMALIZATION,
-            models=("xgboost", "knn", "ensemble"), save_models=False, report=False,
+            models=("xgboost", "knn", "ensemble"), save_models=False,
             command=f"python -m moa_features.train {table} -o {run} --split nsc --treatment {TREATMENT} "
                     "--exclude-label DMSO --models xgboost,knn,ensemble --no-report --no-save-models",
         )

@@ -12,7 +12,6 @@ thumbnails likewise, by each plate's control intensity per channel), and writes 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,28 +23,19 @@ import pandas as pd
 
 from moa_features import profiling, schema
 from moa_features.io import read_json, read_table, read_thumbs, write_table
+from moa_features.models import registry
+from moa_features.models.cnn import thumbnail_reference
 from moa_features.models.ensemble import align_proba
 from moa_features.runs import MANIFEST, RunFolderError, read_manifest, verify_run_files
 
-FEATURE_MODELS = ("xgboost", "knn")
-IMAGE_MODELS = ("cnn", "cnn_embedding")
-ALL_MODELS = ("cnn", "xgboost", "knn", "cnn_embedding", "ensemble")
+# What a run saves, from the model registry: the model file, plus the CNNs' JSON side file.
+FEATURE_MODELS = registry.names(input="features", chance=False)
+IMAGE_MODELS = registry.names(input="thumbnails")
+ALL_MODELS = tuple(m for m in registry.names(chance=False) if registry.get(m).file)
 MODEL_FILES = {
-    "xgboost": ("xgboost.json",),
-    "knn": ("knn.joblib",),
-    "ensemble": ("ensemble.joblib",),
-    "cnn": ("cnn.keras", "cnn.keras.json"),
-    "cnn_embedding": ("cnn_embedding.keras", "cnn_embedding.keras.json"),
+    m: (registry.get(m).file,) + ((f"{registry.get(m).file}.json",) if m in IMAGE_MODELS else ())
+    for m in ALL_MODELS
 }
-
-
-def _thumbnail_reference():
-    """``thumbnail_reference`` from wherever it lives (moving from train.py into moa_features/models/)."""
-    for module in ("moa_features.models", "moa_features.models.cnn", "moa_features.train"):
-        found = getattr(importlib.import_module(module), "thumbnail_reference", None)
-        if found is not None:
-            return found
-    raise ImportError("thumbnail_reference not found in moa_features.models, models.cnn or train")
 
 
 def saved_models(run_dir: Path, config: dict[str, Any]) -> list[str]:
@@ -147,8 +137,9 @@ def predict_table(
         raise KeyError(f"the table lacks {len(missing)} feature column(s) the run was trained on, e.g. {missing[:5]}")
     df = table.reset_index(drop=True)
     label, treatment = cfg["label"], cfg.get("treatment") or schema.TREATMENT
-    control = profiling.is_control(df, moa_col=label, treatment_col=treatment)
-    df = profiling.normalize(df, cfg["normalize"], plate_col=cfg["group"], control=control, features=names)
+    method = cfg.get("normalize_applied", cfg["normalize"])  # the run's method, ``auto`` resolved
+    done = profiling.normalize_table(df, method, plate=cfg["group"], label=label, treatment=treatment, features=names)
+    df, control = done.table, done.control
     X = pre["pipeline"].transform(df[names].to_numpy(dtype=np.float64))
     proba: dict[str, np.ndarray] = {}
     for name in FEATURE_MODELS:
@@ -164,8 +155,7 @@ def predict_table(
             ref = None
             if run[name].uses_reference_:  # the embedding CNN: per-plate input normalisation, as in training
                 if reference is None:
-                    reference = _thumbnail_reference()(thumbs, df[cfg["group"]].astype(str).to_numpy(), control,
-                                                    cfg["normalize"])
+                    reference = thumbnail_reference(thumbs, df[cfg["group"]].astype(str).to_numpy(), control, method)
                 ref = reference
             proba[name] = align_proba(run[name].predict_proba(thumbs, ref), run[name].classes_, classes)
     if "ensemble" in run:

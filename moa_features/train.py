@@ -43,8 +43,8 @@ import argparse
 import shlex
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,23 +54,24 @@ import pandas as pd
 from sklearn.base import clone
 
 from moa_features import profiling, schema
-from moa_features.io import package_versions, read_table, write_json, write_table
+from moa_features.io import OutputLockedError, package_versions, read_table, read_thumbs, write_json, write_table
 from moa_features.models import evaluation, registry, splits
 from moa_features.models.cnn import thumbnail_reference
 from moa_features.models.ensemble import ProbabilityVote, align_proba
 from moa_features.models.preprocessing import make_preprocessor
+from moa_features.runs import check_run_folder, open_run
 
 __all__ = [
     "Settings",
     "TrainingData",
     "load_training_data",
     "fit_fold",
+    "fold_data",
     "predict_fold",
     "evaluate_folds",
     "compute_metrics",
     "save_run",
     "run_training",
-    "thumbnail_reference",
     "main",
 ]
 
@@ -142,6 +143,10 @@ class TrainingData:
     thumbs: np.ndarray | None = None
     thumb_reference: np.ndarray | None = None
     inactive: list[str] = field(default_factory=list)  # treatments dropped by --active-only
+    normalization: str = "none"  # the normalisation applied (``auto`` resolved)
+    # ``pooled`` pools the control spread over plates: renormalize(train_plates) -> X with that spread pooled
+    # over the training plates' controls only, so a held-out plate's wells never reach a fold's training rows.
+    renormalize: Callable[[np.ndarray], np.ndarray] | None = None
     classes: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -195,7 +200,7 @@ def _fill_labels(df: pd.DataFrame, table_path: Path, label: str, annotation: str
 
 
 def drop_inactive(
-    df: pd.DataFrame, treatment: str, plate: str, control: pd.Series, seed: int = 0
+    df: pd.DataFrame, treatment: str, plate: str, control: np.ndarray, seed: int = 0
 ) -> tuple[pd.DataFrame, list[str]]:
     """Keep controls and phenotypically active treatments only (``--active-only``); return the dropped ones.
 
@@ -213,7 +218,7 @@ def drop_inactive(
     activity = phenotypic_activity(df, treatment=treatment, plate=plate, seed=seed)
     inactive = set(activity.loc[~activity["active"].astype(bool), "treatment"].astype(str))
     keys = [_keys(df, [treatment]), _keys(df, [treatment, schema.CONCENTRATION])]  # name or name@concentration
-    drop = np.any([np.isin(k, list(inactive)) for k in keys if k is not None], axis=0) & ~control.to_numpy()
+    drop = np.any([np.isin(k, list(inactive)) for k in keys if k is not None], axis=0) & ~np.asarray(control, dtype=bool)
     return df.loc[~drop], sorted(inactive)
 
 
@@ -225,7 +230,7 @@ def load_training_data(
     label: str = schema.MOA,
     group: str = schema.PLATE,
     treatment: str | None = schema.TREATMENT,
-    normalize: str = "controls",
+    normalize: str = profiling.DEFAULT_NORMALIZATION,
     exclude_labels: Sequence[str] = (),
     annotation: str | Path | None = None,
     active_only: bool = False,
@@ -257,11 +262,13 @@ def load_training_data(
             f"thumbnails have {len(thumbs)} rows but the table {table_path} has {len(df)}; "
             "they must be row-aligned (written together by extract)"
         )
-    control = profiling.is_control(df, moa_col=label, treatment_col=treatment or schema.TREATMENT)
-    df = profiling.normalize(df, normalize, plate_col=group, control=control, features=features)
+    raw = df[features].to_numpy(dtype=np.float64)
+    done = profiling.normalize_table(df, normalize, plate=group, label=label, treatment=treatment, features=features)
+    df, control = done.table, done.control
+    _log(f"normalisation: {done.method} ({done.note})")
     reference = None
     if thumbs is not None:
-        reference = thumbnail_reference(thumbs, df[group].astype(str).to_numpy(), control, normalize)
+        reference = thumbnail_reference(thumbs, df[group].astype(str).to_numpy(), control, done.method)
     keep = df[label].notna().to_numpy().copy()
     if (~keep).any():
         _log(f"dropping {int((~keep).sum())} rows with no {label}")
@@ -277,6 +284,9 @@ def load_training_data(
         _log(f"excluding {int(excluded.sum())} rows labelled {sorted(set(exclude_labels))}")
     keep &= ~excluded
     rows = np.flatnonzero(keep)
+    renormalize = None
+    if done.method == "pooled":
+        renormalize = _pooled_renormalizer(raw, df[group].astype(str).to_numpy(), np.asarray(control, bool), rows)
     df = df.iloc[rows].reset_index(drop=True)
     y = df[label].to_numpy()
     if len(np.unique(y)) < 2:
@@ -298,7 +308,27 @@ def load_training_data(
         thumbs=None if thumbs is None else np.asarray(thumbs[rows]),
         thumb_reference=None if reference is None else reference[rows],
         inactive=dropped,
+        normalization=done.method,
+        renormalize=renormalize,
     )
+
+
+def _pooled_renormalizer(
+    raw: np.ndarray, plates: np.ndarray, control: np.ndarray, rows: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``pooled`` normalisation with the pooled spread learned from the given training plates' controls.
+
+    raw: (N, p) features of every table row before normalisation; plates, control: (N,);
+    rows: the kept (labelled) rows. Each plate keeps its own control centre and spread.
+    """
+
+    def renormalize(train_plates: np.ndarray) -> np.ndarray:
+        reference = control & np.isin(plates, np.unique(train_plates))
+        pooled = profiling.pooled_control_spread(raw, plates, reference)
+        center, spread = profiling.plate_statistics(raw, plates, control, profiling.SPREAD_SHRINKAGE, pooled)
+        return ((raw - center) / spread)[rows]
+
+    return renormalize
 
 
 # ---- split --------------------------------------------------------------------------------
@@ -463,14 +493,21 @@ class FoldResults:
     untrained: list = field(default_factory=list)  # classes tested in a fold whose training rows lack them
 
 
+def fold_data(data: TrainingData, train: np.ndarray) -> TrainingData:
+    """``data`` as a fold sees it: with ``pooled`` normalisation, the spread pooled over its training plates only."""
+    return data if data.renormalize is None else replace(data, X=data.renormalize(data.plates[train]))
+
+
 def evaluate_folds(data: TrainingData, folds: list, units: np.ndarray, settings: Settings) -> FoldResults:
     """Fit on each fold's training rows, predict its test rows; one row per (model, test row)."""
     preds, ensemble, epochs, n_selected, untrained = [], [], [], [], set()
     histories: dict[str, list] = {"cnn": [], "cnn_embedding": []}
     importance = np.zeros(len(data.feature_names))
     timings: dict[str, float] = {}
+    full = data
     for fold, (train, test) in enumerate(folds):
         t0 = time.perf_counter()
+        data = fold_data(full, train)
         fitted, seconds = fit_fold(data, train, settings, units)
         proba = predict_fold(fitted, data, test)
         untrained |= set(data.y[test].tolist()) - set(data.y[train].tolist())
@@ -546,6 +583,12 @@ def compute_metrics(
             "(under nsc: fewer than 2 treatments, or all in one plate group), so they cannot be scored; they stay in "
             "training and are left out of the MoA figures"
         )
+    if pred["y_true"].isin(unscored).all():
+        raise ValueError(
+            f"no class can be scored: every class ({', '.join(map(str, unscored))}) is tested only in folds whose "
+            "training has none of it. Held-out-treatment splits need classes with at least 2 treatments; pass "
+            "--split plate to measure treatment recognition instead"
+        )
     out: dict[str, Any] = {
         "models": {},
         "per_class_recall": {},
@@ -604,17 +647,6 @@ def save_run(
 
 
 # ---- the run ------------------------------------------------------------------------------
-def _load_thumbs(thumbs_path: Path | None) -> np.ndarray | None:
-    if thumbs_path is None:
-        return None
-    if not thumbs_path.exists():
-        raise FileNotFoundError(f"thumbnails not found: {thumbs_path}")
-    arr = np.load(thumbs_path, mmap_mode="r")
-    if arr.ndim != 4 or arr.dtype != np.uint8:
-        raise ValueError(f"{thumbs_path}: expected (N, S, S, C) uint8 thumbnails, got {arr.dtype} {arr.shape}")
-    return arr
-
-
 def run_training(
     table: str | Path,
     output: str | Path,
@@ -629,7 +661,7 @@ def run_training(
     experiment: str = schema.EXPERIMENT,
     exclude_labels: Sequence[str] = (),
     models: Sequence[str] | None = None,
-    normalize: str = "controls",
+    normalize: str = profiling.DEFAULT_NORMALIZATION,
     annotation: str | Path | None = None,
     active_only: bool = False,
     seed: int = 0,
@@ -639,24 +671,28 @@ def run_training(
     scheduler: str | None = None,
     n_jobs: int = 1,
     save_models: bool = True,
-    report: bool = True,
     command: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate models on held-out folds, refit them on all rows, write ``output/``; return metrics.
 
     ``models`` defaults to every model that applies (the CNNs only with ``thumbs``);
     ``folds``: outer folds (``None`` the split's default, ``0`` leave one group out).
+    ``output`` is written whole (:func:`moa_features.runs.open_run`): a non-empty folder is
+    refused before any work unless ``overwrite``, and is then replaced by a fresh one.
     """
     table_path, output = Path(table).resolve(), Path(output)
+    check_run_folder(output, overwrite)
     thumbs_path = Path(thumbs).resolve() if thumbs is not None else None
     if models is None:
         models = (("cnn",) if thumbs_path else ()) + DEFAULT_MODELS
     if split not in ("auto",) + splits.SPLITS:
         raise ValueError(f"unknown split {split!r}; expected auto or one of {', '.join(splits.SPLITS)}")
+    df = read_table(table_path)
     data = load_training_data(
-        read_table(table_path),
+        df,
         table_path=table_path,
-        thumbs=_load_thumbs(thumbs_path),
+        thumbs=None if thumbs_path is None else read_thumbs(thumbs_path, df),
         label=label,
         group=group,
         treatment=treatment,
@@ -704,6 +740,7 @@ def run_training(
         "batch": batch,
         "experiment": experiment,
         "normalize": normalize,
+        "normalize_applied": data.normalization,
         "exclude_labels": list(exclude_labels),
         "active_only": active_only,
         "inactive_treatments_dropped": data.inactive,
@@ -730,10 +767,10 @@ def run_training(
         final = fit_final(data, settings, units)
         results.timings["final_fit"] = time.perf_counter() - t0
     result["timings"] = {k: round(v, 3) for k, v in results.timings.items()}
-    save_run(output, result, results, data, final)
+    with open_run(output, overwrite) as run:
+        result["config"]["run_id"] = run.run_id
+        save_run(run.path, result, results, data, final)
     _log(summary_table(result))
-    if report:
-        _build_report(table_path, output)
     return result
 
 
@@ -747,17 +784,6 @@ def _ensemble_summary(per_fold: list[dict]) -> dict[str, Any]:
         else "a blend beat every single member on the inner validation in every fold"
     )
     return {"folds": per_fold, "n_fallback": len(fell), "note": note}
-
-
-def _build_report(table_path: Path, output: Path) -> None:
-    try:
-        from moa_features.report import build_report
-    except ImportError as err:
-        if err.name != "moa_features.report":
-            raise
-        _log("moa_features.report is not available yet; skipping the HTML report")
-        return
-    build_report(table_path, run_dir=output)
 
 
 def summary_table(result: dict[str, Any]) -> str:
@@ -842,8 +868,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--normalize",
         choices=profiling.NORMALIZATIONS,
-        default="controls",
-        help="per-plate robust z-score against negative controls, all plate rows, or none (default %(default)s)",
+        default=profiling.DEFAULT_NORMALIZATION,
+        help="per-plate robust z-score: 'controls' (centre and spread of the plate's negative controls), "
+        "'pooled' (plate's control centre, spread pooled over every plate's controls: well-conditioned with few "
+        "controls), 'plate' (all plate rows), 'none'; 'auto' picks pooled (plate where a plate has no controls), or none for an already-normalised "
+        "table (default %(default)s)",
     )
     p.add_argument(
         "--annotation", help="treatment -> MoA table (treatment_moa.csv) used when the label column is missing"
@@ -871,6 +900,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-save-models", action="store_true", help="evaluate only; do not refit and save the models")
     p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run folder (a fresh folder is written and swapped in whole)")
     return p
 
 
@@ -914,15 +945,17 @@ def main(argv: list[str] | None = None) -> int:
             scheduler=args.scheduler,
             n_jobs=args.n_jobs,
             save_models=not args.no_save_models,
-            report=not args.no_report,
+            overwrite=args.overwrite,
             command="python -m moa_features.train " + " ".join(shlex.quote(a) for a in argv),
         )
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as err:
+    except (FileNotFoundError, KeyError, ValueError, TypeError, OutputLockedError) as err:
         print(f"moa-features train: error: {err}", file=sys.stderr)
         return 2
     _log(f"wrote {output}/")
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the same program as `moa-features train`: train, then the report
+    from moa_features.pipeline import train_command
+
+    raise SystemExit(train_command())

@@ -12,7 +12,6 @@ from moa_features import annotate as A
 from moa_features import schema
 from moa_features.annotate.curated import curated_index, curated_table
 
-
 DEMO = {
     "EGF": "Growth factor", "FGF-2": "Growth factor", "VEGF-A": "Growth factor", "HGF": "Growth factor",
     "IL-1B": "Interleukin", "IL-6": "Interleukin", "IL-17A": "Interleukin",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BBBC021
 from PIL import Image
 
 from moa_features import schema

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-import re
-
 import numpy as np
 import pytest
 from skimage.draw import disk, ellipse

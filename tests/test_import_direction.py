@@ -8,7 +8,7 @@ The layers, earliest first (a module may import its own layer and earlier ones):
    names -> MoA; it needs only metadata, so extraction may annotate as it reads);
 2. per-site measurement: ``features``, ``illumination``, ``calibration`` (the first pass);
 3. ``extract`` (images -> feature table);
-4. profiles: ``profiling`` (normalisation, consensus), ``activity`` (phenotypic activity, mAP);
+4. profiles: ``profiling`` (normalisation, consensus); ``activity`` (phenotypic activity, mAP) sits with ``models``;
 5. ``models`` (estimators, splitters, registry);
 6. ``train`` (evaluation run -> ``models/RUN``);
 7. ``predict`` (a saved run applied to a table);
@@ -39,8 +39,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         {"datasets", "synthetic", "annotate"},
         {"features", "illumination", "calibration"},
         {"extract"},
-        {"profiling", "activity"},
-        {"models"},
+        {"profiling"},
+        {"models", "activity"},  # activity selects features with models.preprocessing
         {"train"},
         {"predict"},
         {"report", "reports"},

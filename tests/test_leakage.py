@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _helpers import CLASSES, constructed_screen
-
 from moa_features import schema
 from moa_features.models import splits
-from moa_features.train import Settings, fit_fold, load_training_data, predict_fold
+from moa_features.train import Settings, fit_fold, fold_data, load_training_data, predict_fold
+
+from _helpers import CLASSES, constructed_screen
 
 TEST_PLATE = "exp1_2"
 TEST_TREATMENT = "drug1_0"
@@ -81,6 +81,12 @@ def test_normalisation_of_training_plates_ignores_the_test_plate(screen):
         c = load_training_data(table, thumbs=bad_thumbs, normalize=method)
         assert np.array_equal(a.thumb_reference[train], c.thumb_reference[train]), method
         assert not np.allclose(a.thumb_reference[~train], c.thumb_reference[~train])
+    # pooled: each plate's own control centre, the spread pooled over the fold's training plates only
+    a, b = (fold_data(d, np.flatnonzero(d.plates != TEST_PLATE)) for d in (
+        load_training_data(table, normalize="pooled"), load_training_data(bad, normalize="pooled")))
+    train = a.plates != TEST_PLATE
+    assert np.array_equal(a.X[train], b.X[train])
+    assert not np.allclose(a.X[~train], b.X[~train])
 
 
 @pytest.mark.parametrize(
@@ -100,6 +106,7 @@ def test_no_fitted_step_sees_the_test_rows(screen, with_images, split):
     ((train, test),) = [(tr, te) for tr, te in folds if value in set(clean.meta[column].iloc[te])]
     assert value not in set(clean.meta[column].iloc[train])
 
+    clean, dirty = fold_data(clean, train), fold_data(dirty, train)  # the default (pooled) pools training plates
     fitted_clean, _ = fit_fold(clean, train, settings, units)
     fitted_dirty, _ = fit_fold(dirty, train, settings, units)
     a, b = _fitted_state(fitted_clean), _fitted_state(fitted_dirty)

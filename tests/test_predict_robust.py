@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import subprocess
 import sys
@@ -48,16 +47,8 @@ def _table(folder: Path, seed: int = 0, n_features: int = 6) -> Path:
 
 
 def _train(table: Path, output: Path, models: tuple[str, ...], overwrite: bool = False) -> str:
-    """Train into ``output`` through :func:`open_run` (locked, swapped in whole); return the run id.
-
-    Uses train's own ``overwrite`` once train.py writes through :mod:`moa_features.runs`.
-    """
-    if "overwrite" in inspect.signature(train.run_training).parameters:
-        train.run_training(table, output, models=models, report=False, overwrite=overwrite)
-    else:
-        check_run_folder(output, overwrite)
-        with open_run(output, overwrite) as run:
-            train.run_training(table, run.path, models=models, report=False)
+    """Train into ``output`` (locked, written whole through :func:`open_run`); return the run id."""
+    train.run_training(table, output, models=models, split="plate", overwrite=overwrite)
     return read_manifest(output)["run_id"]
 
 
@@ -110,8 +101,8 @@ def test_a_failed_training_leaves_the_previous_run_untouched(runs, tmp_path):
     out = tmp_path / "r"
     shutil.copytree(runs["both"], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    with pytest.raises(KeyError), open_run(out, overwrite=True) as run:
-        train.run_training(runs["table"], run.path, models=("xgboost",), label="Metadata_nope", report=False)
+    with pytest.raises(KeyError):
+        train.run_training(runs["table"], out, models=("xgboost",), label="Metadata_nope", overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
 

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from moa_features import predict as predict_mod
 from moa_features import schema, train
 from moa_features.io import read_table
+
 from _helpers import CLASSES, constructed_screen
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -27,7 +27,7 @@ def screen(tmp_path_factory) -> tuple[Path, Path]:
 def full_run(screen, tmp_path_factory) -> tuple[Path, dict]:
     table, thumbs = screen
     out = tmp_path_factory.mktemp("runs") / "full"
-    metrics = train.run_training(table, out, thumbs, split="plate", cnn_epochs=2, cnn_patience=1, report=False)
+    metrics = train.run_training(table, out, thumbs, split="plate", cnn_epochs=2, cnn_patience=1)
     return out, metrics
 
 
@@ -217,7 +217,7 @@ def test_bbbc021_profiles_nsc_subset(tmp_path):
         normalize="none",
         models=("knn",),
         save_models=False,
-        report=False,
+
     )
     assert metrics["config"]["n_folds"] == 9  # 2 + 4 + 3 compounds (10 folds capped at 9 compounds)
     assert metrics["models"]["knn"]["treatment_accuracy"] > 0.7
@@ -228,7 +228,7 @@ def test_dask_scheduler_run_matches_local_structure(screen, tmp_path):
     distributed = pytest.importorskip("distributed")
     table, _ = screen
     local = train.run_training(
-        table, tmp_path / "local", split="plate", models=("xgboost",), save_models=False, report=False
+        table, tmp_path / "local", split="plate", models=("xgboost",), save_models=False
     )
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
         remote = train.run_training(
@@ -238,7 +238,7 @@ def test_dask_scheduler_run_matches_local_structure(screen, tmp_path):
             models=("xgboost",),
             scheduler=c.scheduler_address,
             save_models=False,
-            report=False,
+
         )
     assert remote["models"].keys() == local["models"].keys()
     assert remote["models"]["xgboost"].keys() == local["models"]["xgboost"].keys()
@@ -270,7 +270,7 @@ def test_active_only_drops_inactive_treatments(screen, tmp_path):
         models=("knn",),
         active_only=True,
         save_models=False,
-        report=False,
+
         n_permutations=100,
     )
     assert [t.split("@")[0] for t in inactive] == ["drug2_1"]

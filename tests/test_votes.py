@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -33,7 +33,7 @@ def test_schema_and_wal_mode(tmp_path):
 
 def test_add_stores_channels_in_channel_order(tmp_path):
     store = VoteStore(tmp_path / "v.sqlite")
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     first = store.add("session-a", "Actin disruptor", "P1_B03_1", "P1_B02_1", ["w5", "w1", "w3"])
     second = store.add("session-b", "Actin disruptor", "P1_B03_2", "P1_B02_2", ("w10", "w2", "w9"))
     assert second == first + 1
@@ -46,7 +46,7 @@ def test_add_stores_channels_in_channel_order(tmp_path):
         "P1_B02_1",
     ]
     stamp = datetime.fromisoformat(rows.loc[0, "created_at"])
-    assert stamp.utcoffset().total_seconds() == 0 and before <= stamp <= datetime.now(timezone.utc)
+    assert stamp.utcoffset().total_seconds() == 0 and before <= stamp <= datetime.now(UTC)
     # an explicit channel order (e.g. a dataset's DAPI/Tubulin/Actin) wins over name order
     store.add("s", "Tubulin", "x", "c", ["Actin", "DAPI", "Tubulin"], order=["DAPI", "Tubulin", "Actin"])
     assert store.votes()["channels"].iloc[-1] == "DAPI,Tubulin,Actin"

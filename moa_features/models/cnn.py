@@ -210,7 +210,7 @@ def thumbnail_reference(thumbs: np.ndarray, plates: np.ndarray, control: Any, no
         raise ValueError(f"unknown normalization {normalize!r}; expected one of {', '.join(profiling.NORMALIZATIONS)}")
     if normalize == "none":
         return None
-    rows = np.asarray(control, dtype=bool) if normalize == "controls" else np.ones(len(plates), dtype=bool)
+    rows = np.asarray(control, dtype=bool) if normalize in ("controls", "pooled") else np.ones(len(plates), dtype=bool)
     return plate_reference(thumbs, plates, rows)
 
 

@@ -250,12 +250,15 @@ def nsc_plate_feasible(
     scorable = set(n_treat.index[n_treat >= 2])
     X = np.zeros((len(y), 1))
     tested = np.zeros(len(y), dtype=bool)
+    n_folds = 0
     for train, test in NSCPlateSplit(plates, k, random_state).split(X, y, treatments):
+        n_folds += 1
         tested[test] = True
         lost = (set(y[test]) - set(y[train])) & scorable
         if len(train) < min_kept * (len(y) - len(test)) or lost:
             return False
-    return bool(tested[np.isin(y, list(scorable))].all())  # folds with no training rows are skipped by split
+    # folds with no training rows are skipped by split
+    return n_folds >= 2 and bool(tested[np.isin(y, list(scorable))].all())
 
 
 def make_splitter(

@@ -79,6 +79,28 @@ def is_control(metadata: dict[str, Any]) -> bool:
     )
 
 
+def check_params(params: FeatureParams) -> None:
+    """Refuse options the run cannot use, before any site is read (``DatasetError`` naming the option)."""
+    from moa_features.features.texture import SCHEMES
+
+    if params.illum not in ("auto", "none"):
+        raise DatasetError(f"--illum must be 'auto' or 'none', got {params.illum!r}")
+    if params.texture_scheme not in SCHEMES:
+        raise DatasetError(f"--texture-scheme must be one of {', '.join(SCHEMES)}, got {params.texture_scheme!r}")
+    top = 256 if params.texture_scheme == "run" else 65536
+    if not 2 <= params.texture_levels <= top:
+        raise DatasetError(
+            f"--texture-levels must be between 2 and {top} for the {params.texture_scheme} scheme, "
+            f"got {params.texture_levels}"
+        )
+    if any(d < 1 for d in params.texture_distances):
+        raise DatasetError(f"--texture-distances must be positive pixel counts, got {list(params.texture_distances)}")
+    for name in ("min_diameter", "max_diameter"):
+        value = getattr(params, name)
+        if value is not None and not value > 0:
+            raise DatasetError(f"--{name.replace('_', '-')} must be a positive number of pixels, got {value}")
+
+
 def _fingerprint(sites: Sequence, params: FeatureParams, shape) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([VERSION, params.texture_levels, params.texture_scheme, params.illum, shape,
@@ -115,12 +137,12 @@ def calibrate(
 
     sites: the run's :class:`~moa_features.datasets.Site` list; table: the output table
     (the pass goes to ``NAME.calibration/``); shape: the image size every site must have.
+    Options are checked first (:func:`check_params`).
     Without anything to learn (``texture_scheme="full"`` and ``illum="none"``) the folder
     is removed and ``params`` returned with ``calibration=None``. Raises ``ValueError`` when
     no sampled control site can be read for the run texture scheme.
     """
-    if params.illum not in ("auto", "none"):
-        raise ValueError(f"illum must be 'auto' or 'none', got {params.illum!r}")
+    check_params(params)
     folder = calibration_folder(table)
     wants_texture = params.texture_scheme == "run" and "texture" in params.families
     if not wants_texture and params.illum == "none":

@@ -183,3 +183,38 @@ def test_match_by_centre_is_one_to_one():
     theirs = np.array([[0.2, 0.0], [30.0, 34.5], [100.0, 100.0]])
     i, j = match_by_centre(ours, theirs, 5.0)
     assert i.tolist() == [0, 2] and j.tolist() == [0, 1]
+
+
+def test_extract_measures_masks_named_in_a_loaddata_csv(tmp_path):
+    """A user's own masks (e.g. from Cellpose) via CellProfiler's ObjectsFileName_/ObjectsPathName_ columns."""
+    from PIL import Image
+
+    from moa_features.extract import extract
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(2):
+        nuclei = np.zeros((64, 64), np.uint16)
+        nuclei[10:20, 10:18] = 1
+        nuclei[30 + i : 45, 30:44] = 2
+        cells = np.zeros_like(nuclei)
+        cells[5:25, 5:25] = 1
+        cells[26:55, 26:55] = 2
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        Image.fromarray(nuclei).save(tmp_path / "masks" / f"n{i}.png")
+        Image.fromarray(cells).save(tmp_path / "masks" / f"c{i}.png")
+        for c in (1, 2):
+            Image.fromarray(rng.integers(0, 200, (64, 64)).astype(np.uint8)).save(tmp_path / f"s{i}_w{c}.png")
+        rows.append({"Metadata_Plate": "P", "Metadata_Well": f"A0{i + 1}", "Metadata_Site": 1,
+                     "FileName_w1": f"s{i}_w1.png", "PathName_w1": ".", "FileName_w2": f"s{i}_w2.png",
+                     "PathName_w2": ".", "ObjectsFileName_Nuclei": f"n{i}.png", "ObjectsPathName_Nuclei": "masks",
+                     "ObjectsFileName_Cells": f"c{i}.png", "ObjectsPathName_Cells": "masks"})  # fmt: skip
+    csv = tmp_path / "load_data.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    params = FeatureParams(families=("intensity", "morphology"), objects=True, illum="none")
+    result = extract(csv, tmp_path / "t.parquet", params=params, thumbs=None, progress=False)
+    assert result.n_failed == 0
+    objects = pd.read_parquet(tmp_path / "t.objects.parquet").sort_values(["Metadata_Well", "ObjectNumber"])
+    np.testing.assert_array_equal(objects["Nuclei_AreaShape_Area"], [80, 210, 80, 196])
+    np.testing.assert_array_equal(objects["Cells_AreaShape_Area"], [400, 841, 400, 841])
+    assert "Metadata_ObjectsPath_Nuclei" in objects and objects["ObjectNumber"].tolist() == [1, 2, 1, 2]

@@ -123,3 +123,15 @@ def test_full_scheme_without_illumination_needs_no_first_pass(tmp_path):
     assert json.loads(out.with_name("t.summary.json").read_text())["calibration"] is None
     assert "Image_Texture_Contrast_w1_1_avg_32" in pd.read_parquet(out)
     assert not (tmp_path / "t.calibration").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(("--texture-levels", "1"), "--texture-levels"), (("--texture-levels", "300"), "between 2 and 256"),
+     (("--min-diameter", "-3"), "--min-diameter")],
+)  # fmt: skip
+def test_bad_feature_options_are_refused_before_any_work(tmp_path, args, message):
+    manifest = _write_screen(tmp_path, 2)
+    done = _extract(manifest, tmp_path / "t.parquet", *args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "t.calibration").exists() and not (tmp_path / "t.parquet").exists()

@@ -98,7 +98,13 @@ class FeatureParams:
     calibration: str | None = None
 
     def channel_index(self, channels: Sequence[str], which: str) -> int:
-        """Index of the nuclear (``which="nuclear"``) or cell channel among ``channels``."""
+        """Index of the nuclear (``which="nuclear"``) or cell channel among ``channels``.
+
+        Examples
+        --------
+        >>> FeatureParams(nuclear_channel="w2").channel_index(["w1", "w2", "w3"], "nuclear")
+        1
+        """
         name = self.nuclear_channel if which == "nuclear" else self.cell_channel
         if name is None:
             return 0 if which == "nuclear" else min(2, len(channels) - 1)
@@ -208,7 +214,16 @@ def timed_measure(
     *,
     texture_luts: Sequence[np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Like :func:`measure`, also returning CPU seconds spent per family (for benchmarks)."""
+    """Like :func:`measure`, also returning CPU seconds spent per family (for benchmarks).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((2, 16, 16), np.uint8)
+    >>> _, seconds = timed_measure(image, ["a", "b"], FeatureParams(families=("intensity", "correlation")))
+    >>> sorted(seconds)
+    ['correlation', 'intensity']
+    """
     out: dict[str, float] = {}
     seconds: dict[str, float] = {}
     for name in params.families:

@@ -18,7 +18,13 @@ DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "features.md"
 
 
 def family_docs() -> dict[str, list[tuple[str, str, str]]]:
-    """``{family: FEATURE_DOCS}`` for every family module that exists, in ``FAMILIES`` order."""
+    """``{family: FEATURE_DOCS}`` for every family module that exists, in ``FAMILIES`` order.
+
+    Examples
+    --------
+    >>> list(family_docs())
+    ['intensity', 'texture', 'morphology', 'correlation']
+    """
     docs: dict[str, list[tuple[str, str, str]]] = {}
     for name in FAMILIES:
         try:
@@ -57,7 +63,13 @@ def _cell(text: str) -> str:
 
 
 def render() -> str:
-    """The catalogue as Markdown: one table (name pattern, unit, definition) per family."""
+    """The catalogue as Markdown: one table (name pattern, unit, definition) per family.
+
+    Examples
+    --------
+    >>> render().splitlines()[0]
+    '# Feature catalogue'
+    """
     from moa_features.calibration import __doc__ as calibration_doc
     from moa_features.features.morphology import MORPHOLOGY_CONVENTIONS
     from moa_features.features.objects import __doc__ as objects_doc

@@ -166,7 +166,7 @@ def test_question_section_states_split_labels_chance_and_p(demo):
     assert "0.580 [0.410, 0.730]" in q and "0.600 [0.450, 0.750]" in q  # value [95% CI]
     assert "0.010" in q and "0.020" in q  # per-metric permutation p of XGBoost
     assert "0.210" in q and "0.280" in q  # CNN's scalar p; XGBoost's per-metric expected chance
-    assert "Majority class (chance reference)" in q
+    assert "Class prior (DummyClassifier) (chance reference)" in q
     models = section(html, "models")
     assert "Macro recall (treatment)" in models and "0.580 [0.410, 0.730]" in models
     assert "chance macro recall 0.250" in models  # expected chance replaces 1 / number of classes

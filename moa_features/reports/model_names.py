@@ -1,8 +1,8 @@
-"""How the report names, orders and colours models: the one place the report reads this from.
+"""How the report names, orders and colours models: an adapter over the model registry.
 
-When the models engineer's registry (``moa_features.models.registry``) lands, these values
-come from it (each registered model's display name and colour) and this module becomes a thin
-adapter; until then it is the single local mapping that figures and tables share.
+Display names, order, colours and which models are chance references come from
+:data:`moa_features.models.registry.MODELS`; models a run names that the registry does not
+know (a user's own) follow, alphabetically, with a colour from the same palette.
 
 Examples
 --------
@@ -16,20 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# Okabe-Ito colours for models (a different role from MoA, so a different set).
+from moa_features.models import registry
+
+# Okabe-Ito colours for models (a different role from MoA, so a different set); registered models use their own.
 MODEL_COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-MODEL_ORDER = ("cnn", "xgboost", "cnn_embedding", "ensemble", "knn", "majority", "shuffled")
-MODEL_LABELS = {
-    "cnn": "Keras CNN (baseline)",
-    "xgboost": "XGBoost (features)",
-    "cnn_embedding": "CNN embedding",
-    "ensemble": "Ensemble",
-    "knn": "k-NN (features)",
-    "majority": "Majority class",
-    "shuffled": "Shuffled labels",
-}
+MODEL_ORDER = tuple(registry.MODELS)
+MODEL_LABELS = {name: spec.display for name, spec in registry.MODELS.items()}
 MAIN_MODELS = ("cnn", "xgboost", "ensemble")  # confusion matrices shown for these when present
-CHANCE_MODELS = ("majority", "shuffled", "dummy")  # chance references: never "best", no per-class figures
+CHANCE_MODELS = registry.names(chance=True)  # chance references: never "best", no per-class figures
 
 
 def model_order(models: Sequence[str]) -> list[str]:
@@ -40,7 +34,10 @@ def model_order(models: Sequence[str]) -> list[str]:
 
 def model_palette(models: Sequence[str]) -> dict[str, str]:
     """One Okabe-Ito colour per model, assigned in :func:`model_order`."""
-    return {m: MODEL_COLORS[i % len(MODEL_COLORS)] for i, m in enumerate(model_order(models))}
+    return {
+        m: registry.MODELS[m].color if m in registry.MODELS else MODEL_COLORS[i % len(MODEL_COLORS)]
+        for i, m in enumerate(model_order(models))
+    }
 
 
 def model_label(model: str) -> str:
@@ -49,5 +46,5 @@ def model_label(model: str) -> str:
 
 
 def is_chance(model: str) -> bool:
-    """Whether ``model`` is a chance reference (majority/shuffled/dummy) rather than a real model."""
+    """Whether ``model`` is a chance reference (the registry's class-prior baseline) rather than a real model."""
     return model in CHANCE_MODELS

@@ -44,7 +44,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from moa_features import profiling
-from moa_features.features import measure
+from moa_features.features import FeatureParams, measure
+from moa_features.features.texture import run_lut
 from moa_features.models.gbm import XGBoostClassifier
 from moa_features.models.preprocessing import make_preprocessor
 from moa_features.train import run_training
@@ -237,12 +238,21 @@ def default_route_benchmark(out: Path, part: str) -> dict:
 
 
 def crop_features() -> pd.DataFrame:
-    """One row per crop: metadata and this package's features of the (C, H, W) crop."""
+    """One row per crop: metadata and this package's features of the (C, H, W) crop.
+
+    The texture quantisation is the run scheme, learned (as ``extract``'s first pass does) from
+    the negative-control (DMSO) crops' pooled histograms; border objects are kept, since a
+    single-cell crop's cell touches its border by construction.
+    """
     index = pd.read_csv(CROPS / "index.csv")
+    crops = [np.moveaxis(np.load(CROPS / rec.path), -1, 0) for rec in index.itertuples()]  # (3, H, W) uint16
+    controls = [c for c, moa in zip(crops, index["moa"]) if moa == "DMSO"]
+    hist = sum(np.stack([np.bincount(p.ravel(), minlength=65536) for p in c]) for c in controls)
+    luts = [run_lut(h, 32) for h in hist]
+    params = FeatureParams(exclude_border=False)
     rows = []
-    for rec in index.itertuples():
-        crop = np.load(CROPS / rec.path)  # (H, W, 3) uint16
-        feats = measure(np.moveaxis(crop, -1, 0), CROP_CHANNELS)
+    for rec, crop in zip(index.itertuples(), crops):
+        feats = measure(crop, CROP_CHANNELS, params, texture_luts=luts)
         well = f"{rec.Image_Metadata_Plate_DAPI}_{rec.Image_Metadata_Well_DAPI}"
         rows.append({"moa": rec.moa, "well": well, **feats})
     return pd.DataFrame(rows)

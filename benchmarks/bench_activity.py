@@ -46,12 +46,15 @@ def run(table: Path, out: Path, *extra: str) -> dict:
     act = pd.read_csv(out)
     cons = pd.read_csv(activity.consistency_path(out)).sort_values("mean_average_precision")
     return {
-        "table": table.name, "options": list(extra),
-        "treatments": len(act), "active": int(act["active"].sum()),
+        "table": table.name,
+        "options": list(extra),
+        "treatments": len(act),
+        "active": int(act["active"].sum()),
         "active_fraction": round(float(act["active"].mean()), 4),
         "inactive": act.loc[~act["active"], "treatment"].tolist(),
         "consistency": {r.moa: round(float(r.mean_average_precision), 3) for r in cons.itertuples()},
-        "cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "wall_s": round(wall, 2),
     }
 
 

@@ -76,13 +76,20 @@ def profiles_benchmark(out: Path, split: str) -> dict:
         batch = "Metadata_Batch"
     t0 = time.perf_counter()
     metrics = run_training(
-        table, out / f"bbbc021_{split}", split=split, treatment="Metadata_Compound", batch=batch,
-        exclude_labels=exclude, normalize="none", models=("xgboost", "knn", "ensemble"),
+        table,
+        out / f"bbbc021_{split}",
+        split=split,
+        treatment="Metadata_Compound",
+        batch=batch,
+        exclude_labels=exclude,
+        normalize="none",
+        models=("xgboost", "knn", "ensemble"),
         save_models=False,
         command=f"python -m moa_features.train {table} -o {out / f'bbbc021_{split}'} --split {split} "
-                f"--treatment Metadata_Compound{' --batch Metadata_Batch' if batch else ''} "
-                "--exclude-label " + " ".join(f"'{e}'" for e in exclude)
-                + " --normalize none --models xgboost,knn,ensemble --no-report --no-save-models",
+        f"--treatment Metadata_Compound{' --batch Metadata_Batch' if batch else ''} "
+        "--exclude-label "
+        + " ".join(f"'{e}'" for e in exclude)
+        + " --normalize none --models xgboost,knn,ensemble --no-report --no-save-models",
     )
     wall = time.perf_counter() - t0
     keep = ("treatment_accuracy", "accuracy", "macro_recall", "macro_recall_std", "macro_f1")
@@ -102,14 +109,21 @@ def raw_well_table() -> pd.DataFrame:
     MoA from the MoA table (DMSO has the MoA ``DMSO``). 632 wells, 516 features.
     """
     wells = pd.read_csv(RAW_WELLS).rename(
-        columns={"Image_Metadata_Plate": "Metadata_Plate", "Image_Metadata_Well": "Metadata_Well"})
-    images = pd.read_csv(IMAGES).rename(columns={
-        "Image_Metadata_Plate_DAPI": "Metadata_Plate", "Image_Metadata_Well_DAPI": "Metadata_Well",
-        "Image_Metadata_Compound": TREATMENT, "Image_Metadata_Concentration": "Metadata_Concentration"})
+        columns={"Image_Metadata_Plate": "Metadata_Plate", "Image_Metadata_Well": "Metadata_Well"}
+    )
+    images = pd.read_csv(IMAGES).rename(
+        columns={
+            "Image_Metadata_Plate_DAPI": "Metadata_Plate",
+            "Image_Metadata_Well_DAPI": "Metadata_Well",
+            "Image_Metadata_Compound": TREATMENT,
+            "Image_Metadata_Concentration": "Metadata_Concentration",
+        }
+    )
     keys = ["Metadata_Plate", "Metadata_Well"]
     meta = images.groupby(keys)[[TREATMENT, "Metadata_Concentration"]].first().reset_index()
-    moa = pd.read_csv(MOAS).rename(columns={
-        "compound": TREATMENT, "concentration": "Metadata_Concentration", "moa": "Metadata_moa"})
+    moa = pd.read_csv(MOAS).rename(
+        columns={"compound": TREATMENT, "concentration": "Metadata_Concentration", "moa": "Metadata_moa"}
+    )
     meta = meta.merge(moa, on=[TREATMENT, "Metadata_Concentration"], how="left")
     return meta.merge(wells, on=keys, how="inner", validate="one_to_one")
 
@@ -165,18 +179,21 @@ def preprocessing_benchmark() -> dict:
     variants = {
         "none": raw,
         "controls (plate's own spread)": profiling.normalize(raw, "controls", control=control, features=features),
-        "pooled (default: plate's control spread shrunk toward the pooled one)":
-            profiling.normalize(raw, "pooled", control=control, features=features),
+        "pooled (default: plate's control spread shrunk toward the pooled one)": profiling.normalize(
+            raw, "pooled", control=control, features=features
+        ),
         "controls centre, pooled spread only": raw.assign(**dict(zip(features, ((values - center) / spread).T))),
         "plate (all wells)": profiling.normalize(raw, "plate", control=control, features=features),
     }
     default = variants["pooled (default: plate's control spread shrunk toward the pooled one)"]
     default_kept = list(make_preprocessor().fit(default[features]).named_steps["select"].get_feature_names_out())
-    variants["default + TVN sphering on DMSO (eps 0.1)"] = profiling.sphere(default[default_kept + ["Metadata_moa",
-                                                                               TREATMENT, "Metadata_Concentration"]],
-                                                                       control, default_kept)
-    logistic = ("pooled (default: plate's control spread shrunk toward the pooled one)",
-                "default + TVN sphering on DMSO (eps 0.1)")
+    variants["default + TVN sphering on DMSO (eps 0.1)"] = profiling.sphere(
+        default[default_kept + ["Metadata_moa", TREATMENT, "Metadata_Concentration"]], control, default_kept
+    )
+    logistic = (
+        "pooled (default: plate's control spread shrunk toward the pooled one)",
+        "default + TVN sphering on DMSO (eps 0.1)",
+    )
     out = {}
     processed = pd.read_csv(PROFILES)
     processed_features = [c for c in processed.columns if not c.startswith("Metadata_")]
@@ -187,9 +204,11 @@ def preprocessing_benchmark() -> dict:
     }
     for name, table in variants.items():
         if name.startswith("default + TVN"):
-            out[name] = {"selected_features": round(consensus_knn_accuracy(table, default_kept), 4),
-                         "n_selected": len(default_kept),
-                         "logistic_selected": round(consensus_logistic_accuracy(table, default_kept), 4)}
+            out[name] = {
+                "selected_features": round(consensus_knn_accuracy(table, default_kept), 4),
+                "n_selected": len(default_kept),
+                "logistic_selected": round(consensus_logistic_accuracy(table, default_kept), 4),
+            }
             continue
         t0 = time.process_time()
         kept = list(make_preprocessor().fit(table[features]).named_steps["select"].get_feature_names_out())
@@ -222,15 +241,21 @@ def default_route_benchmark(out: Path, part: str) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", profiling.AlreadyNormalizedWarning)
         metrics = run_training(
-            table, run, split="nsc", treatment=TREATMENT, exclude_labels=["DMSO"],
+            table,
+            run,
+            split="nsc",
+            treatment=TREATMENT,
+            exclude_labels=["DMSO"],
             normalize=profiling.DEFAULT_NORMALIZATION,
-            models=("xgboost", "knn", "ensemble"), save_models=False,
+            models=("xgboost", "knn", "ensemble"),
+            save_models=False,
             command=f"python -m moa_features.train {table} -o {run} --split nsc --treatment {TREATMENT} "
-                    "--exclude-label DMSO --models xgboost,knn,ensemble --no-report --no-save-models",
+            "--exclude-label DMSO --models xgboost,knn,ensemble --no-report --no-save-models",
         )
     keep = ("treatment_accuracy", "accuracy", "macro_recall")
     return {
-        "table": table.name, "wall_s": round(time.perf_counter() - t0, 1),
+        "table": table.name,
+        "wall_s": round(time.perf_counter() - t0, 1),
         "normalize": metrics.get("config", {}).get("normalize"),
         "warnings": sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)}),
         "models": {name: {k: round(m[k], 4) for k in keep if k in m} for name, m in metrics["models"].items()},
@@ -275,7 +300,9 @@ def crops_benchmark() -> dict:
         xgb = XGBoostClassifier(early_stopping_rounds=None, n_estimators=200).fit(Xtr, y[tr].astype(str))
         scores["xgboost"][te] = xgb.predict_proba(Xte)[:, list(xgb.classes_).index("1")]
     return {
-        "n_crops": len(y), "n_wells": int(df["well"].nunique()), "n_features": len(feats),
+        "n_crops": len(y),
+        "n_wells": int(df["well"].nunique()),
+        "n_features": len(feats),
         "feature_seconds": round(seconds, 1),
         "auc": {k: round(float(roc_auc_score(y, s)), 4) for k, s in scores.items()},
     }
@@ -287,8 +314,11 @@ PARTS = ("crops", "nsc", "nscb", "raw", "processed-defaults", "prep")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-o", "--output", default="models/bench_bbbc021", help="output folder (default %(default)s)")
-    p.add_argument("--parts", default="crops,nsc,nscb", help="comma-separated benchmarks to run (default %(default)s; "
-                   f"choose from {','.join(PARTS)})")
+    p.add_argument(
+        "--parts",
+        default="crops,nsc,nscb",
+        help=f"comma-separated benchmarks to run (default %(default)s; choose from {','.join(PARTS)})",
+    )
     args = p.parse_args(argv)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     unknown = sorted(set(parts) - set(PARTS))

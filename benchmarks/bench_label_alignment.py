@@ -59,8 +59,9 @@ def misaligned_labels(meta: pd.DataFrame, label: str, plate: str, well: str, sit
     return out
 
 
-def held_out_treatment_score(X: np.ndarray, y_train: np.ndarray, y_true: np.ndarray,
-                             treatments: np.ndarray, folds: int, seed: int) -> float:
+def held_out_treatment_score(
+    X: np.ndarray, y_train: np.ndarray, y_true: np.ndarray, treatments: np.ndarray, folds: int, seed: int
+) -> float:
     """Balanced accuracy on held-out treatments: fit on ``y_train``, score against ``y_true``."""
     pred = np.empty(len(y_true), dtype=object)
     for train, test in GroupKFold(n_splits=folds).split(X, y_true, treatments):

@@ -61,8 +61,20 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     for n, meta in screens(sizes, Path(args.cache)).items():
         out = Path(args.cache) / f"features_{n}.parquet"
-        cmd = [sys.executable, "-m", "moa_features.extract", str(meta), "--layout", "rxrx", "-o", str(out),
-               "--thumbs", "100", "-q", "--no-report"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "moa_features.extract",
+            str(meta),
+            "--layout",
+            "rxrx",
+            "-o",
+            str(out),
+            "--thumbs",
+            "100",
+            "-q",
+            "--no-report",
+        ]
         rss, wall = peak_rss_mib(cmd)
         results[n] = {"peak_rss_mib": round(rss, 1), "wall_s": round(wall, 1)}
         print(f"{n:>6} sites: peak RSS {rss:.0f} MiB, {wall:.0f} s")

@@ -50,8 +50,10 @@ def _copairs():
 def _require(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise KeyError(f"{what} needs column(s) {missing}, which the table lacks; "
-                       f"its metadata columns are {schema.metadata_columns(table.columns)}")
+        raise KeyError(
+            f"{what} needs column(s) {missing}, which the table lacks; "
+            f"its metadata columns are {schema.metadata_columns(table.columns)}"
+        )
 
 
 def treatment_keys(table: pd.DataFrame, treatment: str) -> pd.Series:
@@ -113,9 +115,11 @@ def phenotypic_activity(
     wells = profiling.well_profiles(table, (plate, schema.WELL), features)
     control = profiling.is_control(wells, treatment_col=treatment).to_numpy()
     if not control.any():
-        raise ValueError(f"phenotypic activity needs negative-control wells (treatment one of "
-                         f"{schema.NEGATIVE_CONTROL_TREATMENTS} in {treatment!r}, or MoA "
-                         f"{schema.NEGATIVE_CONTROL_MOA!r}); none found")
+        raise ValueError(
+            f"phenotypic activity needs negative-control wells (treatment one of "
+            f"{schema.NEGATIVE_CONTROL_TREATMENTS} in {treatment!r}, or MoA "
+            f"{schema.NEGATIVE_CONTROL_MOA!r}); none found"
+        )
     if control.all():
         raise ValueError("phenotypic activity needs treated wells; every well is a negative control")
     meta = pd.DataFrame({_KEY: treatment_keys(wells, treatment).to_numpy()})
@@ -127,8 +131,15 @@ def phenotypic_activity(
     result = pd.DataFrame({"treatment": counts.index.astype(str), "n_replicates": counts.to_numpy()})
     if (counts > 1).any():
         average_precision, _ = _copairs()
-        ap = average_precision(meta, _matrix(wells, features), pos_sameby=[_KEY, _REF], pos_diffby=[],
-                               neg_sameby=[], neg_diffby=[_KEY, _REF], progress_bar=False)
+        ap = average_precision(
+            meta,
+            _matrix(wells, features),
+            pos_sameby=[_KEY, _REF],
+            pos_diffby=[],
+            neg_sameby=[],
+            neg_diffby=[_KEY, _REF],
+            progress_bar=False,
+        )
         scores = _map_table(ap[ap[_REF] == -1], _KEY, null_size, seed, alpha)
         result = result.merge(scores.rename(columns={_KEY: "treatment"}), on="treatment", how="left")
     else:
@@ -169,8 +180,15 @@ def moa_consistency(
     result = pd.DataFrame({"moa": counts.index.astype(str), "n_treatments": counts.to_numpy()})
     if (counts > 1).any() and len(counts) > 1:
         average_precision, _ = _copairs()
-        ap = average_precision(meta, _matrix(cons, features), pos_sameby=["moa"], pos_diffby=[],
-                               neg_sameby=[], neg_diffby=["moa"], progress_bar=False)
+        ap = average_precision(
+            meta,
+            _matrix(cons, features),
+            pos_sameby=["moa"],
+            pos_diffby=[],
+            neg_sameby=[],
+            neg_diffby=["moa"],
+            progress_bar=False,
+        )
         result = result.merge(_map_table(ap, "moa", null_size, seed, alpha), on="moa", how="left")
     else:
         result[["mean_average_precision", "p_value", "corrected_p_value"]] = np.nan
@@ -202,21 +220,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="moa-features activity",
         description="Phenotypic activity (mAP of replicate wells against negative controls) per treatment, "
-                    "and MoA consistency (mAP of treatment consensus profiles) per MoA, with copairs.",
+        "and MoA consistency (mAP of treatment consensus profiles) per MoA, with copairs.",
     )
     p.add_argument("table", help="feature table (.parquet, .csv or .csv.gz) following the Metadata_ convention")
-    p.add_argument("-o", "--output", required=True, help="activity table OUT.csv; the consistency table is written "
-                                                         "to OUT-consistency.csv beside it")
-    p.add_argument("--treatment", default=schema.TREATMENT, help="treatment column (default %(default)s); with "
-                   f"{schema.CONCENTRATION}, a treatment is a name x concentration")
-    p.add_argument("--label", default=schema.MOA, help="MoA column for consistency (default %(default)s; "
-                                                       "skipped with a note when absent)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="activity table OUT.csv; the consistency table is written to OUT-consistency.csv beside it",
+    )
+    p.add_argument(
+        "--treatment",
+        default=schema.TREATMENT,
+        help="treatment column (default %(default)s); with "
+        f"{schema.CONCENTRATION}, a treatment is a name x concentration",
+    )
+    p.add_argument(
+        "--label",
+        default=schema.MOA,
+        help="MoA column for consistency (default %(default)s; skipped with a note when absent)",
+    )
     p.add_argument("--plate", default=schema.PLATE, help="plate column (default %(default)s)")
-    p.add_argument("--normalize", choices=profiling.NORMALIZATIONS, default=profiling.DEFAULT_NORMALIZATION,
-                   help="per-plate normalisation before scoring (default %(default)s: against controls, or none "
-                        "when the table is already normalised)")
-    p.add_argument("--no-select", action="store_true", help="keep every feature (default: pycytominer-style "
-                                                            "selection without labels)")
+    p.add_argument(
+        "--normalize",
+        choices=profiling.NORMALIZATIONS,
+        default=profiling.DEFAULT_NORMALIZATION,
+        help="per-plate normalisation before scoring (default %(default)s: against controls, or none "
+        "when the table is already normalised)",
+    )
+    p.add_argument(
+        "--no-select",
+        action="store_true",
+        help="keep every feature (default: pycytominer-style selection without labels)",
+    )
     p.add_argument("--active-only", action="store_true", help="MoA consistency over active treatments only")
     p.add_argument("--null-size", type=int, default=NULL_SIZE, help="permutation null size (default %(default)s)")
     p.add_argument("--alpha", type=float, default=0.05, help="FDR level for 'active' (default %(default)s)")
@@ -234,23 +270,45 @@ def main(argv: list[str] | None = None) -> int:
         _require(table, [args.treatment], f"{args.table}: phenotypic activity")
         if args.normalize != "none":
             _require(table, [args.plate], f"{args.table}: --normalize {args.normalize}")
-        table, features, method = prepare_profiles(table, normalize=args.normalize, plate=args.plate,
-                                                   label=args.label, treatment=args.treatment,
-                                                   select=not args.no_select)
+        table, features, method = prepare_profiles(
+            table,
+            normalize=args.normalize,
+            plate=args.plate,
+            label=args.label,
+            treatment=args.treatment,
+            select=not args.no_select,
+        )
         print(f"[activity] normalisation: {method}; {len(features)} features", file=sys.stderr)
-        act = phenotypic_activity(table, treatment=args.treatment, plate=args.plate, features=features,
-                                  null_size=args.null_size, seed=args.seed, alpha=args.alpha)
+        act = phenotypic_activity(
+            table,
+            treatment=args.treatment,
+            plate=args.plate,
+            features=features,
+            null_size=args.null_size,
+            seed=args.seed,
+            alpha=args.alpha,
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         act.to_csv(out, index=False)
-        print(f"[activity] {int(act['active'].sum())} of {len(act)} treatments active at q < {args.alpha}; "
-              f"wrote {out}", file=sys.stderr)
+        print(
+            f"[activity] {int(act['active'].sum())} of {len(act)} treatments active at q < {args.alpha}; wrote {out}",
+            file=sys.stderr,
+        )
         if args.label not in table.columns:
             print(f"[activity] no {args.label!r} column: MoA consistency skipped", file=sys.stderr)
             return 0
         chosen = act.loc[act["active"], "treatment"].tolist() if args.active_only else None
-        cons = moa_consistency(table, treatment=args.treatment, label=args.label, plate=args.plate,
-                               features=features, treatments=chosen, null_size=args.null_size, seed=args.seed,
-                               alpha=args.alpha)
+        cons = moa_consistency(
+            table,
+            treatment=args.treatment,
+            label=args.label,
+            plate=args.plate,
+            features=features,
+            treatments=chosen,
+            null_size=args.null_size,
+            seed=args.seed,
+            alpha=args.alpha,
+        )
         cons.to_csv(consistency_path(out), index=False)
         print(f"[activity] MoA consistency of {len(cons)} MoAs: wrote {consistency_path(out)}", file=sys.stderr)
     except (FileNotFoundError, KeyError, ValueError, TypeError, ImportError) as err:

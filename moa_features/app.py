@@ -236,8 +236,10 @@ def reduce_for_display(image: np.ndarray, max_size: int = DISPLAY_SIZE) -> np.nd
 def display_pair(site: np.ndarray, control: np.ndarray, max_size: int = DISPLAY_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """Both images of a pair as uint8 with the same per-channel contrast (``CONTRAST_PERCENTILES``)."""
     limits = contrast_limits(site, control, low=CONTRAST_PERCENTILES[0], high=CONTRAST_PERCENTILES[1])
-    return (reduce_for_display(apply_limits(site, limits), max_size),
-            reduce_for_display(apply_limits(control, limits), max_size))
+    return (
+        reduce_for_display(apply_limits(site, limits), max_size),
+        reduce_for_display(apply_limits(control, limits), max_size),
+    )
 
 
 # --------------------------------------------------------------------------- what the models say
@@ -395,8 +397,16 @@ def _open_page(args: argparse.Namespace) -> Page:
         st.stop()
     root = str(Path(args.images).resolve()) if args.images else None
     channels = table_channels(df.columns)
-    return Page(table, mtime, df, channels, counts, store, root,
-                lambda site_id: cached_image(table, mtime, site_id, tuple(channels), root))
+    return Page(
+        table,
+        mtime,
+        df,
+        channels,
+        counts,
+        store,
+        root,
+        lambda site_id: cached_image(table, mtime, site_id, tuple(channels), root),
+    )
 
 
 def _new_pair(page: Page, state: Any, moa: str) -> None:
@@ -421,8 +431,10 @@ def _store_vote(page: Page, state: Any, vote: tuple[str, str, str, list[str]]) -
         pending = state.setdefault("pending_votes", [])
         if vote not in pending:
             pending.append(vote)
-        text = (f"Your vote ({', '.join(chosen)}) for {moa} could not be stored yet: {exc}. "
-                "It is kept: press “Retry saving vote” in a moment.")
+        text = (
+            f"Your vote ({', '.join(chosen)}) for {moa} could not be stored yet: {exc}. "
+            "It is kept: press “Retry saving vote” in a moment."
+        )
         state["message"] = ("error", text)
         return False
     except ValueError as exc:
@@ -511,7 +523,12 @@ def _vote_panel(page: Page, state: Any, moa: str) -> None:
     left.button("Submit vote", key="submit", type="primary", on_click=_submit, args=(page, state))
     middle.button("New pair", key="new_pair", on_click=_new_pair, args=(page, state, moa))
     if state.get("pending_votes"):
-        right.button(f"Retry saving vote ({len(state['pending_votes'])} kept)", key="retry_vote", on_click=_retry_pending, args=(page, state))
+        right.button(
+            f"Retry saving vote ({len(state['pending_votes'])} kept)",
+            key="retry_vote",
+            on_click=_retry_pending,
+            args=(page, state),
+        )
     kind, text = state.pop("message", (None, None))
     if kind == "error":
         st.error(text)
@@ -535,8 +552,9 @@ def _comparison_panel(page: Page, state: Any, moa: str) -> None:
         summary = page.store.summary(channels)
     except VoteStoreBusy as exc:
         st.warning(f"Cannot show the votes right now: {exc}.")
-        summary = pd.DataFrame({"moa": pd.Series(dtype=object), "channel": pd.Series(dtype=object),
-                                "votes": pd.Series(dtype="int64")})
+        summary = pd.DataFrame(
+            {"moa": pd.Series(dtype=object), "channel": pd.Series(dtype=object), "votes": pd.Series(dtype="int64")}
+        )
     mine = summary[summary["moa"] == moa].set_index("channel")["votes"]
     n_votes = int(mine.sum()) // 3
     try:

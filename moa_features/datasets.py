@@ -58,8 +58,15 @@ _STANDARD_KEYS = {
 
 # Standard keys come first in every table, in this order.
 _KEY_ORDER = (
-    schema.PLATE, schema.WELL, schema.SITE, schema.EXPERIMENT, schema.TREATMENT,
-    schema.CONCENTRATION, schema.MOA, schema.SITE_ID, schema.WELL_ID,
+    schema.PLATE,
+    schema.WELL,
+    schema.SITE,
+    schema.EXPERIMENT,
+    schema.TREATMENT,
+    schema.CONCENTRATION,
+    schema.MOA,
+    schema.SITE_ID,
+    schema.WELL_ID,
 )
 
 
@@ -113,8 +120,7 @@ class Site:
         for plane, ch, p in zip(planes, self.channels, self.paths * len(self.channels)):
             if plane.shape != tuple(shape):
                 raise SiteReadError(
-                    f"{p}: channel {ch} has size {plane.shape[0]}x{plane.shape[1]}, "
-                    f"expected {shape[0]}x{shape[1]}",
+                    f"{p}: channel {ch} has size {plane.shape[0]}x{plane.shape[1]}, expected {shape[0]}x{shape[1]}",
                     self.site_id,
                     p,
                 )
@@ -238,9 +244,7 @@ def read_image(path: str | Path, site_id: str = "", channel: str = "") -> np.nda
     except Exception as exc:  # PIL/tifffile raise many types for corrupt files
         raise SiteReadError(f"{path}: cannot decode image{what}: {exc}", site_id, path) from exc
     if arr.ndim != 2:
-        raise SiteReadError(
-            f"{path}: expected a 2-D single-channel image, got shape {arr.shape}{what}", site_id, path
-        )
+        raise SiteReadError(f"{path}: expected a 2-D single-channel image, got shape {arr.shape}{what}", site_id, path)
     return _as_image_array(arr, path, site_id)
 
 
@@ -395,11 +399,21 @@ def read_loaddata(path: str | Path, root: str | Path | None = None) -> Dataset:
         _object_mask_paths(meta, base)
         metas.append(meta)
     explicit = any(schema.SITE_ID in m and m[schema.SITE_ID] is not None for m in metas)
-    ids = [str(m.get(schema.SITE_ID) or (f"{m.get(schema.PLATE)}_{m.get(schema.WELL)}_{m[schema.SITE]}"
-                                         if m.get(schema.PLATE) else f"site{i:06d}")) for i, m in enumerate(metas)]
+    ids = [
+        str(
+            m.get(schema.SITE_ID)
+            or (
+                f"{m.get(schema.PLATE)}_{m.get(schema.WELL)}_{m[schema.SITE]}"
+                if m.get(schema.PLATE)
+                else f"site{i:06d}"
+            )
+        )
+        for i, m in enumerate(metas)
+    ]
     if not explicit:
-        ids = image_set_ids(ids, metas, [str(c) for c in df.columns if str(c).startswith(schema.METADATA_PREFIX)],
-                            channels)
+        ids = image_set_ids(
+            ids, metas, [str(c) for c in df.columns if str(c).startswith(schema.METADATA_PREFIX)], channels
+        )
     sites = []
     for site_id, meta, row in zip(ids, metas, records):
         meta[schema.SITE_ID] = site_id
@@ -432,7 +446,7 @@ def image_set_ids(
         if len(rows) == 1:
             continue
         varying = [k for k in keys if len({repr(metas[i].get(k)) for i in rows}) > 1]
-        labels = {i: "_".join(f"{k[len(schema.METADATA_PREFIX):]}-{metas[i].get(k)}" for k in varying) for i in rows}
+        labels = {i: "_".join(f"{k[len(schema.METADATA_PREFIX) :]}-{metas[i].get(k)}" for k in varying) for i in rows}
         unique = varying and len(set(labels.values())) == len(rows)
         for i in rows:
             out[i] = f"{site_id}_{labels[i]}" if unique else f"{site_id}_row{i + 1}"
@@ -558,8 +572,5 @@ def select_channels(ds: Dataset, channels: Sequence[str]) -> Dataset:
     idx = [ds.channels.index(c) for c in channels]
     if any(len(s.paths) == 1 for s in ds.sites) and len(ds.channels) > 1:
         raise DatasetError(f"{ds.source}: choosing channels is not supported for one-file-per-site inputs")
-    sites = [
-        Site(s.site_id, s.metadata, tuple(s.paths[i] for i in idx), tuple(channels))
-        for s in ds.sites
-    ]
+    sites = [Site(s.site_id, s.metadata, tuple(s.paths[i] for i in idx), tuple(channels)) for s in ds.sites]
     return Dataset(sites, tuple(channels), ds.layout, ds.source, ds.metadata)

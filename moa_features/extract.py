@@ -228,8 +228,16 @@ class ChunkStore:
         failed = {e[schema.SITE_ID] for e in result.errors if e["stage"] == "read"}
         stamps = {p: _file_stamp(p) for s in sites if s.site_id in failed for p in s.paths}
         with atomic_path(self._path(i, "meta.json")) as tmp:
-            tmp.write_text(json.dumps({"cpu_seconds": result.cpu_seconds, "fingerprint": self.fingerprint,
-                                       "n_sites": len(result.rows) + len(result.errors), "failed_files": stamps}))
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "cpu_seconds": result.cpu_seconds,
+                        "fingerprint": self.fingerprint,
+                        "n_sites": len(result.rows) + len(result.errors),
+                        "failed_files": stamps,
+                    }
+                )
+            )
         write_table(pd.DataFrame(result.rows), self._path(i, "parquet"))
 
     def table(self, index: int) -> pd.DataFrame:
@@ -297,7 +305,10 @@ def _run_dask(tasks: list[tuple], scheduler: str, n_jobs: int) -> Iterator[Chunk
     else:
         client = Client(scheduler)
     try:
-        futures = [client.submit(process_chunk, *task, key=f"moa-chunk-{task[0]}-{_task_token(task)}", pure=False) for task in tasks]
+        futures = [
+            client.submit(process_chunk, *task, key=f"moa-chunk-{task[0]}-{_task_token(task)}", pure=False)
+            for task in tasks
+        ]
         for future in as_completed(futures):
             yield future.result()
             future.release()
@@ -487,10 +498,19 @@ def extract(
         if not kept:
             if params.objects:
                 write_objects_table(side["parts"], len(chunks), objects_path(output))
-            write_json({**asdict(result), "channels": list(ds.channels), "layout": ds.layout, "source": str(ds.source),
-                        "params": asdict(params), "calibration": calibration_summary(params),
-                        "objects": str(objects_path(output)) if params.objects else None,
-                        "versions": package_versions()}, side["summary"])
+            write_json(
+                {
+                    **asdict(result),
+                    "channels": list(ds.channels),
+                    "layout": ds.layout,
+                    "source": str(ds.source),
+                    "params": asdict(params),
+                    "calibration": calibration_summary(params),
+                    "objects": str(objects_path(output)) if params.objects else None,
+                    "versions": package_versions(),
+                },
+                side["summary"],
+            )
         shutil.rmtree(side["parts"], ignore_errors=True)
     return result
 
@@ -520,14 +540,21 @@ def _resolve_annotation(annotation, metadata: pd.DataFrame, sidecar: Path) -> pd
             raise DatasetError(f"{annotation}: cannot read the annotation table: {exc}") from None
     missing = [c for c in ("treatment", "moa") if c not in table.columns]
     if missing:
-        raise DatasetError(f"{source}: annotation table lacks column(s) {', '.join(missing)} "
-                           f"(found: {', '.join(map(str, table.columns))}); expected the CSV of moa-features annotate")
+        raise DatasetError(
+            f"{source}: annotation table lacks column(s) {', '.join(missing)} "
+            f"(found: {', '.join(map(str, table.columns))}); expected the CSV of moa-features annotate"
+        )
     return table
 
 
 def _assemble(
-    store: ChunkStore, n_chunks: int, output: Path, side: dict[str, Path], thumb_size: int | None,
-    annotation: pd.DataFrame | None, n_channels: int,
+    store: ChunkStore,
+    n_chunks: int,
+    output: Path,
+    side: dict[str, Path],
+    thumb_size: int | None,
+    annotation: pd.DataFrame | None,
+    n_channels: int,
 ) -> tuple[int, int, bool]:
     """Stream the finished chunks into the final table, errors table and thumbnail array.
 
@@ -582,8 +609,8 @@ def _assemble(
             # do not stay in this process's resident memory.
             thumbs_fh = stack.enter_context(open(stack.enter_context(atomic_path(side["thumbs"])), "wb"))
             np.lib.format.write_array_header_1_0(
-                thumbs_fh, {"descr": "|u1", "fortran_order": False,
-                            "shape": (n_ok, thumb_size, thumb_size, n_channels)})
+                thumbs_fh, {"descr": "|u1", "fortran_order": False, "shape": (n_ok, thumb_size, thumb_size, n_channels)}
+            )
         writer = pq.ParquetWriter(tmp_table, unified) if output.name.endswith(".parquet") else None
         first_csv = True
         pending: list[pd.DataFrame] = []
@@ -597,8 +624,13 @@ def _assemble(
             if writer is not None:
                 writer.write_table(pa.Table.from_pandas(df, schema=unified, preserve_index=False))
             else:
-                df.to_csv(tmp_table, mode="w" if first_csv else "a", header=first_csv, index=False,
-                          compression="gzip" if output.name.endswith(".gz") else None)
+                df.to_csv(
+                    tmp_table,
+                    mode="w" if first_csv else "a",
+                    header=first_csv,
+                    index=False,
+                    compression="gzip" if output.name.endswith(".gz") else None,
+                )
                 first_csv = False
 
         for i in range(n_chunks):
@@ -633,24 +665,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default="auto", choices=["auto", "rxrx", "loaddata", "manifest"])
     p.add_argument("--root", help="folder that relative LoadData PathName_ columns start from")
     p.add_argument("--channels", help="comma-separated channel names to use (default: all)")
-    p.add_argument("--features", default=",".join(FAMILIES),
-                   help=f"comma-separated feature families (default: {','.join(FAMILIES)})")
+    p.add_argument(
+        "--features",
+        default=",".join(FAMILIES),
+        help=f"comma-separated feature families (default: {','.join(FAMILIES)})",
+    )
     p.add_argument("--format", choices=["parquet", "csv"], help="table format (default: from -o, else parquet)")
-    p.add_argument("--thumbs", type=int, default=100, metavar="S",
-                   help="thumbnail size for the CNN, S x S per channel (0 disables; default 100)")
+    p.add_argument(
+        "--thumbs",
+        type=int,
+        default=100,
+        metavar="S",
+        help="thumbnail size for the CNN, S x S per channel (0 disables; default 100)",
+    )
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores; default 1)")
     p.add_argument("--chunk-size", type=int, default=16, help="sites per resumable chunk (default 16)")
     p.add_argument("--scheduler", help="run on Dask: 'local' (a LocalCluster of --n-jobs workers) or tcp://HOST:PORT")
     p.add_argument("--annotation", help="treatment -> MoA table (CSV from `moa-features annotate`) or 'auto'")
     p.add_argument("--texture-levels", type=int, default=32, help="GLCM grey levels (fixed quantisation; default 32)")
-    p.add_argument("--texture-scheme", default="run", choices=["run", "full"],
-                   help="texture quantisation: 'run' = per-channel percentile levels learned from control sites in a "
-                        "first pass (default); 'full' = the dtype's full range (CellProfiler-compatible; with "
-                        "--texture-levels 256 --texture-distances 3 it is CellProfiler's MeasureTexture)")
-    p.add_argument("--illum", default="auto", choices=["auto", "none"],
-                   help="per-plate illumination correction learned in a first pass (auto: plates with >= 8 sites)")
-    p.add_argument("--objects", action="store_true",
-                   help="also write NAME.objects.parquet: one row per object (Nuclei_/Cells_/Cytoplasm_ measurements)")
+    p.add_argument(
+        "--texture-scheme",
+        default="run",
+        choices=["run", "full"],
+        help="texture quantisation: 'run' = per-channel percentile levels learned from control sites in a "
+        "first pass (default); 'full' = the dtype's full range (CellProfiler-compatible; with "
+        "--texture-levels 256 --texture-distances 3 it is CellProfiler's MeasureTexture)",
+    )
+    p.add_argument(
+        "--illum",
+        default="auto",
+        choices=["auto", "none"],
+        help="per-plate illumination correction learned in a first pass (auto: plates with >= 8 sites)",
+    )
+    p.add_argument(
+        "--objects",
+        action="store_true",
+        help="also write NAME.objects.parquet: one row per object (Nuclei_/Cells_/Cytoplasm_ measurements)",
+    )
     p.add_argument("--object-texture", action="store_true", help="per-object Haralick texture (slow)")
     p.add_argument("--object-correlation", action="store_true", help="per-object colocalisation of channel pairs")
     p.add_argument("--keep-border-objects", action="store_true", help="keep nuclei touching the image border")
@@ -665,8 +716,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-preset", default="demo", choices=["tiny", "demo", "full"])
     p.add_argument("--demo-root", default=str(DEFAULT_DEMO_ROOT), help="where the demo screen is written")
     p.add_argument("--seed", type=int, default=0, help="demo screen seed")
-    p.add_argument("--report", dest="report", action="store_true", default=True,
-                   help="write reports/<name>.html at the end (default)")
+    p.add_argument(
+        "--report",
+        dest="report",
+        action="store_true",
+        default=True,
+        help="write reports/<name>.html at the end (default)",
+    )
     p.add_argument("--no-report", dest="report", action="store_false", help="skip the HTML report")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -695,20 +751,34 @@ def main(argv: list[str] | None = None) -> int:
             nuclear_channel=args.nuclear_channel,
             cell_channel=args.cell_channel,
             families=tuple(f.strip() for f in args.features.split(",") if f.strip()),
-            texture_scheme=args.texture_scheme, illum=args.illum, objects=args.objects,
-            object_texture=args.object_texture, object_correlation=args.object_correlation,
-            exclude_border=not args.keep_border_objects, min_diameter=args.min_diameter,
-            max_diameter=args.max_diameter, threshold=args.threshold,
+            texture_scheme=args.texture_scheme,
+            illum=args.illum,
+            objects=args.objects,
+            object_texture=args.object_texture,
+            object_correlation=args.object_correlation,
+            exclude_border=not args.keep_border_objects,
+            min_diameter=args.min_diameter,
+            max_diameter=args.max_diameter,
+            threshold=args.threshold,
         )
         image_size = _int_list(args.image_size.lower(), "--image-size", "512x512", "x") if args.image_size else None
         if image_size is not None and len(image_size) != 2:
             raise DatasetError(f"--image-size {args.image_size}: expected HxW in pixels, e.g. 512x512")
         result = extract(
-            args.input, output, layout=args.layout, root=args.root,
-            channels=args.channels.split(",") if args.channels else None, params=params,
-            thumbs=None if args.thumbs == 0 else args.thumbs, n_jobs=args.n_jobs, chunk_size=args.chunk_size,
-            scheduler=args.scheduler, annotation=annotation, image_size=image_size,
-            progress=not args.quiet, command=command,
+            args.input,
+            output,
+            layout=args.layout,
+            root=args.root,
+            channels=args.channels.split(",") if args.channels else None,
+            params=params,
+            thumbs=None if args.thumbs == 0 else args.thumbs,
+            n_jobs=args.n_jobs,
+            chunk_size=args.chunk_size,
+            scheduler=args.scheduler,
+            annotation=annotation,
+            image_size=image_size,
+            progress=not args.quiet,
+            command=command,
         )
     except (DatasetError, FileNotFoundError, OutputLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -716,8 +786,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # disk full, permissions: the previous table is untouched (atomic writes)
         if not _is_write_failure(exc):
             raise
-        print(f"error: cannot write {exc.filename or output}: {exc.strerror or exc}; "
-              f"any previous {output} is kept as it was", file=sys.stderr)
+        print(
+            f"error: cannot write {exc.filename or output}: {exc.strerror or exc}; "
+            f"any previous {output} is kept as it was",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     _print_summary(result)
     return result.exit_status

@@ -165,8 +165,12 @@ def output_lock(lock: str | Path, what: str) -> Iterator[Path]:
         if same:
             break
         os.close(fd)  # the previous holder removed the file between our open and flock: retry
-    holder = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv)}
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(sys.argv),
+    }
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps(holder).encode())
     try:
@@ -239,13 +243,17 @@ def read_thumbs(path: str | Path, table: pd.DataFrame | None = None) -> np.ndarr
     if table is None:
         return thumbs
     if len(thumbs) != len(table):
-        raise ValueError(f"{path}: {len(thumbs)} thumbnails, but the table has {len(table)} rows; "
-                         "expected one per row, in table order")
+        raise ValueError(
+            f"{path}: {len(thumbs)} thumbnails, but the table has {len(table)} rows; "
+            "expected one per row, in table order"
+        )
     r = thumbs_alignment(thumbs, table)
     if r is not None and r < THUMB_CHECK_MIN_R:
-        raise ValueError(f"{path}: the thumbnails do not follow the table's rows (their brightness correlates "
-                         f"r={r:.2f} with the rows' Image_Intensity_Mean_*); were they shuffled or made from "
-                         "another table?")
+        raise ValueError(
+            f"{path}: the thumbnails do not follow the table's rows (their brightness correlates "
+            f"r={r:.2f} with the rows' Image_Intensity_Mean_*); were they shuffled or made from "
+            "another table?"
+        )
     return thumbs
 
 
@@ -256,9 +264,12 @@ def thumbs_alignment(thumbs: np.ndarray, table: pd.DataFrame) -> float | None:
     """
     import numpy as np
 
-    channels = [c[len("Metadata_Path_"):] for c in table.columns if str(c).startswith("Metadata_Path_")]
-    pairs = [(i, f"Image_Intensity_Mean_{ch}") for i, ch in enumerate(channels)
-             if f"Image_Intensity_Mean_{ch}" in table.columns and i < thumbs.shape[3]]
+    channels = [c[len("Metadata_Path_") :] for c in table.columns if str(c).startswith("Metadata_Path_")]
+    pairs = [
+        (i, f"Image_Intensity_Mean_{ch}")
+        for i, ch in enumerate(channels)
+        if f"Image_Intensity_Mean_{ch}" in table.columns and i < thumbs.shape[3]
+    ]
     if len(table) < THUMB_CHECK_MIN_ROWS or not pairs:
         return None
     rows = np.unique(np.linspace(0, len(table) - 1, min(len(table), THUMB_CHECK_MAX_ROWS)).astype(int))

@@ -101,8 +101,12 @@ def extract_command(argv: list[str] | None = None) -> int:
     if measured:
         write_report(table, command="moa-features extract " + " ".join(argv))
     else:  # every site failed: the table is empty, or the previous one was kept
-        print(f"no report: no site of {args.input or 'the demo screen'} was measured "
-              f"(see {schema.sidecar_paths(table)['errors']})", file=sys.stderr, flush=True)
+        print(
+            f"no report: no site of {args.input or 'the demo screen'} was measured "
+            f"(see {schema.sidecar_paths(table)['errors']})",
+            file=sys.stderr,
+            flush=True,
+        )
     return status
 
 

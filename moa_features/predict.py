@@ -33,8 +33,7 @@ FEATURE_MODELS = registry.names(input="features", chance=False)
 IMAGE_MODELS = registry.names(input="thumbnails")
 ALL_MODELS = tuple(m for m in registry.names(chance=False) if registry.get(m).file)
 MODEL_FILES = {
-    m: (registry.get(m).file,) + ((f"{registry.get(m).file}.json",) if m in IMAGE_MODELS else ())
-    for m in ALL_MODELS
+    m: (registry.get(m).file,) + ((f"{registry.get(m).file}.json",) if m in IMAGE_MODELS else ()) for m in ALL_MODELS
 }
 
 
@@ -50,8 +49,10 @@ def _load_joblib(path: Path, what: str) -> Any:
     try:
         return joblib.load(path)
     except Exception as exc:  # truncated or foreign pickles raise many types
-        raise RunFolderError(f"{path}: cannot load the {what} ({type(exc).__name__}: {exc}); "
-                             "the file is truncated or not written by moa-features train") from None
+        raise RunFolderError(
+            f"{path}: cannot load the {what} ({type(exc).__name__}: {exc}); "
+            "the file is truncated or not written by moa-features train"
+        ) from None
 
 
 def _load_model(path: Path, name: str) -> Any:
@@ -62,8 +63,10 @@ def _load_model(path: Path, name: str) -> Any:
         try:
             return XGBoostClassifier.load(path)
         except Exception as exc:
-            raise RunFolderError(f"{path}: cannot load the XGBoost model ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+            raise RunFolderError(
+                f"{path}: cannot load the XGBoost model ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
     if name in IMAGE_MODELS:
         from moa_features.models.cnn import CNNClassifier
 
@@ -88,8 +91,9 @@ def load_run(run_dir: str | Path, models: Sequence[str] | None = None, images: b
     pre_path = run_dir / "preprocess.joblib"
     for p in (metrics, pre_path):
         if not p.exists():
-            raise FileNotFoundError(f"{p}: not found; is {run_dir} a run folder written by moa-features train "
-                                    "(without --no-save-models)?")
+            raise FileNotFoundError(
+                f"{p}: not found; is {run_dir} a run folder written by moa-features train (without --no-save-models)?"
+            )
     metrics_json = read_json(metrics, "run metrics")
     if not isinstance(metrics_json, dict) or not isinstance(metrics_json.get("config"), dict):
         raise RunFolderError(f"{metrics}: has no 'config' object; expected the metrics.json of moa-features train")
@@ -111,23 +115,29 @@ def load_run(run_dir: str | Path, models: Sequence[str] | None = None, images: b
     missing = [m for m in wanted if not files[m].exists()]
     if missing:
         which = "saved by this run but missing" if set(missing) <= set(saved) else "not saved in this run"
-        raise FileNotFoundError(f"{run_dir}: model file(s) {', '.join(files[m].name for m in missing)} "
-                                f"{which}; predict would silently leave out {', '.join(missing)}")
+        raise FileNotFoundError(
+            f"{run_dir}: model file(s) {', '.join(files[m].name for m in missing)} "
+            f"{which}; predict would silently leave out {', '.join(missing)}"
+        )
     names = ["metrics.json", "preprocess.joblib", *(f for m in wanted for f in MODEL_FILES[m])]
     run_id = verify_run_files(run_dir, names)
     if run_id is None:
-        print(f"moa-features predict: warning: {run_dir} has no {MANIFEST} (written before run manifests); "
-              "cannot check that its files belong to one run", file=sys.stderr)
-    run: dict[str, Any] = {"config": config, "run_id": run_id,
-                           "preprocess": _load_joblib(pre_path, "preprocessing pipeline")}
+        print(
+            f"moa-features predict: warning: {run_dir} has no {MANIFEST} (written before run manifests); "
+            "cannot check that its files belong to one run",
+            file=sys.stderr,
+        )
+    run: dict[str, Any] = {
+        "config": config,
+        "run_id": run_id,
+        "preprocess": _load_joblib(pre_path, "preprocessing pipeline"),
+    }
     for name in wanted:
         run[name] = _load_model(files[name], name)
     return run
 
 
-def predict_table(
-    run: dict[str, Any], table: pd.DataFrame, thumbs: np.ndarray | None = None
-) -> pd.DataFrame:
+def predict_table(run: dict[str, Any], table: pd.DataFrame, thumbs: np.ndarray | None = None) -> pd.DataFrame:
     """Predictions of every model in ``run`` (from :func:`load_run`) for every row of ``table``."""
     cfg, pre = run["config"], run["preprocess"]
     classes = list(pre["classes"])
@@ -176,13 +186,20 @@ def predict_table(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="moa-features predict", description="Predict MoAs with the models of a training run.")
+    p = argparse.ArgumentParser(
+        prog="moa-features predict", description="Predict MoAs with the models of a training run."
+    )
     p.add_argument("run", help="run folder written by moa-features train (models/RUN)")
     p.add_argument("table", help="feature table (.parquet, .csv, .csv.gz) with the run's feature columns")
     p.add_argument("--thumbs", help="thumbnails row-aligned with TABLE (needed by the CNN models)")
-    p.add_argument("-o", "--output", help="predictions file (.parquet or .csv; default RUN/predictions_<table>.parquet)")
-    p.add_argument("--models", help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: every saved model "
-                                    "whose inputs are available)")
+    p.add_argument(
+        "-o", "--output", help="predictions file (.parquet or .csv; default RUN/predictions_<table>.parquet)"
+    )
+    p.add_argument(
+        "--models",
+        help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: every saved model "
+        "whose inputs are available)",
+    )
     return p
 
 
@@ -201,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     stem = schema.sidecar_paths(args.table)["thumbs"].name.removesuffix(".thumbs.npy")
     out = Path(args.output) if args.output else Path(args.run) / f"predictions_{stem}.parquet"
     write_table(pred, out)
-    print(f"[predict] {pred['model'].nunique()} model(s), {len(pred) // max(1, pred['model'].nunique())} rows -> {out}",
-          file=sys.stderr)
+    print(
+        f"[predict] {pred['model'].nunique()} model(s), {len(pred) // max(1, pred['model'].nunique())} rows -> {out}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -56,9 +56,7 @@ class AlreadyNormalizedWarning(UserWarning):
     """The table's features are already centred at 0 with unit robust spread."""
 
 
-def is_control(
-    df: pd.DataFrame, moa_col: str = schema.MOA, treatment_col: str = schema.TREATMENT
-) -> pd.Series:
+def is_control(df: pd.DataFrame, moa_col: str = schema.MOA, treatment_col: str = schema.TREATMENT) -> pd.Series:
     """Boolean mask of negative-control rows (MoA ``Negative control`` or an empty treatment)."""
     mask = pd.Series(False, index=df.index)
     if moa_col in df.columns:
@@ -124,7 +122,10 @@ def pooled_control_spread(values: np.ndarray, plates: np.ndarray, reference: np.
 
 
 def plate_statistics(
-    values: np.ndarray, plates: np.ndarray, reference: np.ndarray, shrinkage: float = 0.0,
+    values: np.ndarray,
+    plates: np.ndarray,
+    reference: np.ndarray,
+    shrinkage: float = 0.0,
     pooled_spread: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row centre and spread (n, p) of each row's plate, from the plate's ``reference`` rows.
@@ -179,7 +180,11 @@ def normalize(
 
 
 def _apply(
-    df: pd.DataFrame, method: str, plate_col: str, control: np.ndarray, features: list[str],
+    df: pd.DataFrame,
+    method: str,
+    plate_col: str,
+    control: np.ndarray,
+    features: list[str],
     pooled_spread: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray | None]:
     """:func:`normalize` with a resolved ``method``; also the pooled spread used (``pooled`` only)."""
@@ -195,14 +200,17 @@ def _apply(
         pooled = pooled_control_spread(values, plates, reference) if pooled_spread is None else pooled_spread
         if len(pooled) != len(features):
             raise ValueError(f"pooled_spread has {len(pooled)} values for {len(features)} features")
-    center, spread = plate_statistics(values, plates, reference, SPREAD_SHRINKAGE if pooled is not None else 0.0,
-                                      pooled)
+    center, spread = plate_statistics(
+        values, plates, reference, SPREAD_SHRINKAGE if pooled is not None else 0.0, pooled
+    )
     scaled = pd.DataFrame((values - center) / spread, columns=features, index=df.index)
     return pd.concat([df.drop(columns=features), scaled], axis=1)[list(df.columns)], pooled
 
 
 def looks_normalized(
-    df: pd.DataFrame, control: np.ndarray | pd.Series, plate_col: str = schema.PLATE,
+    df: pd.DataFrame,
+    control: np.ndarray | pd.Series,
+    plate_col: str = schema.PLATE,
     features: Sequence[str] | None = None,
 ) -> str | None:
     """Which reference the table is already centred on with unit robust spread, or ``None``.
@@ -243,7 +251,10 @@ def looks_normalized(
 
 
 def resolve_normalization(
-    df: pd.DataFrame, method: str, control: np.ndarray | pd.Series, plate_col: str = schema.PLATE,
+    df: pd.DataFrame,
+    method: str,
+    control: np.ndarray | pd.Series,
+    plate_col: str = schema.PLATE,
     features: Sequence[str] | None = None,
 ) -> str:
     """The normalisation to apply: ``auto`` becomes ``none``, ``pooled`` or ``plate``.
@@ -263,21 +274,28 @@ def resolve_normalization(
         if method == "auto":
             warnings.warn(
                 f"features are already centred at 0 with unit robust spread over {done}; not normalising "
-                "again (--normalize auto chose none)", AlreadyNormalizedWarning, stacklevel=3,
+                "again (--normalize auto chose none)",
+                AlreadyNormalizedWarning,
+                stacklevel=3,
             )
             return "none"
         warnings.warn(
             f"features are already centred at 0 with unit robust spread over {done}: the table looks "
             f"normalised already; pass --normalize none (or auto) to avoid normalising it twice",
-            AlreadyNormalizedWarning, stacklevel=3,
+            AlreadyNormalizedWarning,
+            stacklevel=3,
         )
         return method
     if method == "auto":
         control = np.asarray(control, dtype=bool)
         if plate_col in df.columns and pd.Series(control).groupby(df[plate_col].to_numpy()).any().all():
             return "pooled"
-        warnings.warn("not every plate has negative-control rows; normalising against all wells of each plate "
-                      "(--normalize auto chose plate)", UserWarning, stacklevel=3)
+        warnings.warn(
+            "not every plate has negative-control rows; normalising against all wells of each plate "
+            "(--normalize auto chose plate)",
+            UserWarning,
+            stacklevel=3,
+        )
         return "plate"
     return method
 
@@ -297,7 +315,7 @@ class NormalizedTable:
 
 NOTES = {
     "pooled": "Normalised per plate: robust z-score against the plate's negative-control wells, the spread "
-              "shrunk toward the spread pooled over every plate's controls.",
+    "shrunk toward the spread pooled over every plate's controls.",
     "controls": "Normalised per plate: robust z-score against the plate's negative-control wells.",
     "plate": "Normalised per plate: robust z-score against all of the plate's wells.",
     "none": "Not normalised (the table is used as given).",
@@ -323,8 +341,10 @@ def normalize_table(
     """
     control = is_control(df, moa_col=label, treatment_col=treatment or schema.TREATMENT).to_numpy()
     if method != "none" and plate not in df.columns:
-        raise KeyError(f"normalization needs the plate column {plate!r}, which the table lacks; "
-                       f"pass --normalize none or name the plate column")
+        raise KeyError(
+            f"normalization needs the plate column {plate!r}, which the table lacks; "
+            f"pass --normalize none or name the plate column"
+        )
     features = list(features) if features is not None else schema.feature_columns(df.columns)
     resolved = resolve_normalization(df, method, control, plate_col=plate, features=features)
     out, pooled = _apply(df, resolved, plate, control, features, pooled_spread)
@@ -383,7 +403,9 @@ def well_profiles(
 
 
 def consensus_profiles(
-    df: pd.DataFrame, by: Sequence[str], features: Sequence[str] | None = None,
+    df: pd.DataFrame,
+    by: Sequence[str],
+    features: Sequence[str] | None = None,
     well_keys: Sequence[str] = (schema.PLATE, schema.WELL),
 ) -> pd.DataFrame:
     """Consensus profile per ``by`` group (Ljosa et al. 2013): well medians, then their median.

@@ -78,6 +78,7 @@ __all__ = [
 INNER_FRACTION = 0.25  # share of the training rows in the inner validation split (first of 4 folds)
 DEFAULT_MODELS = ("xgboost", "ensemble", "knn")
 N_PERMUTATIONS = 1000
+LOO_MAX_TREATMENTS = 120  # held-out-treatment runs of table models leave one treatment out up to this size
 N_BOOTSTRAP = 1000
 
 
@@ -218,7 +219,9 @@ def drop_inactive(
     activity = phenotypic_activity(df, treatment=treatment, plate=plate, seed=seed)
     inactive = set(activity.loc[~activity["active"].astype(bool), "treatment"].astype(str))
     keys = [_keys(df, [treatment]), _keys(df, [treatment, schema.CONCENTRATION])]  # name or name@concentration
-    drop = np.any([np.isin(k, list(inactive)) for k in keys if k is not None], axis=0) & ~np.asarray(control, dtype=bool)
+    drop = np.any([np.isin(k, list(inactive)) for k in keys if k is not None], axis=0) & ~np.asarray(
+        control, dtype=bool
+    )
     return df.loc[~drop], sorted(inactive)
 
 
@@ -345,6 +348,17 @@ def resolve_split(
     k = None if n_splits == 0 else n_splits or splits.DEFAULT_NSC_FOLDS
     feasible = splits.nsc_plate_feasible(data.y, data.treatments, data.plates, k, random_state=seed)
     return "nsc-plate" if feasible else "nsc"
+
+
+def default_folds(split: str, data: TrainingData, models: Sequence[str]) -> int | None:
+    """Outer folds when ``--folds`` is not given: leave one treatment out (``0``), the field's NSC protocol,
+    for held-out-treatment splits of up to :data:`LOO_MAX_TREATMENTS` treatments when only table models
+    train; else ``None`` (the split's default K grouped folds), so large screens and CNN runs stay cheap."""
+    cheap = data.thumbs is None or not any(
+        registry.get(m).input == "thumbnails" for m in models if m in registry.MODELS
+    )
+    small = len(np.unique(data.treatments)) <= LOO_MAX_TREATMENTS
+    return 0 if split in ("nsc", "nscb") and cheap and small else None
 
 
 def outer_folds(data: TrainingData, settings: Settings) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
@@ -703,10 +717,14 @@ def run_training(
         seed=seed,
     )
     columns = {"plate": group, "treatment": treatment, "experiment": experiment, "batch": batch}
+    resolved = resolve_split(split, data, columns, folds, seed)
+    folds_requested = folds
+    if folds is None:
+        folds = default_folds(resolved, data, tuple(models))
     settings = Settings(
         models=tuple(models),
         seed=seed,
-        split=resolve_split(split, data, columns, folds, seed),
+        split=resolved,
         n_splits=folds,
         columns=columns,
         cnn_epochs=cnn_epochs,
@@ -751,6 +769,7 @@ def run_training(
         "n_features_selected": results.n_selected,
         "n_folds": len(outer),
         "folds": "leave-one-out" if folds == 0 else (folds or "default"),
+        "folds_requested": "default" if folds_requested is None else folds_requested,
         "inner_split": f"one of {round(1 / INNER_FRACTION)} {settings.split} folds of the training rows",
         "cnn_epochs_max": cnn_epochs,
         "cnn_patience": cnn_patience,
@@ -834,9 +853,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--folds",
         default=None,
         metavar="K|loo",
-        help=f"outer folds: K grouped folds (default {splits.DEFAULT_NSC_FOLDS} for nsc splits, "
-        f"stratified by class; {splits.DEFAULT_GROUP_FOLDS} for plate/experiment) or loo (leave one "
-        "treatment/plate out)",
+        help=f"outer folds: K grouped folds or loo (leave one treatment/plate out). Default: loo for nsc/nscb "
+        f"with up to {LOO_MAX_TREATMENTS} treatments and no CNN (the field's leave-one-compound-out protocol), "
+        f"else {splits.DEFAULT_NSC_FOLDS} treatment-grouped folds stratified by class for nsc splits and "
+        f"{splits.DEFAULT_GROUP_FOLDS} for plate/experiment",
     )
     p.add_argument(
         "--treatment",
@@ -871,8 +891,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=profiling.DEFAULT_NORMALIZATION,
         help="per-plate robust z-score: 'controls' (centre and spread of the plate's negative controls), "
         "'pooled' (plate's control centre, spread pooled over every plate's controls: well-conditioned with few "
-        "controls), 'plate' (all plate rows), 'none'; 'auto' picks pooled (plate where a plate has no controls), or none for an already-normalised "
-        "table (default %(default)s)",
+        "controls), 'plate' (all plate rows), 'none'; 'auto' picks pooled (plate where a plate has no "
+        "controls), or none for an already-normalised table (default %(default)s)",
     )
     p.add_argument(
         "--annotation", help="treatment -> MoA table (treatment_moa.csv) used when the label column is missing"
@@ -900,8 +920,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-save-models", action="store_true", help="evaluate only; do not refit and save the models")
     p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing run folder (a fresh folder is written and swapped in whole)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run folder (a fresh folder is written and swapped in whole)",
+    )
     return p
 
 

@@ -142,9 +142,7 @@ class VoteStore:
             con.execute(_SCHEMA)
             columns = [row[1] for row in con.execute("PRAGMA table_info(votes)")]
             if tuple(columns) != VOTE_COLUMNS:
-                raise ValueError(
-                    f"{self.path}: table 'votes' has columns {columns}, expected {list(VOTE_COLUMNS)}"
-                )
+                raise ValueError(f"{self.path}: table 'votes' has columns {columns}, expected {list(VOTE_COLUMNS)}")
 
     # ------------------------------------------------------------------ API
 

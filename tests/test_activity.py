@@ -18,12 +18,17 @@ PROFILES = ROOT.parent / "shared" / "data" / "bbbc021" / "BBBC021_feature_select
 P = 20
 
 
-def wells(effects: dict[str, np.ndarray | None], n_controls: int = 24, replicates: int = 4, seed: int = 0,
-          moa: dict[str, str] | None = None) -> pd.DataFrame:
+def wells(
+    effects: dict[str, np.ndarray | None],
+    n_controls: int = 24,
+    replicates: int = 4,
+    seed: int = 0,
+    moa: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """One row per well on 2 plates: controls ~ N(0, 1); a treatment = its effect + noise, or pure noise (None)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for i in range(n_controls):
+    for _ in range(n_controls):
         rows.append({schema.TREATMENT: "DMSO", **dict(zip(range(P), rng.normal(size=P)))})
     for name, effect in effects.items():
         for _ in range(replicates):
@@ -69,8 +74,14 @@ def test_sites_are_reduced_to_wells_and_concentration_splits_treatments():
 
 
 def test_moa_consistency_retrieves_own_moa():
-    effects = {"a1": direction(0), "a2": direction(0) + direction(5, 1), "a3": direction(0) + direction(6, 1),
-               "b1": direction(1), "b2": direction(1) + direction(7, 1), "c1": direction(2)}
+    effects = {
+        "a1": direction(0),
+        "a2": direction(0) + direction(5, 1),
+        "a3": direction(0) + direction(6, 1),
+        "b1": direction(1),
+        "b2": direction(1) + direction(7, 1),
+        "c1": direction(2),
+    }
     moa = {"DMSO": "Negative control", "a1": "A", "a2": "A", "a3": "A", "b1": "B", "b2": "B", "c1": "C"}
     out = activity.moa_consistency(wells(effects, moa=moa), null_size=2000)
     assert list(out.columns) == activity.CONSISTENCY_COLUMNS
@@ -100,9 +111,14 @@ def test_command_writes_both_tables_and_names_a_missing_column(tmp_path):
     assert pd.read_csv(out)["active"].all()
     assert set(pd.read_csv(tmp_path / "act-consistency.csv")["moa"]) == {"A", "B"}
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "moa_features.activity", str(table), "-o", str(out),
-                           "--treatment", "Metadata_Drug"],
-                          check=False, capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "moa_features.activity", str(table), "-o", str(out), "--treatment", "Metadata_Drug"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Metadata_Drug" in proc.stderr and "Traceback" not in proc.stderr
 
 

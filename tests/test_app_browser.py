@@ -101,7 +101,9 @@ def test_app_in_headless_chromium(tmp_path, chrome, artifacts_dir):
         wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "What others saw"))
         images = "[data-testid='stImage'] img"
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, images)) == 12)
-        wait.until(lambda d: all(img.get_property("naturalWidth") > 0 for img in d.find_elements(By.CSS_SELECTOR, images)))
+        wait.until(
+            lambda d: all(img.get_property("naturalWidth") > 0 for img in d.find_elements(By.CSS_SELECTOR, images))
+        )
         # tick three channels and submit, as a person would
         for label in ("w1 · Hoechst", "w3 · Phalloidin", "w5 · MitoTracker"):
             box = chrome.find_element(By.XPATH, f"//label[.//*[contains(text(), '{label}')]]")
@@ -110,9 +112,7 @@ def test_app_in_headless_chromium(tmp_path, chrome, artifacts_dir):
         wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "your vote (w1, w3, w5)"))
         wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "1 vote for"))
         # the page scrolls inside Streamlit's main container: grow the window to show all of it
-        height = chrome.execute_script(
-            "return document.querySelector(\"[data-testid='stMain']\").scrollHeight"
-        )
+        height = chrome.execute_script("return document.querySelector(\"[data-testid='stMain']\").scrollHeight")
         chrome.set_window_size(1600, min(int(height) + 150, 6000))
         time.sleep(1.5)  # let the charts redraw at the new size before the screenshot
         shot = artifacts_dir / "app.png"

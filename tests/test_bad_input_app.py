@@ -31,8 +31,9 @@ class Holder:
     """A second process holding an exclusive write lock on a vote store until :meth:`release`."""
 
     def __init__(self, path: Path):
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout.readline().strip() == "locked"
 
     def release(self) -> None:
@@ -91,4 +92,3 @@ def test_the_page_keeps_a_vote_the_locked_store_refused_and_stores_it_on_retry(m
     assert len(rows) == 1 and rows.iloc[0]["channels"] == "w1,w2,w5"
     assert f"`{rows.iloc[0]['site_id']}`" in shown  # the pair the user saw when voting
     assert not [b for b in at.button if b.key == "retry_vote"]
-

@@ -52,8 +52,13 @@ def d18(tmp_path: Path) -> Path:
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "moa_features.extract", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "moa_features.extract", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
@@ -72,8 +77,12 @@ def test_second_extract_into_the_same_output_refuses_and_names_the_holder(tmp_pa
     out = tmp_path / "out" / "t.parquet"
     side = schema.sidecar_paths(out)
     base = [str(d18), "-o", str(out), "--n-jobs", "1", "--chunk-size", "2", "--features", "morphology", *QUIET]
-    first = subprocess.Popen([sys.executable, "-m", "moa_features.extract", *base, "--nuclear-channel", "w2"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "moa_features.extract", *base, "--nuclear-channel", "w2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(lambda: any(side["parts"].glob("chunk-*[0-9].parquet")), first, "its first chunk")
     first.send_signal(signal.SIGSTOP)  # mid-run, holding the lock, however slow the others start
     try:
@@ -125,8 +134,22 @@ def test_lock_of_a_killed_run_does_not_block_the_next(tmp_path, d18):
     """The lock is the kernel's: a SIGKILLed holder leaves a lock file but no lock."""
     out = tmp_path / "t.parquet"
     side = schema.sidecar_paths(out)
-    proc = subprocess.Popen([sys.executable, "-m", "moa_features.extract", str(d18), "-o", str(out), "--chunk-size",
-                             "1", "--features", "morphology", *QUIET], start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "moa_features.extract",
+            str(d18),
+            "-o",
+            str(out),
+            "--chunk-size",
+            "1",
+            "--features",
+            "morphology",
+            *QUIET,
+        ],
+        start_new_session=True,
+    )
     _wait_for(side["lock"].exists, proc, "it took the lock")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -148,8 +171,13 @@ def good_table(tmp_path, d18) -> Path:
 @pytest.mark.parametrize(
     "option, message",
     [
-        (["--nuclear-channel", "W1"], ("--nuclear-channel W1: not a channel of .*metadata.csv; the channels are "
-                                       "w1, w2, w3, w4, w5, w6 \\(names are case-sensitive: did you mean w1\\?\\)")),
+        (
+            ["--nuclear-channel", "W1"],
+            (
+                "--nuclear-channel W1: not a channel of .*metadata.csv; the channels are "
+                "w1, w2, w3, w4, w5, w6 \\(names are case-sensitive: did you mean w1\\?\\)"
+            ),
+        ),
         (["--cell-channel", "w9"], "--cell-channel w9: not a channel"),
         (["--texture-levels", "1"], "--texture-levels 1: expected a number of grey levels, 2 to 65536"),
         (["--image-size", "256x256"], "--image-size 256x256: none of 18 sites probed has that size \\(found 512x512"),
@@ -208,8 +236,14 @@ def test_malformed_annotation_fails_before_work(tmp_path, d18, capsys):
 
 def _missing_file_loaddata(tmp_path: Path) -> Path:
     csv = tmp_path / "load.csv"
-    pd.DataFrame({"Metadata_Plate": ["P1"], "Metadata_Well": ["B02"], "FileName_DNA": ["gone.png"],
-                  "PathName_DNA": [str(tmp_path)]}).to_csv(csv, index=False)
+    pd.DataFrame(
+        {
+            "Metadata_Plate": ["P1"],
+            "Metadata_Well": ["B02"],
+            "FileName_DNA": ["gone.png"],
+            "PathName_DNA": [str(tmp_path)],
+        }
+    ).to_csv(csv, index=False)
     return csv
 
 
@@ -361,7 +395,9 @@ def test_loaddata_rows_with_nothing_to_tell_them_apart_use_the_row_number(tmp_pa
     csv, _ = _crops_loaddata(tmp_path, with_crop_column=False)
     ds = open_dataset(csv)
     assert len(ds.sites) == 8
-    assert {s.site_id for s in ds.sites if s.metadata[schema.WELL] == "B02"} == {f"P1_B02_1_row{i}" for i in (1, 2, 3, 4)}
+    assert {s.site_id for s in ds.sites if s.metadata[schema.WELL] == "B02"} == {
+        f"P1_B02_1_row{i}" for i in (1, 2, 3, 4)
+    }
 
 
 def test_explicit_duplicate_site_ids_are_refused_with_a_hint(tmp_path):
@@ -381,16 +417,31 @@ def test_resume_remeasures_a_site_whose_unreadable_file_was_fixed(tmp_path, d18)
     good.write_bytes(original[:1500])
     out = tmp_path / "t.parquet"
     parts = schema.sidecar_paths(out)["parts"]
-    proc = subprocess.Popen([sys.executable, "-m", "moa_features.extract", str(d18), "-o", str(out), "--chunk-size",
-                             "1", "--features", "intensity,morphology", *QUIET], start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "moa_features.extract",
+            str(d18),
+            "-o",
+            str(out),
+            "--chunk-size",
+            "1",
+            "--features",
+            "intensity,morphology",
+            *QUIET,
+        ],
+        start_new_session=True,
+    )
     _wait_for(lambda: (parts / "chunk-00001.parquet").exists(), proc, "two chunks were done")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     first_meta = json.loads((parts / "chunk-00000.meta.json").read_text())
     assert str(good) in first_meta["failed_files"]
     good.write_bytes(original)  # the user fixes the file, then resumes
-    result = extract(d18, out, params=FeatureParams(families=("intensity", "morphology")), thumbs=None,
-                     chunk_size=1, progress=False)
+    result = extract(
+        d18, out, params=FeatureParams(families=("intensity", "morphology")), thumbs=None, chunk_size=1, progress=False
+    )
     assert result.exit_status == EXIT_OK and result.n_ok == 18
     assert 1 <= result.chunks_resumed < 18  # chunk 1 onwards kept; chunk 0 measured again
     assert "HEPG2-01_1_B02_1" in set(pd.read_parquet(out)[schema.SITE_ID])
@@ -404,7 +455,9 @@ def small_disk(tmp_path):
     """A real 1 MiB file system (tmpfs); skipped where mounting is not allowed (not root, containers)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, check=False
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
     try:

@@ -104,8 +104,9 @@ def test_manifest_per_channel_and_stack(tmp_path):
     for i in range(2):
         for c in range(3):
             Image.fromarray(img[c]).save(tmp_path / f"s{i}_c{c}.png")
-        rows.append({"site_id": f"s{i}", "plate": "P1", "well": "A01",
-                     **{f"path_ch{c}": f"s{i}_c{c}.png" for c in range(3)}})
+        rows.append(
+            {"site_id": f"s{i}", "plate": "P1", "well": "A01", **{f"path_ch{c}": f"s{i}_c{c}.png" for c in range(3)}}
+        )
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
     ds = open_dataset(tmp_path / "manifest.csv")
     assert ds.layout == "manifest" and ds.channels == ("ch0", "ch1", "ch2")

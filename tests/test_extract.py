@@ -107,10 +107,23 @@ def _write_screen(root: Path, n_sites: int, size: int = 384) -> Path:
         off = (7 * i) % (512 - size)
         for c in range(6):
             Image.fromarray(np.ascontiguousarray(src[c][off : off + size, off : off + size])).save(
-                folder / f"{well}_s{site}_w{c + 1}.png")
-        rows.append(dict(site_id=f"EXP-01_{plate}_{well}_{site}", well_id=f"EXP-01_{plate}_{well}", cell_type="HUVEC",
-                         dataset="train", experiment="EXP-01", plate=plate, well=well, site=site,
-                         well_type="treatment", treatment="EGF", treatment_conc=10.0))
+                folder / f"{well}_s{site}_w{c + 1}.png"
+            )
+        rows.append(
+            dict(
+                site_id=f"EXP-01_{plate}_{well}_{site}",
+                well_id=f"EXP-01_{plate}_{well}",
+                cell_type="HUVEC",
+                dataset="train",
+                experiment="EXP-01",
+                plate=plate,
+                well=well,
+                site=site,
+                well_type="treatment",
+                treatment="EGF",
+                treatment_conc=10.0,
+            )
+        )
     pd.DataFrame(rows).drop_duplicates("site_id").to_csv(root / "metadata.csv", index=False)
     return root
 
@@ -122,8 +135,20 @@ def test_sigkill_then_resume_recomputes_only_unfinished_chunks(tmp_path):
     assert ref.n_ok == 24, pd.read_parquet(ref.errors)["error"].head().tolist()
     out = tmp_path / "run.parquet"
     parts = schema.sidecar_paths(out)["parts"]
-    cmd = [sys.executable, "-m", "moa_features.extract", str(screen), "-o", str(out), "--thumbs", "32",
-           "--chunk-size", "2", "-q", "--no-report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "moa_features.extract",
+        str(screen),
+        "-o",
+        str(out),
+        "--thumbs",
+        "32",
+        "--chunk-size",
+        "2",
+        "-q",
+        "--no-report",
+    ]
     proc = subprocess.Popen(cmd, start_new_session=True)
     deadline = time.time() + 120
     while len(list(parts.glob("chunk-*[0-9].parquet"))) < 3:
@@ -159,8 +184,15 @@ def test_dask_local_cluster_matches_local_run(tmp_path, rxrx1_root):
 
     local = extract(rxrx1_root, tmp_path / "local.parquet", params=INTENSITY, thumbs=32, chunk_size=4, progress=False)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        dist = extract(rxrx1_root, tmp_path / "dask.parquet", params=INTENSITY, thumbs=32, chunk_size=4,
-                       scheduler=cluster.scheduler_address, progress=False)
+        dist = extract(
+            rxrx1_root,
+            tmp_path / "dask.parquet",
+            params=INTENSITY,
+            thumbs=32,
+            chunk_size=4,
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
     assert dist.backend == "dask"
     pd.testing.assert_frame_equal(pd.read_parquet(local.table), pd.read_parquet(dist.table))
     np.testing.assert_array_equal(np.load(local.thumbs), np.load(dist.thumbs))
@@ -196,8 +228,9 @@ def test_dask_worker_lost_mid_run_loses_and_duplicates_nothing(tmp_path):
         t = threading.Thread(target=kill_one_worker)
         t.start()
         try:
-            result = extract(screen, out, thumbs=None, chunk_size=1, scheduler=cluster.scheduler_address,
-                             progress=False)
+            result = extract(
+                screen, out, thumbs=None, chunk_size=1, scheduler=cluster.scheduler_address, progress=False
+            )
         finally:
             finished.set()
             t.join()

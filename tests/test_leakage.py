@@ -82,8 +82,10 @@ def test_normalisation_of_training_plates_ignores_the_test_plate(screen):
         assert np.array_equal(a.thumb_reference[train], c.thumb_reference[train]), method
         assert not np.allclose(a.thumb_reference[~train], c.thumb_reference[~train])
     # pooled: each plate's own control centre, the spread pooled over the fold's training plates only
-    a, b = (fold_data(d, np.flatnonzero(d.plates != TEST_PLATE)) for d in (
-        load_training_data(table, normalize="pooled"), load_training_data(bad, normalize="pooled")))
+    a, b = (
+        fold_data(d, np.flatnonzero(d.plates != TEST_PLATE))
+        for d in (load_training_data(table, normalize="pooled"), load_training_data(bad, normalize="pooled"))
+    )
     train = a.plates != TEST_PLATE
     assert np.array_equal(a.X[train], b.X[train])
     assert not np.allclose(a.X[~train], b.X[~train])

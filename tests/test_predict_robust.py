@@ -37,10 +37,18 @@ def _table(folder: Path, seed: int = 0, n_features: int = 6) -> Path:
                     f = rng.normal(10, 1, size=n_features)
                     f[k] += 6 * (k > 0)
                     well = f"{'BCD'[k]}{w + 2:02d}"
-                    rows.append({schema.PLATE: f"e_{p}", schema.WELL: well, schema.SITE: s,
-                                 schema.TREATMENT: "EMPTY" if k == 0 else f"drug{k}", schema.MOA: moa,
-                                 schema.SITE_ID: f"e_{p}_{well}_{s}", schema.WELL_ID: f"e_{p}_{well}",
-                                 **{f"Image_Intensity_Mean_w{i + 1}": v for i, v in enumerate(f)}})
+                    rows.append(
+                        {
+                            schema.PLATE: f"e_{p}",
+                            schema.WELL: well,
+                            schema.SITE: s,
+                            schema.TREATMENT: "EMPTY" if k == 0 else f"drug{k}",
+                            schema.MOA: moa,
+                            schema.SITE_ID: f"e_{p}_{well}_{s}",
+                            schema.WELL_ID: f"e_{p}_{well}",
+                            **{f"Image_Intensity_Mean_w{i + 1}": v for i, v in enumerate(f)},
+                        }
+                    )
     path = folder / f"table{seed}_{n_features}.parquet"
     pd.DataFrame(rows).to_parquet(path, index=False)
     return path
@@ -79,7 +87,8 @@ def _predict(run_dir: Path, table: Path, capsys, *extra: str) -> tuple[int, str]
 def test_every_run_file_is_in_the_manifest_under_one_run_id(runs):
     manifest = read_manifest(runs["both"])
     assert manifest["run_id"] and {"metrics.json", "preprocess.joblib", "xgboost.json", "knn.joblib"} <= set(
-        manifest["files"])
+        manifest["files"]
+    )
     assert predict.load_run(runs["both"])["run_id"] == manifest["run_id"]
     assert not list(runs["both"].parent.glob(".both.*"))  # no temporary folder left behind
 
@@ -109,9 +118,11 @@ def test_a_failed_training_leaves_the_previous_run_untouched(runs, tmp_path):
 
 def test_a_second_writer_of_a_run_folder_is_refused_naming_the_holder(tmp_path):
     out = tmp_path / "models" / "r"
-    code = ("import sys, time; from moa_features.runs import open_run\n"
-            f"with open_run({str(out)!r}) as run:\n"
-            "    print('holding', flush=True); time.sleep(60)\n")
+    code = (
+        "import sys, time; from moa_features.runs import open_run\n"
+        f"with open_run({str(out)!r}) as run:\n"
+        "    print('holding', flush=True); time.sleep(60)\n"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
@@ -157,12 +168,15 @@ def test_a_missing_model_file_is_named_not_skipped(runs, run, capsys):
     assert not (run.parent / "pred.parquet").exists()
 
 
-@pytest.mark.parametrize("name, message", [
-    ("xgboost.json", "xgboost.json: XGBoost model is truncated or not valid JSON"),
-    ("knn.joblib", "knn.joblib: cannot load the knn model"),
-    ("metrics.json", "metrics.json: run metrics is truncated or not valid JSON"),
-    ("preprocess.joblib", "preprocess.joblib: cannot load the preprocessing pipeline"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("xgboost.json", "xgboost.json: XGBoost model is truncated or not valid JSON"),
+        ("knn.joblib", "knn.joblib: cannot load the knn model"),
+        ("metrics.json", "metrics.json: run metrics is truncated or not valid JSON"),
+        ("preprocess.joblib", "preprocess.joblib: cannot load the preprocessing pipeline"),
+    ],
+)
 def test_truncated_files_of_a_run_without_manifest_are_named(runs, run, capsys, name, message):
     (run / MANIFEST).unlink()  # a run of an older version: only the file's own check can catch it
     data = (run / name).read_bytes()
@@ -230,4 +244,3 @@ def test_predict_names_a_bad_thumbs_file(runs, run, capsys, tmp_path):
     bad.write_text("not an array")
     status, err = _predict(run, runs["table"], capsys, "--thumbs", str(bad))
     assert status == 2 and "thumbs.txt: thumbnails must be a .npy array" in err and "allow_pickle" not in err
-

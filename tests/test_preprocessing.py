@@ -16,13 +16,15 @@ from moa_features.models.preprocessing import (
 
 def table(n: int = 60, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "Cells_AreaShape_Area": rng.normal(size=n),
-        "Cells_AreaShape_Center_X": rng.normal(size=n),
-        "Nuclei_Location_Center_Y": rng.normal(size=n),
-        "Cells_AreaShape_Orientation": rng.normal(size=n),
-        "Cells_Intensity_MeanIntensity_DNA": rng.normal(size=n),
-    })
+    return pd.DataFrame(
+        {
+            "Cells_AreaShape_Area": rng.normal(size=n),
+            "Cells_AreaShape_Center_X": rng.normal(size=n),
+            "Nuclei_Location_Center_Y": rng.normal(size=n),
+            "Cells_AreaShape_Orientation": rng.normal(size=n),
+            "Cells_Intensity_MeanIntensity_DNA": rng.normal(size=n),
+        }
+    )
 
 
 def test_blocklist_drops_positional_measurements_by_name():
@@ -30,7 +32,10 @@ def test_blocklist_drops_positional_measurements_by_name():
     sel = FeatureSelector().fit(X)
     assert sel.get_feature_names_out().tolist() == ["Cells_AreaShape_Area", "Cells_Intensity_MeanIntensity_DNA"]
     assert sorted(sel.excluded_["blocklist"]) == [
-        "Cells_AreaShape_Center_X", "Cells_AreaShape_Orientation", "Nuclei_Location_Center_Y"]
+        "Cells_AreaShape_Center_X",
+        "Cells_AreaShape_Orientation",
+        "Nuclei_Location_Center_Y",
+    ]
     # Without names (an array) the blocklist cannot apply; a refit forgets the old names.
     sel.fit(X.to_numpy())
     assert sel.support_.all() and not hasattr(sel, "feature_names_in_")

@@ -22,12 +22,17 @@ def screen(n_plates: int = 4, n_controls: int = 6, n_treated: int = 12, p: int =
         offset = rng.normal(scale=5, size=p)
         for i in range(n_controls + n_treated):
             ctrl = i < n_controls
-            rows.append({
-                schema.PLATE: f"P{k}", schema.WELL: f"W{i:02d}",
-                schema.TREATMENT: "DMSO" if ctrl else f"T{i % 3}",
-                **{f"f{j}": 100 + 10 * j + offset[j] + 3 * rng.normal() + (0 if ctrl else 20 * (i % 3 == j))
-                   for j in range(p)},
-            })
+            rows.append(
+                {
+                    schema.PLATE: f"P{k}",
+                    schema.WELL: f"W{i:02d}",
+                    schema.TREATMENT: "DMSO" if ctrl else f"T{i % 3}",
+                    **{
+                        f"f{j}": 100 + 10 * j + offset[j] + 3 * rng.normal() + (0 if ctrl else 20 * (i % 3 == j))
+                        for j in range(p)
+                    },
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -51,8 +56,9 @@ def test_controls_are_centred_per_plate_and_pooled_spread_is_shrunk():
     _, s_mid = profiling.plate_statistics(x, plates, control.to_numpy(), shrinkage=profiling.SPREAD_SHRINKAGE)
     lo, hi = np.minimum(s_own, s_pool), np.maximum(s_own, s_pool)
     assert np.all(s_mid >= lo - 1e-9) and np.all(s_mid <= hi + 1e-9)
-    np.testing.assert_allclose(s_pool, np.broadcast_to(profiling.pooled_control_spread(x, plates, control.to_numpy()),
-                                                       s_pool.shape), rtol=1e-5)
+    np.testing.assert_allclose(
+        s_pool, np.broadcast_to(profiling.pooled_control_spread(x, plates, control.to_numpy()), s_pool.shape), rtol=1e-5
+    )
 
 
 def test_controls_is_per_plate_and_pooled_can_be_fitted_on_training_plates():
@@ -142,11 +148,14 @@ def test_robust_scale_matches_normal_mad_and_falls_back():
 
 
 def test_consensus_profiles_are_medians_of_well_medians():
-    df = pd.DataFrame({
-        schema.PLATE: ["P"] * 7, schema.WELL: ["A", "A", "A", "B", "C", "C", "D"],
-        schema.TREATMENT: ["x", "x", "x", "x", "x", "x", "y"],
-        "f": [1.0, 2.0, 100.0, 4.0, 10.0, 20.0, 7.0],
-    })
+    df = pd.DataFrame(
+        {
+            schema.PLATE: ["P"] * 7,
+            schema.WELL: ["A", "A", "A", "B", "C", "C", "D"],
+            schema.TREATMENT: ["x", "x", "x", "x", "x", "x", "y"],
+            "f": [1.0, 2.0, 100.0, 4.0, 10.0, 20.0, 7.0],
+        }
+    )
     cons = profiling.consensus_profiles(df, [schema.TREATMENT])
     # wells: A median 2, B 4, C 15 -> x median 4; y 7
     assert cons.set_index(schema.TREATMENT)["f"].to_dict() == {"x": 4.0, "y": 7.0}
@@ -155,8 +164,10 @@ def test_consensus_profiles_are_medians_of_well_medians():
     assert len(wells) == 4 and wells["Metadata_n_sites"].tolist() == [3, 1, 2, 1]
 
 
-@pytest.mark.skipif(not (BBBC021 / "BBBC021_feature_selected_mad_robustize.csv").exists(),
-                    reason="BBBC021 profiles not in ../shared/data/bbbc021")
+@pytest.mark.skipif(
+    not (BBBC021 / "BBBC021_feature_selected_mad_robustize.csv").exists(),
+    reason="BBBC021 profiles not in ../shared/data/bbbc021",
+)
 def test_pycytominer_profiles_are_detected_as_normalised():
     df = pd.read_csv(BBBC021 / "BBBC021_feature_selected_mad_robustize.csv")
     with pytest.warns(profiling.AlreadyNormalizedWarning, match="all wells"):

@@ -43,8 +43,14 @@ def test_rxrx1_rows_and_errors(rxrx1_table):
     errors = pd.read_parquet(result.errors)
     assert errors["error"].str.contains(r"B02_s2_w5\.png: file not found \(channel w5").all()
     families = {c.split("_")[0] + "_" + c.split("_")[1] for c in schema.feature_columns(df.columns)}
-    assert {"Image_Intensity", "Image_Texture", "Image_Correlation", "Nuclei_AreaShape",
-            "Cells_AreaShape", "Cytoplasm_Intensity"} <= families
+    assert {
+        "Image_Intensity",
+        "Image_Texture",
+        "Image_Correlation",
+        "Nuclei_AreaShape",
+        "Cells_AreaShape",
+        "Cytoplasm_Intensity",
+    } <= families
     assert (df["Nuclei_Count"] > 20).all()
 
 

@@ -217,7 +217,6 @@ def test_bbbc021_profiles_nsc_subset(tmp_path):
         normalize="none",
         models=("knn",),
         save_models=False,
-
     )
     assert metrics["config"]["n_folds"] == 9  # 2 + 4 + 3 compounds (10 folds capped at 9 compounds)
     assert metrics["models"]["knn"]["treatment_accuracy"] > 0.7
@@ -227,9 +226,7 @@ def test_bbbc021_profiles_nsc_subset(tmp_path):
 def test_dask_scheduler_run_matches_local_structure(screen, tmp_path):
     distributed = pytest.importorskip("distributed")
     table, _ = screen
-    local = train.run_training(
-        table, tmp_path / "local", split="plate", models=("xgboost",), save_models=False
-    )
+    local = train.run_training(table, tmp_path / "local", split="plate", models=("xgboost",), save_models=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
         remote = train.run_training(
             table,
@@ -238,7 +235,6 @@ def test_dask_scheduler_run_matches_local_structure(screen, tmp_path):
             models=("xgboost",),
             scheduler=c.scheduler_address,
             save_models=False,
-
         )
     assert remote["models"].keys() == local["models"].keys()
     assert remote["models"]["xgboost"].keys() == local["models"]["xgboost"].keys()
@@ -270,7 +266,6 @@ def test_active_only_drops_inactive_treatments(screen, tmp_path):
         models=("knn",),
         active_only=True,
         save_models=False,
-
         n_permutations=100,
     )
     assert [t.split("@")[0] for t in inactive] == ["drug2_1"]

@@ -158,8 +158,11 @@ class FeatureSelector(TransformerMixin, BaseEstimator):
             "variance": lambda A, _: variance_excluded(A, self.min_variance),
             "frequency": lambda A, _: frequency_excluded(A, self.freq_cut, self.unique_cut),
             "correlation": lambda A, _: correlation_excluded(A, self.corr_threshold),
-            "blocklist": lambda A, cols: (np.array([bool(pattern.search(str(c))) for c in cols], dtype=bool)
-                                          if hasattr(self, "feature_names_in_") else np.zeros(A.shape[1], dtype=bool)),
+            "blocklist": lambda A, cols: (
+                np.array([bool(pattern.search(str(c))) for c in cols], dtype=bool)
+                if hasattr(self, "feature_names_in_")
+                else np.zeros(A.shape[1], dtype=bool)
+            ),
         }
 
     def fit(self, X, y=None) -> FeatureSelector:

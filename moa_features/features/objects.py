@@ -30,7 +30,7 @@ from itertools import combinations
 
 import numpy as np
 
-from moa_features.features.morphology import shape_measurements
+from moa_features.features.morphology import SHAPE_MEASURES, shape_measurements
 from moa_features.features.segmentation import Masks, check_image, segment
 
 COMPARTMENTS: tuple[str, ...] = ("Nuclei", "Cells", "Cytoplasm")
@@ -47,17 +47,6 @@ INTENSITY_MEASURES: tuple[str, ...] = (
     "IntegratedIntensityEdge",
     "MeanIntensityEdge",
     "MassDisplacement",
-)
-SHAPE_MEASURES: tuple[str, ...] = (
-    "Area",
-    "Perimeter",
-    "FormFactor",
-    "Eccentricity",
-    "Solidity",
-    "Extent",
-    "MajorAxisLength",
-    "MinorAxisLength",
-    "Compactness",
 )
 AGGREGATES: tuple[str, ...] = ("Median", "Mean", "Std")
 _QUANTILES = {"LowerQuartileIntensity": 0.25, "MedianIntensity": 0.5, "UpperQuartileIntensity": 0.75}

@@ -27,10 +27,11 @@ needs IFNLR1, IL-2 needs IL-2R); every class keeps at least 3 active treatments.
 
 Dose response: effect = ``phenotype_strength`` x strength x Hill(conc; EC50, n=2) x a per-well
 log-normal factor (sd 0.15). The top dose is ``potency`` x EC50 (12 for most treatments,
-6-16 for some): at potency 12 the doses sit at 12, 3, 0.75 and 0.19 x EC50 (Hill factor 0.99,
-0.9, 0.36 and 0.03), so the lowest dose falls below ``EFFECT_THRESHOLD`` for every treatment,
-the second lowest for the less potent ones. The presets use ``phenotype_strength=1.6``: the
-changes listed below are at effect 1, a top dose of a strength-1 treatment gives 1.6 times them.
+8-16 for some): at potency 12 the doses sit at 12, 3, 0.75 and 0.19 x EC50 (Hill factor 0.99,
+0.9, 0.36 and 0.03), so the lowest dose falls below ``EFFECT_THRESHOLD`` (no visible
+phenotype) for every treatment and the second lowest gives a weak one. The presets use
+``phenotype_strength=1.6``: the changes listed below are at effect 1, a top dose of a
+strength-1 treatment gives 1.6 times them.
 
 Phenotypes: each MoA has a direction in the cell model (``MOA_EFFECTS``); each active
 treatment follows it with its own deviation (``treatment_effects``): every direction
@@ -52,11 +53,15 @@ side effects, so treatments of one MoA are similar, not identical:
   mitochondria (w5 -30 %, less tubular), slightly elongated cells;
 - Negative control (EMPTY): none.
 
-Layout: every plate holds every treatment of the library at ``doses_per_plate`` of its
-concentrations (rotating across plates, so each concentration is on
-``n_plates x n_experiments x doses_per_plate / 4`` plates) plus ``control_wells`` EMPTY wells,
-at random inner positions (rows B..AE, columns 02..47) of a 1536-well plate. Held-out
-treatments and held-out plates can therefore be combined in one split.
+Layout: as in RxRx2, a plate holds part of the library. The library is split into
+``n_plates`` plate groups (``plate_groups``: round-robin within each MoA, inactive ones
+last, so every group holds a similar mix of classes and of inactive treatments); plate ``p`` of every experiment
+holds group ``p`` (each experiment is one replicate of the whole library), each treatment
+at ``doses_per_plate`` of its concentrations (rotating across experiments), plus
+``control_wells`` EMPTY wells, at random inner positions (rows B..AE, columns 02..47) of a
+1536-well plate. A treatment's wells therefore sit on one plate per experiment, so held-out
+treatments can be tested on plates that no training treatment was on: holding out a plate
+group holds out both (the ``nsc-plate`` question).
 
 Image model (lengths scale with ``nucleus_radius``, the mean nuclear radius in pixels):
 
@@ -94,6 +99,7 @@ import dataclasses
 import json
 import math
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
@@ -158,21 +164,21 @@ _TKR = "Tyrosine kinase receptor agonist"
 TREATMENTS: tuple[Treatment, ...] = (
     Treatment("EGF", _GF, 1.0, 50.0, 16.0),
     Treatment("FGF-2", _GF, 0.9, 100.0),
-    Treatment("VEGF-A", _GF, 0.85, 100.0, 6.0),
+    Treatment("VEGF-A", _GF, 0.85, 100.0, 8.0),
     Treatment("FGF-7", _GF, 0.0, 100.0),  # KGF: FGFR2b is epithelial
     Treatment("HGF", _GF, 0.8, 200.0),
     Treatment("Betacellulin", _GF, 0.0, 100.0),
     Treatment("PDGF-BB", _GF, 0.7, 100.0),
     Treatment("Amphiregulin", _GF, 0.75, 200.0),
     Treatment("IL-1B", _IL, 1.0, 10.0, 16.0),
-    Treatment("IL-6", _IL, 0.75, 200.0, 6.0),
+    Treatment("IL-6", _IL, 0.8, 200.0, 8.0),
     Treatment("IL-17A", _IL, 0.85, 200.0),
     Treatment("IL-2", _IL, 0.0, 100.0),  # no IL-2 receptor on HUVEC
     Treatment("IL-33", _IL, 0.8, 100.0),
     Treatment("IL-10", _IL, 0.0, 100.0),
     Treatment("IL-4", _IL, 0.7, 100.0),
     Treatment("CXCL12", _GPCR, 0.9, 300.0),
-    Treatment("CXCL8", _GPCR, 0.8, 200.0, 8.0),
+    Treatment("CXCL8", _GPCR, 0.85, 200.0),
     Treatment("CCL2", _GPCR, 0.0, 200.0),
     Treatment("Endothelin-1", _GPCR, 0.85, 100.0),
     Treatment("CCL5", _GPCR, 0.0, 200.0),
@@ -180,7 +186,7 @@ TREATMENTS: tuple[Treatment, ...] = (
     Treatment("TNF-alpha", _TNF, 1.0, 20.0, 16.0),
     Treatment("TRAIL", _TNF, 0.8, 500.0),
     Treatment("LIGHT", _TNF, 0.0, 200.0),
-    Treatment("TWEAK", _TNF, 0.75, 500.0),
+    Treatment("TWEAK", _TNF, 0.85, 500.0),
     Treatment("IFN-beta", _IFN, 0.9, 100.0),
     Treatment("IFN-gamma", _IFN, 1.0, 100.0),
     Treatment("IFN-lambda1", _IFN, 0.0, 200.0),  # IFNLR1 is epithelial
@@ -259,7 +265,7 @@ class ScreenSpec:
     n_experiments: experiments (``HUVEC-01``, ...); n_plates: plates per experiment;
     image_size: site width = height in pixels; sites_per_well: imaged sites per well;
     control_wells: ``EMPTY`` wells per plate; doses_per_plate: concentrations of each
-    treatment on every plate (1..4, rotating across plates); nucleus_radius: mean nuclear
+    treatment on its plate (1..4, rotating across experiments); nucleus_radius: mean nuclear
     radius in pixels (sets the magnification); treatment_step: keep every k-th treatment of
     each MoA (1 = the whole library; test screens use 2); batch_strength, phenotype_strength:
     multipliers of the batch effects and the MoA phenotypes (0 switches them off);
@@ -282,15 +288,15 @@ class ScreenSpec:
 PRESETS: dict[str, ScreenSpec] = {
     "tiny": ScreenSpec(
         n_experiments=2, n_plates=2, image_size=128, sites_per_well=1, control_wells=3,
-        doses_per_plate=1, nucleus_radius=5.0, treatment_step=2, phenotype_strength=1.6,
+        doses_per_plate=2, nucleus_radius=5.0, treatment_step=2, phenotype_strength=1.6,
     ),
     "demo": ScreenSpec(
-        n_experiments=2, n_plates=2, image_size=256, sites_per_well=1, control_wells=16,
-        doses_per_plate=2, nucleus_radius=6.0, phenotype_strength=1.6,
+        n_experiments=2, n_plates=4, image_size=256, sites_per_well=1, control_wells=12,
+        doses_per_plate=4, nucleus_radius=6.0, phenotype_strength=1.6,
     ),
     "full": ScreenSpec(
-        n_experiments=2, n_plates=2, image_size=1024, sites_per_well=1, control_wells=16,
-        doses_per_plate=2, nucleus_radius=14.0, phenotype_strength=1.6,
+        n_experiments=2, n_plates=4, image_size=1024, sites_per_well=1, control_wells=12,
+        doses_per_plate=4, nucleus_radius=14.0, phenotype_strength=1.6,
     ),
 }  # fmt: skip
 
@@ -353,7 +359,7 @@ def resolve_spec(preset: str = "demo", **overrides: Any) -> ScreenSpec:
             f"nucleus_radius must be between 2 and image_size/4 pixels, got {spec.nucleus_radius}"
         )
     n_wells = len(_ROWS) * len(_COLS)
-    per_plate = spec.control_wells + len(library(spec)) * spec.doses_per_plate
+    per_plate = spec.control_wells + max(Counter(plate_groups(spec).values()).values()) * spec.doses_per_plate
     if per_plate > n_wells:
         raise ValueError(f"{per_plate} wells per plate do not fit the {n_wells} inner wells")
     return spec
@@ -371,6 +377,15 @@ def library(spec: ScreenSpec) -> tuple[Treatment, ...]:
     return tuple(chosen)
 
 
+def plate_groups(spec: ScreenSpec) -> dict[str, int]:
+    """Plate group (0-based plate index within an experiment) of each treatment of
+    :func:`library`: round-robin over the active treatments MoA by MoA, then over the
+    inactive ones, so groups get similar sizes and mixes of classes and of inactive ones."""
+    moas = list(dict.fromkeys(t.moa for t in TREATMENTS))
+    order = sorted(library(spec), key=lambda t: (t.strength == 0, moas.index(t.moa)))  # stable
+    return {t.name: k % spec.n_plates for k, t in enumerate(order)}
+
+
 def experiment_name(index: int) -> str:
     """Experiment label of the 0-based ``index``: ``HUVEC-01``, ``HUVEC-02``, ..."""
     return f"{CELL_TYPE}-{index + 1:02d}"
@@ -384,18 +399,20 @@ def well_name(row: int, column: int) -> str:
 def plate_layout(spec: ScreenSpec, seed: int, experiment_index: int, plate: int) -> list[WellPlan]:
     """Wells of one plate (1-based ``plate``), sorted by well name.
 
-    Every treatment of :func:`library` fills ``doses_per_plate`` wells, one per concentration;
-    on global plate ``g`` treatment ``i`` gets dose indices ``(i + g + j * 4 // doses_per_plate)
-    % 4``, so across plates every concentration is equally often present, and with 2 doses per
-    plate each plate holds one of the two highest. Positions are shuffled per plate (no
-    position/treatment confound).
+    The plate holds the treatments of plate group ``plate - 1`` (:func:`plate_groups`), each in
+    ``doses_per_plate`` wells, one per concentration: in experiment ``e`` treatment ``i`` of
+    the library gets dose indices ``(i + e + j * 4 // doses_per_plate) % 4``, so across
+    experiments the concentrations rotate (with 2 doses per plate, each plate holds one of the
+    two highest). Positions are shuffled per plate (no position/treatment confound).
     """
-    g = experiment_index * spec.n_plates + plate - 1  # global plate index
+    group = plate_groups(spec)
     step = N_DOSES // spec.doses_per_plate
     content: list[tuple[str, float]] = [(CONTROL, 0.0)] * spec.control_wells
     for i, t in enumerate(library(spec)):
+        if group[t.name] != plate - 1:
+            continue
         for j in range(spec.doses_per_plate):
-            content.append((t.name, t.doses[(i + g + j * step) % N_DOSES]))
+            content.append((t.name, t.doses[(i + experiment_index + j * step) % N_DOSES]))
     rng = _rng(seed, 0, experiment_index, plate)
     wells = [well_name(PLATE_ROWS.index(r), c) for r in _ROWS for c in _COLS]
     chosen = rng.choice(len(wells), size=len(content), replace=False)

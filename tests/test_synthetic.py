@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from moa_features.synthetic import (
     library,
     make_screen,
     phenotype_modifiers,
+    plate_groups,
     plate_layout,
     resolve_spec,
     screen_layout,
@@ -195,10 +197,17 @@ def test_demo_design_is_a_mini_rxrx2(demo_truth):
     wells["plate_id"] = wells["experiment"] + "_" + wells["plate"].astype(str)
     assert wells["experiment"].nunique() >= 2 and wells["plate_id"].nunique() >= 4
     assert (wells[wells["treatment"] == CONTROL].groupby("plate_id").size() >= 8).all()
-    # every concentration of every treatment is on the screen; every treatment on every plate
-    conc = wells[wells["treatment"] != CONTROL].groupby("treatment")["conc"].nunique()
-    assert (conc == N_DOSES).all()
-    assert (wells.groupby("treatment")["plate_id"].nunique() == wells["plate_id"].nunique()).all()
+    # every concentration of every treatment is on the screen, on one plate per experiment
+    treated = wells[wells["treatment"] != CONTROL]
+    assert (treated.groupby("treatment")["conc"].nunique() == N_DOSES).all()
+    per_experiment = treated.groupby(["treatment", "experiment"])["plate"].nunique()
+    assert (per_experiment == 1).all() and (treated.groupby("treatment")["experiment"].nunique() == spec.n_experiments).all()
+    # held-out plates: leaving out any plate group (its treatments and its plates) keeps
+    # >= 1 active treatment of every class for training
+    active = set(demo_truth.loc[demo_truth["active"], "treatment"])
+    for plate in range(1, spec.n_plates + 1):
+        kept = treated[(treated["plate"] != plate) & treated["treatment"].isin(active)]
+        assert set(kept["treatment"].map(TREATMENT_MOA)) == set(sizes.index), plate
     assert wells["well"].str.fullmatch(WELL_1536).all()
     assert PLATE_ROWS[0] == "A" and PLATE_ROWS[-1] == "AF" and len(PLATE_ROWS) == 32
 
@@ -281,7 +290,8 @@ def test_plate_layout_design():
     spec = resolve_spec("demo")
     treatments = library(spec)
     assert len(treatments) == len(TREATMENTS)
-    top_two = {t.name: set(t.doses[-2:]) for t in treatments}
+    groups = plate_groups(spec)
+    assert sorted(Counter(groups.values()).values()) == [10, 10, 10, 10]
     for e in range(spec.n_experiments):
         for p in range(1, spec.n_plates + 1):
             plan = plate_layout(spec, 0, e, p)
@@ -290,10 +300,25 @@ def test_plate_layout_design():
             counts = pd.Series([w.treatment for w in plan]).value_counts()
             assert counts[CONTROL] == spec.control_wells
             for t in treatments:
-                assert counts[t.name] == spec.doses_per_plate
+                on_plate = groups[t.name] == p - 1
+                assert counts.get(t.name, 0) == (spec.doses_per_plate if on_plate else 0)
                 doses = {w.conc for w in plan if w.treatment == t.name}
-                assert doses <= set(t.doses) and len(doses) == spec.doses_per_plate
-                assert doses & top_two[t.name], "every plate holds one of the two highest doses"
+                assert doses == (set(t.doses) if on_plate else set())
+    # with 2 doses per plate (tiny) the doses rotate over the experiments and each plate holds
+    # one of a treatment's two highest
+    tiny = resolve_spec("tiny")
+    seen: dict[str, set[float]] = {}
+    for e in range(tiny.n_experiments):
+        for p in range(1, tiny.n_plates + 1):
+            for w in plate_layout(tiny, 0, e, p):
+                if w.treatment != CONTROL:
+                    seen.setdefault(w.treatment, set()).add(w.conc)
+    top_two = {t.name: set(t.doses[-2:]) for t in library(tiny)}
+    assert all(doses == set(next(t for t in TREATMENTS if t.name == n).doses) for n, doses in seen.items())
+    for e in range(tiny.n_experiments):
+        for p in range(1, tiny.n_plates + 1):
+            plan = pd.DataFrame(plate_layout(tiny, 0, e, p)).query("treatment != @CONTROL")
+            assert all(set(g["conc"]) & top_two[t] for t, g in plan.groupby("treatment"))
     # doses rotate: every dose of every treatment is on the same number of plates
     per_dose = pd.DataFrame(screen_layout(spec, 0)).query("treatment != @CONTROL").groupby(["treatment", "conc"]).size()
     assert per_dose.nunique() == 1

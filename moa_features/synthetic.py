@@ -47,10 +47,10 @@ side effects, so treatments of one MoA are similar, not identical:
 - GPCR agonist: actin remodelling, cortical actin x1.8, stress fibres x0.55, rounder cells;
 - Wnt agonist: mitochondrial mass (w5) +40 %, more tubular (less punctate);
 - Wnt antagonist: nucleoli (w4) 40 % larger and 30 % brighter, -25 % cytoplasmic RNA;
-- Interferon: antiproliferative antiviral state, +45 % cytoplasmic RNA (w4), fewer cells,
+- Interferon: antiproliferative antiviral state, +60 % cytoplasmic RNA (w4), fewer cells,
   smaller nuclei, fewer G2 cells;
-- Tyrosine kinase receptor agonist: junction stabilisation, cortical actin +45 %, fragmented
-  mitochondria (w5 -30 %, less tubular), slightly elongated cells;
+- Tyrosine kinase receptor agonist: junction stabilisation, fragmented mitochondria (w5 -35 %,
+  less tubular), elongated cells, compact Golgi (w6);
 - Negative control (EMPTY): none.
 
 Layout: as in RxRx2, a plate holds part of the library. The library is split into
@@ -168,7 +168,7 @@ TREATMENTS: tuple[Treatment, ...] = (
     Treatment("FGF-7", _GF, 0.0, 100.0),  # KGF: FGFR2b is epithelial
     Treatment("HGF", _GF, 0.8, 200.0),
     Treatment("Betacellulin", _GF, 0.0, 100.0),
-    Treatment("PDGF-BB", _GF, 0.7, 100.0),
+    Treatment("PDGF-BB", _GF, 0.8, 100.0),
     Treatment("Amphiregulin", _GF, 0.75, 200.0),
     Treatment("IL-1B", _IL, 1.0, 10.0, 16.0),
     Treatment("IL-6", _IL, 0.8, 200.0, 8.0),
@@ -176,13 +176,13 @@ TREATMENTS: tuple[Treatment, ...] = (
     Treatment("IL-2", _IL, 0.0, 100.0),  # no IL-2 receptor on HUVEC
     Treatment("IL-33", _IL, 0.8, 100.0),
     Treatment("IL-10", _IL, 0.0, 100.0),
-    Treatment("IL-4", _IL, 0.7, 100.0),
+    Treatment("IL-4", _IL, 0.8, 100.0),
     Treatment("CXCL12", _GPCR, 0.9, 300.0),
     Treatment("CXCL8", _GPCR, 0.85, 200.0),
     Treatment("CCL2", _GPCR, 0.0, 200.0),
     Treatment("Endothelin-1", _GPCR, 0.85, 100.0),
     Treatment("CCL5", _GPCR, 0.0, 200.0),
-    Treatment("Apelin", _GPCR, 0.7, 1000.0),
+    Treatment("Apelin", _GPCR, 0.8, 1000.0),
     Treatment("TNF-alpha", _TNF, 1.0, 20.0, 16.0),
     Treatment("TRAIL", _TNF, 0.8, 500.0),
     Treatment("LIGHT", _TNF, 0.0, 200.0),
@@ -216,7 +216,7 @@ PHENOTYPES: dict[str, str] = {
     _WA: "more mitochondria (w5), more tubular and less punctate",
     _WI: "larger, brighter nucleoli (w4), less cytoplasmic RNA",
     _IFN: "antiviral state: more cytoplasmic RNA (w4), fewer cells, smaller nuclei",
-    _TKR: "junction stabilisation: brighter cortical actin (w3), fragmented mitochondria (w5)",
+    _TKR: "junction stabilisation: fragmented mitochondria (w5), elongated cells, compact Golgi (w6)",
     schema.NEGATIVE_CONTROL_MOA: "none (untreated)",
 }
 NO_PHENOTYPE = "none in HUVEC at any dose (inactive)"
@@ -242,8 +242,8 @@ MOA_EFFECTS: dict[str, dict[str, float]] = {
     _GPCR: {"cortical": 0.8, "fibres": -0.45, "aspect": -0.25},
     _WA: {"mito": 0.4, "tubular": 0.4},
     _WI: {"nucleolus_size": 0.4, "nucleolus": 0.3, "rna": -0.25},
-    _IFN: {"rna": 0.45, "density": -0.15, "nucleus_area": -0.12, "g2_fraction": -0.1},
-    _TKR: {"cortical": 0.45, "mito": -0.3, "tubular": -0.25, "aspect": 0.2},
+    _IFN: {"rna": 0.6, "density": -0.15, "nucleus_area": -0.12, "g2_fraction": -0.1},
+    _TKR: {"mito": -0.35, "tubular": -0.3, "aspect": 0.25, "golgi_size": -0.3},
     schema.NEGATIVE_CONTROL_MOA: {},
 }
 
@@ -282,7 +282,7 @@ class ScreenSpec:
     treatment_step: int = 1
     batch_strength: float = 1.0
     phenotype_strength: float = 1.0
-    treatment_deviation: float = 0.45
+    treatment_deviation: float = 0.35
 
 
 PRESETS: dict[str, ScreenSpec] = {
@@ -291,11 +291,11 @@ PRESETS: dict[str, ScreenSpec] = {
         doses_per_plate=2, nucleus_radius=5.0, treatment_step=2, phenotype_strength=1.6,
     ),
     "demo": ScreenSpec(
-        n_experiments=2, n_plates=4, image_size=256, sites_per_well=1, control_wells=12,
+        n_experiments=2, n_plates=4, image_size=256, sites_per_well=1, control_wells=16,
         doses_per_plate=4, nucleus_radius=6.0, phenotype_strength=1.6,
     ),
     "full": ScreenSpec(
-        n_experiments=2, n_plates=4, image_size=1024, sites_per_well=1, control_wells=12,
+        n_experiments=2, n_plates=4, image_size=1024, sites_per_well=1, control_wells=16,
         doses_per_plate=4, nucleus_radius=14.0, phenotype_strength=1.6,
     ),
 }  # fmt: skip
@@ -471,7 +471,7 @@ def dose_effect(treatment: str, conc: float, phenotype_strength: float = 1.0) ->
     return phenotype_strength * t.strength * conc**HILL / (conc**HILL + t.ec50**HILL)
 
 
-def treatment_effects(treatment: str, seed: int, deviation: float = 0.45) -> dict[str, float]:
+def treatment_effects(treatment: str, seed: int, deviation: float = 0.35) -> dict[str, float]:
     """Change of each cell-model parameter at full effect for ``treatment``: its MoA's
     direction (``MOA_EFFECTS``) with every component scaled by ``exp(N(0, deviation))``,
     plus ``N_SIDE_EFFECTS`` off-direction parameters of size ``N(0, deviation) x`` their

@@ -26,10 +26,10 @@ receptor is absent or silent in HUVEC, e.g. FGF-7 needs the epithelial FGFR2b, I
 needs IFNLR1, IL-2 needs IL-2R); every class keeps at least 3 active treatments.
 
 Dose response: effect = ``phenotype_strength`` x strength x Hill(conc; EC50, n=2) x a per-well
-log-normal factor (sd 0.15). The top dose is ``potency`` x EC50 (12 for most treatments,
-8-16 for some): at potency 12 the doses sit at 12, 3, 0.75 and 0.19 x EC50 (Hill factor 0.99,
-0.9, 0.36 and 0.03), so the lowest dose falls below ``EFFECT_THRESHOLD`` (no visible
-phenotype) for every treatment and the second lowest gives a weak one. The presets use
+log-normal factor (sd 0.15). The top dose is ``potency`` x EC50 (16 for most treatments, 12
+for the less potent): at potency 16 the doses sit at 16, 4, 1 and 0.25 x EC50 (Hill factor
+0.996, 0.94, 0.5 and 0.06), so the lowest dose falls below ``EFFECT_THRESHOLD`` (no visible
+phenotype) for every treatment and the second lowest gives a moderate one. The presets use
 ``phenotype_strength=1.6``: the changes listed below are at effect 1, a top dose of a
 strength-1 treatment gives 1.6 times them.
 
@@ -144,7 +144,7 @@ class Treatment(NamedTuple):
     moa: str
     strength: float
     top: float
-    potency: float = 12.0
+    potency: float = 16.0
 
     @property
     def ec50(self) -> float:
@@ -162,16 +162,16 @@ _IFN, _WA, _WI = "Interferon", "Wnt agonist", "Wnt antagonist"
 _TKR = "Tyrosine kinase receptor agonist"
 # Within each MoA the order interleaves inactive treatments, so every-k-th subsets keep some.
 TREATMENTS: tuple[Treatment, ...] = (
-    Treatment("EGF", _GF, 1.0, 50.0, 16.0),
+    Treatment("EGF", _GF, 1.0, 50.0),
     Treatment("FGF-2", _GF, 0.9, 100.0),
-    Treatment("VEGF-A", _GF, 0.85, 100.0, 8.0),
+    Treatment("VEGF-A", _GF, 0.85, 100.0, 12.0),
     Treatment("FGF-7", _GF, 0.0, 100.0),  # KGF: FGFR2b is epithelial
     Treatment("HGF", _GF, 0.8, 200.0),
     Treatment("Betacellulin", _GF, 0.0, 100.0),
     Treatment("PDGF-BB", _GF, 0.8, 100.0),
     Treatment("Amphiregulin", _GF, 0.75, 200.0),
-    Treatment("IL-1B", _IL, 1.0, 10.0, 16.0),
-    Treatment("IL-6", _IL, 0.8, 200.0, 8.0),
+    Treatment("IL-1B", _IL, 1.0, 10.0),
+    Treatment("IL-6", _IL, 0.8, 200.0, 12.0),
     Treatment("IL-17A", _IL, 0.85, 200.0),
     Treatment("IL-2", _IL, 0.0, 100.0),  # no IL-2 receptor on HUVEC
     Treatment("IL-33", _IL, 0.8, 100.0),
@@ -183,22 +183,22 @@ TREATMENTS: tuple[Treatment, ...] = (
     Treatment("Endothelin-1", _GPCR, 0.85, 100.0),
     Treatment("CCL5", _GPCR, 0.0, 200.0),
     Treatment("Apelin", _GPCR, 0.8, 1000.0),
-    Treatment("TNF-alpha", _TNF, 1.0, 20.0, 16.0),
+    Treatment("TNF-alpha", _TNF, 1.0, 20.0),
     Treatment("TRAIL", _TNF, 0.8, 500.0),
     Treatment("LIGHT", _TNF, 0.0, 200.0),
     Treatment("TWEAK", _TNF, 0.85, 500.0),
     Treatment("IFN-beta", _IFN, 0.9, 100.0),
     Treatment("IFN-gamma", _IFN, 1.0, 100.0),
     Treatment("IFN-lambda1", _IFN, 0.0, 200.0),  # IFNLR1 is epithelial
-    Treatment("IFN-alpha2", _IFN, 0.75, 100.0, 8.0),
+    Treatment("IFN-alpha2", _IFN, 0.75, 100.0, 12.0),
     Treatment("Wnt-3a", _WA, 1.0, 500.0),
     Treatment("R-spondin-1", _WA, 0.8, 500.0),
     Treatment("Norrin", _WA, 0.0, 500.0),
-    Treatment("Wnt-1", _WA, 0.75, 500.0, 16.0),
+    Treatment("Wnt-1", _WA, 0.75, 500.0),
     Treatment("DKK-1", _WI, 0.9, 500.0),
-    Treatment("sFRP-1", _WI, 0.8, 1000.0, 8.0),
+    Treatment("sFRP-1", _WI, 0.8, 1000.0, 12.0),
     Treatment("WIF-1", _WI, 0.75, 1000.0),
-    Treatment("Ephrin-A1", _TKR, 0.9, 1000.0, 16.0),
+    Treatment("Ephrin-A1", _TKR, 0.9, 1000.0),
     Treatment("Angiopoietin-1", _TKR, 0.85, 500.0),
     Treatment("GAS6", _TKR, 0.0, 1000.0),
     Treatment("Ephrin-B2", _TKR, 0.75, 1000.0),
@@ -282,7 +282,7 @@ class ScreenSpec:
     treatment_step: int = 1
     batch_strength: float = 1.0
     phenotype_strength: float = 1.0
-    treatment_deviation: float = 0.35
+    treatment_deviation: float = 0.3
 
 
 PRESETS: dict[str, ScreenSpec] = {
@@ -471,7 +471,7 @@ def dose_effect(treatment: str, conc: float, phenotype_strength: float = 1.0) ->
     return phenotype_strength * t.strength * conc**HILL / (conc**HILL + t.ec50**HILL)
 
 
-def treatment_effects(treatment: str, seed: int, deviation: float = 0.35) -> dict[str, float]:
+def treatment_effects(treatment: str, seed: int, deviation: float = 0.3) -> dict[str, float]:
     """Change of each cell-model parameter at full effect for ``treatment``: its MoA's
     direction (``MOA_EFFECTS``) with every component scaled by ``exp(N(0, deviation))``,
     plus ``N_SIDE_EFFECTS`` off-direction parameters of size ``N(0, deviation) x`` their

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-HEADLINES = ("macro_recall", "treatment_macro_recall", "treatment_accuracy", "p_value", "macro_recall_p_value")
+HEADLINES = ("macro_recall", "treatment_macro_recall", "treatment_accuracy", "treatment_macro_recall_p", "treatment_accuracy_p")
 
 
 def children_cpu_seconds() -> float:
@@ -44,7 +44,7 @@ def children_cpu_seconds() -> float:
 
 def stage_seconds(stdout: str, total: float) -> dict[str, float]:
     """Wall seconds per demo stage, from the ``[i/3] ... (N s so far`` progress lines."""
-    marks = [(m.group(1), float(m.group(2))) for m in re.finditer(r"^\[(\d)/3\].*?\((\d+) s so far", stdout, re.M)]
+    marks = [(m.group(1), float(m.group(2))) for m in re.finditer(r"^\[(\d)/3\].*?\((\d+) s so far", stdout, re.MULTILINE)]
     names = {"1": "screen+extract", "2": "train", "3": "report"}
     starts = [s for _, s in marks] + [total]
     return {names[i]: round(starts[k + 1] - starts[k], 1) for k, (i, _) in enumerate(marks)}
@@ -60,8 +60,8 @@ def score_activity(activity: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
     true_active = truth.set_index("treatment")["active"].astype(bool).reindex(called.index)
     hit = (~called & ~true_active).sum()
     return {
-        "n_treatments": int(len(called)),
-        "n_truly_inactive": int((~true_active).sum()),
+        "n_treatments": len(called),
+        "n_truly_inactive": (~true_active).sum().item(),
         "n_called_inactive": int((~called).sum()),
         "inactive_recall": float(hit / max(1, (~true_active).sum())),
         "inactive_precision": float(hit / max(1, (~called).sum())),
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         env = os.environ | {"PYTHONPATH": str(REPO)}
         load_before = os.getloadavg()
         cpu0, t0 = children_cpu_seconds(), time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work, check=False)
         wall, cpu = time.perf_counter() - t0, children_cpu_seconds() - cpu0
         if out.returncode:
             print(out.stdout[-4000:], out.stderr[-4000:], sep="\n", file=sys.stderr)

@@ -85,7 +85,7 @@ def run(table: Path, thumbs: Path, output: Path, models: str, extra: str) -> dic
 def headline(metrics: dict) -> dict:
     """Per model: the metrics.json figures a reader compares (site, well, treatment level, p-values)."""
     keep = ("macro_recall", "well_macro_recall", "treatment_accuracy", "treatment_macro_recall")
-    return {m: {k: round(v, 3) for k, v in vals.items() if isinstance(v, float) and (k in keep or "p_value" in k)}
+    return {m: {k: round(v, 3) for k, v in vals.items() if isinstance(v, float) and (k in keep or k.endswith("_p"))}
             for m, vals in metrics["models"].items()}  # fmt: skip
 
 

@@ -100,9 +100,10 @@ import json
 import math
 import shutil
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -858,7 +859,7 @@ def render_site(
     mods["density"] *= density * rs.lognormal(0, 0.08)
     signal, n_cells = render_signal(rs, spec.image_size, spec.nucleus_radius, mods, batch)
     psf = max(0.5, 0.11 * spec.nucleus_radius) * rs.lognormal(0, 0.1)
-    haze = int(round(3 * spec.nucleus_radius))
+    haze = round(3 * spec.nucleus_radius)
     return acquire(rs, signal, batch, psf, haze, gain_jitter), n_cells, float(effect)
 
 

@@ -7,8 +7,10 @@ generated, extracted, trained on and reported from scratch) and prints:
   the children, which is what a loaded shared machine cannot inflate much), and the load
   average before and after, so a wall figure can be judged;
 - the headline metrics of every model from ``metrics.json`` (held-out treatments);
-- phenotypic activity against the generator's truth (recall and precision of the truly
-  inactive treatments) when ``moa_features.activity`` is installed.
+- phenotypic activity (``moa-features activity``) against the generator's truth: recall and
+  precision of calling the truly inactive ones inactive, per treatment x concentration (a dose
+  is truly active when its expected effect reaches ``EFFECT_THRESHOLD``) and per treatment
+  (called active when any of its concentrations is).
 
 Usage::
 
@@ -50,37 +52,57 @@ def stage_seconds(stdout: str, total: float) -> dict[str, float]:
     return {names[i]: round(starts[k + 1] - starts[k], 1) for k, (i, _) in enumerate(marks)}
 
 
-def score_activity(activity: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
-    """Recall and precision of calling the truly inactive treatments inactive.
+def dose_truth(truth: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """One row per (treatment, concentration) of ``ground_truth_treatments.csv``: ``active`` when
+    the expected effect at that dose reaches ``threshold`` (the generator's EFFECT_THRESHOLD)."""
+    rows = [
+        {"treatment": r.treatment, "conc": float(c), "active": float(e) >= threshold}
+        for r in truth.itertuples()
+        for c, e in zip(str(r.doses).split(";"), str(r.effect_at_doses).split(";"))
+    ]
+    return pd.DataFrame(rows)
 
-    activity: one row per treatment with ``treatment`` and a boolean ``active`` column;
-    truth: ``ground_truth_treatments.csv``.
+
+def _inactive_scores(called: pd.Series, true: pd.Series) -> dict[str, float]:
+    hit = int((~called & ~true).sum())
+    return {"n": len(called), "n_truly_inactive": int((~true).sum()), "n_called_inactive": int((~called).sum()),
+            "inactive_recall": hit / max(1, int((~true).sum())),
+            "inactive_precision": hit / max(1, int((~called).sum()))}  # fmt: skip
+
+
+def score_activity(activity: pd.DataFrame, truth: pd.DataFrame, threshold: float) -> dict[str, dict[str, float]]:
+    """Recall and precision of calling the truly inactive ones inactive, per dose and per treatment.
+
+    activity: ``phenotypic_activity`` output, ``treatment`` keys ``NAME@CONCENTRATION`` (or
+    ``NAME``) and a boolean ``active``; truth: ``ground_truth_treatments.csv``. A treatment
+    counts as called active when any of its concentrations is.
     """
-    called = activity.set_index("treatment")["active"].astype(bool)
-    true_active = truth.set_index("treatment")["active"].astype(bool).reindex(called.index)
-    hit = (~called & ~true_active).sum()
-    return {
-        "n_treatments": len(called),
-        "n_truly_inactive": (~true_active).sum().item(),
-        "n_called_inactive": int((~called).sum()),
-        "inactive_recall": float(hit / max(1, (~true_active).sum())),
-        "inactive_precision": float(hit / max(1, (~called).sum())),
-    }
-
-
-def activity_figures(table: Path, truth: Path) -> dict[str, float] | str:
-    """Score ``moa_features.activity.phenotypic_activity`` on the demo table, if it is installed."""
-    try:
-        from moa_features.activity import phenotypic_activity
-    except ImportError as err:
-        return f"skipped: {err}"
-    from moa_features.io import read_table
-
-    t0 = time.process_time()
-    activity = phenotypic_activity(read_table(table))
-    out = score_activity(activity, pd.read_csv(truth))
-    out["cpu_s"] = round(time.process_time() - t0, 1)
+    keys = activity["treatment"].astype(str).str.rsplit("@", n=1)
+    called = pd.DataFrame({"treatment": keys.str[0], "active": activity["active"].astype(bool)})
+    out = {}
+    if keys.str.len().eq(2).all():
+        called["conc"] = keys.str[1].astype(float)
+        doses = called.merge(dose_truth(truth, threshold), on=["treatment", "conc"], suffixes=("", "_true"))
+        out["per_dose"] = _inactive_scores(doses["active"], doses["active_true"])
+    per_treatment = called.groupby("treatment")["active"].any()
+    true = truth.set_index("treatment")["active"].astype(bool).reindex(per_treatment.index)
+    out["per_treatment"] = _inactive_scores(per_treatment, true)
     return out
+
+
+def activity_figures(table: Path, truth: Path, env: dict[str, str]) -> dict | str:
+    """Run ``moa-features activity`` on the demo table and score it against the truth."""
+    from moa_features.synthetic import EFFECT_THRESHOLD
+
+    out = table.with_name("activity.csv")
+    cpu0 = children_cpu_seconds()
+    run = subprocess.run([sys.executable, "-m", "moa_features", "activity", str(table), "-o", str(out)],
+                         capture_output=True, text=True, env=env, check=False)  # fmt: skip
+    if run.returncode:
+        return f"moa-features activity failed (exit {run.returncode}): {run.stderr.strip()[-500:]}"
+    scores: dict = score_activity(pd.read_csv(out), pd.read_csv(truth), EFFECT_THRESHOLD)
+    scores["cpu_s"] = round(children_cpu_seconds() - cpu0, 1)
+    return scores
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             "models": {m: {k: v for k, v in vals.items() if k in HEADLINES or k.endswith("_ci") or "treatment" in k}
                        for m, vals in metrics["models"].items()},
             "activity": activity_figures(work / "features" / f"{name}.parquet",
-                                         work / ".cache" / f"screen-{args.preset}" / "ground_truth_treatments.csv"),
+                                         work / ".cache" / f"screen-{args.preset}" / "ground_truth_treatments.csv", env),
         }  # fmt: skip
     print(json.dumps(figures, indent=2, default=str))
     if args.json:

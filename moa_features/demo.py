@@ -30,7 +30,7 @@ TRAIN_OPTIONS: tuple[str, ...] = ("--split", "nsc", "--cnn-epochs", "8", "--cnn-
 DEFAULT_MODELS = "cnn,xgboost,knn"
 # Expected wall time on an idle 2-core machine (s), and each stage's share of it, for the
 # progress lines' estimate (benchmarks/results_demo.md has the measured figures).
-EXPECTED_SECONDS = {"tiny": 45.0, "demo": 140.0, "full": 1500.0}
+EXPECTED_SECONDS = {"tiny": 45.0, "demo": 120.0, "full": 1500.0}
 STAGE_SHARES = {"extract": 0.35, "train": 0.55, "report": 0.10}
 
 

@@ -1,16 +1,67 @@
-"""Built-in demo screen: realistic synthetic six-channel cell images in the RxRx2 layout.
+"""Built-in demo screen: a mini RxRx2 of realistic synthetic six-channel cell images.
 
-``make_screen(root, preset="demo", seed=0)`` writes a small cytokine/growth-factor screen
-of HUVEC-like endothelial cells, laid out exactly like Recursion's RxRx2 release, so every
-downstream stage (reader, extraction, annotation, training, report) runs on it unchanged::
+``make_screen(root, preset="demo", seed=0)`` writes a small soluble-factor screen of
+HUVEC-like endothelial cells, laid out like Recursion's RxRx2 release (1536-well plates, rows
+A..AF, ``EMPTY`` negative-control wells on every plate), so every downstream stage (reader,
+extraction, annotation, activity, training, report) runs on it unchanged::
 
     root/metadata.csv        site_id, well_id, cell_type, dataset, experiment, plate, well,
                              site, well_type, treatment, treatment_conc (ng/mL; 0 for EMPTY)
     root/images/{experiment}/Plate{plate}/{well}_s{site}_w{c}.png   8-bit grayscale, c=1..6
     root/screen.json         preset, seed, overrides, the resolved spec, the treatment table
-    root/ground_truth.csv    site_id, treatment, moa, phenotype, effect, n_cells (tests only)
+    root/ground_truth.csv    per site: site_id, treatment, treatment_conc, moa, active,
+                             phenotype, effect (realised phenotype strength), n_cells
+    root/ground_truth_treatments.csv   per treatment (the answer key of the benchmarks):
+                             treatment, moa, active, strength, ec50, hill, doses,
+                             effect_at_doses, n_active_doses, n_wells, phenotype, effects
 
-``metadata.csv`` carries no MoA: the annotation step maps treatment names to MoAs.
+``metadata.csv`` carries no MoA: the annotation step maps treatment names to MoAs. The ground
+truth files are for tests and benchmarks only.
+
+The library (``TREATMENTS``): 40 soluble factors with real RxRx2-style names that resolve
+through ``moa-features annotate``, in 8 of RxRx2's MoA classes with unequal sizes (Growth
+factor 8, Interleukin 7, GPCR agonist 6, four classes of 4, Wnt antagonist 3), each at 4
+concentrations (4-fold dilutions). 10 of the 40 (25 %) have no phenotype at any dose (their
+receptor is absent or silent in HUVEC, e.g. FGF-7 needs the epithelial FGFR2b, IFN-lambda
+needs IFNLR1, IL-2 needs IL-2R); every class keeps at least 3 active treatments.
+
+Dose response: effect = ``phenotype_strength`` x strength x Hill(conc; EC50, n=2) x a per-well
+log-normal factor (sd 0.15). The top dose is ``potency`` x EC50 (16 for most treatments, 12
+for the less potent): at potency 16 the doses sit at 16, 4, 1 and 0.25 x EC50 (Hill factor
+0.996, 0.94, 0.5 and 0.06), so the lowest dose falls below ``EFFECT_THRESHOLD`` (no visible
+phenotype) for every treatment and the second lowest gives a moderate one. The presets use
+``phenotype_strength=1.6``: the changes listed below are at effect 1, a top dose of a
+strength-1 treatment gives 1.6 times them.
+
+Phenotypes: each MoA has a direction in the cell model (``MOA_EFFECTS``); each active
+treatment follows it with its own deviation (``treatment_effects``): every direction
+component scaled by a log-normal factor (sd ``treatment_deviation``) plus two off-direction
+side effects, so treatments of one MoA are similar, not identical:
+
+- Growth factor: proliferation, up to +30 % cell density, +25 % nuclear area, more G2 and
+  mitotic cells;
+- Interleukin: secretory activation, up to +35 % ER (w2) intensity, Golgi (w6) 50 % larger
+  and 30 % brighter;
+- TNF ligand: elongated cells (aspect ratio x1.6), 50 % more stress fibres (w3), apoptotic
+  nuclei, -10 % density;
+- GPCR agonist: actin remodelling, cortical actin x1.8, stress fibres x0.55, rounder cells;
+- Wnt agonist: mitochondrial mass (w5) +40 %, more tubular (less punctate);
+- Wnt antagonist: nucleoli (w4) 40 % larger and 30 % brighter, -25 % cytoplasmic RNA;
+- Interferon: antiproliferative antiviral state, +60 % cytoplasmic RNA (w4), fewer cells,
+  smaller nuclei, fewer G2 cells;
+- Tyrosine kinase receptor agonist: junction stabilisation, fragmented mitochondria (w5 -35 %,
+  less tubular), elongated cells, compact Golgi (w6);
+- Negative control (EMPTY): none.
+
+Layout: as in RxRx2, a plate holds part of the library. The library is split into
+``n_plates`` plate groups (``plate_groups``: round-robin within each MoA, inactive ones
+last, so every group holds a similar mix of classes and of inactive treatments); plate ``p`` of every experiment
+holds group ``p`` (each experiment is one replicate of the whole library), each treatment
+at ``doses_per_plate`` of its concentrations (rotating across experiments), plus
+``control_wells`` EMPTY wells, at random inner positions (rows B..AE, columns 02..47) of a
+1536-well plate. A treatment's wells therefore sit on one plate per experiment, so held-out
+treatments can be tested on plates that no training treatment was on: holding out a plate
+group holds out both (the ``nsc-plate`` question).
 
 Image model (lengths scale with ``nucleus_radius``, the mean nuclear radius in pixels):
 
@@ -37,25 +88,9 @@ strength and centre, and a biological drift in cell density and nuclear size; ev
 draws a small gain jitter. Raw per-image intensities therefore drift more between plates
 than between most MoAs; per-plate normalisation against the EMPTY wells removes it.
 
-Phenotypes (``PHENOTYPES``; strength = ``phenotype_strength`` x per-treatment strength x
-Hill(dose / EC50) x a per-well log-normal factor; per-cell variation is larger than the
-effect, so it is visible in site statistics, not in single cells):
-
-- Growth factor (EGF, FGF-2, VEGF-A, HGF): proliferation, up to +30 % cell density, +25 %
-  nuclear area, more G2 and mitotic cells;
-- Interleukin (IL-1B, IL-6, IL-17A): secretory activation, up to +35 % ER (w2) intensity,
-  Golgi (w6) 50 % larger and 30 % brighter;
-- TNF ligand (TNF-alpha, TRAIL): elongated cells (aspect ratio x1.6), 50 % more stress
-  fibres (w3), apoptotic nuclei, -10 % density;
-- GPCR agonist (CXCL12): actin remodelling, cortical actin x1.8, stress fibres x0.55,
-  rounder cells;
-- Wnt agonist (Wnt-3a): mitochondrial mass (w5) +40 %, more tubular (less punctate);
-- Wnt antagonist (DKK-1): nucleoli (w4) 40 % larger and 30 % brighter, -25 % cytoplasmic RNA;
-- Negative control (EMPTY): none.
-
 Every random draw comes from ``numpy.random.default_rng`` seeded by ``seed`` and the
-identity of the experiment/plate/well/site it belongs to, so the files are bit-identical
-for the same seed whatever ``n_jobs`` is.
+identity of the experiment/plate/well/site (or treatment) it belongs to, so the files are
+bit-identical for the same seed whatever ``n_jobs`` is.
 """
 
 from __future__ import annotations
@@ -64,6 +99,7 @@ import dataclasses
 import json
 import math
 import shutil
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,49 +122,103 @@ METADATA_COLUMNS = (
     "site_id", "well_id", "cell_type", "dataset", "experiment", "plate", "well", "site",
     "well_type", "treatment", "treatment_conc",
 )  # fmt: skip
-GROUND_TRUTH_COLUMNS = ("site_id", "treatment", "moa", "phenotype", "effect", "n_cells")
-FREQUENCIES = ("common", "medium", "rare")
+GROUND_TRUTH_COLUMNS = (
+    "site_id", "treatment", "treatment_conc", "moa", "active", "phenotype", "effect", "n_cells",
+)  # fmt: skip
+TREATMENT_TRUTH_COLUMNS = (
+    "treatment", "moa", "active", "strength", "ec50", "hill", "doses", "effect_at_doses",
+    "n_active_doses", "n_wells", "phenotype", "effects",
+)  # fmt: skip
+GENERATOR_VERSION = 2  # bump when the same preset and seed give other images: cached screens are rebuilt
+HILL = 2.0  # Hill coefficient of every dose response
+EFFECT_THRESHOLD = 0.15  # phenotype strength below which a well is indistinguishable from controls
+N_DOSES = 4
+DILUTION = 4.0  # fold dilution between consecutive concentrations
 
 
 class Treatment(NamedTuple):
-    """One treatment of the screen: name, MoA, how often it is plated, response strength
-    (0-1, scales its MoA's phenotype), EC50 and the dose series (ng/mL)."""
+    """One soluble factor of the library: name (as RxRx2 spells it), MoA class, response
+    strength (0-1, scales its MoA's phenotype; 0 = no phenotype in HUVEC), top
+    concentration (ng/mL) and potency (top concentration / EC50)."""
 
     name: str
     moa: str
-    frequency: str
     strength: float
-    ec50: float
-    doses: tuple[float, ...]
+    top: float
+    potency: float = 16.0
+
+    @property
+    def ec50(self) -> float:
+        """Half-effect concentration (ng/mL)."""
+        return self.top / self.potency
+
+    @property
+    def doses(self) -> tuple[float, ...]:
+        """The ``N_DOSES`` concentrations (ng/mL), ascending, ``DILUTION``-fold apart."""
+        return tuple(round(self.top / DILUTION**k, 6) for k in range(N_DOSES - 1, -1, -1))
 
 
+_GF, _IL, _GPCR, _TNF = "Growth factor", "Interleukin", "GPCR agonist", "TNF ligand"
+_IFN, _WA, _WI = "Interferon", "Wnt agonist", "Wnt antagonist"
+_TKR = "Tyrosine kinase receptor agonist"
+# Within each MoA the order interleaves inactive treatments, so every-k-th subsets keep some.
 TREATMENTS: tuple[Treatment, ...] = (
-    Treatment("EGF", "Growth factor", "common", 1.0, 2.0, (0.5, 2.0, 6.0, 20.0)),
-    Treatment("FGF-2", "Growth factor", "common", 0.9, 5.0, (1.0, 5.0, 15.0, 50.0)),
-    Treatment("VEGF-A", "Growth factor", "common", 0.75, 5.0, (1.0, 5.0, 15.0, 50.0)),
-    Treatment("HGF", "Growth factor", "common", 0.8, 10.0, (3.0, 10.0, 30.0, 100.0)),
-    Treatment("IL-1B", "Interleukin", "common", 1.0, 0.3, (0.1, 0.3, 1.0, 3.0)),
-    Treatment("IL-6", "Interleukin", "common", 0.7, 10.0, (3.0, 10.0, 30.0, 100.0)),
-    Treatment("IL-17A", "Interleukin", "common", 0.85, 10.0, (3.0, 10.0, 30.0, 100.0)),
-    Treatment("TNF-alpha", "TNF ligand", "medium", 1.0, 1.0, (0.3, 1.0, 3.0, 10.0)),
-    Treatment("TRAIL", "TNF ligand", "medium", 0.8, 20.0, (5.0, 20.0, 60.0, 200.0)),
-    Treatment("CXCL12", "GPCR agonist", "medium", 0.9, 30.0, (10.0, 30.0, 100.0, 300.0)),
-    Treatment("Wnt-3a", "Wnt agonist", "rare", 1.0, 50.0, (20.0, 50.0, 150.0, 500.0)),
-    Treatment("DKK-1", "Wnt antagonist", "rare", 0.9, 50.0, (20.0, 50.0, 150.0, 500.0)),
+    Treatment("EGF", _GF, 1.0, 50.0),
+    Treatment("FGF-2", _GF, 0.9, 100.0),
+    Treatment("VEGF-A", _GF, 0.85, 100.0, 12.0),
+    Treatment("FGF-7", _GF, 0.0, 100.0),  # KGF: FGFR2b is epithelial
+    Treatment("HGF", _GF, 0.8, 200.0),
+    Treatment("Betacellulin", _GF, 0.0, 100.0),
+    Treatment("PDGF-BB", _GF, 0.8, 100.0),
+    Treatment("Amphiregulin", _GF, 0.75, 200.0),
+    Treatment("IL-1B", _IL, 1.0, 10.0),
+    Treatment("IL-6", _IL, 0.8, 200.0, 12.0),
+    Treatment("IL-17A", _IL, 0.85, 200.0),
+    Treatment("IL-2", _IL, 0.0, 100.0),  # no IL-2 receptor on HUVEC
+    Treatment("IL-33", _IL, 0.8, 100.0),
+    Treatment("IL-10", _IL, 0.0, 100.0),
+    Treatment("IL-4", _IL, 0.8, 100.0),
+    Treatment("CXCL12", _GPCR, 0.9, 300.0),
+    Treatment("CXCL8", _GPCR, 0.85, 200.0),
+    Treatment("CCL2", _GPCR, 0.0, 200.0),
+    Treatment("Endothelin-1", _GPCR, 0.85, 100.0),
+    Treatment("CCL5", _GPCR, 0.0, 200.0),
+    Treatment("Apelin", _GPCR, 0.8, 1000.0),
+    Treatment("TNF-alpha", _TNF, 1.0, 20.0),
+    Treatment("TRAIL", _TNF, 0.8, 500.0),
+    Treatment("LIGHT", _TNF, 0.0, 200.0),
+    Treatment("TWEAK", _TNF, 0.85, 500.0),
+    Treatment("IFN-beta", _IFN, 0.9, 100.0),
+    Treatment("IFN-gamma", _IFN, 1.0, 100.0),
+    Treatment("IFN-lambda1", _IFN, 0.0, 200.0),  # IFNLR1 is epithelial
+    Treatment("IFN-alpha2", _IFN, 0.75, 100.0, 12.0),
+    Treatment("Wnt-3a", _WA, 1.0, 500.0),
+    Treatment("R-spondin-1", _WA, 0.8, 500.0),
+    Treatment("Norrin", _WA, 0.0, 500.0),
+    Treatment("Wnt-1", _WA, 0.75, 500.0),
+    Treatment("DKK-1", _WI, 0.9, 500.0),
+    Treatment("sFRP-1", _WI, 0.8, 1000.0, 12.0),
+    Treatment("WIF-1", _WI, 0.75, 1000.0),
+    Treatment("Ephrin-A1", _TKR, 0.9, 1000.0),
+    Treatment("Angiopoietin-1", _TKR, 0.85, 500.0),
+    Treatment("GAS6", _TKR, 0.0, 1000.0),
+    Treatment("Ephrin-B2", _TKR, 0.75, 1000.0),
 )
-TREATMENT_MOA: dict[str, str] = {t.name: t.moa for t in TREATMENTS} | {
-    CONTROL: schema.NEGATIVE_CONTROL_MOA
-}
+TREATMENT_MOA: dict[str, str] = {t.name: t.moa for t in TREATMENTS} | {CONTROL: schema.NEGATIVE_CONTROL_MOA}
+_TREATMENT_INDEX = {t.name: i for i, t in enumerate(TREATMENTS)}
 
 PHENOTYPES: dict[str, str] = {
-    "Growth factor": "proliferation: more cells, larger nuclei, more G2 and mitotic cells",
-    "Interleukin": "secretory activation: brighter ER (w2), larger brighter Golgi (w6)",
-    "TNF ligand": "elongated cells, more stress fibres (w3), apoptotic nuclei, fewer cells",
-    "GPCR agonist": "actin remodelling: brighter cortical actin, fewer stress fibres, rounder",
-    "Wnt agonist": "more mitochondria (w5), more tubular and less punctate",
-    "Wnt antagonist": "larger, brighter nucleoli (w4), less cytoplasmic RNA",
+    _GF: "proliferation: more cells, larger nuclei, more G2 and mitotic cells",
+    _IL: "secretory activation: brighter ER (w2), larger brighter Golgi (w6)",
+    _TNF: "elongated cells, more stress fibres (w3), apoptotic nuclei, fewer cells",
+    _GPCR: "actin remodelling: brighter cortical actin, fewer stress fibres, rounder",
+    _WA: "more mitochondria (w5), more tubular and less punctate",
+    _WI: "larger, brighter nucleoli (w4), less cytoplasmic RNA",
+    _IFN: "antiviral state: more cytoplasmic RNA (w4), fewer cells, smaller nuclei",
+    _TKR: "junction stabilisation: fragmented mitochondria (w5), elongated cells, compact Golgi (w6)",
     schema.NEGATIVE_CONTROL_MOA: "none (untreated)",
 }
+NO_PHENOTYPE = "none in HUVEC at any dose (inactive)"
 
 # Cell-model parameters with no treatment; multiplicative unless listed in _ADDITIVE.
 BASELINE: dict[str, float] = {
@@ -138,14 +228,21 @@ BASELINE: dict[str, float] = {
     "nucleolus": 1.0, "rna": 1.0,
 }  # fmt: skip
 _ADDITIVE = frozenset({"g2_fraction", "mitotic", "apoptotic", "tubular"})
+# Typical size of an off-direction side effect per parameter (before treatment_deviation).
+_SIDE_UNIT = {name: 0.3 for name in BASELINE} | {
+    "g2_fraction": 0.1, "mitotic": 0.02, "apoptotic": 0.02, "tubular": 0.3,
+}  # fmt: skip
+N_SIDE_EFFECTS = 2
 # Change of each parameter at full effect (1.0): relative for multiplicative parameters.
 MOA_EFFECTS: dict[str, dict[str, float]] = {
-    "Growth factor": {"density": 0.30, "nucleus_area": 0.25, "g2_fraction": 0.15, "mitotic": 0.05},
-    "Interleukin": {"er": 0.35, "golgi_size": 0.5, "golgi": 0.3},
-    "TNF ligand": {"aspect": 0.6, "fibres": 0.5, "apoptotic": 0.08, "density": -0.10},
-    "GPCR agonist": {"cortical": 0.8, "fibres": -0.45, "aspect": -0.25},
-    "Wnt agonist": {"mito": 0.4, "tubular": 0.4},
-    "Wnt antagonist": {"nucleolus_size": 0.4, "nucleolus": 0.3, "rna": -0.25},
+    _GF: {"density": 0.30, "nucleus_area": 0.25, "g2_fraction": 0.15, "mitotic": 0.05},
+    _IL: {"er": 0.35, "golgi_size": 0.5, "golgi": 0.3},
+    _TNF: {"aspect": 0.6, "fibres": 0.5, "apoptotic": 0.08, "density": -0.10},
+    _GPCR: {"cortical": 0.8, "fibres": -0.45, "aspect": -0.25},
+    _WA: {"mito": 0.4, "tubular": 0.4},
+    _WI: {"nucleolus_size": 0.4, "nucleolus": 0.3, "rna": -0.25},
+    _IFN: {"rna": 0.6, "density": -0.15, "nucleus_area": -0.12, "g2_fraction": -0.1},
+    _TKR: {"mito": -0.35, "tubular": -0.3, "aspect": 0.25, "golgi_size": -0.3},
     schema.NEGATIVE_CONTROL_MOA: {},
 }
 
@@ -153,9 +250,11 @@ MOA_EFFECTS: dict[str, dict[str, float]] = {
 _SCALE = np.array([36.0, 38.0, 16.0, 20.0, 7.0, 18.0], dtype=np.float32)
 _BACKGROUND = np.array([1.5, 7.0, 5.0, 4.0, 1.2, 6.0], dtype=np.float32)
 _PHOTONS_PER_DN = np.array([4.0, 2.0, 2.0, 2.0, 3.0, 2.0], dtype=np.float32)
-# Inner wells of a 384-well plate (the outer ring is left empty, as in RxRx2).
-_ROWS = "BCDEFGHIJKLMNO"
-_COLS = range(2, 24)
+# 1536-well plate: rows A..Z, AA..AF, columns 01..48. The outer ring is left empty, as in RxRx2.
+PLATE_ROWS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + ("AA", "AB", "AC", "AD", "AE", "AF")
+PLATE_COLUMNS = tuple(range(1, 49))
+_ROWS = PLATE_ROWS[1:-1]
+_COLS = PLATE_COLUMNS[1:-1]
 
 
 @dataclass(frozen=True)
@@ -164,11 +263,12 @@ class ScreenSpec:
 
     n_experiments: experiments (``HUVEC-01``, ...); n_plates: plates per experiment;
     image_size: site width = height in pixels; sites_per_well: imaged sites per well;
-    control_wells: ``EMPTY`` wells per plate; replicates: wells per plate of each
-    treatment by frequency (``common``, ``medium``, ``rare``); values below 1 must be
-    ``1/k`` (the treatment is on every k-th plate); nucleus_radius: mean nuclear radius
-    in pixels (sets the magnification); batch_strength, phenotype_strength: multipliers
-    of the batch effects and the MoA phenotypes (0 switches them off).
+    control_wells: ``EMPTY`` wells per plate; doses_per_plate: concentrations of each
+    treatment on its plate (1..4, rotating across experiments); nucleus_radius: mean nuclear
+    radius in pixels (sets the magnification); treatment_step: keep every k-th treatment of
+    each MoA (1 = the whole library; test screens use 2); batch_strength, phenotype_strength:
+    multipliers of the batch effects and the MoA phenotypes (0 switches them off);
+    treatment_deviation: log-sd of a treatment's deviation from its MoA's direction.
     """
 
     n_experiments: int
@@ -176,31 +276,34 @@ class ScreenSpec:
     image_size: int
     sites_per_well: int
     control_wells: int
-    replicates: Mapping[str, float]
+    doses_per_plate: int
     nucleus_radius: float
+    treatment_step: int = 1
     batch_strength: float = 1.0
     phenotype_strength: float = 1.0
+    treatment_deviation: float = 0.3
 
 
 PRESETS: dict[str, ScreenSpec] = {
     "tiny": ScreenSpec(
         n_experiments=2, n_plates=2, image_size=128, sites_per_well=1, control_wells=3,
-        replicates={"common": 1, "medium": 0.5, "rare": 0.25}, nucleus_radius=5.0,
+        doses_per_plate=2, nucleus_radius=5.0, treatment_step=2, phenotype_strength=1.6,
     ),
     "demo": ScreenSpec(
-        n_experiments=2, n_plates=3, image_size=256, sites_per_well=2, control_wells=4,
-        replicates={"common": 3, "medium": 2, "rare": 1}, nucleus_radius=6.0,
+        n_experiments=2, n_plates=4, image_size=256, sites_per_well=1, control_wells=16,
+        doses_per_plate=4, nucleus_radius=6.0, phenotype_strength=1.6,
     ),
     "full": ScreenSpec(
-        n_experiments=2, n_plates=3, image_size=1024, sites_per_well=2, control_wells=4,
-        replicates={"common": 3, "medium": 2, "rare": 1}, nucleus_radius=14.0,
+        n_experiments=2, n_plates=4, image_size=1024, sites_per_well=1, control_wells=16,
+        doses_per_plate=4, nucleus_radius=14.0, phenotype_strength=1.6,
     ),
 }  # fmt: skip
 
 
 class WellPlan(NamedTuple):
-    """One well of the screen: experiment (``HUVEC-01``), plate (1..), well (``B02``),
-    treatment name and concentration (ng/mL), and its index in the screen's experiments."""
+    """One well of the screen: experiment (``HUVEC-01``), plate (1..), well (``B02``,
+    ``AA17``), treatment name and concentration (ng/mL), and its index in the screen's
+    experiments."""
 
     experiment_index: int
     experiment: str
@@ -236,34 +339,46 @@ def resolve_spec(preset: str = "demo", **overrides: Any) -> ScreenSpec:
     if unknown:
         raise ValueError(f"unknown screen override(s) {unknown}; valid: {sorted(names)}")
     spec = dataclasses.replace(PRESETS[preset], **overrides)
-    for name in ("n_experiments", "n_plates", "sites_per_well"):
+    for name in ("n_experiments", "n_plates", "sites_per_well", "treatment_step"):
         if int(getattr(spec, name)) != getattr(spec, name) or getattr(spec, name) < 1:
             raise ValueError(f"{name} must be a positive integer, got {getattr(spec, name)!r}")
     if spec.control_wells < 1:
-        raise ValueError(
-            f"control_wells must be >= 1 (EMPTY wells on every plate), got {spec.control_wells}"
-        )
-    for name in ("batch_strength", "phenotype_strength"):
+        raise ValueError(f"control_wells must be >= 1 (EMPTY wells on every plate), got {spec.control_wells}")
+    if spec.doses_per_plate not in range(1, N_DOSES + 1):
+        raise ValueError(f"doses_per_plate must be an integer 1..{N_DOSES}, got {spec.doses_per_plate!r}")
+    for name in ("batch_strength", "phenotype_strength", "treatment_deviation"):
         if not getattr(spec, name) >= 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(spec, name)!r}")
     if spec.image_size < 32:
         raise ValueError(f"image_size must be >= 32 pixels, got {spec.image_size}")
     if not 2.0 <= spec.nucleus_radius <= spec.image_size / 4:
-        raise ValueError(
-            f"nucleus_radius must be between 2 and image_size/4 pixels, got {spec.nucleus_radius}"
-        )
-    if set(spec.replicates) != set(FREQUENCIES):
-        raise ValueError(f"replicates must have keys {FREQUENCIES}, got {sorted(spec.replicates)}")
-    for freq, r in spec.replicates.items():
-        if r < 0 or (r >= 1 and r != int(r)) or (0 < r < 1 and abs(1 / r - round(1 / r)) > 1e-9):
-            raise ValueError(f"replicates[{freq!r}] must be 0, an integer or 1/k, got {r}")
+        raise ValueError(f"nucleus_radius must be between 2 and image_size/4 pixels, got {spec.nucleus_radius}")
     n_wells = len(_ROWS) * len(_COLS)
-    per_plate = spec.control_wells + sum(
-        math.ceil(spec.replicates[t.frequency]) for t in TREATMENTS
-    )
+    per_plate = spec.control_wells + max(Counter(plate_groups(spec).values()).values()) * spec.doses_per_plate
     if per_plate > n_wells:
         raise ValueError(f"{per_plate} wells per plate do not fit the {n_wells} inner wells")
     return spec
+
+
+def library(spec: ScreenSpec) -> tuple[Treatment, ...]:
+    """The treatments on the screen's plates: every ``treatment_step``-th of each MoA."""
+    seen: dict[str, int] = {}
+    chosen = []
+    for t in TREATMENTS:
+        k = seen.get(t.moa, 0)
+        seen[t.moa] = k + 1
+        if k % spec.treatment_step == 0:
+            chosen.append(t)
+    return tuple(chosen)
+
+
+def plate_groups(spec: ScreenSpec) -> dict[str, int]:
+    """Plate group (0-based plate index within an experiment) of each treatment of
+    :func:`library`: round-robin over the active treatments MoA by MoA, then over the
+    inactive ones, so groups get similar sizes and mixes of classes and of inactive ones."""
+    moas = list(dict.fromkeys(t.moa for t in TREATMENTS))
+    order = sorted(library(spec), key=lambda t: (t.strength == 0, moas.index(t.moa)))  # stable
+    return {t.name: k % spec.n_plates for k, t in enumerate(order)}
 
 
 def experiment_name(index: int) -> str:
@@ -271,35 +386,33 @@ def experiment_name(index: int) -> str:
     return f"{CELL_TYPE}-{index + 1:02d}"
 
 
+def well_name(row: int, column: int) -> str:
+    """1536-well name of the 0-based ``row`` (A..AF) and 1-based ``column``: ``B02``, ``AA17``."""
+    return f"{PLATE_ROWS[row]}{column:02d}"
+
+
 def plate_layout(spec: ScreenSpec, seed: int, experiment_index: int, plate: int) -> list[WellPlan]:
     """Wells of one plate (1-based ``plate``), sorted by well name.
 
-    Treatment ``t`` of frequency ``f`` fills ``replicates[f]`` wells on every plate (or one
-    well on every k-th plate when ``replicates[f] == 1/k``); its doses rotate across plates
-    and replicates; well positions are shuffled per plate (no position/treatment confound).
+    The plate holds the treatments of plate group ``plate - 1`` (:func:`plate_groups`), each in
+    ``doses_per_plate`` wells, one per concentration: in experiment ``e`` treatment ``i`` of
+    the library gets dose indices ``(i + e + j * 4 // doses_per_plate) % 4``, so across
+    experiments the concentrations rotate (with 2 doses per plate, each plate holds one of the
+    two highest). Positions are shuffled per plate (no position/treatment confound).
     """
-    g = experiment_index * spec.n_plates + plate - 1  # global plate index
+    group = plate_groups(spec)
+    step = N_DOSES // spec.doses_per_plate
     content: list[tuple[str, float]] = [(CONTROL, 0.0)] * spec.control_wells
-    for ti, t in enumerate(TREATMENTS):
-        r = spec.replicates[t.frequency]
-        if r <= 0:
+    for i, t in enumerate(library(spec)):
+        if group[t.name] != plate - 1:
             continue
-        if r < 1:  # one well on every k-th plate; the dose moves on at each appearance
-            k = round(1 / r)
-            if (g + ti) % k == 0:
-                content.append((t.name, t.doses[((g + ti) // k + ti) % len(t.doses)]))
-            continue
-        n = int(r)
-        for j in range(n):
-            content.append((t.name, t.doses[(g * n + j + ti) % len(t.doses)]))
+        for j in range(spec.doses_per_plate):
+            content.append((t.name, t.doses[(i + experiment_index + j * step) % N_DOSES]))
     rng = _rng(seed, 0, experiment_index, plate)
-    wells = [f"{row}{col:02d}" for row in _ROWS for col in _COLS]
+    wells = [well_name(PLATE_ROWS.index(r), c) for r in _ROWS for c in _COLS]
     chosen = rng.choice(len(wells), size=len(content), replace=False)
     exp = experiment_name(experiment_index)
-    plans = [
-        WellPlan(experiment_index, exp, plate, wells[k], tr, c)
-        for k, (tr, c) in zip(chosen, content)
-    ]
+    plans = [WellPlan(experiment_index, exp, plate, wells[k], tr, c) for k, (tr, c) in zip(chosen, content)]
     return sorted(plans, key=lambda w: w.well)
 
 
@@ -319,13 +432,9 @@ def batch_params(spec: ScreenSpec, seed: int, experiment_index: int, plate: int)
     re = _rng(seed, 1, experiment_index)
     rp = _rng(seed, 2, experiment_index, plate)
     gain = np.exp(re.normal(0, 0.25 * b, N_CHANNELS) + rp.normal(0, 0.2 * b, N_CHANNELS))
-    offset = _BACKGROUND * np.exp(
-        re.normal(0, 0.3 * b, N_CHANNELS) + rp.normal(0, 0.15 * b, N_CHANNELS)
-    )
+    offset = _BACKGROUND * np.exp(re.normal(0, 0.3 * b, N_CHANNELS) + rp.normal(0, 0.15 * b, N_CHANNELS))
     vig_exp = re.uniform(0.15, 0.45) * b
-    vignette = np.clip(
-        vig_exp * rp.uniform(0.8, 1.25) * np.exp(rp.normal(0, 0.15, N_CHANNELS)), 0, 0.8
-    )
+    vignette = np.clip(vig_exp * rp.uniform(0.8, 1.25) * np.exp(rp.normal(0, 0.15, N_CHANNELS)), 0, 0.8)
     centre = tuple(0.5 + rp.normal(0, 0.12 * b, 2))
     density = float(np.exp(re.normal(0, 0.08 * b) + rp.normal(0, 0.05 * b)))
     nucleus_scale = float(np.exp(re.normal(0, 0.04 * b) + rp.normal(0, 0.02 * b)))
@@ -335,31 +444,83 @@ def batch_params(spec: ScreenSpec, seed: int, experiment_index: int, plate: int)
     )  # fmt: skip
 
 
+def _treatment(name: str) -> Treatment:
+    if name not in _TREATMENT_INDEX:
+        raise ValueError(f"unknown treatment {name!r}; expected one of {sorted(TREATMENT_MOA)}")
+    return TREATMENTS[_TREATMENT_INDEX[name]]
+
+
 def dose_effect(treatment: str, conc: float, phenotype_strength: float = 1.0) -> float:
     """Phenotype strength of ``treatment`` at ``conc`` ng/mL, in [0, 1]:
-    ``phenotype_strength`` x the treatment's strength x conc / (conc + EC50)."""
+    ``phenotype_strength`` x the treatment's strength x conc^n / (conc^n + EC50^n), n = ``HILL``."""
     if treatment == CONTROL:
         return 0.0
-    t = next((t for t in TREATMENTS if t.name == treatment), None)
-    if t is None:
-        raise ValueError(
-            f"unknown treatment {treatment!r}; expected one of {sorted(TREATMENT_MOA)}"
-        )
-    return phenotype_strength * t.strength * conc / (conc + t.ec50)
+    t = _treatment(treatment)
+    return phenotype_strength * t.strength * conc**HILL / (conc**HILL + t.ec50**HILL)
 
 
-def phenotype_modifiers(moa: str, effect: float) -> dict[str, float]:
-    """Cell-model parameters (``BASELINE`` keys) of MoA ``moa`` at phenotype strength ``effect``
-    (multiplicative parameters never drop below 5 % of their baseline)."""
-    if moa not in MOA_EFFECTS:
-        raise ValueError(f"unknown MoA {moa!r}; expected one of {sorted(MOA_EFFECTS)}")
+def treatment_effects(treatment: str, seed: int, deviation: float = 0.3) -> dict[str, float]:
+    """Change of each cell-model parameter at full effect for ``treatment``: its MoA's
+    direction (``MOA_EFFECTS``) with every component scaled by ``exp(N(0, deviation))``,
+    plus ``N_SIDE_EFFECTS`` off-direction parameters of size ``N(0, deviation) x`` their
+    typical unit. Empty for the control and for inactive treatments."""
+    if treatment == CONTROL:
+        return {}
+    t = _treatment(treatment)
+    if t.strength == 0:
+        return {}
+    rng = _rng(seed, 5, _TREATMENT_INDEX[treatment])
+    direction = MOA_EFFECTS[t.moa]
+    effects = {k: v * float(np.exp(rng.normal(0, deviation))) for k, v in direction.items()}
+    others = sorted(set(BASELINE) - set(direction))
+    for name in rng.choice(others, size=N_SIDE_EFFECTS, replace=False).tolist():
+        effects[name] = float(rng.normal(0, deviation)) * _SIDE_UNIT[name]
+    return effects
+
+
+def modifiers(effects: Mapping[str, float], effect: float) -> dict[str, float]:
+    """Cell-model parameters (``BASELINE`` keys) for parameter changes ``effects`` (at full
+    effect) at phenotype strength ``effect`` (multiplicative parameters never drop below 5 %
+    of their baseline; additive ones never below 0)."""
     mods = dict(BASELINE)
-    for name, delta in MOA_EFFECTS[moa].items():
+    for name, delta in effects.items():
         if name in _ADDITIVE:
-            mods[name] = mods[name] + delta * effect
+            mods[name] = max(0.0, mods[name] + delta * effect)
         else:
             mods[name] = mods[name] * max(0.05, 1.0 + delta * effect)
     return mods
+
+
+def phenotype_modifiers(moa: str, effect: float) -> dict[str, float]:
+    """Cell-model parameters of MoA ``moa``'s direction (no treatment deviation) at ``effect``."""
+    if moa not in MOA_EFFECTS:
+        raise ValueError(f"unknown MoA {moa!r}; expected one of {sorted(MOA_EFFECTS)}")
+    return modifiers(MOA_EFFECTS[moa], effect)
+
+
+def treatment_truth(spec: ScreenSpec, seed: int) -> pd.DataFrame:
+    """The answer key, one row per treatment of :func:`library` (``TREATMENT_TRUTH_COLUMNS``).
+
+    ``active``: the treatment has a phenotype at some dose (effect >= ``EFFECT_THRESHOLD``);
+    ``effect_at_doses``: expected effect per concentration (``;``-joined, like ``doses``);
+    ``n_wells``: its wells on the screen; ``effects``: its parameter changes as JSON.
+    """
+    wells = pd.Series([w.treatment for w in screen_layout(spec, seed)]).value_counts()
+    rows = []
+    for t in library(spec):
+        effect = [dose_effect(t.name, c, spec.phenotype_strength) for c in t.doses]
+        n_active = sum(e >= EFFECT_THRESHOLD for e in effect)
+        rows.append({
+            "treatment": t.name, "moa": t.moa, "active": n_active > 0, "strength": t.strength,
+            "ec50": round(t.ec50, 6), "hill": HILL, "doses": ";".join(f"{c:g}" for c in t.doses),
+            "effect_at_doses": ";".join(f"{e:.3f}" for e in effect), "n_active_doses": n_active,
+            "n_wells": int(wells.get(t.name, 0)),
+            "phenotype": PHENOTYPES[t.moa] if n_active else NO_PHENOTYPE,
+            "effects": json.dumps(
+                {k: round(v, 4) for k, v in treatment_effects(t.name, seed, spec.treatment_deviation).items()}
+            ),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=list(TREATMENT_TRUTH_COLUMNS))
 
 
 # ------------------------------------------------------------------------- rendering
@@ -380,9 +541,7 @@ def _ridge(field: np.ndarray, width: float) -> np.ndarray:
     return np.exp(-((field / width) ** 2))
 
 
-def _splat(
-    shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, amp: np.ndarray, sigma: float
-) -> np.ndarray:
+def _splat(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, amp: np.ndarray, sigma: float) -> np.ndarray:
     """Sum of Gaussian spots of peak ``amp`` and width ``sigma`` px at (rows, cols)."""
     img = np.zeros(shape, np.float32)
     r = np.rint(rows).astype(int)
@@ -427,9 +586,7 @@ class Cells:
     dna: np.ndarray  # DNA content (G1 = 1)
 
 
-def draw_cells(
-    rng: np.random.Generator, size: int, r_n: float, mods: Mapping[str, float], batch: BatchParams
-) -> Cells:
+def draw_cells(rng: np.random.Generator, size: int, r_n: float, mods: Mapping[str, float], batch: BatchParams) -> Cells:
     """Random cells of one site: positions, shapes, orientations, cell-cycle states."""
     spacing = 5.2 * r_n / math.sqrt(mods["density"] * batch.density)
     pts = place_nuclei(rng, size, spacing, margin=spacing)
@@ -500,10 +657,7 @@ def tessellate(cells: Cells, size: int) -> tuple[np.ndarray, np.ndarray, np.ndar
         wob = np.ones_like(u)
         for h in range(4):  # harmonics 2..5: cos(k phi + phase) = cos k phi cos p - sin k phi sin p
             ck, sk = ck * c1_ - sk * s1_, sk * c1_ + ck * s1_
-            wob += (
-                np.float32(amp[h] * math.cos(phase[h])) * ck
-                - np.float32(amp[h] * math.sin(phase[h])) * sk
-            )
+            wob += np.float32(amp[h] * math.cos(phase[h])) * ck - np.float32(amp[h] * math.sin(phase[h])) * sk
         d = np.sqrt((u / a) ** 2 + (v / b) ** 2) / wob
         ny, nx = cells.nucleus[i]
         na, nb = cells.nucleus_axes[i]
@@ -567,9 +721,7 @@ def render_signal(
     er = per_cell(mods["er"] * rng.lognormal(0, 0.25, n))
     reticulum = 0.55 + 0.6 * _ridge(_noise(rng, shape, 0.25 * r_n), 0.5)
     envelope = cell * np.exp(-(((dn - 1) / 0.15) ** 2))
-    w2 = er * (
-        cyto * (0.3 + 0.7 * np.exp(-dist_out / 1.0)) * reticulum + 0.12 * nuc + 0.35 * envelope
-    )
+    w2 = er * (cyto * (0.3 + 0.7 * np.exp(-dist_out / 1.0)) * reticulum + 0.12 * nuc + 0.35 * envelope)
 
     # w3 phalloidin: stress fibres along each cell's axis, cortical actin, diffuse cytoplasm.
     fi = np.repeat(np.flatnonzero(inter), rng.poisson(7 * mods["fibres"], inter.sum()))
@@ -588,9 +740,7 @@ def render_signal(
         ]
     )
     fib = np.zeros(shape, np.float32)
-    for (y0, x0, y1, x1), w in zip(
-        ends.astype(int).T.tolist(), rng.uniform(0.4, 1.0, len(fi)).tolist()
-    ):
+    for (y0, x0, y1, x1), w in zip(ends.astype(int).T.tolist(), rng.uniform(0.4, 1.0, len(fi)).tolist()):
         rr, cc, val = line_aa(y0, x0, y1, x1)
         ok = (rr >= 0) & (rr < size) & (cc >= 0) & (cc < size)
         fib[rr[ok], cc[ok]] += val[ok] * w
@@ -670,22 +820,20 @@ def acquire(
     return np.clip(np.rint(counts / k), 0, 255).astype(np.uint8)
 
 
-def render_site(
-    spec: ScreenSpec, seed: int, plan: WellPlan, site: int
-) -> tuple[np.ndarray, int, float]:
+def render_site(spec: ScreenSpec, seed: int, plan: WellPlan, site: int) -> tuple[np.ndarray, int, float]:
     """Images of one site: (6, S, S) uint8, the number of cells, the phenotype strength."""
     batch = batch_params(spec, seed, plan.experiment_index, plan.plate)
-    row, col = _ROWS.index(plan.well[0]), int(plan.well[1:])
+    row, col = PLATE_ROWS.index(plan.well[:-2]), int(plan.well[-2:])
     rw = _rng(seed, 3, plan.experiment_index, plan.plate, row, col)
     effect = dose_effect(plan.treatment, plan.conc, spec.phenotype_strength) * rw.lognormal(0, 0.15)
     density = rw.lognormal(0, 0.06)
     gain_jitter = np.exp(rw.normal(0, 0.03 * spec.batch_strength, N_CHANNELS)).astype(np.float32)
-    mods = phenotype_modifiers(TREATMENT_MOA[plan.treatment], effect)
+    mods = modifiers(treatment_effects(plan.treatment, seed, spec.treatment_deviation), effect)
     rs = _rng(seed, 4, plan.experiment_index, plan.plate, row, col, site)
     mods["density"] *= density * rs.lognormal(0, 0.08)
     signal, n_cells = render_signal(rs, spec.image_size, spec.nucleus_radius, mods, batch)
     psf = max(0.5, 0.11 * spec.nucleus_radius) * rs.lognormal(0, 0.1)
-    haze = int(round(3 * spec.nucleus_radius))
+    haze = round(3 * spec.nucleus_radius)
     return acquire(rs, signal, batch, psf, haze, gain_jitter), n_cells, float(effect)
 
 
@@ -707,15 +855,13 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         Image.fromarray(image).save(tmp, format="PNG", compress_level=3)
 
 
-def _make_well(root: Path, spec: ScreenSpec, seed: int, plan: WellPlan) -> list[dict[str, Any]]:
+def _make_well(root: Path, spec: ScreenSpec, seed: int, plan: WellPlan, active: bool) -> list[dict[str, Any]]:
     rows = []
     moa = TREATMENT_MOA[plan.treatment]
     for site in range(1, spec.sites_per_well + 1):
         img, n_cells, effect = render_site(spec, seed, plan, site)
         for c in range(N_CHANNELS):
-            _write_png(
-                image_path(root, plan.experiment, plan.plate, plan.well, site, c + 1), img[c]
-            )
+            _write_png(image_path(root, plan.experiment, plan.plate, plan.well, site, c + 1), img[c])
         rows.append({
             "site_id": site_id(plan.experiment, plan.plate, plan.well, site),
             "well_id": f"{plan.experiment}_{plan.plate}_{plan.well}",
@@ -723,24 +869,22 @@ def _make_well(root: Path, spec: ScreenSpec, seed: int, plan: WellPlan) -> list[
             "plate": plan.plate, "well": plan.well, "site": site,
             "well_type": "negative_control" if plan.treatment == CONTROL else "treatment",
             "treatment": plan.treatment, "treatment_conc": plan.conc,
-            "moa": moa, "phenotype": PHENOTYPES[moa], "effect": round(effect, 4),
-            "n_cells": n_cells,
+            "moa": moa, "active": active, "phenotype": PHENOTYPES[moa] if active else NO_PHENOTYPE,
+            "effect": round(effect, 4), "n_cells": n_cells,
         })  # fmt: skip
     return rows
 
 
 def _record(preset: str, seed: int, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    return json.loads(
-        json.dumps({"preset": preset, "seed": int(seed), "overrides": dict(overrides)})
-    )
+    record = {"generator": GENERATOR_VERSION, "preset": preset, "seed": int(seed), "overrides": dict(overrides)}
+    return json.loads(json.dumps(record))
 
 
-def make_screen(
-    root: str | Path, preset: str = "demo", seed: int = 0, n_jobs: int = 1, **overrides: Any
-) -> Path:
+def make_screen(root: str | Path, preset: str = "demo", seed: int = 0, n_jobs: int = 1, **overrides: Any) -> Path:
     """Write the screen under root; return the path of root/metadata.csv. Idempotent: if
     root/metadata.csv exists and root/screen.json records the same preset/seed/overrides, return
-    at once without regenerating.
+    at once without regenerating (``GENERATOR_VERSION`` is part of the record, so a screen
+    written by an older generator is rebuilt).
 
     ``overrides`` replace ``ScreenSpec`` fields of the preset (``n_plates=4``,
     ``image_size=512``, ...); ``n_jobs`` wells are rendered in parallel (joblib; the output
@@ -759,19 +903,26 @@ def make_screen(
     spec = resolve_spec(preset, **overrides)
     if info_path.exists():  # an earlier (or interrupted) synthetic screen here: clear it
         meta_path.unlink(missing_ok=True)
-        (root / "ground_truth.csv").unlink(missing_ok=True)
+        for name in ("ground_truth.csv", "ground_truth_treatments.csv"):
+            (root / name).unlink(missing_ok=True)
         shutil.rmtree(root / "images", ignore_errors=True)
+    truth = treatment_truth(spec, seed)
     # screen.json first, metadata.csv last: an interrupted run is never taken as complete,
     # and the next run knows the images here are its own to clear.
     info = {
-        "spec": dataclasses.asdict(spec) | {"replicates": dict(spec.replicates)},
-        "treatments": [t._asdict() for t in TREATMENTS],
+        "spec": dataclasses.asdict(spec),
+        "treatments": [t._asdict() | {"ec50": t.ec50, "doses": list(t.doses)} for t in library(spec)],
+        "hill": HILL, "effect_threshold": EFFECT_THRESHOLD,
         "phenotypes": PHENOTYPES,
-    }
+    }  # fmt: skip
     write_json(record | info, info_path)
+    active = dict(zip(truth["treatment"], truth["active"])) | {CONTROL: False}
     plans = screen_layout(spec, seed)
-    results = Parallel(n_jobs=n_jobs)(delayed(_make_well)(root, spec, seed, p) for p in plans)
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_make_well)(root, spec, seed, p, bool(active[p.treatment])) for p in plans
+    )
     table = pd.DataFrame([r for rows in results for r in rows])
+    write_table(truth, root / "ground_truth_treatments.csv")
     write_table(table[list(GROUND_TRUTH_COLUMNS)], root / "ground_truth.csv")
     write_table(table[list(METADATA_COLUMNS)], meta_path)
     return meta_path

@@ -144,6 +144,7 @@ class TrainingData:
     thumbs: np.ndarray | None = None
     thumb_reference: np.ndarray | None = None
     inactive: list[str] = field(default_factory=list)  # treatments dropped by --active-only
+    activity: pd.DataFrame | None = None  # --active-only: phenotypic activity per treatment (activity.csv)
     normalization: str = "none"  # the normalisation applied (``auto`` resolved)
     # ``pooled`` pools the control spread over plates: renormalize(train_plates) -> X with that spread pooled
     # over the training plates' controls only, so a held-out plate's wells never reach a fold's training rows.
@@ -202,8 +203,10 @@ def _fill_labels(df: pd.DataFrame, table_path: Path, label: str, annotation: str
 
 def drop_inactive(
     df: pd.DataFrame, treatment: str, plate: str, control: np.ndarray, seed: int = 0
-) -> tuple[pd.DataFrame, list[str]]:
-    """Keep controls and phenotypically active treatments only (``--active-only``); return the dropped ones.
+) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """Keep controls and phenotypically active treatments only (``--active-only``).
+
+    Returns the kept rows, the dropped treatments and the activity table (one row per treatment).
 
     Activity comes from :func:`moa_features.activity.phenotypic_activity` (copairs mAP of
     each treatment's replicates against negative controls, corrected p-value; column
@@ -222,7 +225,7 @@ def drop_inactive(
     drop = np.any([np.isin(k, list(inactive)) for k in keys if k is not None], axis=0) & ~np.asarray(
         control, dtype=bool
     )
-    return df.loc[~drop], sorted(inactive)
+    return df.loc[~drop], sorted(inactive), activity
 
 
 def load_training_data(
@@ -276,10 +279,11 @@ def load_training_data(
     if (~keep).any():
         _log(f"dropping {int((~keep).sum())} rows with no {label}")
     dropped: list[str] = []
+    activity = None
     if active_only:
         if treatment is None or treatment not in df.columns:
             raise KeyError(f"{table_path}: --active-only needs the treatment column {treatment!r}")
-        kept, dropped = drop_inactive(df, treatment, group, control, seed)
+        kept, dropped, activity = drop_inactive(df, treatment, group, control, seed)
         keep &= df.index.isin(kept.index)
         _log(f"--active-only: dropped {len(dropped)} inactive treatment(s)")
     excluded = df[label].astype(str).isin([str(v) for v in exclude_labels]).to_numpy()
@@ -311,6 +315,7 @@ def load_training_data(
         thumbs=None if thumbs is None else np.asarray(thumbs[rows]),
         thumb_reference=None if reference is None else reference[rows],
         inactive=dropped,
+        activity=activity,
         normalization=done.method,
         renormalize=renormalize,
     )
@@ -641,6 +646,8 @@ def save_run(
     """Write the run folder (the one place that writes it): metrics, predictions, histories, models."""
     output.mkdir(parents=True, exist_ok=True)
     write_table(folds.predictions, output / "predictions.parquet")
+    if data.activity is not None:
+        write_table(data.activity, output / "activity.csv")
     write_json({k: v for k, v in folds.histories.items() if v}, output / "history.json")
     if folds.importance.any():
         imp = pd.DataFrame({"feature": data.feature_names, "importance": folds.importance})

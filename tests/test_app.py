@@ -139,8 +139,8 @@ def test_moa_counts_sorted_by_count_then_name(prepared):
     counts = app.moa_counts(prepared)
     assert schema.NEGATIVE_CONTROL_MOA not in counts.index
     assert counts.to_dict() == {
-        "Growth factor": 16, "Interleukin": 12, "TNF ligand": 4,
-        "GPCR agonist": 2, "Wnt agonist": 1, "Wnt antagonist": 1,
+        "Growth factor": 16, "Interleukin": 16, "GPCR agonist": 12, "Interferon": 8, "TNF ligand": 8,
+        "Tyrosine kinase receptor agonist": 8, "Wnt agonist": 8, "Wnt antagonist": 8,
     }  # fmt: skip
     assert list(counts.index)[-2:] == ["Wnt agonist", "Wnt antagonist"]
 
@@ -159,8 +159,8 @@ def test_draw_pair_same_plate_controls(prepared):
     assert app.draw_pair(prepared, "TNF ligand", np.random.default_rng(5)) == app.draw_pair(
         prepared, "TNF ligand", np.random.default_rng(5)
     )
-    wnt_plate = prepared.loc[prepared[schema.MOA] == "Wnt agonist", schema.PLATE].iat[0]
-    its_controls = (prepared[schema.MOA] == schema.NEGATIVE_CONTROL_MOA) & (prepared[schema.PLATE] == wnt_plate)
+    wnt_plates = prepared.loc[prepared[schema.MOA] == "Wnt agonist", schema.PLATE].unique()
+    its_controls = (prepared[schema.MOA] == schema.NEGATIVE_CONTROL_MOA) & prepared[schema.PLATE].isin(wnt_plates)
     lonely = prepared[~its_controls]
     with pytest.raises(ValueError, match="no site of 'Wnt agonist' is on a plate with negative-control sites"):
         app.draw_pair(lonely, "Wnt agonist", rng)
@@ -290,7 +290,7 @@ def test_page_vote_flow(monkeypatch, tmp_path, table, prepared):
     at = _app_test(monkeypatch, table, votes).run()
     assert not at.exception, at.exception
     moa_box = at.selectbox(key="moa")
-    assert moa_box.options[:3] == ["Growth factor (16 sites)", "Interleukin (12 sites)", "TNF ligand (4 sites)"]
+    assert moa_box.options[:3] == ["Growth factor (16 sites)", "Interleukin (16 sites)", "GPCR agonist (12 sites)"]
     at = moa_box.select("Interleukin").run()
     assert len(at.image) == 12  # 2 rows x 6 channels
     captions = [c.value for c in at.markdown]

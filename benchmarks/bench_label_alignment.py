@@ -8,7 +8,8 @@ is, and its held-out accuracy sits at chance while its training accuracy can be 
 
 This script applies exactly that pairing to a feature table (one row per site, with
 ``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site``, a treatment and a label column), then
-trains the same model twice -- on aligned and on misaligned labels -- and scores both on
+normalises features per plate as
+``train`` does (``--normalize auto``), trains the same model twice -- on aligned and on misaligned labels -- and scores both on
 held-out treatments (grouped K-fold over treatments) against the TRUE labels. It prints the
 fraction of sites whose label the misalignment changed, both scores, and chance.
 
@@ -33,6 +34,8 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from moa_features import profiling
 
 WELL = re.compile(r"^([A-Za-z]+)(\d+)$")
 
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     df = df.reset_index(drop=True)
     features = [c for c in df.columns if not c.startswith("Metadata_")]
+    df = profiling.normalize_table(df, label=a.label, treatment=a.treatment, features=features).table
     X = df[features].to_numpy(float)
     X = np.where(np.isfinite(X), X, np.nanmedian(X, axis=0))
     y_true = df[a.label].astype(str).to_numpy()

@@ -8,10 +8,10 @@ is, and its held-out accuracy sits at chance while its training accuracy can be 
 
 This script applies exactly that pairing to a feature table (one row per site, with
 ``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site``, a treatment and a label column), then
-normalises features per plate as
-``train`` does (``--normalize auto``), trains the same model twice -- on aligned and on misaligned labels -- and scores both on
-held-out treatments (grouped K-fold over treatments) against the TRUE labels. It prints the
-fraction of sites whose label the misalignment changed, both scores, and chance.
+normalises features per plate as ``train`` does (``--normalize auto``), trains the same model
+twice -- on aligned and on misaligned labels -- and scores both on held-out treatments
+(grouped K-fold over treatments) against the TRUE labels. It prints the fraction of sites whose
+label the misalignment changed, both scores, and chance.
 
 Usage::
 

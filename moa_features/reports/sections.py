@@ -96,6 +96,34 @@ def _per_metric(model: Mapping[str, Any], field: str, metric: str) -> Any:
     return value.get(metric) if isinstance(value, Mapping) else value
 
 
+LEVEL_PREFIXES = ("treatment_", "well_")  # metrics.json: site-level keys carry no prefix
+
+
+def _split_level(key: str) -> tuple[str, str]:
+    """``treatment_macro_recall`` -> (``treatment_``, ``macro_recall``); site-level keys -> (``""``, key)."""
+    prefix = next((p for p in LEVEL_PREFIXES if key.startswith(p)), "")
+    return prefix, key[len(prefix) :]
+
+
+def metric_ci(model: Mapping[str, Any], key: str) -> Any:
+    """The 95 % CI ``[lo, hi]`` of ``key`` (``<key>_ci95`` as train writes it, or ``<key>_ci``)."""
+    return model.get(f"{key}_ci95", model.get(f"{key}_ci"))
+
+
+def metric_p(model: Mapping[str, Any], key: str) -> Any:
+    """The permutation p-value of ``key`` (``<key>_p``, or a ``permutation_p`` scalar / per-metric mapping)."""
+    return model[f"{key}_p"] if f"{key}_p" in model else _per_metric(model, "permutation_p", key)
+
+
+def metric_chance(model: Mapping[str, Any], key: str) -> Any:
+    """Expected chance of ``key`` from the class priors (``<level>expected_chance[metric]``, or ``expected_chance``)."""
+    prefix, base = _split_level(key)
+    per_level = model.get(f"{prefix}expected_chance")
+    if isinstance(per_level, Mapping) and base in per_level:
+        return per_level[base]
+    return _per_metric(model, "expected_chance", key)
+
+
 def _p_value(p: Any) -> str:
     if not _finite(p):
         return "—"
@@ -449,11 +477,11 @@ def headline_table(models: Mapping[str, Mapping[str, Any]]) -> Table | None:
         m = models[name]
         row: list[Any] = [model_label(name) + (" (chance reference)" if is_chance(name) else "")]
         for key, _ in metrics:
-            chance = _per_metric(m, "expected_chance", key)
+            chance = metric_chance(m, key)
             row += [
-                _with_ci(m.get(key), m.get(f"{key}_ci")),
+                _with_ci(m.get(key), metric_ci(m, key)),
                 f"{chance:.3f}" if _finite(chance) else "—",
-                _p_value(_per_metric(m, "permutation_p", key)),
+                _p_value(metric_p(m, key)),
             ]
         rows.append(row)
     return Table(
@@ -494,7 +522,7 @@ def question_section(run_dir: Path | None, metrics: Mapping[str, Any] | None) ->
         s.add("metrics.json has no model figures.")
         return s
     s.add(table)
-    if not any("permutation_p" in m for m in models.values()):
+    if not any(_finite(metric_p(m, k)) for m in models.values() for k, _ in HEADLINE_METRICS["treatment"]):
         s.add("This run has no permutation null: the p-values are missing, compare with the chance references.")
     return s
 
@@ -520,7 +548,7 @@ def models_table(metrics: Mapping[str, Mapping[str, float]]) -> Table:
         row: list[Any] = [model_label(m)]
         for p, _ in levels:
             for k in keys:
-                v, ci = metrics[m].get(f"{p}{k}"), metrics[m].get(f"{p}{k}_ci")
+                v, ci = metrics[m].get(f"{p}{k}"), metric_ci(metrics[m], f"{p}{k}")
                 text = _with_ci(v, ci) if ci is not None else _pm(v, metrics[m].get(f"{p}{k}_std"))
                 row.append(Markup("<strong>{}</strong>").format(text) if _finite(v) and v == best[p + k] else text)
         rows.append(row)
@@ -550,7 +578,7 @@ def models_section(run_dir: Path | None, metrics: Mapping[str, Any] | None) -> S
         classes = metrics.get("classes") or []
         preds = run_dir / "predictions.parquet"
         folds = pd.read_parquet(preds, columns=["fold"])["fold"].nunique() if preds.is_file() else None
-        chances = [c for m in models.values() if _finite(c := _per_metric(m, "expected_chance", "macro_recall"))]
+        chances = [c for m in models.values() if _finite(c := metric_chance(m, "macro_recall"))]
         chance = chances[0] if chances else (1 / len(classes) if classes else None)
         s.add(
             f"Run {run_dir}: {len(classes)} classes"

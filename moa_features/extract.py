@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from moa_features import __version__, schema
+from moa_features._optional import MissingDependencyError, require
 from moa_features.calibration import calibrate, calibration_summary, measure_site, objects_path, write_objects_table
 from moa_features.datasets import (
     DatasetError,
@@ -296,7 +297,8 @@ def _run_dask(tasks: list[tuple], scheduler: str, n_jobs: int) -> Iterator[Chunk
     dask.distributed reschedules the task of a lost worker, and chunks are written by index,
     so a worker lost mid-run neither loses nor duplicates rows.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
+    distributed = require("dask.distributed", extra="dask", purpose="extract --scheduler")
+    Client, LocalCluster, as_completed = distributed.Client, distributed.LocalCluster, distributed.as_completed
 
     cluster = None
     if scheduler == "local":
@@ -780,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet,
             command=command,
         )
-    except (DatasetError, FileNotFoundError, OutputLockedError) as exc:
+    except (DatasetError, FileNotFoundError, OutputLockedError, MissingDependencyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # disk full, permissions: the previous table is untouched (atomic writes)

@@ -54,6 +54,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from moa_features import profiling, schema
+from moa_features._optional import MissingDependencyError
 from moa_features.io import OutputLockedError, package_versions, read_table, read_thumbs, write_json, write_table
 from moa_features.models import evaluation, registry, splits
 from moa_features.models.cnn import thumbnail_reference
@@ -978,7 +979,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             command="python -m moa_features.train " + " ".join(shlex.quote(a) for a in argv),
         )
-    except (FileNotFoundError, KeyError, ValueError, TypeError, OutputLockedError) as err:
+    except (FileNotFoundError, KeyError, ValueError, TypeError, OutputLockedError, MissingDependencyError) as err:
         print(f"moa-features train: error: {err}", file=sys.stderr)
         return 2
     _log(f"wrote {output}/")

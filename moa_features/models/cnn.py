@@ -53,6 +53,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
 from moa_features import profiling
+from moa_features._optional import require
 from moa_features.io import write_json
 from moa_features.models.splits import validation_split
 
@@ -68,7 +69,7 @@ def _keras():
     """
     if "keras" not in sys.modules:
         os.environ.setdefault("KERAS_BACKEND", "jax")
-    import keras
+    keras = require("keras", extra="cnn", purpose="the CNN models")
 
     backend = keras.backend.backend()
     if backend != "jax":

@@ -32,6 +32,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from moa_features._optional import require
 from moa_features.io import atomic_path
 from moa_features.models.splits import validation_split
 
@@ -162,8 +163,8 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         return booster
 
     def _train_dask(self, params: dict, train: tuple, val: tuple | None, rounds: int, stop: int | None) -> xgb.Booster:
-        import dask.array as da
-        from distributed import Client
+        da = require("dask.array", extra="dask", purpose="train --scheduler")
+        Client = require("distributed", extra="dask", purpose="train --scheduler").Client
         from xgboost import dask as dxgb
 
         def dmatrix(client, part):

@@ -486,6 +486,7 @@ def read_manifest(path: str | Path, channels: Sequence[str] | None = None) -> Da
         meta = {_metadata_key(c): _clean(v) for c, v in row.items() if c not in path_cols}
         site_id = str(meta.get(schema.SITE_ID) or f"site{i:06d}")
         meta[schema.SITE_ID] = site_id
+        _object_mask_paths(meta, csv.parent)
         if per_channel:
             paths = tuple(_resolve(csv.parent, row[f"path_{ch}"]) for ch in names)
         else:

@@ -185,8 +185,10 @@ def test_match_by_centre_is_one_to_one():
     assert i.tolist() == [0, 2] and j.tolist() == [0, 1]
 
 
-def test_extract_measures_masks_named_in_a_loaddata_csv(tmp_path):
-    """A user's own masks (e.g. from Cellpose) via CellProfiler's ObjectsFileName_/ObjectsPathName_ columns."""
+@pytest.mark.parametrize("layout", ["loaddata", "manifest"])
+def test_extract_measures_masks_named_in_a_loaddata_csv(tmp_path, layout):
+    """A user's own masks (e.g. from Cellpose) via CellProfiler's ObjectsFileName_/ObjectsPathName_ columns,
+    in a LoadData CSV or a manifest (``path_<channel>`` columns)."""
     from PIL import Image
 
     from moa_features.extract import extract
@@ -210,7 +212,11 @@ def test_extract_measures_masks_named_in_a_loaddata_csv(tmp_path):
                      "PathName_w2": ".", "ObjectsFileName_Nuclei": f"n{i}.png", "ObjectsPathName_Nuclei": "masks",
                      "ObjectsFileName_Cells": f"c{i}.png", "ObjectsPathName_Cells": "masks"})  # fmt: skip
     csv = tmp_path / "load_data.csv"
-    pd.DataFrame(rows).to_csv(csv, index=False)
+    table = pd.DataFrame(rows)
+    if layout == "manifest":
+        table = table.rename(columns={"FileName_w1": "path_w1", "FileName_w2": "path_w2"})
+        table = table.drop(columns=["PathName_w1", "PathName_w2"])
+    table.to_csv(csv, index=False)
     params = FeatureParams(families=("intensity", "morphology"), objects=True, illum="none")
     result = extract(csv, tmp_path / "t.parquet", params=params, thumbs=None, progress=False)
     assert result.n_failed == 0

@@ -10,8 +10,9 @@ Measurements take these masks as input (as cp-measure does), so a user can bring
    transform seeded at its regional maxima, followed by a merge of fragments joined by a
    wide neck (relative to the fragment's own radius, so it holds at any magnification).
 2. :func:`segment_cells` on the cell-body channel (actin/phalloidin by default): seeded
-   watershed of the smoothed channel's gradient magnitude, seeds = nuclei, foreground =
-   a fraction of the Otsu threshold of the cell channel, union the nuclei.
+   watershed of the smoothed channel's gradient magnitude (quantised to 65,536 levels for
+   the bucket-queue :func:`~moa_features.features.watershed.watershed`), seeds = nuclei,
+   foreground = a fraction of the Otsu threshold of the cell channel, union the nuclei.
 3. :func:`filter_objects`: as CellProfiler's IdentifyPrimaryObjects, nuclei outside a
    diameter range and nuclei touching the image border are discarded (after the cells were
    grown from *all* nuclei, so a kept cell never spreads into a discarded neighbour's
@@ -34,7 +35,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.filters import sobel, threshold_li, threshold_otsu
 from skimage.morphology import local_maxima
-from skimage.segmentation import watershed
+
+from moa_features.features.watershed import watershed
 
 THRESHOLDS: tuple[str, ...] = ("otsu", "li")
 
@@ -201,13 +203,16 @@ def segment_nuclei(
     foreground = components > 0
     # Exact Euclidean distance to the background (Otsu always leaves some background);
     # mahotas' separable transform gives the same squared distances as scipy's, 3x faster.
-    dist = np.sqrt(mahotas.distance(foreground))
-    peaks = local_maxima(dist, connectivity=2, allow_borders=True) & foreground
+    squared = mahotas.distance(foreground)
+    dist = np.sqrt(squared)
+    peaks = local_maxima(squared, connectivity=2, allow_borders=True) & foreground
     markers, n_markers = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
     # Only components holding several maxima need the watershed (most hold one).
     n_peaks = np.bincount(components[markers > 0], minlength=n + 1)
     clumped = (n_peaks > 1)[components]
-    fragments = watershed(-dist, np.where(clumped, markers, 0), mask=clumped)
+    # Flood down the distance transform: levels = max - squared distance (integers, same order).
+    top = squared.max()
+    fragments = watershed((top - squared).astype(np.int64), np.where(clumped, markers, 0), mask=clumped)
     single = foreground & ~clumped
     fragments[single] = components[single] + n_markers
     return _merge_wide_necks(fragments, dist, neck_ratio)
@@ -267,9 +272,17 @@ def segment_cells(
     # with a much smaller priority queue.
     settled = np.pad(foreground & (nuclei == 0), 1)
     inner = (nuclei > 0) & ~(settled[:-2, 1:-1] | settled[2:, 1:-1] | settled[1:-1, :-2] | settled[1:-1, 2:])
-    cells = watershed(sobel(smoothed), np.where(inner, 0, nuclei), mask=foreground & ~inner)
+    cells = watershed(_quantise(sobel(smoothed)), np.where(inner, 0, nuclei), mask=foreground & ~inner)
     cells[inner] = nuclei[inner]
     return cells.astype(np.int32, copy=False)
+
+
+def _quantise(landscape: np.ndarray, levels: int = 1 << 16) -> np.ndarray:
+    """A non-negative float landscape as ``levels`` integer levels over ``[0, max]`` (order kept
+    up to ties within ``max / levels``), for the bucket-queue :func:`watershed`."""
+    top = float(landscape.max(initial=0))
+    scale = (levels - 1) / top if top > 0 else 0.0
+    return np.rint(landscape * scale).astype(np.uint16 if levels <= 1 << 16 else np.int64)
 
 
 def filter_objects(

@@ -282,17 +282,6 @@ def test_bad_inputs_raise_clear_errors():
         segment_cells(np.zeros((10, 10)), np.zeros((10, 11), np.int32))
 
 
-def test_fill_holes_equals_scipy(huvec):
-    from scipy import ndimage as ndi
-
-    from moa_features.features.segmentation import _fill_holes
-
-    rng = np.random.default_rng(3)
-    masks = [rng.random((60, 70)) > 0.45, huvec[0] > 20, huvec[2] > 30]
-    for mask in masks:
-        np.testing.assert_array_equal(_fill_holes(mask), ndi.binary_fill_holes(mask))
-
-
 def test_cells_equal_a_plain_watershed_of_the_whole_foreground(huvec):
     """Flooding only from nucleus borders gives exactly the watershed seeded by whole nuclei,
     and that is skimage's float watershed but for gradient ties within 1/65535 of the range."""

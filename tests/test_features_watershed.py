@@ -100,14 +100,15 @@ def test_cells_on_real_rxrx1_sites_agree_with_skimage(rxrx1_sample):
     from skimage.filters import threshold_otsu
 
     from moa_features.datasets import open_dataset
-    from moa_features.features.segmentation import _smooth, segment_nuclei
+    from moa_features.features.filters import gaussian
+    from moa_features.features.segmentation import segment_nuclei
 
     complete = [site for site in open_dataset(rxrx1_sample).sites if all(Path(p).is_file() for p in site.paths)]
     assert len(complete) == 2
     for site in complete:
         image = site.load()
         nuclei = segment_nuclei(image[0])
-        smoothed = _smooth(image[2], 1.0)
+        smoothed = gaussian(image[2], 1.0)
         foreground = (nuclei > 0) | (smoothed > 0.5 * threshold_otsu(smoothed))
         gradient = sobel(smoothed)
         ours = watershed(_quantise(gradient), nuclei, foreground)

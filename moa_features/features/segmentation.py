@@ -207,7 +207,7 @@ def segment_nuclei(
     clumped = (n_peaks > 1)[components]
     # Flood down the distance transform: levels = max - squared distance (integers, same order).
     top = squared.max()
-    fragments = watershed((top - squared).astype(np.int64), np.where(clumped, markers, 0), mask=clumped)
+    fragments = watershed((top - squared).astype(np.int32), np.where(clumped, markers, 0), mask=clumped)
     single = foreground & ~clumped
     fragments[single] = components[single] + n_markers
     return _merge_wide_necks(fragments, dist, neck_ratio)

@@ -56,7 +56,7 @@ def watershed(levels: np.ndarray, markers: np.ndarray, mask: np.ndarray | None =
         levels = np.unique(levels, return_inverse=True)[1].reshape(h, w)
         top = int(levels.max(initial=0))
     # One padded frame of "never flood" pixels replaces bounds checks in the kernel.
-    padded_levels = np.zeros((h + 2, w + 2), dtype=np.int32)
+    padded_levels = np.zeros((h + 2, w + 2), dtype=np.uint16 if top < 1 << 16 else np.int32)
     padded_levels[1:-1, 1:-1] = levels
     labels = np.full((h + 2, w + 2), -1, dtype=np.int32)
     inner = markers.astype(np.int32, copy=False)
@@ -85,11 +85,22 @@ def _flood(levels, labels, width, n_levels):  # pragma: no cover - compiled
         p = head[current]
         while p != -1:
             label = labels[p]
-            for k in range(4):
-                q = p - width if k == 0 else p - 1 if k == 1 else p + 1 if k == 2 else p + width
-                if labels[q] == 0:
-                    labels[q] = label
-                    _enqueue(q, max(levels[q], current), after, head, tail)
+            q = p - width  # the four neighbours, unrolled, in scikit-image's order
+            if labels[q] == 0:
+                labels[q] = label
+                _enqueue(q, max(levels[q], current), after, head, tail)
+            q = p - 1
+            if labels[q] == 0:
+                labels[q] = label
+                _enqueue(q, max(levels[q], current), after, head, tail)
+            q = p + 1
+            if labels[q] == 0:
+                labels[q] = label
+                _enqueue(q, max(levels[q], current), after, head, tail)
+            q = p + width
+            if labels[q] == 0:
+                labels[q] = label
+                _enqueue(q, max(levels[q], current), after, head, tail)
             p = after[p]
 
 
@@ -97,8 +108,9 @@ def _flood(levels, labels, width, n_levels):  # pragma: no cover - compiled
 def _enqueue(p, v, after, head, tail):  # pragma: no cover - compiled
     """Append pixel ``p`` to bucket ``v``."""
     after[p] = -1
-    if tail[v] == -1:
+    last = tail[v]
+    if last == -1:
         head[v] = p
     else:
-        after[tail[v]] = p
+        after[last] = p
     tail[v] = p

@@ -1,7 +1,9 @@
 """Per-site extraction cost on full-size 1024x1024x6 sites, side by side with comparisons.
 
 Measured in one process, one core (BLAS/OpenMP threads pinned to 1), on the same sites, as
-CPU time (``time.process_time``: robust to other load on a shared machine):
+CPU time (``time.process_time``: robust to other load on a shared machine), after one
+warm-up site (numba's compiled kernels are loaded from their on-disk cache, or compiled
+once per installation, about 2 s, before the clock starts):
 
 1. this package, by stage, with the full default set (run-fixed texture levels, per-object
    measurements and table, illumination correction learned by the run's first pass):
@@ -67,6 +69,7 @@ def bench_stages(sites, repeats: int, params) -> dict[str, float]:
     from moa_features.illumination import correct
 
     cal = calibration.load_calibration(params.calibration)
+    calibration.measure_site(sites[0].load(), sites[0], params)  # warm-up: numba kernels loaded or compiled
     per_stage: dict[str, list[float]] = {}
     hook: list[float] = []
     for _ in range(repeats):

@@ -225,10 +225,11 @@ def offset(distance: int, angle: int) -> tuple[int, int]:
 
 
 def _pair_views(a: np.ndarray, dr: int, dc: int) -> tuple[np.ndarray, np.ndarray]:
-    """Views ``(first, second)`` of a 2-D array so that ``second`` is ``first`` moved by (dr, dc)."""
+    """Views ``(first, second)`` of a 2-D array so that ``second`` is ``first`` moved by (dr, dc)
+    (empty when the offset is as long as the array)."""
     h, w = a.shape
-    r0, r1 = max(0, -dr), h - max(0, dr)
-    c0, c1 = max(0, -dc), w - max(0, dc)
+    r0, c0 = max(0, -dr), max(0, -dc)
+    r1, c1 = max(r0, h - max(0, dr)), max(c0, w - max(0, dc))
     return a[r0:r1, c0:c1], a[r0 + dr : r1 + dr, c0 + dc : c1 + dc]
 
 

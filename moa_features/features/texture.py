@@ -36,16 +36,16 @@ GLCM conventions (explicit, tested against the IBSI digital phantom, scikit-imag
 Local binary patterns: the rotation-invariant uniform LBP (Ojala et al. 2002) with 8
 neighbours on the circle of radius 1, diagonal neighbours bilinearly interpolated, pixels
 outside the image taken as 0 -- the same codes as
-``skimage.feature.local_binary_pattern(plane, 8, 1, "uniform")``, vectorised.
+``skimage.feature.local_binary_pattern(plane, 8, 1, "uniform")``, in one compiled pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
+from moa_features.features import _texture_kernels as kernels
 from moa_features.features.segmentation import check_image
 
 ANGLES: tuple[int, ...] = (0, 45, 90, 135)
@@ -130,7 +130,12 @@ def quantize(plane: np.ndarray, levels: int) -> np.ndarray:
         raise ValueError(f"levels must be between 2 and {span} for {plane.dtype}, got {levels}")
     out_dtype = np.uint8 if levels <= 256 else np.uint16
     lut = (np.arange(span, dtype=np.int64) * levels // span).astype(out_dtype)
-    return lut[plane]
+    return _lookup(lut, plane)
+
+
+def _lookup(table: np.ndarray, plane: np.ndarray) -> np.ndarray:
+    """``table[plane]`` (compiled; the values of ``plane`` are below ``table.size``)."""
+    return kernels.lookup(table, np.ascontiguousarray(plane).reshape(-1)).reshape(plane.shape)
 
 
 ROBUST_RANGE = (0.1, 99.9)  # percentiles of the sample that bound the logarithmic half of the run scheme
@@ -220,10 +225,11 @@ def offset(distance: int, angle: int) -> tuple[int, int]:
 
 
 def _pair_views(a: np.ndarray, dr: int, dc: int) -> tuple[np.ndarray, np.ndarray]:
-    """Views ``(first, second)`` of a 2-D array so that ``second`` is ``first`` moved by (dr, dc)."""
+    """Views ``(first, second)`` of a 2-D array so that ``second`` is ``first`` moved by (dr, dc)
+    (empty when the offset is as long as the array)."""
     h, w = a.shape
-    r0, r1 = max(0, -dr), h - max(0, dr)
-    c0, c1 = max(0, -dc), w - max(0, dc)
+    r0, c0 = max(0, -dr), max(0, -dc)
+    r1, c1 = max(r0, h - max(0, dr)), max(c0, w - max(0, dc))
     return a[r0:r1, c0:c1], a[r0 + dr : r1 + dr, c0 + dc : c1 + dc]
 
 
@@ -262,20 +268,13 @@ def glcm(
 def _glcm_stack(q: np.ndarray, levels: int, distance: int) -> np.ndarray:
     """The four directions' symmetric GLCMs of a quantised plane, ``(4, levels, levels)`` int64.
 
-    Pair indices ``first * levels + second`` are built in uint16 where they fit (levels <= 256),
-    so each direction costs one small-integer add and one ``np.bincount``.
+    One compiled pass over ``q`` counts the pairs of all four directions.
     """
-    index_dtype = np.uint16 if levels * levels <= 1 << 16 else np.intp
-    scaled = q.astype(index_dtype) * index_dtype(levels)
-    out = np.empty((len(ANGLES), levels, levels), dtype=np.int64)
-    for k, angle in enumerate(ANGLES):
-        dr, dc = offset(distance, angle)
-        first, _ = _pair_views(scaled, dr, dc)
-        _, second = _pair_views(q, dr, dc)
-        index = first + second.astype(index_dtype, copy=False)
-        counts = np.bincount(index.ravel(), minlength=levels * levels).reshape(levels, levels)
-        out[k] = counts + counts.T
-    return out
+    if q.size and (int(q.min()) < 0 or int(q.max()) >= levels):
+        raise ValueError(f"quantised levels must lie in [0, {levels}), got {int(q.min())} .. {int(q.max())}")
+    counts = np.zeros((len(ANGLES), levels, levels), dtype=np.int64)
+    kernels.cooccurrence_counts(q, distance, counts)
+    return counts + counts.transpose(0, 2, 1)
 
 
 def _entropy(p: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -386,8 +385,6 @@ def glcm_features(P: np.ndarray, first_level: int = 0) -> dict[str, float] | dic
 _LBP_ANGLES = 2 * np.pi * np.arange(LBP_POINTS, dtype=np.float64) / LBP_POINTS
 _LBP_ROW_OFFSETS = np.round(-np.sin(_LBP_ANGLES), 5)
 _LBP_COL_OFFSETS = np.round(np.cos(_LBP_ANGLES), 5)
-_FAR, _NEAR = 70711, 29289  # diagonal weights 0.70711^2 : 0.70711*0.29289, scaled by 1e5/0.70711
-_BLOCK_ROWS = 256  # rows per block: a 1024-wide block's int32 temporaries (1 MB) stay in cache
 
 
 def _uniform_lut() -> np.ndarray:
@@ -398,121 +395,31 @@ def _uniform_lut() -> np.ndarray:
 
 
 _UNIFORM = _uniform_lut()
+_DIAGONALS = (1, 3, 5, 7)  # up-right, up-left, down-left, down-right: the interpolated samples
 
 
-def _bilinear(dr, dc, tl, tr, bl, br):
-    """skimage's ``bilinear_interpolation`` arithmetic (float64, same operation order)."""
-    top = (1 - dc) * tl + dc * tr
-    bottom = (1 - dc) * bl + dc * br
-    return (1 - dr) * top + dr * bottom
-
-
-def _weight_runs(n: int, offset: float) -> list[tuple[int, int, float]]:
-    """skimage's interpolation weight ``d = (k + offset) - floor(k + offset)`` for k = 0..n-1 as
-    runs ``(start, stop, d)``: d changes only where the rounding of ``k + offset`` changes."""
+def _interpolation_weights(n: int, offset: float) -> np.ndarray:
+    """skimage's interpolation weight ``(k + offset) - floor(k + offset)`` for k = 0..n-1, ``(n,)`` float64."""
     coord = np.arange(n, dtype=np.float64) + offset
-    d = coord - np.floor(coord)
-    starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
-    return list(zip(starts.tolist(), np.r_[starts[1:], n].tolist(), d[starts].tolist()))
-
-
-@lru_cache(maxsize=256)
-def _flat_tie_lut(dr: float, dc: float, top: int) -> np.ndarray:
-    """``(top + 1,)`` bool: skimage's bit (sample >= centre) where all four corners equal the
-    centre value v = 0..top, for interpolation weights dr, dc (decided by rounding alone)."""
-    v = np.arange(top + 1, dtype=np.float64)
-    return _bilinear(dr, dc, v, v, v, v) - v >= 0
+    return coord - np.floor(coord)
 
 
 def _lbp_patterns(plane: np.ndarray) -> np.ndarray:
     """8-bit sign patterns of skimage's radius-1 LBP: ``(H, W)`` uint8, bit k = (sample k >= centre).
 
-    Axis samples are exact pixels. A diagonal sample is skimage's bilinear interpolation at
-    offset 0.70711: weights 0.70711^2 on the far corner F, 0.70711*0.29289 on the near
-    corners R (same row as F) and C (same column as F), 0.29289^2 on the centre X, so
-    ``sample - X`` has the sign of the exact integer ``t = 70711*F + 29289*(R + C) - 129289*X``.
-    Only where t = 0 (a tie) does skimage's floating-point rounding decide. As 70711 and
-    29289 are coprime and pixel values are below 70711, a tie with ``R == X`` is a flat
-    corner (F = R = C = X, the common tie); there the bit is a lookup by value, per run of
-    rows and columns with the same interpolation weights (for 8-bit values always 1). Other
-    ties are replayed pixel by pixel. Works on blocks of rows so temporaries stay in cache.
+    Axis samples are pixels; a diagonal sample is skimage's float64 bilinear interpolation,
+    replayed operation by operation at every pixel with skimage's weights at that row and
+    column (they vary with the rounding of ``k + 0.70711``), so exact ties are decided as
+    skimage decides them. One compiled pass over the zero-padded plane.
     """
     h, w = plane.shape
-    wide = np.int64 if plane.dtype == np.uint16 else np.int32
     z = np.zeros((h + 2, w + 2), dtype=plane.dtype)
     z[1:-1, 1:-1] = plane
-    top = int(np.iinfo(plane.dtype).max)
-    runs = {
-        k: (_weight_runs(h, _LBP_ROW_OFFSETS[k]), _weight_runs(w, _LBP_COL_OFFSETS[k]))
-        for k in range(LBP_POINTS)
-        if _LBP_ROW_OFFSETS[k] != 0 and _LBP_COL_OFFSETS[k] != 0
-    }
-    flat_is_one = {
-        k: all(_flat_tie_lut(dr, dc, top).all() for _, _, dr in rows for _, _, dc in cols)
-        for k, (rows, cols) in runs.items()
-    }
+    dr = np.stack([_interpolation_weights(h, _LBP_ROW_OFFSETS[k]) for k in _DIAGONALS])
+    dc = np.stack([_interpolation_weights(w, _LBP_COL_OFFSETS[k]) for k in _DIAGONALS])
     out = np.empty((h, w), dtype=np.uint8)
-    shifted = np.empty((min(h, _BLOCK_ROWS), w), dtype=np.uint8)
-    for r0 in range(0, h, _BLOCK_ROWS):
-        r1 = min(h, r0 + _BLOCK_ROWS)
-        zb = z[r0 : r1 + 2]
-        nb = r1 - r0
-
-        def at(dr: int, dc: int, a: np.ndarray = zb, nb: int = nb) -> np.ndarray:
-            return a[1 + dr : 1 + dr + nb, 1 + dc : 1 + dc + w]
-
-        x = at(0, 0)
-        far = zb.astype(wide)
-        near = far * _NEAR
-        far *= _FAR
-        x_weighted = at(0, 0, near) * 2
-        x_weighted += at(0, 0, far)
-        code = out[r0:r1]
-        code[...] = 0
-        for k in range(LBP_POINTS):
-            sr, sc = int(np.sign(_LBP_ROW_OFFSETS[k])), int(np.sign(_LBP_COL_OFFSETS[k]))
-            if k not in runs:
-                bit = at(sr, sc) >= x
-            else:
-                t = at(sr, sc, far) + at(sr, 0, near)
-                t += at(0, sc, near)
-                ties = t == x_weighted
-                if flat_is_one[k]:
-                    bit = t >= x_weighted
-                else:
-                    bit = t > x_weighted
-                    _flat_ties(bit, ties & (at(sr, 0) == x), x, r0, runs[k], top)
-                ties &= at(sr, 0) != x
-                if ties.any():
-                    _other_ties(bit, ties, z, r0, k)
-            np.multiply(bit.view(np.uint8), np.uint8(1 << k), out=shifted[:nb])  # faster than a shift
-            code |= shifted[:nb]
+    kernels.lbp_patterns(z, dr, dc, out)
     return out
-
-
-def _flat_ties(bit: np.ndarray, flat: np.ndarray, x: np.ndarray, r0: int, runs: tuple[list, list], top: int) -> None:
-    """Set ``bit`` (rows r0.. of the plane) at flat ties ``flat`` by the per-value lookup."""
-    nb = bit.shape[0]
-    for rs, re_, dr in runs[0]:
-        lo, hi = max(rs - r0, 0), min(re_ - r0, nb)
-        if lo < hi:
-            for cs, ce, dc in runs[1]:
-                block = (slice(lo, hi), slice(cs, ce))
-                bit[block] |= flat[block] & _flat_tie_lut(dr, dc, top)[x[block]]
-
-
-def _other_ties(bit: np.ndarray, ties: np.ndarray, z: np.ndarray, r0: int, k: int) -> None:
-    """Set ``bit`` (rows r0.. of the plane) at non-flat ties of diagonal sample k by replaying
-    skimage's float64 interpolation on the zero-padded plane ``z``."""
-    index = np.flatnonzero(ties)
-    r, c = np.divmod(index, bit.shape[1])
-    rf = (r + r0).astype(np.float64) + _LBP_ROW_OFFSETS[k]
-    cf = c.astype(np.float64) + _LBP_COL_OFFSETS[k]
-    minr, minc = np.floor(rf), np.floor(cf)
-    lo_r, lo_c = minr.astype(np.intp) + 1, minc.astype(np.intp) + 1  # padded indices
-    corners = [z[lo_r + i, lo_c + j].astype(np.float64) for i in (0, 1) for j in (0, 1)]
-    centre = z[r + r0 + 1, c + 1].astype(np.float64)
-    bit.ravel()[index] = _bilinear(rf - minr, cf - minc, *corners) - centre >= 0
 
 
 def local_binary_pattern_uniform(plane: np.ndarray) -> np.ndarray:
@@ -548,7 +455,7 @@ def lbp_histogram(plane: np.ndarray) -> np.ndarray:
     1.0
     """
     patterns = _lbp_patterns(_check_lbp_plane(plane))
-    counts = np.bincount(patterns.ravel(), minlength=256)
+    counts = kernels.byte_counts(patterns.reshape(-1))
     return np.bincount(_UNIFORM, weights=counts, minlength=LBP_BINS) / patterns.size
 
 
@@ -609,7 +516,7 @@ def apply_lut(plane: np.ndarray, lut: np.ndarray, levels: int) -> np.ndarray:
         )
     if int(lut.max(initial=0)) >= levels:
         raise ValueError(f"quantisation table has levels up to {int(lut.max())}, expected fewer than {levels}")
-    return lut[plane]
+    return _lookup(lut, plane)
 
 
 def object_texture(q: np.ndarray, labels: np.ndarray, n: int, levels: int, distance: int = 1) -> dict[str, np.ndarray]:

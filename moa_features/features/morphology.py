@@ -14,9 +14,11 @@ For one site (``(C, H, W)`` uint8/uint16 image):
 :func:`shape_measurements` (area, perimeter, eccentricity, solidity, extent, axis lengths,
 compactness, centroid) is identical to :func:`skimage.measure.regionprops` (``area``,
 ``perimeter``, ``eccentricity``, ``solidity``, ``extent``, ``axis_major_length``,
-``axis_minor_length``, ``centroid``) and computed for all objects at once from run-length
-encodings; the convex hulls (for Solidity) come from a vectorised chain construction whose
-pixel counts equal regionprops' ``area_convex`` exactly.
+``axis_minor_length``, ``centroid``) and computed for all objects at once by compiled
+(numba) passes over the label image: exact integer moments and bounding boxes from
+horizontal runs, perimeters from border-pixel codes, and convex hulls (for Solidity) from each
+row's extreme columns by a monotone chain, whose pixel counts equal regionprops'
+``area_convex`` exactly.
 
 Units: lengths in pixels, areas in pixels², intensities in grey levels of the input dtype
 (0-255 for uint8, 0-65535 for uint16; no rescaling). A site without nuclei gives
@@ -29,6 +31,7 @@ from collections.abc import Sequence
 from math import sqrt
 
 import numpy as np
+from numba import njit
 
 from moa_features.features.segmentation import (  # noqa: F401  (re-exported: the segmentation step)
     Masks,
@@ -141,125 +144,210 @@ _PERIMETER_WEIGHTS = np.zeros(50, dtype=np.float64)
 _PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
 _PERIMETER_WEIGHTS[[21, 33]] = sqrt(2.0)
 _PERIMETER_WEIGHTS[[13, 23]] = (1.0 + sqrt(2.0)) / 2.0
+# Rows of _moments: area, sums of y, x, y², x², xy (relative to the bounding-box corner), bounding box.
+_AREA, _SY, _SX, _SYY, _SXX, _SXY, _YMIN, _YMAX, _XMIN, _XMAX = range(10)
 
 
-def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Horizontal runs of equal non-zero labels: (label, row, first column, last column)."""
+@njit(cache=True, nogil=True)
+def _run_end(labels: np.ndarray, y: int, x: int) -> int:
+    """Last column of the run of equal labels starting at ``(y, x)``."""
+    label = labels[y, x]
+    w = labels.shape[1]
+    while x + 1 < w and labels[y, x + 1] == label:
+        x += 1
+    return x
+
+
+@njit(cache=True, nogil=True)
+def _moments(labels: np.ndarray, n: int) -> np.ndarray:
+    """Per label 0..n, ``(10, n + 1)`` int64 rows ``_AREA`` ... ``_XMAX`` (see above).
+
+    One pass over the horizontal runs (closed-form sums over a run's columns). The sums are
+    exact integers, in coordinates relative to the label's bounding-box corner; absent
+    labels keep area 0 and the box ``(h, -1, w, -1)``. Raises ``ValueError`` for a label
+    outside ``0..n``.
+    """
     h, w = labels.shape
-    edge = np.zeros((h, 1), dtype=labels.dtype)
-    padded = np.hstack([edge, labels, edge])
-    inner = padded[:, 1:-1]
-    starts = np.flatnonzero((inner != padded[:, :-2]) & (inner != 0))
-    ends = np.flatnonzero((inner != padded[:, 2:]) & (inner != 0))
-    rows, first = np.divmod(starts, w)
-    return labels.ravel()[starts].astype(np.int64), rows, first, ends % w
+    s = np.zeros((10, n + 1), dtype=np.int64)
+    s[_YMIN], s[_YMAX], s[_XMIN], s[_XMAX] = h, -1, w, -1
+    for y in range(h):
+        a = 0
+        while a < w:
+            label = labels[y, a]
+            b = _run_end(labels, y, a)
+            if label != 0:
+                if label < 0 or label > n:
+                    raise ValueError("labels: expected non-negative integer labels up to the number of objects")
+                length = b - a + 1
+                sx = (a + b) * length // 2
+                s[_AREA, label] += length
+                s[_SY, label] += y * length
+                s[_SX, label] += sx
+                s[_SYY, label] += y * y * length
+                s[_SXX, label] += (b * (b + 1) * (2 * b + 1) - (a - 1) * a * (2 * a - 1)) // 6
+                s[_SXY, label] += y * sx
+                s[_YMIN, label] = min(s[_YMIN, label], y)
+                s[_YMAX, label] = y
+                s[_XMIN, label] = min(s[_XMIN, label], a)
+                s[_XMAX, label] = max(s[_XMAX, label], b)
+            a = b + 1
+    for label in range(1, n + 1):  # to the bounding-box corner (y0, x0)
+        area, y0, x0, sy, sx = s[_AREA, label], s[_YMIN, label], s[_XMIN, label], s[_SY, label], s[_SX, label]
+        s[_SYY, label] += area * y0 * y0 - 2 * y0 * sy
+        s[_SXX, label] += area * x0 * x0 - 2 * x0 * sx
+        s[_SXY, label] += area * x0 * y0 - x0 * sy - y0 * sx
+        s[_SY, label] = sy - area * y0
+        s[_SX, label] = sx - area * x0
+    return s
 
 
-def _row_extremes(lab: np.ndarray, row: np.ndarray, first: np.ndarray, last: np.ndarray, h: int):
-    """Per (label, row): leftmost and rightmost column, from runs in raster order."""
-    key = lab * h + row
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    group = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    left = np.minimum.reduceat(first[order], group)
-    right = np.maximum.reduceat(last[order], group)
-    return key[group] // h, key[group] % h, left, right
+@njit(cache=True, nogil=True)
+def _hull_chain(extreme: np.ndarray, y0: int, side: int, points: np.ndarray, chain: np.ndarray) -> int:
+    """One side of a label's convex hull, in doubled pixel coordinates.
 
-
-def _chain(lab: np.ndarray, row: np.ndarray, end: np.ndarray, side: int):
-    """One side of every label's convex hull, in doubled pixel coordinates.
-
-    lab, row, end: per (label, row), sorted by label then row, the row's extreme column on
-    this side (``side`` -1: left, +1: right). A pixel (r, c) has centre (2r, 2c) and its
-    edge midpoints (2r +- 1, 2c), (2r, 2c +- 1) (skimage's ``offset_coordinates``); the
-    outermost of those per doubled row, per label, form a y-monotone chain whose convex
-    envelope on this side is the hull's boundary. Returns ``(label, y, x)`` of the hull
-    vertices, sorted by label then y.
+    extreme: per pixel row from ``y0`` on, the row's extreme column on this side (``side``
+    -1: left, +1: right; -1 for rows without pixels, which are skipped). A pixel (r, c) has
+    centre (2r, 2c) and its edge midpoints (2r +- 1, 2c), (2r, 2c +- 1) (skimage's
+    ``offset_coordinates``); the outermost of those per doubled row form a y-monotone chain
+    whose convex envelope on this side (Andrew's monotone chain, collinear points dropped) is
+    the hull's boundary. ``points``, ``chain``: ``(2, >= 3 * rows)`` int64 work space; the
+    ``(y, x)`` vertices are written to ``chain``. Returns their number.
     """
-    y = (2 * row[:, None] + np.array([-1, 0, 1])).ravel()
-    x = (2 * end[:, None] + np.array([0, side, 0])).ravel()
-    lab = np.repeat(lab, 3)
-    # consecutive rows share the doubled row between them: keep the outer point
-    first = np.r_[True, (lab[1:] != lab[:-1]) | (y[1:] != y[:-1])]
-    starts = np.flatnonzero(first)
-    x = (np.maximum if side > 0 else np.minimum).reduceat(x, starts)
-    lab, y = lab[starts], y[starts]
-    # Drop every point not strictly outside the chord of its neighbours (never a hull
-    # vertex: the chord's end points are in the set), all at once, until none is left.
-    while len(x) > 2:
-        same = (lab[:-2] == lab[1:-1]) & (lab[1:-1] == lab[2:])
-        cross = (x[1:-1] - x[:-2]) * (y[2:] - y[:-2]) - (x[2:] - x[:-2]) * (y[1:-1] - y[:-2])
-        drop = np.zeros(len(x), dtype=bool)
-        drop[1:-1] = same & (side * cross <= 0)
-        if not drop.any():
-            break
-        keep = ~drop
-        lab, y, x = lab[keep], y[keep], x[keep]
-    return lab, y, x
+    m = 0
+    for i in range(len(extreme)):
+        e = extreme[i]
+        if e < 0:
+            continue
+        r = y0 + i
+        for dy, dx in ((-1, 0), (0, side), (1, 0)):
+            py, px = 2 * r + dy, 2 * e + dx
+            if m > 0 and points[0, m - 1] == py:  # consecutive rows share a doubled row: the outer point
+                points[1, m - 1] = max(points[1, m - 1], px) if side > 0 else min(points[1, m - 1], px)
+            else:
+                points[0, m], points[1, m] = py, px
+                m += 1
+    k = 0
+    for i in range(m):
+        py, px = points[0, i], points[1, i]
+        while k >= 2:
+            y_0, x_0, y_1, x_1 = chain[0, k - 2], chain[1, k - 2], chain[0, k - 1], chain[1, k - 1]
+            if side * ((x_1 - x_0) * (py - y_0) - (px - x_0) * (y_1 - y_0)) > 0:
+                break
+            k -= 1  # not strictly outside the chord of its neighbours: never a hull vertex
+        chain[0, k], chain[1, k] = py, px
+        k += 1
+    return k
 
 
-def _chain_at(chain: tuple[np.ndarray, np.ndarray, np.ndarray], qlab: np.ndarray, qy: np.ndarray) -> np.ndarray:
-    """x of each label's hull chain at doubled rows ``qy`` (strictly inside its y range)."""
-    lab, y, x = chain
-    span = int(max(y.max(initial=0), qy.max(initial=0))) + 2
-    key = lab * span + y
-    i = np.searchsorted(key, qlab * span + qy, side="right") - 1
-    y0, y1, x0, x1 = y[i], y[i + 1], x[i], x[i + 1]
-    return x0 + (x1 - x0) * (qy - y0) / (y1 - y0)
+@njit(cache=True, nogil=True)
+def _interpolate(chain: np.ndarray, i: int, y: int) -> float:
+    """x of the chain's edge from vertex i to i + 1 at doubled row y."""
+    y0, x0, y1, x1 = chain[0, i], chain[1, i], chain[0, i + 1], chain[1, i + 1]
+    return x0 + (x1 - x0) * (y - y0) / (y1 - y0)
 
 
-def _convex_areas(lab: np.ndarray, row: np.ndarray, left: np.ndarray, right: np.ndarray, n: int) -> np.ndarray:
-    """Convex-hull pixel counts per label 1..n, as regionprops' ``area_convex``.
+@njit(cache=True, nogil=True)
+def _convex_areas(labels: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Convex-hull pixel counts per label 0..n (float64), as regionprops' ``area_convex``.
 
-    The hull is that of every pixel's edge midpoints; pixel centres inside or on it count.
-    Vectorised over all labels (no per-object loop, no private third-party code): each
-    label's left and right hull chains (:func:`_chain`), then per pixel row the integer
-    columns between them.
+    labels: ``(H, W)`` labels 0..n; s: their :func:`_moments`. The hull is that of every
+    pixel's edge midpoints; pixel centres inside or on it count. Per label: each row's
+    leftmost and rightmost column, the two hull chains (:func:`_hull_chain`), then per pixel
+    row the integer columns between them.
     """
-    left_chain = _chain(lab, row, left, -1)
-    right_chain = _chain(lab, row, right, 1)
-    # every pixel-centre row from each label's first to last row
-    first = np.r_[True, lab[1:] != lab[:-1]]
-    last = np.r_[lab[1:] != lab[:-1], True]
-    labels, top, bottom = lab[first], row[first], row[last]
-    counts = bottom - top + 1
-    qlab = np.repeat(labels, counts)
-    qrow = np.repeat(top, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    xl = _chain_at(left_chain, qlab, 2 * qrow)
-    xr = _chain_at(right_chain, qlab, 2 * qrow)
+    h, w = labels.shape
+    n = s.shape[1] - 1
+    heights = np.maximum(s[_YMAX] - s[_YMIN] + 1, 0)
+    offsets = np.zeros(n + 2, dtype=np.int64)
+    offsets[1:] = np.cumsum(heights)
+    left = np.full(offsets[-1], w, dtype=np.int64)
+    right = np.full(offsets[-1], -1, dtype=np.int64)
+    for y in range(h):
+        a = 0
+        while a < w:
+            label = labels[y, a]
+            b = _run_end(labels, y, a)
+            if label != 0:
+                r = offsets[label] + y - s[_YMIN, label]
+                left[r] = min(left[r], a)
+                right[r] = max(right[r], b)
+            a = b + 1
+    left[right < 0] = -1
+    size = 3 * heights.max()
+    points = np.empty((2, size), dtype=np.int64)
+    left_chain = np.empty((2, size), dtype=np.int64)
+    right_chain = np.empty((2, size), dtype=np.int64)
+    out = np.zeros(n + 1, dtype=np.float64)
     eps = 1e-9
-    per_row = np.maximum(np.floor(xr / 2 + eps) - np.ceil(xl / 2 - eps) + 1, 0)
-    return np.bincount(qlab, weights=per_row, minlength=n + 1)[1:]
+    for label in range(1, n + 1):
+        if s[_AREA, label] == 0:
+            continue
+        y0, first, last = s[_YMIN, label], offsets[label], offsets[label + 1]
+        _hull_chain(left[first:last], y0, -1, points, left_chain)
+        _hull_chain(right[first:last], y0, 1, points, right_chain)
+        i = j = 0
+        count = 0.0
+        for r in range(y0, s[_YMAX, label] + 1):
+            while left_chain[0, i + 1] <= 2 * r:
+                i += 1
+            while right_chain[0, j + 1] <= 2 * r:
+                j += 1
+            xl, xr = _interpolate(left_chain, i, 2 * r), _interpolate(right_chain, j, 2 * r)
+            count += max(np.floor(xr / 2 + eps) - np.ceil(xl / 2 - eps) + 1, 0.0)
+        out[label] = count
+    return out
 
 
-def _perimeters(labels: np.ndarray, n: int) -> np.ndarray:
-    """Perimeter of labels 1..n exactly as ``skimage.measure.perimeter(obj, 4)`` per object."""
+@njit(cache=True, nogil=True)
+def _mark_outline(labels: np.ndarray, out: np.ndarray) -> None:
+    """Set ``out`` (bool, labels' shape) to the outline: object pixels with a 4-neighbour of another label, or on
+    the image border (branch-free per row, so that it vectorises)."""
     h, w = labels.shape
-    p = np.zeros((h + 2, w + 2), dtype=labels.dtype)
-    p[1:-1, 1:-1] = labels
-    c = p[1:-1, 1:-1]
-    border = np.zeros(p.shape, dtype=bool)
-    border[1:-1, 1:-1] = (c != 0) & (
-        (c != p[:-2, 1:-1]) | (c != p[2:, 1:-1]) | (c != p[1:-1, :-2]) | (c != p[1:-1, 2:])
-    )
-    idx = np.flatnonzero(border)
-    flat_p, flat_b = p.ravel(), border.ravel()
-    lab = flat_p[idx]
-    code = np.ones(len(idx), dtype=np.int64)
-    w2 = w + 2
-    for offset, weight in (
-        (-1, 2),
-        (1, 2),
-        (-w2, 2),
-        (w2, 2),
-        (-w2 - 1, 10),
-        (-w2 + 1, 10),
-        (w2 - 1, 10),
-        (w2 + 1, 10),
-    ):
-        q = idx + offset
-        code += weight * (flat_b[q] & (flat_p[q] == lab))
-    return np.bincount(lab, weights=_PERIMETER_WEIGHTS[code], minlength=n + 1)[1:]
+    if w == 0:
+        return
+    for y in range(h):
+        up, down = max(y - 1, 0), min(y + 1, h - 1)
+        first_or_last = y == 0 or y == h - 1
+        for x in range(1, w - 1):
+            label = labels[y, x]
+            out[y, x] = (label > 0) & (
+                first_or_last
+                | (labels[up, x] != label)
+                | (labels[down, x] != label)
+                | (labels[y, x - 1] != label)
+                | (labels[y, x + 1] != label)
+            )
+        out[y, 0] = labels[y, 0] > 0
+        out[y, w - 1] = labels[y, w - 1] > 0
+
+
+@njit(cache=True, nogil=True)
+def _perimeters(labels: np.ndarray, n: int, weights: np.ndarray) -> np.ndarray:
+    """Perimeter of labels 0..n exactly as ``skimage.measure.perimeter(obj, 4)`` per object.
+
+    Each border pixel (:func:`_mark_outline`) adds the Benkrid-Crookes ``weights[code]`` of
+    its border-pixel code (1, +2 per 4-neighbour and +10 per diagonal neighbour that is a
+    border pixel of the same label), in raster order. labels: non-negative (raises
+    ``ValueError`` for a label above ``n``).
+    """
+    h, w = labels.shape
+    border = np.zeros((h + 2, w + 2), dtype=np.bool_)  # padded: no neighbour outside the image is a border pixel
+    _mark_outline(labels, border[1:-1, 1:-1])
+    out = np.zeros(n + 1, dtype=np.float64)
+    for y in range(1, h + 1):
+        for x in range(1, w + 1):
+            if not border[y, x]:
+                continue
+            label = labels[y - 1, x - 1]
+            if label > n:
+                raise ValueError("labels: expected non-negative integer labels up to the number of objects")
+            code = 1
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    if (dy or dx) and border[y + dy, x + dx] and labels[y + dy - 1, x + dx - 1] == label:
+                        code += 2 if dy == 0 or dx == 0 else 10
+            out[label] += weights[code]
+    return out
 
 
 def shape_measurements(labels: np.ndarray, n: int | None = None) -> dict[str, np.ndarray]:
@@ -283,63 +371,36 @@ def shape_measurements(labels: np.ndarray, n: int | None = None) -> dict[str, np
     >>> float(m["Area"][0]), float(m["Extent"][0]), float(m["Center_X"][0])
     (12.0, 1.0, 4.5)
     """
-    labels = _check_plane(labels, "labels")
-    if labels.size and labels.min() < 0:
-        raise ValueError("labels: expected non-negative integer labels")
-    labels = labels.astype(np.int32, copy=False)
+    labels = _check_plane(labels, "labels").astype(np.int32, copy=False)
     n = int(labels.max(initial=0)) if n is None else n
-    if not labels.any():
+    s = _moments(labels, n)
+    if not s[_AREA].any():
         return {m: np.full(n, 0.0 if m == "Area" else np.nan) for m in (*SHAPE_MEASURES, "Center_X", "Center_Y")}
-    h = labels.shape[0]
-    lab, row, first, last = _runs(labels)
-    length = (last - first + 1).astype(np.float64)
-    # Bounding boxes, by label-sorted runs (runs are in raster order: rows ascend per label).
-    y_min = np.full(n + 1, h, dtype=np.int64)
-    y_max = np.full(n + 1, -1, dtype=np.int64)
-    x_min = np.full(n + 1, labels.shape[1], dtype=np.int64)
-    x_max = np.full(n + 1, -1, dtype=np.int64)
-    order = np.argsort(lab, kind="stable")
-    sorted_lab = lab[order]
-    starts = np.flatnonzero(np.r_[True, sorted_lab[1:] != sorted_lab[:-1]])
-    present_labels = sorted_lab[starts]
-    y_min[present_labels] = row[order][starts]
-    y_max[present_labels] = row[order][np.r_[starts[1:], len(order)] - 1]
-    x_min[present_labels] = np.minimum.reduceat(first[order], starts)
-    x_max[present_labels] = np.maximum.reduceat(last[order], starts)
-    # Second moments from runs, in coordinates relative to each object's bbox corner.
-    y = (row - y_min[lab]).astype(np.float64)
-    a = (first - x_min[lab]).astype(np.float64)
-    b = (last - x_min[lab]).astype(np.float64)
-    sx = (a + b) * length / 2
-    sxx = (b * (b + 1) * (2 * b + 1) - (a - 1) * a * (2 * a - 1)) / 6
-
-    def per_label(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(lab, weights=weights, minlength=n + 1)[1:]
-
-    area = per_label(length)
+    area, sy, sx, syy, sxx, sxy = s[_AREA : _SXY + 1, 1:].astype(np.float64)
+    y_min, y_max, x_min, x_max = s[_YMIN:, 1:]
     with np.errstate(invalid="ignore", divide="ignore"):
-        my, mx = per_label(y * length) / area, per_label(sx) / area
-        var_y = per_label(y * y * length) / area - my * my
-        var_x = per_label(sxx) / area - mx * mx
-        cov = per_label(y * sx) / area - my * mx
+        my, mx = sy / area, sx / area
+        var_y = syy / area - my * my
+        var_x = sxx / area - mx * mx
+        cov = sxy / area - my * mx
         half_trace = (var_x + var_y) / 2
         root = np.sqrt(((var_y - var_x) / 2) ** 2 + cov**2)
         l1 = np.maximum(half_trace + root, 0)
         l2 = np.maximum(half_trace - root, 0)
-        perimeter = _perimeters(labels, n)
-        convex = _convex_areas(*_row_extremes(lab, row, first, last, h), n)
+        perimeter = _perimeters(labels, n, _PERIMETER_WEIGHTS)[1:]
+        convex = _convex_areas(labels, s)[1:]
         out = {
             "Area": area,
             "Perimeter": perimeter,
             "Eccentricity": np.where(l1 > 0, np.sqrt(np.maximum(1 - l2 / l1, 0)), 0.0),
             "Solidity": area / convex,
             "FormFactor": 4 * np.pi * area / perimeter**2,
-            "Extent": area / ((y_max - y_min + 1) * (x_max - x_min + 1))[1:],
+            "Extent": area / ((y_max - y_min + 1) * (x_max - x_min + 1)),
             "MajorAxisLength": 4 * np.sqrt(l1),
             "MinorAxisLength": 4 * np.sqrt(l2),
             "Compactness": 2 * np.pi * (var_x + var_y) / area,
-            "Center_X": mx + x_min[1:],
-            "Center_Y": my + y_min[1:],
+            "Center_X": mx + x_min,
+            "Center_Y": my + y_min,
         }
     present = area > 0
     for measure in [*SHAPE_MEASURES[1:], "Center_X", "Center_Y"]:

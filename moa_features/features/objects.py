@@ -17,9 +17,10 @@ cells and cytoplasm with matching numbers 1..n. For each object and channel,
 
 Intensities are grey levels of the input dtype (CellProfiler divides 8-bit values by 255).
 Shapes (``AreaShape_*``) come from :func:`~moa_features.features.morphology.shape_measurements`.
-For 8-bit images every order statistic is read off per-object histograms (one
-``np.bincount`` per channel over nuclei and cytoplasm, cells being their sum); other dtypes
-sort the pixels per object. Both give the same numbers.
+For 8-bit images every order statistic is read off per-object histograms (one compiled
+pass per channel over nuclei and cytoplasm, cells being their sum, that also sums the
+position-weighted and outline intensities); other dtypes sort the pixels per object. Both
+give the same numbers.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
+from numba import njit
 
-from moa_features.features.morphology import SHAPE_MEASURES, shape_measurements
+from moa_features.features.morphology import SHAPE_MEASURES, _mark_outline, shape_measurements
 from moa_features.features.segmentation import Masks, check_image, segment
 
 COMPARTMENTS: tuple[str, ...] = ("Nuclei", "Cells", "Cytoplasm")
@@ -66,22 +68,26 @@ def outline(labels: np.ndarray) -> np.ndarray:
     >>> int(outline(labels).sum())
     8
     """
-    different = np.zeros(labels.shape, dtype=bool)
-    for a, b in (
-        ((slice(1, None), slice(None)), (slice(None, -1), slice(None))),
-        ((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
-    ):
-        d = labels[a] != labels[b]
-        different[a] |= d
-        different[b] |= d
-    different[[0, -1], :] = True
-    different[:, [0, -1]] = True
-    return different & (labels > 0)
+    labels = np.asarray(labels)
+    out = np.zeros(labels.shape, dtype=bool)
+    _mark_outline(labels, out)
+    return out
 
 
-def _ranked(cum: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """Per row of cumulative histograms ``cum`` (n, B), the bin holding 0-based ``ranks`` (n,)."""
-    return np.sum(cum <= ranks[:, None], axis=1)
+@njit(cache=True, nogil=True)
+def _bin_at_rank(hist: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Per row of histograms ``hist`` (n, B), the bin holding 0-based ``ranks`` (n,); B past the end."""
+    n, bins = hist.shape
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        count, b = 0, 0
+        while b < bins:
+            count += hist[i, b]
+            if count > ranks[i]:
+                break
+            b += 1
+        out[i] = b
+    return out
 
 
 def _cp_quantile(value_at, area: np.ndarray, fraction: float) -> np.ndarray:
@@ -102,8 +108,6 @@ def _histogram_stats(hist: np.ndarray, top: int) -> dict[str, np.ndarray]:
     """Sum, moments and CellProfiler order statistics from per-object histograms ``(n, top+1)``."""
     grey = np.arange(top + 1, dtype=np.float64)
     area = hist.sum(axis=1)
-    cum = np.cumsum(hist, axis=1)
-    present = hist > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         integrated = hist @ grey
         mean = integrated / area
@@ -112,41 +116,46 @@ def _histogram_stats(hist: np.ndarray, top: int) -> dict[str, np.ndarray]:
             "IntegratedIntensity": integrated,
             "MeanIntensity": mean,
             "StdIntensity": np.sqrt(variance),
-            "MinIntensity": np.where(area > 0, np.argmax(present, axis=1), np.nan),
-            "MaxIntensity": np.where(area > 0, top - np.argmax(present[:, ::-1], axis=1), np.nan),
+            "MinIntensity": np.where(area > 0, _bin_at_rank(hist, np.zeros_like(area)), np.nan),
+            "MaxIntensity": np.where(area > 0, _bin_at_rank(hist, area - 1), np.nan),
         }
         for name, f in _QUANTILES.items():
-            out[name] = np.where(area > 0, _cp_quantile(lambda r: _ranked(cum, r), area, f), np.nan)
+            out[name] = np.where(area > 0, _cp_quantile(lambda r: _bin_at_rank(hist, r), area, f), np.nan)
         median2 = np.rint(np.nan_to_num(2 * out["MedianIntensity"])).astype(np.int64)  # a multiple of 1/2
-        mad = _cp_quantile(lambda r: _deviation_at(cum, median2, r, top), area, 0.5) / 2
+        mad = _cp_quantile(lambda r: _deviation_at(hist, median2, r), area, 0.5) / 2
         out["MADIntensity"] = np.where(area > 0, mad, np.nan)
     return out
 
 
-def _deviation_at(cum: np.ndarray, median2: np.ndarray, ranks: np.ndarray, top: int) -> np.ndarray:
-    """Per object, twice the ``ranks``-th smallest ``|v - median|`` (0-based), by bisection.
+@njit(cache=True, nogil=True)
+def _deviation_at(hist: np.ndarray, median2: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Per object, twice the ``ranks``-th smallest ``|v - median|`` (0-based), from its histogram.
 
-    cum: ``(n, top+1)`` cumulative histograms; median2: twice each median (integers). The
-    number of values with ``|2v - median2| <= d`` is a difference of two ``cum`` entries, so
-    ~10 bisection steps over ``d`` replace sorting the deviations.
+    hist: ``(n, B)`` histograms of values 0..B-1; median2: twice each median (integers in
+    0..2(B-1)). The values below and above the median are walked outwards in the order of
+    ``|2v - median2|`` until more than ``rank`` are counted; ``2B - 1`` where there are too
+    few values.
     """
-    n = cum.shape[0]
-    rows = np.arange(n)
-    padded = np.concatenate([np.zeros((n, 1), dtype=cum.dtype), cum], axis=1)  # padded[:, v + 1] = count(<= v)
-
-    def count_within(d: np.ndarray) -> np.ndarray:
-        hi = np.clip((median2 + d) // 2, -1, top)
-        lo = np.clip(-((d - median2) // 2), 0, top + 1)  # ceil((median2 - d) / 2)
-        return padded[rows, hi + 1] - padded[rows, lo]
-
-    low = np.zeros(n, dtype=np.int64)
-    high = np.full(n, 2 * top + 1, dtype=np.int64)
-    while np.any(low < high):  # smallest d with count_within(d) > rank
-        mid = (low + high) // 2
-        above = count_within(mid) > ranks
-        high = np.where(above, mid, high)
-        low = np.where(above, low, mid + 1)
-    return low.astype(np.float64)
+    n, bins = hist.shape
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        m2 = median2[i]
+        below, above = m2 // 2, m2 // 2 + 1  # |2v - m2| = m2 - 2v for v <= below, 2v - m2 for v >= above
+        count, deviation = 0, 2 * bins - 1
+        while below >= 0 or above < bins:
+            if above >= bins or (below >= 0 and m2 - 2 * below <= 2 * above - m2):
+                count += hist[i, below]
+                d = m2 - 2 * below
+                below -= 1
+            else:
+                count += hist[i, above]
+                d = 2 * above - m2
+                above += 1
+            if count > ranks[i]:
+                deviation = d
+                break
+        out[i] = deviation
+    return out
 
 
 def _sorted_stats(plane: np.ndarray, labels: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -245,28 +254,14 @@ class _SiteIndex:
 
     Nuclei and cytoplasm are disjoint and make up the cells, so one key per foreground pixel
     (nucleus i -> i, cytoplasm i -> n + i) serves all three compartments: cells = nuclei +
-    cytoplasm for histograms and weighted sums alike.
+    cytoplasm for histograms and weighted sums alike. ``edges``: per pixel, bit c set where
+    it lies on the outline of compartment ``COMPARTMENTS[c]``; ``edge_area``: ``(3, n + 1)``
+    outline pixel counts per compartment and label.
     """
 
     def __init__(self, masks: Masks):
-        n = self.n = masks.n
-        nuc, cyto = masks.nuclei.ravel(), masks.cytoplasm.ravel()
-        key = np.where(nuc > 0, nuc, np.where(cyto > 0, cyto + n, 0)).astype(np.int64)
-        h, w = masks.nuclei.shape
-        # A dense site is cheaper whole (background pixels land in key 0) than gathered.
-        self.pixels = np.flatnonzero(key) if np.count_nonzero(key) < key.size // 2 else None
-        self.key = key if self.pixels is None else key[self.pixels]
-        self.key256 = self.key * 256
-        if self.pixels is None:
-            self.row = np.repeat(np.arange(h, dtype=np.float64), w)
-            self.col = np.tile(np.arange(w, dtype=np.float64), h)
-        else:
-            row, col = np.divmod(self.pixels, w)
-            self.row, self.col = row.astype(np.float64), col.astype(np.float64)
-        self.edges = {name: np.flatnonzero(outline(labels)) for name, labels in masks.compartments().items()}
-        self.edge_labels = {
-            name: labels.ravel()[self.edges[name]].astype(np.int64) for name, labels in masks.compartments().items()
-        }
+        self.n = masks.n
+        self.key, self.edges, self.edge_area = _site_keys(masks.nuclei, masks.cells, masks.cytoplasm, self.n)
 
     def split(self, sums: np.ndarray) -> dict[str, np.ndarray]:
         """Per-key sums ``(2n + 1, ...)`` -> per-compartment ``(n, ...)``."""
@@ -274,25 +269,97 @@ class _SiteIndex:
         return {"Nuclei": nuc, "Cells": nuc + cyto, "Cytoplasm": cyto}
 
 
+@njit(cache=True, nogil=True)
+def _site_keys(
+    nuclei: np.ndarray, cells: np.ndarray, cytoplasm: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The :class:`_SiteIndex` arrays: keys ``(H, W)`` int32, outline bits ``(H, W)`` uint8, edge areas.
+
+    Raises ``ValueError`` unless cells are nuclei plus cytoplasm with the same numbers 1..n.
+    """
+    h, w = nuclei.shape
+    key = np.zeros((h, w), dtype=np.int32)
+    edges = np.zeros((h, w), dtype=np.uint8)
+    edge_area = np.zeros((3, n + 1), dtype=np.int64)
+    on_outline = np.zeros((3, h, w), dtype=np.bool_)
+    for c, labels in enumerate((nuclei, cells, cytoplasm)):
+        _mark_outline(labels, on_outline[c])
+    consistent = True
+    for y in range(h):
+        for x in range(w):
+            nucleus, cell, cyto = nuclei[y, x], cells[y, x], cytoplasm[y, x]
+            consistent &= (cell == nucleus + cyto) & ((nucleus == 0) | (cyto == 0)) & (nucleus >= 0) & (cyto >= 0)
+            consistent &= (nucleus <= n) & (cyto <= n)
+            key[y, x] = nucleus + (cyto + n) * (cyto > 0)
+            edges[y, x] = on_outline[0, y, x] | on_outline[1, y, x] << 1 | on_outline[2, y, x] << 2
+    if not consistent:
+        raise ValueError("masks: cells must be nuclei plus cytoplasm, with the same numbers 1..n")
+    for y in range(h):
+        for x in range(w):
+            if edges[y, x]:
+                label = nuclei[y, x] + cytoplasm[y, x]
+                for c in range(3):
+                    edge_area[c, label] += edges[y, x] >> c & 1
+    return key, edges, edge_area
+
+
+@njit(cache=True, nogil=True)
+def _plane_sums(
+    key: np.ndarray, edges: np.ndarray, plane: np.ndarray, n: int, bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over a plane: per-key histograms, position-weighted sums and outline sums.
+
+    key, edges: as :class:`_SiteIndex`; plane: integer values; bins: 256 for a uint8 plane
+    (histograms of its values), 0 for none. Returns ``hist`` ``(2n + 1, bins)`` int64,
+    ``moments`` ``(2, 2n + 1)`` (sums of x * value and y * value) and ``edge`` ``(3, n + 1)``
+    (value sums over each compartment's outline), float64 (exact integers; row 0 / key 0 is
+    the background).
+    """
+    h, w = key.shape
+    hist = np.zeros((2 * n + 1, bins), dtype=np.int64)
+    moments = np.zeros((2, 2 * n + 1), dtype=np.float64)
+    edge = np.zeros((3, n + 1), dtype=np.float64)
+    for y in range(h):
+        current, total, weighted = 0, 0, 0  # a run of equal keys is summed in integers, then added
+        for x in range(w):
+            k = key[y, x]
+            v = plane[y, x]
+            if k != current:
+                moments[0, current] += weighted
+                moments[1, current] += y * total
+                current, total, weighted = k, 0, 0
+            total += v
+            weighted += x * v
+            if bins:
+                hist[k, v] += 1
+            bits = edges[y, x]
+            if bits:
+                label = k if k <= n else k - n
+                for c in range(3):
+                    if bits >> c & 1:
+                        edge[c, label] += v
+        moments[0, current] += weighted
+        moments[1, current] += y * total
+    return hist, moments, edge
+
+
 def _intensity_all(
     plane: np.ndarray, masks: Masks, index: _SiteIndex, centres: dict[str, tuple]
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Intensity measurements of the three compartments of one plane (shared bincounts)."""
+    """Intensity measurements of the three compartments of one plane (one pass over its pixels)."""
     n = index.n
-    values = plane.ravel() if index.pixels is None else plane.ravel()[index.pixels]
-    if plane.dtype == np.uint8:
-        hist = np.bincount(index.key256 + values, minlength=(2 * n + 1) * 256).reshape(2 * n + 1, 256)
+    histogram = plane.dtype == np.uint8
+    hist, moments, edge = _plane_sums(index.key, index.edges, plane, n, 256 if histogram else 0)
+    if histogram:
         out = {name: _histogram_stats(h, 255) for name, h in index.split(hist).items()}
     else:
         out = {name: _sorted_stats(plane, labels.astype(np.int64), n) for name, labels in masks.compartments().items()}
-    sx = index.split(np.bincount(index.key, weights=index.col * values, minlength=2 * n + 1))
-    sy = index.split(np.bincount(index.key, weights=index.row * values, minlength=2 * n + 1))
+    sx, sy = index.split(moments[0]), index.split(moments[1])
     for name, m in out.items():
-        edge_sum = np.bincount(index.edge_labels[name], weights=plane.ravel()[index.edges[name]], minlength=n + 1)[1:]
-        edge_area = np.bincount(index.edge_labels[name], minlength=n + 1)[1:]
+        c = COMPARTMENTS.index(name)
         with np.errstate(invalid="ignore", divide="ignore"):
-            m["IntegratedIntensityEdge"] = edge_sum
-            m["MeanIntensityEdge"] = edge_sum / edge_area
+            m["IntegratedIntensityEdge"] = edge[c, 1:]
+            m["MeanIntensityEdge"] = edge[c, 1:] / index.edge_area[c, 1:]
             mx = sx[name] / m["IntegratedIntensity"]
             my = sy[name] / m["IntegratedIntensity"]
             m["MassDisplacement"] = np.hypot(mx - centres[name][0], my - centres[name][1])

@@ -28,6 +28,29 @@ BBBC021 = SHARED_DATA / "bbbc021"
 IBSI = SHARED_DATA / "ibsi"
 ARTIFACTS = REPO / "test-artifacts"
 
+# Our AreaShape names -> skimage.measure.regionprops property names (the reference).
+REGIONPROPS_NAMES = {
+    "Area": "area",
+    "Perimeter": "perimeter",
+    "Eccentricity": "eccentricity",
+    "Solidity": "solidity",
+    "Extent": "extent",
+    "MajorAxisLength": "axis_major_length",
+    "MinorAxisLength": "axis_minor_length",
+}
+
+
+def cellprofiler_quantile(values: np.ndarray, fraction: float) -> float:
+    """CellProfiler's MeasureObjectIntensity quantile, written out for one object: the sorted
+    values' entry at position ``len * fraction``, interpolated to the next one."""
+    v = np.sort(values)
+    position = len(v) * fraction
+    lower = int(np.floor(position))
+    if lower < len(v) - 1:
+        return v[lower] * (1 - (position - lower)) + v[lower + 1] * (position - lower)
+    return v[lower]
+
+
 CLASSES = ("Negative control", "Microtubule", "DNA damage")
 
 

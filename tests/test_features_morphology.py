@@ -18,18 +18,9 @@ from moa_features.features.morphology import (
 )
 from moa_features.features.segmentation import filter_objects
 
-from _helpers import load_rxrx1_site
+from _helpers import REGIONPROPS_NAMES, load_rxrx1_site
 
 CHANNELS6 = [f"w{i}" for i in range(1, 7)]
-REGIONPROPS_NAMES = {
-    "Area": "area",
-    "Perimeter": "perimeter",
-    "Eccentricity": "eccentricity",
-    "Solidity": "solidity",
-    "Extent": "extent",
-    "MajorAxisLength": "axis_major_length",
-    "MinorAxisLength": "axis_minor_length",
-}
 
 
 def load_site(experiment: str, plate: int, site: int = 1, channels: int = 6) -> np.ndarray:

@@ -18,15 +18,7 @@ from moa_features.features.morphology import SHAPE_MEASURES, shape_measurements
 from moa_features.features.objects import COMPARTMENTS, INTENSITY_MEASURES, measure_objects, outline
 from moa_features.features.segmentation import Masks, masks_from_labels
 
-REGIONPROPS = {
-    "Area": "area",
-    "Perimeter": "perimeter",
-    "Eccentricity": "eccentricity",
-    "Solidity": "solidity",
-    "Extent": "extent",
-    "MajorAxisLength": "axis_major_length",
-    "MinorAxisLength": "axis_minor_length",
-}
+from _helpers import REGIONPROPS_NAMES, cellprofiler_quantile
 
 
 def random_labels(rng: np.random.Generator, shape: tuple[int, int], k: int) -> np.ndarray:
@@ -81,7 +73,7 @@ def test_shape_measurements_equal_regionprops_object_by_object():
         for region in regionprops(labels):
             i = region.label - 1
             present[i] = True
-            for name, ref_name in REGIONPROPS.items():
+            for name, ref_name in REGIONPROPS_NAMES.items():
                 # abs: regionprops' axes of a line are the square root of a rounding error, ~1e-7
                 assert ours[name][i] == pytest.approx(region[ref_name], rel=1e-9, abs=1e-6), name
             assert ours["Perimeter"][i] == pytest.approx(perimeter(labels == region.label, 4), rel=1e-12)
@@ -106,16 +98,6 @@ def test_shape_measurements_of_no_objects_and_bad_labels():
         shape_measurements(-labels)
 
 
-def _quantile(values: np.ndarray, fraction: float) -> float:
-    """CellProfiler's MeasureObjectIntensity quantile, written out for one object."""
-    v = np.sort(values)
-    position = len(v) * fraction
-    lower = int(np.floor(position))
-    if lower < len(v) - 1:
-        return v[lower] * (1 - (position - lower)) + v[lower + 1] * (position - lower)
-    return v[lower]
-
-
 def reference_intensity(plane: np.ndarray, labels: np.ndarray, n: int) -> dict[str, np.ndarray]:
     """Per object, CellProfiler's intensity measurements by direct numpy computation."""
     out = {m: np.full(n, np.nan) for m in INTENSITY_MEASURES}
@@ -129,15 +111,15 @@ def reference_intensity(plane: np.ndarray, labels: np.ndarray, n: int) -> dict[s
         if not inside.any():
             continue
         values = plane[inside].astype(np.float64)
-        median = _quantile(values, 0.5)
+        median = cellprofiler_quantile(values, 0.5)
         out["IntegratedIntensity"][i] = values.sum()
         out["MeanIntensity"][i] = values.mean()
         out["StdIntensity"][i] = values.std()
         out["MinIntensity"][i], out["MaxIntensity"][i] = values.min(), values.max()
-        out["LowerQuartileIntensity"][i] = _quantile(values, 0.25)
+        out["LowerQuartileIntensity"][i] = cellprofiler_quantile(values, 0.25)
         out["MedianIntensity"][i] = median
-        out["UpperQuartileIntensity"][i] = _quantile(values, 0.75)
-        out["MADIntensity"][i] = _quantile(np.abs(values - median), 0.5)
+        out["UpperQuartileIntensity"][i] = cellprofiler_quantile(values, 0.75)
+        out["MADIntensity"][i] = cellprofiler_quantile(np.abs(values - median), 0.5)
         out["IntegratedIntensityEdge"][i] = plane[inside & edge].astype(np.float64).sum()
         out["MeanIntensityEdge"][i] = plane[inside & edge].astype(np.float64).mean()
         y, x = rows[inside], cols[inside]

@@ -24,6 +24,8 @@ from moa_features.features.objects import (
 )
 from moa_features.features.segmentation import filter_objects
 
+from _helpers import cellprofiler_quantile
+
 RXRX1 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rxrx1"
 CHANNELS6 = [f"w{i}" for i in range(1, 7)]
 
@@ -37,16 +39,6 @@ def site() -> np.ndarray:
     return open_dataset(RXRX1).sites[8].load()
 
 
-def _cellprofiler_quantile(values: np.ndarray, fraction: float) -> float:
-    """CellProfiler's MeasureObjectIntensity rule, written out for one object."""
-    v = np.sort(values)
-    position = len(v) * fraction
-    lower = int(np.floor(position))
-    if lower < len(v) - 1:
-        return v[lower] * (1 - (position - lower)) + v[lower + 1] * (position - lower)
-    return v[lower]
-
-
 def test_object_intensity_follows_cellprofilers_definitions_object_by_object(site):
     masks = segment(site)
     plane = site[4]
@@ -57,9 +49,9 @@ def test_object_intensity_follows_cellprofilers_definitions_object_by_object(sit
         assert m["StdIntensity"][label - 1] == pytest.approx(values.std())
         assert m["MinIntensity"][label - 1] == values.min() and m["MaxIntensity"][label - 1] == values.max()
         for name, f in (("LowerQuartileIntensity", 0.25), ("MedianIntensity", 0.5), ("UpperQuartileIntensity", 0.75)):
-            assert m[name][label - 1] == pytest.approx(_cellprofiler_quantile(values, f))
-        median = _cellprofiler_quantile(values, 0.5)
-        assert m["MADIntensity"][label - 1] == pytest.approx(_cellprofiler_quantile(np.abs(values - median), 0.5))
+            assert m[name][label - 1] == pytest.approx(cellprofiler_quantile(values, f))
+        median = cellprofiler_quantile(values, 0.5)
+        assert m["MADIntensity"][label - 1] == pytest.approx(cellprofiler_quantile(np.abs(values - median), 0.5))
         edge = outline(masks.cells) & (masks.cells == label)
         assert m["IntegratedIntensityEdge"][label - 1] == plane[edge].sum()
         rows, cols = np.nonzero(masks.cells == label)

@@ -278,7 +278,10 @@ def _user_masks(site, shape: tuple[int, int]):
             labels[name] = read_image(path, site.site_id, f"{name} mask")
             if labels[name].shape != tuple(shape):
                 raise ValueError(f"{path}: {name} mask is {labels[name].shape}, expected the image size {tuple(shape)}")
-    return masks_from_labels(labels["Nuclei"], labels.get("Cells"))
+    try:
+        return masks_from_labels(labels["Nuclei"], labels.get("Cells"))
+    except ValueError as error:
+        raise ValueError(f"{paths['Cells'] or paths['Nuclei']}: {error}") from None
 
 
 def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[str, float], pd.DataFrame | None]:

@@ -216,3 +216,36 @@ def test_extract_measures_masks_named_in_a_loaddata_csv(tmp_path, layout):
     np.testing.assert_array_equal(objects["Nuclei_AreaShape_Area"], [80, 210, 80, 196])
     np.testing.assert_array_equal(objects["Cells_AreaShape_Area"], [400, 841, 400, 841])
     assert "Metadata_ObjectsPath_Nuclei" in objects and objects["ObjectNumber"].tolist() == [1, 2, 1, 2]
+
+
+def test_cell_mask_numbered_apart_from_its_nuclei_is_an_error_row_naming_the_file(tmp_path):
+    """Cellpose numbers cells on their own; our contract is cell i holds nucleus i. A cell label
+    above the nuclei's is refused with the mask's path and what to do, and the other sites run."""
+    from PIL import Image
+
+    from moa_features.extract import extract
+
+    rng = np.random.default_rng(6)
+    rows = []
+    for i in range(2):
+        nuclei = np.zeros((64, 64), np.uint16)
+        nuclei[10:20, 10:18] = 1
+        cells = np.zeros_like(nuclei)
+        cells[5:25, 5:25] = 1
+        cells[40:60, 40:60] = 2 + i  # site 1: a cell without a nucleus, numbered 3 > 1 nucleus
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        Image.fromarray(nuclei).save(tmp_path / "masks" / f"n{i}.png")
+        Image.fromarray(cells * (i == 1)).save(tmp_path / "masks" / f"c{i}.png")
+        Image.fromarray(rng.integers(0, 200, (64, 64)).astype(np.uint8)).save(tmp_path / f"s{i}_w1.png")
+        rows.append({"Metadata_Plate": "P", "Metadata_Well": f"A0{i + 1}", "Metadata_Site": 1,
+                     "FileName_w1": f"s{i}_w1.png", "PathName_w1": ".", "ObjectsFileName_Nuclei": f"n{i}.png",
+                     "ObjectsPathName_Nuclei": "masks", "ObjectsFileName_Cells": f"c{i}.png",
+                     "ObjectsPathName_Cells": "masks"})  # fmt: skip
+    csv = tmp_path / "load_data.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    params = FeatureParams(families=("intensity", "morphology"), objects=True, illum="none")
+    result = extract(csv, tmp_path / "t.parquet", params=params, thumbs=None, progress=False)
+    assert (result.n_ok, result.n_failed) == (1, 1)
+    errors = pd.read_parquet(tmp_path / "t.errors.parquet")
+    assert errors["Metadata_Well"].tolist() == ["A02"]
+    assert "c1.png" in errors["error"].iloc[0] and "cell i must hold nucleus i" in errors["error"].iloc[0]

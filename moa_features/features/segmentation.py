@@ -356,8 +356,9 @@ def masks_from_labels(nuclei: np.ndarray, cells: np.ndarray | None = None) -> Ma
     """:class:`Masks` from given nucleus (and cell) labels, e.g. a user's own segmentation.
 
     nuclei: ``(H, W)`` non-negative int labels; cells: ``(H, W)`` labels whose label ``i``
-    holds nucleus ``i`` (``None``: cells = nuclei, an empty cytoplasm). Labels are kept as
-    given (absent numbers give empty objects).
+    holds nucleus ``i`` (``None``: cells = nuclei, an empty cytoplasm; a cell label above
+    the largest nucleus label raises ``ValueError``). Labels are kept as given (absent
+    numbers give empty objects).
 
     Examples
     --------
@@ -373,6 +374,12 @@ def masks_from_labels(nuclei: np.ndarray, cells: np.ndarray | None = None) -> Ma
     cells = nuclei.copy() if cells is None else _check_labels(cells, "cell labels")
     if cells.shape != nuclei.shape:
         raise ValueError(f"cell labels shape {cells.shape} differs from nuclei labels shape {nuclei.shape}")
+    n = int(nuclei.max(initial=0))
+    if cells.size and int(cells.max()) > n:
+        raise ValueError(
+            f"cell labels go up to {int(cells.max())} but there are {n} nuclei: cell i must hold nucleus i "
+            "(number each cell after its nucleus, e.g. CellProfiler's RelateObjects)"
+        )
     cells = np.where(nuclei > 0, nuclei, cells)
     return Masks(nuclei=nuclei, cells=cells, cytoplasm=np.where(nuclei > 0, 0, cells))
 

@@ -30,7 +30,7 @@ def screens(sizes: list[int], cache: Path) -> dict[int, Path]:
     sites (by site id) of it for each size, as metadata CSVs beside its images."""
     from moa_features.synthetic import make_screen
 
-    per_plate = 40  # demo preset: ~66 sites per plate; 40 leaves a margin
+    per_plate = 16  # demo preset (mini RxRx2): 19-22 sites per plate; 16 leaves a margin
     n_plates = max(1, -(-max(sizes) // (per_plate * 2)))  # 2 experiments
     root = cache / f"mem-{n_plates}"
     df = pd.read_csv(make_screen(root, preset="demo", seed=0, n_jobs=2, n_plates=n_plates)).sort_values("site_id")

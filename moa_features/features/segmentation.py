@@ -82,8 +82,13 @@ def _raw_threshold(plane: np.ndarray, method: str) -> float:
     """
     plane = np.asarray(plane)
     if plane.dtype in (np.uint8, np.uint16):
-        t = _threshold(plane, method)  # integer planes: skimage's exact bincount histogram
-        present = np.flatnonzero(np.bincount(plane.ravel()))
+        counts = np.bincount(plane.ravel())
+        present = np.flatnonzero(counts)
+        if method == "otsu" and present.size > 1:  # the histogram skimage would build, built once
+            lo, hi = present[0], present[-1]
+            t = float(threshold_otsu(hist=(counts[lo : hi + 1], np.arange(lo, hi + 1))))
+        else:
+            t = _threshold(plane, method)
         lower_values, upper_values = present[present <= t], present[present > t]
     else:
         values = plane.astype(np.float32, copy=False)

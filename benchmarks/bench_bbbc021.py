@@ -44,6 +44,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from moa_features import profiling
+from moa_features.columns import Columns
 from moa_features.features import FeatureParams, measure
 from moa_features.features.texture import run_lut
 from moa_features.models.gbm import XGBoostClassifier
@@ -79,8 +80,7 @@ def profiles_benchmark(out: Path, split: str) -> dict:
         table,
         out / f"bbbc021_{split}",
         split=split,
-        treatment="Metadata_Compound",
-        batch=batch,
+        columns=Columns(treatment="Metadata_Compound", batch=batch),
         exclude_labels=exclude,
         normalize="none",
         models=("xgboost", "knn", "ensemble"),
@@ -244,7 +244,7 @@ def default_route_benchmark(out: Path, part: str) -> dict:
             table,
             run,
             split="nsc",
-            treatment=TREATMENT,
+            columns=Columns(treatment=TREATMENT),
             exclude_labels=["DMSO"],
             normalize=profiling.DEFAULT_NORMALIZATION,
             models=("xgboost", "knn", "ensemble"),

@@ -36,6 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from moa_features import profiling
+from moa_features.columns import control_mask
 
 WELL = re.compile(r"^([A-Za-z]+)(\d+)$")
 
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     df = df.reset_index(drop=True)
     features = [c for c in df.columns if not c.startswith("Metadata_")]
-    df = profiling.normalize_table(df, label=a.label, treatment=a.treatment, features=features).table
+    control = control_mask(df, treatment=a.treatment, label=a.label)
+    df = profiling.normalize_table(df, control=control, features=features).table
     X = df[features].to_numpy(float)
     X = np.where(np.isfinite(X), X, np.nanmedian(X, axis=0))
     y_true = df[a.label].astype(str).to_numpy()

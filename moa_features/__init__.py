@@ -37,7 +37,7 @@ _EXPORTS = {
     "measure": "moa_features.features",
     "ExtractResult": "moa_features.extract",  # the function is moa_features.extract.extract (name = module)
     "normalize": "moa_features.profiling",
-    "run_training": "moa_features.train",
+    "run_training": "moa_features.training",
     "load_run": "moa_features.predict",
     "predict_table": "moa_features.predict",
     "build_report": "moa_features.report",

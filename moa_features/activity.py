@@ -205,7 +205,8 @@ def prepare_profiles(
     from moa_features.models.preprocessing import FeatureSelector
 
     features = _features(table, None)
-    done = profiling.normalize_table(table, normalize, plate=plate, label=label, treatment=treatment, features=features)
+    control = profiling.is_control(table, moa_col=label, treatment_col=treatment).to_numpy()
+    done = profiling.normalize_table(table, normalize, plate=plate, control=control, features=features)
     if select:
         features = list(FeatureSelector().fit(done.table[features]).get_feature_names_out())
     return done.table, features, done.method

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     command = train_argv(table, thumbs, run, args.models, args.seed, args.train_args, args.preset)
     print(progress("train", f"MoA of held-out treatments: moa-features train {shlex.join(command)}",
                    time.perf_counter() - t0, expected), flush=True)  # fmt: skip
-    from moa_features import train
+    from moa_features.training import cli as train
 
     status = train.main(command)
     if status:

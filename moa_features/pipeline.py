@@ -58,7 +58,7 @@ def extract_output(argv: list[str]) -> Path:
 
 def train_output(argv: list[str]) -> Path:
     """The run folder a ``train`` command line writes: its ``-o``, else ``models/<table name>``."""
-    from moa_features import train as train_stage
+    from moa_features.training import cli as train_stage
 
     args = train_stage.build_parser().parse_args(argv)
     stem = schema.sidecar_paths(args.table)["thumbs"].name.removesuffix(".thumbs.npy")
@@ -115,7 +115,7 @@ def train_command(argv: list[str] | None = None) -> int:
 
     Returns train's exit status (0 trained, 2 unusable input).
     """
-    from moa_features import train as train_stage
+    from moa_features.training import cli as train_stage
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = train_stage.build_parser().parse_args(argv)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from moa_features import profiling, schema
+from moa_features.columns import Columns
 from moa_features.io import read_json, read_table, read_thumbs, write_table
 from moa_features.models import registry
 from moa_features.models.cnn import thumbnail_reference
@@ -146,9 +147,10 @@ def predict_table(run: dict[str, Any], table: pd.DataFrame, thumbs: np.ndarray |
     if missing:
         raise KeyError(f"the table lacks {len(missing)} feature column(s) the run was trained on, e.g. {missing[:5]}")
     df = table.reset_index(drop=True)
-    label, treatment = cfg["label"], cfg.get("treatment") or schema.TREATMENT
+    columns = Columns.from_config(cfg)
+    label = columns.label
     method = cfg.get("normalize_applied", cfg["normalize"])  # the run's method, ``auto`` resolved
-    done = profiling.normalize_table(df, method, plate=cfg["group"], label=label, treatment=treatment, features=names)
+    done = profiling.normalize_table(df, method, plate=columns.plate, control=columns.controls(df), features=names)
     df, control = done.table, done.control
     X = pre["pipeline"].transform(df[names].to_numpy(dtype=np.float64))
     proba: dict[str, np.ndarray] = {}
@@ -165,7 +167,7 @@ def predict_table(run: dict[str, Any], table: pd.DataFrame, thumbs: np.ndarray |
             ref = None
             if run[name].uses_reference_:  # the embedding CNN: per-plate input normalisation, as in training
                 if reference is None:
-                    reference = thumbnail_reference(thumbs, df[cfg["group"]].astype(str).to_numpy(), control, method)
+                    reference = thumbnail_reference(thumbs, df[columns.plate].astype(str).to_numpy(), control, method)
                 ref = reference
             proba[name] = align_proba(run[name].predict_proba(thumbs, ref), run[name].classes_, classes)
     if "ensemble" in run:

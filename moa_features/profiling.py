@@ -40,6 +40,7 @@ import pandas as pd
 from scipy.stats import median_abs_deviation
 
 from moa_features import schema
+from moa_features.columns import control_mask
 
 NORMALIZATIONS = ("auto", "pooled", "controls", "plate", "none")
 DEFAULT_NORMALIZATION = "auto"
@@ -57,14 +58,8 @@ class AlreadyNormalizedWarning(UserWarning):
 
 
 def is_control(df: pd.DataFrame, moa_col: str = schema.MOA, treatment_col: str = schema.TREATMENT) -> pd.Series:
-    """Boolean mask of negative-control rows (MoA ``Negative control`` or an empty treatment)."""
-    mask = pd.Series(False, index=df.index)
-    if moa_col in df.columns:
-        mask |= df[moa_col].astype(str) == schema.NEGATIVE_CONTROL_MOA
-    if treatment_col in df.columns:
-        names = {t.upper() for t in schema.NEGATIVE_CONTROL_TREATMENTS}
-        mask |= df[treatment_col].astype(str).str.upper().isin(names)
-    return mask
+    """Boolean mask of negative-control rows by the standard rule (:data:`moa_features.columns.CONTROL_RULE`)."""
+    return pd.Series(control_mask(df, treatment=treatment_col, label=moa_col), index=df.index)
 
 
 def robust_scale(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -327,19 +322,22 @@ def normalize_table(
     method: str = DEFAULT_NORMALIZATION,
     *,
     plate: str = schema.PLATE,
-    label: str = schema.MOA,
-    treatment: str | None = schema.TREATMENT,
+    control: np.ndarray | None = None,
     features: Sequence[str] | None = None,
     pooled_spread: np.ndarray | None = None,
 ) -> NormalizedTable:
-    """Find the controls, choose the normalisation and apply it: the one call every stage makes.
+    """Choose the normalisation and apply it against the controls: the one call every stage makes.
 
-    Controls are :func:`is_control` of ``label`` / ``treatment``. ``method`` and
+    ``control`` (n,) bool marks the negative-control rows (default: the standard rule,
+    :func:`moa_features.columns.control_mask`; commands pass :meth:`Columns.controls
+    <moa_features.columns.Columns.controls>` of the user's ``--control``). ``method`` and
     ``pooled_spread`` as in :func:`normalize` (default :data:`DEFAULT_NORMALIZATION`); the
     resolved method (and pooled spread) is returned so a run can record it and normalise new
     data the same way.
     """
-    control = is_control(df, moa_col=label, treatment_col=treatment or schema.TREATMENT).to_numpy()
+    control = control_mask(df) if control is None else np.asarray(control, dtype=bool)
+    if len(control) != len(df):
+        raise ValueError(f"control mask has {len(control)} entries for {len(df)} rows")
     if method != "none" and plate not in df.columns:
         raise KeyError(
             f"normalization needs the plate column {plate!r}, which the table lacks; "

@@ -2,15 +2,15 @@
 
 The layers, earliest first (a module may import its own layer and earlier ones):
 
-0. foundation: the package root, ``schema``, ``io``, ``display``, ``votes``, ``runs``, ``_optional``
+0. foundation: the package root, ``schema``, ``columns``, ``io``, ``display``, ``votes``, ``runs``, ``_optional``
    (file formats and helpers every stage uses);
 1. inputs: ``datasets``, ``synthetic`` (images and their metadata) and ``annotate`` (treatment
    names -> MoA; it needs only metadata, so extraction may annotate as it reads);
 2. per-site measurement: ``features``, ``illumination``, ``calibration`` (the first pass);
-3. ``extract`` (images -> feature table);
+3. ``extraction`` (images -> feature table; ``extract`` is its ``python -m`` entry);
 4. profiles: ``profiling`` (normalisation, consensus); ``activity`` (phenotypic activity, mAP) sits with ``models``;
 5. ``models`` (estimators, splitters, registry);
-6. ``train`` (evaluation run -> ``models/RUN``);
+6. ``training`` (evaluation run -> ``models/RUN``; ``train`` is its ``python -m`` entry);
 7. ``predict`` (a saved run applied to a table);
 8. ``report``, ``reports`` (HTML from tables and runs);
 9. ``app`` (people look and vote);
@@ -35,27 +35,30 @@ PACKAGE = Path(__file__).resolve().parents[1] / "moa_features"
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(names)
     for names in (
-        {"moa_features", "schema", "io", "display", "votes", "runs", "_optional"},
+        {"moa_features", "schema", "columns", "io", "display", "votes", "runs", "_optional"},
         {"datasets", "synthetic", "annotate"},
         {"features", "illumination", "calibration"},
-        {"extract"},
+        {"extraction"},
         {"profiling"},
         {"models", "activity"},  # activity selects features with models.preprocessing
-        {"train"},
+        {"training"},
         {"predict"},
         {"report", "reports"},
         {"app"},
         {"pipeline", "cli", "demo", "__main__"},
     )
 )
-STEPS = frozenset({"extract", "train", "predict", "report", "app"})
+STEPS = frozenset({"extraction", "training", "predict", "report", "app"})
 NON_CODE = frozenset({"data"})  # package data folders, no modules
+# ``python -m moa_features.<entry>`` modules that re-export a subpackage: one unit with it.
+ENTRY_POINTS = {"train": "training", "extract": "extraction"}
 
 
 def component(module: str) -> str:
     """The top-level unit of ``moa_features.<unit>[.sub...]``; ``moa_features`` itself for the root."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else parts[0]
+    unit = parts[1] if len(parts) > 1 else parts[0]
+    return ENTRY_POINTS.get(unit, unit)
 
 
 def layer_of(unit: str) -> int:

@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 
 from moa_features import schema
-from moa_features.models import splits
-from moa_features.train import Settings, fit_fold, fold_data, load_training_data, predict_fold
+from moa_features.train import Settings, fit_fold, fold_data, load_training_data, outer_folds, predict_fold
 
 from _helpers import CLASSES, constructed_screen
 
@@ -103,14 +102,13 @@ def test_no_fitted_step_sees_the_test_rows(screen, with_images, split):
     settings = Settings(models=models, cnn_epochs=2, cnn_patience=1, split=split)
     clean = load_training_data(table, thumbs=thumbs if with_images else None)
     dirty = load_training_data(bad_table, thumbs=bad_thumbs if with_images else None)
-    splitter, units = splits.make_splitter(split, clean.meta, n_splits=None, **settings.columns)
-    folds = splitter.split(clean.X, clean.y, units)
+    folds, params = outer_folds(clean, split, None)
     ((train, test),) = [(tr, te) for tr, te in folds if value in set(clean.meta[column].iloc[te])]
     assert value not in set(clean.meta[column].iloc[train])
 
     clean, dirty = fold_data(clean, train), fold_data(dirty, train)  # the default (pooled) pools training plates
-    fitted_clean, _ = fit_fold(clean, train, settings, units)
-    fitted_dirty, _ = fit_fold(dirty, train, settings, units)
+    fitted_clean, _ = fit_fold(clean, train, settings, params)
+    fitted_dirty, _ = fit_fold(dirty, train, settings, params)
     a, b = _fitted_state(fitted_clean), _fitted_state(fitted_dirty)
     assert a.keys() == b.keys()
     for key in a:
@@ -123,7 +121,7 @@ def test_no_fitted_step_sees_the_test_rows(screen, with_images, split):
     # Control: the same perturbation on a training plate does change the fitted models.
     other, other_thumbs = _perturb(table, thumbs, clean.meta[column].iloc[train[0]], column)
     moved = load_training_data(other, thumbs=other_thumbs if with_images else None)
-    fitted_moved, _ = fit_fold(moved, train, Settings(models=("xgboost",), split=split), units)
+    fitted_moved, _ = fit_fold(moved, train, Settings(models=("xgboost",), split=split), params)
     assert not np.array_equal(_xgb_bytes(fitted_moved), _xgb_bytes(fitted_clean))
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from moa_features import predict, schema, train
+from moa_features.columns import Columns
 from moa_features.io import OutputLockedError, read_json, read_thumbs
 from moa_features.runs import (
     MANIFEST,
@@ -111,7 +112,9 @@ def test_a_failed_training_leaves_the_previous_run_untouched(runs, tmp_path):
     shutil.copytree(runs["both"], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(KeyError):
-        train.run_training(runs["table"], out, models=("xgboost",), label="Metadata_nope", overwrite=True)
+        train.run_training(
+            runs["table"], out, models=("xgboost",), columns=Columns(label="Metadata_nope"), overwrite=True
+        )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
 

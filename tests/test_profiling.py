@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from moa_features import profiling, schema
+from moa_features.columns import control_mask
 
 BBBC021 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bbbc021"
 
@@ -171,10 +172,10 @@ def test_consensus_profiles_are_medians_of_well_medians():
 def test_pycytominer_profiles_are_detected_as_normalised():
     df = pd.read_csv(BBBC021 / "BBBC021_feature_selected_mad_robustize.csv")
     with pytest.warns(profiling.AlreadyNormalizedWarning, match="all wells"):
-        done = profiling.normalize_table(df, treatment="Metadata_Compound")
+        done = profiling.normalize_table(df, control=control_mask(df, treatment="Metadata_Compound"))
     assert done.method == "none"
     with pytest.warns(profiling.AlreadyNormalizedWarning, match="pass --normalize none"):
-        profiling.normalize_table(df, "controls", treatment="Metadata_Compound")
+        profiling.normalize_table(df, "controls", control=control_mask(df, treatment="Metadata_Compound"))
 
 
 def test_sphering_whitens_the_controls_only():

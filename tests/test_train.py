@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from moa_features import predict as predict_mod
-from moa_features import schema, train
+from moa_features import profiling, schema, train
+from moa_features.columns import Columns, control_mask
 from moa_features.io import read_table
 
 from _helpers import CLASSES, constructed_screen
@@ -178,8 +179,8 @@ def test_inner_split_of_an_nsc_run_is_nsc(screen):
     table, _ = screen
     data = train.load_training_data(read_table(table), exclude_labels=["Negative control"])
     settings = train.Settings(models=("ensemble",), split="nsc")
-    folds, units = train.outer_folds(data, settings)
-    fitted, _ = train.fit_fold(data, folds[0][0], settings, units)
+    folds, params = train.outer_folds(data, settings.split, settings.n_splits)
+    fitted, _ = train.fit_fold(data, folds[0][0], settings, params)
     inner, val = fitted["inner_split"]
     assert len(inner) and len(val) and not set(data.treatments[inner]) & set(data.treatments[val])
     assert set(np.concatenate([inner, val])) <= set(folds[0][0])
@@ -212,7 +213,7 @@ def test_bbbc021_profiles_nsc_subset(tmp_path):
         table,
         tmp_path / "run",
         split="nsc",
-        treatment="Metadata_Compound",
+        columns=Columns(treatment="Metadata_Compound"),
         exclude_labels=["DMSO"],
         normalize="none",
         models=("knn",),
@@ -256,7 +257,7 @@ def test_active_only_drops_inactive_treatments(screen, tmp_path):
     path = tmp_path / "inert.parquet"
     df.to_parquet(path)
     expected = activity.phenotypic_activity(
-        train.profiling.normalize(df, "controls", control=train.profiling.is_control(df)), seed=0
+        profiling.normalize(df, "controls", control=control_mask(df)), seed=0
     )
     inactive = sorted(expected.loc[~expected["active"].astype(bool), "treatment"].astype(str))
     metrics = train.run_training(

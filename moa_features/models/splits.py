@@ -17,21 +17,36 @@ split           held out in each test fold                        question answe
                 treatments' plates are dropped (:class:`NSCPlateSplit`)  on unseen plates
 ==============  ===============================================  ================================
 
-How the metadata reach ``split``: ``groups`` is always the held-out unit (plate, experiment
-or treatment id per row), as for scikit-learn's group splitters, so every splitter works in
-``cross_validate(..., groups=...)`` and ``GridSearchCV.fit(..., groups=...)`` (with metadata
-routing, splitters request ``groups`` by default). The second label that NSCB and NSC-plate
-need (batch, plate per row) is a constructor argument, row-aligned with the ``X`` given to
-``split``; :func:`make_splitter` builds any of them from a metadata table. A treatment's
-concentrations share its id (the treatment column), so they leave together.
+How the metadata reach ``split`` (the scikit-learn contract: per-row data are ``split``
+arguments, never constructor arguments or state): ``groups`` is always the held-out unit
+(plate, experiment or treatment id per row), as for scikit-learn's group splitters, so every
+splitter works in ``cross_validate(..., groups=...)``. The second label that NSCB and NSC-plate
+need is a ``split`` argument too, ``batches`` or ``plates`` (one per row), which the splitters
+request by default under metadata routing, so nested cross-validation works::
 
-:func:`validation_split` is the one inner train/validation split used for early stopping
-(XGBoost, CNNs) and ensemble weights: it holds out whole ``groups``, so given the outer
-split's held-out unit it mirrors the outer split.
+    with sklearn.config_context(enable_metadata_routing=True):
+        cross_val_score(
+            GridSearchCV(model, grid, cv=NSCBSplit(4)),
+            X,
+            y,
+            cv=NSCBSplit(5),
+            params={"groups": treatments, "batches": batches},
+        )
+
+:func:`make_splitter` builds any of them from a metadata table and returns the ``split``
+keyword arguments with it. A treatment's concentrations share its id (the treatment column), so
+they leave together. ``get_n_splits`` given the same arguments counts exactly the folds
+``split`` yields.
+
+:func:`validation_split` is the inner train/validation split of an estimator used on its own
+(early stopping, ensemble weights without a ``cv``): it holds out whole ``groups``.
+:func:`first_fold` takes the inner split from a splitter instead, so an estimator given the
+outer split's kind (``cv=NSCPlateSplit(4)``) validates on held-out treatments *and* plates.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -64,15 +79,23 @@ DEFAULT_NSC_FOLDS = 10
 Split = tuple[np.ndarray, np.ndarray]
 
 
-def _groups(groups, n: int, what: str) -> np.ndarray:
-    if groups is None:
-        raise ValueError(f"{what} needs groups (the held-out unit of each row), got None")
-    arr = np.asarray(groups)
+def _per_row(values, n: int, what: str, name: str = "groups") -> np.ndarray:
+    """``values`` as a 1-d array of one entry per row, or a ValueError naming what is wrong."""
+    if values is None:
+        raise ValueError(f"{what} needs {name} (one per row), got None")
+    arr = np.asarray(values)
     if arr.ndim != 1 or len(arr) != n:
-        raise ValueError(f"{what}: groups must be 1-d with one entry per row ({n}), got shape {arr.shape}")
+        raise ValueError(f"{what}: {name} must be 1-d with one entry per row ({n}), got shape {arr.shape}")
     if pd.isna(arr).any():
-        raise ValueError(f"{what}: groups has {int(pd.isna(arr).sum())} missing values")
+        raise ValueError(f"{what}: {name} has {int(pd.isna(arr).sum())} missing values")
     return arr
+
+
+def _n_rows(X, arrays: Sequence) -> int:
+    """Rows of ``X``, or of the first per-row array when ``X`` is None (``get_n_splits`` without X)."""
+    if X is not None:
+        return len(X)
+    return next(len(a) for a in arrays if a is not None)
 
 
 class GroupSplit(BaseCrossValidator):
@@ -82,6 +105,13 @@ class GroupSplit(BaseCrossValidator):
     ----------
     n_splits : int or None
         Folds (default 5); ``None`` is leave-one-group-out. Capped at the number of groups.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> plates = np.repeat(["P1", "P2", "P3"], 2)
+    >>> [np.unique(plates[test]).tolist() for _, test in PlateSplit(None).split(np.zeros((6, 1)), groups=plates)]
+    [['P1'], ['P2'], ['P3']]
     """
 
     __metadata_request__split = {"groups": True}  # with metadata routing, groups reach split by default
@@ -101,29 +131,40 @@ class GroupSplit(BaseCrossValidator):
             raise ValueError(f"n_splits must be >= 2 or None (leave one out), got {self.n_splits}")
         return min(int(self.n_splits), n_groups)
 
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:
-        if groups is None:
-            if self.n_splits is None:
-                raise ValueError("leave-one-group-out: the number of splits depends on groups; pass groups")
-            return int(self.n_splits)
-        return self._n_folds(len(np.unique(np.asarray(groups))))
-
     def _folds(self, groups: np.ndarray, y) -> Iterator[Split]:
         n = self._n_folds(len(np.unique(groups)))
         cv = LeaveOneGroupOut() if n == len(np.unique(groups)) else GroupKFold(n_splits=n)
         for tr, te in cv.split(np.zeros(len(groups)), groups=groups):
             yield np.sort(tr), np.sort(te)
 
+    def _split(self, X, y, groups, excluding: np.ndarray | None = None) -> Iterator[Split]:
+        """Folds over ``groups``; training rows sharing an ``excluding`` value with a test row are dropped."""
+        n = _n_rows(X, (groups, y))
+        g = _per_row(groups, n, type(self).__name__)
+        yielded = 0
+        for train, test in self._folds(g, y):
+            if excluding is not None:
+                train = train[~np.isin(excluding[train], np.unique(excluding[test]))]
+            if len(train):
+                yielded += 1
+                yield train, test
+        if not yielded:
+            raise ValueError(f"{type(self).__name__}: no fold keeps any training row; the layout allows no such split")
+
     def split(self, X, y=None, groups=None) -> Iterator[Split]:
         """Yield (train, test) row indices; ``groups`` (n,) is the held-out unit of each row."""
-        g = _groups(groups, len(X), type(self).__name__)
-        for train, test in self._folds(g, y):
-            train = self._restrict(train, test)
-            if len(train):
-                yield train, test
+        yield from self._split(X, y, groups)
 
-    def _restrict(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        return train
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        """The number of folds :meth:`split` yields for these arguments (``n_splits`` without ``groups``)."""
+        if groups is None:
+            return self._requested()
+        return sum(1 for _ in self.split(X, y, groups))
+
+    def _requested(self) -> int:
+        if self.n_splits is None:
+            raise ValueError("leave-one-group-out: the number of splits depends on groups; pass groups")
+        return int(self.n_splits)
 
     def _iter_test_indices(self, X=None, y=None, groups=None):  # required by the ABC; split is overridden
         for _, test in self.split(X, y, groups):
@@ -164,36 +205,6 @@ class NSCSplit(GroupSplit):
                 yield np.sort(tr), np.sort(te)
 
 
-class _ExcludingNSC(NSCSplit):
-    """NSC whose training rows sharing a ``labels`` value with any test row are dropped."""
-
-    _what = "labels"
-
-    def __init__(
-        self, labels: Sequence | None = None, n_splits: int | None = DEFAULT_NSC_FOLDS, random_state: int = 0
-    ) -> None:
-        super().__init__(n_splits, random_state)
-        self.labels = labels
-
-    def split(self, X, y=None, groups=None) -> Iterator[Split]:
-        if self.labels is None:
-            raise ValueError(f"{type(self).__name__} needs {self._what} (one per row) at construction")
-        self._labels = _groups(self.labels, len(X), f"{type(self).__name__} {self._what}")
-        yield from super().split(X, y, groups)
-
-    def _restrict(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        return train[~np.isin(self._labels[train], np.unique(self._labels[test]))]
-
-
-class NSCBSplit(_ExcludingNSC):
-    """Not same compound or batch: NSC, and training rows of any batch of the test treatments are dropped.
-
-    ``labels``: batch per row, aligned with the ``X`` given to ``split``.
-    """
-
-    _what = "batches"
-
-
 def plate_components(treatments: Sequence, plates: Sequence, ubiquitous: float = 0.5) -> np.ndarray:
     """Connected component of each row in the treatment-plate graph, (n,) int.
 
@@ -214,22 +225,71 @@ def plate_components(treatments: Sequence, plates: Sequence, ubiquitous: float =
     return component
 
 
-class NSCPlateSplit(_ExcludingNSC):
+class NSCBSplit(NSCSplit):
+    """Not same compound or batch: NSC, and training rows of any batch of the test treatments are dropped.
+
+    ``split(X, y, groups, batches)``: ``groups`` the treatment and ``batches`` the batch of each row.
+    Leave-one-out (``n_splits=None``) holds out one treatment at a time (Ljosa et al. 2013). With K
+    folds, the folds are grouped over the connected components of the treatment-batch graph
+    (:func:`plate_components` of treatments and batches), so a fold's test treatments take their
+    batches with them and the other folds keep training rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> treatments = np.array(["a", "a", "b", "b", "c", "c"])
+    >>> batches = np.array(["W1", "W1", "W1", "W2", "W2", "W2"])  # b straddles both: it has no fold
+    >>> for train, test in NSCBSplit(None).split(np.zeros((6, 1)), groups=treatments, batches=batches):
+    ...     print(np.unique(treatments[test]).tolist(), "->", batches[train].tolist())
+    ['a'] -> ['W2', 'W2', 'W2']
+    ['c'] -> ['W1', 'W1', 'W1']
+    """
+
+    __metadata_request__split = {"groups": True, "batches": True}
+
+    def split(self, X, y=None, groups=None, batches=None) -> Iterator[Split]:
+        """Yield (train, test) row indices; ``groups`` treatments, ``batches`` batches (n,) each."""
+        n = _n_rows(X, (groups, batches, y))
+        what = type(self).__name__
+        batches = _per_row(batches, n, what, "batches")
+        if self.n_splits is not None:
+            groups = plate_components(_per_row(groups, n, what), batches).astype(str)
+        yield from self._split(X, y, groups, batches)
+
+    def get_n_splits(self, X=None, y=None, groups=None, batches=None) -> int:
+        """The number of folds :meth:`split` yields for these arguments (``n_splits`` without data)."""
+        if groups is None and batches is None:
+            return self._requested()
+        return sum(1 for _ in self.split(X, y, groups, batches))
+
+
+class NSCPlateSplit(NSCSplit):
     """Held-out treatments on unseen plates: no test treatment and no test plate in training.
 
-    ``labels``: plate per row, aligned with the ``X`` given to ``split``. Folds are grouped
-    K-fold (stratified by class when ``y`` is given) over the connected components of the
-    treatment-plate graph (:func:`plate_components`), so a fold's test treatments take their
-    plates with them and every other treatment stays on training plates; training rows on a
-    test plate (a ubiquitous control) are dropped. The layout allows this only when there
-    are several components: with every treatment on every plate there is one
+    ``split(X, y, groups, plates)``: ``groups`` the treatment and ``plates`` the plate of each
+    row. Folds are grouped K-fold (stratified by class when ``y`` is given) over the connected
+    components of the treatment-plate graph (:func:`plate_components`), so a fold's test
+    treatments take their plates with them and every other treatment stays on training plates;
+    training rows on a test plate (a ubiquitous control) are dropped. The layout allows this
+    only when there are several components: with every treatment on every plate there is one
     (:func:`nsc_plate_feasible`).
     """
 
-    _what = "plates"
+    __metadata_request__split = {"groups": True, "plates": True}
 
-    def _folds(self, groups: np.ndarray, y) -> Iterator[Split]:
-        yield from super()._folds(plate_components(groups, self._labels).astype(str), y)
+    def split(self, X, y=None, groups=None, plates=None) -> Iterator[Split]:
+        """Yield (train, test) row indices; ``groups`` treatments, ``plates`` plates (n,) each."""
+        n = _n_rows(X, (groups, plates, y))
+        what = type(self).__name__
+        plates = _per_row(plates, n, what, "plates")
+        components = plate_components(_per_row(groups, n, what), plates).astype(str)
+        yield from self._split(X, y, components, plates)
+
+    def get_n_splits(self, X=None, y=None, groups=None, plates=None) -> int:
+        """The number of folds :meth:`split` yields for these arguments (``n_splits`` without data)."""
+        if groups is None and plates is None:
+            return self._requested()
+        return sum(1 for _ in self.split(X, y, groups, plates))
 
 
 def nsc_plate_feasible(
@@ -248,16 +308,17 @@ def nsc_plate_feasible(
     k = None if n_splits is None else min(int(n_splits), n_components)
     n_treat = pd.Series(treatments).groupby(y).nunique()
     scorable = set(n_treat.index[n_treat >= 2])
-    X = np.zeros((len(y), 1))
     tested = np.zeros(len(y), dtype=bool)
     n_folds = 0
-    for train, test in NSCPlateSplit(plates, k, random_state).split(X, y, treatments):
-        n_folds += 1
-        tested[test] = True
-        lost = (set(y[test]) - set(y[train])) & scorable
-        if len(train) < min_kept * (len(y) - len(test)) or lost:
-            return False
-    # folds with no training rows are skipped by split
+    try:
+        for train, test in NSCPlateSplit(k, random_state).split(None, y, treatments, plates):
+            n_folds += 1
+            tested[test] = True
+            lost = (set(y[test]) - set(y[train])) & scorable
+            if len(train) < min_kept * (len(y) - len(test)) or lost:
+                return False
+    except ValueError:  # no fold keeps training rows
+        return False
     return n_folds >= 2 and bool(tested[np.isin(y, list(scorable))].all())
 
 
@@ -271,37 +332,102 @@ def make_splitter(
     batch: str | None = None,
     n_splits: int | None = None,
     random_state: int = 0,
-) -> tuple[GroupSplit, np.ndarray]:
-    """The splitter of ``kind`` (one of :data:`SPLITS`) for ``meta``'s rows and its ``groups`` array.
+) -> tuple[GroupSplit, dict[str, np.ndarray]]:
+    """The splitter of ``kind`` (one of :data:`SPLITS`) for ``meta``'s rows and its ``split`` arguments.
 
-    ``n_splits=None`` means each splitter's default (5 group folds, 10 NSC folds), ``0``
-    leave one group (plate, experiment, treatment) out. Missing columns raise a KeyError
-    naming them.
+    Parameters
+    ----------
+    kind : str
+        One of :data:`SPLITS`.
+    meta : DataFrame
+        The rows' metadata.
+    plate, treatment, experiment, batch : str
+        Column names (``batch`` only for ``nscb``).
+    n_splits : int or None
+        ``None``: each splitter's default (5 group folds, 10 NSC folds); ``0``: leave one group
+        (plate, experiment, treatment) out.
+    random_state : int
+        Seed of the stratified NSC folds.
+
+    Returns
+    -------
+    splitter, params
+        ``splitter.split(X, y, **params)`` gives the folds; ``params["groups"]`` is the held-out
+        unit per row, and ``params`` holds ``plates`` (``nsc-plate``) or ``batches`` (``nscb``).
+
+    Raises
+    ------
+    KeyError
+        A column the split needs is missing (the message names the option to pass).
     """
     if kind not in SPLITS:
         raise ValueError(f"unknown split {kind!r}; expected one of {', '.join(SPLITS)}")
 
     def column(name: str | None, what: str) -> np.ndarray:
-        if name is None or name not in meta.columns:
-            raise KeyError(f"--split {kind} needs the {what} column {name!r}, which the table lacks")
+        if name is None:
+            raise KeyError(f"--split {kind} needs a {what} column: pass --{what} COLUMN")
+        if name not in meta.columns:
+            raise KeyError(
+                f"--split {kind} needs the {what} column {name!r}, which the table lacks; pass --{what} with one of "
+                f"{[c for c in meta.columns if str(c).startswith('Metadata_')]}"
+            )
         if meta[name].isna().any():
-            raise ValueError(f"{what} column {name!r} has {int(meta[name].isna().sum())} missing values")
+            raise ValueError(
+                f"--split {kind}: the {what} column {name!r} has {int(meta[name].isna().sum())} missing values"
+            )
         return meta[name].astype(str).to_numpy()
 
     def folds(default: int) -> int | None:
         return default if n_splits is None else (None if n_splits == 0 else n_splits)
 
     if kind == "plate":
-        return PlateSplit(folds(DEFAULT_GROUP_FOLDS)), column(plate, "plate")
+        return PlateSplit(folds(DEFAULT_GROUP_FOLDS)), {"groups": column(plate, "plate")}
     if kind == "experiment":
-        return ExperimentSplit(folds(DEFAULT_GROUP_FOLDS)), column(experiment, "experiment")
+        return ExperimentSplit(folds(DEFAULT_GROUP_FOLDS)), {"groups": column(experiment, "experiment")}
     groups = column(treatment, "treatment")
     k = folds(DEFAULT_NSC_FOLDS)
     if kind == "nsc":
-        return NSCSplit(k, random_state), groups
+        return NSCSplit(k, random_state), {"groups": groups}
     if kind == "nscb":
-        return NSCBSplit(column(batch, "batch"), k, random_state), groups
-    return NSCPlateSplit(column(plate, "plate"), k, random_state), groups
+        return NSCBSplit(k, random_state), {"groups": groups, "batches": column(batch, "batch")}
+    return NSCPlateSplit(k, random_state), {"groups": groups, "plates": column(plate, "plate")}
+
+
+def first_fold(cv: BaseCrossValidator, X, y, **params) -> Split | None:
+    """The inner (train, validation) split a ``cv`` gives: of its folds, the first whose training
+    part keeps the most classes; ``None`` when it yields none (too few groups, no training rows).
+
+    ``params`` are ``cv.split``'s per-row arguments (``groups``, ``plates``, ``batches``); those
+    the splitter does not take are ignored, so one call serves every splitter.
+    """
+    accepted = inspect.signature(cv.split).parameters
+    kwargs = {k: v for k, v in params.items() if k in accepted and v is not None}
+    y = np.asarray(y)
+    try:
+        folds = [(tr, va) for tr, va in cv.split(X, y, **kwargs) if len(tr) and len(va)]
+    except ValueError:
+        return None
+    if not folds:
+        return None
+    return max(folds, key=lambda f: len(np.unique(y[f[0]])))
+
+
+def inner_split(kind: str, meta: pd.DataFrame, y: np.ndarray, fraction: float, random_state: int, **columns) -> Split:
+    """A fold of the outer split's own kind on the training rows ``meta``: the inner split mirrors the outer.
+
+    ``round(1 / fraction)`` folds (4 for 0.25), the first whose training part keeps the most
+    classes (:func:`first_fold`); an NSC outer split gets an NSC inner split (no treatment in
+    both inner train and validation), NSC-plate also holds out the validation plates, a plate
+    split holds out plates. Falls back to NSC when no NSC-plate fold keeps training rows.
+    ``columns``: ``plate=``, ``treatment=``, ``experiment=``, ``batch=``.
+    """
+    k = max(2, int(round(1 / fraction)))
+    for attempt in (kind, "nsc") if kind == "nsc-plate" else (kind,):
+        splitter, params = make_splitter(attempt, meta, n_splits=k, random_state=random_state, **columns)
+        fold = first_fold(splitter, None, y, **params)
+        if fold is not None:
+            return fold
+    raise ValueError(f"no inner {kind} validation split possible on {len(meta)} training rows")
 
 
 def validation_split(y: np.ndarray, groups: np.ndarray | None, fraction: float, random_state: int) -> Split | None:
@@ -328,25 +454,3 @@ def validation_split(y: np.ndarray, groups: np.ndarray | None, fraction: float, 
     if len(tr) == 0 or len(va) == 0:
         return None
     return np.sort(tr), np.sort(va)
-
-
-def inner_split(kind: str, meta: pd.DataFrame, y: np.ndarray, fraction: float, random_state: int, **columns) -> Split:
-    """A fold of the outer split's own kind on the training rows ``meta``: the inner split mirrors the outer.
-
-    ``round(1 / fraction)`` folds (4 for 0.25), the first whose training part keeps the most
-    classes; an NSC outer split gets an NSC inner split
-    (no treatment in both inner train and validation), NSC-plate drops the validation
-    plates, a plate split holds out plates. Falls back to NSC when an NSC-plate fold would
-    leave no training rows. ``columns``: ``plate=``, ``treatment=``, ``experiment=``, ``batch=``.
-    """
-    k = max(2, int(round(1 / fraction)))
-    X = np.zeros((len(meta), 1))
-    y = np.asarray(y)
-    for attempt in (kind, "nsc") if kind == "nsc-plate" else (kind,):
-        splitter, groups = make_splitter(attempt, meta, n_splits=k, random_state=random_state, **columns)
-        if len(np.unique(groups)) < 2:
-            break
-        folds = [(tr, va) for tr, va in splitter.split(X, y, groups) if len(tr) and len(va)]
-        if folds:  # the first fold whose inner training keeps the most classes
-            return max(folds, key=lambda f: len(np.unique(y[f[0]])))
-    raise ValueError(f"no inner {kind} validation split possible on {len(meta)} training rows")

@@ -1,0 +1,250 @@
+"""Training data: the labelled, plate-normalised rows a run trains and scores on, row-aligned.
+
+:func:`load_training_data` reads the user's columns (:class:`moa_features.columns.Columns`),
+fills a missing label column from an annotation, normalises each plate against its negative
+controls (:mod:`moa_features.profiling`), drops unlabelled, excluded and (``--active-only``)
+inactive rows and collects the per-row arrays every fold needs (:class:`TrainingData`).
+:func:`fold_data` gives a fold's view: with ``pooled`` normalisation, the control spread pooled
+over the fold's training plates only.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from moa_features import profiling, schema
+from moa_features.columns import Columns
+from moa_features.io import read_table
+from moa_features.models.cnn import thumbnail_reference
+
+
+@dataclass
+class TrainingData:
+    """Everything a fold needs, row-aligned: ``n`` labelled rows.
+
+    X: (n, p) plate-normalised features; y: (n,) labels (their own type); plates: (n,) plate
+    ids; treatments: (n,) treatment ids (the NSC unit; wells if there is no treatment
+    column); profiles: (n,) treatment-profile keys (treatment x concentration); wells: (n,)
+    well keys; thumbs: (n, S, S, C) uint8 or ``None``; thumb_reference: (n, C) per-plate
+    channel reference of the embedding CNN's input in DN (``None`` without thumbnails or
+    with ``normalize="none"``); meta: the rows' metadata columns.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    plates: np.ndarray
+    treatments: np.ndarray
+    profiles: np.ndarray
+    wells: np.ndarray
+    meta: pd.DataFrame
+    feature_names: list[str]
+    thumbs: np.ndarray | None = None
+    thumb_reference: np.ndarray | None = None
+    inactive: list[str] = field(default_factory=list)  # treatments dropped by --active-only
+    activity: pd.DataFrame | None = None  # --active-only: phenotypic activity per treatment (activity.csv)
+    normalization: str = "none"  # the normalisation applied (``auto`` resolved)
+    # ``pooled`` pools the control spread over plates: renormalize(train_plates) -> X with that spread pooled
+    # over the training plates' controls only, so a held-out plate's wells never reach a fold's training rows.
+    renormalize: Callable[[np.ndarray], np.ndarray] | None = None
+    columns: Columns = field(default_factory=Columns)
+    classes: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.classes = np.unique(self.y)
+
+
+def _log(msg: str) -> None:
+    print(f"[train] {msg}", file=sys.stderr, flush=True)
+
+
+def _keys(df: pd.DataFrame, columns: Sequence[str | None]) -> np.ndarray | None:
+    """Row keys joined from ``columns`` (``None`` if any is missing)."""
+    if any(c is None or c not in df.columns for c in columns):
+        return None
+    return df[list(columns)].astype(str).agg("@".join, axis=1).to_numpy()
+
+
+def _well_keys(df: pd.DataFrame, plate: str) -> np.ndarray:
+    """Well id per row: ``Metadata_well_id``, else plate@well, else the row itself."""
+    for cols in ([schema.WELL_ID], [plate, schema.WELL]):
+        keys = _keys(df, cols)
+        if keys is not None:
+            return keys
+    return np.arange(len(df)).astype(str)
+
+
+def _fill_labels(df: pd.DataFrame, table_path: Path, label: str, annotation: str | Path | None) -> pd.DataFrame:
+    """Fill a missing label column from a treatment -> MoA annotation table, or explain what is needed."""
+    if label in df.columns:
+        return df
+    if schema.TREATMENT not in df.columns:
+        raise KeyError(
+            f"{table_path}: label column {label!r} is missing and there is no {schema.TREATMENT} "
+            f"column to annotate from; pass --label with one of {schema.metadata_columns(df.columns)}"
+        )
+    if annotation is None:
+        sidecar = schema.sidecar_paths(table_path)["annotation"]
+        if not sidecar.exists():
+            raise KeyError(
+                f"{table_path}: label column {label!r} is missing; annotate the treatments first "
+                f"(moa-features annotate) and pass --annotation treatment_moa.csv"
+            )
+        annotation = sidecar
+    from moa_features.annotate import apply_annotation
+
+    _log(f"filling {label} from the annotation {annotation}")
+    out = apply_annotation(df, read_table(annotation))
+    if label not in out.columns:
+        raise KeyError(f"annotation {annotation} did not produce the label column {label!r}")
+    return out
+
+
+def drop_inactive(
+    df: pd.DataFrame, treatment: str, plate: str, control: np.ndarray, seed: int = 0
+) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """Keep controls and phenotypically active treatments only (``--active-only``).
+
+    Returns the kept rows, the dropped treatments and the activity table (one row per treatment).
+
+    Activity comes from :func:`moa_features.activity.phenotypic_activity` (copairs mAP of
+    each treatment's replicates against negative controls, corrected p-value; column
+    ``active``), computed on the normalised table before labels are excluded.
+    """
+    try:
+        from moa_features.activity import phenotypic_activity
+    except ImportError as err:
+        raise ValueError(
+            "--active-only needs moa_features.activity (phenotypic activity with copairs), "
+            f"which this installation lacks: {err}"
+        ) from err
+    activity = phenotypic_activity(df, treatment=treatment, plate=plate, seed=seed)
+    inactive = set(activity.loc[~activity["active"].astype(bool), "treatment"].astype(str))
+    keys = [_keys(df, [treatment]), _keys(df, [treatment, schema.CONCENTRATION])]  # name or name@concentration
+    drop = np.any([np.isin(k, list(inactive)) for k in keys if k is not None], axis=0) & ~np.asarray(
+        control, dtype=bool
+    )
+    return df.loc[~drop], sorted(inactive), activity
+
+
+def load_training_data(
+    table: pd.DataFrame,
+    *,
+    table_path: Path = Path("<table>"),
+    thumbs: np.ndarray | None = None,
+    columns: Columns | None = None,
+    normalize: str = profiling.DEFAULT_NORMALIZATION,
+    exclude_labels: Sequence[str] = (),
+    annotation: str | Path | None = None,
+    active_only: bool = False,
+    seed: int = 0,
+) -> TrainingData:
+    """Normalise per plate, drop unlabelled, inactive (``active_only``) and excluded rows, collect the arrays.
+
+    ``thumbs`` (N, S, S, C) must be row-aligned with ``table``. ``columns`` names the plate,
+    treatment and label columns and the negative controls (:meth:`Columns.controls`); controls
+    are used for normalisation whether or not they are a class (``exclude_labels`` removes
+    classes after normalisation).
+    """
+    columns = columns or Columns()
+    label, group, treatment = columns.label, columns.plate, columns.treatment
+    df = _fill_labels(table.reset_index(drop=True), table_path, label, annotation)
+    if group not in df.columns:
+        raise KeyError(
+            f"{table_path}: plate column {group!r} not found; pass --plate with one of "
+            f"{schema.metadata_columns(df.columns)}"
+        )
+    features = schema.feature_columns(df.columns)
+    bad = [c for c in features if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise TypeError(
+            f"{table_path}: non-numeric feature column(s) {bad[:5]}; metadata columns must start with "
+            f"{schema.METADATA_PREFIX!r}"
+        )
+    if not features:
+        raise ValueError(f"{table_path}: no feature columns (every column starts with {schema.METADATA_PREFIX!r})")
+    if thumbs is not None and len(thumbs) != len(df):
+        raise ValueError(
+            f"thumbnails have {len(thumbs)} rows but the table {table_path} has {len(df)}; "
+            "they must be row-aligned (written together by extract)"
+        )
+    raw = df[features].to_numpy(dtype=np.float64)
+    done = profiling.normalize_table(df, normalize, plate=group, control=columns.controls(df), features=features)
+    df, control = done.table, done.control
+    _log(f"normalisation: {done.method} ({done.note})")
+    reference = None
+    if thumbs is not None:
+        reference = thumbnail_reference(thumbs, df[group].astype(str).to_numpy(), control, done.method)
+    keep = df[label].notna().to_numpy().copy()
+    if (~keep).any():
+        _log(f"dropping {int((~keep).sum())} rows with no {label}")
+    dropped: list[str] = []
+    activity = None
+    if active_only:
+        if treatment is None or treatment not in df.columns:
+            raise KeyError(f"{table_path}: --active-only needs the treatment column {treatment!r}")
+        kept, dropped, activity = drop_inactive(df, treatment, group, control, seed)
+        keep &= df.index.isin(kept.index)
+        _log(f"--active-only: dropped {len(dropped)} inactive treatment(s)")
+    excluded = df[label].astype(str).isin([str(v) for v in exclude_labels]).to_numpy()
+    if excluded.any():
+        _log(f"excluding {int(excluded.sum())} rows labelled {sorted(set(exclude_labels))}")
+    keep &= ~excluded
+    rows = np.flatnonzero(keep)
+    renormalize = None
+    if done.method == "pooled":
+        renormalize = _pooled_renormalizer(raw, df[group].astype(str).to_numpy(), np.asarray(control, bool), rows)
+    df = df.iloc[rows].reset_index(drop=True)
+    y = df[label].to_numpy()
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"{table_path}: need at least 2 classes in {label!r} after exclusions, got {np.unique(y).tolist()}"
+        )
+    wells = _well_keys(df, group)
+    treatments = _keys(df, [treatment])
+    profiles = _keys(df, [treatment, schema.CONCENTRATION]) if schema.CONCENTRATION in df.columns else treatments
+    return TrainingData(
+        X=df[features].to_numpy(dtype=np.float64),
+        y=y,
+        plates=df[group].astype(str).to_numpy(),
+        treatments=wells if treatments is None else treatments,
+        profiles=wells if profiles is None else profiles,
+        wells=wells,
+        meta=df[schema.metadata_columns(df.columns)],
+        feature_names=list(features),
+        thumbs=None if thumbs is None else np.asarray(thumbs[rows]),
+        thumb_reference=None if reference is None else reference[rows],
+        inactive=dropped,
+        activity=activity,
+        normalization=done.method,
+        renormalize=renormalize,
+        columns=columns,
+    )
+
+
+def _pooled_renormalizer(
+    raw: np.ndarray, plates: np.ndarray, control: np.ndarray, rows: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``pooled`` normalisation with the pooled spread learned from the given training plates' controls.
+
+    raw: (N, p) features of every table row before normalisation; plates, control: (N,);
+    rows: the kept (labelled) rows. Each plate keeps its own control centre and spread.
+    """
+
+    def renormalize(train_plates: np.ndarray) -> np.ndarray:
+        reference = control & np.isin(plates, np.unique(train_plates))
+        pooled = profiling.pooled_control_spread(raw, plates, reference)
+        center, spread = profiling.plate_statistics(raw, plates, control, profiling.SPREAD_SHRINKAGE, pooled)
+        return ((raw - center) / spread)[rows]
+
+    return renormalize
+
+
+def fold_data(data: TrainingData, train: np.ndarray) -> TrainingData:
+    """``data`` as a fold sees it: with ``pooled`` normalisation, the spread pooled over its training plates only."""
+    return data if data.renormalize is None else replace(data, X=data.renormalize(data.plates[train]))

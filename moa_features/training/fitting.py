@@ -1,0 +1,274 @@
+"""Fitting one fold: every requested model on the fold's training rows, predictions for its test rows.
+
+:func:`fit_fold` fits the preprocessing and each model of :class:`Settings` on the training rows
+only; :func:`predict_fold` gives each model's probabilities for other rows; :func:`evaluate_folds`
+runs the outer folds and collects :class:`FoldResults`; :func:`fit_final` refits on all rows for
+``moa-features predict``. Inner validation (early stopping, the embedding CNN's epoch budget,
+the ensemble's weights) uses a fold of the outer split's own kind on the training rows
+(:func:`moa_features.training.folds.inner_cv`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from moa_features.models import registry, splits
+from moa_features.models.ensemble import ProbabilityVote, align_proba
+from moa_features.models.preprocessing import make_preprocessor
+from moa_features.training.data import TrainingData, fold_data
+from moa_features.training.folds import inner_cv
+
+DEFAULT_MODELS = ("xgboost", "ensemble", "knn")
+Params = dict[str, np.ndarray]  # the outer split's per-row ``split`` arguments (groups, plates, batches)
+
+
+def _log(msg: str) -> None:
+    print(f"[train] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Settings:
+    """Model and split settings shared by every fold (the command line's options).
+
+    ``split``: one of :data:`moa_features.models.splits.SPLITS` (resolved, never ``auto``);
+    ``n_splits``: outer folds (``None``: the splitter's default; ``0``: leave one group out).
+    """
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    seed: int = 0
+    split: str = "nsc"
+    n_splits: int | None = None
+    cnn_epochs: int = 100
+    cnn_patience: int = 5
+    cnn_batch_size: int = 32
+    scheduler: str | None = None
+    n_jobs: int = 1
+
+    def build(self, name: str):
+        """An unfitted estimator of registry model ``name`` with these settings."""
+        return registry.get(name).build(
+            seed=self.seed,
+            n_jobs=self.n_jobs,
+            scheduler=self.scheduler,
+            cnn_epochs=self.cnn_epochs,
+            cnn_patience=self.cnn_patience,
+            cnn_batch_size=self.cnn_batch_size,
+        )
+
+
+def _expand_models(models: Sequence[str], has_thumbs: bool) -> tuple[str, ...]:
+    """Requested models plus the ensemble's members and the chance baseline, in registry order."""
+    for m in models:
+        registry.get(m)
+    wanted = set(models)
+    images = wanted & set(registry.names(input="thumbnails"))
+    if images and not has_thumbs:
+        raise ValueError(f"model(s) {sorted(images)} need thumbnails: pass --thumbs NAME.thumbs.npy")
+    if "ensemble" in wanted:
+        wanted |= {m for m in registry.ENSEMBLE_MEMBERS if has_thumbs or registry.get(m).input == "features"}
+    wanted |= set(registry.names(chance=True))
+    return tuple(m for m in registry.MODELS if m in wanted)
+
+
+def fit_fold(
+    data: TrainingData, train: np.ndarray, settings: Settings, params: Params
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fit every model of ``settings.models`` on the rows ``train`` only.
+
+    ``params``: the outer split's per-row ``split`` arguments (``groups`` the held-out unit per
+    row, and ``plates`` / ``batches``); early-stopping splits hold the units
+    out whole. Returns the fitted objects by name (``preprocess``, each model, ``ensemble``
+    a :class:`~moa_features.models.ensemble.ProbabilityVote`) and the seconds each took.
+    """
+    models = _expand_models(settings.models, data.thumbs is not None)
+    fitted: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    y, g = data.y[train], params["groups"][train]
+
+    t = time.perf_counter()
+    fitted["preprocess"] = make_preprocessor().fit(data.X[train])
+    seconds["preprocess"] = time.perf_counter() - t
+    Xtr = fitted["preprocess"].transform(data.X[train])
+    fitters = {  # how each registry model is fitted on the fold's training rows
+        "xgboost": lambda m: m.fit(Xtr, y, groups=g),
+        "knn": lambda m: m.fit(Xtr, y, treatments=data.profiles[train], wells=data.wells[train]),
+        "majority": lambda m: m.fit(Xtr, y),
+        "cnn": lambda m: m.fit(data.thumbs[train], y, groups=g),
+    }
+    for name in (m for m in models if m in fitters):
+        t = time.perf_counter()
+        fitted[name] = fitters[name](settings.build(name))
+        seconds[name] = time.perf_counter() - t
+    if "cnn_embedding" in models or "ensemble" in models:
+        t = time.perf_counter()
+        _fit_inner(data, train, settings, params, fitted, with_ensemble="ensemble" in models)
+        seconds["inner"] = time.perf_counter() - t
+    return fitted, seconds
+
+
+def _reference(data: TrainingData, rows: np.ndarray) -> np.ndarray | None:
+    return None if data.thumb_reference is None else data.thumb_reference[rows]
+
+
+def inner_fold(data: TrainingData, train: np.ndarray, settings: Settings, params: Params) -> splits.Split:
+    """Inner (train, validation) rows, as indices into ``train``: a fold of the outer split's own kind
+    (:func:`~moa_features.training.folds.inner_cv`), NSC when no ``nsc-plate`` fold keeps training rows."""
+    sub = {k: np.asarray(v)[train] for k, v in params.items()}
+    for kind in (settings.split, "nsc") if settings.split == "nsc-plate" else (settings.split,):
+        fold = splits.first_fold(inner_cv(kind, settings.seed), None, data.y[train], **sub)
+        if fold is not None:
+            return fold
+    raise ValueError(f"no inner {settings.split} validation split possible on {len(train)} training rows")
+
+
+def _fit_inner(
+    data: TrainingData, train: np.ndarray, settings: Settings, params: Params, fitted: dict, with_ensemble: bool
+) -> None:
+    """What the inner split (first fold of the outer split's kind on ``train``) decides.
+
+    The embedding CNN trains on the inner-training rows with early stopping on the inner
+    validation rows; the best epoch count is then its budget for a refit on all of
+    ``train`` (``cnn_embedding``). Ensemble weights are chosen on the inner validation rows
+    from members fitted on the inner-training rows only; at test time the vote blends the
+    fold's full-training members.
+    """
+    tr, va = inner_fold(data, train, settings, params)
+    inner, val = train[tr], train[va]
+    fitted["inner_split"] = (inner, val)
+    probas: list[np.ndarray] = []
+    names: list[str] = []
+    if data.thumbs is not None:
+        seen = val[np.isin(data.y[val], np.unique(data.y[inner]))]
+        cnn = settings.build("cnn_embedding")
+        ref_v = () if data.thumb_reference is None else (data.thumb_reference[seen],)
+        cnn.fit(
+            data.thumbs[inner],
+            data.y[inner],
+            reference=_reference(data, inner),
+            validation_data=(data.thumbs[seen], data.y[seen]) + ref_v if len(seen) else None,
+            groups=None if len(seen) else data.treatments[inner],
+        )
+        epochs = int(np.argmin(cnn.history_.get("val_loss", cnn.history_["loss"]))) + 1
+        full = clone(cnn).set_params(epochs=epochs, validation_fraction=0)
+        fitted["cnn_embedding"] = full.fit(data.thumbs[train], data.y[train], reference=_reference(data, train))
+        fitted["cnn_embedding"].selected_epochs_ = epochs
+        fitted["cnn_embedding"].validation_history_ = cnn.history_  # the curve that chose ``epochs``
+        probas.append(
+            align_proba(cnn.predict_proba(data.thumbs[val], _reference(data, val)), cnn.classes_, data.classes)
+        )
+        names.append("cnn_embedding")
+    if not with_ensemble:
+        return
+    pre = make_preprocessor().fit(data.X[inner])
+    Xi, Xv = pre.transform(data.X[inner]), pre.transform(data.X[val])
+    xgb = settings.build("xgboost").fit(Xi, data.y[inner], groups=data.treatments[inner])
+    knn = settings.build("knn").fit(Xi, data.y[inner], treatments=data.profiles[inner], wells=data.wells[inner])
+    probas = [align_proba(m.predict_proba(Xv), m.classes_, data.classes) for m in (xgb, knn)] + probas
+    fitted["ensemble"] = ProbabilityVote(["xgboost", "knn"] + names, data.classes).fit(probas, data.y[val])
+
+
+def predict_fold(fitted: dict[str, Any], data: TrainingData, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """(len(rows), k) probabilities in ``data.classes`` order for every fitted model."""
+    X = fitted["preprocess"].transform(data.X[rows])
+    out: dict[str, np.ndarray] = {}
+    for name in registry.MODELS:
+        if name not in fitted or name == "ensemble":
+            continue
+        m = fitted[name]
+        if registry.get(name).input == "features":
+            p = m.predict_proba(X)
+        else:
+            ref = data.thumb_reference[rows] if getattr(m, "uses_reference_", False) else None
+            p = m.predict_proba(data.thumbs[rows], ref)
+        out[name] = align_proba(p, m.classes_, data.classes)
+    if "ensemble" in fitted:
+        ens = fitted["ensemble"]
+        out["ensemble"] = align_proba(ens.predict_proba([out[n] for n in ens.names]), ens.classes_, data.classes)
+    return out
+
+
+@dataclass
+class FoldResults:
+    """What the fold loop collects: row predictions and per-fold records."""
+
+    predictions: pd.DataFrame
+    histories: dict[str, list]
+    importance: np.ndarray
+    n_selected: list[int]
+    ensemble: list[dict]
+    cnn_epochs: list[int]
+    timings: dict[str, float]
+    untrained: list = field(default_factory=list)  # classes tested in a fold whose training rows lack them
+
+
+def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Settings) -> FoldResults:
+    """Fit on each fold's training rows, predict its test rows; one row per (model, test row)."""
+    preds, ensemble, epochs, n_selected, untrained = [], [], [], [], set()
+    histories: dict[str, list] = {"cnn": [], "cnn_embedding": []}
+    importance = np.zeros(len(data.feature_names))
+    timings: dict[str, float] = {}
+    full = data
+    for fold, (train, test) in enumerate(folds):
+        t0 = time.perf_counter()
+        data = fold_data(full, train)
+        fitted, seconds = fit_fold(data, train, settings, params)
+        proba = predict_fold(fitted, data, test)
+        untrained |= set(data.y[test].tolist()) - set(data.y[train].tolist())
+        for k, v in seconds.items():
+            timings[k] = timings.get(k, 0.0) + v
+        support = fitted["preprocess"].named_steps["select"].support_
+        n_selected.append(int(support.sum()))
+        if "xgboost" in fitted:
+            importance[support] += fitted["xgboost"].feature_importances_
+        for name in histories:
+            if name in fitted:
+                histories[name].append(getattr(fitted[name], "validation_history_", fitted[name].history_))
+        if "cnn_embedding" in fitted:
+            epochs.append(int(fitted["cnn_embedding"].selected_epochs_))
+        if "ensemble" in fitted:
+            ens = fitted["ensemble"]
+            ensemble.append(
+                {
+                    "weights": dict(zip(ens.names, (float(w) for w in ens.weights_))),
+                    "fallback": ens.fallback_,
+                    "validation_loss": ens.validation_loss_,
+                }
+            )
+        keys = {"unit_key": params["groups"][test], "treatment_key": data.profiles[test], "well_key": data.wells[test]}
+        for name, p in proba.items():
+            frame = data.meta.iloc[test].reset_index(drop=True)
+            frame.insert(0, "fold", fold)
+            frame.insert(0, "model", name)
+            for k, v in keys.items():
+                frame[k] = v
+            frame["y_true"] = data.y[test]
+            frame["y_pred"] = data.classes[np.argmax(p, axis=1)]
+            frame[[f"proba_{c}" for c in data.classes]] = p
+            preds.append(frame)
+        _log(
+            f"fold {fold + 1}/{len(folds)}: {len(train)} train, {len(test)} test rows, {time.perf_counter() - t0:.1f} s"
+        )
+    return FoldResults(
+        pd.concat(preds, ignore_index=True),
+        histories,
+        importance / len(folds),
+        n_selected,
+        ensemble,
+        epochs,
+        timings,
+        sorted(untrained, key=str),
+    )
+
+
+def fit_final(data: TrainingData, settings: Settings, params: Params) -> dict[str, Any]:
+    """Every model refitted on all rows (for ``moa-features predict``)."""
+    fitted, _ = fit_fold(data, np.arange(len(data.y)), settings, params)
+    return fitted

@@ -256,9 +256,7 @@ def test_active_only_drops_inactive_treatments(screen, tmp_path):
     df.loc[inert, feats] = ctrl[: int(inert.sum())]
     path = tmp_path / "inert.parquet"
     df.to_parquet(path)
-    expected = activity.phenotypic_activity(
-        profiling.normalize(df, "controls", control=control_mask(df)), seed=0
-    )
+    expected = activity.phenotypic_activity(profiling.normalize(df, "controls", control=control_mask(df)), seed=0)
     inactive = sorted(expected.loc[~expected["active"].astype(bool), "treatment"].astype(str))
     metrics = train.run_training(
         path,

@@ -7,7 +7,8 @@ The layers, earliest first (a module may import its own layer and earlier ones):
 1. inputs: ``datasets``, ``synthetic`` (images and their metadata) and ``annotate`` (treatment
    names -> MoA; it needs only metadata, so extraction may annotate as it reads);
 2. per-site measurement: ``features``, ``illumination``, ``calibration`` (the first pass);
-3. ``extract`` (images -> feature table);
+3. ``extraction`` (images -> feature table; ``extract`` is its entry module, ``python -m
+   moa_features.extract``, and counts as part of it);
 4. profiles: ``profiling`` (normalisation, consensus); ``activity`` (phenotypic activity, mAP) sits with ``models``;
 5. ``models`` (estimators, splitters, registry);
 6. ``train`` (evaluation run -> ``models/RUN``);
@@ -16,7 +17,7 @@ The layers, earliest first (a module may import its own layer and earlier ones):
 9. ``app`` (people look and vote);
 10. orchestration: ``pipeline``, ``cli``, ``demo``, ``__main__`` chain the stages and may import any.
 
-Also, the pipeline's steps ``extract``, ``train``, ``predict``, ``report`` and ``app`` never import
+Also, the pipeline's steps ``extraction``, ``train``, ``predict``, ``report`` and ``app`` never import
 one another, not even backwards: what two steps share lives in an earlier layer.
 
 Imports are read from the source with :mod:`ast` (also those inside functions); only the
@@ -38,7 +39,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         {"moa_features", "schema", "io", "display", "votes", "runs", "_optional"},
         {"datasets", "synthetic", "annotate"},
         {"features", "illumination", "calibration"},
-        {"extract"},
+        {"extraction"},
         {"profiling"},
         {"models", "activity"},  # activity selects features with models.preprocessing
         {"train"},
@@ -48,14 +49,16 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         {"pipeline", "cli", "demo", "__main__"},
     )
 )
-STEPS = frozenset({"extract", "train", "predict", "report", "app"})
+STEPS = frozenset({"extraction", "train", "predict", "report", "app"})
+ENTRY_MODULES = {"extract": "extraction"}  # a thin entry module (`python -m moa_features.extract`) -> its unit
 NON_CODE = frozenset({"data"})  # package data folders, no modules
 
 
 def component(module: str) -> str:
     """The top-level unit of ``moa_features.<unit>[.sub...]``; ``moa_features`` itself for the root."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else parts[0]
+    unit = parts[1] if len(parts) > 1 else parts[0]
+    return ENTRY_MODULES.get(unit, unit)
 
 
 def layer_of(unit: str) -> int:

@@ -59,7 +59,7 @@ def probe_images(
     step = max(1, len(sites) // PROBE_SITES)
     headers: list[tuple[tuple[int, int], str, str]] = []
     for site in sites[::step][:PROBE_SITES]:
-        if len(site.paths) == 1 and len(site.channels) > 1:
+        if site.is_stack:
             try:
                 shape = site.load().shape[1:]
             except SiteReadError:

@@ -40,11 +40,11 @@ from moa_features.features import measure_site as measure_features
 from moa_features.features.texture import robust_range, run_lut
 from moa_features.illumination import MIN_SITES, block_means, correct, illumination_function
 from moa_features.io import atomic_path
+from moa_features.masks import read_user_masks
 
 VERSION = 1
 ILLUM_SAMPLE = 32
 TEXTURE_SAMPLE = 64
-OBJECT_MASKS = ("Nuclei", "Cells")  # user masks: Metadata_ObjectsPath_<name> (LoadData ObjectsFileName_<name>)
 
 
 @dataclass(frozen=True)
@@ -265,25 +265,6 @@ def calibration_summary(params: FeatureParams) -> dict[str, Any] | None:
     return {"folder": params.calibration, "illumination": info["illumination"], "texture": info["texture"]}
 
 
-def _user_masks(site, shape: tuple[int, int]):
-    """The site's own masks from ``Metadata_ObjectsPath_Nuclei`` (and ``_Cells``), if given."""
-    from moa_features.datasets import read_image
-
-    paths = {name: site.metadata.get(f"{schema.METADATA_PREFIX}ObjectsPath_{name}") for name in OBJECT_MASKS}
-    if not paths["Nuclei"]:
-        return None
-    labels = {}
-    for name, path in paths.items():
-        if path:
-            labels[name] = read_image(path, site.site_id, f"{name} mask")
-            if labels[name].shape != tuple(shape):
-                raise ValueError(f"{path}: {name} mask is {labels[name].shape}, expected the image size {tuple(shape)}")
-    try:
-        return masks_from_labels(labels["Nuclei"], labels.get("Cells"))
-    except ValueError as error:
-        raise ValueError(f"{paths['Cells'] or paths['Nuclei']}: {error}") from None
-
-
 def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[str, float], pd.DataFrame | None]:
     """The per-site work of ``extract``: illumination-correct, measure, per-object rows.
 
@@ -300,7 +281,8 @@ def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[s
         if function is not None:
             image = correct(image, function)
         luts = calibration.texture_luts
-    masks = _user_masks(site, image.shape[1:])
+    given = read_user_masks(site, image.shape[1:])
+    masks = None if given is None else masks_from_labels(*given)
     features, objects = measure_features(image, site.channels, params, texture_luts=luts, masks=masks)
     if objects is None:
         return features, None

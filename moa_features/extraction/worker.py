@@ -72,6 +72,9 @@ def process_chunk(
             continue
         try:
             features, site_objects = measure_site(image, site, params)
+        except SiteReadError as exc:  # the site's own masks: missing, not labels, or not holding the nuclei
+            errors.append(error_record(site, "mask", str(exc), exc.path))
+            continue
         except Exception as exc:  # a measurement bug must not lose the rest of the run
             errors.append(error_record(site, "measure", f"{type(exc).__name__}: {exc}", None))
             continue
@@ -86,7 +89,7 @@ def process_chunk(
 
 
 def error_record(site: Site, stage: str, message: str, path: str | None) -> dict[str, Any]:
-    """One row of the errors table: the site, the ``stage`` (read, measure) and why."""
+    """One row of the errors table: the site, the ``stage`` (read, mask, measure) and why."""
     return {
         schema.SITE_ID: site.site_id,
         schema.PLATE: site.metadata.get(schema.PLATE),

@@ -17,21 +17,27 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from moa_features import schema
 from moa_features.calibration import calibrate, calibration_summary
-from moa_features.datasets import DatasetError, open_dataset
+from moa_features.columns import Columns, ControlQueryError
+from moa_features.datasets import DatasetError, Site, open_dataset
 from moa_features.extraction.annotation import resolve_annotation
 from moa_features.extraction.checks import check_channels, probe_images, validate_options
 from moa_features.extraction.chunks import ChunkStore, fingerprint
+from moa_features.extraction.diagnosis import channel_suggestion, failure_reasons, illumination_note
+from moa_features.extraction.overlays import PER_PLATE, write_overlays
 from moa_features.extraction.runners import run_dask, run_joblib
 from moa_features.extraction.writer import assemble, objects_path, write_objects_table
 from moa_features.features import FeatureParams
+from moa_features.illumination import MIN_SITES
 from moa_features.io import check_writable_file, output_lock, package_versions, write_json
 
 EXIT_OK, EXIT_USAGE, EXIT_SITES_FAILED = 0, 2, 3
@@ -57,6 +63,11 @@ class ExtractResult:
     n_workers: int
     command: str
     kept_previous: bool = False  # every site failed and the existing table was kept
+    notes: list[str] = field(default_factory=list)  # inputs recognised and left out (e.g. an overlay column)
+    failure_reasons: list[dict[str, Any]] = field(default_factory=list)  # most common first
+    suggestion: str | None = None  # the option that would measure the failed sites, when it is obvious
+    illumination_note: str | None = None  # plates left uncorrected, said once
+    overlays: str | None = None  # NAME.overlays/ when written
 
     @property
     def exit_status(self) -> int:
@@ -71,25 +82,35 @@ def extract(
     layout: str = "auto",
     root: str | Path | None = None,
     channels: Sequence[str] | None = None,
+    channel_names: str | dict[str, str] | None = None,
     params: FeatureParams = FeatureParams(),
-    thumbs: int | None = 100,
+    thumbs: int | None = None,
     n_jobs: int = 1,
     chunk_size: int = 16,
     scheduler: str | None = None,
     annotation: str | Path | pd.DataFrame | None = None,
     image_size: tuple[int, int] | None = None,
+    columns: Columns | None = None,
+    overlays: int = PER_PLATE,
     progress: bool = True,
     command: str | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> ExtractResult:
     """Extract features of every site of ``input`` into the table ``output``.
 
-    ``annotation``: a treatment -> MoA table (path or DataFrame) or ``"auto"`` (the curated
-    table) used to fill ``Metadata_moa``. ``scheduler``: ``None`` (joblib), ``"local"`` (a Dask
-    LocalCluster of ``n_jobs`` workers) or a Dask scheduler address ``tcp://HOST:PORT``.
-    Raises :class:`DatasetError` for unusable input before any work is done.
+    ``channels`` / ``channel_names``: the channels kept and their names in feature names
+    (:func:`~moa_features.datasets.open_dataset`). ``thumbs``: thumbnail size for the CNNs
+    (``None``: no ``NAME.thumbs.npy``). ``annotation``: a treatment -> MoA table (path or
+    DataFrame) or ``"auto"`` (the curated table) used to fill ``Metadata_moa``. ``scheduler``:
+    ``None`` (joblib), ``"local"`` (a Dask LocalCluster of ``n_jobs`` workers) or a Dask
+    scheduler address ``tcp://HOST:PORT``. ``columns``: the plate column and the control query
+    (``--plate``, ``--control``) of the first pass. ``overlays``: sites per plate drawn into
+    ``NAME.overlays/`` (0: none). ``say``: called with what the reader recognised and left out,
+    as soon as it is known. Raises :class:`DatasetError` for unusable input before any work.
     """
     t_start = time.perf_counter()
     output = Path(output)
+    columns = columns or Columns()
     if not output.name.endswith((".parquet", ".csv", ".csv.gz")):
         raise DatasetError(f"{output}: output must end in .parquet, .csv or .csv.gz")
     validate_options(params, thumbs, chunk_size, image_size)
@@ -97,14 +118,19 @@ def extract(
         check_writable_file(output, "output table")
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
-    ds = open_dataset(input, layout=layout, root=root, channels=channels)
+    ds = open_dataset(input, layout=layout, root=root, channels=channels, channel_names=channel_names)
+    for note in ds.notes:
+        (say or (lambda _: None))(note)
     check_channels(params, ds.channels, ds.source)
+    params = segmentation_channels(params, ds.channels)
     sites = ds.sites
+    controls = control_sites(sites, columns)
     side = schema.sidecar_paths(output)
     with output_lock(side["lock"], f"{output} (and {side['parts'].name}/)"):
         annotation_df = resolve_annotation(annotation, ds.metadata, side["annotation"])
         expected_shape, expected_dtype = probe_images(sites, image_size)
-        params = calibrate(sites, output, params, expected_shape)  # first pass: illumination, texture levels
+        # first pass: illumination, texture levels
+        params = calibrate(sites, output, params, expected_shape, controls=controls, plate=columns.plate)
         store = ChunkStore(side["parts"], fingerprint(sites, params, thumbs, chunk_size))
         chunks = [sites[i : i + chunk_size] for i in range(0, len(sites), chunk_size)]
         pending = [i for i in range(len(chunks)) if not store.done(i, chunks[i])]
@@ -128,9 +154,12 @@ def extract(
         n_ok, n_failed, kept = assemble(store, len(chunks), output, side, thumbs, annotation_df, len(ds.channels))
         cpu = sum(store.cpu_seconds(i) for i in range(len(chunks)))
         per_site = cpu / max(1, len(sites))
+        errors_path = side["failed_errors"] if kept else side["errors"]
+        errors = pd.read_parquet(errors_path)
+        diagnosis = diagnose(errors, sites, ds.channels, params)
         result = ExtractResult(
             table=str(output),
-            errors=str(side["failed_errors"] if kept else side["errors"]),
+            errors=str(errors_path),
             thumbs=str(side["thumbs"]) if thumbs else None,
             n_sites=len(sites),
             n_ok=n_ok,
@@ -145,10 +174,17 @@ def extract(
             n_workers=n_workers,
             command=command or "",
             kept_previous=kept,
+            notes=list(ds.notes),
+            **diagnosis,
         )
         if not kept:
             if params.objects:
                 write_objects_table(side["parts"], len(chunks), objects_path(output))
+            per_plate = overlays if "morphology" in params.families else 0  # 0: a stale folder is removed
+            failed = set(errors[schema.SITE_ID].astype(str))
+            where = {"per_plate": per_plate, "plate": columns.plate, "shape": expected_shape}
+            drawn = write_overlays(sites, failed, params, side["overlays"], dtype=expected_dtype, **where)
+            result.overlays = str(side["overlays"]) if drawn else None
             write_json(
                 {
                     **asdict(result),
@@ -156,6 +192,8 @@ def extract(
                     "layout": ds.layout,
                     "source": str(ds.source),
                     "params": asdict(params),
+                    "segmentation": segmentation_record(params, sites),
+                    "controls": {"rule": columns.describe_control(), "sites": int(controls.sum())},
                     "calibration": calibration_summary(params),
                     "objects": str(objects_path(output)) if params.objects else None,
                     "versions": package_versions(),
@@ -164,3 +202,55 @@ def extract(
             )
         shutil.rmtree(side["parts"], ignore_errors=True)
     return result
+
+
+def segmentation_channels(params: FeatureParams, channels: Sequence[str]) -> FeatureParams:
+    """``params`` with the nuclear and cell channels named (``None`` resolved to the channel used).
+
+    Examples
+    --------
+    >>> p = segmentation_channels(FeatureParams(), ["DNA", "PH3", "cellbody"])
+    >>> p.nuclear_channel, p.cell_channel
+    ('DNA', 'cellbody')
+    """
+    if "morphology" not in params.families:
+        return params
+    nuclear, cell = params.channel_index(channels, "nuclear"), params.channel_index(channels, "cell")
+    return replace(params, nuclear_channel=channels[nuclear], cell_channel=channels[cell])
+
+
+def segmentation_record(params: FeatureParams, sites: Sequence[Site]) -> dict[str, Any] | None:
+    """What ``summary.json`` says about segmentation: the channels used, the threshold, whose masks."""
+    if "morphology" not in params.families:
+        return None
+    given = sum(1 for s in sites if s.metadata.get(f"{schema.METADATA_PREFIX}ObjectsPath_Nuclei"))
+    return {
+        "nuclear_channel": params.nuclear_channel,
+        "cell_channel": params.cell_channel,
+        "threshold": params.threshold,
+        "masks": "segmented" if not given else ("given" if given == len(sites) else f"given for {given} sites"),
+    }
+
+
+def control_sites(sites: Sequence[Site], columns: Columns) -> np.ndarray:
+    """(n,) bool: the negative-control sites (``--control``); DatasetError for a query that cannot be used."""
+    frame = pd.DataFrame.from_records([s.metadata for s in sites])
+    try:
+        controls = columns.controls(frame)
+    except ControlQueryError as exc:
+        raise DatasetError(str(exc)) from None
+    if columns.control is not None and not controls.any():
+        raise DatasetError(
+            f"--control {columns.control!r} selects none of the {len(sites)} sites; the first pass learns the texture "
+            f"levels from the control sites (the metadata columns are {', '.join(map(str, frame.columns[:12]))})"
+        )
+    return controls
+
+
+def diagnose(errors: pd.DataFrame, sites: Sequence[Site], channels: Sequence[str], params: FeatureParams) -> dict:
+    """The run summary's ``failure_reasons``, ``suggestion`` and ``illumination_note`` (:mod:`.diagnosis`)."""
+    return {
+        "failure_reasons": failure_reasons(errors),
+        "suggestion": channel_suggestion(errors, sites, channels),
+        "illumination_note": illumination_note(calibration_summary(params), MIN_SITES),
+    }

@@ -27,7 +27,7 @@ import numpy as np
 
 from moa_features import schema
 from moa_features.calibration import load_calibration
-from moa_features.datasets import Site, SiteReadError
+from moa_features.datasets import Site
 from moa_features.features import FeatureParams, segment
 from moa_features.illumination import correct
 from moa_features.masks import read_user_masks
@@ -145,7 +145,7 @@ def write_overlays(
         for site in choose_sites(sites, failed, per_plate, plate):
             try:
                 picture, record = site_overlay(site, params, shape, dtype, plate)
-            except (SiteReadError, ValueError):
+            except Exception:  # a picture that cannot be drawn must not fail a finished run
                 continue
             record["file"] = f"{len(records):04d}.png"
             Image.fromarray(picture).save(tmp / record["file"])

@@ -1,12 +1,18 @@
 """Our per-object measurements against CellProfiler 4.0.6's own, on its ExampleHuman field.
 
 ``../shared/data/cellprofiler_examplehuman`` holds one real HT29 field (three 8-bit
-channels: DNA, PH3, cellbody) and CellProfiler's per-object tables for the pipeline
-``ExampleHuman.cppipe`` (289 nuclei). No masks are included, so objects are matched by
-their centres (mutual nearest neighbours within 5 px). Our segmentation is configured as that
-pipeline's IdentifyPrimaryObjects: minimum cross-entropy threshold (``threshold="li"``),
-typical diameter 8-80 px, nuclei touching the border discarded. CellProfiler scales 8-bit
-intensities to 0..1, so ours are divided by 255.
+channels: DNA, PH3, cellbody) and CellProfiler's tables for the pipeline ``ExampleHuman.cppipe``
+(289 nuclei), ``Image.csv`` included. The comparison is the command a CellProfiler user runs on
+CellProfiler's own ``Image.csv`` (as a LoadData CSV; its image folder pointed at the shared
+copy, its ``FileName_OrigOverlay`` column left in: it is recognised as an overlay, not a channel)::
+
+    moa-features extract examplehuman.csv --cellprofiler --objects
+
+``--cellprofiler`` segments as that pipeline's IdentifyPrimaryObjects (minimum cross-entropy
+threshold; nuclei touching the border discarded, our default; its typical diameter 8-80 px
+removes none of our nuclei) and reports intensities on CellProfiler's 0..1 scale, so they are
+compared with CellProfiler's values directly. No masks are included, so objects are matched by
+their centres (mutual nearest neighbours within 5 px).
 
 Reported: match rate, and for matched objects the median relative difference
 ``|ours - theirs| / |theirs|`` of each measurement (Nuclei, Cells, Cytoplasm).
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,32 +32,50 @@ import pandas as pd
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cellprofiler_examplehuman"
 CHANNELS = ("DNA", "PH3", "cellbody")
-SETTINGS = {"threshold": "li", "min_diameter": 8.0, "max_diameter": 80.0, "exclude_border": True}
+COMMAND = ["--cellprofiler", "--objects", "--features", "intensity,morphology", "-q", "--no-report"]
 MAX_DISTANCE = 5.0
 
 
-def load_field(root: Path = DATA) -> np.ndarray:
-    """The field as a ``(3, 512, 512)`` uint8 array (DNA, PH3, cellbody)."""
-    from moa_features.datasets import read_image
+def loaddata_csv(folder: Path, root: Path = DATA) -> Path:
+    """CellProfiler's ``Image.csv`` of the field as a LoadData CSV whose ``PathName_`` columns point at ``root``."""
+    image = pd.read_csv(root / "Image.csv")
+    for channel in CHANNELS:
+        image[f"PathName_{channel}"] = str(root)
+    csv = folder / "examplehuman.csv"
+    image.to_csv(csv, index=False)
+    return csv
 
-    return np.stack([read_image(root / f"AS_09125_050116030001_D03f00d{i}.tif") for i in range(3)])
+
+def extract_objects(folder: Path, root: Path = DATA) -> tuple[pd.DataFrame, dict]:
+    """``moa-features extract examplehuman.csv --cellprofiler --objects``: the objects table and the run summary."""
+    from moa_features import schema
+    from moa_features.extract import EXIT_OK, main
+
+    table = folder / "examplehuman.parquet"
+    status = main([str(loaddata_csv(folder, root)), "-o", str(table), *COMMAND])
+    if status != EXIT_OK:
+        raise SystemExit(f"extract failed with exit status {status}")
+    objects = pd.read_parquet(schema.sidecar_paths(table)["parts"].with_suffix(".objects.parquet"))
+    return objects, json.loads(schema.sidecar_paths(table)["summary"].read_text())
 
 
 def compare(root: Path = DATA) -> dict:
     """Match rate and median relative differences against CellProfiler's tables."""
-    from moa_features.features.objects import INTENSITY_MEASURES, SHAPE_MEASURES, match_by_centre, site_objects
+    from moa_features.features.objects import INTENSITY_MEASURES, SHAPE_MEASURES, match_by_centre
 
-    image = load_field(root)
-    objects, masks = site_objects(image, CHANNELS, 0, 2, **SETTINGS)
+    with tempfile.TemporaryDirectory() as tmp:
+        objects, summary = extract_objects(Path(tmp), root)
     theirs = pd.read_csv(root / "Nuclei.csv")
-    ours_xy = np.column_stack([objects["Location_Center_X"], objects["Location_Center_Y"]])
+    ours_xy = objects[["Location_Center_X", "Location_Center_Y"]].to_numpy()
     i, j = match_by_centre(ours_xy, theirs[["Location_Center_X", "Location_Center_Y"]].to_numpy(), MAX_DISTANCE)
     out: dict = {
+        "command": "moa-features extract examplehuman.csv " + " ".join(COMMAND[:2]),
         "cellprofiler_nuclei": len(theirs),
-        "our_nuclei": masks.n,
+        "our_nuclei": len(objects),
         "matched": len(i),
         "match_rate": len(i) / len(theirs),
-        "settings": SETTINGS,
+        "settings": {k: summary["params"][k] for k in ("threshold", "intensity_units", "exclude_border")},
+        "channels": summary["channels"],
         "median_relative_difference": {},
     }
     for compartment in ("Nuclei", "Cells", "Cytoplasm"):
@@ -59,14 +84,13 @@ def compare(root: Path = DATA) -> dict:
         for measure in SHAPE_MEASURES:
             column = f"AreaShape_{measure}"
             if column in table:
-                ours = objects[f"{compartment}_AreaShape_{measure}"][i]
+                ours = objects[f"{compartment}_AreaShape_{measure}"].to_numpy()[i]
                 out["median_relative_difference"][f"{compartment}_{column}"] = _median_rel(ours, table[column])
         for measure in INTENSITY_MEASURES:
             for channel in ("DNA", "PH3"):
                 column = f"Intensity_{measure}_{channel}"
                 if column in table:
-                    scale = 1.0 if measure == "MassDisplacement" else 255.0
-                    ours = objects[f"{compartment}_Intensity_{measure}_{channel}"][i] / scale
+                    ours = objects[f"{compartment}_Intensity_{measure}_{channel}"].to_numpy()[i]
                     out["median_relative_difference"][f"{compartment}_{column}"] = _median_rel(ours, table[column])
     return out
 

@@ -63,7 +63,7 @@ def calibrated_params(sites, tmp: Path):
 
 def bench_stages(sites, repeats: int, params) -> dict[str, float]:
     """CPU seconds per stage of the full default set (per-object table and illumination included)."""
-    from moa_features import calibration, schema
+    from moa_features import calibration
     from moa_features.extract import thumbnail
     from moa_features.features import timed_measure
     from moa_features.illumination import correct
@@ -78,7 +78,7 @@ def bench_stages(sites, repeats: int, params) -> dict[str, float]:
             image = site.load()
             per_stage.setdefault("decode", []).append(time.process_time() - t0)
             t0 = time.process_time()
-            function = cal.illumination(site.metadata.get(schema.PLATE))
+            function = cal.illumination(site.metadata)
             corrected = correct(image, function) if function is not None else image
             per_stage.setdefault("illumination", []).append(time.process_time() - t0)
             _, seconds = timed_measure(corrected, site.channels, params, texture_luts=cal.texture_luts)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 
 def true_illumination(spec, seed: int, experiment: str, plate_number: int, shape: tuple[int, int]) -> np.ndarray:
@@ -43,7 +44,8 @@ def block_grid(image: np.ndarray, n: int = 32) -> np.ndarray:
 
 def run(preset: str, root: Path, seed: int) -> dict:
     from moa_features import schema
-    from moa_features.calibration import calibrate, is_control, load_calibration
+    from moa_features.calibration import calibrate, load_calibration
+    from moa_features.columns import control_mask
     from moa_features.datasets import open_dataset
     from moa_features.features import FeatureParams
     from moa_features.illumination import correct
@@ -57,10 +59,10 @@ def run(preset: str, root: Path, seed: int) -> dict:
     first_pass = time.process_time() - t0
     cal = load_calibration(params.calibration)
     before, after = [], []
+    is_control = control_mask(pd.DataFrame.from_records([s.metadata for s in ds.sites]))
     for plate in sorted({s.metadata[schema.PLATE] for s in ds.sites}):
-        controls = [s for s in ds.sites if s.metadata[schema.PLATE] == plate and is_control(s.metadata)]
-        function = cal.illumination(plate)
-        if function is None or not controls:
+        controls = [s for s, c in zip(ds.sites, is_control) if s.metadata[schema.PLATE] == plate and c]
+        if not controls or (function := cal.illumination(controls[0].metadata)) is None:
             continue
         first = controls[0].metadata
         truth = block_grid(true_illumination(spec, seed, first[schema.EXPERIMENT], int(str(plate).split("_")[-1]),

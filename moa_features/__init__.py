@@ -35,7 +35,7 @@ _EXPORTS = {
     "annotate_treatments": "moa_features.annotate",
     "FeatureParams": "moa_features.features",
     "measure": "moa_features.features",
-    "ExtractResult": "moa_features.extract",  # the function is moa_features.extract.extract (name = module)
+    "ExtractResult": "moa_features.extraction.core",  # the function is moa_features.extract.extract (name = module)
     "normalize": "moa_features.profiling",
     "run_training": "moa_features.training",
     "load_run": "moa_features.predict",

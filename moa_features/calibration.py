@@ -34,17 +34,19 @@ import numpy as np
 import pandas as pd
 
 from moa_features import schema
+from moa_features.columns import control_mask
 from moa_features.datasets import DatasetError
 from moa_features.features import FeatureParams, masks_from_labels
 from moa_features.features import measure_site as measure_features
 from moa_features.features.texture import robust_range, run_lut
+from moa_features.features.units import UNITS
 from moa_features.illumination import MIN_SITES, block_means, correct, illumination_function
 from moa_features.io import atomic_path
+from moa_features.masks import read_user_masks
 
 VERSION = 1
 ILLUM_SAMPLE = 32
 TEXTURE_SAMPLE = 64
-OBJECT_MASKS = ("Nuclei", "Cells")  # user masks: Metadata_ObjectsPath_<name> (LoadData ObjectsFileName_<name>)
 
 
 @dataclass(frozen=True)
@@ -56,27 +58,15 @@ class Calibration:
     illum_files: dict[str, str]
     info: dict[str, Any]
 
-    def illumination(self, plate: Any) -> np.ndarray | None:
-        """The plate's ``(C, H, W)`` function, or None when the plate is not corrected."""
-        name = self.illum_files.get(str(plate))
+    def illumination(self, metadata: dict[str, Any]) -> np.ndarray | None:
+        """The ``(C, H, W)`` function of the plate of a site (its ``metadata``), or None when not corrected."""
+        name = self.illum_files.get(str(metadata.get(self.info.get("plate_column", schema.PLATE))))
         return None if name is None else _load_array(str(self.folder / name))
 
 
 def calibration_folder(table: str | Path) -> Path:
     """``NAME.calibration/`` beside the feature table ``NAME.parquet``."""
     return schema.sidecar_paths(table)["parts"].with_suffix(".calibration")
-
-
-def is_control(metadata: dict[str, Any]) -> bool:
-    """Whether a site is a negative control (treatment name, RxRx ``well_type`` or MoA label)."""
-    treatment = str(metadata.get(schema.TREATMENT) or "").upper()
-    well_type = str(metadata.get("Metadata_well_type") or "").lower()
-    moa = str(metadata.get(schema.MOA) or "")
-    return (
-        treatment in schema.NEGATIVE_CONTROL_TREATMENTS
-        or well_type == "negative_control"
-        or (moa == schema.NEGATIVE_CONTROL_MOA)
-    )
 
 
 def check_params(params: FeatureParams) -> None:
@@ -99,12 +89,15 @@ def check_params(params: FeatureParams) -> None:
         value = getattr(params, name)
         if value is not None and not value > 0:
             raise DatasetError(f"--{name.replace('_', '-')} must be a positive number of pixels, got {value}")
+    if params.intensity_units not in UNITS:
+        raise DatasetError(f"intensity units must be one of {', '.join(UNITS)}, got {params.intensity_units!r}")
 
 
-def _fingerprint(sites: Sequence, params: FeatureParams, shape) -> str:
+def _fingerprint(sites: Sequence, params: FeatureParams, shape, controls: np.ndarray, plate: str) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([VERSION, params.texture_levels, params.texture_scheme, params.illum, shape,
-                         ILLUM_SAMPLE, TEXTURE_SAMPLE, MIN_SITES]).encode())  # fmt: skip
+    settings = [VERSION, params.texture_levels, params.texture_scheme, params.illum, shape, plate]
+    h.update(json.dumps([*settings, ILLUM_SAMPLE, TEXTURE_SAMPLE, MIN_SITES]).encode())
+    h.update(np.packbits(controls).tobytes())
     for s in sites:
         h.update(json.dumps([s.site_id, s.paths, s.channels]).encode())
     return h.hexdigest()
@@ -132,11 +125,17 @@ def calibrate(
     params: FeatureParams,
     shape: tuple[int, int] | None = None,
     seed: int = 0,
+    *,
+    controls: np.ndarray | None = None,
+    plate: str = schema.PLATE,
 ) -> FeatureParams:
     """Run (or reuse) the first pass for ``sites`` and return ``params`` pointing at it.
 
     sites: the run's :class:`~moa_features.datasets.Site` list; table: the output table
-    (the pass goes to ``NAME.calibration/``); shape: the image size every site must have.
+    (the pass goes to ``NAME.calibration/``); shape: the image size every site must have;
+    controls: (n,) bool, the negative-control sites (``extract --control``; None: the default
+    rule, :func:`~moa_features.columns.control_mask`); plate: the metadata key of the plate
+    (``--plate``), whose sites share an illumination function.
     Options are checked first (:func:`check_params`).
     Without anything to learn (``texture_scheme="full"`` and ``illum="none"``) the folder
     is removed and ``params`` returned with ``calibration=None``. Raises ``ValueError`` when
@@ -147,7 +146,10 @@ def calibrate(
     wants_texture = params.texture_scheme == "run" and "texture" in params.families
     if not wants_texture and params.illum == "none":
         return replace(params, calibration=None)
-    fingerprint = _fingerprint(sites, params, shape)
+    if controls is None:
+        controls = control_mask(pd.DataFrame.from_records([s.metadata for s in sites]))
+    controls = np.asarray(controls, dtype=bool)
+    fingerprint = _fingerprint(sites, params, shape, controls, plate)
     done = folder / "calibration.json"
     if done.exists():
         try:
@@ -156,22 +158,24 @@ def calibrate(
         except json.JSONDecodeError:
             pass  # a broken record: compute afresh
     folder.mkdir(parents=True, exist_ok=True)
-    info: dict[str, Any] = {"fingerprint": fingerprint, "version": VERSION, "illumination": {}, "texture": None}
+    info: dict[str, Any] = {"fingerprint": fingerprint, "version": VERSION, "plate_column": plate}
+    info.update(illumination={}, texture=None)
     illum_files: dict[str, str] = {}
     if params.illum == "auto":
-        illum_files = _illumination_pass(sites, folder, shape, seed, info)
+        illum_files = _illumination_pass(sites, folder, shape, seed, info, plate)
     if wants_texture:
-        _texture_pass(sites, folder, shape, seed, params.texture_levels, illum_files, info)
+        chosen = [s for s, c in zip(sites, controls) if c]
+        _texture_pass(sites, chosen, folder, shape, seed, params.texture_levels, illum_files, info, plate)
     info["illumination_files"] = illum_files
     with atomic_path(done) as tmp:
         tmp.write_text(json.dumps(info, indent=1, default=str))
     return replace(params, calibration=str(folder))
 
 
-def _illumination_pass(sites, folder: Path, shape, seed: int, info: dict) -> dict[str, str]:
+def _illumination_pass(sites, folder: Path, shape, seed: int, info: dict, plate_key: str) -> dict[str, str]:
     by_plate: dict[str, list] = {}
     for s in sites:
-        by_plate.setdefault(str(s.metadata.get(schema.PLATE)), []).append(s)
+        by_plate.setdefault(str(s.metadata.get(plate_key)), []).append(s)
     files: dict[str, str] = {}
     for k, (plate, members) in enumerate(sorted(by_plate.items())):
         record: dict[str, Any] = {"sites": len(members)}
@@ -196,9 +200,10 @@ def _illumination_pass(sites, folder: Path, shape, seed: int, info: dict) -> dic
     return files
 
 
-def _texture_pass(sites, folder: Path, shape, seed: int, levels: int, illum_files: dict, info: dict) -> None:
-    controls = [s for s in sites if is_control(s.metadata)]
-    pool = controls or list(sites)
+def _texture_pass(
+    sites, controls, folder: Path, shape, seed: int, levels: int, illum_files: dict, info: dict, plate_key: str
+) -> None:
+    pool = list(controls) or list(sites)
     hist = None
     used = 0
     sample = _sample(pool, TEXTURE_SAMPLE, seed)
@@ -209,7 +214,7 @@ def _texture_pass(sites, folder: Path, shape, seed: int, levels: int, illum_file
         image = _load(site, shape)
         if image is None:
             continue
-        plate = str(site.metadata.get(schema.PLATE))
+        plate = str(site.metadata.get(plate_key))
         if plate in illum_files:
             image = correct(image, _load_array(str(folder / illum_files[plate])))
         bins = int(np.iinfo(image.dtype).max) + 1
@@ -265,25 +270,6 @@ def calibration_summary(params: FeatureParams) -> dict[str, Any] | None:
     return {"folder": params.calibration, "illumination": info["illumination"], "texture": info["texture"]}
 
 
-def _user_masks(site, shape: tuple[int, int]):
-    """The site's own masks from ``Metadata_ObjectsPath_Nuclei`` (and ``_Cells``), if given."""
-    from moa_features.datasets import read_image
-
-    paths = {name: site.metadata.get(f"{schema.METADATA_PREFIX}ObjectsPath_{name}") for name in OBJECT_MASKS}
-    if not paths["Nuclei"]:
-        return None
-    labels = {}
-    for name, path in paths.items():
-        if path:
-            labels[name] = read_image(path, site.site_id, f"{name} mask")
-            if labels[name].shape != tuple(shape):
-                raise ValueError(f"{path}: {name} mask is {labels[name].shape}, expected the image size {tuple(shape)}")
-    try:
-        return masks_from_labels(labels["Nuclei"], labels.get("Cells"))
-    except ValueError as error:
-        raise ValueError(f"{paths['Cells'] or paths['Nuclei']}: {error}") from None
-
-
 def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[str, float], pd.DataFrame | None]:
     """The per-site work of ``extract``: illumination-correct, measure, per-object rows.
 
@@ -296,11 +282,12 @@ def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[s
     calibration = load_calibration(params.calibration) if params.calibration else None
     luts = None
     if calibration is not None:
-        function = calibration.illumination(site.metadata.get(schema.PLATE))
+        function = calibration.illumination(site.metadata)
         if function is not None:
             image = correct(image, function)
         luts = calibration.texture_luts
-    masks = _user_masks(site, image.shape[1:])
+    given = read_user_masks(site, image.shape[1:])
+    masks = None if given is None else masks_from_labels(*given)
     features, objects = measure_features(image, site.channels, params, texture_luts=luts, masks=masks)
     if objects is None:
         return features, None

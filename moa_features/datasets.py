@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +90,15 @@ class SiteReadError(OSError):
 class Site:
     """One field of view: metadata plus lazily read channel images.
 
-    ``paths`` holds one file per channel, or a single file with every channel.
+    ``paths`` holds one file per channel, or a single file with every channel; for such a
+    stack, ``planes`` (when not None) are the indices of the planes kept, one per channel.
     """
 
     site_id: str
     metadata: dict[str, Any]
     paths: tuple[str, ...]
     channels: tuple[str, ...]
+    planes: tuple[int, ...] | None = None
 
     def load(self, expected_shape: tuple[int, int] | None = None, expected_dtype: str | None = None) -> np.ndarray:
         """Read the site as a ``(C, H, W)`` uint8/uint16 array.
@@ -105,15 +107,16 @@ class Site:
         wrongly-sized image, or (with ``expected_dtype``, ``"uint8"`` or ``"uint16"``) one
         whose bit depth differs from the dataset's.
         """
-        if len(self.paths) == 1 and len(self.channels) > 1:
+        if self.is_stack:
             image = read_stack(self.paths[0], self.site_id)
-            if image.shape[0] != len(self.channels):
+            needed = len(self.channels) if self.planes is None else max(self.planes) + 1
+            if image.shape[0] != len(self.channels) and (self.planes is None or image.shape[0] < needed):
                 raise SiteReadError(
-                    f"{self.paths[0]}: holds {image.shape[0]} channels, expected {len(self.channels)}",
+                    f"{self.paths[0]}: holds {image.shape[0]} channels, expected {needed}",
                     self.site_id,
                     self.paths[0],
                 )
-            planes = list(image)
+            planes = list(image if self.planes is None else image[list(self.planes)])
         else:
             planes = [read_image(p, self.site_id, ch) for p, ch in zip(self.paths, self.channels)]
         shape = expected_shape or planes[0].shape
@@ -142,16 +145,26 @@ class Site:
             )
         return np.stack(planes)
 
+    @property
+    def is_stack(self) -> bool:
+        """Whether every channel comes from one multi-channel file (multi-page TIFF, ``.npy``)."""
+        return len(self.paths) == 1 and (len(self.channels) > 1 or self.planes is not None)
+
 
 @dataclass
 class Dataset:
-    """The sites of a dataset, in ``site_id`` order, and how they were found."""
+    """The sites of a dataset, in ``site_id`` order, and how they were found.
+
+    ``notes``: what the reader recognised and left out, in words (e.g. a LoadData overlay
+    column that is not an image channel), for the command to print.
+    """
 
     sites: list[Site]
     channels: tuple[str, ...]
     layout: str
     source: Path
     metadata: pd.DataFrame = field(repr=False)
+    notes: tuple[str, ...] = ()
 
 
 def _bits(dtype: np.dtype) -> int:
@@ -376,15 +389,25 @@ def _rxrx_channels(root: Path, experiments: pd.Series, plates: np.ndarray) -> li
 def read_loaddata(path: str | Path, root: str | Path | None = None) -> Dataset:
     """Read a CellProfiler LoadData CSV (``FileName_<Ch>``/``PathName_<Ch>`` columns)."""
     csv = Path(path)
+    if root is not None and not Path(root).is_dir():
+        raise DatasetError(
+            f"--root {root}: folder not found (it is where the relative PathName_ columns of {csv} start)"
+        )
     df = _read_index(csv)
     pattern = re.compile(r"^(?:Image_)?FileName_(.+)$")
-    channels = [m.group(1) for c in df.columns if (m := pattern.match(str(c)))]
-    if not channels:
+    named = [m.group(1) for c in df.columns if (m := pattern.match(str(c)))]
+    if not named:
         raise DatasetError(f"{csv}: no FileName_<Channel> columns (CellProfiler LoadData layout)")
-    prefix = "Image_" if f"Image_FileName_{channels[0]}" in df.columns else ""
+    prefix = "Image_" if f"Image_FileName_{named[0]}" in df.columns else ""
+    skipped = {ch: why for ch in named if (why := _not_a_channel(ch, df[f"{prefix}FileName_{ch}"]))}
+    channels = [ch for ch in named if ch not in skipped]
+    if not channels:
+        raise DatasetError(f"{csv}: no image channel among the FileName_ columns ({', '.join(named)})")
     _require(df, [f"{prefix}PathName_{ch}" for ch in channels], csv, "loaddata")
+    _check_key_columns(df, csv, named)
+    _check_object_masks(df, csv)
     base = Path(root) if root is not None else csv.parent
-    file_cols = {f"{prefix}FileName_{ch}" for ch in channels} | {f"{prefix}PathName_{ch}" for ch in channels}
+    file_cols = {f"{prefix}{kind}Name_{ch}" for ch in named for kind in ("File", "Path")}
     records = df.to_dict("records")
     metas = []
     for i, row in enumerate(records):
@@ -421,7 +444,50 @@ def read_loaddata(path: str | Path, root: str | Path | None = None) -> Dataset:
             str(base / str(row[f"{prefix}PathName_{ch}"]) / str(row[f"{prefix}FileName_{ch}"])) for ch in channels
         )
         sites.append(Site(site_id, meta, paths, tuple(channels)))
-    return _dataset(sites, channels, "loaddata", csv, df)
+    notes = tuple(
+        f"{csv}: {prefix}FileName_{ch} is {why}, not an image channel: not measured" for ch, why in skipped.items()
+    )
+    return _dataset(sites, channels, "loaddata", csv, df, notes)
+
+
+# LoadData image columns that are not channels of the cells: CellProfiler's Image.csv lists the
+# overlays and outlines it saved, and pipelines load illumination functions (.npy / .mat).
+_NOT_CHANNEL_NAMES = (
+    (re.compile(r"overlay", re.IGNORECASE), "a segmentation overlay"),
+    (re.compile(r"outline", re.IGNORECASE), "an outline image"),
+    (re.compile(r"^illum", re.IGNORECASE), "an illumination function"),
+)
+
+
+def _not_a_channel(name: str, files: pd.Series) -> str | None:
+    """Why the LoadData image column ``FileName_<name>`` is not an image channel, or None when it is one."""
+    for pattern, what in _NOT_CHANNEL_NAMES:
+        if pattern.search(name):
+            return what
+    suffixes = {Path(str(f)).suffix.lower() for f in files.dropna()}
+    if suffixes and suffixes <= {".npy", ".mat"}:
+        return "an illumination function (.npy / .mat files)"
+    return None
+
+
+def _check_key_columns(df: pd.DataFrame, source: Path, channels: Sequence[str] = ()) -> None:
+    """Plate and well values must be given in every row, and site numbers be whole numbers.
+
+    DatasetError naming the file, the column and the first bad row (rows counted from 1 after
+    the header line) otherwise.
+    """
+    for column in df.columns:
+        key = _metadata_key(column, channels)
+        if key == schema.SITE:
+            integer_column(df, column, source)
+        elif key in (schema.PLATE, schema.WELL):
+            empty = df[column].isna() | (df[column].astype(str).str.strip() == "")
+            if empty.any():
+                i = int(np.flatnonzero(empty.to_numpy())[0])
+                raise DatasetError(
+                    f"{source}: column {column!r} row {i + 1} (line {i + 2}) is empty; every row needs its "
+                    f"{key.removeprefix(schema.METADATA_PREFIX).lower()} ({int(empty.sum())} row(s) lack it)"
+                )
 
 
 _SITE_KEYS = {schema.PLATE, schema.WELL, schema.SITE, schema.SITE_ID, schema.WELL_ID}
@@ -453,6 +519,37 @@ def image_set_ids(
     return out
 
 
+OBJECT_MASKS = ("Nuclei", "Cells")  # user masks: ObjectsFileName_<name> -> Metadata_ObjectsPath_<name>
+
+
+def _check_object_masks(df: pd.DataFrame, source: Path) -> None:
+    """Masks named ``ObjectsFileName_<Name>`` must be Nuclei (and Cells): a Cells mask needs its Nuclei mask.
+
+    Raises DatasetError naming the column (or the first row) otherwise: a mask that would be
+    ignored, or cells measured around nuclei that are not theirs, is unusable input.
+    """
+    pattern = re.compile(r"^(?:Image_)?(?:Metadata_)?ObjectsFileName_(.+)$")
+    names = {m.group(1): str(c) for c in df.columns if (m := pattern.match(str(c)))}
+    unknown = [c for name, c in names.items() if name not in OBJECT_MASKS]
+    if unknown:
+        raise DatasetError(
+            f"{source}: mask column(s) {', '.join(unknown)} not understood; the masks used are "
+            "ObjectsFileName_Nuclei (required with masks) and ObjectsFileName_Cells (cell i holding nucleus i)"
+        )
+    if "Cells" not in names:
+        return
+    has = {name: df[c].notna() & (df[c].astype(str).str.strip() != "") for name, c in names.items()}
+    lacking = has["Cells"] & ~has["Nuclei"] if "Nuclei" in has else has["Cells"]
+    if lacking.any():
+        i = int(np.flatnonzero(lacking.to_numpy())[0])
+        raise DatasetError(
+            f"{source}: row {i + 1} (line {i + 2}) names a Cells mask ({names['Cells']}) but no Nuclei mask "
+            f"(ObjectsFileName_Nuclei{'' if 'Nuclei' in has else ' column missing'}; {int(lacking.sum())} row(s)); "
+            "cells are measured around their nuclei (cell i holds nucleus i): add the nuclei masks, or drop the "
+            "Cells column to segment both from the images"
+        )
+
+
 def _object_mask_paths(meta: dict[str, Any], base: Path) -> None:
     """User masks: ``ObjectsFileName_<Name>`` (+ ``ObjectsPathName_<Name>``) -> ``Metadata_ObjectsPath_<Name>``.
 
@@ -466,20 +563,23 @@ def _object_mask_paths(meta: dict[str, Any], base: Path) -> None:
             meta[f"{schema.METADATA_PREFIX}ObjectsPath_{name}"] = os.path.abspath(base / str(folder) / str(meta[key]))
 
 
-def read_manifest(path: str | Path, channels: Sequence[str] | None = None) -> Dataset:
-    """Read a manifest CSV: ``path_<channel>`` columns, or one multi-channel ``path``."""
+def read_manifest(path: str | Path) -> Dataset:
+    """Read a manifest CSV: ``path_<channel>`` columns, or one multi-channel ``path``.
+
+    The channels of multi-channel files are named ``w1..wC`` after the first file's planes.
+    """
     csv = Path(path)
     df = _read_index(csv)
     per_channel = [c[len("path_") :] for c in df.columns if str(c).startswith("path_")]
     if per_channel:
         names = per_channel
     elif "path" in df.columns:
-        if channels is None:
-            first = read_stack(_resolve(csv.parent, df["path"].iloc[0]))
-            channels = schema.channel_names(first.shape[0])
-        names = list(channels)
+        first = read_stack(_resolve(csv.parent, df["path"].iloc[0]))
+        names = schema.channel_names(first.shape[0])
     else:
         raise DatasetError(f"{csv}: a manifest needs path_<channel> columns or a 'path' column")
+    _check_key_columns(df, csv)
+    _check_object_masks(df, csv)
     path_cols = {f"path_{ch}" for ch in per_channel} | {"path"}
     sites = []
     for i, row in enumerate(df.to_dict("records")):
@@ -500,7 +600,9 @@ def _resolve(base: Path, p: Any) -> str:
     return str(p if p.is_absolute() else base / p)
 
 
-def _dataset(sites: list[Site], channels: Sequence[str], layout: str, source: Path, df: pd.DataFrame) -> Dataset:
+def _dataset(
+    sites: list[Site], channels: Sequence[str], layout: str, source: Path, df: pd.DataFrame, notes: tuple[str, ...] = ()
+) -> Dataset:
     ids = [s.site_id for s in sites]
     if len(set(ids)) != len(ids):
         dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
@@ -518,7 +620,7 @@ def _dataset(sites: list[Site], channels: Sequence[str], layout: str, source: Pa
             meta[schema.PATH_PREFIX + ch] = p
         out.append(Site(s.site_id, meta, paths, s.channels))
     sites = sorted(out, key=lambda s: s.site_id)
-    return Dataset(sites=sites, channels=tuple(channels), layout=layout, source=source, metadata=df)
+    return Dataset(sites=sites, channels=tuple(channels), layout=layout, source=source, metadata=df, notes=notes)
 
 
 def detect_layout(path: str | Path) -> str:
@@ -547,9 +649,18 @@ def detect_layout(path: str | Path) -> str:
 
 
 def open_dataset(
-    path: str | Path, layout: str = "auto", root: str | Path | None = None, channels: Sequence[str] | None = None
+    path: str | Path,
+    layout: str = "auto",
+    root: str | Path | None = None,
+    channels: Sequence[str] | None = None,
+    channel_names: str | dict[str, str] | None = None,
 ) -> Dataset:
-    """Open a dataset of any supported layout (``auto`` detects it)."""
+    """Open a dataset of any supported layout (``auto`` detects it).
+
+    root: where relative LoadData ``PathName_`` columns start (must exist); channels: the
+    channels to keep, in order (``--channels``); channel_names: new names for them
+    (``--channel-names``, :func:`parse_channel_names`). Raises DatasetError for unusable input.
+    """
     if layout == "auto":
         layout = detect_layout(path)
     if layout == "rxrx":
@@ -557,21 +668,92 @@ def open_dataset(
     elif layout == "loaddata":
         ds = read_loaddata(path, root=root)
     elif layout == "manifest":
-        ds = read_manifest(path, channels=channels)
+        ds = read_manifest(path)
     else:
         raise DatasetError(f"unknown layout {layout!r}; expected one of auto, {', '.join(LAYOUTS)}")
-    if channels is not None and layout != "manifest":
+    if channels is not None:
         ds = select_channels(ds, channels)
+    if channel_names is not None:
+        ds = rename_channels(ds, channel_names)
     return ds
 
 
 def select_channels(ds: Dataset, channels: Sequence[str]) -> Dataset:
-    """Keep only ``channels`` (in the given order) of every site."""
+    """Keep only ``channels`` (in the given order) of every site (``--channels``).
+
+    Raises DatasetError naming the unknown channels and the dataset's own.
+    """
     unknown = [c for c in channels if c not in ds.channels]
-    if unknown:
-        raise DatasetError(f"{ds.source}: unknown channel(s) {unknown}; the dataset has {list(ds.channels)}")
+    if unknown or not channels:
+        raise DatasetError(
+            f"--channels {','.join(channels)}: unknown channel(s) {unknown} of {ds.source}; "
+            f"the channels are {', '.join(ds.channels)}"
+        )
     idx = [ds.channels.index(c) for c in channels]
-    if any(len(s.paths) == 1 for s in ds.sites) and len(ds.channels) > 1:
-        raise DatasetError(f"{ds.source}: choosing channels is not supported for one-file-per-site inputs")
-    sites = [Site(s.site_id, s.metadata, tuple(s.paths[i] for i in idx), tuple(channels)) for s in ds.sites]
-    return Dataset(sites, tuple(channels), ds.layout, ds.source, ds.metadata)
+    sites = []
+    for s in ds.sites:
+        planes = tuple((s.planes or range(len(s.channels)))[i] for i in idx) if s.is_stack else None
+        paths = s.paths if s.is_stack else tuple(s.paths[i] for i in idx)
+        meta = _path_keys(s.metadata, paths * len(idx) if s.is_stack else paths, channels)
+        sites.append(Site(s.site_id, meta, paths, tuple(channels), planes))
+    return replace(ds, sites=sites, channels=tuple(channels))
+
+
+def parse_channel_names(text: str, channels: Sequence[str]) -> dict[str, str]:
+    """``--channel-names`` as ``{channel: new name}``: ``DNA,ER,RNA`` (in channel order) or ``w1=DNA,w3=RNA``.
+
+    Raises DatasetError naming the option for a wrong count, an unknown channel, a repeated or
+    empty name, or a name that is not a plain word (feature names are built from it).
+
+    Examples
+    --------
+    >>> parse_channel_names("DNA,ER", ["w1", "w2"])
+    {'w1': 'DNA', 'w2': 'ER'}
+    >>> parse_channel_names("w2=Actin", ["w1", "w2"])
+    {'w2': 'Actin'}
+    """
+    items = [t.strip() for t in str(text).split(",")]
+    if all("=" in t for t in items):
+        mapping = dict(tuple(x.strip() for x in t.split("=", 1)) for t in items)
+        unknown = [c for c in mapping if c not in channels]
+        if unknown:
+            raise DatasetError(
+                f"--channel-names {text}: {', '.join(unknown)} not among the channels ({', '.join(channels)})"
+            )
+    elif any("=" in t for t in items):
+        raise DatasetError(f"--channel-names {text}: give either every name in order or OLD=NEW pairs, not both")
+    elif len(items) != len(channels):
+        raise DatasetError(
+            f"--channel-names {text}: {len(items)} name(s) for {len(channels)} channel(s) ({', '.join(channels)}); "
+            "give one name per channel in order, or OLD=NEW pairs"
+        )
+    else:
+        mapping = dict(zip(channels, items))
+    final = [mapping.get(c, c) for c in channels]
+    bad = [n for n in final if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", n)]
+    if bad or len(set(final)) != len(final):
+        problem = f"names must be letters and digits, starting with a letter (not {bad})" if bad else "names repeat"
+        raise DatasetError(f"--channel-names {text}: {problem}; the channels would be {', '.join(final)}")
+    return {c: mapping[c] for c in channels if c in mapping}
+
+
+def rename_channels(ds: Dataset, names: str | dict[str, str]) -> Dataset:
+    """The dataset with its channels renamed (``--channel-names``; see :func:`parse_channel_names`).
+
+    Feature names then carry the new names (``Image_Intensity_Mean_DNA``), and so do the
+    ``Metadata_Path_<channel>`` columns.
+    """
+    mapping = parse_channel_names(names, ds.channels) if isinstance(names, str) else dict(names)
+    new = tuple(mapping.get(c, c) for c in ds.channels)
+    sites = []
+    for s in ds.sites:
+        paths = [s.metadata.get(schema.PATH_PREFIX + c) for c in s.channels]
+        sites.append(replace(s, channels=new, metadata=_path_keys(s.metadata, paths, new)))
+    return replace(ds, sites=sites, channels=new)
+
+
+def _path_keys(meta: dict[str, Any], paths: Sequence[Any], channels: Sequence[str]) -> dict[str, Any]:
+    """``meta`` with its ``Metadata_Path_`` keys replaced by one per channel: ``Metadata_Path_<channel>: path``."""
+    out = {k: v for k, v in meta.items() if not k.startswith(schema.PATH_PREFIX)}
+    out.update((schema.PATH_PREFIX + ch, p) for ch, p in zip(channels, paths))
+    return out

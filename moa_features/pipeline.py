@@ -46,11 +46,11 @@ def extract_output(argv: list[str]) -> Path:
     -------
     Path
         ``-o`` when given, else ``features/<input stem>.parquet`` (``features/demo.parquet`` with
-        ``--demo``), with a ``.csv`` suffix under ``--format csv``; the rule ``extract.main`` applies.
+        ``--demo``), with a ``.csv`` suffix under ``--format csv``; the rule ``extraction.cli.main`` applies.
     """
-    from moa_features import extract as extract_stage
+    from moa_features.extraction.cli import build_parser
 
-    args = extract_stage.build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     name = "demo" if args.demo or args.input is None else Path(args.input).stem.replace(".csv", "")
     output = Path(args.output or f"features/{name}.parquet")
     return output.with_suffix(".csv") if args.format == "csv" and output.suffix == ".parquet" else output
@@ -87,7 +87,8 @@ def extract_command(argv: list[str] | None = None) -> int:
 
     Returns extract's exit status (0 all sites measured, 3 some failed, 2 unusable input).
     """
-    from moa_features import extract as extract_stage
+    from moa_features.extraction import cli as extract_stage
+    from moa_features.extraction.core import EXIT_OK, EXIT_SITES_FAILED
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = extract_stage.build_parser().parse_args(argv)
@@ -95,7 +96,7 @@ def extract_command(argv: list[str] | None = None) -> int:
     summary = schema.sidecar_paths(table)["summary"]
     before = summary.stat().st_mtime_ns if summary.exists() else None
     status = extract_stage.main([*argv, "--no-report"])
-    if status not in (extract_stage.EXIT_OK, extract_stage.EXIT_SITES_FAILED) or not _wants_report(args):
+    if status not in (EXIT_OK, EXIT_SITES_FAILED) or not _wants_report(args):
         return status
     measured = summary.exists() and summary.stat().st_mtime_ns != before and read_json(summary).get("n_ok", 0) > 0
     if measured:

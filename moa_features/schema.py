@@ -64,7 +64,9 @@ def sidecar_paths(table: str | Path) -> dict[str, Path]:
     app's default vote store (``NAME.votes.sqlite``); ``annotation``: the treatment -> MoA
     table used (``NAME.treatment_moa.csv``); ``lock``: held while a run writes the table and
     its side files (``NAME.lock``); ``failed_errors``: the errors of a run whose every site
-    failed, which therefore kept the previous table (``NAME.failed-run.errors.parquet``).
+    failed, which therefore kept the previous table (``NAME.failed-run.errors.parquet``);
+    ``overlays``: segmentation overlays of a few sites per plate (``NAME.overlays/``, PNGs and
+    ``index.json``).
     """
     table = Path(table)
     stem = table.name
@@ -82,4 +84,5 @@ def sidecar_paths(table: str | Path) -> dict[str, Path]:
         "annotation": d / f"{stem}.treatment_moa.csv",
         "lock": d / f"{stem}.lock",
         "failed_errors": d / f"{stem}.failed-run.errors.parquet",
+        "overlays": d / f"{stem}.overlays",
     }

@@ -28,10 +28,10 @@ from moa_features.extract import (
     EXIT_SITES_FAILED,
     EXIT_USAGE,
     ChunkStore,
-    _fingerprint,
     extract,
     main,
 )
+from moa_features.extraction.chunks import fingerprint
 from moa_features.features import FeatureParams, measure
 
 RXRX1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rxrx1"
@@ -118,10 +118,10 @@ def test_a_chunk_made_with_other_settings_is_never_assembled(tmp_path, d18):
     w2 = FeatureParams(families=("morphology",), nuclear_channel="w2")
     from moa_features.extract import process_chunk
 
-    stale = ChunkStore(side["parts"], _fingerprint(sites, w2, None, 4))
+    stale = ChunkStore(side["parts"], fingerprint(sites, w2, None, 4))
     stale.write(process_chunk(0, sites[:4], w2, None, None), sites[:4])
     w1 = FeatureParams(families=("morphology",))
-    config = {"fingerprint": _fingerprint(sites, w1, None, 4)}
+    config = {"fingerprint": fingerprint(sites, w1, None, 4)}
     (side["parts"] / "config.json").write_text(json.dumps(config))
     result = extract(d18, out, params=w1, thumbs=None, chunk_size=4, progress=False)
     assert result.chunks_resumed == 0 and result.chunks_computed == result.n_chunks

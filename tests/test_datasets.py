@@ -81,17 +81,17 @@ def test_16bit_png_and_tiff(tmp_path):
         np.testing.assert_array_equal(out, arr)
 
 
-def test_loaddata_index_of_bbbc021(bbbc021_dir):
+def test_loaddata_index_of_bbbc021(bbbc021_dir, tmp_path):
     csv = bbbc021_dir / "BBBC021_v1_image.csv.gz"
     assert detect_layout(csv) == "loaddata"
-    ds = open_dataset(csv, root="/data/bbbc021")
+    ds = open_dataset(csv, root=tmp_path)  # --root must exist; the TIFFs are not in it
     assert ds.channels == ("DAPI", "Tubulin", "Actin")
     assert len(ds.sites) == 13200
     site = ds.sites[0]
     m = site.metadata
     assert m[schema.PLATE].startswith("Week") and m[schema.TREATMENT]
     assert schema.CONCENTRATION in m and schema.SITE in m
-    assert all(p.startswith("/data/bbbc021/") and p.endswith(".tif") for p in site.paths)
+    assert all(p.startswith(f"{tmp_path}/") and p.endswith(".tif") for p in site.paths)
     assert m["Metadata_Path_DAPI"] == site.paths[0]
     with pytest.raises(SiteReadError, match="file not found"):
         site.load()  # the TIFFs are not shipped: a clear per-site error, not a crash

@@ -169,10 +169,10 @@ def test_sigkill_then_resume_recomputes_only_unfinished_chunks(tmp_path):
 def test_changed_parameters_do_not_reuse_stale_chunks(tmp_path, rxrx1_root):
     out = tmp_path / "t.parquet"
     from moa_features.datasets import open_dataset
-    from moa_features.extract import ChunkStore, _fingerprint
+    from moa_features.extraction.chunks import ChunkStore, fingerprint
 
     sites = open_dataset(rxrx1_root).sites
-    store = ChunkStore(schema.sidecar_paths(out)["parts"], _fingerprint(sites, FeatureParams(), 100, 16))
+    store = ChunkStore(schema.sidecar_paths(out)["parts"], fingerprint(sites, FeatureParams(), 100, 16))
     (store.folder / "chunk-00000.parquet").write_text("stale")
     result = extract(rxrx1_root, out, params=INTENSITY, thumbs=None, progress=False)
     assert result.chunks_resumed == 0 and result.n_ok == 18
@@ -251,3 +251,18 @@ def test_extract_start_up_imports_no_deep_learning_framework():
     assert out.stdout.strip() == ""
     help_ = subprocess.run([sys.executable, "-m", "moa_features.extract", "--help"], capture_output=True, text=True)
     assert help_.returncode == 0 and "--scheduler" in help_.stdout
+
+
+def test_python_m_extract_runs_its_module_once():
+    """``python -m moa_features.extract`` is one module run once: nothing imports it again as a library."""
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['moa_features.extract', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('moa_features.extract', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "print('again' if 'moa_features.extract' in sys.modules else 'once')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "once", out.stdout[-500:]

@@ -4,8 +4,8 @@ The layers, earliest first (a module may import its own layer and earlier ones):
 
 0. foundation: the package root, ``schema``, ``columns``, ``io``, ``display``, ``votes``, ``runs``, ``_optional``
    (file formats and helpers every stage uses);
-1. inputs: ``datasets``, ``synthetic`` (images and their metadata) and ``annotate`` (treatment
-   names -> MoA; it needs only metadata, so extraction may annotate as it reads);
+1. inputs: ``datasets``, ``masks``, ``synthetic`` (images, users' label masks and metadata) and ``annotate``
+   (treatment names -> MoA; it needs only metadata, so extraction may annotate as it reads);
 2. per-site measurement: ``features``, ``illumination``, ``calibration`` (the first pass);
 3. ``extraction`` (images -> feature table; ``extract`` is its ``python -m`` entry);
 4. profiles: ``profiling`` (normalisation, consensus); ``activity`` (phenotypic activity, mAP) sits with ``models``;
@@ -36,7 +36,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(names)
     for names in (
         {"moa_features", "schema", "columns", "io", "display", "votes", "runs", "_optional"},
-        {"datasets", "synthetic", "annotate"},
+        {"datasets", "masks", "synthetic", "annotate"},
         {"features", "illumination", "calibration"},
         {"extraction"},
         {"profiling"},

@@ -32,6 +32,7 @@ from moa_features.features.morphology import morphology_features, shape_measurem
 from moa_features.features.objects import aggregate_objects, measure_objects, object_intensity, site_objects
 from moa_features.features.segmentation import Masks, check_image, filter_objects, masks_from_labels, segment
 from moa_features.features.texture import SCHEMES, glcm, glcm_features, quantize, run_lut, texture_features
+from moa_features.features.units import scale_intensities
 
 FAMILIES: tuple[str, ...] = ("intensity", "texture", "morphology", "correlation")
 
@@ -79,6 +80,8 @@ class FeatureParams:
     per-object Haralick texture / colocalisation. illum: ``"auto"`` (per-plate illumination
     correction where a plate has enough sites) or ``"none"``. calibration: the run's
     first-pass folder (set by ``extract``; part of the parameters so resumed chunks match).
+    intensity_units: ``"raw"`` grey levels, or ``"unit"``: divided by the image type's maximum
+    as CellProfiler reports them (:func:`~moa_features.features.units.scale_intensities`).
     """
 
     texture_levels: int = 32
@@ -96,6 +99,7 @@ class FeatureParams:
     object_correlation: bool = False
     illum: str = "auto"
     calibration: str | None = None
+    intensity_units: str = "raw"
 
     def channel_index(self, channels: Sequence[str], which: str) -> int:
         """Index of the nuclear (``which="nuclear"``) or cell channel among ``channels``.
@@ -183,7 +187,11 @@ def measure_site(
             out.update(site_summary(objects, site_masks))
         else:
             out.update(_family(name)(image, channels))
-    return out, (objects if params.objects else None)
+    objects = objects if params.objects else None
+    if params.intensity_units != "raw":
+        out = scale_intensities(out, image.dtype, params.intensity_units)
+        objects = None if objects is None else scale_intensities(objects, image.dtype, params.intensity_units)
+    return out, objects
 
 
 def measure(

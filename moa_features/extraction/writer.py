@@ -1,0 +1,142 @@
+"""The finished chunks streamed into the outputs: the table, errors, thumbnails and objects.
+
+Memory stays flat in the number of sites: the table goes out in Parquet row groups (or CSV
+appends) of :data:`ROW_GROUP_ROWS` rows, thumbnails are appended to the ``.npy`` one chunk at
+a time, and the schema comes from the chunk files' footers, not their rows.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from moa_features import schema
+from moa_features.extraction.annotation import annotate_rows, label_columns
+from moa_features.extraction.chunks import ChunkStore
+from moa_features.io import atomic_path, write_table
+
+ROW_GROUP_ROWS = 1024  # rows per Parquet row group of the final table (bounded memory, small footer)
+
+
+def assemble(
+    store: ChunkStore,
+    n_chunks: int,
+    output: Path,
+    side: dict[str, Path],
+    thumb_size: int | None,
+    annotation: pd.DataFrame | None,
+    n_channels: int,
+) -> tuple[int, int, bool]:
+    """Stream the finished chunks into the final table, errors table and thumbnail array.
+
+    Returns ``(n_ok, n_failed, kept_previous)``: when no site was measured and ``output``
+    exists, the existing table and its side files are kept, and the errors go to
+    ``NAME.failed-run.errors.parquet`` instead.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for i in range(n_chunks):
+        store.check(i)
+
+    # Pass 1, from the chunk files' footers only: the union schema and the row count.
+    schemas, n_ok = [], 0
+    for i in range(n_chunks):
+        rows = store.n_rows(i)
+        n_ok += rows
+        if rows:
+            schemas.append(store.schema(i).remove_metadata())
+    if schemas and (new := [c for c in label_columns(annotation) if c not in schemas[0].names]):
+        schemas.append(pa.schema([pa.field(c, pa.string()) for c in new]))
+    errors = pd.concat([store.errors(i) for i in range(n_chunks)], ignore_index=True)
+    errors = errors.astype({"path": "string", "error": "string"})
+    if n_ok == 0 and output.exists():
+        write_table(errors, side["failed_errors"])
+        return 0, len(errors), True
+    write_table(errors, side["errors"])
+    side["failed_errors"].unlink(missing_ok=True)
+
+    unified = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+    # metadata columns first, then features, each in first-seen order
+    unified = pa.schema(sorted(unified, key=lambda f: not f.name.startswith(schema.METADATA_PREFIX)))
+    columns = unified.names
+    with ExitStack() as stack:
+        tmp_table = stack.enter_context(atomic_path(output))
+        thumbs_fh = None
+        if thumb_size:
+            # Plain sequential writes after an .npy header: unlike a memory map, written pages
+            # do not stay in this process's resident memory.
+            thumbs_fh = stack.enter_context(open(stack.enter_context(atomic_path(side["thumbs"])), "wb"))
+            np.lib.format.write_array_header_1_0(
+                thumbs_fh, {"descr": "|u1", "fortran_order": False, "shape": (n_ok, thumb_size, thumb_size, n_channels)}
+            )
+        writer = pq.ParquetWriter(tmp_table, unified) if output.name.endswith(".parquet") else None
+        first_csv = True
+        pending: list[pd.DataFrame] = []
+
+        def flush() -> None:
+            nonlocal first_csv
+            if not pending:
+                return
+            df = pd.concat(pending, ignore_index=True).reindex(columns=columns)
+            pending.clear()
+            if writer is not None:
+                writer.write_table(pa.Table.from_pandas(df, schema=unified, preserve_index=False))
+            else:
+                df.to_csv(
+                    tmp_table,
+                    mode="w" if first_csv else "a",
+                    header=first_csv,
+                    index=False,
+                    compression="gzip" if output.name.endswith(".gz") else None,
+                )
+                first_csv = False
+
+        for i in range(n_chunks):
+            df = annotate_rows(store.table(i), annotation)
+            if not len(df):
+                continue
+            pending.append(df)
+            if sum(map(len, pending)) >= ROW_GROUP_ROWS:
+                flush()
+            if thumbs_fh is not None:
+                thumbs_fh.write(np.ascontiguousarray(store.thumbs(i), dtype=np.uint8).tobytes())
+        flush()
+        if writer is not None:
+            writer.close()
+        elif first_csv:
+            pd.DataFrame(columns=columns).to_csv(tmp_table, index=False)
+    if not thumb_size:
+        side["thumbs"].unlink(missing_ok=True)
+    return n_ok, len(errors), False
+
+
+def objects_path(table: str | Path) -> Path:
+    """``NAME.objects.parquet`` beside the feature table."""
+    return schema.sidecar_paths(table)["parts"].with_suffix(".objects.parquet")
+
+
+def write_objects_table(parts: Path, n_chunks: int, out: Path) -> int:
+    """Stream the chunks' ``chunk-NNNNN.objects.parquet`` into one table; returns its row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [parts / f"chunk-{i:05d}.objects.parquet" for i in range(n_chunks)]
+    files = [f for f in files if f.exists()]
+    schemas = [pq.read_schema(f).remove_metadata() for f in files]
+    schemas = [s for s, f in zip(schemas, files) if pq.read_metadata(f).num_rows]
+    unified = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+    rows = 0
+    with atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, unified) as writer:
+            for f in files:
+                df = pd.read_parquet(f)
+                if len(df):
+                    writer.write_table(
+                        pa.Table.from_pandas(df.reindex(columns=unified.names), schema=unified, preserve_index=False)
+                    )
+                    rows += len(df)
+    return rows

@@ -81,3 +81,15 @@ def test_licence_file_matches_the_declared_licence_and_names_the_vendored_data()
     notices = (REPO / "THIRD_PARTY_NOTICES.md").read_text()
     for folder in sorted(p for p in (REPO / "tests" / "data").iterdir() if p.is_dir()):
         assert f"`tests/data/{folder.name}/`" in notices, f"{folder} has no third-party notice"
+
+
+def test_readme_states_every_floor():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Supported versions", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    cfg = _cfg()
+    for pin in _floors_module().floors(list(cfg["options.extras_require"])):
+        name, version = pin.split(" ; ")[0].split("==")
+        if name == "cp-measure":  # benchmarks only
+            continue
+        assert any(name in row and version in row for row in rows), f"README's Supported versions lacks {pin}"

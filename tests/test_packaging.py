@@ -90,6 +90,4 @@ def test_readme_states_every_floor():
     cfg = _cfg()
     for pin in _floors_module().floors(list(cfg["options.extras_require"])):
         name, version = pin.split(" ; ")[0].split("==")
-        if name == "cp-measure":  # benchmarks only
-            continue
         assert any(name in row and version in row for row in rows), f"README's Supported versions lacks {pin}"

@@ -93,9 +93,23 @@ def _json_default(o: Any) -> Any:
 
 # Packages whose versions shape the results; recorded in every run's provenance.
 PROVENANCE_PACKAGES = (
-    "moa-features", "numpy", "pandas", "pyarrow", "scipy", "scikit-image", "scikit-learn", "pillow",
-    "xgboost-cpu", "xgboost", "keras", "jax", "dask", "matplotlib", "seaborn", "jinja2",
-)  # fmt: skip
+    "moa-features",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "scikit-image",
+    "scikit-learn",
+    "pillow",
+    "xgboost-cpu",
+    "xgboost",
+    "keras",
+    "jax",
+    "dask",
+    "matplotlib",
+    "seaborn",
+    "jinja2",
+)
 
 
 def package_versions() -> dict[str, str]:

@@ -110,14 +110,21 @@ def constructed_screen(
                     if k:
                         f[k] += 6
                     f = f * gain
-                    rows.append({
-                        schema.PLATE: f"exp1_{p + 1}", schema.WELL: well, schema.SITE: s,
-                        schema.EXPERIMENT: "exp1", schema.TREATMENT: treatment,
-                        schema.CONCENTRATION: 1.0 if k else 0.0, schema.MOA: moa,
-                        schema.SITE_ID: f"exp1_{p + 1}_{well}_{s}", schema.WELL_ID: f"exp1_{p + 1}_{well}",
-                        **{f"Image_Intensity_Mean_w{i + 1}": v for i, v in enumerate(f)},
-                        "Image_Intensity_Const_w1": 1.0,
-                    })  # fmt: skip
+                    rows.append(
+                        {
+                            schema.PLATE: f"exp1_{p + 1}",
+                            schema.WELL: well,
+                            schema.SITE: s,
+                            schema.EXPERIMENT: "exp1",
+                            schema.TREATMENT: treatment,
+                            schema.CONCENTRATION: 1.0 if k else 0.0,
+                            schema.MOA: moa,
+                            schema.SITE_ID: f"exp1_{p + 1}_{well}_{s}",
+                            schema.WELL_ID: f"exp1_{p + 1}_{well}",
+                            **{f"Image_Intensity_Mean_w{i + 1}": v for i, v in enumerate(f)},
+                            "Image_Intensity_Const_w1": 1.0,
+                        }
+                    )
                     img = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
                     img[..., k] += 120
                     thumbs.append(img)
@@ -131,14 +138,24 @@ def constructed_screen(
 # The metrics.json fields of the held-out-treatment evaluation (issue 10): treatment-level figures,
 # 95 % bootstrap CIs, treatment-level permutation p-values and expected chance, per model.
 NSC_FIELDS = {
-    "cnn": {"treatment_macro_recall": 0.30, "treatment_macro_recall_ci": [0.18, 0.44], "treatment_accuracy": 0.35,
-            "treatment_accuracy_ci": [0.2, 0.5], "permutation_p": 0.21, "expected_chance": 0.25},
-    "xgboost": {"treatment_macro_recall": 0.58, "treatment_macro_recall_ci": [0.41, 0.73], "treatment_accuracy": 0.6,
-                "treatment_accuracy_ci": [0.45, 0.75], "permutation_p": {"treatment_macro_recall": 0.0099,
-                                                                          "treatment_accuracy": 0.0198},
-                "expected_chance": {"treatment_macro_recall": 0.25, "treatment_accuracy": 0.28}},
+    "cnn": {
+        "treatment_macro_recall": 0.30,
+        "treatment_macro_recall_ci": [0.18, 0.44],
+        "treatment_accuracy": 0.35,
+        "treatment_accuracy_ci": [0.2, 0.5],
+        "permutation_p": 0.21,
+        "expected_chance": 0.25,
+    },
+    "xgboost": {
+        "treatment_macro_recall": 0.58,
+        "treatment_macro_recall_ci": [0.41, 0.73],
+        "treatment_accuracy": 0.6,
+        "treatment_accuracy_ci": [0.45, 0.75],
+        "permutation_p": {"treatment_macro_recall": 0.0099, "treatment_accuracy": 0.0198},
+        "expected_chance": {"treatment_macro_recall": 0.25, "treatment_accuracy": 0.28},
+    },
     "majority": {"treatment_macro_recall": 0.25, "treatment_accuracy": 0.28, "expected_chance": 0.25},
-}  # fmt: skip
+}
 NSC_CONFIG = {"split": "nsc", "label": "Metadata_pathway", "aggregation": "treatment median of well medians"}
 
 
@@ -150,16 +167,39 @@ def write_run(run: Path, classes: list[str], seed: int = 0, nsc: bool = False) -
     rng = np.random.default_rng(seed)
     run.mkdir(parents=True, exist_ok=True)
     models = {
-        "cnn": {"macro_recall": 0.41, "macro_recall_std": 0.05, "balanced_accuracy": 0.41,
-                "balanced_accuracy_std": 0.05, "macro_f1": 0.38, "macro_f1_std": 0.06, "accuracy": 0.5,
-                "well_macro_recall": 0.45, "well_macro_recall_std": 0.07},
-        "xgboost": {"macro_recall": 0.62, "macro_recall_std": 0.04, "balanced_accuracy": 0.62,
-                    "balanced_accuracy_std": 0.04, "macro_f1": 0.6, "macro_f1_std": 0.03, "accuracy": 0.7,
-                    "well_macro_recall": 0.66, "well_macro_recall_std": 0.05},
-        "ensemble": {"macro_recall": 0.655, "macro_recall_std": 0.03, "balanced_accuracy": 0.655,
-                     "balanced_accuracy_std": 0.03, "macro_f1": 0.63, "macro_f1_std": 0.02, "accuracy": 0.72},
+        "cnn": {
+            "macro_recall": 0.41,
+            "macro_recall_std": 0.05,
+            "balanced_accuracy": 0.41,
+            "balanced_accuracy_std": 0.05,
+            "macro_f1": 0.38,
+            "macro_f1_std": 0.06,
+            "accuracy": 0.5,
+            "well_macro_recall": 0.45,
+            "well_macro_recall_std": 0.07,
+        },
+        "xgboost": {
+            "macro_recall": 0.62,
+            "macro_recall_std": 0.04,
+            "balanced_accuracy": 0.62,
+            "balanced_accuracy_std": 0.04,
+            "macro_f1": 0.6,
+            "macro_f1_std": 0.03,
+            "accuracy": 0.7,
+            "well_macro_recall": 0.66,
+            "well_macro_recall_std": 0.05,
+        },
+        "ensemble": {
+            "macro_recall": 0.655,
+            "macro_recall_std": 0.03,
+            "balanced_accuracy": 0.655,
+            "balanced_accuracy_std": 0.03,
+            "macro_f1": 0.63,
+            "macro_f1_std": 0.02,
+            "accuracy": 0.72,
+        },
         "majority": {"macro_recall": 1 / len(classes), "balanced_accuracy": 1 / len(classes), "macro_f1": 0.05},
-    }  # fmt: skip
+    }
     k = len(classes)
     metrics = {
         "models": models,
@@ -177,13 +217,27 @@ def write_run(run: Path, classes: list[str], seed: int = 0, nsc: bool = False) -
             models[name].update(fields)
         metrics["config"].update(NSC_CONFIG)
     (run / "metrics.json").write_text(json.dumps(metrics))
-    pd.DataFrame({"model": "xgboost", "fold": [0, 0, 1, 1], "y_true": classes[:2] * 2,
-                  "y_pred": classes[:2] * 2}).to_parquet(run / "predictions.parquet")  # fmt: skip
-    history = {"cnn": [{"loss": [2.0, 1.5, 1.2], "val_loss": [2.1, 1.8, 1.7],
-                        "accuracy": [0.2, 0.4, 0.5], "val_accuracy": [0.2, 0.3, 0.35]}] * 2}  # fmt: skip
+    pd.DataFrame(
+        {"model": "xgboost", "fold": [0, 0, 1, 1], "y_true": classes[:2] * 2, "y_pred": classes[:2] * 2}
+    ).to_parquet(run / "predictions.parquet")
+    history = {
+        "cnn": [
+            {
+                "loss": [2.0, 1.5, 1.2],
+                "val_loss": [2.1, 1.8, 1.7],
+                "accuracy": [0.2, 0.4, 0.5],
+                "val_accuracy": [0.2, 0.3, 0.35],
+            }
+        ]
+        * 2
+    }
     (run / "history.json").write_text(json.dumps(history))
-    pd.DataFrame({"feature": ["Image_Intensity_Mean_w2", "Nuclei_Count", "Image_Texture_Contrast_w3_1_avg_32"],
-                  "importance": [5.0, 3.0, 1.0]}).to_csv(run / "feature_importance.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "feature": ["Image_Intensity_Mean_w2", "Nuclei_Count", "Image_Texture_Contrast_w3_1_avg_32"],
+            "importance": [5.0, 3.0, 1.0],
+        }
+    ).to_csv(run / "feature_importance.csv", index=False)
     return metrics
 
 
@@ -199,9 +253,17 @@ def make_demo_run(root: Path) -> dict[str, Path]:
     side = schema.sidecar_paths(table)
     spec = json.loads((root / "screen" / "screen.json").read_text())
     pd.DataFrame(
-        [{"treatment": t["name"], "moa": t["moa"], "source": "curated", "evidence": "synthetic screen",
-          "needs_review": t["name"] == "DKK-1"} for t in spec["treatments"]]
-    ).to_csv(side["annotation"], index=False)  # fmt: skip
+        [
+            {
+                "treatment": t["name"],
+                "moa": t["moa"],
+                "source": "curated",
+                "evidence": "synthetic screen",
+                "needs_review": t["name"] == "DKK-1",
+            }
+            for t in spec["treatments"]
+        ]
+    ).to_csv(side["annotation"], index=False)
     votes = VoteStore(side["votes"])
     for i, chosen in enumerate((["w1", "w2", "w6"], ["w2", "w6", "w3"], ["w1", "w3", "w5"])):
         votes.add(f"session-{i}", "Interleukin" if i < 2 else "TNF ligand", "s1", "s0", chosen)
@@ -220,12 +282,14 @@ def write_activity(path: Path, treatments: list[str], seed: int = 0) -> pd.DataF
     """An ``activity.csv`` in the documented columns; the first treatment is inactive (mAP 0.2, q 0.6)."""
     rng = np.random.default_rng(seed)
     n = len(treatments)
-    df = pd.DataFrame({
-        "treatment": treatments,
-        "n_replicates": rng.integers(3, 7, n),
-        "mean_average_precision": np.r_[0.2, rng.uniform(0.6, 1.0, n - 1)],
-        "p_value": np.r_[0.3, 10.0 ** -rng.uniform(2, 4, n - 1)],
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "treatment": treatments,
+            "n_replicates": rng.integers(3, 7, n),
+            "mean_average_precision": np.r_[0.2, rng.uniform(0.6, 1.0, n - 1)],
+            "p_value": np.r_[0.3, 10.0 ** -rng.uniform(2, 4, n - 1)],
+        }
+    )
     df["corrected_p_value"] = np.minimum(df["p_value"] * 2, 1.0)
     df["active"] = df["corrected_p_value"] < 0.05
     df.to_csv(path, index=False)

@@ -14,16 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from _helpers import (  # noqa: F401  (BBBC021, RXRX1, load_rxrx1_site: re-exported for tests not yet migrated)
-    ARTIFACTS,
-    BBBC021,
-    RXRX1,
-    SHARED_DATA,
-    VENDORED,
-    load_rxrx1_site,
-    missing_reason,
-    real_data,
-)
+from _helpers import ARTIFACTS, RXRX1, SHARED_DATA, VENDORED, missing_reason, real_data
 
 
 def _browser_missing() -> str | None:
@@ -104,15 +95,22 @@ def bbbc021_moa() -> Path:
 
 
 @pytest.fixture(scope="session")
-def bbbc021_profiles() -> Path:
-    """Vendored fallback: BBBC021 per-well CellProfiler profiles (normalised, feature-selected).
+def bbbc021_profiles_full() -> Path:
+    """The full BBBC021 per-well CellProfiler profiles (632 wells, normalised, feature-selected); skips when absent."""
+    path = SHARED_DATA / "bbbc021" / "BBBC021_feature_selected_mad_robustize.csv"
+    if not path.is_file():
+        pytest.skip(missing_reason(path))
+    return path
 
-    The full 632-well table when ``../shared/data`` is present; otherwise its vendored slice
-    ``BBBC021_profiles_slice.csv.gz`` (every well of Actin disruptors, Eg5 inhibitors and
-    Microtubule destabilizers, plus one DMSO well per plate). Tests must rely only on those rows.
+
+@pytest.fixture(scope="session")
+def bbbc021_profiles_slice() -> Path:
+    """Vendored: 148 whole rows of :func:`bbbc021_profiles_full`, always present.
+
+    Every well of Actin disruptors, Eg5 inhibitors and Microtubule destabilizers, plus the first
+    DMSO well of each plate (``tests/data/bbbc021/BBBC021_profiles_slice.csv.gz``).
     """
-    full = SHARED_DATA / "bbbc021" / "BBBC021_feature_selected_mad_robustize.csv"
-    return full if full.is_file() else VENDORED / "bbbc021" / "BBBC021_profiles_slice.csv.gz"
+    return VENDORED / "bbbc021" / "BBBC021_profiles_slice.csv.gz"
 
 
 @pytest.fixture(scope="session")

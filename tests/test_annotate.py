@@ -13,11 +13,20 @@ from moa_features import schema
 from moa_features.annotate.curated import curated_index, curated_table
 
 DEMO = {
-    "EGF": "Growth factor", "FGF-2": "Growth factor", "VEGF-A": "Growth factor", "HGF": "Growth factor",
-    "IL-1B": "Interleukin", "IL-6": "Interleukin", "IL-17A": "Interleukin",
-    "TNF-alpha": "TNF ligand", "TRAIL": "TNF ligand", "CXCL12": "GPCR agonist",
-    "Wnt-3a": "Wnt agonist", "DKK-1": "Wnt antagonist", "EMPTY": "Negative control",
-}  # fmt: skip
+    "EGF": "Growth factor",
+    "FGF-2": "Growth factor",
+    "VEGF-A": "Growth factor",
+    "HGF": "Growth factor",
+    "IL-1B": "Interleukin",
+    "IL-6": "Interleukin",
+    "IL-17A": "Interleukin",
+    "TNF-alpha": "TNF ligand",
+    "TRAIL": "TNF ligand",
+    "CXCL12": "GPCR agonist",
+    "Wnt-3a": "Wnt agonist",
+    "DKK-1": "Wnt antagonist",
+    "EMPTY": "Negative control",
+}
 
 
 def _by_name(names, **kwargs) -> pd.DataFrame:
@@ -89,8 +98,12 @@ def test_curated_table_is_well_formed():
 
 def test_class_kind_separates_families_from_mechanisms():
     assert {m for m, k in A.CLASS_KIND.items() if k == "family"} >= {
-        "Virulence factor", "Complement protein", "Lectin", "Immunoglobulin", "B7 ligand"
-    }  # fmt: skip
+        "Virulence factor",
+        "Complement protein",
+        "Lectin",
+        "Immunoglobulin",
+        "B7 ligand",
+    }
     assert set(A.CLASS_KIND) == set(A.MOA_CLASSES)
 
 
@@ -98,10 +111,14 @@ def test_curated_names_collide_only_where_declared_ambiguous():
     idx, cur = curated_index(), curated_table()
     ambiguous = {k: sorted(cur["treatment"].iloc[list(v)]) for k, v in idx.primary.items() if len(v) > 1}
     assert ambiguous == {
-        "il1": ["IL-1A", "IL-1B"], "pdgf": ["PDGF-AA", "PDGF-BB"], "c4": ["C4A", "C4B"],
-        "tgfb": ["TGF-beta1", "TGF-beta2", "TGF-beta3"], "ifna": ["IFN-alpha1", "IFN-alpha2"],
-        "ifnl": ["IFN-lambda1", "IFN-lambda2", "IFN-lambda3"], "mip1": ["CCL3", "CCL4"],
-    }  # fmt: skip
+        "il1": ["IL-1A", "IL-1B"],
+        "pdgf": ["PDGF-AA", "PDGF-BB"],
+        "c4": ["C4A", "C4B"],
+        "tgfb": ["TGF-beta1", "TGF-beta2", "TGF-beta3"],
+        "ifna": ["IFN-alpha1", "IFN-alpha2"],
+        "ifnl": ["IFN-lambda1", "IFN-lambda2", "IFN-lambda3"],
+        "mip1": ["CCL3", "CCL4"],
+    }
 
 
 def test_every_class_has_several_treatments():
@@ -253,8 +270,9 @@ def test_spelling_variants_in_one_screen_are_flagged():
 
 
 def test_metadata_moa_is_used_and_disagreement_flagged():
-    table = _by_name(["EGF", "IL-6", "Mystery"],
-                     metadata_moa={"EGF": "Growth factor", "IL-6": "Growth factor", "Mystery": "Lectin"})  # fmt: skip
+    table = _by_name(
+        ["EGF", "IL-6", "Mystery"], metadata_moa={"EGF": "Growth factor", "IL-6": "Growth factor", "Mystery": "Lectin"}
+    )
     assert (table["source"] == "metadata").all()
     assert not table.loc["EGF", "needs_review"] and table.loc["EGF", "pathway"] == "RTK"
     assert table.loc["IL-6", "needs_review"] and "Interleukin" in table.loc["IL-6", "evidence"]
@@ -272,9 +290,16 @@ def _overrides(tmp_path, rows: dict[str, list[str]]) -> Path:
 
 
 def test_overrides_win_and_are_recorded(tmp_path):
-    over = _overrides(tmp_path, {"treatment": ["Sonic-Hedgehog", "Frobnicin-7"],
-                                 "moa": ["Hedgehog agonist", "Lectin"], "evidence": ["lab convention", ""],
-                                 "pathway": ["Hedgehog", ""], "action": ["agonist", ""]})  # fmt: skip
+    over = _overrides(
+        tmp_path,
+        {
+            "treatment": ["Sonic-Hedgehog", "Frobnicin-7"],
+            "moa": ["Hedgehog agonist", "Lectin"],
+            "evidence": ["lab convention", ""],
+            "pathway": ["Hedgehog", ""],
+            "action": ["agonist", ""],
+        },
+    )
     table = _by_name(["Sonic hedgehog", "Frobnicin-7", "EGF"], overrides=over)
     row = table.loc["Sonic hedgehog"]  # another spelling, unambiguous: the override applies
     assert (row["moa"], row["source"], row["pathway"], row["mechanism"]) == (
@@ -331,17 +356,29 @@ def test_metadata_moa_matching_is_exact_for_lossy_names():
 
 def test_apply_annotation_fills_and_warns():
     ann = A.annotate_treatments(["EGF", "TNF-alpha", "IL-1Ra"])
-    table = pd.DataFrame({schema.TREATMENT: ["EGF", "TNFa", "EMPTY", "DMSO", "Mystery", "EGF", "IL-1Ra"],
-                          "x": range(7)})  # fmt: skip
+    table = pd.DataFrame(
+        {schema.TREATMENT: ["EGF", "TNFa", "EMPTY", "DMSO", "Mystery", "EGF", "IL-1Ra"], "x": range(7)}
+    )
     with pytest.warns(UserWarning, match="Mystery"):
         out = A.apply_annotation(table, ann)
     assert out[schema.MOA].tolist() == [
-        "Growth factor", "TNF ligand", "Negative control", "Negative control", A.UNCLASSIFIED, "Growth factor",
+        "Growth factor",
+        "TNF ligand",
+        "Negative control",
+        "Negative control",
+        A.UNCLASSIFIED,
+        "Growth factor",
         "Interleukin",
-    ]  # fmt: skip
+    ]
     assert out["Metadata_pathway"].tolist() == [
-        "RTK", "NF-κB/TNFR", "Negative control", "Negative control", A.UNCLASSIFIED, "RTK", "IL-1R/TLR–MyD88"
-    ]  # fmt: skip
+        "RTK",
+        "NF-κB/TNFR",
+        "Negative control",
+        "Negative control",
+        A.UNCLASSIFIED,
+        "RTK",
+        "IL-1R/TLR–MyD88",
+    ]
     assert out["Metadata_action"].iloc[-1] == "antagonist"
     assert out["Metadata_mechanism"].iloc[-1] == "IL-1R/TLR–MyD88 antagonist"
     assert out["Metadata_class_kind"].tolist()[:3] == ["family", "family", "control"]

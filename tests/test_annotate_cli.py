@@ -17,8 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 UNIPROT = Path(__file__).resolve().parent / "data" / "uniprot"
 # The names of issue 14's "done when", as the original RxRx2 metadata and notebooks spell them.
-ISSUE_14 = ["CCL14a", "GCP-2", "IL-12", "PDGF-AB", "IL-1Ra", "IL-36Ra", "C5a", "Wnt-5a", "DMXAA", "Ang-2",
-            "IL-34", "M-CSF", "Insulin", "IGF-1", "EMPTY"]  # fmt: skip
+ISSUE_14 = [
+    "CCL14a",
+    "GCP-2",
+    "IL-12",
+    "PDGF-AB",
+    "IL-1Ra",
+    "IL-36Ra",
+    "C5a",
+    "Wnt-5a",
+    "DMXAA",
+    "Ang-2",
+    "IL-34",
+    "M-CSF",
+    "Insulin",
+    "IGF-1",
+    "EMPTY",
+]
 
 
 def _rxrx2_metadata(path: Path, treatments: list[str]) -> Path:
@@ -28,16 +43,31 @@ def _rxrx2_metadata(path: Path, treatments: list[str]) -> Path:
         for w in range(2):
             well = f"{'BCDEFGHIJKLMNOP'[i % 15]}{w + 2:02d}"
             for s in (1, 2):
-                rows.append(dict(site_id=f"HUVEC-1_1_{well}_{s}", well_id=f"HUVEC-1_1_{well}", cell_type="HUVEC",
-                                 experiment="HUVEC-1", plate=1, well=well, site=s,
-                                 treatment=t, treatment_conc="" if t == "EMPTY" else 0.01))  # fmt: skip
+                rows.append(
+                    dict(
+                        site_id=f"HUVEC-1_1_{well}_{s}",
+                        well_id=f"HUVEC-1_1_{well}",
+                        cell_type="HUVEC",
+                        experiment="HUVEC-1",
+                        plate=1,
+                        well=well,
+                        site=s,
+                        treatment=t,
+                        treatment_conc="" if t == "EMPTY" else 0.01,
+                    )
+                )
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "moa_features.annotate", *map(str, args)],
-                          capture_output=True, text=True, check=False, cwd=ROOT)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "moa_features.annotate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
 
 
 def test_issue_14_names_end_to_end(tmp_path):
@@ -136,8 +166,11 @@ def test_malformed_overrides_exit_2_naming_the_file(tmp_path, capsys, case):
 
 def test_overrides_path_problems_exit_2(tmp_path, capsys):
     meta = _rxrx2_metadata(tmp_path / "metadata.csv", ["EGF"])
-    for over, message in [(tmp_path, "not a file"), (tmp_path / "missing.csv", "not found"),
-                          (_write(tmp_path / "o.xlsx", "x"), "unknown overrides format")]:  # fmt: skip
+    for over, message in [
+        (tmp_path, "not a file"),
+        (tmp_path / "missing.csv", "not found"),
+        (_write(tmp_path / "o.xlsx", "x"), "unknown overrides format"),
+    ]:
         assert A.main([str(meta), "-o", str(tmp_path / "a.csv"), "--overrides", str(over)]) == 2
         err = capsys.readouterr().err
         assert str(over) in err and message in err
@@ -169,13 +202,19 @@ def test_without_biopython_the_curated_table_works_and_uniprot_says_what_to_inst
     """Biopython is an optional extra: a real process in which it cannot be imported."""
     meta = _rxrx2_metadata(tmp_path / "metadata.csv", ["EGF", "EMPTY"])
     plain = [str(meta), "-o", str(tmp_path / "a.csv")]
-    proc = subprocess.run([sys.executable, "-c", _NO_BIOPYTHON.format(plain)], capture_output=True, text=True,
-                          check=False, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_BIOPYTHON.format(plain)], capture_output=True, text=True, check=False, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     assert pd.read_csv(tmp_path / "a.csv")["moa"].tolist() == ["Growth factor", "Negative control"]
     for extra in (["--uniprot", str(UNIPROT)], ["--online", "--cache-dir", str(tmp_path / "cache")]):
-        proc = subprocess.run([sys.executable, "-c", _NO_BIOPYTHON.format(plain + extra)], capture_output=True,
-                              text=True, check=False, cwd=ROOT)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", _NO_BIOPYTHON.format(plain + extra)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
         assert proc.returncode == 2, proc.stderr
         assert "needs Biopython" in proc.stderr and "moa-features[uniprot]" in proc.stderr
         assert "Traceback" not in proc.stderr

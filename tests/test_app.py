@@ -139,9 +139,15 @@ def test_moa_counts_sorted_by_count_then_name(prepared):
     counts = app.moa_counts(prepared)
     assert schema.NEGATIVE_CONTROL_MOA not in counts.index
     assert counts.to_dict() == {
-        "Growth factor": 16, "Interleukin": 16, "GPCR agonist": 12, "Interferon": 8, "TNF ligand": 8,
-        "Tyrosine kinase receptor agonist": 8, "Wnt agonist": 8, "Wnt antagonist": 8,
-    }  # fmt: skip
+        "Growth factor": 16,
+        "Interleukin": 16,
+        "GPCR agonist": 12,
+        "Interferon": 8,
+        "TNF ligand": 8,
+        "Tyrosine kinase receptor agonist": 8,
+        "Wnt agonist": 8,
+        "Wnt antagonist": 8,
+    }
     assert list(counts.index)[-2:] == ["Wnt agonist", "Wnt antagonist"]
 
 
@@ -186,8 +192,14 @@ def test_load_site_from_stored_paths_and_images_root(prepared, table):
 
 
 def test_channel_features_tokens():
-    names = ["Image_Intensity_Sum_w1", "Image_Intensity_Sum_w10", "Image_Correlation_Pearson_w1_w5",
-             "Image_Texture_Contrast_w3_1_avg_32", "Nuclei_Count", "Cells_Intensity_Mean_w5_Mean"]  # fmt: skip
+    names = [
+        "Image_Intensity_Sum_w1",
+        "Image_Intensity_Sum_w10",
+        "Image_Correlation_Pearson_w1_w5",
+        "Image_Texture_Contrast_w3_1_avg_32",
+        "Nuclei_Count",
+        "Cells_Intensity_Mean_w5_Mean",
+    ]
     assert app.channel_features(names, "w1") == ["Image_Intensity_Sum_w1", "Image_Correlation_Pearson_w1_w5"]
     assert app.channel_features(names, "w5") == ["Image_Correlation_Pearson_w1_w5", "Cells_Intensity_Mean_w5_Mean"]
     assert app.channel_features(names, "w3") == ["Image_Texture_Contrast_w3_1_avg_32"]

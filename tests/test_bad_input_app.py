@@ -13,18 +13,20 @@ from pathlib import Path
 import pytest
 from test_app import CHANNELS, _app_test, build_table
 
+from moa_features import votes as votes_module
 from moa_features.votes import VoteStore, VoteStoreBusy
 
 HOLD = """
-import sqlite3, sys
+import select, sqlite3, sys
 con = sqlite3.connect(sys.argv[1], isolation_level=None)
 con.execute("BEGIN EXCLUSIVE")
 con.execute("INSERT INTO votes (created_at, session_id, moa, site_id, control_site_id, channels) "
             "VALUES ('t', 'other', 'm', 's', 'c', 'w1,w2,w3')")
 print("locked", flush=True)
-sys.stdin.readline()  # hold the write lock until the test says so
+select.select([sys.stdin], [], [], float(sys.argv[2]))  # hold the write lock until told, or at most argv[2] s
 con.execute("ROLLBACK")
 """
+HOLD_S = 20.0  # the holder lets go on its own after this: a writer that waits longer gets the lock
 
 
 class Holder:
@@ -32,7 +34,10 @@ class Holder:
 
     def __init__(self, path: Path):
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", HOLD, str(path), str(HOLD_S)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout.readline().strip() == "locked"
 
@@ -67,6 +72,7 @@ def test_a_locked_store_raises_busy_after_the_bounded_wait(tmp_path):
 def test_the_page_keeps_a_vote_the_locked_store_refused_and_stores_it_on_retry(monkeypatch, tmp_path, table):
     votes = tmp_path / "votes.sqlite"
     VoteStore(votes)
+    monkeypatch.setattr(votes_module, "APP_TIMEOUT", 1.0)  # the app's bounded wait, shortened for the test
     at = _app_test(monkeypatch, table, votes).run()
     at = at.selectbox(key="moa").select("Interleukin").run()
     shown = next(c.value for c in at.markdown if c.value.startswith("**Interleukin**"))
@@ -78,7 +84,9 @@ def test_the_page_keeps_a_vote_the_locked_store_refused_and_stores_it_on_retry(m
         at = at.button(key="submit").click().run()
         waited = time.monotonic() - t0
         assert not at.exception, at.exception
-        assert 4 < waited < 30  # the bounded busy timeout (5 s), not minutes
+        # SQLite sleeps its whole busy timeout before giving up, so this lower bound holds on any machine; an
+        # app that waited past its bound (not the 1 s of APP_TIMEOUT) would outlast the holder and store the vote.
+        assert waited >= 1.0
         assert "Your vote (w1, w2, w5) for Interleukin could not be stored yet" in at.error[0].value
         assert "locked by another process" in at.error[0].value and "It is kept" in at.error[0].value
         assert at.button(key="retry_vote").label == "Retry saving vote (1 kept)"

@@ -100,11 +100,22 @@ def test_baseline_architecture_is_the_original(cnn):
     model = cnn.baseline_model((100, 100, 6), 3)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == [
-        "InputLayer", "Rescaling",
-        "Conv2D", "LeakyReLU", "MaxPooling2D",
-        "Conv2D", "LeakyReLU", "MaxPooling2D",
-        "Flatten", "Dense", "LeakyReLU", "Dropout", "Dense", "LeakyReLU", "Dense",
-    ]  # fmt: skip
+        "InputLayer",
+        "Rescaling",
+        "Conv2D",
+        "LeakyReLU",
+        "MaxPooling2D",
+        "Conv2D",
+        "LeakyReLU",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "LeakyReLU",
+        "Dropout",
+        "Dense",
+        "LeakyReLU",
+        "Dense",
+    ]
     rescale = model.get_layer("rescale")
     assert rescale.scale == pytest.approx(1 / 255) and rescale.offset == 0
     assert model.inputs[0].dtype == "uint8"

@@ -21,8 +21,9 @@ def test_train_options_come_from_one_place_and_extra_options_win(tmp_path):
     assert argv[-len(demo.TRAIN_OPTIONS) :] == list(demo.TRAIN_OPTIONS)
     assert args.split == demo.TRAIN_OPTIONS[demo.TRAIN_OPTIONS.index("--split") + 1]
     assert (args.models, args.seed, args.no_report) == ("xgboost,knn", 3, True)
-    override = demo.train_argv(tmp_path / "t.parquet", tmp_path / "t.thumbs.npy", tmp_path / "run", "knn", 0,
-                               "--split plate --cnn-epochs 2")  # fmt: skip
+    override = demo.train_argv(
+        tmp_path / "t.parquet", tmp_path / "t.thumbs.npy", tmp_path / "run", "knn", 0, "--split plate --cnn-epochs 2"
+    )
     args = train.build_parser().parse_args(override)
     assert (args.split, args.cnn_epochs) == ("plate", 2)
 
@@ -45,10 +46,27 @@ def test_demo_end_to_end_on_the_tiny_screen(tmp_path):
     training and the report, with the ground truth beside the screen."""
     env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run(
-        [sys.executable, "-m", "moa_features", "demo", "--preset", "tiny", "--workdir", str(tmp_path),
-         "--models", "xgboost,knn", "--n-jobs", "1", "-q"],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "moa_features",
+            "demo",
+            "--preset",
+            "tiny",
+            "--workdir",
+            str(tmp_path),
+            "--models",
+            "xgboost,knn",
+            "--n-jobs",
+            "1",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "[1/3]" in out.stdout and "[3/3]" in out.stdout and "s left" in out.stdout
     table = read_table(tmp_path / "features" / "demo-tiny.parquet")

@@ -65,8 +65,13 @@ def test_identical_objects_give_cellprofilers_intensity_statistics(matched):
     for measure in ("Std", "Min", "Max", "LowerQuartile", "Median", "MAD", "UpperQuartile"):
         for channel in ("DNA", "PH3"):
             name = f"Intensity_{measure}Intensity_{channel}"
-            np.testing.assert_allclose(objects[f"Nuclei_{name}"][i][same] / 255, theirs[name].to_numpy()[j][same],
-                                       rtol=1e-5, atol=1e-6, err_msg=name)  # fmt: skip
+            np.testing.assert_allclose(
+                objects[f"Nuclei_{name}"][i][same] / 255,
+                theirs[name].to_numpy()[j][same],
+                rtol=1e-5,
+                atol=1e-6,
+                err_msg=name,
+            )
     for name in ("Intensity_IntegratedIntensityEdge_DNA", "Intensity_MeanIntensityEdge_PH3"):
         np.testing.assert_allclose(
             objects[f"Nuclei_{name}"][i][same] / 255, theirs[name].to_numpy()[j][same], rtol=1e-5

@@ -167,9 +167,13 @@ def test_measure_objects_intensities_equal_a_per_object_reference(dtype):
                     ours = table[f"{name}_Intensity_{measure}_{ch}"]
                     scale = float(np.iinfo(dtype).max)
                     np.testing.assert_allclose(
-                        ours, ref[measure], rtol=1e-9, atol=1e-6 * scale if measure == "StdIntensity" else 1e-9,
-                        equal_nan=True, err_msg=f"{name} {measure} {ch}",
-                    )  # fmt: skip
+                        ours,
+                        ref[measure],
+                        rtol=1e-9,
+                        atol=1e-6 * scale if measure == "StdIntensity" else 1e-9,
+                        equal_nan=True,
+                        err_msg=f"{name} {measure} {ch}",
+                    )
 
 
 def test_histogram_and_sorting_paths_of_measure_objects_agree():

@@ -92,8 +92,9 @@ def test_border_objects_are_excluded_with_their_cells_and_size_limits_apply(site
     for labels in (kept.nuclei, kept.cells):
         assert set(np.unique(labels)) == set(range(kept.n + 1))
     # the kept cells are the same pixels as before the exclusion (grown from every nucleus)
-    assert np.count_nonzero(kept.cells) == np.count_nonzero(np.isin(all_masks.cells, np.setdiff1d(
-        np.arange(1, all_masks.n + 1), touching)))  # fmt: skip
+    assert np.count_nonzero(kept.cells) == np.count_nonzero(
+        np.isin(all_masks.cells, np.setdiff1d(np.arange(1, all_masks.n + 1), touching))
+    )
     areas = np.bincount(all_masks.nuclei.ravel())[1:]
     big = segment(site, min_diameter=float(np.sqrt(4 * np.median(areas) / np.pi)))
     assert 0 < big.n < kept.n
@@ -103,8 +104,9 @@ def test_border_objects_are_excluded_with_their_cells_and_size_limits_apply(site
 
 def test_site_features_are_aggregates_of_the_object_table(site):
     objects, masks = site_objects(site, CHANNELS6)
-    features, table = measure_site(site, CHANNELS6, FeatureParams(texture_scheme="full", objects=True,
-                                                                  families=("morphology",)))  # fmt: skip
+    features, table = measure_site(
+        site, CHANNELS6, FeatureParams(texture_scheme="full", objects=True, families=("morphology",))
+    )
     assert features["Nuclei_Count"] == masks.n == len(table["ObjectNumber"])
     assert "Cells_Count" not in features
     for column in ("Nuclei_AreaShape_Area", "Cytoplasm_Intensity_MeanIntensity_w5", "Cells_AreaShape_Compactness"):
@@ -112,8 +114,9 @@ def test_site_features_are_aggregates_of_the_object_table(site):
         assert features[f"{column}_Median"] == pytest.approx(np.median(values))
         assert features[f"{column}_Mean"] == pytest.approx(np.mean(values))
         assert features[f"{column}_Std"] == pytest.approx(np.std(values))
-    np.testing.assert_array_equal(table["Cells_AreaShape_Area"],
-                                  table["Nuclei_AreaShape_Area"] + table["Cytoplasm_AreaShape_Area"])  # fmt: skip
+    np.testing.assert_array_equal(
+        table["Cells_AreaShape_Area"], table["Nuclei_AreaShape_Area"] + table["Cytoplasm_AreaShape_Area"]
+    )
 
 
 def test_pycytominer_infers_every_aggregate_and_object_column(site):
@@ -139,8 +142,9 @@ def test_user_masks_are_measured_as_given():
     image = np.stack(
         [np.full((40, 40), 7, np.uint8), np.arange(1600, dtype=np.uint16).reshape(40, 40).astype(np.uint8)]
     )
-    features, table = measure_site(image, ["a", "b"], FeatureParams(families=("morphology",), objects=True),
-                                   masks=masks_from_labels(nuclei, cells))  # fmt: skip
+    features, table = measure_site(
+        image, ["a", "b"], FeatureParams(families=("morphology",), objects=True), masks=masks_from_labels(nuclei, cells)
+    )
     assert features["Nuclei_Count"] == 2
     np.testing.assert_array_equal(table["Nuclei_AreaShape_Area"], [25, 60])
     np.testing.assert_array_equal(table["Cytoplasm_AreaShape_Area"], [75, 132])
@@ -199,10 +203,21 @@ def test_extract_measures_masks_named_in_a_loaddata_csv(tmp_path, layout):
         Image.fromarray(cells).save(tmp_path / "masks" / f"c{i}.png")
         for c in (1, 2):
             Image.fromarray(rng.integers(0, 200, (64, 64)).astype(np.uint8)).save(tmp_path / f"s{i}_w{c}.png")
-        rows.append({"Metadata_Plate": "P", "Metadata_Well": f"A0{i + 1}", "Metadata_Site": 1,
-                     "FileName_w1": f"s{i}_w1.png", "PathName_w1": ".", "FileName_w2": f"s{i}_w2.png",
-                     "PathName_w2": ".", "ObjectsFileName_Nuclei": f"n{i}.png", "ObjectsPathName_Nuclei": "masks",
-                     "ObjectsFileName_Cells": f"c{i}.png", "ObjectsPathName_Cells": "masks"})  # fmt: skip
+        rows.append(
+            {
+                "Metadata_Plate": "P",
+                "Metadata_Well": f"A0{i + 1}",
+                "Metadata_Site": 1,
+                "FileName_w1": f"s{i}_w1.png",
+                "PathName_w1": ".",
+                "FileName_w2": f"s{i}_w2.png",
+                "PathName_w2": ".",
+                "ObjectsFileName_Nuclei": f"n{i}.png",
+                "ObjectsPathName_Nuclei": "masks",
+                "ObjectsFileName_Cells": f"c{i}.png",
+                "ObjectsPathName_Cells": "masks",
+            }
+        )
     csv = tmp_path / "load_data.csv"
     table = pd.DataFrame(rows)
     if layout == "manifest":
@@ -237,10 +252,19 @@ def test_cell_mask_numbered_apart_from_its_nuclei_is_an_error_row_naming_the_fil
         Image.fromarray(nuclei).save(tmp_path / "masks" / f"n{i}.png")
         Image.fromarray(cells * (i == 1)).save(tmp_path / "masks" / f"c{i}.png")
         Image.fromarray(rng.integers(0, 200, (64, 64)).astype(np.uint8)).save(tmp_path / f"s{i}_w1.png")
-        rows.append({"Metadata_Plate": "P", "Metadata_Well": f"A0{i + 1}", "Metadata_Site": 1,
-                     "FileName_w1": f"s{i}_w1.png", "PathName_w1": ".", "ObjectsFileName_Nuclei": f"n{i}.png",
-                     "ObjectsPathName_Nuclei": "masks", "ObjectsFileName_Cells": f"c{i}.png",
-                     "ObjectsPathName_Cells": "masks"})  # fmt: skip
+        rows.append(
+            {
+                "Metadata_Plate": "P",
+                "Metadata_Well": f"A0{i + 1}",
+                "Metadata_Site": 1,
+                "FileName_w1": f"s{i}_w1.png",
+                "PathName_w1": ".",
+                "ObjectsFileName_Nuclei": f"n{i}.png",
+                "ObjectsPathName_Nuclei": "masks",
+                "ObjectsFileName_Cells": f"c{i}.png",
+                "ObjectsPathName_Cells": "masks",
+            }
+        )
     csv = tmp_path / "load_data.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     params = FeatureParams(families=("intensity", "morphology"), objects=True, illum="none")

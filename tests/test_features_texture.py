@@ -161,11 +161,19 @@ def test_agrees_with_skimage_graycoprops(real_planes):
 
 def test_agrees_with_mahotas_haralick(real_planes):
     same = {  # mahotas column -> our key (mahotas' column 9 is a different "difference variance")
-        0: "angular_second_moment", 1: "contrast", 2: "correlation", 3: "joint_variance",
-        4: "inverse_difference_moment", 5: "sum_average", 6: "sum_variance", 7: "sum_entropy",
-        8: "joint_entropy", 10: "difference_entropy", 11: "information_correlation_1",
+        0: "angular_second_moment",
+        1: "contrast",
+        2: "correlation",
+        3: "joint_variance",
+        4: "inverse_difference_moment",
+        5: "sum_average",
+        6: "sum_variance",
+        7: "sum_entropy",
+        8: "joint_entropy",
+        10: "difference_entropy",
+        11: "information_correlation_1",
         12: "information_correlation_2",
-    }  # fmt: skip
+    }
     for plane in real_planes:
         q = quantize(plane, 32)
         levels = int(q.max()) + 1  # mahotas sizes its matrix by the image maximum

@@ -67,16 +67,39 @@ def _write_screen(root: Path, n_per_plate: int, plates=("P1",), seed=0) -> Path:
                 path = root / f"{plate}_{i}_w{c + 1}.png"
                 Image.fromarray(plane).save(path)
                 paths[f"path_w{c + 1}"] = path.name
-            rows.append({"plate": plate, "well": f"B{i:02d}", "site": 1, "site_id": f"{plate}_{i}",
-                         "treatment": "EMPTY" if i % 2 == 0 else "drug", **paths})  # fmt: skip
+            rows.append(
+                {
+                    "plate": plate,
+                    "well": f"B{i:02d}",
+                    "site": 1,
+                    "site_id": f"{plate}_{i}",
+                    "treatment": "EMPTY" if i % 2 == 0 else "drug",
+                    **paths,
+                }
+            )
     manifest = root / "manifest.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     return manifest
 
 
 def _extract(manifest: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "moa_features.extract", str(manifest), "-o", str(out), "--no-report", "-q",
-           "--thumbs", "0", "--features", "intensity,texture,morphology", "--channels", "w1,w2", *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "moa_features.extract",
+        str(manifest),
+        "-o",
+        str(out),
+        "--no-report",
+        "-q",
+        "--thumbs",
+        "0",
+        "--features",
+        "intensity,texture,morphology",
+        "--channels",
+        "w1,w2",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -98,8 +121,14 @@ def test_extract_runs_the_first_pass_records_it_and_writes_objects(tmp_path):
     table = pd.read_parquet(out)
     assert "Image_Texture_Contrast_w1_1_avg_run32" in table and "Cells_Count" not in table
     objects = pd.read_parquet(tmp_path / "t.objects.parquet")
-    assert {"Metadata_Plate", "Metadata_site_id", "ObjectNumber", "Location_Center_X", "Nuclei_AreaShape_Area",
-            "Cytoplasm_Intensity_MeanIntensity_w2"} <= set(objects.columns)  # fmt: skip
+    assert {
+        "Metadata_Plate",
+        "Metadata_site_id",
+        "ObjectNumber",
+        "Location_Center_X",
+        "Nuclei_AreaShape_Area",
+        "Cytoplasm_Intensity_MeanIntensity_w2",
+    } <= set(objects.columns)
     assert not any(c.startswith("Metadata_Path_") for c in objects.columns)
     counts = objects.groupby("Metadata_site_id").size()
     np.testing.assert_array_equal(counts.reindex(table["Metadata_site_id"]).fillna(0), table["Nuclei_Count"])
@@ -127,9 +156,12 @@ def test_full_scheme_without_illumination_needs_no_first_pass(tmp_path):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(("--texture-levels", "1"), "--texture-levels"), (("--texture-levels", "300"), "between 2 and 256"),
-     (("--min-diameter", "-3"), "--min-diameter")],
-)  # fmt: skip
+    [
+        (("--texture-levels", "1"), "--texture-levels"),
+        (("--texture-levels", "300"), "between 2 and 256"),
+        (("--min-diameter", "-3"), "--min-diameter"),
+    ],
+)
 def test_bad_feature_options_are_refused_before_any_work(tmp_path, args, message):
     manifest = _write_screen(tmp_path, 2)
     done = _extract(manifest, tmp_path / "t.parquet", *args)

@@ -32,8 +32,12 @@ SECTIONS = ("question", "dataset", "intensity", "examples", "features", "models"
 def demo(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("demo")
     paths = make_demo_run(root)
-    paths["html"] = build_report(paths["table"], run_dir=paths["run"], output=root / "reports" / "tiny.html",
-                                 provenance={"command": "pytest demo", "seed": 0})  # fmt: skip
+    paths["html"] = build_report(
+        paths["table"],
+        run_dir=paths["run"],
+        output=root / "reports" / "tiny.html",
+        provenance={"command": "pytest demo", "seed": 0},
+    )
     paths["root"] = root
     return paths
 

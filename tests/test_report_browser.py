@@ -54,9 +54,16 @@ def test_report_renders_in_chromium(driver, tmp_path):
     assert not errors, errors
     sections = driver.execute_script("return Array.from(document.querySelectorAll('section h2')).map(h => h.innerText)")
     assert [s.split(".", 1)[1] for s in sections] == [
-        "What the numbers mean", "Dataset", "Per-channel intensity", "Example images", "Discriminative features",
-        "Models", "Phenotypic activity", "Channel votes", "Provenance",
-    ]  # fmt: skip
+        "What the numbers mean",
+        "Dataset",
+        "Per-channel intensity",
+        "Example images",
+        "Discriminative features",
+        "Models",
+        "Phenotypic activity",
+        "Channel votes",
+        "Provenance",
+    ]
     # the page fits a laptop screen: nothing wider than the window
     assert driver.execute_script("return document.documentElement.scrollWidth") <= 1400
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})

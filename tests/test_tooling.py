@@ -47,7 +47,8 @@ def test_extras_match_the_optional_registry_and_all_installs_them():
     core = _requirements(cfg["options"]["install_requires"])
     heavy = {"dask[distributed]", "keras", "jax[cpu]", "streamlit", "biopython"}
     assert not core & heavy, core & heavy
-    assert {"copairs", "pycytominer"} <= core
+    assert "copairs" in core  # phenotypic activity (moa_features.activity)
+    assert "pycytominer" in extras["test"] and "pycytominer" not in core  # only a test imports it
 
 
 def test_require_names_the_extra_and_keeps_real_import_errors(tmp_path, monkeypatch):
@@ -88,8 +89,15 @@ print(json.dumps({"env": changed, "backend": [before_backend, matplotlib.get_bac
 
 
 def _probe(*modules: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *modules], capture_output=True, text=True,
-                         check=True, cwd=REPO, env=ENV, timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, *modules],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env=ENV,
+        timeout=300,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -100,11 +108,26 @@ def test_importing_the_package_and_the_cli_changes_nothing_and_stays_light():
 
 # calls that change process-wide state: never at import time in a library
 GLOBAL_STATE_CALLS = {
-    "os.environ.setdefault", "os.environ.update", "os.putenv", "matplotlib.use", "plt.switch_backend",
-    "plt.style.use", "matplotlib.style.use", "sns.set", "sns.set_theme", "sns.set_style", "warnings.filterwarnings",
-    "warnings.simplefilter", "logging.basicConfig", "np.random.seed", "np.seterr", "sys.path.insert",
-    "sys.path.append", "jax.config.update", "keras.config.set_backend",
-}  # fmt: skip
+    "os.environ.setdefault",
+    "os.environ.update",
+    "os.putenv",
+    "matplotlib.use",
+    "plt.switch_backend",
+    "plt.style.use",
+    "matplotlib.style.use",
+    "sns.set",
+    "sns.set_theme",
+    "sns.set_style",
+    "warnings.filterwarnings",
+    "warnings.simplefilter",
+    "logging.basicConfig",
+    "np.random.seed",
+    "np.seterr",
+    "sys.path.insert",
+    "sys.path.append",
+    "jax.config.update",
+    "keras.config.set_backend",
+}
 
 
 def _dotted(node: ast.AST) -> str:
@@ -164,8 +187,10 @@ def test_side_effect_check_sees_module_level_code_only():
         "def f():\n    os.environ['X'] = '1'\n    matplotlib.use('Agg')\n"
     )
     assert import_time_side_effects(source) == [
-        (2, "os.environ[] = ..."), (3, "matplotlib.use(...)"), (5, "plt.rcParams.update(...)"),
-    ]  # fmt: skip
+        (2, "os.environ[] = ..."),
+        (3, "matplotlib.use(...)"),
+        (5, "plt.rcParams.update(...)"),
+    ]
 
 
 def test_cli_commands_point_at_functions():
@@ -190,10 +215,26 @@ def test_cli_extract_then_report_on_real_sites(tmp_path, rxrx1_sample):
     """`moa-features extract` (a real subprocess) writes the table, then the report; --no-report skips it."""
     table = tmp_path / "features" / "sample.parquet"
     run = subprocess.run(
-        [sys.executable, "-m", "moa_features", "extract", str(rxrx1_sample), "-o", str(table), "--features",
-         "intensity", "--thumbs", "0", "-q"],
-        capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "moa_features",
+            "extract",
+            str(rxrx1_sample),
+            "-o",
+            str(table),
+            "--features",
+            "intensity",
+            "--thumbs",
+            "0",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=ENV,
+        timeout=300,
+    )
     assert run.returncode == 3, run.stderr  # U2OS site 2 lacks w5/w6: some sites failed, the table is written
     assert table.is_file()
     html = tmp_path / "reports" / "sample.html"
@@ -201,10 +242,27 @@ def test_cli_extract_then_report_on_real_sites(tmp_path, rxrx1_sample):
     assert "moa-features extract" in html.read_text()  # the command is in the provenance section
     html.unlink()
     again = subprocess.run(
-        [sys.executable, "-m", "moa_features", "extract", str(rxrx1_sample), "-o", str(table), "--features",
-         "intensity", "--thumbs", "0", "-q", "--no-report"],
-        capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "moa_features",
+            "extract",
+            str(rxrx1_sample),
+            "-o",
+            str(table),
+            "--features",
+            "intensity",
+            "--thumbs",
+            "0",
+            "-q",
+            "--no-report",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=ENV,
+        timeout=300,
+    )
     assert again.returncode == 3 and not html.exists()
 
 
@@ -213,8 +271,9 @@ def test_extract_whose_every_site_fails_says_why_the_report_is_missing(rxrx1_sam
     meta = pd.read_csv(rxrx1_sample_copy / "metadata.csv")
     meta[meta["site_id"] == "U2OS-01_1_B02_2"].to_csv(rxrx1_sample_copy / "metadata.csv", index=False)
     table = tmp_path / "t.parquet"
-    status = pipeline.extract_command([str(rxrx1_sample_copy), "-o", str(table), "--features", "intensity",
-                                       "--thumbs", "0", "-q"])  # fmt: skip
+    status = pipeline.extract_command(
+        [str(rxrx1_sample_copy), "-o", str(table), "--features", "intensity", "--thumbs", "0", "-q"]
+    )
     err = capsys.readouterr().err
     assert status != 0
     assert "no report: no site of" in err and "was measured" in err

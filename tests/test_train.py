@@ -15,7 +15,6 @@ from moa_features.io import read_table
 
 from _helpers import CLASSES, constructed_screen
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CORE = ("macro_recall", "balanced_accuracy", "macro_f1", "accuracy")
 
 
@@ -200,12 +199,9 @@ def test_cli_errors_are_clear(screen, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_bbbc021_profiles_nsc_subset(tmp_path):
-    """A real CellProfiler profile table (BBBC021) with its own column names trains under NSC."""
-    path = SHARED_DATA / "bbbc021" / "BBBC021_feature_selected_mad_robustize.csv"
-    if not path.exists():
-        pytest.skip(f"BBBC021 profiles not found at {path} (../shared/data is not part of a bare clone)")
-    df = read_table(path)
+def test_bbbc021_profiles_nsc_subset(tmp_path, bbbc021_profiles_slice):
+    """A real CellProfiler profile table (BBBC021, the vendored slice) with its own column names trains under NSC."""
+    df = read_table(bbbc021_profiles_slice)
     keep = df["Metadata_moa"].isin(["DMSO", "Eg5 inhibitors", "Microtubule destabilizers", "Actin disruptors"])
     table = tmp_path / "bbbc021_subset.csv"
     df[keep].to_csv(table, index=False)

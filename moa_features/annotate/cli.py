@@ -54,13 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
         "UniProt rules and your overrides. Exit status 0 also when some treatments stay unresolved: they "
         "are listed on stderr and have needs_review=True in the output; 2 for unusable input.",
     )
-    p.add_argument("metadata", type=Path, help="RxRx metadata CSV (column 'treatment', or 'sirna' for RxRx1) "
-                   "or a feature table (column Metadata_Treatment); CSV or Parquet")  # fmt: skip
+    p.add_argument(
+        "metadata",
+        type=Path,
+        help="RxRx metadata CSV (column 'treatment', or 'sirna' for RxRx1) "
+        "or a feature table (column Metadata_Treatment); CSV or Parquet",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="annotation table to write (.csv or .parquet)")
     p.add_argument("--uniprot", type=Path, help="Swiss-Prot flat file, UniProt XML, or a folder of records")
     p.add_argument("--online", action="store_true", help="fetch missing UniProt records (ExPASy), cached on disk")
-    p.add_argument("--overrides", type=Path, help="CSV with treatment,moa[,evidence,receptor,pathway,action,caveat] "
-                   "(or treatment,uniprot_accession)")  # fmt: skip
+    p.add_argument(
+        "--overrides",
+        type=Path,
+        help="CSV with treatment,moa[,evidence,receptor,pathway,action,caveat] (or treatment,uniprot_accession)",
+    )
     p.add_argument("--treatment-column", help="treatment column of METADATA (default: guessed)")
     p.add_argument("--moa-column", help="MoA column already in METADATA (default: Metadata_moa or moa if present)")
     p.add_argument("--cache-dir", type=Path, help=f"UniProt record cache (default {DEFAULT_CACHE_DIR})")
@@ -81,18 +88,26 @@ def _known_moa(meta: pd.DataFrame, path: Path, col: str, moa_column: str | None)
 def _print_summary(table: pd.DataFrame, col: str, output: Path) -> None:
     counts = table["source"].value_counts()
     summary = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in SOURCES)
-    print(f"annotated {len(table)} treatments from column '{col}' ({summary}); "
-          f"{int(table['needs_review'].sum())} need review -> {output}", file=sys.stderr)  # fmt: skip
+    print(
+        f"annotated {len(table)} treatments from column '{col}' ({summary}); "
+        f"{int(table['needs_review'].sum())} need review -> {output}",
+        file=sys.stderr,
+    )
     antagonists = table[table["action"] == "antagonist"]
     for moa, group in antagonists.groupby("moa"):
         if (table.loc[table["moa"] == moa, "action"] != "antagonist").any():
-            print(f"note: antagonist(s) {', '.join(group['treatment'])} share the moa class '{moa}' with agonists; "
-                  "they have action=antagonist: train on Metadata_mechanism or Metadata_action to keep them apart",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"note: antagonist(s) {', '.join(group['treatment'])} share the moa class '{moa}' with agonists; "
+                "they have action=antagonist: train on Metadata_mechanism or Metadata_action to keep them apart",
+                file=sys.stderr,
+            )
     unresolved = table.loc[table["source"] == "unresolved", "treatment"].tolist()
     if unresolved:
-        print(f"warning: {len(unresolved)} treatment(s) unresolved (moa '{UNCLASSIFIED}', needs_review=True): "
-              f"{', '.join(unresolved)}; add them to an --overrides CSV (treatment,moa)", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: {len(unresolved)} treatment(s) unresolved (moa '{UNCLASSIFIED}', needs_review=True): "
+            f"{', '.join(unresolved)}; add them to an --overrides CSV (treatment,moa)",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,15 +125,22 @@ def main(argv: list[str] | None = None) -> int:
         col = args.treatment_column or _guess_column(meta, TREATMENT_COLUMN_CANDIDATES)
         if col is None or col not in meta.columns:
             wanted = args.treatment_column or " or ".join(TREATMENT_COLUMN_CANDIDATES)
-            raise ValueError(f"{args.metadata}: no treatment column {wanted} (columns: {list(meta.columns)}); "
-                             "name it with --treatment-column")  # fmt: skip
+            raise ValueError(
+                f"{args.metadata}: no treatment column {wanted} (columns: {list(meta.columns)}); "
+                "name it with --treatment-column"
+            )
         known = _known_moa(meta, args.metadata, col, args.moa_column)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             table = annotate_treatments(
-                meta[col].tolist(), uniprot=args.uniprot, online=args.online, overrides=args.overrides,
-                cache_dir=args.cache_dir, metadata_moa=known, timeout=args.timeout,
-            )  # fmt: skip
+                meta[col].tolist(),
+                uniprot=args.uniprot,
+                online=args.online,
+                overrides=args.overrides,
+                cache_dir=args.cache_dir,
+                metadata_moa=known,
+                timeout=args.timeout,
+            )
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         write_table(table, args.output)

@@ -88,9 +88,17 @@ PATHWAYS = (
 ACTIONS = ("agonist", "antagonist", "modulator")
 LEVELS = ("moa", "pathway", "action", "mechanism")
 CURATED_COLUMNS = (
-    "treatment", "aliases", "uniprot_accession", "gene", "moa",
-    "receptor", "pathway", "action", "caveat", "evidence",
-)  # fmt: skip
+    "treatment",
+    "aliases",
+    "uniprot_accession",
+    "gene",
+    "moa",
+    "receptor",
+    "pathway",
+    "action",
+    "caveat",
+    "evidence",
+)
 
 
 def mechanism(pathway: str, action: str) -> str:

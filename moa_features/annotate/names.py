@@ -21,15 +21,36 @@ _ENTRY_NAME_RE = re.compile(r"^[A-Z0-9]{1,10}_[A-Z0-9]{1,5}$")
 
 # Greek letters (and the German sharp s, a common stand-in for beta), either case.
 _GREEK_LETTERS = {
-    "α": "alpha", "Α": "alpha", "β": "beta", "Β": "beta", "ß": "beta", "ẞ": "beta",
-    "γ": "gamma", "Γ": "gamma", "δ": "delta", "Δ": "delta", "ε": "epsilon", "Ε": "epsilon",
-    "κ": "kappa", "Κ": "kappa", "λ": "lambda", "Λ": "lambda", "ω": "omega", "Ω": "omega",
-}  # fmt: skip
+    "α": "alpha",
+    "Α": "alpha",
+    "β": "beta",
+    "Β": "beta",
+    "ß": "beta",
+    "ẞ": "beta",
+    "γ": "gamma",
+    "Γ": "gamma",
+    "δ": "delta",
+    "Δ": "delta",
+    "ε": "epsilon",
+    "Ε": "epsilon",
+    "κ": "kappa",
+    "Κ": "kappa",
+    "λ": "lambda",
+    "Λ": "lambda",
+    "ω": "omega",
+    "Ω": "omega",
+}
 # Greek words shortened to the letter HGNC symbols use (IFNG, IFNL1, IFNW1, IL1B, TNFa).
 _GREEK_WORDS = (
-    ("epsilon", "e"), ("lambda", "l"), ("alpha", "a"), ("gamma", "g"),
-    ("kappa", "k"), ("omega", "w"), ("delta", "d"), ("beta", "b"),
-)  # fmt: skip
+    ("epsilon", "e"),
+    ("lambda", "l"),
+    ("alpha", "a"),
+    ("gamma", "g"),
+    ("kappa", "k"),
+    ("omega", "w"),
+    ("delta", "d"),
+    ("beta", "b"),
+)
 _UNIT = r"(?:[pnuμm]?g\s*/\s*[mμu]?l|[pnuμm]?mol\s*/\s*l|[pnuμm]?m|i?u\s*/\s*m?l|%|x)"
 _CONCENTRATION_RE = re.compile(
     rf"(?:[\s_@,;:-]+|\s*\()\s*\d+(?:[.,]\d+)?(?:e-?\d+)?\s*{_UNIT}\s*\)?\s*$", re.IGNORECASE

@@ -82,16 +82,20 @@ def read_overrides(overrides: str | Path | pd.DataFrame) -> pd.DataFrame:
     if (bad := (df["moa"] == "") & (df["uniprot_accession"] == "")).any():
         problems.append(f"neither 'moa' nor 'uniprot_accession' on line(s) {_lines(df, bad)}")
     if (bad := df["treatment"].duplicated(keep=False) & (df["treatment"] != "")).any():
-        problems.append(f"the same treatment on several lines ({_lines(df, bad)}): "
-                        f"{sorted(set(df.loc[bad, 'treatment']))}")  # fmt: skip
+        problems.append(
+            f"the same treatment on several lines ({_lines(df, bad)}): {sorted(set(df.loc[bad, 'treatment']))}"
+        )
     acc = df["uniprot_accession"]
     if (bad := (acc != "") & ~acc.str.upper().str.match(ACCESSION_RE.pattern)).any():
-        problems.append(f"'uniprot_accession' is not a UniProt accession on line(s) {_lines(df, bad)} "
-                        f"({sorted(set(acc[bad]))[:5]})")  # fmt: skip
+        problems.append(
+            f"'uniprot_accession' is not a UniProt accession on line(s) {_lines(df, bad)} ({sorted(set(acc[bad]))[:5]})"
+        )
     for col, allowed in (("pathway", PATHWAYS), ("action", ACTIONS), ("class_kind", tuple(set(CLASS_KIND.values())))):
         if (bad := (df[col] != "") & ~df[col].isin(allowed)).any():
-            problems.append(f"'{col}' on line(s) {_lines(df, bad)} is {sorted(set(df.loc[bad, col]))}; "
-                            f"expected one of {sorted(allowed)}")  # fmt: skip
+            problems.append(
+                f"'{col}' on line(s) {_lines(df, bad)} is {sorted(set(df.loc[bad, col]))}; "
+                f"expected one of {sorted(allowed)}"
+            )
     if problems:
         raise ValueError(f"{where}: " + "; ".join(problems))
     return df[["treatment", "moa", *OPTIONAL_COLUMNS]]

@@ -22,7 +22,7 @@ from moa_features.annotate.curated import (
     curated_index,
     curated_table,
     mechanism,
-)  # fmt: skip
+)
 from moa_features.annotate.names import Collision, is_faithful, looks_like_accession, match_names, normalize_name
 from moa_features.annotate.overrides import read_overrides
 from moa_features.annotate.rules import RULES_BY_ID, classify_record
@@ -33,13 +33,24 @@ from moa_features.annotate.uniprot import (
     UniProtRecord,
     read_uniprot,
     record_facts,
-)  # fmt: skip
+)
 
 SOURCES = ("curated", "uniprot", "override", "metadata", "unresolved")
 ANNOTATION_COLUMNS = (
-    "treatment", "moa", "receptor", "pathway", "action", "mechanism", "class_kind", "caveat",
-    "source", "evidence", "uniprot_accession", "gene", "needs_review",
-)  # fmt: skip
+    "treatment",
+    "moa",
+    "receptor",
+    "pathway",
+    "action",
+    "mechanism",
+    "class_kind",
+    "caveat",
+    "source",
+    "evidence",
+    "uniprot_accession",
+    "gene",
+    "needs_review",
+)
 #: Annotation column -> the ``Metadata_`` column :func:`apply_annotation` writes.
 METADATA_COLUMNS = {
     "moa": schema.MOA,
@@ -58,9 +69,15 @@ _FACTS = ("receptor", "caveat", "uniprot_accession", "gene")
 def _row(treatment: str, moa: str, source: str, evidence: str, *, needs_review: bool = False, **fields: str) -> dict:
     """One annotation row; ``fields``: receptor, pathway, action, caveat, uniprot_accession, gene."""
     row = {c: "" for c in ANNOTATION_COLUMNS} | fields
-    row.update(treatment=treatment, moa=moa, source=source, evidence=evidence, needs_review=bool(needs_review),
-               class_kind=fields.get("class_kind") or CLASS_KIND.get(moa, ""),
-               mechanism=mechanism(row["pathway"], row["action"]))  # fmt: skip
+    row.update(
+        treatment=treatment,
+        moa=moa,
+        source=source,
+        evidence=evidence,
+        needs_review=bool(needs_review),
+        class_kind=fields.get("class_kind") or CLASS_KIND.get(moa, ""),
+        mechanism=mechanism(row["pathway"], row["action"]),
+    )
     return row
 
 
@@ -73,21 +90,36 @@ def _classified_row(name: str, record: UniProtRecord, how: str) -> dict:
     moa, rule_id, evidence = classify_record(record)
     facts, rule = record_facts(record), RULES_BY_ID[rule_id]
     return _row(
-        name, moa, "uniprot", f"{how}; rule {rule_id}: {evidence}", needs_review=rule.review,
-        pathway=rule.pathway, action=rule.action, uniprot_accession=facts.accession, gene=facts.gene,
-    )  # fmt: skip
+        name,
+        moa,
+        "uniprot",
+        f"{how}; rule {rule_id}: {evidence}",
+        needs_review=rule.review,
+        pathway=rule.pathway,
+        action=rule.action,
+        uniprot_accession=facts.accession,
+        gene=facts.gene,
+    )
 
 
 def _curated_row(name: str, rows: pd.DataFrame, how: str, source: RecordSource) -> dict:
     if len(rows) > 1:
-        listing = "; ".join(f"{r.treatment} ({r.gene or 'no gene'}, {r.uniprot_accession or 'no accession'}, {r.moa})"
-                            for r in rows.itertuples())  # fmt: skip
+        listing = "; ".join(
+            f"{r.treatment} ({r.gene or 'no gene'}, {r.uniprot_accession or 'no accession'}, {r.moa})"
+            for r in rows.itertuples()
+        )
         agreed = {c: rows[c].iloc[0] if rows[c].nunique() == 1 else "" for c in ("moa", "pathway", "action")}
-        return _row(name, agreed["moa"] or UNCLASSIFIED, "curated",
-                    f"ambiguous name: matches {len(rows)} curated entries: {listing}; name one in the overrides",
-                    needs_review=True, pathway=agreed["pathway"], action=agreed["action"],
-                    uniprot_accession=";".join(a for a in rows["uniprot_accession"] if a),
-                    gene=";".join(g for g in rows["gene"] if g))  # fmt: skip
+        return _row(
+            name,
+            agreed["moa"] or UNCLASSIFIED,
+            "curated",
+            f"ambiguous name: matches {len(rows)} curated entries: {listing}; name one in the overrides",
+            needs_review=True,
+            pathway=agreed["pathway"],
+            action=agreed["action"],
+            uniprot_accession=";".join(a for a in rows["uniprot_accession"] if a),
+            gene=";".join(g for g in rows["gene"] if g),
+        )
     entry = rows.iloc[0]
     evidence, review = f"curated: {entry['evidence']}", False
     if how == "isoform":
@@ -119,11 +151,17 @@ def _metadata_row(name: str, moa: str, curated: pd.DataFrame | None) -> dict:
         return _row(name, moa, "metadata", "MoA given in the metadata")
     entry = curated.iloc[0]
     if entry["moa"] == moa:
-        return _row(name, moa, "metadata", "MoA given in the metadata (agrees with the curated table)",
-                    **_curated_fields(entry))  # fmt: skip
-    return _row(name, moa, "metadata",
-                f"MoA given in the metadata; CHECK: curated table says {entry['moa']} ({entry['evidence']})",
-                needs_review=True, **_curated_fields(entry, classification=False))  # fmt: skip
+        return _row(
+            name, moa, "metadata", "MoA given in the metadata (agrees with the curated table)", **_curated_fields(entry)
+        )
+    return _row(
+        name,
+        moa,
+        "metadata",
+        f"MoA given in the metadata; CHECK: curated table says {entry['moa']} ({entry['evidence']})",
+        needs_review=True,
+        **_curated_fields(entry, classification=False),
+    )
 
 
 def _uniprot_or_unresolved(name: str, source: RecordSource, online: bool) -> dict:
@@ -152,9 +190,13 @@ def _uniprot_or_unresolved(name: str, source: RecordSource, online: bool) -> dic
         hint += " or give UniProt records (--uniprot)"
     if source.failure:
         hint += f"; online retrieval failed: {source.failure}"
-    return _row(name, UNCLASSIFIED, "unresolved",
-                f"unknown treatment: '{name}' (key '{normalize_name(name)}') is not in the {where}{hint}",
-                needs_review=True)  # fmt: skip
+    return _row(
+        name,
+        UNCLASSIFIED,
+        "unresolved",
+        f"unknown treatment: '{name}' (key '{normalize_name(name)}') is not in the {where}{hint}",
+        needs_review=True,
+    )
 
 
 def _flag_spelling_variants(table: pd.DataFrame) -> None:
@@ -186,8 +228,11 @@ def _report_collisions(collisions: Sequence[Collision], what: str, table: pd.Dat
     """Warn once, listing every collision, and note each on its row (``needs_review=True``)."""
     if not collisions:
         return
-    warnings.warn(f"{what}: {len(collisions)} name(s) not matched by normalised form: "
-                  + "; ".join(c.describe() for c in collisions), stacklevel=3)  # fmt: skip
+    warnings.warn(
+        f"{what}: {len(collisions)} name(s) not matched by normalised form: "
+        + "; ".join(c.describe() for c in collisions),
+        stacklevel=3,
+    )
     where = {t: i for i, t in enumerate(table["treatment"])}
     for c in collisions:
         i = table.index[where[c.name]]
@@ -264,9 +309,16 @@ def annotate_treatments(
             record = source.get(acc)
             if record is None:
                 why = "not found" if online else "not in --uniprot records; try --online"
-                out.append(_row(name, UNCLASSIFIED, "unresolved",
-                                f"accession {acc} from the overrides: no UniProt record ({why})",
-                                needs_review=True, uniprot_accession=acc))  # fmt: skip
+                out.append(
+                    _row(
+                        name,
+                        UNCLASSIFIED,
+                        "unresolved",
+                        f"accession {acc} from the overrides: no UniProt record ({why})",
+                        needs_review=True,
+                        uniprot_accession=acc,
+                    )
+                )
             else:
                 out.append(_classified_row(name, record, f"accession {acc} from the overrides"))
         elif entries is not None:
@@ -332,14 +384,17 @@ def apply_annotation(
         ``treatment_col`` not in ``table``, or ``treatment``/``moa`` not in ``annotation``.
     """
     if treatment_col not in table.columns:
-        raise KeyError(f"apply_annotation: table has no treatment column '{treatment_col}' "
-                       f"(columns: {list(table.columns)[:20]})")  # fmt: skip
+        raise KeyError(
+            f"apply_annotation: table has no treatment column '{treatment_col}' (columns: {list(table.columns)[:20]})"
+        )
     for col in ("treatment", "moa"):
         if col not in annotation.columns:
-            raise KeyError(f"apply_annotation: annotation table has no '{col}' column "
-                           f"(columns: {list(annotation.columns)})")  # fmt: skip
-    targets = {lvl: (moa_col if lvl == "moa" else col) for lvl, col in METADATA_COLUMNS.items()
-               if lvl in annotation.columns}  # fmt: skip
+            raise KeyError(
+                f"apply_annotation: annotation table has no '{col}' column (columns: {list(annotation.columns)})"
+            )
+    targets = {
+        lvl: (moa_col if lvl == "moa" else col) for lvl, col in METADATA_COLUMNS.items() if lvl in annotation.columns
+    }
     uniques = list(pd.unique(table[treatment_col]))
     present = [str(t) for t in uniques if not _is_missing(t)]
     matches, collisions = match_names(present, annotation["treatment"].astype(str).tolist())
@@ -369,9 +424,14 @@ def apply_annotation(
             filled = existing.where(keep, filled)
         out[col] = filled.astype(object)
     if collisions:
-        warnings.warn("apply_annotation: not matched by normalised form: "
-                      + "; ".join(c.describe() for c in collisions), stacklevel=2)  # fmt: skip
+        warnings.warn(
+            "apply_annotation: not matched by normalised form: " + "; ".join(c.describe() for c in collisions),
+            stacklevel=2,
+        )
     if missing:
-        warnings.warn(f"apply_annotation: {len(missing)} treatment(s) absent from the annotation table, "
-                      f"set to '{UNCLASSIFIED}': {', '.join(sorted(missing))}", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"apply_annotation: {len(missing)} treatment(s) absent from the annotation table, "
+            f"set to '{UNCLASSIFIED}': {', '.join(sorted(missing))}",
+            stacklevel=2,
+        )
     return out

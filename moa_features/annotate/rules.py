@@ -114,6 +114,7 @@ _AG, _ANT, _MOD = "agonist", "antagonist", "modulator"
 #: reasons for ``Unclassified``. ``Immunoglobulin domain`` (HLA, receptors) is not
 #: ``Immunoglobulin``; an ``EGF-like domain`` (t-PA) is not a growth factor. Growth-factor
 #: families are split by the receptor they act on (RTK, SMAD, Hedgehog, JAK–STAT).
+# Left unformatted (skip marker on the closing paren): one rule per line pair reads as a table.
 RULES: tuple[Rule, ...] = (
     Rule("family:tnf", "TNF ligand", "tumor necrosis factor family", _family(r"tumor necrosis factor family"),
          pathway=_TNFR, action=_AG),

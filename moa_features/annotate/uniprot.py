@@ -157,9 +157,11 @@ def record_facts(record: UniProtRecord) -> UniProtFacts:
         ann = record.annotations
         genes = [ann.get("gene_name_primary", "")] + list(ann.get("gene_name_synonym", []))
         names = [record.description] + [
-            v for k, vs in ann.items() if k.endswith(("_fullName", "_shortName"))
+            v
+            for k, vs in ann.items()
+            if k.endswith(("_fullName", "_shortName"))
             for v in (vs if isinstance(vs, list) else [vs])
-        ]  # fmt: skip
+        ]
         taxon = next((x.split(":", 1)[1] for x in record.dbxrefs if x.startswith("NCBI Taxonomy:")), "")
         return UniProtFacts(
             accessions=tuple(dict.fromkeys([record.id] + list(ann.get("accessions", [])))),
@@ -220,13 +222,15 @@ def read_uniprot(path: str | Path) -> list[UniProtRecord]:
         raise FileNotFoundError(f"UniProt records not found: {path}")
     if path.is_dir():
         files = sorted(
-            p for p in path.iterdir()
-            if p.is_file() and p.name.lower().removesuffix(".gz").endswith(_RECORD_SUFFIXES)
-            and _sniff(p) is not None
-        )  # fmt: skip
+            p
+            for p in path.iterdir()
+            if p.is_file() and p.name.lower().removesuffix(".gz").endswith(_RECORD_SUFFIXES) and _sniff(p) is not None
+        )
         if not files:
-            raise ValueError(f"{path}: no UniProt record files ({', '.join(_RECORD_SUFFIXES)}, optionally .gz, "
-                             "starting with 'ID   ' or '<')")  # fmt: skip
+            raise ValueError(
+                f"{path}: no UniProt record files ({', '.join(_RECORD_SUFFIXES)}, optionally .gz, "
+                "starting with 'ID   ' or '<')"
+            )
         return [r for f in files for r in read_uniprot(f)]
     is_xml = _sniff(path) == "xml"
     bio = require_biopython(f"reading the UniProt records in {path}")

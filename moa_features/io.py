@@ -8,7 +8,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,6 +197,46 @@ def check_writable_file(path: str | Path, what: str = "output") -> None:
         raise ValueError(f"{path}: cannot write the {what} into {folder}: {exc.strerror or exc}") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (hard or symbolic links included); False when ``a`` does not exist."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwriting_inputs(
+    outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None], option: str = "-o"
+) -> None:
+    """Refuse, before any work, outputs that would overwrite one of the command's inputs.
+
+    Parameters
+    ----------
+    outputs, inputs : iterables of paths (``None`` entries are skipped)
+        What the command will write, and what it reads.
+    option : str
+        The option that names the outputs, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming the output, the input it would destroy and the option to change.
+
+    Examples
+    --------
+    >>> refuse_overwriting_inputs(["out.csv"], ["table.csv"])
+    >>> refuse_overwriting_inputs(["table.csv"], ["./table.csv"])
+    Traceback (most recent call last):
+    ...
+    ValueError: -o table.csv would overwrite the input table.csv; choose another output
+    """
+    ins = [Path(p) for p in inputs if p is not None]
+    for out in (Path(p) for p in outputs if p is not None):
+        for src in ins:
+            if out.resolve() == src.resolve() or _same_file(out, src):
+                raise ValueError(f"{option} {out} would overwrite the input {src}; choose another output")
 
 
 def read_json(path: str | Path, what: str = "JSON file") -> Any:

@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def current_umask() -> int:
+    """The process's umask (``os.umask`` can only be read by setting it; it is set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it onto ``path`` on success.
@@ -31,9 +38,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp_path.chmod(0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions of a new file
+    tmp_path.chmod(0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions of a new file
     try:
         yield tmp_path
         os.replace(tmp_path, path)

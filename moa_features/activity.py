@@ -436,4 +436,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from moa_features.io import format_warnings
+
+    format_warnings("activity")
     sys.exit(main())

@@ -28,6 +28,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,7 +276,7 @@ def model_effects(df: pd.DataFrame) -> pd.DataFrame:
     Plates are normalised against their own negative controls first
     (:func:`moa_features.profiling.normalize`); plates without controls are left out.
     """
-    from moa_features.profiling import effect_sizes, normalize
+    from moa_features.profiling import AlreadyNormalizedWarning, effect_sizes, normalize
 
     control = df[schema.MOA] == schema.NEGATIVE_CONTROL_MOA
     usable = df[df[schema.PLATE].isin(df.loc[control, schema.PLATE])]
@@ -283,7 +284,9 @@ def model_effects(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("no plate has negative-control sites, so no effect sizes can be computed")
     features = [c for c in schema.feature_columns(usable.columns) if pd.api.types.is_numeric_dtype(usable[c])]
     control = usable[schema.MOA] == schema.NEGATIVE_CONTROL_MOA
-    normalised = normalize(usable, "controls", control=control, features=features)
+    with warnings.catch_warnings():  # an already-normalised table: the app has no --normalize to offer
+        warnings.simplefilter("ignore", AlreadyNormalizedWarning)
+        normalised = normalize(usable, "controls", control=control, features=features)
     return effect_sizes(normalised, features=features)
 
 

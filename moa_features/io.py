@@ -19,6 +19,23 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def format_warnings(command: str) -> None:
+    """Show Python warnings on the console as one line, ``moa-features COMMAND: warning: MESSAGE``.
+
+    For command-line entry points only (it replaces :func:`warnings.showwarning`): no source
+    file, line number or code line reaches the user, and pandas' ``PerformanceWarning`` (about
+    this package's internals, not the user's data) is not shown.
+    """
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"moa-features {command}: warning: {text}", file=file or sys.stderr, flush=True)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
+
+
 def current_umask() -> int:
     """The process's umask (``os.umask`` can only be read by setting it; it is set back at once)."""
     mask = os.umask(0)

@@ -26,6 +26,7 @@ from moa_features import profiling, schema
 from moa_features.columns import Columns, metadata_parent
 from moa_features.io import (
     check_writable_file,
+    format_warnings,
     read_json,
     read_table,
     read_thumbs,
@@ -532,4 +533,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    format_warnings("predict")
     raise SystemExit(main())

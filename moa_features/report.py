@@ -296,4 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from moa_features.io import format_warnings
+
+    format_warnings("report")
     raise SystemExit(main())

@@ -298,10 +298,28 @@ def moa_consistency(
     return result[CONSISTENCY_COLUMNS].sort_values("mean_average_precision").reset_index(drop=True)
 
 
+def activity_normalization(table: pd.DataFrame, control: np.ndarray, plate: str, features: list[str]) -> str:
+    """What ``--normalize auto`` means for activity: profiles centred on each plate's controls.
+
+    Activity asks whether a treatment differs from the negative controls of its plate, so the
+    profiles should be centred there. A table already normalised against each plate's controls
+    is used as given (``none``); a table normalised against something else (pycytominer's
+    default: all wells of the plate, or the whole screen) is normalised again against the
+    plate's controls (``pooled``) when every plate has controls; otherwise ``auto`` decides as
+    in :func:`moa_features.profiling.resolve_normalization`.
+    """
+    reference = profiling.looks_normalized(table, control, plate_col=plate, features=features)
+    if reference == "each plate's negative controls":
+        return "none"
+    if plate in table.columns and pd.Series(control).groupby(table[plate].to_numpy()).any().all():
+        return "pooled"
+    return "auto"
+
+
 def prepare_profiles(
     table: pd.DataFrame, *, normalize: str, columns: Columns, select: bool = True
 ) -> tuple[pd.DataFrame, list[str], str, np.ndarray]:
-    """Normalise per plate against the controls (:func:`moa_features.profiling.normalize_table`), select features.
+    """Normalise per plate against the controls (:func:`activity_normalization` for ``auto``), select features.
 
     Feature selection uses no labels (:class:`moa_features.models.preprocessing.FeatureSelector`).
     Returns the normalised table, the kept feature names, the normalisation applied and the
@@ -311,7 +329,13 @@ def prepare_profiles(
 
     features = _features(table, None)
     control = columns.controls(table)
-    done = profiling.normalize_table(table, normalize, plate=columns.plate, control=control, features=features)
+    auto = normalize == "auto"
+    if auto:
+        normalize = activity_normalization(table, control, columns.plate, features)
+    with warnings.catch_warnings():
+        if auto:  # chosen above on purpose for a table normalised against another reference
+            warnings.simplefilter("ignore", profiling.AlreadyNormalizedWarning)
+        done = profiling.normalize_table(table, normalize, plate=columns.plate, control=control, features=features)
     if select:
         features = list(FeatureSelector().fit(done.table[features]).get_feature_names_out())
     return done.table, features, done.method, control

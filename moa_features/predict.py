@@ -279,9 +279,10 @@ def activity_calls(
 ) -> tuple[pd.DataFrame | None, str]:
     """Phenotypic activity of each treatment of ``table`` against its plate's controls, and a note.
 
-    As ``moa-features activity`` computes it (:func:`moa_features.activity.table_activity`), with
-    the normalisation the run applied to its training data. ``None`` (with the reason) when the
-    table has no treatment column or no negative controls.
+    As ``moa-features activity`` computes it with its defaults
+    (:func:`moa_features.activity.table_activity`: profiles centred on each plate's controls, the
+    run's features). ``None`` (with the reason) when the table has no treatment column or no
+    negative controls.
     """
     from moa_features.activity import table_activity
 
@@ -293,12 +294,10 @@ def activity_calls(
             f"{'no' if not control.any() else 'only'} negative-control rows ({columns.describe_control()}): activity "
             "not checked, only the probability threshold applies (--control names the controls)"
         )
-    cfg = run["config"]
-    method = cfg.get("normalize_applied", cfg.get("normalize", "none"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         names = schema.metadata_columns(table.columns) + list(run["preprocess"]["feature_names"])
-        act = table_activity(table[names], columns, method, seed=seed)[0]
+        act = table_activity(table[names], columns, seed=seed)[0]
     return act, f"{int(act['active'].sum())} of {len(act)} treatments active against their plate's controls"
 
 

@@ -118,3 +118,40 @@ def test_controls_are_the_users_and_rows_are_called_wells(capsys, tmp_path):
     query = 'Metadata_Compound == "vehicle"'
     assert _report(capsys, path, "--control", query, "-o", tmp_path / "v.html")[0] == 0
     assert "<td>negative-control wells</td><td>330</td>" in (tmp_path / "v.html").read_text()
+
+
+def test_run_sections_render_what_training_recorded(tmp_path):
+    """The ensemble's weights, its embedding sentence, scored/unscored classes, the synthetic note; no CNN wording
+    when no CNN trained."""
+    from moa_features.reports.html import render_html
+    from moa_features.reports.run_sections import models_section, question_section
+
+    from _helpers import write_run
+
+    run = tmp_path / "run"
+    metrics = write_run(run, ["A", "B", "C"], nsc=True)
+    for name in ("cnn",):
+        metrics["models"].pop(name)
+        metrics["per_class_recall"].pop(name)
+        metrics["confusion_matrices"].pop(name)
+    metrics["models"]["ensemble_no_embedding"] = dict(metrics["models"]["ensemble"], treatment_macro_recall=0.5)
+    metrics["scored_classes"] = ["A", "B"]
+    metrics["unscored_classes"] = ["C"]
+    metrics["ensemble"] = {
+        "folds": [
+            {"weights": {"xgboost": 0.7, "knn": 0.3}, "fallback": None, "validation_loss": 0.4},
+            {"weights": {"xgboost": 1.0, "knn": 0.0}, "fallback": "xgboost", "validation_loss": 0.5},
+        ],
+        "note": "no blend beat the best single member on the inner validation in 1 of 2 folds",
+        "embedding": "without thumbnails the embedding CNN was not trained; nothing to compare",
+    }
+    metrics["config"]["synthetic"] = True
+    (run / "history.json").write_text("{}")  # no CNN trained, no curves
+    html = render_html("t", [question_section(run, metrics), models_section(run, metrics)])
+    assert "Synthetic screen." in html and "separable by construction" in html
+    assert "1 class(es) cannot be scored (C)" in html and "over the 2 classes with held-out truth" in html
+    assert "Ensemble: without thumbnails the embedding CNN was not trained" in html
+    assert "Ensemble weights chosen on each fold" in html and "<td>0.85</td>" not in html
+    assert re.search(r"<td>XGBoost \(features\)</td>\s*<td class=\"num\">0.85</td>", html)
+    assert "Ensemble without the CNN embedding" in html
+    assert "Keras CNN" not in html and "CNN training curves" not in html

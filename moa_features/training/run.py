@@ -57,8 +57,9 @@ def check_question(table: pd.DataFrame, columns: Columns, split: str, source: st
         )
 
 
-def run_activity(table: pd.DataFrame, columns: Columns, normalization: str, seed: int = 0) -> pd.DataFrame | None:
-    """Phenotypic activity of every treatment (``RUN/activity.csv``), as ``moa-features activity`` computes it.
+def run_activity(table: pd.DataFrame, columns: Columns, seed: int = 0) -> pd.DataFrame | None:
+    """Phenotypic activity of every treatment (``RUN/activity.csv``), as ``moa-features activity`` computes it
+    with its defaults.
 
     ``None`` (with a log line) when the table has no treatment column or no negative controls.
     """
@@ -69,7 +70,7 @@ def run_activity(table: pd.DataFrame, columns: Columns, normalization: str, seed
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            act = table_activity(table, columns, normalization, seed=seed)[0]
+            act = table_activity(table, columns, seed=seed)[0]
     except (ImportError, KeyError, ValueError) as exc:
         _log(f"phenotypic activity not computed: {exc.args[0] if exc.args else exc}")
         return None
@@ -132,7 +133,7 @@ def run_training(
         seed=seed,
     )
     if data.activity is None:
-        data.activity = run_activity(df, columns, data.normalization, seed)
+        data.activity = run_activity(df, columns, seed)
     resolved = resolve_split(split, data, folds, seed)
     if split == "auto" and resolved in ("plate", "experiment"):
         _log(

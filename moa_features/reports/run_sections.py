@@ -228,6 +228,15 @@ def training_warnings(metrics: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _absent(s: Section, run_dir: Path | None, metrics: Mapping[str, Any] | None, no_run: str, no_metrics: str) -> bool:
+    """Say what is missing (no run, or no ``metrics.json``) and return True, else False."""
+    if run_dir is None:
+        s.add(f"No training run given: {no_run}.")
+    elif metrics is None:
+        s.add(f"{run_dir / 'metrics.json'} not found: {no_metrics}.")
+    return run_dir is None or metrics is None
+
+
 def question_section(
     run_dir: Path | None,
     metrics: Mapping[str, Any] | None,
@@ -241,11 +250,8 @@ def question_section(
         "Read this first: which question the model figures answer, which labels were predicted, and how far each "
         "headline figure is from chance.",
     )
-    if run_dir is None:
-        s.add("No training run given: this page describes the feature table only (add --run models/RUN).")
-        return s
-    if metrics is None:
-        s.add(f"{run_dir / 'metrics.json'} not found: the run's question and figures are unknown.")
+    no_run = "this page describes the feature table only (add --run models/RUN)"
+    if _absent(s, run_dir, metrics, no_run, "the run's question and figures are unknown"):
         return s
     config = metrics.get("config") or {}
     question, how = describe_split(config)
@@ -366,8 +372,8 @@ def treatment_table(path: Path, models: Sequence[str], level: str) -> Table | st
     shown = [m for m in models if m in set(df["model"])][:MAX_TABLE_MODELS]
     if not shown:
         return f"{path} has no predictions of the models {list(models)}."
-    keys = ["treatment", "fold"] if "fold" in df.columns and df.groupby("model")["treatment"].apply(
-        lambda t: t.duplicated().any()).any() else ["treatment"]  # fmt: skip
+    repeated = "fold" in df.columns and df.duplicated(["model", "treatment"]).any()  # plate splits: one row per fold
+    keys = ["treatment", "fold"] if repeated else ["treatment"]
     first = df[df["model"] == shown[0]].set_index(keys)
     rows = []
     for key, base in first.sort_values(["correct"], kind="stable").iterrows():
@@ -465,11 +471,7 @@ def models_section(run_dir: Path | None, metrics: Mapping[str, Any] | None) -> S
         f"Compare {names} on held-out treatments (macro recall: every class counts equally), then see which "
         "treatments each model gets wrong and which classes it confuses.",
     )
-    if run_dir is None:
-        s.add("No training run given (build the report with --run models/RUN to compare models).")
-        return s
-    if metrics is None:
-        s.add(f"{run_dir / 'metrics.json'} not found: no model comparison.")
+    if _absent(s, run_dir, metrics, "build the report with --run models/RUN to compare models", "no model comparison"):
         return s
     models = metrics.get("models") or {}
     level = headline_level(models)

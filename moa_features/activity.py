@@ -30,12 +30,16 @@ import numpy as np
 import pandas as pd
 
 from moa_features import profiling, schema
+from moa_features.columns import CONTROL_RULE, Columns, control_mask, metadata_parent
+from moa_features.io import check_writable_file, refuse_overwriting_inputs, write_table
 
 ACTIVITY_COLUMNS = ["treatment", "n_replicates", "mean_average_precision", "p_value", "corrected_p_value", "active"]
 CONSISTENCY_COLUMNS = ["moa", "n_treatments", "mean_average_precision", "p_value", "corrected_p_value"]
 NULL_SIZE = 10_000  # permutation-null size per (positives, negatives) configuration; p-value floor 1e-4
 _KEY = "Metadata__activity_key"
 _REF = "Metadata__activity_reference"
+_GROUP = "Metadata__activity_group"
+_CONTROL = "Metadata__activity_control"
 
 
 def _copairs():
@@ -97,6 +101,8 @@ def phenotypic_activity(
     *,
     treatment: str = schema.TREATMENT,
     plate: str = schema.PLATE,
+    batch: str | None = None,
+    control: np.ndarray | pd.Series | None = None,
     features: Sequence[str] | None = None,
     null_size: int = NULL_SIZE,
     seed: int = 0,
@@ -104,48 +110,141 @@ def phenotypic_activity(
 ) -> pd.DataFrame:
     """Phenotypic activity of every treatment against the negative controls (module docstring).
 
-    table: normalised profiles, one row per well or per site (``plate`` and
-    :data:`~moa_features.schema.WELL` columns, when present, define wells); controls are
-    :func:`moa_features.profiling.is_control`. Returns one row per non-control treatment with
-    :data:`ACTIVITY_COLUMNS`, sorted by treatment; a treatment with a single well has no
-    replicate to retrieve, so its mAP and p-values are NaN and it is not active.
+    Parameters
+    ----------
+    table : DataFrame
+        Normalised profiles, one row per well or per site (``plate`` and
+        :data:`~moa_features.schema.WELL` columns, when present, define wells).
+    treatment, plate : str
+        Treatment and plate columns.
+    batch : str or None
+        Batch column: each replicate well is ranked against the control wells of its own batch;
+        ``None`` (default): against the control wells of its own plate. Either way a treatment's
+        replicates cannot look "active" merely by sharing a plate or batch effect that the
+        controls they are ranked against do not share.
+    control : (n,) bool array or None
+        Negative-control rows of ``table``; ``None``: :func:`moa_features.columns.control_mask`.
+
+    Returns
+    -------
+    DataFrame
+        One row per non-control treatment with :data:`ACTIVITY_COLUMNS`, sorted by treatment. A
+        treatment with a single well, or whose wells sit on plates (batches) without controls,
+        has nothing to be ranked against: NaN mAP and p-values, not active.
     """
     _require(table, [treatment], "phenotypic activity")
+    where = plate if batch is None else batch
     features = _features(table, features)
-    wells = profiling.well_profiles(table, (plate, schema.WELL), features)
-    control = profiling.is_control(wells, treatment_col=treatment).to_numpy()
+    mask = control_mask(table, treatment=treatment) if control is None else np.asarray(control, dtype=bool)
+    if len(mask) != len(table):
+        raise ValueError(f"control mask has {len(mask)} entries for {len(table)} rows")
+    if batch is not None:
+        _require(table, [batch], "phenotypic activity (--batch)")
+    extra = {_CONTROL: mask} if where in table.columns else {_CONTROL: mask, where: "all"}  # no plate: one group
+    rows = pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
+    wells = profiling.well_profiles(rows, (plate, schema.WELL), features)
+    if _CONTROL not in wells.columns:
+        raise ValueError(
+            "a well holds both negative-control and treated rows; the control rule must select whole wells"
+        )
+    control = wells[_CONTROL].to_numpy(dtype=bool)
     if not control.any():
         raise ValueError(
-            f"phenotypic activity needs negative-control wells (treatment one of "
-            f"{schema.NEGATIVE_CONTROL_TREATMENTS} in {treatment!r}, or MoA "
-            f"{schema.NEGATIVE_CONTROL_MOA!r}); none found"
+            "phenotypic activity needs negative-control wells; none found (name them with --control, "
+            f"e.g. --control '{treatment} == \"DMSO\"'; default rule: {CONTROL_RULE})"
         )
     if control.all():
         raise ValueError("phenotypic activity needs treated wells; every well is a negative control")
-    meta = pd.DataFrame({_KEY: treatment_keys(wells, treatment).to_numpy()})
+    group = wells[where].astype(str).to_numpy()
+    covered = np.isin(group, group[control])
+    meta = pd.DataFrame({_KEY: treatment_keys(wells, treatment).to_numpy(), _GROUP: group})
     meta.loc[control, _KEY] = "negative control"
     # Each control well its own reference index: controls are never positives of each other, and
-    # treated wells (index -1) are negatives only of controls, not of other treatments.
+    # treated wells (index -1) are negatives only of controls of their own plate (batch).
     meta[_REF] = np.where(control, np.arange(len(meta)), -1)
     counts = meta.loc[~control, _KEY].value_counts()
     result = pd.DataFrame({"treatment": counts.index.astype(str), "n_replicates": counts.to_numpy()})
-    if (counts > 1).any():
+    uncovered = sorted(set(group[~control & ~covered]))
+    if uncovered:
+        warnings.warn(
+            f"{len(uncovered)} {'batch' if batch else 'plate'}(s) without negative-control wells "
+            f"({', '.join(uncovered[:5])}{', ...' if len(uncovered) > 5 else ''}): their treated wells "
+            "have no controls to be ranked against and are not scored",
+            UserWarning,
+            stacklevel=2,
+        )
+    scored = (counts > 1).any() and covered[~control].any()
+    if scored:
         average_precision, _ = _copairs()
         ap = average_precision(
             meta,
             _matrix(wells, features),
             pos_sameby=[_KEY, _REF],
             pos_diffby=[],
-            neg_sameby=[],
+            neg_sameby=[_GROUP],
             neg_diffby=[_KEY, _REF],
             progress_bar=False,
         )
-        scores = _map_table(ap[ap[_REF] == -1], _KEY, null_size, seed, alpha)
+        queries = ap[(ap[_REF] == -1) & (ap["n_total_pairs"] > ap["n_pos_pairs"])]
+        scored = not queries.empty
+    if scored:
+        scores = _map_table(queries, _KEY, null_size, seed, alpha)
         result = result.merge(scores.rename(columns={_KEY: "treatment"}), on="treatment", how="left")
     else:
         result[["mean_average_precision", "p_value", "corrected_p_value"]] = np.nan
     result["active"] = (result["corrected_p_value"] < alpha).fillna(False).astype(bool)
     return result[ACTIVITY_COLUMNS].sort_values("treatment").reset_index(drop=True)
+
+
+def pseudo_treatments(
+    table: pd.DataFrame,
+    batches: Sequence[str] | pd.Series,
+    control: np.ndarray | pd.Series,
+    *,
+    treatment: str = schema.TREATMENT,
+    plate: str = schema.PLATE,
+    group: int = 3,
+    per_plate: int = 3,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Negative-control wells regrouped as pseudo-treatments: the false-positive check of an activity call.
+
+    Within each batch, plates (sorted) are taken ``group`` at a time; for each such group and each
+    ``k < per_plate``, the ``k``-th control well (by well name) of every plate of the group becomes
+    one replicate of the pseudo-treatment ``pseudo-<batch>-<g>-<k>``, so pseudo-treatments have
+    replicates on several plates of one batch, as real treatments often do. The other control
+    wells stay controls. A pseudo-treatment has no phenotype: a method that calls many of them
+    active is measuring plate or batch similarity.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per well, with ``treatment``, ``plate`` and :data:`~moa_features.schema.WELL`.
+    batches : (n,) sequence
+        Batch of each row (e.g. the imaging week).
+    control : (n,) bool
+        The control rows.
+
+    Returns
+    -------
+    (DataFrame, ndarray of bool)
+        The table with the chosen wells' ``treatment`` set to their pseudo-treatment name, and the
+        (n,) mask of those rows (remove them from the control mask: ``control & ~mask``).
+    """
+    out = table.copy()
+    out[treatment] = out[treatment].astype(object)
+    control = np.asarray(control, dtype=bool)
+    batch = pd.Series(np.asarray(batches), index=table.index).astype(str)
+    chosen = np.zeros(len(table), dtype=bool)
+    for b in sorted(batch[control].unique()):
+        plates = sorted(table.loc[control & (batch == b).to_numpy(), plate].astype(str).unique())
+        for g in range(len(plates) // group):
+            for k in range(per_plate):
+                for p in plates[g * group : (g + 1) * group]:
+                    wells = table[control & (table[plate].astype(str) == p).to_numpy()].sort_values(schema.WELL)
+                    if k < len(wells):
+                        out.loc[wells.index[k], treatment] = f"pseudo-{b}-{g}-{k}"
+                        chosen[table.index.get_loc(wells.index[k])] = True
+    return out, chosen
 
 
 def moa_consistency(
@@ -154,6 +253,7 @@ def moa_consistency(
     treatment: str = schema.TREATMENT,
     label: str = schema.MOA,
     plate: str = schema.PLATE,
+    control: np.ndarray | pd.Series | None = None,
     features: Sequence[str] | None = None,
     treatments: Sequence[str] | None = None,
     null_size: int = NULL_SIZE,
@@ -162,14 +262,17 @@ def moa_consistency(
 ) -> pd.DataFrame:
     """Per MoA: mAP of its treatments' consensus profiles retrieving each other (module docstring).
 
-    Controls and rows without a ``label`` are left out; ``treatments`` (keys as in
-    :func:`treatment_keys`, e.g. the active ones) restricts the treatments used. Returns one
-    row per MoA with :data:`CONSISTENCY_COLUMNS`, sorted by mAP; an MoA with one treatment has
-    no positive to retrieve (NaN mAP and p-values).
+    Controls (``control``, (n,) bool; ``None``: :func:`moa_features.columns.control_mask`) and
+    rows without a ``label`` are left out; ``treatments`` (keys as in :func:`treatment_keys`,
+    e.g. the active ones) restricts the treatments used. Returns one row per MoA with
+    :data:`CONSISTENCY_COLUMNS`, sorted by mAP; an MoA with one treatment has no positive to
+    retrieve (NaN mAP and p-values).
     """
     _require(table, [treatment, label], "MoA consistency")
     features = _features(table, features)
-    keep = table[label].notna() & ~profiling.is_control(table, moa_col=label, treatment_col=treatment)
+    if control is None:
+        control = control_mask(table, treatment=treatment, label=label)
+    keep = table[label].notna().to_numpy() & ~np.asarray(control, dtype=bool)
     rows = pd.concat([table.loc[keep], treatment_keys(table.loc[keep], treatment).rename(_KEY)], axis=1)
     if treatments is not None:
         rows = rows[rows[_KEY].isin([str(t) for t in treatments])]
@@ -195,21 +298,47 @@ def moa_consistency(
     return result[CONSISTENCY_COLUMNS].sort_values("mean_average_precision").reset_index(drop=True)
 
 
-def prepare_profiles(
-    table: pd.DataFrame, *, normalize: str, plate: str, label: str, treatment: str, select: bool = True
-) -> tuple[pd.DataFrame, list[str], str]:
-    """Normalise (:func:`moa_features.profiling.normalize_table`) and select features without labels.
+def activity_normalization(table: pd.DataFrame, control: np.ndarray, plate: str, features: list[str]) -> str:
+    """What ``--normalize auto`` means for activity: profiles centred on each plate's controls.
 
-    Returns the normalised table, the kept feature names and the normalisation applied.
+    Activity asks whether a treatment differs from the negative controls of its plate, so the
+    profiles should be centred there. A table already normalised against each plate's controls
+    is used as given (``none``); a table normalised against something else (pycytominer's
+    default: all wells of the plate, or the whole screen) is normalised again against the
+    plate's controls (``pooled``) when every plate has controls; otherwise ``auto`` decides as
+    in :func:`moa_features.profiling.resolve_normalization`.
+    """
+    reference = profiling.looks_normalized(table, control, plate_col=plate, features=features)
+    if reference == "each plate's negative controls":
+        return "none"
+    if plate in table.columns and pd.Series(control).groupby(table[plate].to_numpy()).any().all():
+        return "pooled"
+    return "auto"
+
+
+def prepare_profiles(
+    table: pd.DataFrame, *, normalize: str, columns: Columns, select: bool = True
+) -> tuple[pd.DataFrame, list[str], str, np.ndarray]:
+    """Normalise per plate against the controls (:func:`activity_normalization` for ``auto``), select features.
+
+    Feature selection uses no labels (:class:`moa_features.models.preprocessing.FeatureSelector`).
+    Returns the normalised table, the kept feature names, the normalisation applied and the
+    (n,) control mask (:meth:`Columns.controls <moa_features.columns.Columns.controls>`).
     """
     from moa_features.models.preprocessing import FeatureSelector
 
     features = _features(table, None)
-    control = profiling.is_control(table, moa_col=label, treatment_col=treatment).to_numpy()
-    done = profiling.normalize_table(table, normalize, plate=plate, control=control, features=features)
+    control = columns.controls(table)
+    auto = normalize == "auto"
+    if auto:
+        normalize = activity_normalization(table, control, columns.plate, features)
+    with warnings.catch_warnings():
+        if auto:  # chosen above on purpose for a table normalised against another reference
+            warnings.simplefilter("ignore", profiling.AlreadyNormalizedWarning)
+        done = profiling.normalize_table(table, normalize, plate=columns.plate, control=control, features=features)
     if select:
         features = list(FeatureSelector().fit(done.table[features]).get_feature_names_out())
-    return done.table, features, done.method
+    return done.table, features, done.method, control
 
 
 def consistency_path(out: Path) -> Path:
@@ -220,8 +349,10 @@ def consistency_path(out: Path) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="moa-features activity",
-        description="Phenotypic activity (mAP of replicate wells against negative controls) per treatment, "
-        "and MoA consistency (mAP of treatment consensus profiles) per MoA, with copairs.",
+        description="Phenotypic activity (mAP of replicate wells against the negative-control wells of their own "
+        "plate, or batch with --batch) per treatment, and MoA consistency (mAP of treatment consensus profiles) "
+        "per MoA, with copairs. With " + schema.CONCENTRATION + ", a treatment is a name x concentration.",
+        parents=[metadata_parent()],
     )
     p.add_argument("table", help="feature table (.parquet, .csv or .csv.gz) following the Metadata_ convention")
     p.add_argument(
@@ -230,18 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="activity table OUT.csv; the consistency table is written to OUT-consistency.csv beside it",
     )
-    p.add_argument(
-        "--treatment",
-        default=schema.TREATMENT,
-        help="treatment column (default %(default)s); with "
-        f"{schema.CONCENTRATION}, a treatment is a name x concentration",
-    )
-    p.add_argument(
-        "--label",
-        default=schema.MOA,
-        help="MoA column for consistency (default %(default)s; skipped with a note when absent)",
-    )
-    p.add_argument("--plate", default=schema.PLATE, help="plate column (default %(default)s)")
     p.add_argument(
         "--normalize",
         choices=profiling.NORMALIZATIONS,
@@ -261,63 +380,87 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def table_activity(
+    table: pd.DataFrame,
+    columns: Columns,
+    normalize: str = profiling.DEFAULT_NORMALIZATION,
+    *,
+    select: bool = True,
+    null_size: int = NULL_SIZE,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str], str, np.ndarray]:
+    """What ``moa-features activity`` computes for a raw table: normalise, select, score activity.
+
+    Returns the activity table (:func:`phenotypic_activity`, replicates ranked against the controls
+    of their plate, or batch when ``columns.batch`` is set), the normalised table, the features
+    used, the normalisation applied and the (n,) control mask.
+    """
+    _require(table, [columns.treatment], "phenotypic activity (--treatment)")
+    if normalize != "none":
+        _require(table, [columns.plate], f"--normalize {normalize} (--plate)")
+    if columns.batch is not None:
+        _require(table, [columns.batch], "--batch")
+    normalized, features, method, control = prepare_profiles(table, normalize=normalize, columns=columns, select=select)
+    act = phenotypic_activity(
+        normalized, treatment=columns.treatment, plate=columns.plate, batch=columns.batch, control=control,
+        features=features, null_size=null_size, seed=seed, alpha=alpha,
+    )  # fmt: skip
+    return act, normalized, features, method, control
+
+
+def run_activity(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The command's work: read, normalise, score activity (and consistency when the label exists)."""
+    from moa_features.io import read_table
+
+    columns = Columns.from_args(args)
+    common = {"null_size": args.null_size, "seed": args.seed, "alpha": args.alpha}
+    try:
+        act, table, features, method, control = table_activity(
+            read_table(args.table), columns, args.normalize, select=not args.no_select, **common
+        )
+    except KeyError as err:
+        raise KeyError(f"{args.table}: {err.args[0]}") from None
+    _log(f"normalisation: {method}; {len(features)} features; controls: {columns.describe_control()}")
+    where = "batch" if columns.batch else "plate"
+    _log(f"{int(act['active'].sum())} of {len(act)} treatments active at q < {args.alpha} (replicates ranked "
+         f"against the controls of their own {where})")  # fmt: skip
+    if columns.label not in table.columns:
+        _log(f"no {columns.label!r} column: MoA consistency skipped (name the class column with --label)")
+        return act, None
+    chosen = act.loc[act["active"], "treatment"].tolist() if args.active_only else None
+    cons = moa_consistency(
+        table, treatment=columns.treatment, label=columns.label, plate=columns.plate, control=control,
+        features=features, treatments=chosen, **common,
+    )  # fmt: skip
+    return act, cons
+
+
+def _log(msg: str) -> None:
+    print(f"[activity] {msg}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.output)
     try:
-        from moa_features.io import read_table
-
-        table = read_table(args.table)
-        _require(table, [args.treatment], f"{args.table}: phenotypic activity")
-        if args.normalize != "none":
-            _require(table, [args.plate], f"{args.table}: --normalize {args.normalize}")
-        table, features, method = prepare_profiles(
-            table,
-            normalize=args.normalize,
-            plate=args.plate,
-            label=args.label,
-            treatment=args.treatment,
-            select=not args.no_select,
-        )
-        print(f"[activity] normalisation: {method}; {len(features)} features", file=sys.stderr)
-        act = phenotypic_activity(
-            table,
-            treatment=args.treatment,
-            plate=args.plate,
-            features=features,
-            null_size=args.null_size,
-            seed=args.seed,
-            alpha=args.alpha,
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        act.to_csv(out, index=False)
-        print(
-            f"[activity] {int(act['active'].sum())} of {len(act)} treatments active at q < {args.alpha}; wrote {out}",
-            file=sys.stderr,
-        )
-        if args.label not in table.columns:
-            print(f"[activity] no {args.label!r} column: MoA consistency skipped", file=sys.stderr)
-            return 0
-        chosen = act.loc[act["active"], "treatment"].tolist() if args.active_only else None
-        cons = moa_consistency(
-            table,
-            treatment=args.treatment,
-            label=args.label,
-            plate=args.plate,
-            features=features,
-            treatments=chosen,
-            null_size=args.null_size,
-            seed=args.seed,
-            alpha=args.alpha,
-        )
-        cons.to_csv(consistency_path(out), index=False)
-        print(f"[activity] MoA consistency of {len(cons)} MoAs: wrote {consistency_path(out)}", file=sys.stderr)
+        refuse_overwriting_inputs([out, consistency_path(out)], [args.table], "-o")
+        check_writable_file(out, "activity table (-o)")
+        act, cons = run_activity(args)
     except (FileNotFoundError, KeyError, ValueError, TypeError, ImportError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"moa-features activity: error: {msg}", file=sys.stderr)
         return 2
+    write_table(act, out)
+    _log(f"wrote {out}")
+    if cons is not None:
+        write_table(cons, consistency_path(out))
+        _log(f"MoA consistency of {len(cons)} MoAs: wrote {consistency_path(out)}")
     return 0
 
 
 if __name__ == "__main__":
+    from moa_features.io import format_warnings
+
+    format_warnings("activity")
     sys.exit(main())

@@ -28,6 +28,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from moa_features import schema
+from moa_features.columns import Columns, metadata_parent
 from moa_features.display import contrast_limits, downsample
 
 ENV_TABLE = "MOA_FEATURES_TABLE"
@@ -60,6 +62,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         prog="moa-features app",
         description="Show an MoA's channels beside a same-plate negative control and collect "
         "people's votes for the three channels that differ most.",
+        parents=[metadata_parent(("control", "treatment", "plate", "label"))],
     )
     p.add_argument(
         "--features",
@@ -110,45 +113,57 @@ def table_channels(columns: Sequence[str]) -> list[str]:
     return [c[len(schema.PATH_PREFIX) :] for c in columns if str(c).startswith(schema.PATH_PREFIX)]
 
 
-def check_columns(columns: Sequence[str], source: str | Path) -> str | None:
+def check_columns(columns: Sequence[str], source: str | Path, names: Columns | None = None) -> str | None:
     """Check a table has what the app needs; return the note to show, if any.
 
-    Raises ValueError naming ``source`` and the missing columns.
+    ``names``: the user's metadata columns (:class:`~moa_features.columns.Columns`, from
+    ``--plate``, ``--treatment``, ``--label``). Raises ValueError naming ``source`` and the
+    missing columns.
     """
+    names = names or Columns()
     columns = [str(c) for c in columns]
-    missing = [c for c in (schema.PLATE, schema.SITE_ID) if c not in columns]
+    missing = [c for c in (names.plate, schema.SITE_ID) if c not in columns]
     if not table_channels(columns):
         missing.append(f"{schema.PATH_PREFIX}<channel> (one per channel)")
-    if schema.MOA not in columns and schema.TREATMENT not in columns:
-        missing.append(f"{schema.MOA} (or {schema.TREATMENT})")
+    if names.label not in columns and names.treatment not in columns:
+        missing.append(f"{names.label} (or {names.treatment})")
     if missing:
-        raise ValueError(f"{source}: the app needs column(s) {', '.join(missing)}, which the table lacks")
-    if schema.MOA not in columns:
+        raise ValueError(
+            f"{source}: the app needs column(s) {', '.join(missing)}, which the table lacks "
+            "(name your columns with --plate, --treatment, --label)"
+        )
+    if names.label not in columns:
         return (
-            f"{source} has no {schema.MOA} column, so treatments ({schema.TREATMENT}) are shown "
+            f"{source} has no {names.label} column, so treatments ({names.treatment}) are shown "
             "instead of mechanisms of action; annotate the table (moa-features annotate) to group them."
         )
     return None
 
 
-def prepare_table(df: pd.DataFrame, source: str | Path = "table") -> tuple[pd.DataFrame, str | None]:
-    """The table with ``Metadata_moa`` filled in for the app, and the note to show (or None).
+def prepare_table(
+    df: pd.DataFrame, source: str | Path = "table", names: Columns | None = None
+) -> tuple[pd.DataFrame, str | None]:
+    """The table with the app's columns filled in, and the note to show (or None).
 
-    ``Metadata_moa`` falls back to ``Metadata_Treatment``; negative controls
-    (:func:`moa_features.profiling.is_control`) get the MoA ``Negative control``; rows without
-    a label get NaN.
+    The app reads ``Metadata_Plate``, ``Metadata_Treatment`` and ``Metadata_moa``: they are
+    copied from the user's columns (``names``). The class falls back to the treatment; negative
+    controls (:meth:`Columns.controls <moa_features.columns.Columns.controls>`, i.e.
+    ``--control``) get the class ``Negative control``; rows without a label get NaN.
     """
-    from moa_features.profiling import is_control
-
-    note = check_columns(df.columns, source)
+    names = names or Columns()
+    note = check_columns(df.columns, source, names)
     if df[schema.SITE_ID].duplicated().any():
         dup = df.loc[df[schema.SITE_ID].duplicated(), schema.SITE_ID].iloc[0]
         raise ValueError(f"{source}: {schema.SITE_ID} {dup!r} occurs more than once; expected one row per site")
     out = df.copy()
-    label = out[schema.MOA] if schema.MOA in out.columns else out[schema.TREATMENT]
+    control = names.controls(df)
+    label = out[names.label] if names.label in out.columns else out[names.treatment]
     label = label.where(label.notna() & (label.astype(str).str.strip() != ""))
+    out[schema.PLATE] = out[names.plate]
+    if names.treatment in out.columns:
+        out[schema.TREATMENT] = out[names.treatment]
     out[schema.MOA] = label.astype(object).where(label.isna(), label.astype(str))
-    out.loc[is_control(out).to_numpy(), schema.MOA] = schema.NEGATIVE_CONTROL_MOA
+    out.loc[control, schema.MOA] = schema.NEGATIVE_CONTROL_MOA
     out[schema.SITE_ID] = out[schema.SITE_ID].astype(str)
     return out.reset_index(drop=True), note
 
@@ -261,7 +276,7 @@ def model_effects(df: pd.DataFrame) -> pd.DataFrame:
     Plates are normalised against their own negative controls first
     (:func:`moa_features.profiling.normalize`); plates without controls are left out.
     """
-    from moa_features.profiling import effect_sizes, normalize
+    from moa_features.profiling import AlreadyNormalizedWarning, effect_sizes, normalize
 
     control = df[schema.MOA] == schema.NEGATIVE_CONTROL_MOA
     usable = df[df[schema.PLATE].isin(df.loc[control, schema.PLATE])]
@@ -269,7 +284,9 @@ def model_effects(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("no plate has negative-control sites, so no effect sizes can be computed")
     features = [c for c in schema.feature_columns(usable.columns) if pd.api.types.is_numeric_dtype(usable[c])]
     control = usable[schema.MOA] == schema.NEGATIVE_CONTROL_MOA
-    normalised = normalize(usable, "controls", control=control, features=features)
+    with warnings.catch_warnings():  # an already-normalised table: the app has no --normalize to offer
+        warnings.simplefilter("ignore", AlreadyNormalizedWarning)
+        normalised = normalize(usable, "controls", control=control, features=features)
     return effect_sizes(normalised, features=features)
 
 
@@ -364,7 +381,7 @@ def _open_page(args: argparse.Namespace) -> Page:
 
     @st.cache_resource(show_spinner="Reading the feature table ...")
     def cached_table(path: str, mtime: float) -> tuple[pd.DataFrame, str | None]:
-        return prepare_table(read_table(path), path)
+        return prepare_table(read_table(path), path, Columns.from_args(args))
 
     @st.cache_resource(show_spinner="Opening the image folder ...")
     def cached_sites(root: str) -> dict[str, Any]:
@@ -630,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not features.is_file():
             raise FileNotFoundError(f"{features}: feature table not found")
-        check_columns(_table_columns(features), features)
+        check_columns(_table_columns(features), features, Columns.from_args(args))
     except (OSError, ValueError) as exc:
         print(f"moa-features app: {exc}", file=sys.stderr)
         return 2
@@ -642,6 +659,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         script_args += ["--images", str(Path(args.images).resolve())]
     if args.seed is not None:
         script_args += ["--seed", str(args.seed)]
+    for name in ("control", "treatment", "plate", "label"):
+        if getattr(args, name) is not None:
+            script_args += [f"--{name}", getattr(args, name)]
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(Path(__file__).resolve()),
         "--server.headless=true",

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"moa-features: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    from moa_features.io import format_warnings
+
+    format_warnings(name)
     module, function = COMMANDS[name][0].split(":")
     return int(getattr(import_module(module), function)(rest) or 0)
 

@@ -8,7 +8,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,30 @@ import pandas as pd
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+def format_warnings(command: str) -> None:
+    """Show Python warnings on the console as one line, ``moa-features COMMAND: warning: MESSAGE``.
+
+    For command-line entry points only (it replaces :func:`warnings.showwarning`): no source
+    file, line number or code line reaches the user, and pandas' ``PerformanceWarning`` (about
+    this package's internals, not the user's data) is not shown.
+    """
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"moa-features {command}: warning: {text}", file=file or sys.stderr, flush=True)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
+
+
+def current_umask() -> int:
+    """The process's umask (``os.umask`` can only be read by setting it; it is set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -31,9 +55,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp_path.chmod(0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions of a new file
+    tmp_path.chmod(0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions of a new file
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -211,6 +233,46 @@ def check_writable_file(path: str | Path, what: str = "output") -> None:
         raise ValueError(f"{path}: cannot write the {what} into {folder}: {exc.strerror or exc}") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (hard or symbolic links included); False when ``a`` does not exist."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwriting_inputs(
+    outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None], option: str = "-o"
+) -> None:
+    """Refuse, before any work, outputs that would overwrite one of the command's inputs.
+
+    Parameters
+    ----------
+    outputs, inputs : iterables of paths (``None`` entries are skipped)
+        What the command will write, and what it reads.
+    option : str
+        The option that names the outputs, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming the output, the input it would destroy and the option to change.
+
+    Examples
+    --------
+    >>> refuse_overwriting_inputs(["out.csv"], ["table.csv"])
+    >>> refuse_overwriting_inputs(["table.csv"], ["./table.csv"])
+    Traceback (most recent call last):
+    ...
+    ValueError: -o table.csv would overwrite the input table.csv; choose another output
+    """
+    ins = [Path(p) for p in inputs if p is not None]
+    for out in (Path(p) for p in outputs if p is not None):
+        for src in ins:
+            if out.resolve() == src.resolve() or _same_file(out, src):
+                raise ValueError(f"{option} {out} would overwrite the input {src}; choose another output")
 
 
 def read_json(path: str | Path, what: str = "JSON file") -> Any:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moa_features.io import output_lock, write_json
+from moa_features.io import current_umask, output_lock, write_json
 
 MANIFEST = "manifest.json"
 
@@ -93,6 +93,7 @@ def open_run(output: str | Path, overwrite: bool = False) -> Iterator[RunWriter]
         check_run_folder(output, overwrite)
         run_id = new_run_id()
         tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".writing", dir=output.parent))
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; a run folder gets a new folder's usual mode
         try:
             yield RunWriter(tmp, output, run_id)
             write_manifest(tmp, run_id)
@@ -126,7 +127,8 @@ def _exchange(a: Path, b: Path) -> bool:
     return libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
-def _digest(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -141,7 +143,9 @@ def write_manifest(folder: str | Path, run_id: str) -> dict[str, Any]:
     manifest = {
         "run_id": run_id,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "files": {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _digest(p)} for p in files},
+        "files": {
+            p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in files
+        },
     }
     write_json(manifest, folder / MANIFEST)
     return manifest
@@ -181,7 +185,7 @@ def verify_run_files(run_dir: str | Path, names: Sequence[str]) -> str | None:
             problems.append(f"{name} is not part of run {manifest['run_id']} (a file of another run?)")
         elif not path.is_file():
             problems.append(f"{name} is missing")
-        elif path.stat().st_size != entry["size"] or _digest(path) != entry["sha256"]:
+        elif path.stat().st_size != entry["size"] or file_sha256(path) != entry["sha256"]:
             problems.append(f"{name} was changed or truncated after run {manifest['run_id']} wrote it")
     if problems:
         raise RunFolderError(f"{run_dir}: the run's files do not match its manifest: {'; '.join(problems)}")

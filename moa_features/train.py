@@ -79,6 +79,8 @@ __all__ = [
 ]
 
 if __name__ == "__main__":  # the same program as `moa-features train`: train, then the report
+    from moa_features.io import format_warnings
     from moa_features.pipeline import train_command
 
+    format_warnings("train")
     raise SystemExit(train_command())

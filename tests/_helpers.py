@@ -294,3 +294,19 @@ def write_activity(path: Path, treatments: list[str], seed: int = 0) -> pd.DataF
     df["active"] = df["corrected_p_value"] < 0.05
     df.to_csv(path, index=False)
     return df
+
+
+def bbbc021_raw_wells() -> pd.DataFrame:
+    """Ljosa et al.'s raw BBBC021 per-well means with plate, well, compound, concentration and MoA.
+
+    Built exactly as the benchmarks build it (``benchmarks/bench_bbbc021.py``,
+    ``raw_well_table``); skips when ``../shared/data/bbbc021`` is absent.
+    """
+    if not (BBBC021 / "ljosa_jbiomolscreen_2013_per_well_mean.csv.gz").is_file():
+        pytest.skip(missing_reason(BBBC021))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_bbbc021", REPO / "benchmarks" / "bench_bbbc021.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.raw_well_table()

@@ -159,7 +159,7 @@ def test_malformed_overrides_exit_2_naming_the_file(tmp_path, capsys, case):
     meta = _rxrx2_metadata(tmp_path / "metadata.csv", ["EGF"])
     assert A.main([str(meta), "-o", str(tmp_path / "a.csv"), "--overrides", str(over)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and str(over) in err
+    assert err.startswith("moa-features annotate: error: ") and str(over) in err
     assert re.search(message, err), err
     assert not (tmp_path / "a.csv").exists()
 
@@ -218,3 +218,25 @@ def test_without_biopython_the_curated_table_works_and_uniprot_says_what_to_inst
         assert proc.returncode == 2, proc.stderr
         assert "needs Biopython" in proc.stderr and "moa-features[uniprot]" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_output_naming_an_input_is_refused_before_any_work(tmp_path, capsys):
+    """Issue 22 item 1: ``-o`` naming the metadata (or the overrides) would destroy it; exit 2, nothing written."""
+    meta = _rxrx2_metadata(tmp_path / "metadata.csv", ["EGF", "EMPTY"])
+    over = _write(tmp_path / "over.csv", "treatment,moa\nEGF,Growth factor\n")
+    for target in (meta, over):
+        before = target.read_bytes()
+        assert A.main([str(meta), "-o", str(target), "--overrides", str(over)]) == 2
+        err = capsys.readouterr().err
+        assert f"-o {target} would overwrite the input {target}" in err and "Traceback" not in err
+        assert target.read_bytes() == before
+
+
+def test_overrides_naming_no_treatment_of_the_screen_are_listed(tmp_path, capsys):
+    """Issue 22 item 27: an override for a treatment the screen does not have changes nothing; say so."""
+    meta = _rxrx2_metadata(tmp_path / "metadata.csv", ["EGF", "EMPTY"])
+    over = _write(tmp_path / "over.csv", "treatment,moa\nEGF,Growth factor\nEFG,Growth factor\nTNFa,Cytokine\n")
+    assert A.main([str(meta), "-o", str(tmp_path / "a.csv"), "--overrides", str(over)]) == 0
+    err = capsys.readouterr().err
+    assert f"2 override(s) in {over} name no treatment of the screen" in err and "EFG, TNFa" in err
+    assert "moa-features annotate: warning:" in err

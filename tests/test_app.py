@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from moa_features import app, schema
+from moa_features.columns import Columns
 from moa_features.datasets import open_dataset
 from moa_features.display import contrast_limits
 from moa_features.io import read_table, write_table
@@ -361,3 +362,27 @@ def test_page_reads_moved_images_from_root(monkeypatch, tmp_path, table):
     at = _app_test(monkeypatch, moved, tmp_path / "v.sqlite", images=screen).run()
     assert not at.exception and not at.error
     assert len(at.image) == 12
+
+
+def test_columns_and_controls_named_by_the_user(table):
+    """Issue 24: a table whose columns and controls have the user's names, given with the shared options."""
+    raw = read_table(table).rename(
+        columns={
+            schema.PLATE: "Metadata_Barcode",
+            schema.TREATMENT: "Metadata_Compound",
+            schema.MOA: "Metadata_pathway",
+        }
+    )
+    raw["Metadata_Compound"] = raw["Metadata_Compound"].replace({"EMPTY": "vehicle"})
+    with pytest.raises(ValueError, match="Metadata_Plate.*--plate"):
+        app.prepare_table(raw, "t.parquet")
+    args = app.build_parser({}).parse_args(
+        ["--features", "t.parquet", "--plate", "Metadata_Barcode", "--treatment", "Metadata_Compound",
+         "--label", "Metadata_pathway", "--control", 'Metadata_Compound == "vehicle"']
+    )  # fmt: skip
+    df, note = app.prepare_table(raw, "t.parquet", Columns.from_args(args))
+    vehicle = (raw["Metadata_Compound"] == "vehicle").to_numpy()
+    assert note is None and vehicle.sum() == 12
+    assert (df.loc[vehicle, schema.MOA] == schema.NEGATIVE_CONTROL_MOA).all()
+    assert df.loc[~vehicle, schema.MOA].tolist() == raw.loc[~vehicle, "Metadata_pathway"].astype(str).tolist()
+    assert df[schema.PLATE].tolist() == raw["Metadata_Barcode"].tolist()

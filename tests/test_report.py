@@ -20,7 +20,7 @@ from PIL import Image
 from moa_features import schema
 from moa_features.extract import extract
 from moa_features.report import build_report, class_labels, main
-from moa_features.reports import sections
+from moa_features.reports import run_sections, sections
 from moa_features.reports.html import render_html
 
 from _helpers import make_demo_run, write_activity, write_run
@@ -81,35 +81,37 @@ def test_intensity_examples_and_features_sections(demo):
     html = demo["html"].read_text()
     intensity = section(html, "intensity")
     for title in ("Sum of intensity per image", "Mean intensity per image", "Negative controls per plate"):
-        assert f"<h3>{title}</h3>" in intensity
-    assert "robust z-score against the plate&#39;s negative-control sites" in intensity
+        assert f"<h3>{title} (site level)</h3>" in intensity
+    assert "robust z-score against the plate&#39;s negative-control" in intensity
     examples = section(html, "examples")
     moas = pd.read_csv(schema.sidecar_paths(demo["table"])["annotation"])["moa"].unique()
     assert examples.count("<img") == len(moas)  # every MoA of the tiny screen has an example
     assert "most typical control on plate" in examples
     features = section(html, "features")
-    assert "<h3>Most discriminative features</h3>" in features and "Strongest features per class" in features
+    assert "<h3>Most discriminative features (class level, from sites)</h3>" in features
+    assert "Strongest features per class" in features
 
 
 def test_models_votes_and_provenance_sections(demo):
     html = demo["html"].read_text()
     models = section(html, "models")
     assert "Keras CNN (baseline)" in models and "XGBoost (features)" in models and "Ensemble" in models
-    assert "<strong>0.655 ± 0.030</strong>" in models  # best site-level macro recall in bold
-    assert "0.410 ± 0.050" in models and "Macro recall (well)" in models
+    assert "Model comparison at the treatment level" in models  # the headline's level
+    assert "<strong>0.580 [0.410, 0.730]</strong>" in models  # best treatment-level macro recall in bold
+    assert "0.410 ± 0.050" in models and "Macro recall (well level)" in models
     assert "2 held-out folds" in models
     for title in (
-        "Model comparison",
-        "Recall per class",
-        "Confusion matrix — Keras CNN (baseline)",
-        "Confusion matrix — Ensemble",
-        "Feature importance (XGBoost)",
-        "CNN training curves",
+        "Model comparison (treatment level)",
+        "Recall per class (treatment level)",
+        "Confusion matrix — Keras CNN (baseline) (treatment level)",
+        "Confusion matrix — Ensemble (treatment level)",
+        "Feature importance (XGBoost, training-row level)",
+        "CNN training curves (epoch level)",
     ):
         assert f"<h3>{title}</h3>" in models, title
     assert "Confusion matrix — Majority class" not in models
     votes = section(html, "votes")
-    assert "<h3>Channel votes</h3>" in votes
+    assert "<h3>Channel votes (class level)</h3>" in votes
     prov = section(html, "provenance")
     assert "pytest demo" in prov and "versions.numpy" in prov and "config.seed" in prov
     assert "Feature extraction (summary.json)" in prov
@@ -155,7 +157,7 @@ def test_report_on_real_rxrx1_sites(tmp_path, rxrx1_sample):
     dataset = section(html, "dataset")
     assert "U2OS-01_1_B02_2" in dataset and "file not found" in dataset  # missing w5 reported with reason
     assert "Only negative controls" in section(html, "features")
-    assert "<h3>Negative controls per plate</h3>" in section(html, "intensity")
+    assert "<h3>Negative controls per plate (site level)</h3>" in section(html, "intensity")
 
 
 def test_question_section_states_split_labels_chance_and_p(demo):
@@ -166,13 +168,13 @@ def test_question_section_states_split_labels_chance_and_p(demo):
     assert "Question: MoA of treatments never trained on" in q and "<code>nsc</code>" in q
     assert "signalling pathway" in q and "<code>Metadata_pathway</code>" in q
     assert "treatment median of well medians" in q
-    assert "Headline figures (treatment level)" in q
+    assert "Headline figures (treatment level;" in q
     assert "0.580 [0.410, 0.730]" in q and "0.600 [0.450, 0.750]" in q  # value [95% CI]
     assert "0.010" in q and "0.020" in q  # per-metric permutation p of XGBoost
     assert "0.210" in q and "0.280" in q  # CNN's scalar p; XGBoost's per-metric expected chance
     assert "Class prior (DummyClassifier) (chance reference)" in q
     models = section(html, "models")
-    assert "Macro recall (treatment)" in models and "0.580 [0.410, 0.730]" in models
+    assert "Model comparison at the treatment level" in models and "0.580 [0.410, 0.730]" in models
     assert "chance macro recall 0.250" in models  # expected chance replaces 1 / number of classes
 
 
@@ -183,7 +185,7 @@ def test_activity_section_scatter_and_inactive_treatments(demo):
     n, n_active = len(table), int(table["active"].sum())
     assert n_active == n - 1
     assert f"{n_active} of {n} treatments active" in act
-    assert "<h3>Activity: mAP vs significance</h3>" in act and 'src="data:image/png;base64,' in act
+    assert "<h3>Activity: mAP vs significance (treatment level)</h3>" in act and 'src="data:image/png;base64,' in act
     assert "Inactive treatments (first 1 of 1" in act and f"<td>{table['treatment'][0]}</td>" in act
 
 
@@ -196,11 +198,11 @@ def test_question_follows_the_split_and_tolerates_old_runs(tmp_path, split, ques
     run = tmp_path / "run"
     metrics = write_run(run, ["A", "B"])
     metrics["config"]["split"] = split
-    html = render_html("t", [sections.question_section(run, metrics), sections.activity_section(None, {}, {})])
+    html = render_html("t", [run_sections.question_section(run, metrics), sections.activity_section(None, {}, {})])
     q = section(html, "question")
     assert question in q
     assert "did not record its label column" in q and "no permutation null" in q
-    assert "Headline figures (site level)" in q and "0.620" in q
+    assert "Headline figures (site level;" in q and "0.620" in q
     assert "No activity table" in section(html, "activity")
 
 
@@ -225,7 +227,7 @@ def test_activity_without_treatment_classes(tmp_path):
     path = tmp_path / "activity.csv"
     write_activity(path, ["t1", "t2", "t3"])
     act = section(render_html("t", [sections.activity_section(path, {}, {})]), "activity")
-    assert "2 of 3 treatments active" in act and "<h3>Activity: mAP vs significance</h3>" in act
+    assert "2 of 3 treatments active" in act and "<h3>Activity: mAP vs significance (treatment level)</h3>" in act
     assert "<th>class</th>" not in act and "<td>t1</td>" in act
     coloured = section(render_html("t", [sections.activity_section(path, {"t1": "X"}, {"X": "#CC6677"})]), "activity")
     assert "<th>class</th>" in coloured and "<td>X</td>" in coloured

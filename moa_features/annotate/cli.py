@@ -14,7 +14,7 @@ from moa_features import schema
 from moa_features.annotate.curated import UNCLASSIFIED
 from moa_features.annotate.resolve import SOURCES, annotate_treatments
 from moa_features.annotate.uniprot import DEFAULT_CACHE_DIR, DEFAULT_TIMEOUT_S
-from moa_features.io import read_table, write_table
+from moa_features.io import check_writable_file, read_table, refuse_overwriting_inputs, write_table
 
 # Column names tried, in order, when the treatment column is not given.
 TREATMENT_COLUMN_CANDIDATES = (
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        refuse_overwriting_inputs([args.output], [args.metadata, args.overrides, args.uniprot], "-o")
+        check_writable_file(args.output, "annotation table (-o)")
         meta = read_metadata(args.metadata)
         col = args.treatment_column or _guess_column(meta, TREATMENT_COLUMN_CANDIDATES)
         if col is None or col not in meta.columns:
@@ -142,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.timeout,
             )
         for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
+            print(f"moa-features annotate: warning: {w.message}", file=sys.stderr)
         write_table(table, args.output)
     except (OSError, ValueError, KeyError, ModuleNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"moa-features annotate: error: {exc}", file=sys.stderr)
         return 2
     _print_summary(table, col, args.output)
     return 0

@@ -326,10 +326,25 @@ def annotate_treatments(
         else:
             out.append(_uniprot_or_unresolved(name, source, online))
     table = pd.DataFrame(out, columns=list(ANNOTATION_COLUMNS))
+    if over is not None:
+        _warn_unused_overrides(over, set(over_match.values()), overrides)
     _flag_spelling_variants(table)
     _report_collisions(over_coll, "override", table)
     _report_collisions(known_coll, "metadata MoA", table)
     return table
+
+
+def _warn_unused_overrides(over: pd.DataFrame, used: set[int], source: object) -> None:
+    """Warn, listing them, about overrides that name no treatment of the screen (a typo, or another screen)."""
+    unused = [str(t) for i, t in enumerate(over["treatment"]) if i not in used]
+    if unused:
+        where = source if isinstance(source, (str, Path)) else "the overrides"
+        warnings.warn(
+            f"{len(unused)} override(s) in {where} name no treatment of the screen, so they change nothing: "
+            f"{', '.join(unused[:20])}{', ...' if len(unused) > 20 else ''}; check their spelling",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _is_missing(value: object) -> bool:

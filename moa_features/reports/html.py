@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,8 +106,18 @@ def figure_png(fig: Figure, dpi: int = FIGURE_DPI) -> bytes:
     return buf.getvalue()
 
 
-def render_html(title: str, sections: Sequence[Section], subtitle: str = "", generated: str | None = None) -> str:
-    """Render the page from ``templates/report.html.j2`` (autoescaped; :class:`Markup` passes)."""
+def render_html(
+    title: str,
+    sections: Sequence[Section],
+    subtitle: str = "",
+    generated: str | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> str:
+    """Render the page from ``templates/report.html.j2`` (autoescaped; :class:`Markup` passes).
+
+    ``record``: what the page shows (``{"table", "run"}``), kept in a ``<meta>`` tag so a later
+    report can tell whose page it would replace (:mod:`moa_features.reports.checks`).
+    """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -119,7 +130,12 @@ def render_html(title: str, sections: Sequence[Section], subtitle: str = "", gen
     env.filters["cell"] = format_cell
     generated = generated or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return env.get_template("report.html.j2").render(
-        title=title, subtitle=subtitle, sections=sections, generated=generated, version=__version__
+        title=title,
+        subtitle=subtitle,
+        sections=sections,
+        generated=generated,
+        version=__version__,
+        record=json.dumps(dict(record or {}), sort_keys=True),
     )
 
 

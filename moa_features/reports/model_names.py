@@ -20,8 +20,10 @@ from moa_features.models import registry
 
 # Okabe-Ito colours for models (a different role from MoA, so a different set); registered models use their own.
 MODEL_COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-MODEL_ORDER = tuple(registry.MODELS)
-MODEL_LABELS = {name: spec.display for name, spec in registry.MODELS.items()}
+# metrics.json entries that are not registered models: an ablation of the ensemble (wt-science, issue 19)
+ABLATIONS = {"ensemble_no_embedding": "Ensemble without the CNN embedding"}
+MODEL_ORDER = (*registry.MODELS, *ABLATIONS)
+MODEL_LABELS = {name: spec.display for name, spec in registry.MODELS.items()} | ABLATIONS
 MAIN_MODELS = ("cnn", "xgboost", "ensemble")  # confusion matrices shown for these when present
 CHANCE_MODELS = registry.names(chance=True)  # chance references: never "best", no per-class figures
 

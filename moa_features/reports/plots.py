@@ -24,7 +24,7 @@ from matplotlib.patches import Patch
 
 from moa_features import schema
 from moa_features.display import contrast_limits, downsample
-from moa_features.reports.model_names import MODEL_COLORS, MODEL_LABELS, model_order, model_palette
+from moa_features.reports.model_names import MODEL_COLORS, model_label, model_order, model_palette
 
 CONTROL_COLOR = "#888888"
 # Paul Tol's colour-blind-safe qualitative sets: "muted" (9), then "light" (8) reordered so
@@ -110,10 +110,13 @@ def _legend_handles(order: Sequence[str], palette: Mapping[str, str]) -> list[Pa
 
 
 @styled
-def class_counts(labels: pd.Series, palette: Mapping[str, str] | None = None, title: str = "Sites per MoA") -> Figure:
+def class_counts(
+    labels: pd.Series, palette: Mapping[str, str] | None = None, title: str = "Sites per MoA", unit: str = "sites"
+) -> Figure:
     """Horizontal bars of the number of rows per class (the class imbalance), counts annotated.
 
-    labels: one class name per site. Bars in :func:`moa_order`, coloured by :func:`moa_palette`.
+    labels: one class name per row (a site or a well: ``unit``). Bars in :func:`moa_order`,
+    coloured by :func:`moa_palette`.
     """
     counts = labels.astype(str).value_counts()
     order = moa_order(counts.index)
@@ -126,7 +129,7 @@ def class_counts(labels: pd.Series, palette: Mapping[str, str] | None = None, ti
     ax.invert_yaxis()
     for yi, v in zip(y, values):
         ax.text(v, yi, f" {v:,}", va="center", fontsize=8)
-    ax.set_xlabel("sites")
+    ax.set_xlabel(unit)
     ax.set_xlim(0, max(values) * 1.15 if values else 1)
     ax.set_title(title)
     sns.despine(ax=ax)
@@ -432,14 +435,30 @@ def effect_heatmap(effects: pd.DataFrame, n: int = 30, vmax: float | None = None
 # --------------------------------------------------------------------------- models
 
 
+def _error_bars(table: pd.DataFrame, model: str, metrics: Sequence[str]) -> np.ndarray:
+    """(2, m) lower/upper error bar lengths: the 95 % CI (``<metric>_ci95``) where given, else the SD."""
+    bars = np.zeros((2, len(metrics)))
+    for j, m in enumerate(metrics):
+        value = float(table.loc[model, m])
+        ci = table.loc[model, f"{m}_ci95"] if f"{m}_ci95" in table.columns else None
+        if isinstance(ci, (list, tuple, np.ndarray)) and len(ci) == 2 and np.all(np.isfinite(ci)):
+            bars[:, j] = [max(value - float(ci[0]), 0.0), max(float(ci[1]) - value, 0.0)]
+        elif f"{m}_std" in table.columns and np.isfinite(float(table.loc[model, f"{m}_std"])):
+            bars[:, j] = float(table.loc[model, f"{m}_std"])
+    return bars
+
+
 @styled
 def metric_comparison(
-    table: pd.DataFrame, metrics: Sequence[str] = ("macro_recall", "balanced_accuracy", "macro_f1")
+    table: pd.DataFrame,
+    metrics: Sequence[str] = ("macro_recall", "balanced_accuracy", "macro_f1"),
+    level: str = "site",
 ) -> Figure:
-    """Grouped bars: one group per metric, one bar per model, error bars = std across folds.
+    """Grouped bars: one group per metric, one bar per model, error bars = 95 % CI (else std across folds).
 
-    table: index = model names, columns ``<metric>`` and optionally ``<metric>_std`` (the
-    ``models`` block of ``metrics.json``). Metrics the table lacks are skipped.
+    table: index = model names, columns ``<metric>`` and optionally ``<metric>_ci95`` ([lo, hi])
+    or ``<metric>_std`` (the ``models`` block of ``metrics.json`` with the ``level`` prefix
+    removed). Metrics the table lacks are skipped.
     """
     metrics = [m for m in metrics if m in table.columns]
     if not metrics:
@@ -451,22 +470,21 @@ def metric_comparison(
     x = np.arange(len(metrics))
     for k, model in enumerate(models):
         mean = [float(table.loc[model, m]) for m in metrics]
-        std = [float(table.loc[model, f"{m}_std"]) if f"{m}_std" in table.columns else 0.0 for m in metrics]
         ax.bar(
-            x + (k - (len(models) - 1) / 2) * width, mean, width, yerr=std, capsize=2,
-            color=colors[model], label=MODEL_LABELS.get(model, model), error_kw={"linewidth": 0.8},
+            x + (k - (len(models) - 1) / 2) * width, mean, width, yerr=_error_bars(table, model, metrics), capsize=2,
+            color=colors[model], label=model_label(model), error_kw={"linewidth": 0.8},
         )  # fmt: skip
     ax.set_xticks(x, [METRIC_LABELS.get(m, m) for m in metrics])
     ax.set_ylim(0, 1.0)
-    ax.set_ylabel("score (mean over held-out folds)")
+    ax.set_ylabel(f"score ({level} level, held-out)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     sns.despine(ax=ax)
     return fig
 
 
 @styled
-def per_class_recall(recall: pd.DataFrame) -> Figure:
-    """Horizontal grouped bars of recall per class (rows of ``recall``) and model (columns).
+def per_class_recall(recall: pd.DataFrame, level: str = "treatment") -> Figure:
+    """Horizontal grouped bars of recall per class (rows of ``recall``) and model (columns), at ``level``.
 
     recall: classes x models in [0, 1]. Classes in :func:`moa_order`; bars in model colours.
     """
@@ -479,12 +497,12 @@ def per_class_recall(recall: pd.DataFrame) -> Figure:
     for k, model in enumerate(models):
         ax.barh(
             y + (k - (len(models) - 1) / 2) * height, recall.loc[classes, model].to_numpy(dtype=float), height,
-            color=colors[model], label=MODEL_LABELS.get(model, model),
+            color=colors[model], label=model_label(model),
         )  # fmt: skip
     ax.set_yticks(y, [wrap_label(c, 28) for c in classes])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("recall (held-out folds)")
+    ax.set_xlabel(f"recall ({level} level, held-out)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     sns.despine(ax=ax)
     return fig

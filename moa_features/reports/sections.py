@@ -2,14 +2,14 @@
 
 :func:`moa_features.report.build_report` reads the files and calls these in page order:
 question (what the numbers mean), dataset, per-channel intensity, example images,
-discriminative features, models, phenotypic activity, channel votes, provenance. Every input is
-optional: a missing one makes its section say what is absent, never fails the page.
+discriminative features, models, phenotypic activity, channel votes, provenance. The two that
+describe a training run (question, models) live in :mod:`moa_features.reports.run_sections`.
+Every input is optional: a missing one makes its section say what is absent, never fails the page.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,9 +20,9 @@ import pandas as pd
 from markupsafe import Markup
 
 from moa_features import profiling, schema
+from moa_features.columns import Columns
 from moa_features.reports import plots
 from moa_features.reports.html import ReportFigure, Section, Table, figure_png, key_value_rows, slug
-from moa_features.reports.model_names import MAIN_MODELS, is_chance, model_label, model_order
 
 CLASS_COL = "Metadata_report_class"  # the class each row is drawn as (MoA, or treatment as fallback)
 MAX_EXAMPLES = 30  # MoAs shown in the example-image section
@@ -65,69 +65,10 @@ def _n_unique(table: pd.DataFrame, *cols: str) -> int | None:
     return int(table[list(cols)].drop_duplicates().shape[0])
 
 
-def _wells(table: pd.DataFrame) -> int | None:
+def _wells(table: pd.DataFrame, plate: str = schema.PLATE) -> int | None:
     if schema.WELL_ID in table.columns:
         return _n_unique(table, schema.WELL_ID)
-    return _n_unique(table, schema.PLATE, schema.WELL)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _pm(mean: Any, std: Any) -> str:
-    if not _finite(mean):
-        return "—"
-    return f"{mean:.3f} ± {std:.3f}" if _finite(std) else f"{mean:.3f}"
-
-
-def _with_ci(value: Any, ci: Any) -> str:
-    """``0.912 [0.850, 0.960]``: a figure with its 95 % CI (``[lo, hi]``) when there is one."""
-    if not _finite(value):
-        return "—"
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_finite(v) for v in ci):
-        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return f"{value:.3f}"
-
-
-def _per_metric(model: Mapping[str, Any], field: str, metric: str) -> Any:
-    """``model[field]`` as given, or its entry for ``metric`` when it is a per-metric mapping."""
-    value = model.get(field)
-    return value.get(metric) if isinstance(value, Mapping) else value
-
-
-LEVEL_PREFIXES = ("treatment_", "well_")  # metrics.json: site-level keys carry no prefix
-
-
-def _split_level(key: str) -> tuple[str, str]:
-    """``treatment_macro_recall`` -> (``treatment_``, ``macro_recall``); site-level keys -> (``""``, key)."""
-    prefix = next((p for p in LEVEL_PREFIXES if key.startswith(p)), "")
-    return prefix, key[len(prefix) :]
-
-
-def metric_ci(model: Mapping[str, Any], key: str) -> Any:
-    """The 95 % CI ``[lo, hi]`` of ``key`` (``<key>_ci95`` as train writes it, or ``<key>_ci``)."""
-    return model.get(f"{key}_ci95", model.get(f"{key}_ci"))
-
-
-def metric_p(model: Mapping[str, Any], key: str) -> Any:
-    """The permutation p-value of ``key`` (``<key>_p``, or a ``permutation_p`` scalar / per-metric mapping)."""
-    return model[f"{key}_p"] if f"{key}_p" in model else _per_metric(model, "permutation_p", key)
-
-
-def metric_chance(model: Mapping[str, Any], key: str) -> Any:
-    """Expected chance of ``key`` from the class priors (``<level>expected_chance[metric]``, or ``expected_chance``)."""
-    prefix, base = _split_level(key)
-    per_level = model.get(f"{prefix}expected_chance")
-    if isinstance(per_level, Mapping) and base in per_level:
-        return per_level[base]
-    return _per_metric(model, "expected_chance", key)
-
-
-def _p_value(p: Any) -> str:
-    if not _finite(p):
-        return "—"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    return _n_unique(table, plate, schema.WELL)
 
 
 # --------------------------------------------------------------------------- sections
@@ -139,8 +80,11 @@ def dataset_section(
     annotation: pd.DataFrame | None,
     class_note: str,
     palette: Mapping[str, str],
+    columns: Columns | None = None,
+    unit: str = "sites",
 ) -> Section:
-    """Counts of sites/wells/plates/experiments/treatments/MoAs, class sizes, failed sites."""
+    """Counts of rows (sites or wells)/wells/plates/experiments/treatments/controls/MoAs, class sizes, failures."""
+    columns = columns or Columns()
     s = Section(
         "dataset",
         "Dataset",
@@ -148,32 +92,35 @@ def dataset_section(
         "failed sites pile up on one plate or one kind of error.",
     )
     n_failed = 0 if errors is None else len(errors)
+    controls = table[CLASS_COL] == schema.NEGATIVE_CONTROL_MOA
     counts = [
-        ["sites measured", len(table)],
-        ["wells", _wells(table)],
-        ["plates", _n_unique(table, schema.PLATE)],
-        ["experiments", _n_unique(table, schema.EXPERIMENT)],
-        ["treatments", _n_unique(table, schema.TREATMENT)],
+        [f"{unit} measured", len(table)],
+        ["wells", _wells(table, columns.plate)],
+        ["plates", _n_unique(table, columns.plate)],
+        ["experiments", _n_unique(table, columns.experiment)],
+        ["treatments", _n_unique(table, columns.treatment)],
+        [f"negative-control {unit}", int(controls.sum())],
         ["classes (incl. negative control)", int(table[CLASS_COL].nunique())],
         ["sites that failed", n_failed if errors is not None else "no errors table"],
     ]
     s.add(Table(["", "count"], [[k, "—" if v is None else v] for k, v in counts], caption="Screen at a glance"))
     s.add(class_note)
-    _fig(s, "Sites per class", plots.class_counts(table[CLASS_COL], palette), "Number of measured sites per class.")
+    s.add(f"Negative controls: {columns.describe_control()} ({int(controls.sum())} {unit}).")
+    _fig(
+        s,
+        f"{unit.capitalize()} per class ({unit[:-1]} level)",
+        plots.class_counts(table[CLASS_COL], palette, title=f"{unit.capitalize()} per class", unit=unit),
+        f"Number of {unit} per class.",
+    )
     rows = []
+    treatment = columns.treatment
     for cls, g in table.groupby(CLASS_COL, sort=False):
-        rows.append(
-            [
-                cls,
-                len(g),
-                _wells(g) or "—",
-                _n_unique(g, schema.PLATE) or "—",
-                ", ".join(sorted(g[schema.TREATMENT].astype(str).unique())[:6]) if schema.TREATMENT in g else "—",
-            ]
-        )
+        names = sorted(g[treatment].astype(str).unique()) if treatment in g else []
+        shown = ", ".join(names[:6]) + (f" (+{len(names) - 6})" if len(names) > 6 else "")
+        rows.append([cls, len(g), _wells(g, columns.plate) or "—", _n_unique(g, columns.plate) or "—", shown or "—"])
     order = {m: i for i, m in enumerate(plots.moa_order(table[CLASS_COL]))}
     rows.sort(key=lambda r: order[r[0]])
-    s.add(Table(["class", "sites", "wells", "plates", "treatments (first 6)"], rows, caption="Per class"))
+    s.add(Table(["class", unit, "wells", "plates", "treatments (first 6)"], rows, caption="Per class"))
     if errors is None:
         s.add("No errors table beside the feature table: failed sites are unknown.")
     elif n_failed == 0:
@@ -190,35 +137,38 @@ def dataset_section(
             )
         )
     if annotation is not None and {"treatment", "moa"} <= set(annotation.columns):
-        if "source" in annotation.columns:
-            by_source = annotation.groupby("source").size()
-            s.add(
-                Table(
-                    ["annotation source", "treatments"],
-                    [[k, int(v)] for k, v in by_source.items()],
-                    caption="How treatments were mapped to MoAs",
-                )
-            )
-        cols = [
-            c
-            for c in ("treatment", "moa", "source", "uniprot_accession", "gene", "evidence", "needs_review")
-            if c in annotation.columns
-        ]
-        shown = annotation.sort_values(["moa", "treatment"])[cols].fillna("")
-        n_review = (
-            int(shown["needs_review"].astype(str).str.lower().isin({"true", "1"}).sum())
-            if "needs_review" in cols
-            else 0
-        )
+        _annotation_tables(s, annotation)
+    return s
+
+
+def _annotation_tables(s: Section, annotation: pd.DataFrame) -> None:
+    """How treatments were mapped to MoAs: counts per source and the mapping with its evidence."""
+    if "source" in annotation.columns:
+        by_source = annotation.groupby("source").size()
         s.add(
             Table(
-                cols,
-                shown.astype(str).values.tolist(),
-                caption=f"Treatment -> MoA annotation with its evidence ({len(shown)} treatments, "
-                f"{n_review} flagged for review)",
+                ["annotation source", "treatments"],
+                [[k, int(v)] for k, v in by_source.items()],
+                caption="How treatments were mapped to MoAs",
             )
         )
-    return s
+    cols = [
+        c
+        for c in ("treatment", "moa", "source", "uniprot_accession", "gene", "evidence", "needs_review")
+        if c in annotation.columns
+    ]
+    shown = annotation.sort_values(["moa", "treatment"])[cols].fillna("")
+    n_review = (
+        int(shown["needs_review"].astype(str).str.lower().isin({"true", "1"}).sum()) if "needs_review" in cols else 0
+    )
+    s.add(
+        Table(
+            cols,
+            shown.astype(str).values.tolist(),
+            caption=f"Treatment -> MoA annotation with its evidence ({len(shown)} treatments, "
+            f"{n_review} flagged for review)",
+        )
+    )
 
 
 def intensity_section(
@@ -228,8 +178,10 @@ def intensity_section(
     channels: Sequence[str],
     stains: Mapping[str, str],
     palette: Mapping[str, str],
+    columns: Columns | None = None,
 ) -> Section:
     """The original analysis' figures: histograms of the per-image sum, violins of the mean."""
+    plate = (columns or Columns()).plate
     s = Section(
         "intensity",
         "Per-channel intensity",
@@ -244,7 +196,7 @@ def intensity_section(
         fig = plots.intensity_histograms(table, channels, CLASS_COL, "Sum", normalized, palette, stains)
         _fig(
             s,
-            "Sum of intensity per image",
+            "Sum of intensity per image (site level)",
             fig,
             "Density histograms (each class integrates to 1, so small classes are visible); grey filled: negative "
             "control. Left raw grey-level sums, right the same sites after plate normalisation.",
@@ -254,20 +206,24 @@ def intensity_section(
     fig = plots.intensity_violins(table, channels, CLASS_COL, "Mean", normalized, palette, stains)
     _fig(
         s,
-        "Mean intensity per image",
+        "Mean intensity per image (site level)",
         fig,
         "One violin per class (inner bar: quartiles, white dot: median); dashed grey line: the negative "
         "control's median. Left raw, right plate-normalised.",
     )
-    if schema.PLATE in table.columns and table[schema.PLATE].nunique() > 1:
+    if plate in table.columns and table[plate].nunique() > 1:
         ctrl = table[CLASS_COL] == schema.NEGATIVE_CONTROL_MOA
         if ctrl.any():
             fig = plots.plate_effects(
-                table[ctrl], channels, normalized[ctrl] if normalized is not None else None, stains=stains
+                table[ctrl],
+                channels,
+                normalized[ctrl] if normalized is not None else None,
+                plate_col=plate,
+                stains=stains,
             )
             _fig(
                 s,
-                "Negative controls per plate",
+                "Negative controls per plate (site level)",
                 fig,
                 "Mean intensity of the negative-control sites of each plate: differences between plates are batch "
                 "effects (left); after plate normalisation every plate is centred on 0 (right).",
@@ -297,8 +253,11 @@ def examples_section(
     channels: Sequence[str],
     stains: Mapping[str, str],
     palette: Mapping[str, str],
+    columns: Columns | None = None,
 ) -> Section:
     """For each MoA: a typical site's channels above a control site from the same plate."""
+    columns = columns or Columns()
+    plate_col, treatment_col = columns.plate, columns.treatment
     s = Section(
         "examples",
         "Example images",
@@ -310,13 +269,13 @@ def examples_section(
     if not channels or missing:
         s.add(f"The table has no image path column(s) {missing or path_cols}: no example images.")
         return s
-    if schema.PLATE not in table.columns:
-        s.add(f"The table has no plate column ({schema.PLATE}): controls cannot be matched by plate.")
+    if plate_col not in table.columns:
+        s.add(f"The table has no plate column ({plate_col}): controls cannot be matched by plate.")
         return s
     profile = normalized if normalized is not None else table
     cols = [f"Image_Intensity_Mean_{c}" for c in channels]
     ctrl = table[CLASS_COL] == schema.NEGATIVE_CONTROL_MOA
-    control_plates = set(table.loc[ctrl, schema.PLATE])
+    control_plates = set(table.loc[ctrl, plate_col])
     classes = [m for m in plots.moa_order(table[CLASS_COL]) if m != schema.NEGATIVE_CONTROL_MOA]
     if not ctrl.any():
         s.add("No negative-control sites: nothing to compare the treated sites with.")
@@ -324,13 +283,13 @@ def examples_section(
     if len(classes) > MAX_EXAMPLES:
         s.add(f"{len(classes)} classes: showing the first {MAX_EXAMPLES} in alphabetical order.")
     for moa in classes[:MAX_EXAMPLES]:
-        rows = profile[(table[CLASS_COL] == moa) & table[schema.PLATE].isin(control_plates)]
+        rows = profile[(table[CLASS_COL] == moa) & table[plate_col].isin(control_plates)]
         if rows.empty:
             s.add(f"{moa}: no site on a plate that has negative controls.")
             continue
         i = _representative(rows, cols)
-        plate = table.at[i, schema.PLATE]
-        j = _representative(profile[ctrl & (table[schema.PLATE] == plate)], cols)
+        plate = table.at[i, plate_col]
+        j = _representative(profile[ctrl & (table[plate_col] == plate)], cols)
         try:
             treated, control = _read_site(table.loc[i], channels), _read_site(table.loc[j], channels)
         except OSError as exc:
@@ -340,7 +299,7 @@ def examples_section(
             s.add(f"{moa}: treated {treated.shape} and control {control.shape} images differ in shape; skipped.")
             continue
         site = lambda k: str(table.at[k, schema.SITE_ID]) if schema.SITE_ID in table.columns else str(k)  # noqa: E731
-        treatment = f" ({table.at[i, schema.TREATMENT]})" if schema.TREATMENT in table.columns else ""
+        treatment = f" ({table.at[i, treatment_col]})" if treatment_col in table.columns else ""
         fig = plots.channel_panel(
             treated,
             control,
@@ -352,7 +311,7 @@ def examples_section(
         )
         _fig(
             s,
-            moa,
+            f"{moa} (example site)",
             fig,
             f"Top: {site(i)}, the {moa} site closest to the class's median intensity profile. "
             f"Bottom: {site(j)}, the most typical control on plate {plate}.",
@@ -360,40 +319,49 @@ def examples_section(
     return s
 
 
-def features_section(normalized: pd.DataFrame | None, n: int = 30) -> Section:
-    """Heatmap of the most discriminative features: robust effect size vs control per MoA."""
+EFFECT_CLIP = 20.0  # robust SDs: effect sizes beyond are shown as ">= 20" (the spread of a few wells can be ~0)
+
+
+def _effect_text(value: float) -> str:
+    return f"{'≥' if value > 0 else '≤'} {value:+.0f}" if abs(value) >= EFFECT_CLIP else f"{value:+.1f}"
+
+
+def features_section(normalized: pd.DataFrame | None, unit: str = "sites", n: int = 30) -> Section:
+    """Heatmap of the most discriminative features: robust effect size vs control per class, clipped at ±20."""
     s = Section(
         "features",
         "Discriminative features",
-        "Red features are higher than in the negative controls, blue lower; MoAs with similar columns have similar "
-        "phenotypes and are the ones a model will confuse.",
+        "Red features are higher than in the negative controls, blue lower; classes with similar columns have "
+        "similar phenotypes and are the ones a model will confuse.",
     )
     if normalized is None:
         s.add("No plate-normalised table (no plate column): effect sizes are not computed.")
         return s
     try:
-        with warnings.catch_warnings():  # features NaN in every site of a class are expected
+        with warnings.catch_warnings():  # features NaN in every row of a class are expected
             warnings.simplefilter("ignore", RuntimeWarning)
             effects = profiling.effect_sizes(normalized, group_col=CLASS_COL)
     except (KeyError, ValueError) as exc:
         s.add(f"Effect sizes not computed: {exc}.")
         return s
-    effects = effects.replace([np.inf, -np.inf], np.nan).dropna(axis=1, how="all")
+    effects = effects.replace([np.inf, -np.inf], np.nan).dropna(axis=1, how="all").clip(-EFFECT_CLIP, EFFECT_CLIP)
     if effects.empty:
         s.add("Only negative controls in the table: no treatment to compare with them.")
         return s
     _fig(
         s,
-        "Most discriminative features",
+        f"Most discriminative features (class level, from {unit})",
         plots.effect_heatmap(effects, n),
-        "Effect size = (median of the class - median of the controls) / robust SD of the controls, on "
-        "plate-normalised features; the features with the largest |effect| in any class, grouped by the class "
-        "where each is strongest.",
+        f"Effect size = (median of the class's {unit} - median of the controls) / robust SD of the controls, on "
+        f"plate-normalised features, clipped at ±{EFFECT_CLIP:.0f} (a spread from a few control wells can be "
+        "close to 0); the features with the largest |effect| in any class, grouped by the class where each is "
+        "strongest.",
     )
     rows = []
     for moa in plots.moa_order(effects.index):
         top = effects.loc[moa].dropna().abs().sort_values(ascending=False).head(3).index
-        rows.append([moa, *(Markup(f"{f} <em>({effects.at[moa, f]:+.1f})</em>") for f in top)] + [""] * (3 - len(top)))
+        cells = [Markup("{} <em>({})</em>").format(f, _effect_text(effects.at[moa, f])) for f in top]
+        rows.append([moa, *cells] + [""] * (3 - len(top)))
     s.add(
         Table(
             ["class", "strongest feature", "2nd", "3rd"],
@@ -402,237 +370,6 @@ def features_section(normalized: pd.DataFrame | None, n: int = 30) -> Section:
             numeric=[False] * 4,
         )
     )
-    return s
-
-
-# split (normalised: lower case, "_" -> "-") -> (the question it answers, how the test rows are held out)
-QUESTIONS = {
-    "plate": (
-        "treatment recognition",
-        "Test wells come from plates the model never saw, but every test treatment was also trained on (on other "
-        "plates): the figures say how well a model recognises treatments it knows, not the MoA of a new treatment.",
-    ),
-    "experiment": (
-        "treatment recognition across experiments",
-        "Test wells come from experiments (batches) the model never saw, but every test treatment was also trained "
-        "on: the figures say how well a model recognises known treatments in a new batch.",
-    ),
-    "nsc": (
-        "MoA of treatments never trained on",
-        "Not-same-compound: every concentration of a test treatment is held out together, so each MoA is predicted "
-        "for a treatment the model has never seen.",
-    ),
-    "nsc-plate": (
-        "MoA of treatments never trained on, on plates never trained on",
-        "Every concentration of a test treatment is held out, and test wells also come from plates no training row "
-        "came from.",
-    ),
-    "nscb": (
-        "MoA of treatments never trained on, from batches never trained on",
-        "Not-same-compound-or-batch: the test treatment and the batches it was imaged in are held out.",
-    ),
-}
-LABEL_LEVELS = {
-    schema.MOA: "mechanism of action",
-    "Metadata_pathway": "signalling pathway",
-    "Metadata_receptor": "receptor",
-    "Metadata_action": "action (agonist, antagonist, modulator)",
-    schema.TREATMENT: "treatment",
-}
-HEADLINE_METRICS = {  # level -> [(metric key, column title)]
-    "treatment": [
-        ("treatment_macro_recall", "Macro recall (treatment)"),
-        ("treatment_accuracy", "Accuracy (treatment)"),
-    ],
-    "site": [("macro_recall", "Macro recall (site)"), ("accuracy", "Accuracy (site)")],
-}
-
-
-def describe_split(config: Mapping[str, Any]) -> tuple[str, str]:
-    """(question, explanation) of a run's split: ``config.question`` when the run recorded one."""
-    split = str(config.get("split", "")).lower().replace("_", "-")
-    question, how = QUESTIONS.get(split, ("", ""))
-    if config.get("question"):
-        question = str(config["question"])
-    if not question:
-        return "not recorded", f"The run's split ({split or 'unknown'}) has no recorded question."
-    return question, how
-
-
-def headline_table(models: Mapping[str, Mapping[str, Any]]) -> Table | None:
-    """Headline figures per model with 95 % CI, expected chance and permutation p (treatment level if any)."""
-    level = (
-        "treatment"
-        if any("treatment_macro_recall" in m or "treatment_accuracy" in m for m in models.values())
-        else "site"
-    )
-    metrics = [(k, t) for k, t in HEADLINE_METRICS[level] if any(k in m for m in models.values())]
-    if not metrics:
-        return None
-    columns = ["model"]
-    for _key, title in metrics:
-        columns += [f"{title} [95% CI]", "expected chance", "permutation p"]
-    rows = []
-    for name in model_order(list(models)):
-        m = models[name]
-        row: list[Any] = [model_label(name) + (" (chance reference)" if is_chance(name) else "")]
-        for key, _ in metrics:
-            chance = metric_chance(m, key)
-            row += [
-                _with_ci(m.get(key), metric_ci(m, key)),
-                f"{chance:.3f}" if _finite(chance) else "—",
-                _p_value(metric_p(m, key)),
-            ]
-        rows.append(row)
-    return Table(
-        columns, rows, caption=f"Headline figures ({level} level)", numeric=[False] + [True] * (len(columns) - 1)
-    )
-
-
-def question_section(run_dir: Path | None, metrics: Mapping[str, Any] | None) -> Section:
-    """What the model figures mean: the question the split answers, the label level, chance and p-values."""
-    s = Section(
-        "question",
-        "What the numbers mean",
-        "Read this first: which question the model figures answer, which labels were predicted, and how far each "
-        "headline figure is from chance.",
-    )
-    if run_dir is None:
-        s.add("No training run given: this page describes the feature table only (add --run models/RUN).")
-        return s
-    if metrics is None:
-        s.add(f"{run_dir / 'metrics.json'} not found: the run's question and figures are unknown.")
-        return s
-    config = metrics.get("config") or {}
-    question, how = describe_split(config)
-    split = config.get("split", "not recorded")
-    s.add(Markup("<strong>Question: {}</strong> (split <code>{}</code>). {}").format(question, split, how))
-    label = config.get("label")
-    if label:
-        level = LABEL_LEVELS.get(str(label), str(label).removeprefix("Metadata_"))
-        s.add(Markup("<strong>Labels:</strong> {} (column <code>{}</code>).").format(level, label))
-    else:
-        s.add(f"Labels: the run did not record its label column (config.label); {schema.MOA} is the default.")
-    aggregation = config.get("aggregation") or config.get("metric_aggregation")
-    if aggregation:
-        s.add(f"Aggregation: {aggregation}.")
-    models = metrics.get("models") or {}
-    table = headline_table(models) if models else None
-    if table is None:
-        s.add("metrics.json has no model figures.")
-        return s
-    s.add(table)
-    if not any(_finite(metric_p(m, k)) for m in models.values() for k, _ in HEADLINE_METRICS["treatment"]):
-        s.add("This run has no permutation null: the p-values are missing, compare with the chance references.")
-    return s
-
-
-def models_table(metrics: Mapping[str, Mapping[str, float]]) -> Table:
-    """The comparison table: one row per model, mean ± SD (or [95 % CI]) of the key metrics per level."""
-    models = model_order(list(metrics))
-    keys = ["macro_recall", "balanced_accuracy", "macro_f1"]
-    levels = [("", "site")] + [
-        (p, lvl)
-        for p, lvl in (("well_", "well"), ("treatment_", "treatment"))
-        if any(f"{p}{k}" in metrics[m] for m in models for k in keys)
-    ]
-    columns = ["model"] + [f"{plots.METRIC_LABELS[k]} ({lvl})" for p, lvl in levels for k in keys]
-    best = {}
-    for p, _ in levels:
-        for k in keys:
-            vals = [metrics[m].get(f"{p}{k}") for m in models if not is_chance(m)]
-            vals = [v for v in vals if _finite(v)]
-            best[p + k] = max(vals) if vals else None
-    rows = []
-    for m in models:
-        row: list[Any] = [model_label(m)]
-        for p, _ in levels:
-            for k in keys:
-                v, ci = metrics[m].get(f"{p}{k}"), metric_ci(metrics[m], f"{p}{k}")
-                text = _with_ci(v, ci) if ci is not None else _pm(v, metrics[m].get(f"{p}{k}_std"))
-                row.append(Markup("<strong>{}</strong>").format(text) if _finite(v) and v == best[p + k] else text)
-        rows.append(row)
-    return Table(
-        columns,
-        rows,
-        caption="Model comparison (mean ± SD across held-out folds, or [95% CI]; best in bold)",
-        numeric=[False] + [True] * (len(columns) - 1),
-    )
-
-
-def models_section(run_dir: Path | None, metrics: Mapping[str, Any] | None) -> Section:
-    """Comparison table and figures of a training run ``models/RUN/`` (each piece optional)."""
-    s = Section(
-        "models",
-        "Models",
-        "Compare XGBoost and the ensemble with the Keras CNN baseline on macro recall (every class counts equally), "
-        "then see which classes each model misses and confuses.",
-    )
-    if run_dir is None:
-        s.add("No training run given (build the report with --run models/RUN to compare models).")
-        return s
-    if metrics is None:
-        s.add(f"{run_dir / 'metrics.json'} not found: no model comparison.")
-    else:
-        models = metrics.get("models") or {}
-        classes = metrics.get("classes") or []
-        preds = run_dir / "predictions.parquet"
-        folds = pd.read_parquet(preds, columns=["fold"])["fold"].nunique() if preds.is_file() else None
-        chances = [c for m in models.values() if _finite(c := metric_chance(m, "macro_recall"))]
-        chance = chances[0] if chances else (1 / len(classes) if classes else None)
-        s.add(
-            f"Run {run_dir}: {len(classes)} classes"
-            + (f", {folds} held-out folds" if folds else "")
-            + (f"; chance macro recall {chance:.3f}." if chance is not None else ".")
-        )
-        if models:
-            s.add(models_table(models))
-            table = pd.DataFrame(models).T
-            _fig(
-                s,
-                "Model comparison",
-                plots.metric_comparison(table),
-                "Site-level scores on held-out folds; error bars: SD across folds.",
-            )
-        recall = metrics.get("per_class_recall") or {}
-        shown = {m: v for m, v in recall.items() if not is_chance(m)}
-        if shown:
-            _fig(
-                s,
-                "Recall per class",
-                plots.per_class_recall(pd.DataFrame(shown)),
-                "Fraction of each class's held-out sites predicted correctly, per model.",
-            )
-        cms = metrics.get("confusion_matrices") or {}
-        main = [m for m in MAIN_MODELS if m in cms] or [m for m in model_order(list(cms)) if not is_chance(m)]
-        for m in main:
-            label = model_label(m)
-            _fig(
-                s,
-                f"Confusion matrix — {label}",
-                plots.confusion_matrix(cms[m]["labels"], cms[m]["matrix"], label),
-                "Rows: true class; cells: % of the true class's sites predicted as each column (diagonal = recall).",
-            )
-    imp_path = run_dir / "feature_importance.csv"
-    if imp_path.is_file():
-        _fig(
-            s,
-            "Feature importance (XGBoost)",
-            plots.feature_importance(pd.read_csv(imp_path)),
-            "Mean gain over folds: how much each feature improved the trees' splits.",
-        )
-    else:
-        s.add(f"{imp_path} not found: no feature importance.")
-    history = read_json(run_dir / "history.json")
-    if history and history.get("cnn"):
-        _fig(
-            s,
-            "CNN training curves",
-            plots.training_curves(history["cnn"]),
-            "One line per fold; a validation loss rising while training loss falls is over-fitting.",
-        )
-    else:
-        s.add(f"{run_dir / 'history.json'} has no CNN curves (the CNN was not trained in this run).")
     return s
 
 
@@ -676,7 +413,8 @@ def activity_section(path: Path | None, treatment_class: Mapping[str, str], pale
         + (", coloured by class" if classes is not None else "")
         + f"; dashed line: {p_col.replace('_', ' ')} = {ACTIVITY_Q:g}."
     )
-    _fig(s, "Activity: mAP vs significance", plots.activity_scatter(df, classes, palette, ACTIVITY_Q), caption)
+    scatter = plots.activity_scatter(df, classes, palette, ACTIVITY_Q)
+    _fig(s, "Activity: mAP vs significance (treatment level)", scatter, caption)
     inactive = df[~df["active"]].sort_values("mean_average_precision")
     if len(inactive):
         cols = [c for c in ("treatment", "n_replicates", "mean_average_precision", p_col) if c in df.columns]
@@ -714,7 +452,7 @@ def votes_section(votes: Path | None, channels: Sequence[str], stains: Mapping[s
     all_channels = list(dict.fromkeys(list(channels) + list(summary["channel"])))
     _fig(
         s,
-        "Channel votes",
+        "Channel votes (class level)",
         plots.channel_votes(summary, all_channels, stains),
         f"From {votes}: each cell counts how often people chose that channel for that MoA.",
     )

@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         MissingDependencyError,
         ControlQueryError,
     ) as err:
-        print(f"moa-features train: error: {err}", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"moa-features train: error: {message}", file=sys.stderr)
         return 2
     _log(f"wrote {output}/")
     return 0

@@ -123,7 +123,7 @@ def drop_inactive(
             "--active-only needs moa_features.activity (phenotypic activity with copairs), "
             f"which this installation lacks: {err}"
         ) from err
-    activity = phenotypic_activity(df, treatment=treatment, plate=plate, seed=seed)
+    activity = phenotypic_activity(df, treatment=treatment, plate=plate, control=control, seed=seed)
     inactive = set(activity.loc[~activity["active"].astype(bool), "treatment"].astype(str))
     keys = [_keys(df, [treatment]), _keys(df, [treatment, schema.CONCENTRATION])]  # name or name@concentration
     drop = np.any([np.isin(k, list(inactive)) for k in keys if k is not None], axis=0) & ~np.asarray(

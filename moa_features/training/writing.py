@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,57 @@ import joblib
 import pandas as pd
 
 from moa_features.io import write_json, write_table
-from moa_features.models import registry
+from moa_features.models import evaluation, registry
 from moa_features.training.data import TrainingData
 from moa_features.training.fitting import FoldResults
+
+TREATMENT_PREDICTIONS = "treatment_predictions.csv"
+TREATMENT_COLUMNS = [
+    "model", "treatment", "fold", "n_wells", "true_moa", "predicted_moa", "probability", "true_moa_probability",
+    "active", "correct", "scored",
+]  # fmt: skip
+
+
+def treatment_predictions(
+    predictions: pd.DataFrame,
+    classes: Sequence,
+    activity: pd.DataFrame | None = None,
+    unscored: Sequence = (),
+) -> pd.DataFrame:
+    """One row per (model, held-out treatment): the run's answer to "what is the MoA of this treatment?".
+
+    Held-out probabilities are averaged site -> well -> treatment exactly as the metrics do
+    (:data:`moa_features.models.evaluation.AGGREGATION`). ``true_moa``/``predicted_moa`` hold the
+    run's label column (the MoA by default); ``probability`` is the predicted class's,
+    ``true_moa_probability`` the true class's; ``active`` the treatment's phenotypic activity
+    against its plate's controls (``activity.csv``; empty when unknown); ``scored`` is false for
+    classes left out of the figures (``unscored_classes``). Columns :data:`TREATMENT_COLUMNS`,
+    sorted by model, then mispredicted first, then treatment.
+    """
+    proba_cols = [f"proba_{c}" for c in classes]
+    frames = []
+    for model, frame in predictions.groupby("model", sort=False):
+        wells = evaluation.aggregate_proba(frame, ["fold", "well_key"], proba_cols, classes, ["treatment_key"])
+        wells["n_wells"] = 1
+        grouped = wells.groupby(["fold", "treatment_key"], sort=True)
+        out = evaluation.aggregate_proba(wells, ["fold", "treatment_key"], proba_cols, classes)
+        out["n_wells"] = grouped["n_wells"].sum().to_numpy()
+        proba = out[proba_cols].to_numpy()
+        index = {str(c): i for i, c in enumerate(classes)}
+        out["probability"] = proba.max(axis=1)
+        out["true_moa_probability"] = [proba[i, index[str(t)]] for i, t in enumerate(out["y_true"])]
+        out["model"] = model
+        frames.append(out)
+    out = pd.concat(frames, ignore_index=True).rename(
+        columns={"treatment_key": "treatment", "y_true": "true_moa", "y_pred": "predicted_moa"}
+    )
+    out["correct"] = out["true_moa"].astype(str) == out["predicted_moa"].astype(str)
+    out["scored"] = ~out["true_moa"].astype(str).isin([str(c) for c in unscored])
+    out["active"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    if activity is not None and len(activity):
+        out["active"] = out["treatment"].astype(str).map(activity.set_index("treatment")["active"]).astype("boolean")
+    out = out.sort_values(["model", "correct", "treatment"], kind="stable")
+    return out[TREATMENT_COLUMNS].reset_index(drop=True)
 
 
 def save_run(
@@ -20,6 +69,10 @@ def save_run(
     """Write the run folder (the one place that writes it): metrics, predictions, histories, models."""
     output.mkdir(parents=True, exist_ok=True)
     write_table(folds.predictions, output / "predictions.parquet")
+    per_treatment = treatment_predictions(
+        folds.predictions, data.classes, data.activity, result.get("unscored_classes", ())
+    )
+    write_table(per_treatment, output / TREATMENT_PREDICTIONS)
     if data.activity is not None:
         write_table(data.activity, output / "activity.csv")
     write_json({k: v for k, v in folds.histories.items() if v}, output / "history.json")

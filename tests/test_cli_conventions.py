@@ -57,5 +57,6 @@ def test_an_already_normalised_table_gets_no_advice_about_options_the_command_la
     wide.to_csv(path, index=False)
     proc = _moa_features("activity", path, "--treatment", "Metadata_Compound", "-o", tmp_path / "a.csv", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "moa-features activity: warning: features are already centred" in proc.stderr
+    # activity centres every table on its plates' controls, normalised or not (no batch leakage)
+    assert "[activity] normalisation: pooled;" in proc.stderr and "already centred" not in proc.stderr
     assert not SOURCE_LINE.search(proc.stderr) and "fragmented" not in proc.stderr, proc.stderr

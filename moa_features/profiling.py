@@ -13,9 +13,8 @@ and the app share) is a robust z-score per plate, ``(x - centre) / spread``:
   over every plate's control wells (deviations from their own plate's centre), with a weight
   of :data:`SPREAD_SHRINKAGE` pseudo-wells: ``sqrt((m s_plate**2 + k s_pooled**2) / (m + k))``.
   A plate with 6 controls (BBBC021) gets mostly the pooled spread, a plate with hundreds
-  (RxRx) keeps its own. A spread from a handful of wells is noisy (sometimes ~0), and on
-  BBBC021's raw well means it costs 10 points of treatment accuracy
-  (``benchmarks/results_bbbc021.md``).
+  (RxRx) keeps its own. A spread from a handful of wells is noisy (sometimes ~0), which
+  costs treatment accuracy on BBBC021's raw well means (``benchmarks/results_bbbc021.md``).
 
 ``controls`` and ``plate`` use nothing but the plate's own wells, so a held-out plate changes
 nothing on the others. ``pooled`` shares one statistic across plates: the spread of control

@@ -3,10 +3,10 @@
 - :func:`gaussian`: ``scipy.ndimage.gaussian_filter(plane.astype(np.float32), sigma)``
   (mode ``"reflect"``, ``truncate=4``): the same weights, the same float64 sums in the
   same order (centre first, then the symmetric pairs from the outside in), the same float32
-  intermediate between the two axes. 2.7x faster on a 1024x1024 plane (7.7 vs 20.5 ms).
+  intermediate between the two axes, compiled (segmentation timings: ``benchmarks/README.md``).
 - :func:`fill_holes`: ``scipy.ndimage.binary_fill_holes`` (4-connected background): the
   background reachable from the image border stays, the rest is filled; one stack-based
-  flood instead of labelling the background (4x faster).
+  flood instead of labelling the background.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 For 8- and 16-bit images every order statistic (median, percentiles, median absolute
 deviation, min, max) is read off the cumulative histogram (``np.bincount``) instead of
-sorting the pixels: about 10x faster than ``np.percentile`` and *bit-identical* to
+sorting the pixels: faster than ``np.percentile`` and *bit-identical* to
 ``np.percentile(values, q, method="linear")`` (NumPy's default, Hyndman & Fan type 7).
 Sums are accumulated in 64-bit integers, so they are exact.
 

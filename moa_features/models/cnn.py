@@ -292,8 +292,8 @@ def embedding_model(
     statistics, so they must follow the weights, which move fast when a few hundred images
     train for a few epochs: Keras' default 0.99 (a ~100-batch window) leaves the initial
     statistics in place for tens of epochs and the network predicts one class at inference
-    while it fits in training (on the demo screen: 0.27 validation accuracy flat, validation
-    loss 4-11 while the training loss falls). 0.6 averages over ~2-3 batches; each batch's
+    while it fits in training (on the demo screen validation accuracy stays flat and validation
+    loss high while the training loss falls). 0.6 averages over ~2-3 batches; each batch's
     statistics already pool 32 images x thousands of pixels per channel, so they are precise.
     """
     keras = _keras()

@@ -16,11 +16,24 @@ import numpy as np
 
 
 def gaussian(plane: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """Gaussian-smoothed float32 copy of a 2-D plane (sigma in pixels, reflected borders).
+    """Gaussian-smoothed float32 copy of a 2-D plane, reflected borders.
 
-    plane: ``(H, W)`` real array; returns ``(H, W)`` float32, identical to
-    ``scipy.ndimage.gaussian_filter(plane.astype(np.float32), sigma, truncate=truncate)``.
-    ``sigma <= 0`` returns the float32 plane unsmoothed.
+    Identical to ``scipy.ndimage.gaussian_filter(plane.astype(np.float32), sigma, truncate=truncate)``.
+
+    Parameters
+    ----------
+    plane : ndarray, shape (H, W)
+        Any real dtype.
+    sigma : float
+        Standard deviation of the kernel in pixels; ``sigma <= 0`` returns the float32 plane
+        unsmoothed.
+    truncate : float, default 4.0
+        Kernel radius in standard deviations.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+        The smoothed plane (a new array).
 
     Examples
     --------
@@ -49,8 +62,19 @@ def gaussian(plane: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarr
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_fill_holes(mask)``: background not 4-connected to the border
-    becomes foreground. mask: ``(H, W)`` bool; returns a new ``(H, W)`` bool array.
+    """Fill holes: background not 4-connected to the border becomes foreground.
+
+    Equal to ``scipy.ndimage.binary_fill_holes(mask)``.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+        Foreground.
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        A new array, ``mask`` with its holes filled.
 
     Examples
     --------

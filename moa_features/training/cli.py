@@ -127,6 +127,18 @@ def _parse_folds(value: str | None) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m moa_features.train``: train and evaluate, write the run folder (no report).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``); ``--help`` lists them.
+
+    Returns
+    -------
+    int
+        Exit status: 0 trained, 2 unusable input (the reason on stderr).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     stem = schema.sidecar_paths(args.table)["thumbs"].name.removesuffix(".thumbs.npy")

@@ -226,6 +226,19 @@ def feature_params(args: argparse.Namespace) -> FeatureParams:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m moa_features.extract``: extract the feature table (no report).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``); ``--help`` lists them.
+
+    Returns
+    -------
+    int
+        Exit status: 0 every site measured, 3 some sites failed (their rows in
+        ``NAME.errors``), 2 unusable input (the reason on stderr).
+    """
     args = build_parser().parse_args(argv)
     command = "python -m moa_features.extract " + " ".join(sys.argv[1:] if argv is None else argv)
     annotation = args.annotation

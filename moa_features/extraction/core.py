@@ -102,7 +102,7 @@ def extract(
     ----------
     input : str or Path or None
         The dataset: a folder with ``metadata.csv`` and ``images/`` (RxRx), a CellProfiler
-    LoadData CSV or a manifest CSV (``path`` or ``path_<channel>`` columns).
+        LoadData CSV or a manifest CSV (``path`` or ``path_<channel>`` columns).
     output : str or Path
         The feature table (``.parquet`` or ``.csv``); side files ``NAME.*`` go next to it.
     layout : {"auto", "rxrx", "loaddata", "manifest"}, default "auto"

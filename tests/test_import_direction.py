@@ -231,6 +231,16 @@ def test_no_module_imports_a_later_stage():
     assert not problems, "imports against the pipeline's direction:\n" + "\n".join(problems)
 
 
+def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> Path:
+    """A ``moa_features`` folder of ``files`` (relative path -> source) under ``tmp_path``, checked instead of ours."""
+    pkg = tmp_path / "moa_features"
+    for name, source in files.items():
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text(source)
+    monkeypatch.setitem(globals(), "PACKAGE", pkg)
+    return pkg
+
+
 def test_no_import_cycle():
     """No module imports one that imports it back (through any chain, function-level imports included)."""
     cycles = [c for c in import_cycles() if c not in KNOWN_CYCLES]
@@ -251,14 +261,17 @@ def test_known_cycles_are_gone():
 
 def test_a_late_import_cycle_is_reported(tmp_path, monkeypatch):
     """A cycle closed by an import inside a function, through a third module, is found; a one-way chain is not."""
-    pkg = tmp_path / "moa_features"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("from moa_features.b import f\n")
-    (pkg / "b.py").write_text("import moa_features.c\n\ndef f():\n    return 1\n")
-    (pkg / "c.py").write_text("def g():\n    from moa_features import a\n")
-    (pkg / "d.py").write_text("from moa_features import a\n")
-    monkeypatch.setitem(globals(), "PACKAGE", pkg)
+    pkg = fake_package(
+        tmp_path,
+        monkeypatch,
+        {
+            "__init__.py": "",
+            "a.py": "from moa_features.b import f\n",
+            "b.py": "import moa_features.c\n\ndef f():\n    return 1\n",
+            "c.py": "def g():\n    from moa_features import a\n",
+            "d.py": "from moa_features import a\n",
+        },
+    )
     assert import_cycles() == [("moa_features.a", "moa_features.b", "moa_features.c")]
     assert describe_cycle(import_cycles()[0]) == (
         "moa_features.a:1 imports moa_features.b; moa_features.b:1 imports moa_features.c; "
@@ -281,28 +294,24 @@ def test_a_late_import_cycle_is_reported(tmp_path, monkeypatch):
 )
 def test_imports_are_read_from_the_source(tmp_path, monkeypatch, source, expected):
     """The parser sees function-level and relative imports, and skips only the exempt blocks."""
-    pkg = tmp_path / "moa_features"
-    (pkg / "reports").mkdir(parents=True)
-    for name in ("schema.py", "report.py", "train.py", "reports/html.py", "reports/__init__.py"):
-        (pkg / name).write_text("")
-    (pkg / "models").mkdir()
-    (pkg / "models" / "gbm.py").write_text("")
-    target = pkg / "reports" / "sections.py"
-    target.write_text(source)
-    monkeypatch.setitem(globals(), "PACKAGE", pkg)
-    assert imported_modules(target) == expected
+    empty = ("schema.py", "report.py", "train.py", "reports/html.py", "reports/__init__.py", "models/gbm.py")
+    pkg = fake_package(tmp_path, monkeypatch, {**dict.fromkeys(empty, ""), "reports/sections.py": source})
+    assert imported_modules(pkg / "reports" / "sections.py") == expected
 
 
 def test_a_backward_import_is_reported(tmp_path, monkeypatch):
     """The check fails on a real violation: a stage importing a later one, and a step importing a step."""
-    pkg = tmp_path / "moa_features"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "report.py").write_text("")
-    (pkg / "train.py").write_text("")
-    (pkg / "extract.py").write_text("def main():\n    from moa_features.report import build_report\n")
-    (pkg / "predict.py").write_text("from moa_features.train import thumbnail_reference\n")
-    monkeypatch.setitem(globals(), "PACKAGE", pkg)
+    fake_package(
+        tmp_path,
+        monkeypatch,
+        {
+            "__init__.py": "",
+            "report.py": "",
+            "train.py": "",
+            "extract.py": "def main():\n    from moa_features.report import build_report\n",
+            "predict.py": "from moa_features.train import thumbnail_reference\n",
+        },
+    )
     problems = violations()
     assert len(problems) == 2
     assert problems[0].startswith("moa_features/extract.py:2 imports moa_features.report: a later stage")

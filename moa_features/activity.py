@@ -290,10 +290,8 @@ def moa_consistency(
         Feature columns (default: every non-metadata column).
     treatments : sequence of str, optional
         Restrict to these treatments (keys as in :func:`treatment_keys`, e.g. the active ones).
-    null_size : int, default NULL_SIZE
-        Size of the permutation null.
-    seed : int, default 0
-        Seed of the null.
+    null_size, seed : int, default NULL_SIZE and 0
+        Size of the permutation null of the MoA mAPs, and its seed.
     alpha : float, default 0.05
         Significance level of the corrected p-values.
 
@@ -437,12 +435,8 @@ def table_activity(
         One of :data:`moa_features.profiling.NORMALIZATIONS`.
     select : bool, default True
         Select features (:class:`moa_features.models.preprocessing.FeatureSelector`, no labels).
-    null_size : int, default NULL_SIZE
-        Size of the permutation null.
-    seed : int, default 0
-        Seed of the null.
-    alpha : float, default 0.05
-        Significance level of the corrected p-values.
+    null_size, seed, alpha
+        As in :func:`phenotypic_activity`.
 
     Returns
     -------
@@ -527,12 +521,13 @@ def main(argv: list[str] | None = None) -> int:
     Parameters
     ----------
     argv : list of str, optional
-        Command-line arguments (default ``sys.argv[1:]``); ``--help`` lists them.
+        ``TABLE -o OUT [options]`` (default ``sys.argv[1:]``).
 
     Returns
     -------
     int
-        Exit status: 0 written, 2 unusable input (the reason on stderr).
+        0: the activity table ``OUT`` written (and, with a label column, the MoA consistency
+        table beside it); 2: unusable input, the reason on stderr and nothing written.
     """
     args = build_parser().parse_args(argv)
     out = Path(args.output)

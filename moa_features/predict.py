@@ -645,12 +645,13 @@ def main(argv: list[str] | None = None) -> int:
     Parameters
     ----------
     argv : list of str, optional
-        Command-line arguments (default ``sys.argv[1:]``); ``--help`` lists them.
+        ``RUN TABLE [-o OUT] [options]`` (default ``sys.argv[1:]``).
 
     Returns
     -------
     int
-        Exit status: 0 written, 2 unusable input (the reason on stderr).
+        0: the per-row calls ``OUT`` and the per-treatment calls beside it written; 2: unusable
+        input (run folder, table, thumbnails or an option), the reason on stderr.
     """
     args = build_parser().parse_args(argv)
     out = Path(args.output) if args.output else default_output(args.run, args.table)

@@ -292,12 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Parameters
     ----------
     argv : sequence of str, optional
-        Command-line arguments (default ``sys.argv[1:]``); ``--help`` lists them.
+        The arguments after ``report`` (default ``sys.argv[1:]``).
 
     Returns
     -------
     int
-        Exit status: 0 written, 2 unusable input (the reason on stderr).
+        0 once the page is written (its path is printed); 2 when an input is missing or
+        unusable, with the reason on stderr.
     """
     args = build_parser().parse_args(argv)
     command = "moa-features report " + shlex.join(list(sys.argv[1:] if argv is None else argv))

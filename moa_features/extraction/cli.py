@@ -231,13 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     Parameters
     ----------
     argv : list of str, optional
-        Command-line arguments (default ``sys.argv[1:]``); ``--help`` lists them.
+        ``INPUT [-o TABLE] [options]`` or ``--demo`` (default ``sys.argv[1:]``).
 
     Returns
     -------
     int
-        Exit status: 0 every site measured, 3 some sites failed (their rows in
-        ``NAME.errors``), 2 unusable input (the reason on stderr).
+        :data:`EXIT_OK` (0) when every site was measured, :data:`EXIT_SITES_FAILED` (3) when
+        some failed (their reasons in ``NAME.errors``), :data:`EXIT_USAGE` (2) for unusable
+        input or an unwritable output.
     """
     args = build_parser().parse_args(argv)
     command = "python -m moa_features.extract " + " ".join(sys.argv[1:] if argv is None else argv)

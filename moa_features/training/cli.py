@@ -132,12 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     Parameters
     ----------
     argv : list of str, optional
-        Command-line arguments (default ``sys.argv[1:]``); ``--help`` lists them.
+        ``TABLE [-o RUN] [--thumbs ...] [options]`` (default ``sys.argv[1:]``).
 
     Returns
     -------
     int
-        Exit status: 0 trained, 2 unusable input (the reason on stderr).
+        0 when the run folder is written; 2 for unusable input (table, columns, split, models
+        or the output folder), the reason on stderr.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)

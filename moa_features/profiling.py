@@ -95,6 +95,13 @@ def robust_scale(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Medians, in the features' units.
     spread : ndarray of float64, shape (p,)
         Robust spreads (> 0), in the features' units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> center, spread = robust_scale(np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0], [4.0, 5.0], [100.0, 5.0]]))
+    >>> center.tolist(), spread.round(4).tolist()  # the outlier moves neither; a constant feature gets 1
+    ([3.0, 5.0], [1.4826, 1.0])
     """
     ref = np.asarray(ref, dtype=np.float64)
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -620,6 +627,18 @@ def consensus_profiles(
     -------
     DataFrame
         One row per group, sorted: the ``by`` columns, ``Metadata_n_wells`` and the features.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> sites = pd.DataFrame({
+    ...     "Metadata_Plate": ["P1"] * 4, "Metadata_Well": ["A01", "A01", "A02", "B01"],
+    ...     "Metadata_treatment": ["x", "x", "x", "y"], "f": [1.0, 3.0, 4.0, 10.0],
+    ... })
+    >>> consensus_profiles(sites, ["Metadata_treatment"])  # x: median of its wells' medians 2 and 4
+      Metadata_treatment  Metadata_n_wells     f
+    0                  x                 2   3.0
+    1                  y                 1  10.0
     """
     features = list(features) if features is not None else schema.feature_columns(df.columns)
     wells = well_profiles(df, well_keys, features)

@@ -108,6 +108,11 @@ def names(input: Input | None = None, chance: bool | None = None) -> tuple[str, 
     -------
     tuple of str
         Model names.
+
+    Examples
+    --------
+    >>> names(input="thumbnails")
+    ('cnn', 'cnn_embedding')
     """
     return tuple(
         m.name
@@ -132,6 +137,11 @@ def get(name: str) -> ModelSpec:
     ------
     ValueError
         If ``name`` is unknown; the message lists the known names.
+
+    Examples
+    --------
+    >>> get("knn").input
+    'features'
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")

@@ -631,10 +631,14 @@ def consensus_profiles(
     Examples
     --------
     >>> import pandas as pd
-    >>> sites = pd.DataFrame({
-    ...     "Metadata_Plate": ["P1"] * 4, "Metadata_Well": ["A01", "A01", "A02", "B01"],
-    ...     "Metadata_treatment": ["x", "x", "x", "y"], "f": [1.0, 3.0, 4.0, 10.0],
-    ... })
+    >>> sites = pd.DataFrame(
+    ...     {
+    ...         "Metadata_Plate": ["P1"] * 4,
+    ...         "Metadata_Well": ["A01", "A01", "A02", "B01"],
+    ...         "Metadata_treatment": ["x", "x", "x", "y"],
+    ...         "f": [1.0, 3.0, 4.0, 10.0],
+    ...     }
+    ... )
     >>> consensus_profiles(sites, ["Metadata_treatment"])  # x: median of its wells' medians 2 and 4
       Metadata_treatment  Metadata_n_wells     f
     0                  x                 2   3.0

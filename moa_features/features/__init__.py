@@ -240,16 +240,8 @@ def measure(
 
     Parameters
     ----------
-    image : ndarray of uint8 or uint16, shape (C, H, W)
-        One site.
-    channels : sequence of str
-        The C channel names.
-    params : FeatureParams, default FeatureParams()
-        Families and their parameters.
-    texture_luts : sequence of ndarray, optional
-        One :func:`run_lut` per channel (``run`` texture scheme).
-    masks : Masks, optional
-        The site's own segmentation (``None``: segmented here).
+    image, channels, params, texture_luts, masks
+        As in :func:`measure_site`.
 
     Returns
     -------
@@ -278,14 +270,8 @@ def timed_measure(
 
     Parameters
     ----------
-    image : ndarray of uint8 or uint16, shape (C, H, W)
-        One site.
-    channels : sequence of str
-        The C channel names.
-    params : FeatureParams, default FeatureParams()
-        Families and their parameters.
-    texture_luts : sequence of ndarray, optional
-        One :func:`run_lut` per channel (``run`` texture scheme).
+    image, channels, params, texture_luts
+        As in :func:`measure_site`.
 
     Returns
     -------

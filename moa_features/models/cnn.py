@@ -439,35 +439,50 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    architecture : ``"baseline"`` (:func:`baseline_model`, the original network) or
-        ``"embedding"`` (:func:`embedding_model`).
-    epochs : maximum number of training epochs (early stopping usually ends sooner).
-    batch_size : images per gradient step (and per inference batch).
-    learning_rate : Adam's initial learning rate; halved by ``ReduceLROnPlateau`` after
+    architecture : {"baseline", "embedding"}, default "baseline"
+        :func:`baseline_model` (the original network) or :func:`embedding_model`.
+    epochs : int, default 30
+        Maximum number of training epochs (early stopping usually ends sooner).
+    batch_size : int, default 32
+        Images per gradient step (and per inference batch).
+    learning_rate : float, default 1e-3
+        Adam's initial learning rate; halved by ``ReduceLROnPlateau`` after
         ``max(1, patience // 2)`` epochs without improvement (floor 1e-6).
-    class_weight : ``"balanced"`` (``n_rows / (n_classes * count(class))``, sklearn's
-        ``compute_class_weight`` on the ``y`` given to ``fit``), ``None`` (all 1), or a
-        dict ``{label: weight}`` (missing labels weigh 1). Weights the training loss.
-    validation_fraction : share of rows held out for early stopping when no
-        ``validation_data`` is given: grouped (``GroupShuffleSplit``) when ``fit`` gets
-        ``groups``, stratified by label otherwise. ``0`` trains on every row for
-        ``epochs`` epochs, with the callbacks watching the training loss instead.
-    patience : ``EarlyStopping`` patience in epochs (on ``val_loss``, best weights restored).
-    augment : random flips and quarter turns in training; ``None`` = the architecture's
-        default (off for ``"baseline"``, on for ``"embedding"``). Needs square thumbnails.
-    random_state : seed for ``keras.utils.set_random_seed`` and the validation split;
-        the same seed and data give the same predictions. ``None`` leaves them unseeded.
-    verbose : Keras ``fit`` verbosity (0, 1 or 2).
+    class_weight : "balanced", dict or None, default "balanced"
+        ``"balanced"`` (``n_rows / (n_classes * count(class))``, sklearn's
+        ``compute_class_weight`` on the ``y`` given to ``fit``), ``None`` (all 1), or a dict
+        ``{label: weight}`` (missing labels weigh 1). Weights the training loss.
+    validation_fraction : float, default 0.2
+        Share of rows held out for early stopping when no ``validation_data`` is given:
+        grouped (``GroupShuffleSplit``) when ``fit`` gets ``groups``, stratified by label
+        otherwise. ``0`` trains on every row for ``epochs`` epochs, with the callbacks watching
+        the training loss instead.
+    patience : int, default 5
+        ``EarlyStopping`` patience in epochs (on ``val_loss``, best weights restored).
+    augment : bool, optional
+        Random flips and quarter turns in training; ``None`` = the architecture's default (off
+        for ``"baseline"``, on for ``"embedding"``). Needs square thumbnails.
+    random_state : int, optional, default 0
+        Seed for ``keras.utils.set_random_seed`` and the validation split; the same seed and
+        data give the same predictions. ``None`` leaves them unseeded.
+    verbose : {0, 1, 2}, default 0
+        Keras ``fit`` verbosity.
 
-    Attributes (after ``fit``)
-    --------------------------
-    classes_ : sorted labels; ``predict_proba`` columns follow this order.
-    class_weight_ : ``(n_classes,)`` float loss weights, in ``classes_`` order.
-    history_ : ``{"loss": [...], "val_loss": [...], "accuracy": [...], ...}`` per epoch.
-    model_ : the trained ``keras.Model`` (uint8 ``(S, S, C)`` in, probabilities out).
-    input_shape_ : ``(S, S, C)`` of the training thumbnails.
-    uses_reference_ : whether ``fit`` got a plate ``reference`` (then ``predict*`` and
-        ``transform`` need one too).
+    Attributes
+    ----------
+    classes_ : ndarray, shape (n_classes,)
+        Sorted labels; ``predict_proba`` columns follow this order.
+    class_weight_ : ndarray of float, shape (n_classes,)
+        Loss weights, in ``classes_`` order.
+    history_ : dict of str to list of float
+        ``{"loss": [...], "val_loss": [...], ...}``, one value per epoch.
+    model_ : keras.Model
+        The trained network (uint8 ``(S, S, C)`` in, probabilities out).
+    input_shape_ : tuple of int
+        ``(S, S, C)`` of the training thumbnails.
+    uses_reference_ : bool
+        Whether ``fit`` got a plate ``reference`` (then ``predict*`` and ``transform`` need one
+        too).
     """
 
     def __init__(

@@ -423,6 +423,8 @@ def make_splitter(
     ------
     KeyError
         A column the split needs is missing (the message names the option to pass).
+    ValueError
+        ``kind`` is unknown, or a column the split needs has missing values.
     """
     if kind not in SPLITS:
         raise ValueError(f"unknown split {kind!r}; expected one of {', '.join(SPLITS)}")

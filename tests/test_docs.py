@@ -200,6 +200,12 @@ def test_public_docstring_is_numpydoc(name):
     assert not problems, f"{name}: " + "; ".join(problems)
 
 
+def test_every_listed_module_has_public_callables():
+    """A module whose names this check cannot see (e.g. lazy exports without ``__all__``) would pass unchecked."""
+    empty = [m for m in PUBLIC_MODULES if not any(name.rpartition(".")[0] == m for name in API)]
+    assert not empty, f"no public callable found in {empty}: give them an __all__"
+
+
 def _example(a: int, *args: int, b: str = "", **kwargs: float) -> int:
     """Add.
 

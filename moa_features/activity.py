@@ -124,6 +124,14 @@ def phenotypic_activity(
         controls they are ranked against do not share.
     control : (n,) bool array or None
         Negative-control rows of ``table``; ``None``: :func:`moa_features.columns.control_mask`.
+    features : sequence of str, optional
+        Feature columns (default: every non-metadata column).
+    null_size : int, default NULL_SIZE
+        Size of the permutation null per (positives, negatives) configuration.
+    seed : int, default 0
+        Seed of the null.
+    alpha : float, default 0.05
+        A treatment is active when its corrected p-value (q) is below ``alpha``.
 
     Returns
     -------
@@ -223,6 +231,12 @@ def pseudo_treatments(
         Batch of each row (e.g. the imaging week).
     control : (n,) bool
         The control rows.
+    treatment, plate : str
+        Treatment and plate columns.
+    group : int, default 3
+        Plates per pseudo-treatment.
+    per_plate : int, default 3
+        Control wells of each plate taken (one per pseudo-treatment of the group).
 
     Returns
     -------
@@ -262,11 +276,30 @@ def moa_consistency(
 ) -> pd.DataFrame:
     """Per MoA: mAP of its treatments' consensus profiles retrieving each other (module docstring).
 
-    Controls (``control``, (n,) bool; ``None``: :func:`moa_features.columns.control_mask`) and
-    rows without a ``label`` are left out; ``treatments`` (keys as in :func:`treatment_keys`,
-    e.g. the active ones) restricts the treatments used. Returns one row per MoA with
-    :data:`CONSISTENCY_COLUMNS`, sorted by mAP; an MoA with one treatment has no positive to
-    retrieve (NaN mAP and p-values).
+    Controls and rows without a ``label`` are left out.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Normalised profiles, one row per well or site.
+    treatment, label, plate : str
+        Treatment, MoA and plate columns.
+    control : (n,) bool array or None
+        Negative-control rows; ``None``: :func:`moa_features.columns.control_mask`.
+    features : sequence of str, optional
+        Feature columns (default: every non-metadata column).
+    treatments : sequence of str, optional
+        Restrict to these treatments (keys as in :func:`treatment_keys`, e.g. the active ones).
+    null_size, seed : int, default NULL_SIZE and 0
+        Size of the permutation null of the MoA mAPs, and its seed.
+    alpha : float, default 0.05
+        Significance level of the corrected p-values.
+
+    Returns
+    -------
+    DataFrame
+        One row per MoA with :data:`CONSISTENCY_COLUMNS`, sorted by mAP; an MoA with one
+        treatment has no positive to retrieve (NaN mAP and p-values).
     """
     _require(table, [treatment, label], "MoA consistency")
     features = _features(table, features)
@@ -392,9 +425,37 @@ def table_activity(
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str], str, np.ndarray]:
     """What ``moa-features activity`` computes for a raw table: normalise, select, score activity.
 
-    Returns the activity table (:func:`phenotypic_activity`, replicates ranked against the controls
-    of their plate, or batch when ``columns.batch`` is set), the normalised table, the features
-    used, the normalisation applied and the (n,) control mask.
+    Parameters
+    ----------
+    table : DataFrame
+        Raw feature table.
+    columns : Columns
+        Treatment, plate, batch columns and controls.
+    normalize : str, default profiling.DEFAULT_NORMALIZATION
+        One of :data:`moa_features.profiling.NORMALIZATIONS`.
+    select : bool, default True
+        Select features (:class:`moa_features.models.preprocessing.FeatureSelector`, no labels).
+    null_size, seed, alpha
+        As in :func:`phenotypic_activity`.
+
+    Returns
+    -------
+    activity : DataFrame
+        :func:`phenotypic_activity`: replicates ranked against the controls of their plate, or
+        batch when ``columns.batch`` is set.
+    normalized : DataFrame
+        The normalised table.
+    features : list of str
+        The features used.
+    method : str
+        The normalisation applied.
+    control : ndarray of bool, shape (n,)
+        The control mask.
+
+    Raises
+    ------
+    KeyError
+        If a needed column is missing (the message names the option).
     """
     _require(table, [columns.treatment], "phenotypic activity (--treatment)")
     if normalize != "none":
@@ -410,7 +471,21 @@ def table_activity(
 
 
 def run_activity(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The command's work: read, normalise, score activity (and consistency when the label exists)."""
+    """The command's work: read, normalise, score activity (and consistency when the label exists).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by :func:`build_parser`.
+
+    Returns
+    -------
+    activity : DataFrame
+        :func:`phenotypic_activity` of the table.
+    consistency : DataFrame or None
+        :func:`moa_consistency` (of the active treatments with ``--active-only``); ``None``
+        without a label column.
+    """
     from moa_features.io import read_table
 
     columns = Columns.from_args(args)
@@ -441,6 +516,19 @@ def _log(msg: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``moa-features activity``: phenotypic activity and MoA consistency of a table's treatments.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        ``TABLE -o OUT [options]`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0: the activity table ``OUT`` written (and, with a label column, the MoA consistency
+        table beside it); 2: unusable input, the reason on stderr and nothing written.
+    """
     args = build_parser().parse_args(argv)
     out = Path(args.output)
     try:

@@ -57,7 +57,18 @@ def extract_output(argv: list[str]) -> Path:
 
 
 def train_output(argv: list[str]) -> Path:
-    """The run folder a ``train`` command line writes: its ``-o``, else ``models/<table name>``."""
+    """The run folder a ``train`` command line writes.
+
+    Parameters
+    ----------
+    argv : list of str
+        ``moa-features train`` arguments.
+
+    Returns
+    -------
+    Path
+        ``-o`` when given, else ``models/<table name>``.
+    """
     from moa_features.training import cli as train_stage
 
     args = train_stage.build_parser().parse_args(argv)
@@ -68,8 +79,20 @@ def train_output(argv: list[str]) -> Path:
 def write_report(features: str | Path, run_dir: str | Path | None = None, command: str = "") -> Path | None:
     """Write the HTML report of a feature table (and a training run) and say where it went.
 
-    Returns the page, or ``None`` when the inputs cannot make one (e.g. every site failed, so
-    the table is empty): the reason goes to stderr and the stage's own result stands.
+    Parameters
+    ----------
+    features : str or Path
+        The feature table.
+    run_dir : str or Path, optional
+        A training run folder to report too.
+    command : str, default ""
+        The command line, recorded in the report's provenance.
+
+    Returns
+    -------
+    Path or None
+        The page, or ``None`` when the inputs cannot make one (e.g. every site failed, so the
+        table is empty): the reason goes to stderr and the stage's own result stands.
     """
     from moa_features.report import build_report
 
@@ -85,7 +108,15 @@ def write_report(features: str | Path, run_dir: str | Path | None = None, comman
 def extract_command(argv: list[str] | None = None) -> int:
     """``moa-features extract``: the extract stage, then its report unless ``--no-report``.
 
-    Returns extract's exit status (0 all sites measured, 3 some failed, 2 unusable input).
+    Parameters
+    ----------
+    argv : list of str, optional
+        ``moa-features extract`` arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Extract's exit status: 0 all sites measured, 3 some failed, 2 unusable input.
     """
     from moa_features.extraction import cli as extract_stage
     from moa_features.extraction.core import EXIT_OK, EXIT_SITES_FAILED
@@ -114,7 +145,15 @@ def extract_command(argv: list[str] | None = None) -> int:
 def train_command(argv: list[str] | None = None) -> int:
     """``moa-features train``: the train stage, then the report of the run unless ``--no-report``.
 
-    Returns train's exit status (0 trained, 2 unusable input).
+    Parameters
+    ----------
+    argv : list of str, optional
+        ``moa-features train`` arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Train's exit status: 0 trained, 2 unusable input.
     """
     from moa_features.training import cli as train_stage
 

@@ -89,12 +89,33 @@ def _load_model(path: Path, name: str) -> Any:
 
 
 def load_run(run_dir: str | Path, models: Sequence[str] | None = None, images: bool = True) -> dict[str, Any]:
-    """The fitted objects of a run: ``config``, ``preprocess``, ``run_id`` and every saved (requested) model.
+    """The fitted objects of a training run.
 
-    ``models=None`` loads every saved model; with ``images=False`` it leaves out the CNNs and
-    an ensemble that has a CNN member (for tables without thumbnails). Every file loaded must
-    belong to the run (``manifest.json``: same run id, unchanged); a model the run saved but
-    whose file is missing, and corrupt or truncated files, raise errors naming the file.
+    Every file loaded must belong to the run (``manifest.json``: same run id, unchanged).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run folder written by ``moa-features train``.
+    models : sequence of str, optional
+        Models to load (an ensemble brings its members); ``None``: every saved model.
+    images : bool, default True
+        With ``models=None``, ``False`` leaves out the CNNs and an ensemble that has a CNN
+        member (for tables without thumbnails).
+
+    Returns
+    -------
+    dict
+        ``config`` (of ``metrics.json``), ``run_id`` (``None`` for a run without manifest),
+        ``preprocess`` (pipeline, feature names, classes) and each loaded model by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the run's metrics or preprocessing, or a requested or saved model file, is missing.
+    ValueError
+        If a model name is unknown, or a file is corrupt, truncated or not of this run (the
+        message names the file).
     """
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.json"
@@ -148,7 +169,33 @@ def load_run(run_dir: str | Path, models: Sequence[str] | None = None, images: b
 
 
 def predict_table(run: dict[str, Any], table: pd.DataFrame, thumbs: np.ndarray | None = None) -> pd.DataFrame:
-    """Predictions of every model in ``run`` (from :func:`load_run`) for every row of ``table``."""
+    """Predictions of every model of a loaded run for every row of a table.
+
+    The table is normalised per plate as the run was (its recorded method, ``auto``
+    resolved), against its own controls.
+
+    Parameters
+    ----------
+    run : dict
+        From :func:`load_run`.
+    table : DataFrame
+        Feature table with the run's feature columns.
+    thumbs : ndarray of uint8, shape (n, S, S, C), optional
+        Thumbnails row-aligned with ``table``; needed by the CNNs.
+
+    Returns
+    -------
+    DataFrame
+        One block of rows per model (``model``), each row the table's metadata, ``y_true``
+        (when the label column exists), ``y_pred`` and ``proba_<class>`` (0-1).
+
+    Raises
+    ------
+    KeyError
+        If the table lacks feature columns of the run.
+    ValueError
+        If a CNN has no or misaligned thumbnails.
+    """
     cfg, pre = run["config"], run["preprocess"]
     classes = list(pre["classes"])
     names = pre["feature_names"]
@@ -277,12 +324,30 @@ def check_output(out: Path, run_dir: str | Path, inputs: Sequence[str | Path | N
 def activity_calls(
     run: dict[str, Any], table: pd.DataFrame, columns: Columns, seed: int = 0
 ) -> tuple[pd.DataFrame | None, str]:
-    """Phenotypic activity of each treatment of ``table`` against its plate's controls, and a note.
+    """Phenotypic activity of each treatment of a table against its plate's controls, and a note.
 
     As ``moa-features activity`` computes it with its defaults
-    (:func:`moa_features.activity.table_activity`: profiles centred on each plate's controls, the
-    run's features). ``None`` (with the reason) when the table has no treatment column or no
-    negative controls.
+    (:func:`moa_features.activity.table_activity`: profiles centred on each plate's controls,
+    the run's features).
+
+    Parameters
+    ----------
+    run : dict
+        From :func:`load_run` (its feature names are used).
+    table : DataFrame
+        Feature table.
+    columns : Columns
+        Metadata columns and controls.
+    seed : int, default 0
+        Seed of the permutation test.
+
+    Returns
+    -------
+    activity : DataFrame or None
+        One row per treatment (``treatment``, ``active``, ...); ``None`` when the table has
+        no treatment column, or no or only negative controls.
+    note : str
+        One line: how many treatments are active, or why activity was not checked.
     """
     from moa_features.activity import table_activity
 
@@ -337,8 +402,25 @@ def abstain(
 
     ``call`` is the predicted class (``y_pred``), or ``inactive`` (the row's treatment is not
     active against its plate's controls), ``uncertain`` (top probability below ``threshold``)
-    or ``negative control`` (a control row); ``reason`` says why. ``keys``: (n,) treatment
-    key of each table row (:func:`moa_features.activity.treatment_keys`); ``control``: (n,) bool.
+    or ``negative control`` (a control row); ``reason`` says why.
+
+    Parameters
+    ----------
+    pred : DataFrame
+        From :func:`predict_table`: ``model``, ``y_pred``, ``proba_<class>``; n rows per model.
+    activity : DataFrame, optional
+        From :func:`activity_calls` (``treatment``, ``active``); ``None``: not checked.
+    keys : Series, shape (n,), optional
+        Treatment key of each table row (:func:`moa_features.activity.treatment_keys`).
+    control : ndarray of bool, shape (n,)
+        Negative-control rows of the table.
+    threshold : float, default UNCERTAIN_BELOW
+        Probability (0-1) below which a call is ``uncertain``.
+
+    Returns
+    -------
+    DataFrame
+        ``pred`` (fresh index) with ``active`` (nullable bool), ``call`` and ``reason``.
     """
     proba_cols = [c for c in pred.columns if c.startswith("proba_")]
     n_models = pred["model"].nunique()
@@ -364,7 +446,27 @@ def treatment_calls(
 ) -> pd.DataFrame:
     """One row per (model, treatment): probabilities averaged site -> well -> treatment, then the call.
 
-    Columns :data:`TREATMENT_COLUMNS` and ``proba_<class>``; controls are left out.
+    Controls and rows without probabilities are left out.
+
+    Parameters
+    ----------
+    pred : DataFrame
+        From :func:`predict_table`; n rows per model.
+    activity : DataFrame, optional
+        From :func:`activity_calls`; ``None``: not checked.
+    keys : Series, shape (n,)
+        Treatment key of each table row.
+    wells : Series, shape (n,)
+        Well key of each table row.
+    control : ndarray of bool, shape (n,)
+        Negative-control rows.
+    threshold : float, default UNCERTAIN_BELOW
+        Probability (0-1) below which a call is ``uncertain``.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`TREATMENT_COLUMNS` and ``proba_<class>``, sorted by model and treatment.
     """
     proba_cols = [c for c in pred.columns if c.startswith("proba_")]
     n_models = pred["model"].nunique()
@@ -444,7 +546,30 @@ def _columns(args: argparse.Namespace, config: dict[str, Any]) -> Columns:
 
 
 def run_predict(args: argparse.Namespace, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Load, check, predict, abstain: the per-row and per-treatment tables and the activity note."""
+    """Load, check, predict, abstain: the work of ``moa-features predict``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by :func:`build_parser`.
+    out : Path
+        The output table.
+
+    Returns
+    -------
+    rows : DataFrame
+        Per-row predictions and calls (:func:`abstain`), rows with unusable features kept and
+        marked.
+    per_treatment : DataFrame
+        :func:`treatment_calls` (empty without a treatment column).
+    note : str
+        The activity note.
+
+    Raises
+    ------
+    FileNotFoundError, KeyError, ValueError, TypeError
+        On unusable input; the message names the file, column or option.
+    """
     if not 0 <= args.uncertain_below <= 1:
         raise ValueError(f"--uncertain-below must be a probability in [0, 1], got {args.uncertain_below}")
     models = None if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
@@ -515,6 +640,19 @@ def _summary(rows: pd.DataFrame, per_treatment: pd.DataFrame, note: str, out: Pa
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``moa-features predict``: apply a trained run to a feature table.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        ``RUN TABLE [-o OUT] [options]`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0: the per-row calls ``OUT`` and the per-treatment calls beside it written; 2: unusable
+        input (run folder, table, thumbnails or an option), the reason on stderr.
+    """
     args = build_parser().parse_args(argv)
     out = Path(args.output) if args.output else default_output(args.run, args.table)
     try:

@@ -13,9 +13,8 @@ and the app share) is a robust z-score per plate, ``(x - centre) / spread``:
   over every plate's control wells (deviations from their own plate's centre), with a weight
   of :data:`SPREAD_SHRINKAGE` pseudo-wells: ``sqrt((m s_plate**2 + k s_pooled**2) / (m + k))``.
   A plate with 6 controls (BBBC021) gets mostly the pooled spread, a plate with hundreds
-  (RxRx) keeps its own. A spread from a handful of wells is noisy (sometimes ~0), and on
-  BBBC021's raw well means it costs 10 points of treatment accuracy
-  (``benchmarks/results_bbbc021.md``).
+  (RxRx) keeps its own. A spread from a handful of wells is noisy (sometimes ~0), which
+  costs treatment accuracy on BBBC021's raw well means (``benchmarks/results_bbbc021.md``).
 
 ``controls`` and ``plate`` use nothing but the plate's own wells, so a held-out plate changes
 nothing on the others. ``pooled`` shares one statistic across plates: the spread of control
@@ -58,16 +57,51 @@ class AlreadyNormalizedWarning(UserWarning):
 
 
 def is_control(df: pd.DataFrame, moa_col: str = schema.MOA, treatment_col: str = schema.TREATMENT) -> pd.Series:
-    """Boolean mask of negative-control rows by the standard rule (:data:`moa_features.columns.CONTROL_RULE`)."""
+    """Boolean mask of negative-control rows by the standard rule (:data:`moa_features.columns.CONTROL_RULE`).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The table.
+    moa_col : str, default schema.MOA
+        Column of the mechanism labels.
+    treatment_col : str, default schema.TREATMENT
+        Column of the treatment names.
+
+    Returns
+    -------
+    Series of bool, index of ``df``
+        True on negative-control rows.
+    """
     return pd.Series(control_mask(df, treatment=treatment_col, label=moa_col), index=df.index)
 
 
 def robust_scale(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median and robust spread (1.4826 * MAD) per column of ``ref`` (n, p), NaNs ignored.
+    """Median and robust spread per column, NaNs ignored.
 
-    The spread is :func:`scipy.stats.median_abs_deviation` with ``scale="normal"``. Where it is
-    0 (a feature constant in most reference rows) the standard deviation is used; where that is
-    0 too the spread is 1, so the feature becomes ``x - median``.
+    The spread is 1.4826 * MAD (:func:`scipy.stats.median_abs_deviation` with
+    ``scale="normal"``). Where it is 0 (a feature constant in most reference rows) the standard
+    deviation is used; where that is 0 too the spread is 1, so the feature becomes
+    ``x - median``.
+
+    Parameters
+    ----------
+    ref : ndarray, shape (n, p)
+        Reference rows.
+
+    Returns
+    -------
+    center : ndarray of float64, shape (p,)
+        Medians, in the features' units.
+    spread : ndarray of float64, shape (p,)
+        Robust spreads (> 0), in the features' units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> center, spread = robust_scale(np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0], [4.0, 5.0], [100.0, 5.0]]))
+    >>> center.tolist(), spread.round(4).tolist()  # the outlier moves neither; a constant feature gets 1
+    ([3.0, 5.0], [1.4826, 1.0])
     """
     ref = np.asarray(ref, dtype=np.float64)
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -100,10 +134,27 @@ def _plate_groups(plates: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def pooled_control_spread(values: np.ndarray, plates: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Robust spread (p,) of the ``reference`` rows' deviations from their own plate's median.
+    """Robust spread of the ``reference`` rows' deviations from their own plate's median.
 
-    values: (n, p); plates: (n,) plate ids; reference: (n,) bool (e.g. the controls of the
-    training plates). A plate without reference rows contributes nothing.
+    Parameters
+    ----------
+    values : ndarray, shape (n, p)
+        Features.
+    plates : ndarray, shape (n,)
+        Plate of each row.
+    reference : ndarray of bool, shape (n,)
+        Rows pooled (e.g. the controls of the training plates); a plate without reference rows
+        contributes nothing.
+
+    Returns
+    -------
+    ndarray of float64, shape (p,)
+        The pooled spread, in the features' units.
+
+    Raises
+    ------
+    ValueError
+        If there is no reference row.
     """
     codes, n_plates = _plate_groups(plates)
     deviations = []
@@ -123,13 +174,31 @@ def plate_statistics(
     shrinkage: float = 0.0,
     pooled_spread: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row centre and spread (n, p) of each row's plate, from the plate's ``reference`` rows.
+    """Per-row centre and spread of each row's plate, from the plate's ``reference`` rows.
 
-    values: (n, p) features; plates: (n,) plate ids; reference: (n,) bool, the rows statistics
-    come from (every plate needs at least one). Centre: the plate's reference median. Spread:
-    the plate's own robust spread, or with ``shrinkage = k > 0``
-    ``sqrt((m * s_plate**2 + k * s_pooled**2) / (m + k))``, ``m`` the plate's reference rows and
-    ``s_pooled`` = ``pooled_spread`` (default :func:`pooled_control_spread` of ``reference``).
+    Centre: the plate's reference median. Spread: the plate's own robust spread, or with
+    ``shrinkage = k > 0`` ``sqrt((m * s_plate**2 + k * s_pooled**2) / (m + k))``, ``m`` the
+    plate's reference rows (0 when it has one).
+
+    Parameters
+    ----------
+    values : ndarray, shape (n, p)
+        Features.
+    plates : ndarray, shape (n,)
+        Plate of each row.
+    reference : ndarray of bool, shape (n,)
+        The rows the statistics come from (every plate needs at least one).
+    shrinkage : float, default 0.0
+        ``k``, in pseudo-rows of the pooled spread.
+    pooled_spread : ndarray, shape (p,), optional
+        ``s_pooled`` (default :func:`pooled_control_spread` of ``reference``).
+
+    Returns
+    -------
+    centers : ndarray of float64, shape (n, p)
+        Each row's plate centre.
+    spreads : ndarray of float64, shape (n, p)
+        Each row's plate spread.
     """
     codes, n_plates = _plate_groups(plates)
     centers = np.empty((n_plates, values.shape[1]))
@@ -155,12 +224,36 @@ def normalize(
 ) -> pd.DataFrame:
     """Robust z-score of every feature within each plate (see the module docstring).
 
-    method: ``controls`` (reference = the plate's negative-control rows), ``plate`` (all rows of
-    the plate), ``pooled`` (controls, spread shrunk toward the pooled control spread, or toward
-    ``pooled_spread`` (p,) when given), ``none`` (a copy) or ``auto``
-    (:func:`resolve_normalization`). ``control`` is a boolean mask of control rows (default
-    :func:`is_control`). Warns (:class:`AlreadyNormalizedWarning`) when the table looks
-    normalised already. Returns a new table; metadata unchanged.
+    Warns (:class:`AlreadyNormalizedWarning`) when the table looks normalised already.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Feature table, one row per site or well.
+    method : {"controls", "plate", "pooled", "none", "auto"}, default "controls"
+        Reference: ``controls`` the plate's negative-control rows, ``plate`` all rows of the
+        plate, ``pooled`` the controls with their spread shrunk toward the pooled control
+        spread, ``none`` a copy, ``auto`` as :func:`resolve_normalization` chooses.
+    plate_col : str, default schema.PLATE
+        Plate column.
+    control : Series of bool, optional
+        Control rows (default :func:`is_control`).
+    features : sequence of str, optional
+        Feature columns (default: every non-metadata column).
+    pooled_spread : ndarray, shape (p,), optional
+        The pooled spread of ``pooled`` (default: from this table's controls).
+
+    Returns
+    -------
+    DataFrame
+        A new table, features unitless (robust z-scores); metadata unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown.
+    KeyError
+        If the plate column is missing.
     """
     if method not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {method!r}; expected one of {', '.join(NORMALIZATIONS)}")
@@ -208,12 +301,30 @@ def looks_normalized(
     plate_col: str = schema.PLATE,
     features: Sequence[str] | None = None,
 ) -> str | None:
-    """Which reference the table is already centred on with unit robust spread, or ``None``.
+    """Which reference the table is already centred on with unit robust spread, if any.
 
     References tried: the negative controls of each plate, all wells of each plate, all
-    controls, all wells. A reference matches when at least :data:`NORMALIZED_FRACTION` of the
-    features have ``|median| <= NORMALIZED_CENTER`` and a 1.4826 * MAD within
-    :data:`NORMALIZED_SPREAD` (per-plate references: the median over plates of each).
+    controls, all wells (at least 3 rows each). A reference matches when at least
+    :data:`NORMALIZED_FRACTION` of the features have ``|median| <= NORMALIZED_CENTER`` and a
+    1.4826 * MAD within :data:`NORMALIZED_SPREAD` (per-plate references: the median over plates
+    of each).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Feature table.
+    control : array_like of bool, shape (n,)
+        Negative-control rows.
+    plate_col : str, default schema.PLATE
+        Plate column (absent: one plate).
+    features : sequence of str, optional
+        Feature columns (default: every non-metadata column).
+
+    Returns
+    -------
+    str or None
+        The matching reference, in words (``"each plate's negative controls"``, ...), or
+        ``None``.
     """
     features = list(features) if features is not None else schema.feature_columns(df.columns)
     if not features:
@@ -256,9 +367,32 @@ def resolve_normalization(
 
     ``auto``: ``none`` when :func:`looks_normalized` finds the table normalised already (with a
     warning), else ``pooled`` when every plate has negative controls, else ``plate`` (with a
-    warning). An explicit ``pooled``, ``controls`` or ``plate`` on an already-normalised table is kept but
-    warned about (:class:`AlreadyNormalizedWarning`, which tells the user to pass ``--normalize
-    none``).
+    warning). An explicit ``pooled``, ``controls`` or ``plate`` on an already-normalised table
+    is kept but warned about (:class:`AlreadyNormalizedWarning`, which tells the user to pass
+    ``--normalize none``).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Feature table.
+    method : str
+        One of :data:`NORMALIZATIONS`.
+    control : array_like of bool, shape (n,)
+        Negative-control rows.
+    plate_col : str, default schema.PLATE
+        Plate column.
+    features : sequence of str, optional
+        Feature columns (default: every non-metadata column).
+
+    Returns
+    -------
+    str
+        ``none``, ``pooled``, ``controls`` or ``plate``.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown.
     """
     if method not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {method!r}; expected one of {', '.join(NORMALIZATIONS)}")
@@ -297,9 +431,21 @@ def resolve_normalization(
 
 @dataclass
 class NormalizedTable:
-    """Result of :func:`normalize_table`: the normalised ``table``, the ``method`` applied
-    (``auto`` resolved), the ``control`` mask (n,) bool, a one-line ``note`` for reports and,
-    for ``pooled``, the ``pooled_spread`` (p,) to normalise new tables the same way."""
+    """Result of :func:`normalize_table`.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The normalised table.
+    method : str
+        The method applied (``auto`` resolved).
+    control : ndarray of bool, shape (n,)
+        The negative-control rows.
+    note : str
+        One line for reports.
+    pooled_spread : ndarray, shape (p,), optional
+        For ``pooled``: the pooled spread, to normalise new tables the same way.
+    """
 
     table: pd.DataFrame
     method: str
@@ -328,12 +474,36 @@ def normalize_table(
 ) -> NormalizedTable:
     """Choose the normalisation and apply it against the controls: the one call every stage makes.
 
-    ``control`` (n,) bool marks the negative-control rows (default: the standard rule,
-    :func:`moa_features.columns.control_mask`; commands pass :meth:`Columns.controls
-    <moa_features.columns.Columns.controls>` of the user's ``--control``). ``method`` and
-    ``pooled_spread`` as in :func:`normalize` (default :data:`DEFAULT_NORMALIZATION`); the
-    resolved method (and pooled spread) is returned so a run can record it and normalise new
-    data the same way.
+    The resolved method (and pooled spread) is returned so a run can record it and normalise
+    new data the same way.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Feature table.
+    method : str, default DEFAULT_NORMALIZATION
+        As in :func:`normalize`.
+    plate : str, default schema.PLATE
+        Plate column.
+    control : ndarray of bool, shape (n,), optional
+        Negative-control rows (default: the standard rule,
+        :func:`moa_features.columns.control_mask`; commands pass :meth:`Columns.controls
+        <moa_features.columns.Columns.controls>` of the user's ``--control``).
+    features : sequence of str, optional
+        Feature columns (default: every non-metadata column).
+    pooled_spread : ndarray, shape (p,), optional
+        As in :func:`normalize`.
+
+    Returns
+    -------
+    NormalizedTable
+
+    Raises
+    ------
+    ValueError
+        If ``control`` does not have one entry per row.
+    KeyError
+        If the plate column is missing (and ``method`` is not ``none``).
     """
     control = control_mask(df) if control is None else np.asarray(control, dtype=bool)
     if len(control) != len(df):
@@ -356,9 +526,30 @@ def sphere(
 
     ``W = U diag(1 / sqrt(lambda + epsilon)) U^T`` from the eigendecomposition of the control
     rows' covariance; every row becomes ``(x - mean_control) W``, so the controls' variation is
-    spherical and features that co-vary in untreated cells stop counting twice. ``epsilon``
-    regularises directions the controls barely span (there are fewer control wells than
-    features on BBBC021). Missing values take the control median. Returns a new table.
+    spherical and features that co-vary in untreated cells stop counting twice. Missing values
+    take the control median.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Feature table.
+    control : array_like of bool, shape (n,)
+        Negative-control rows (at least 2).
+    features : sequence of str, optional
+        Feature columns (default: every non-metadata column).
+    epsilon : float, default 0.1
+        Regularises directions the controls barely span (there are fewer control wells than
+        features on BBBC021).
+
+    Returns
+    -------
+    DataFrame
+        A new table, same columns and order; features whitened.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than 2 control rows.
     """
     features = list(features) if features is not None else schema.feature_columns(df.columns)
     control = np.asarray(control, dtype=bool)
@@ -383,8 +574,21 @@ def well_profiles(
 ) -> pd.DataFrame:
     """One row per well: the median of each feature over the well's rows (sites or cells).
 
-    Metadata columns constant within every well are kept; ``Metadata_n_sites`` counts rows.
-    A table without the well ``keys`` (already one row per well) is returned unchanged.
+    Parameters
+    ----------
+    df : DataFrame
+        Feature table.
+    keys : sequence of str, default (schema.PLATE, schema.WELL)
+        Columns naming a well.
+    features : sequence of str, optional
+        Feature columns (default: every non-metadata column).
+
+    Returns
+    -------
+    DataFrame
+        The ``keys``, the metadata columns constant within every well, ``Metadata_n_sites``
+        (rows per well) and the features. A table without the ``keys``, or already one row per
+        well, is returned unchanged (with a fresh index).
     """
     keys = list(keys)
     if not set(keys) <= set(df.columns):
@@ -408,7 +612,37 @@ def consensus_profiles(
 ) -> pd.DataFrame:
     """Consensus profile per ``by`` group (Ljosa et al. 2013): well medians, then their median.
 
-    Returns one row per group with the ``by`` columns, ``Metadata_n_wells`` and the features.
+    Parameters
+    ----------
+    df : DataFrame
+        Feature table (sites or wells).
+    by : sequence of str
+        Columns of the groups (e.g. treatment and concentration).
+    features : sequence of str, optional
+        Feature columns (default: every non-metadata column).
+    well_keys : sequence of str, default (schema.PLATE, schema.WELL)
+        Columns naming a well (:func:`well_profiles`).
+
+    Returns
+    -------
+    DataFrame
+        One row per group, sorted: the ``by`` columns, ``Metadata_n_wells`` and the features.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> sites = pd.DataFrame(
+    ...     {
+    ...         "Metadata_Plate": ["P1"] * 4,
+    ...         "Metadata_Well": ["A01", "A01", "A02", "B01"],
+    ...         "Metadata_treatment": ["x", "x", "x", "y"],
+    ...         "f": [1.0, 3.0, 4.0, 10.0],
+    ...     }
+    ... )
+    >>> consensus_profiles(sites, ["Metadata_treatment"])  # x: median of its wells' medians 2 and 4
+      Metadata_treatment  Metadata_n_wells     f
+    0                  x                 2   3.0
+    1                  y                 1  10.0
     """
     features = list(features) if features is not None else schema.feature_columns(df.columns)
     wells = well_profiles(df, well_keys, features)
@@ -426,8 +660,30 @@ def effect_sizes(
     """Robust standardised difference of each group from the controls, per feature.
 
     ``(median(group) - median(control)) / (1.4826 * MAD(control))`` (falling back as in
-    :func:`robust_scale`): a (groups x features) frame, groups in descending size order,
-    controls excluded. On plate-normalised tables this is the per-plate effect pooled.
+    :func:`robust_scale`). On plate-normalised tables this is the per-plate effect pooled.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Feature table.
+    group_col : str, default schema.MOA
+        Column of the groups.
+    control_value : str, default schema.NEGATIVE_CONTROL_MOA
+        The control group's value.
+    features : sequence of str, optional
+        Feature columns (default: every non-metadata column).
+
+    Returns
+    -------
+    DataFrame, shape (groups, features)
+        Unitless effects; groups in descending size order, controls excluded.
+
+    Raises
+    ------
+    KeyError
+        If ``group_col`` is missing.
+    ValueError
+        If there are no control rows.
     """
     if group_col not in df.columns:
         raise KeyError(f"effect sizes need the column {group_col!r}, which the table lacks")

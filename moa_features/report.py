@@ -171,6 +171,20 @@ def build_report(
         when it exists.
     columns : Columns, optional
         Metadata columns and controls; default the run's recorded ones, else the defaults.
+    overwrite : bool, default False
+        Replace an existing page of another run or table.
+
+    Returns
+    -------
+    Path
+        The HTML page.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the run folder or the activity table does not exist.
+    ValueError
+        If the table has no rows, or the run was not trained on it.
     """
     t0 = time.perf_counter()
     features = Path(features)
@@ -273,7 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``moa-features report FEATURES [--run models/RUN] [--votes PATH] [--annotation CSV] [-o OUT.html]``."""
+    """``moa-features report FEATURES [--run models/RUN] [--votes PATH] [--annotation CSV] [-o OUT.html]``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after ``report`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 once the page is written (its path is printed); 2 when an input is missing or
+        unusable, with the reason on stderr.
+    """
     args = build_parser().parse_args(argv)
     command = "moa-features report " + shlex.join(list(sys.argv[1:] if argv is None else argv))
     given = {k: getattr(args, k) for k in ("control", "treatment", "plate", "label") if getattr(args, k) is not None}

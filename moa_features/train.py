@@ -41,42 +41,11 @@ is refitted on all rows and saved for ``moa-features predict`` (:func:`save_run`
 run folder; ``docs/architecture.md`` "Training run" is the contract).
 """
 
-from moa_features.training import (
-    Settings,
-    TrainingData,
-    compute_metrics,
-    evaluate_folds,
-    fit_final,
-    fit_fold,
-    fold_data,
-    load_training_data,
-    outer_folds,
-    predict_fold,
-    resolve_split,
-    run_training,
-    save_run,
-    summary_table,
-)
+from moa_features.training import *  # noqa: F403  (the public names of the training package)
+from moa_features.training import __all__ as _training_names
 from moa_features.training.cli import build_parser, main
 
-__all__ = [
-    "Settings",
-    "TrainingData",
-    "build_parser",
-    "compute_metrics",
-    "evaluate_folds",
-    "fit_final",
-    "fit_fold",
-    "fold_data",
-    "load_training_data",
-    "main",
-    "outer_folds",
-    "predict_fold",
-    "resolve_split",
-    "run_training",
-    "save_run",
-    "summary_table",
-]
+__all__ = [*_training_names, "build_parser", "main"]
 
 if __name__ == "__main__":  # the same program as `moa-features train`: train, then the report
     from moa_features.io import format_warnings

@@ -19,6 +19,9 @@ The layers, earliest first (a module may import its own layer and earlier ones):
 Also, the pipeline's steps ``extract``, ``train``, ``predict``, ``report`` and ``app`` never import
 one another, not even backwards: what two steps share lives in an earlier layer.
 
+No import cycle either: no module imports one that imports it back, directly or through other
+modules, late imports inside functions included (a late import only hides a cycle).
+
 Imports are read from the source with :mod:`ast` (also those inside functions); only the
 ``if __name__ == "__main__":`` block (a script entry point) and ``if TYPE_CHECKING:`` blocks are
 exempt.
@@ -50,6 +53,9 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 )
 STEPS = frozenset({"extraction", "training", "predict", "report", "app"})
 NON_CODE = frozenset({"data"})  # package data folders, no modules
+# Cycles being removed on another branch (wt-seg splits features/objects.py); the xfail below
+# turns into a failure the day they are gone, so that this entry is deleted with them.
+KNOWN_CYCLES = frozenset({("moa_features.features.morphology", "moa_features.features.objects")})
 # ``python -m moa_features.<entry>`` modules that re-export a subpackage: one unit with it.
 ENTRY_POINTS = {"train": "training", "extract": "extraction"}
 
@@ -145,6 +151,73 @@ def violations() -> list[str]:
     return problems
 
 
+def import_graph() -> dict[str, dict[str, int]]:
+    """``{module: {imported module: line of the first such import}}`` over the package's modules."""
+    graph: dict[str, dict[str, int]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        edges = graph.setdefault(name, {})
+        for line, target in imported_modules(path):
+            if target != name:
+                edges.setdefault(target, line)
+    return graph
+
+
+def import_cycles() -> list[tuple[str, ...]]:
+    """The sets of modules that import one another in a circle, each sorted, late imports included.
+
+    The strongly connected components of :func:`import_graph` with more than one module
+    (Tarjan's algorithm, iterative); a module importing itself is not a cycle.
+    """
+    graph = import_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[tuple[str, ...]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(graph[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            for nxt in successors:
+                if nxt not in graph:
+                    continue
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(graph[nxt])))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        cycles.append(tuple(sorted(component)))
+    return sorted(cycles)
+
+
+def describe_cycle(cycle: tuple[str, ...]) -> str:
+    """The imports that close ``cycle``: ``a.py:12 imports b`` for each edge inside it."""
+    graph = import_graph()
+    return "; ".join(f"{a}:{graph[a][b]} imports {b}" for a in cycle for b in sorted(graph[a]) if b in cycle)
+
+
 def test_every_module_has_a_layer():
     units = {component(module_name(p)) for p in PACKAGE.rglob("*.py")}
     unknown = sorted(u for u in units if not any(u in names for names in LAYERS))
@@ -156,6 +229,56 @@ def test_every_module_has_a_layer():
 def test_no_module_imports_a_later_stage():
     problems = violations()
     assert not problems, "imports against the pipeline's direction:\n" + "\n".join(problems)
+
+
+def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> Path:
+    """A ``moa_features`` folder of ``files`` (relative path -> source) under ``tmp_path``, checked instead of ours."""
+    pkg = tmp_path / "moa_features"
+    for name, source in files.items():
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text(source)
+    monkeypatch.setitem(globals(), "PACKAGE", pkg)
+    return pkg
+
+
+def test_no_import_cycle():
+    """No module imports one that imports it back (through any chain, function-level imports included)."""
+    cycles = [c for c in import_cycles() if c not in KNOWN_CYCLES]
+    assert not cycles, "import cycles (move what both need to a module both import):\n" + "\n".join(
+        describe_cycle(c) for c in cycles
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="features/morphology.py <-> features/objects.py (objects imports the private _mark_outline, "
+    "morphology imports objects late): removed by the split of objects.py on branch wt-seg; "
+    "then delete this test's KNOWN_CYCLES entry",
+)
+def test_known_cycles_are_gone():
+    assert not KNOWN_CYCLES & set(import_cycles())
+
+
+def test_a_late_import_cycle_is_reported(tmp_path, monkeypatch):
+    """A cycle closed by an import inside a function, through a third module, is found; a one-way chain is not."""
+    pkg = fake_package(
+        tmp_path,
+        monkeypatch,
+        {
+            "__init__.py": "",
+            "a.py": "from moa_features.b import f\n",
+            "b.py": "import moa_features.c\n\ndef f():\n    return 1\n",
+            "c.py": "def g():\n    from moa_features import a\n",
+            "d.py": "from moa_features import a\n",
+        },
+    )
+    assert import_cycles() == [("moa_features.a", "moa_features.b", "moa_features.c")]
+    assert describe_cycle(import_cycles()[0]) == (
+        "moa_features.a:1 imports moa_features.b; moa_features.b:1 imports moa_features.c; "
+        "moa_features.c:2 imports moa_features.a"
+    )
+    (pkg / "c.py").write_text("def g():\n    from moa_features import schema\n")
+    assert import_cycles() == []
 
 
 @pytest.mark.parametrize(
@@ -171,28 +294,24 @@ def test_no_module_imports_a_later_stage():
 )
 def test_imports_are_read_from_the_source(tmp_path, monkeypatch, source, expected):
     """The parser sees function-level and relative imports, and skips only the exempt blocks."""
-    pkg = tmp_path / "moa_features"
-    (pkg / "reports").mkdir(parents=True)
-    for name in ("schema.py", "report.py", "train.py", "reports/html.py", "reports/__init__.py"):
-        (pkg / name).write_text("")
-    (pkg / "models").mkdir()
-    (pkg / "models" / "gbm.py").write_text("")
-    target = pkg / "reports" / "sections.py"
-    target.write_text(source)
-    monkeypatch.setitem(globals(), "PACKAGE", pkg)
-    assert imported_modules(target) == expected
+    empty = ("schema.py", "report.py", "train.py", "reports/html.py", "reports/__init__.py", "models/gbm.py")
+    pkg = fake_package(tmp_path, monkeypatch, {**dict.fromkeys(empty, ""), "reports/sections.py": source})
+    assert imported_modules(pkg / "reports" / "sections.py") == expected
 
 
 def test_a_backward_import_is_reported(tmp_path, monkeypatch):
     """The check fails on a real violation: a stage importing a later one, and a step importing a step."""
-    pkg = tmp_path / "moa_features"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "report.py").write_text("")
-    (pkg / "train.py").write_text("")
-    (pkg / "extract.py").write_text("def main():\n    from moa_features.report import build_report\n")
-    (pkg / "predict.py").write_text("from moa_features.train import thumbnail_reference\n")
-    monkeypatch.setitem(globals(), "PACKAGE", pkg)
+    fake_package(
+        tmp_path,
+        monkeypatch,
+        {
+            "__init__.py": "",
+            "report.py": "",
+            "train.py": "",
+            "extract.py": "def main():\n    from moa_features.report import build_report\n",
+            "predict.py": "from moa_features.train import thumbnail_reference\n",
+        },
+    )
     problems = violations()
     assert len(problems) == 2
     assert problems[0].startswith("moa_features/extract.py:2 imports moa_features.report: a later stage")

@@ -214,55 +214,26 @@ def test_default_outputs_follow_the_stages_rules():
 def test_cli_extract_then_report_on_real_sites(tmp_path, rxrx1_sample):
     """`moa-features extract` (a real subprocess) writes the table, then the report; --no-report skips it."""
     table = tmp_path / "features" / "sample.parquet"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moa_features",
-            "extract",
-            str(rxrx1_sample),
-            "-o",
-            str(table),
-            "--features",
-            "intensity",
-            "--thumbs",
-            "0",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=ENV,
-        timeout=300,
-    )
+
+    def extract(*extra: str) -> subprocess.CompletedProcess:
+        command = ["extract", str(rxrx1_sample), "-o", str(table), "--features", "intensity", "--thumbs", "0", "-q"]
+        return subprocess.run(
+            [sys.executable, "-m", "moa_features", *command, *extra],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=ENV,
+            timeout=300,
+        )
+
+    run = extract()
     assert run.returncode == 3, run.stderr  # U2OS site 2 lacks w5/w6: some sites failed, the table is written
     assert table.is_file()
     html = tmp_path / "reports" / "sample.html"
     assert html.is_file() and f"report -> {Path('reports/sample.html')}" in run.stdout
     assert "moa-features extract" in html.read_text()  # the command is in the provenance section
     html.unlink()
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moa_features",
-            "extract",
-            str(rxrx1_sample),
-            "-o",
-            str(table),
-            "--features",
-            "intensity",
-            "--thumbs",
-            "0",
-            "-q",
-            "--no-report",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=ENV,
-        timeout=300,
-    )
+    again = extract("--no-report")
     assert again.returncode == 3 and not html.exists()
 
 

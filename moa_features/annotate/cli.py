@@ -113,6 +113,11 @@ def _print_summary(table: pd.DataFrame, col: str, output: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``moa-features annotate METADATA -o treatment_moa.csv [--uniprot PATH] [--online] [--overrides CSV]``.
 
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``); ``--help`` lists them.
+
     Returns
     -------
     int

@@ -226,6 +226,20 @@ def feature_params(args: argparse.Namespace) -> FeatureParams:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m moa_features.extract``: extract the feature table (no report).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        ``INPUT [-o TABLE] [options]`` or ``--demo`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        :data:`EXIT_OK` (0) when every site was measured, :data:`EXIT_SITES_FAILED` (3) when
+        some failed (their reasons in ``NAME.errors``), :data:`EXIT_USAGE` (2) for unusable
+        input or an unwritable output.
+    """
     args = build_parser().parse_args(argv)
     command = "python -m moa_features.extract " + " ".join(sys.argv[1:] if argv is None else argv)
     annotation = args.annotation

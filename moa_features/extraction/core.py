@@ -98,15 +98,58 @@ def extract(
 ) -> ExtractResult:
     """Extract features of every site of ``input`` into the table ``output``.
 
-    ``channels`` / ``channel_names``: the channels kept and their names in feature names
-    (:func:`~moa_features.datasets.open_dataset`). ``thumbs``: thumbnail size for the CNNs
-    (``None``: no ``NAME.thumbs.npy``). ``annotation``: a treatment -> MoA table (path or
-    DataFrame) or ``"auto"`` (the curated table) used to fill ``Metadata_moa``. ``scheduler``:
-    ``None`` (joblib), ``"local"`` (a Dask LocalCluster of ``n_jobs`` workers) or a Dask
-    scheduler address ``tcp://HOST:PORT``. ``columns``: the plate column and the control query
-    (``--plate``, ``--control``) of the first pass. ``overlays``: sites per plate drawn into
-    ``NAME.overlays/`` (0: none). ``say``: called with what the reader recognised and left out,
-    as soon as it is known. Raises :class:`DatasetError` for unusable input before any work.
+    Parameters
+    ----------
+    input : str or Path or None
+        The dataset: a folder with ``metadata.csv`` and ``images/`` (RxRx), a CellProfiler
+        LoadData CSV or a manifest CSV (``path`` or ``path_<channel>`` columns).
+    output : str or Path
+        The feature table (``.parquet`` or ``.csv``); side files ``NAME.*`` go next to it.
+    layout : {"auto", "rxrx", "loaddata", "manifest"}, default "auto"
+        How ``input`` is organised.
+    root : str or Path, optional
+        Folder that relative LoadData ``PathName_`` columns start from (default: the CSV's).
+    channels : sequence of str, optional
+        The channels kept (:func:`~moa_features.datasets.open_dataset`).
+    channel_names : str or dict, optional
+        Their names in feature names.
+    params : FeatureParams, default FeatureParams()
+        Feature families and their parameters.
+    thumbs : int, optional
+        Thumbnail side in pixels for the CNNs (``None``: no ``NAME.thumbs.npy``).
+    n_jobs : int, default 1
+        Worker processes (or Dask workers).
+    chunk_size : int, default 16
+        Sites per resumable chunk.
+    scheduler : str, optional
+        ``None`` (joblib), ``"local"`` (a Dask LocalCluster of ``n_jobs`` workers) or a Dask
+        scheduler address ``tcp://HOST:PORT``.
+    annotation : str or Path or DataFrame, optional
+        A treatment -> MoA table (path or DataFrame) or ``"auto"`` (the curated table) used to
+        fill ``Metadata_moa``.
+    image_size : tuple of int, optional
+        Expected ``(H, W)`` in pixels (default: the most common among the sites).
+    columns : Columns, optional
+        The plate column and the control query (``--plate``, ``--control``) of the first pass.
+    overlays : int, default PER_PLATE
+        Sites per plate drawn into ``NAME.overlays/`` (0: none).
+    progress : bool, default True
+        Show a progress bar.
+    command : str, optional
+        The command line, recorded in the summary.
+    say : callable, optional
+        Called with what the reader recognised and left out, as soon as it is known.
+
+    Returns
+    -------
+    ExtractResult
+        The run's summary (also ``NAME.summary.json``); ``exit_status`` is 0, or 3 when some
+        sites failed.
+
+    Raises
+    ------
+    DatasetError
+        For unusable input, before any work.
     """
     t_start = time.perf_counter()
     output = Path(output)

@@ -68,20 +68,38 @@ __all__ = [
 class FeatureParams:
     """Parameters of the feature families (all have field-standard defaults).
 
-    texture_levels: grey levels of the GLCM quantisation; texture_distances: GLCM offsets in
-    pixels; texture_scheme: ``"run"`` (per-channel percentile levels learned once per run,
-    the default) or ``"full"`` (the dtype's full range; CellProfiler-compatible).
-    nuclear_channel / cell_channel: channel names used to segment nuclei and cells; ``None``
-    means the first channel and the third channel (or the last, if fewer).
-    exclude_border: drop nuclei touching the image border (and their cells);
-    min_diameter / max_diameter: nucleus equivalent-diameter limits in pixels (None: none);
-    threshold: nuclear threshold method (``"otsu"`` or ``"li"``).
-    objects: also return the per-object table; object_texture / object_correlation: add
-    per-object Haralick texture / colocalisation. illum: ``"auto"`` (per-plate illumination
-    correction where a plate has enough sites) or ``"none"``. calibration: the run's
-    first-pass folder (set by ``extract``; part of the parameters so resumed chunks match).
-    intensity_units: ``"raw"`` grey levels, or ``"unit"``: divided by the image type's maximum
-    as CellProfiler reports them (:func:`~moa_features.features.units.scale_intensities`).
+    Parameters
+    ----------
+    texture_levels : int, default 32
+        Grey levels of the GLCM quantisation.
+    texture_distances : tuple of int, default (1,)
+        GLCM offsets in pixels.
+    texture_scheme : {"run", "full"}, default "run"
+        ``"run"``: per-channel percentile levels learned once per run; ``"full"``: the dtype's
+        full range (CellProfiler-compatible).
+    nuclear_channel, cell_channel : str, optional
+        Channel names used to segment nuclei and cells; ``None`` means the first channel and
+        the third channel (or the last, if fewer).
+    families : tuple of str, default FAMILIES
+        The feature families to measure, in output order.
+    exclude_border : bool, default True
+        Drop nuclei touching the image border (and their cells).
+    min_diameter, max_diameter : float, optional
+        Nucleus equivalent-diameter limits in pixels (``None``: no limit).
+    threshold : {"otsu", "li"}, default "otsu"
+        Nuclear threshold method.
+    objects : bool, default False
+        Also return the per-object table.
+    object_texture, object_correlation : bool, default False
+        Add per-object Haralick texture / colocalisation.
+    illum : {"auto", "none"}, default "auto"
+        ``"auto"``: per-plate illumination correction where a plate has enough sites.
+    calibration : str, optional
+        The run's first-pass folder (set by ``extract``; part of the parameters so resumed
+        chunks match).
+    intensity_units : {"raw", "unit"}, default "raw"
+        ``"raw"`` grey levels, or ``"unit"``: divided by the image type's maximum as
+        CellProfiler reports them (:func:`~moa_features.features.units.scale_intensities`).
     """
 
     texture_levels: int = 32
@@ -149,12 +167,28 @@ def measure_site(
 ) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
     """All requested feature families of one site, and (``params.objects``) its object table.
 
-    image: ``(C, H, W)`` uint8/uint16 (already illumination-corrected, if wanted);
-    channels: C names; texture_luts: one :func:`run_lut` per channel (needed by the
-    ``run`` texture scheme); masks: the site's own :class:`Masks` (``None``: segment).
-    Returns ``(features, objects)``; ``objects`` (``{column: (n,)}``, see
-    :func:`measure_objects`) is ``None`` unless ``params.objects`` and the morphology family
-    is requested. Deterministic.
+    Deterministic.
+
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        One site, already illumination-corrected if wanted.
+    channels : sequence of str
+        The C channel names.
+    params : FeatureParams, default FeatureParams()
+        Families and their parameters.
+    texture_luts : sequence of ndarray, optional
+        One :func:`run_lut` per channel, needed by the ``run`` texture scheme.
+    masks : Masks, optional
+        The site's own segmentation (``None``: segmented here).
+
+    Returns
+    -------
+    features : dict of str to float
+        Feature name -> value (units in ``docs/features.md``).
+    objects : dict of str to ndarray, each shape (n,), or None
+        One row per object (see :func:`measure_objects`); ``None`` unless ``params.objects``
+        and the morphology family is requested.
 
     Examples
     --------
@@ -204,6 +238,16 @@ def measure(
 ) -> dict[str, float]:
     """All requested feature families of one site, as one flat dict (see :func:`measure_site`).
 
+    Parameters
+    ----------
+    image, channels, params, texture_luts, masks
+        As in :func:`measure_site`.
+
+    Returns
+    -------
+    dict of str to float
+        Feature name -> value.
+
     Examples
     --------
     >>> import numpy as np
@@ -222,7 +266,19 @@ def timed_measure(
     *,
     texture_luts: Sequence[np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Like :func:`measure`, also returning CPU seconds spent per family (for benchmarks).
+    """Like :func:`measure`, also returning the CPU time spent per family (for benchmarks).
+
+    Parameters
+    ----------
+    image, channels, params, texture_luts
+        As in :func:`measure_site`.
+
+    Returns
+    -------
+    features : dict of str to float
+        Feature name -> value.
+    seconds : dict of str to float
+        Family name -> CPU seconds (``time.process_time``).
 
     Examples
     --------

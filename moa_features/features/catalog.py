@@ -18,7 +18,12 @@ DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "features.md"
 
 
 def family_docs() -> dict[str, list[tuple[str, str, str]]]:
-    """``{family: FEATURE_DOCS}`` for every family module that exists, in ``FAMILIES`` order.
+    """The documented features of every family module that exists, in ``FAMILIES`` order.
+
+    Returns
+    -------
+    dict of str to list of tuple
+        ``{family: FEATURE_DOCS}``, each entry ``(name pattern, unit, definition)``.
 
     Examples
     --------
@@ -41,7 +46,18 @@ def family_docs() -> dict[str, list[tuple[str, str, str]]]:
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A documented name pattern (``Image_Texture_LBP<k>_<ch>``) as a regex matching real names.
+    """A documented name pattern as a regex that matches the real column names.
+
+    Parameters
+    ----------
+    pattern : str
+        A name pattern of ``FEATURE_DOCS`` such as ``Image_Texture_LBP<k>_<ch>``; each ``<...>``
+        stands for one or more letters or digits.
+
+    Returns
+    -------
+    re.Pattern
+        Anchored at the end: ``.match`` accepts a whole name only.
 
     Examples
     --------
@@ -64,6 +80,11 @@ def _cell(text: str) -> str:
 
 def render() -> str:
     """The catalogue as Markdown: one table (name pattern, unit, definition) per family.
+
+    Returns
+    -------
+    str
+        The Markdown text of ``docs/features.md``.
 
     Examples
     --------
@@ -115,6 +136,19 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Regenerate the feature catalogue: ``python -m moa_features.features.catalog [OUT]``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``): the output file, default
+        ``DEFAULT_OUT``.
+
+    Returns
+    -------
+    int
+        Exit status, 0.
+    """
     parser = argparse.ArgumentParser(description="Regenerate the feature catalogue (Markdown).")
     parser.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT, help=f"output file (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)

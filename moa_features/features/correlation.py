@@ -113,10 +113,19 @@ def _pearson_from_sums(n: int, sums: np.ndarray, gram: np.ndarray) -> np.ndarray
 
 
 def pearson_matrix(image: np.ndarray) -> np.ndarray:
-    """Pearson correlation of every channel pair, ``(C, C)`` float64 from a ``(C, H, W)`` image.
+    """Pearson correlation of every channel pair of an image.
 
-    From exact integer sums and cross-products (no cancellation); rows/columns of constant
-    channels are NaN.
+    From exact integer sums and cross-products (no cancellation).
+
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        One site.
+
+    Returns
+    -------
+    ndarray of float64, shape (C, C)
+        Symmetric correlations, unitless; rows and columns of constant channels are NaN.
 
     Examples
     --------
@@ -145,11 +154,22 @@ def _thresholds(x: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def manders_overlap(image: np.ndarray, fraction: float = THRESHOLD_FRACTION) -> tuple[np.ndarray, np.ndarray]:
-    """Manders' coefficients and overlap of every channel pair of a ``(C, H, W)`` image.
+    """Manders' coefficients and overlap of every channel pair of an image.
 
-    Returns ``(manders, overlap)``, both ``(C, C)`` float64: ``manders[a, b]`` is the
-    fraction of channel a's above-threshold intensity where b is also above threshold
-    (threshold: ``fraction`` of each channel's maximum); ``overlap`` is symmetric.
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        One site.
+    fraction : float, default THRESHOLD_FRACTION (0.15)
+        Each channel's threshold as a fraction of its maximum.
+
+    Returns
+    -------
+    manders : ndarray of float64, shape (C, C)
+        ``manders[a, b]``: fraction (0-1) of channel a's above-threshold intensity where b is
+        also above threshold.
+    overlap : ndarray of float64, shape (C, C)
+        Manders' overlap coefficient, symmetric.
 
     Examples
     --------
@@ -167,8 +187,17 @@ def manders_overlap(image: np.ndarray, fraction: float = THRESHOLD_FRACTION) -> 
 def correlation_features(image: np.ndarray, channels: Sequence[str]) -> dict[str, float]:
     """Pearson, Manders (both orders) and overlap of every channel pair.
 
-    image: ``(C, H, W)`` uint8/uint16; channels: C names. Returns
-    ``Image_Correlation_{Pearson,Manders,Overlap}_<a>_<b>`` (see ``FEATURE_DOCS``).
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        One site.
+    channels : sequence of str
+        The C channel names.
+
+    Returns
+    -------
+    dict of str to float
+        ``Image_Correlation_{Pearson,Manders,Overlap}_<a>_<b>`` (see ``FEATURE_DOCS``).
 
     Examples
     --------

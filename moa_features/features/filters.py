@@ -3,10 +3,10 @@
 - :func:`gaussian`: ``scipy.ndimage.gaussian_filter(plane.astype(np.float32), sigma)``
   (mode ``"reflect"``, ``truncate=4``): the same weights, the same float64 sums in the
   same order (centre first, then the symmetric pairs from the outside in), the same float32
-  intermediate between the two axes. 2.7x faster on a 1024x1024 plane (7.7 vs 20.5 ms).
+  intermediate between the two axes, compiled (segmentation timings: ``benchmarks/README.md``).
 - :func:`fill_holes`: ``scipy.ndimage.binary_fill_holes`` (4-connected background): the
   background reachable from the image border stays, the rest is filled; one stack-based
-  flood instead of labelling the background (4x faster).
+  flood instead of labelling the background.
 """
 
 from __future__ import annotations
@@ -16,11 +16,24 @@ import numpy as np
 
 
 def gaussian(plane: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """Gaussian-smoothed float32 copy of a 2-D plane (sigma in pixels, reflected borders).
+    """Gaussian-smoothed float32 copy of a 2-D plane, reflected borders.
 
-    plane: ``(H, W)`` real array; returns ``(H, W)`` float32, identical to
-    ``scipy.ndimage.gaussian_filter(plane.astype(np.float32), sigma, truncate=truncate)``.
-    ``sigma <= 0`` returns the float32 plane unsmoothed.
+    Identical to ``scipy.ndimage.gaussian_filter(plane.astype(np.float32), sigma, truncate=truncate)``.
+
+    Parameters
+    ----------
+    plane : ndarray, shape (H, W)
+        Any real dtype.
+    sigma : float
+        Standard deviation of the kernel in pixels; ``sigma <= 0`` returns the float32 plane
+        unsmoothed.
+    truncate : float, default 4.0
+        Kernel radius in standard deviations.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+        The smoothed plane (a new array).
 
     Examples
     --------
@@ -49,8 +62,19 @@ def gaussian(plane: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarr
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_fill_holes(mask)``: background not 4-connected to the border
-    becomes foreground. mask: ``(H, W)`` bool; returns a new ``(H, W)`` bool array.
+    """Fill holes: background not 4-connected to the border becomes foreground.
+
+    Equal to ``scipy.ndimage.binary_fill_holes(mask)``.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+        Foreground.
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        A new array, ``mask`` with its holes filled.
 
     Examples
     --------

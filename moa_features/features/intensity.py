@@ -2,7 +2,7 @@
 
 For 8- and 16-bit images every order statistic (median, percentiles, median absolute
 deviation, min, max) is read off the cumulative histogram (``np.bincount``) instead of
-sorting the pixels: about 10x faster than ``np.percentile`` and *bit-identical* to
+sorting the pixels: faster than ``np.percentile`` and *bit-identical* to
 ``np.percentile(values, q, method="linear")`` (NumPy's default, Hyndman & Fan type 7).
 Sums are accumulated in 64-bit integers, so they are exact.
 
@@ -62,7 +62,20 @@ FEATURE_DOCS: list[tuple[str, str, str]] = [
 def histogram(plane: np.ndarray) -> np.ndarray:
     """Pixel counts per grey value of an unsigned-integer image.
 
-    plane: any shape, ``uint8`` or ``uint16``. Returns ``(256,)`` or ``(65536,)`` int64 counts.
+    Parameters
+    ----------
+    plane : ndarray of uint8 or uint16, any shape
+        The pixels.
+
+    Returns
+    -------
+    ndarray of int64, shape (256,) or (65536,)
+        ``counts[v]`` = number of pixels of grey value ``v`` (one bin per value of the dtype).
+
+    Raises
+    ------
+    ValueError
+        If ``plane`` is not uint8 or uint16.
 
     Examples
     --------
@@ -91,9 +104,26 @@ def _percentiles_from_cumulative(cum: np.ndarray, values: np.ndarray, q: np.ndar
 
 
 def percentiles_from_histogram(hist: np.ndarray, q: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Percentiles ``q`` (0-100) of the sample whose grey-value histogram is ``hist``.
+    """Percentiles of the sample whose grey-value histogram is ``hist``.
 
-    Bit-identical to ``np.percentile(sample, q, method="linear")``. Returns float64, shape of q.
+    Bit-identical to ``np.percentile(sample, q, method="linear")``.
+
+    Parameters
+    ----------
+    hist : ndarray of int, shape (L,)
+        ``hist[v]`` = count of grey value ``v`` (e.g. from :func:`histogram`).
+    q : sequence of float or ndarray
+        Percentiles, 0-100.
+
+    Returns
+    -------
+    ndarray of float64, shape of ``q``
+        The percentiles, in grey values.
+
+    Raises
+    ------
+    ValueError
+        If the histogram is empty (all counts 0).
 
     Examples
     --------
@@ -109,7 +139,17 @@ def percentiles_from_histogram(hist: np.ndarray, q: Sequence[float] | np.ndarray
 
 
 def median_absolute_deviation_from_histogram(hist: np.ndarray) -> float:
-    """``median(|x - median(x)|)`` of the sample whose histogram is ``hist`` (exact).
+    """Median absolute deviation ``median(|x - median(x)|)`` of a histogram's sample (exact).
+
+    Parameters
+    ----------
+    hist : ndarray of int, shape (L,)
+        ``hist[v]`` = count of grey value ``v``.
+
+    Returns
+    -------
+    float
+        The unscaled median absolute deviation, in grey values.
 
     Examples
     --------
@@ -126,7 +166,23 @@ def median_absolute_deviation_from_histogram(hist: np.ndarray) -> float:
 
 
 def channel_intensity(plane: np.ndarray) -> dict[str, float]:
-    """Intensity statistics of one ``(H, W)`` uint8/uint16 plane (keys without prefix/channel).
+    """Intensity statistics of one plane, keyed by measure name (no prefix, no channel).
+
+    Parameters
+    ----------
+    plane : ndarray of uint8 or uint16, shape (H, W)
+        One channel.
+
+    Returns
+    -------
+    dict of str to float
+        ``Sum``, ``Mean``, ``Std``, ``Min``, ``Max``, ``Median``, ``Percentile_<q>`` (q in
+        :data:`PERCENTILES`), ``MAD`` (grey values) and ``SaturatedFraction`` (0-1).
+
+    Raises
+    ------
+    ValueError
+        If the plane is empty or not uint8/uint16.
 
     Examples
     --------
@@ -166,8 +222,17 @@ def channel_intensity(plane: np.ndarray) -> dict[str, float]:
 def intensity_features(image: np.ndarray, channels: Sequence[str]) -> dict[str, float]:
     """Whole-image intensity features of every channel.
 
-    image: ``(C, H, W)`` uint8/uint16; channels: C names. Returns
-    ``{"Image_Intensity_<Measure>_<ch>": value}`` (see ``FEATURE_DOCS``).
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        One site.
+    channels : sequence of str
+        The C channel names, used as column suffixes.
+
+    Returns
+    -------
+    dict of str to float
+        ``{"Image_Intensity_<Measure>_<ch>": value}`` (measures and units in ``FEATURE_DOCS``).
 
     Examples
     --------
@@ -187,17 +252,31 @@ def intensity_features(image: np.ndarray, channels: Sequence[str]) -> dict[str, 
 def first_order_statistics(values: np.ndarray) -> dict[str, float]:
     """IBSI first-order statistics and intensity-histogram features of a 1-D sample.
 
-    values: 1-D array of intensities (for the histogram features: discretised grey
-    levels, whose distinct values are the histogram bins). Definitions follow IBSI
-    (Zwanenburg et al. 2020, chapter 3.3 and 3.4): variance, skewness and kurtosis are the
-    biased (population) moments, kurtosis is the *excess* kurtosis, percentiles use linear
-    interpolation (``np.percentile`` default), entropy is in bits. Note IBSI's "median
-    absolute deviation" is the *mean* of ``|x - median|`` (unlike the per-channel
-    ``MAD`` feature, which is the median of it). Keys: ``mean, variance, skewness,
-    kurtosis, median, minimum, p10, p90, maximum, iqr, range, mean_absolute_deviation,
-    robust_mean_absolute_deviation, median_absolute_deviation, coefficient_of_variation,
-    quartile_coefficient_of_dispersion, energy, root_mean_square, entropy, uniformity``.
-    Undefined ratios (zero mean, zero variance) are NaN.
+    Definitions follow IBSI (Zwanenburg et al. 2020, chapter 3.3 and 3.4): variance, skewness
+    and kurtosis are the biased (population) moments, kurtosis is the *excess* kurtosis,
+    percentiles use linear interpolation (``np.percentile`` default), entropy is in bits. Note
+    IBSI's "median absolute deviation" is the *mean* of ``|x - median|`` (unlike the
+    per-channel ``MAD`` feature, which is the median of it).
+
+    Parameters
+    ----------
+    values : ndarray, shape (n,)
+        Intensities, n >= 1 (for the histogram features: discretised grey levels, whose
+        distinct values are the histogram bins).
+
+    Returns
+    -------
+    dict of str to float
+        ``mean, variance, skewness, kurtosis, median, minimum, p10, p90, maximum, iqr, range,
+        mean_absolute_deviation, robust_mean_absolute_deviation, median_absolute_deviation,
+        coefficient_of_variation, quartile_coefficient_of_dispersion, energy,
+        root_mean_square, entropy, uniformity``, in the units of ``values`` (or their square,
+        or unitless for ratios). Undefined ratios (zero mean, zero variance) are NaN.
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is not a non-empty 1-D array.
 
     Examples
     --------

@@ -351,16 +351,27 @@ def _perimeters(labels: np.ndarray, n: int, weights: np.ndarray) -> np.ndarray:
 
 
 def shape_measurements(labels: np.ndarray, n: int | None = None) -> dict[str, np.ndarray]:
-    """Per-object shape measurements of labels ``1..labels.max()``.
+    """Per-object shape measurements of labels ``1..n``.
 
-    labels: ``(H, W)`` non-negative int labels (labels absent from the image get area 0 and
-    NaN shape values). Returns arrays of length n keyed by ``Area`` (px²), ``Perimeter``
-    (px), ``Eccentricity``, ``Solidity``, ``FormFactor`` (4*pi*Area/Perimeter²),
-    ``Extent``, ``MajorAxisLength``, ``MinorAxisLength`` (px); identical to
-    :func:`skimage.measure.regionprops` (``area``, ``perimeter``, ``eccentricity``,
-    ``solidity``, ``extent``, ``axis_major_length``, ``axis_minor_length``) up to rounding;
-    also ``Compactness`` (CellProfiler's) and the centroid ``Center_X``, ``Center_Y`` (px).
-    ``n``: number of objects (default ``labels.max()``).
+    Identical to :func:`skimage.measure.regionprops` (``area``, ``perimeter``,
+    ``eccentricity``, ``solidity``, ``extent``, ``axis_major_length``, ``axis_minor_length``)
+    up to rounding.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (H, W)
+        Non-negative labels, 0 = background; labels absent from the image get area 0 and NaN
+        shape values.
+    n : int, optional
+        Number of objects (default ``labels.max()``).
+
+    Returns
+    -------
+    dict of str to ndarray, each shape (n,)
+        ``Area`` (px²), ``Perimeter`` (px), ``Eccentricity``, ``Solidity``, ``FormFactor``
+        (4*pi*Area/Perimeter²), ``Extent``, ``Compactness`` (CellProfiler's; unitless),
+        ``MajorAxisLength``, ``MinorAxisLength`` and the centroid ``Center_X``, ``Center_Y``
+        (px).
 
     Examples
     --------
@@ -418,11 +429,27 @@ def morphology_features(
 ) -> dict[str, float]:
     """Segmentation-based features of one site: counts, coverage, per-object aggregates.
 
-    image: ``(C, H, W)`` uint8/uint16; channels: the C channel names; nuclear_channel /
-    cell_channel: plane indices used to segment (ignored when ``masks`` is given); options:
-    passed to :func:`moa_features.features.objects.site_objects` (``exclude_border``,
-    ``min_diameter``, ``max_diameter``, ``threshold``, ``texture``, ``correlation``, ...).
-    Returns the flat dict documented in ``FEATURE_DOCS``. Deterministic.
+    Deterministic.
+
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        One site.
+    channels : sequence of str
+        The C channel names.
+    nuclear_channel, cell_channel : int, default 0 and 2
+        Plane indices used to segment (ignored when ``masks`` is given).
+    masks : Masks, optional
+        The site's own segmentation (e.g. a user's label masks); ``None``: segmented here.
+    **options
+        Passed to :func:`moa_features.features.objects.site_objects` (``exclude_border``,
+        ``min_diameter``, ``max_diameter``, ``threshold``, ``texture``, ``correlation``, ...).
+
+    Returns
+    -------
+    dict of str to float
+        The flat dict documented in ``FEATURE_DOCS`` (areas in px², lengths in px,
+        intensities in grey levels).
 
     Examples
     --------

@@ -44,10 +44,15 @@ THRESHOLDS: tuple[str, ...] = ("otsu", "li")
 
 @dataclass(frozen=True)
 class Masks:
-    """Label masks of one site, ``(H, W)`` int32 each, 0 = background.
+    """Label masks of one site, 0 = background.
 
     ``cells`` label ``i`` contains ``nuclei`` label ``i``; ``cytoplasm`` is ``cells`` minus
     ``nuclei`` (same numbers). ``n`` is the number of objects (labels ``1..n``).
+
+    Parameters
+    ----------
+    nuclei, cells, cytoplasm : ndarray of int32, shape (H, W)
+        Label images of the three compartments.
     """
 
     nuclei: np.ndarray
@@ -165,16 +170,44 @@ def segment_nuclei(
 ) -> np.ndarray:
     """Label nuclei in a nuclear-stain plane.
 
-    nuclear: ``(H, W)`` array (any real dtype). sigma: Gaussian smoothing in pixels.
-    Objects (after Otsu thresholding of the smoothed plane and hole filling) smaller than
-    ``max(min_nucleus_area, min_area_fraction * median object area)`` pixels are removed:
-    the relative term follows the magnification (RxRx 512x512 nuclei are ~80-500 px²,
-    full-size 1024x1024 ~4x that), the absolute one guards sites with only debris.
-    Touching nuclei are split by a watershed of the distance transform from its regional
-    maxima; fragments whose shared neck is at least ``neck_ratio`` times the smaller
-    fragment's inscribed radius are merged back. ``threshold``: ``"otsu"`` or ``"li"``
-    (minimum cross-entropy, CellProfiler's default in its example pipelines). Returns
-    ``(H, W)`` int32 labels, 0 = background, nuclei numbered 1..n (deterministic order).
+    The plane is smoothed with a Gaussian of ``sigma`` pixels; the threshold is computed on the
+    **raw** plane and applied to the smoothed one (CellProfiler's order, which reproduces its
+    nuclei; where the raw threshold falls in an empty stretch of the histogram, e.g. a
+    two-valued plane, the cut moves to the middle of that stretch). Holes are filled, then
+    objects smaller than ``max(min_nucleus_area, min_area_fraction * median object area)``
+    pixels are removed: the relative term follows the magnification (RxRx 512x512 nuclei are
+    ~80-500 px², full-size 1024x1024 ~4x that), the absolute one guards sites with only
+    debris. Touching nuclei are split by a watershed of the distance transform from its
+    regional maxima; fragments whose shared neck is at least ``neck_ratio`` times the smaller
+    fragment's inscribed radius are merged back.
+
+    Parameters
+    ----------
+    nuclear : ndarray, shape (H, W)
+        The nuclear channel, any real dtype.
+    sigma : float, default 1.0
+        Gaussian smoothing in pixels.
+    min_nucleus_area : int, default 16
+        Smallest nucleus kept, in pixels.
+    min_area_fraction : float, default 0.15
+        Smallest nucleus kept, as a fraction of the median object area.
+    neck_ratio : float, default 0.85
+        Fragments whose neck half-width is at least this fraction of the smaller one's
+        inscribed radius are merged.
+    threshold : {"otsu", "li"}, default "otsu"
+        Global threshold method: Otsu, or minimum cross-entropy (CellProfiler's default in its
+        example pipelines).
+
+    Returns
+    -------
+    ndarray of int32, shape (H, W)
+        Labels, 0 = background, nuclei numbered 1..n (deterministic order); all 0 for a
+        constant plane.
+
+    Raises
+    ------
+    ValueError
+        If ``nuclear`` is not 2-D or ``threshold`` is unknown.
 
     Examples
     --------
@@ -226,12 +259,30 @@ def segment_cells(
 ) -> np.ndarray:
     """Label cells by a watershed seeded with the nuclei.
 
-    cell: ``(H, W)`` cell-body stain (actin, membrane). nuclei: ``(H, W)`` int labels
-    (from :func:`segment_nuclei`). The landscape is the gradient magnitude (Sobel) of the
-    cell plane smoothed with ``sigma`` pixels; the foreground is the smoothed plane above
-    ``threshold_factor`` times its Otsu threshold, union the nuclei. Returns ``(H, W)``
-    int32 labels: cell ``i`` contains nucleus ``i``; foreground unreachable from any
-    nucleus stays 0.
+    The landscape is the gradient magnitude (Sobel) of the cell plane smoothed with ``sigma``
+    pixels; the foreground is the smoothed plane above ``threshold_factor`` times its Otsu
+    threshold, union the nuclei.
+
+    Parameters
+    ----------
+    cell : ndarray, shape (H, W)
+        Cell-body stain (actin, membrane), any real dtype.
+    nuclei : ndarray of int, shape (H, W)
+        Nucleus labels (from :func:`segment_nuclei`).
+    sigma : float, default 1.0
+        Gaussian smoothing in pixels.
+    threshold_factor : float, default 0.5
+        Foreground threshold as a fraction of the smoothed plane's Otsu threshold.
+
+    Returns
+    -------
+    ndarray of int32, shape (H, W)
+        Cell ``i`` contains nucleus ``i``; foreground unreachable from any nucleus stays 0.
+
+    Raises
+    ------
+    ValueError
+        If the inputs are not 2-D or their shapes differ.
 
     Examples
     --------
@@ -283,11 +334,27 @@ def filter_objects(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Discard nuclei (and their cells) touching the border or outside a diameter range.
 
-    nuclei, cells: ``(H, W)`` int labels, cell ``i`` holding nucleus ``i``. Diameters are
-    equivalent-circle diameters ``sqrt(4 * area / pi)`` in pixels (CellProfiler's "typical
-    diameter" limits); ``None`` means no limit. A nucleus touches the border when one of its
-    pixels lies on the first/last row or column. Returns the relabelled ``(nuclei, cells)``
-    (int32, survivors numbered 1..n in their old order; ``cells`` None if not given).
+    As CellProfiler's IdentifyPrimaryObjects. Diameters are equivalent-circle diameters
+    ``sqrt(4 * area / pi)``; a nucleus touches the border when one of its pixels lies on the
+    first/last row or column.
+
+    Parameters
+    ----------
+    nuclei : ndarray of int, shape (H, W)
+        Nucleus labels.
+    cells : ndarray of int, shape (H, W), optional
+        Cell labels, cell ``i`` holding nucleus ``i``.
+    exclude_border : bool, default True
+        Discard nuclei touching the border.
+    min_diameter, max_diameter : float, optional
+        Diameter limits in pixels (CellProfiler's "typical diameter"); ``None``: no limit.
+
+    Returns
+    -------
+    nuclei : ndarray of int32, shape (H, W)
+        The survivors, renumbered 1..n in their old order.
+    cells : ndarray of int32, shape (H, W), or None
+        Relabelled like ``nuclei``; ``None`` if not given.
 
     Examples
     --------
@@ -330,10 +397,31 @@ def segment(
 ) -> Masks:
     """Segment one site into nuclei, cells and cytoplasm.
 
-    image: ``(C, H, W)`` array; nuclear_channel / cell_channel: plane indices. Nuclei by
-    :func:`segment_nuclei` (``threshold`` method), cells by :func:`segment_cells` grown from
-    every nucleus, then :func:`filter_objects` (``exclude_border``, diameter limits in
-    pixels). Returns :class:`Masks`.
+    Nuclei by :func:`segment_nuclei`, cells by :func:`segment_cells` grown from every nucleus,
+    then :func:`filter_objects`.
+
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        One site.
+    nuclear_channel, cell_channel : int, default 0 and 2
+        Plane indices of the nuclear and the cell-body stain.
+    exclude_border : bool, default True
+        Discard objects whose nucleus touches the image border.
+    min_diameter, max_diameter : float, optional
+        Nucleus diameter limits in pixels; ``None``: no limit.
+    threshold : {"otsu", "li"}, default "otsu"
+        Threshold method of :func:`segment_nuclei`.
+
+    Returns
+    -------
+    Masks
+        The site's nuclei, cells and cytoplasm, ``(H, W)`` int32 each.
+
+    Raises
+    ------
+    ValueError
+        If the image is not ``(C, H, W)`` uint8/uint16 or a channel index is out of range.
 
     Examples
     --------
@@ -360,10 +448,27 @@ def segment(
 def masks_from_labels(nuclei: np.ndarray, cells: np.ndarray | None = None) -> Masks:
     """:class:`Masks` from given nucleus (and cell) labels, e.g. a user's own segmentation.
 
-    nuclei: ``(H, W)`` non-negative int labels; cells: ``(H, W)`` labels whose label ``i``
-    holds nucleus ``i`` (``None``: cells = nuclei, an empty cytoplasm; a cell label above
-    the largest nucleus label raises ``ValueError``). Labels are kept as given (absent
-    numbers give empty objects).
+    Labels are kept as given (absent numbers give empty objects); nucleus pixels belong to
+    their own cell.
+
+    Parameters
+    ----------
+    nuclei : ndarray of int, shape (H, W)
+        Non-negative nucleus labels.
+    cells : ndarray of int, shape (H, W), optional
+        Cell labels whose label ``i`` holds nucleus ``i``; ``None``: cells = nuclei (an empty
+        cytoplasm).
+
+    Returns
+    -------
+    Masks
+        int32 labels.
+
+    Raises
+    ------
+    ValueError
+        If the labels are not 2-D non-negative integers, their shapes differ, or a cell label
+        exceeds the largest nucleus label.
 
     Examples
     --------
@@ -401,9 +506,24 @@ def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:
 def check_image(image: np.ndarray, channels=None, dtypes: tuple = (np.uint8, np.uint16)) -> np.ndarray:
     """Validate a ``(C, H, W)`` image (the one shape check of every feature family).
 
-    channels: optional channel names whose count must equal C; dtypes: accepted dtypes
-    (``None``: any). Returns the image as an ndarray; raises ``ValueError`` naming the
-    expected and the actual shape/dtype.
+    Parameters
+    ----------
+    image : array_like, shape (C, H, W)
+        One site.
+    channels : sequence of str, optional
+        Channel names whose count must equal C.
+    dtypes : tuple of dtype, default (uint8, uint16)
+        Accepted dtypes; ``None``: any.
+
+    Returns
+    -------
+    ndarray, shape (C, H, W)
+        The image as an ndarray.
+
+    Raises
+    ------
+    ValueError
+        Naming the expected and the actual shape or dtype.
 
     Examples
     --------

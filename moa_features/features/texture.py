@@ -113,9 +113,26 @@ TEXTURE_CONVENTIONS = __doc__[__doc__.index("GLCM conventions") :].strip()  # fo
 
 
 def quantize(plane: np.ndarray, levels: int) -> np.ndarray:
-    """Fixed quantisation of a uint8/uint16 plane to ``0 .. levels-1`` (uint8 or uint16 result).
+    """Fixed quantisation of a uint8/uint16 plane to grey levels ``0 .. levels-1``.
 
     ``q = v * levels // 2**bits`` with bits = 8 or 16, whatever the image's own range.
+
+    Parameters
+    ----------
+    plane : ndarray of uint8 or uint16, any shape
+        Grey values.
+    levels : int
+        Number of grey levels, 2 to ``2**bits``.
+
+    Returns
+    -------
+    ndarray of uint8 or uint16, shape of ``plane``
+        Levels in ``[0, levels)`` (uint8 when ``levels <= 256``).
+
+    Raises
+    ------
+    ValueError
+        If the dtype is not uint8/uint16 or ``levels`` is out of range.
 
     Examples
     --------
@@ -144,9 +161,8 @@ ROBUST_RANGE = (0.1, 99.9)  # percentiles of the sample that bound the logarithm
 def run_lut(hist: np.ndarray, levels: int) -> np.ndarray:
     """Lookup table grey value -> level of the **run** scheme, from a pooled histogram.
 
-    hist: ``(256,)`` or ``(65536,)`` pixel counts of a channel over a sample of sites (the
-    run's control sites). Grey value ``v`` goes to level ``min(levels-1, floor(levels * F(v)))``
-    with ``F`` the mean of two cumulative scales:
+    Grey value ``v`` goes to level ``min(levels-1, floor(levels * F(v)))`` with ``F`` the mean
+    of two cumulative scales:
 
     - the sample's mid-rank cumulative fraction ``(count(< v) + count(== v) / 2) / total``
       (equal-frequency levels: the grey levels are actually used), and
@@ -155,8 +171,20 @@ def run_lut(hist: np.ndarray, levels: int) -> np.ndarray:
       so a bright cell type is not squashed by a dark majority, and the dark background's
       few grey values stay apart).
 
-    ``F`` is monotone, so the map is too, and it is fixed for the whole run. Returns a uint8
-    table of the histogram's length.
+    ``F`` is monotone, so the map is too, and it is fixed for the whole run.
+
+    Parameters
+    ----------
+    hist : ndarray of int, shape (256,) or (65536,)
+        Pixel counts per grey value of a channel over a sample of sites (the run's control
+        sites).
+    levels : int
+        Number of grey levels.
+
+    Returns
+    -------
+    ndarray of uint8, shape of ``hist``
+        ``lut[v]`` = level of grey value ``v``, non-decreasing in ``v``.
 
     Examples
     --------
@@ -184,6 +212,16 @@ def run_lut(hist: np.ndarray, levels: int) -> np.ndarray:
 def robust_range(hist: np.ndarray) -> tuple[int, int]:
     """The grey values at the :data:`ROBUST_RANGE` percentiles of a histogram's sample.
 
+    Parameters
+    ----------
+    hist : ndarray of int, shape (L,)
+        Pixel counts per grey value.
+
+    Returns
+    -------
+    tuple of int
+        ``(lo, hi)``, grey values.
+
     Examples
     --------
     >>> import numpy as np
@@ -198,6 +236,23 @@ def robust_range(hist: np.ndarray) -> tuple[int, int]:
 def texture_suffix(levels: int, scheme: str) -> str:
     """The name suffix of a quantisation scheme: ``run32`` (run) or ``32`` (full).
 
+    Parameters
+    ----------
+    levels : int
+        Number of grey levels.
+    scheme : {"run", "full"}
+        Quantisation scheme.
+
+    Returns
+    -------
+    str
+        The suffix of the ``..._avg_<suffix>`` feature names.
+
+    Raises
+    ------
+    ValueError
+        If ``scheme`` is not one of :data:`SCHEMES`.
+
     Examples
     --------
     >>> texture_suffix(32, "run"), texture_suffix(256, "full")
@@ -209,7 +264,24 @@ def texture_suffix(levels: int, scheme: str) -> str:
 
 
 def offset(distance: int, angle: int) -> tuple[int, int]:
-    """Pixel offset ``(row, col)`` of a GLCM direction (degrees 0/45/90/135, rows point down).
+    """Pixel offset of a GLCM direction (rows point down).
+
+    Parameters
+    ----------
+    distance : int
+        Offset length in pixels, >= 1.
+    angle : {0, 45, 90, 135}
+        Direction in degrees.
+
+    Returns
+    -------
+    tuple of int
+        ``(row, col)`` offset in pixels.
+
+    Raises
+    ------
+    ValueError
+        If the angle or distance is not allowed.
 
     Examples
     --------
@@ -238,9 +310,23 @@ def glcm(
 ) -> np.ndarray:
     """Symmetric grey-level co-occurrence counts of an integer image.
 
-    image: ``(H, W)`` integers in ``[0, levels)``; distance in pixels; angle in degrees
-    (0/45/90/135); mask: optional ``(H, W)`` bool, pairs count only when both pixels are
-    inside. Returns ``(levels, levels)`` int64 counts ``P`` with ``P == P.T``.
+    Parameters
+    ----------
+    image : ndarray of int, shape (H, W)
+        Grey levels in ``[0, levels)``.
+    levels : int
+        Number of grey levels (L).
+    distance : int, default 1
+        Offset in pixels.
+    angle : {0, 45, 90, 135}, default 0
+        Direction in degrees.
+    mask : ndarray of bool, shape (H, W), optional
+        A pair counts only when both its pixels are inside.
+
+    Returns
+    -------
+    ndarray of int64, shape (L, L)
+        Counts ``P`` with ``P == P.T``.
 
     Examples
     --------
@@ -283,17 +369,27 @@ def _entropy(p: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 
 def glcm_features(P: np.ndarray, first_level: int = 0) -> dict[str, float] | dict[str, np.ndarray]:
-    """IBSI co-occurrence features of one ``(L, L)`` GLCM or a stack ``(..., L, L)``.
+    """IBSI co-occurrence features of one GLCM or a stack of them.
 
-    P: counts or probabilities (normalised here); row/column ``k`` is grey level
-    ``first_level + k`` and ``N_g = L``. Returns floats for one matrix, arrays of shape
-    ``P.shape[:-2]`` for a stack. Keys (IBSI names): ``joint_maximum, joint_average,
-    joint_variance, joint_entropy, difference_average, difference_variance,
-    difference_entropy, sum_average, sum_variance, sum_entropy, angular_second_moment,
-    contrast, dissimilarity, inverse_difference, normalised_inverse_difference,
-    inverse_difference_moment, normalised_inverse_difference_moment, inverse_variance,
-    correlation, autocorrelation, cluster_tendency, cluster_shade, cluster_prominence,
-    information_correlation_1, information_correlation_2``. Entropies in bits.
+    Parameters
+    ----------
+    P : ndarray, shape (L, L) or (..., L, L)
+        Counts or probabilities (normalised here); row/column ``k`` is grey level
+        ``first_level + k`` and ``N_g = L``.
+    first_level : int, default 0
+        Grey level of the first row and column.
+
+    Returns
+    -------
+    dict of str to float or ndarray
+        Floats for one matrix, arrays of shape ``P.shape[:-2]`` for a stack. Keys (IBSI
+        names): ``joint_maximum, joint_average, joint_variance, joint_entropy,
+        difference_average, difference_variance, difference_entropy, sum_average,
+        sum_variance, sum_entropy, angular_second_moment, contrast, dissimilarity,
+        inverse_difference, normalised_inverse_difference, inverse_difference_moment,
+        normalised_inverse_difference_moment, inverse_variance, correlation, autocorrelation,
+        cluster_tendency, cluster_shade, cluster_prominence, information_correlation_1,
+        information_correlation_2``, in grey levels (or their powers); entropies in bits.
 
     Examples
     --------
@@ -423,10 +519,17 @@ def _lbp_patterns(plane: np.ndarray) -> np.ndarray:
 
 
 def local_binary_pattern_uniform(plane: np.ndarray) -> np.ndarray:
-    """Rotation-invariant uniform LBP codes (8 points, radius 1) of a ``(H, W)`` plane.
+    """Rotation-invariant uniform LBP codes (8 points, radius 1) of a plane.
 
-    Returns ``(H, W)`` uint8 codes 0..9, equal to
-    ``skimage.feature.local_binary_pattern(plane, 8, 1, method="uniform")``.
+    Parameters
+    ----------
+    plane : ndarray, shape (H, W)
+        Grey values.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W)
+        Codes 0..9, equal to ``skimage.feature.local_binary_pattern(plane, 8, 1, method="uniform")``.
 
     Examples
     --------
@@ -446,7 +549,17 @@ def _check_lbp_plane(plane: np.ndarray) -> np.ndarray:
 
 
 def lbp_histogram(plane: np.ndarray) -> np.ndarray:
-    """Normalised histogram ``(10,)`` of :func:`local_binary_pattern_uniform` codes (sums to 1).
+    """Normalised histogram of the :func:`local_binary_pattern_uniform` codes of a plane.
+
+    Parameters
+    ----------
+    plane : ndarray, shape (H, W)
+        Grey values.
+
+    Returns
+    -------
+    ndarray of float64, shape (10,)
+        Fraction of pixels per code 0..9 (sums to 1).
 
     Examples
     --------
@@ -468,12 +581,25 @@ def texture_features(
 ) -> dict[str, float]:
     """Haralick (GLCM) and LBP texture of every channel.
 
-    image: ``(C, H, W)`` uint8/uint16; channels: C names; levels: grey levels; distances:
-    GLCM offsets in pixels; luts: one :func:`run_lut` per channel (the **run**
-    scheme, names ``..._avg_run<levels>``) or ``None`` (the **full** scheme, names
-    ``..._avg_<levels>``). Returns ``Image_Texture_<Measure>_<ch>_<d>_avg_<suffix>``
-    (13 Haralick measures, averaged over 4 directions) and ``Image_Texture_LBP<k>_<ch>``
-    (k = 0..9).
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        One site.
+    channels : sequence of str
+        The C channel names.
+    levels : int, default 32
+        Number of grey levels of the GLCM.
+    distances : sequence of int, default (1,)
+        GLCM offsets in pixels.
+    luts : sequence of ndarray, optional
+        One :func:`run_lut` per channel (the **run** scheme, names ``..._avg_run<levels>``);
+        ``None``: the **full** scheme (names ``..._avg_<levels>``).
+
+    Returns
+    -------
+    dict of str to float
+        ``Image_Texture_<Measure>_<ch>_<d>_avg_<suffix>`` (13 Haralick measures, averaged over
+        4 directions) and ``Image_Texture_LBP<k>_<ch>`` (k = 0..9, fractions).
 
     Examples
     --------
@@ -499,7 +625,21 @@ def texture_features(
 
 
 def apply_lut(plane: np.ndarray, lut: np.ndarray, levels: int) -> np.ndarray:
-    """Quantise a uint8/uint16 plane with a :func:`run_lut` table (values in 0..levels-1).
+    """Quantise a uint8/uint16 plane with a :func:`run_lut` table.
+
+    Parameters
+    ----------
+    plane : ndarray of uint8 or uint16, any shape
+        Grey values.
+    lut : ndarray of uint8, shape (256,) or (65536,)
+        Grey value -> level table.
+    levels : int
+        Number of grey levels of the table.
+
+    Returns
+    -------
+    ndarray of uint8, shape of ``plane``
+        Levels in ``0 .. levels-1``.
 
     Examples
     --------
@@ -522,9 +662,26 @@ def apply_lut(plane: np.ndarray, lut: np.ndarray, levels: int) -> np.ndarray:
 def object_texture(q: np.ndarray, labels: np.ndarray, n: int, levels: int, distance: int = 1) -> dict[str, np.ndarray]:
     """Per-object Haralick features (CellProfiler names) of a quantised plane.
 
-    q: ``(H, W)`` grey levels in ``[0, levels)``; labels: ``(H, W)`` int labels 1..n. A
-    pair counts for an object when both pixels belong to it. Returns ``{name: (n,)}``,
-    averaged over the 4 directions; NaN for objects without a pair.
+    A pair counts for an object when both its pixels belong to it.
+
+    Parameters
+    ----------
+    q : ndarray of int, shape (H, W)
+        Grey levels in ``[0, levels)``.
+    labels : ndarray of int, shape (H, W)
+        Object labels 1..n, 0 = background.
+    n : int
+        Number of objects.
+    levels : int
+        Number of grey levels.
+    distance : int, default 1
+        Offset in pixels.
+
+    Returns
+    -------
+    dict of str to ndarray, each shape (n,)
+        Feature name -> value per object, averaged over the 4 directions; NaN for objects
+        without a pair.
 
     Examples
     --------

@@ -21,10 +21,22 @@ INTENSITY = re.compile(r"^(Image|Nuclei|Cells|Cytoplasm)_Intensity_(?!SaturatedF
 
 
 def scale_intensities(values: Mapping[str, Any], dtype: np.dtype | type, units: str = "unit") -> dict[str, Any]:
-    """``values`` with every intensity measurement divided by ``dtype``'s maximum (``units="unit"``).
+    """A site's measurements with every intensity divided by its dtype's maximum.
 
-    values: a site's features (floats) or its objects (``(n,)`` arrays), keyed by feature name;
-    dtype: the image's unsigned integer type; units: ``"raw"`` (returned unchanged) or ``"unit"``.
+    Parameters
+    ----------
+    values : mapping of str to float or ndarray
+        A site's features (floats) or its objects (``(n,)`` arrays), keyed by feature name.
+    dtype : numpy dtype or type
+        The image's unsigned integer type (uint8: divide by 255, uint16: by 65535).
+    units : {"unit", "raw"}, default "unit"
+        ``"raw"`` returns the values unchanged (grey levels); ``"unit"`` scales the intensity
+        measurements to CellProfiler's 0..1.
+
+    Returns
+    -------
+    dict of str to float or ndarray
+        A new dict, same keys; other features (texture, shape, fractions, counts) unchanged.
 
     Examples
     --------

@@ -6,7 +6,7 @@ entering first with their own level as priority; a taken pixel gives its label t
 4-neighbour that is in the mask and still unlabelled, and those join the queue with
 priority ``max(their level, the taken pixel's priority)``. scikit-image keeps the queue in a binary heap
 (O(N log N)); on integer levels a bucket queue (one first-in-first-out list per level)
-gives the same order in O(N + levels), 3-5x faster on a 1024x1024 cell plane.
+gives the same order in O(N + levels) (segmentation timings: ``benchmarks/README.md``).
 
 The one difference is the order among marker pixels of equal level: raster order here,
 the heap's order in scikit-image. Where no two marker pixels share a level the labels are

@@ -169,13 +169,31 @@ def _custom_layers() -> dict[str, type]:
 
 
 def plate_reference(thumbs: Any, plates: Any, reference_rows: Any) -> np.ndarray:
-    """Per-row reference intensity of its plate, ``(N, C)`` float32 in DN.
+    """Per-row reference intensity of its plate, in DN (grey levels).
 
     For each plate separately: the median, over that plate's rows where ``reference_rows``
     is true (its negative controls, or all its rows), of each thumbnail's mean intensity per
-    channel; floored at ``MIN_REFERENCE`` DN. ``thumbs`` ``(N, S, S, C)`` (a memory map is
-    read one plate's reference rows at a time), ``plates`` and ``reference_rows`` ``(N,)``.
-    Rows of a plate share its reference; no statistic crosses plates.
+    channel; floored at ``MIN_REFERENCE`` DN. Rows of a plate share its reference; no
+    statistic crosses plates.
+
+    Parameters
+    ----------
+    thumbs : array_like of uint8, shape (N, S, S, C)
+        Thumbnails (a memory map is read one plate's reference rows at a time).
+    plates : array_like, shape (N,)
+        Plate of each row.
+    reference_rows : array_like of bool, shape (N,)
+        Rows that make their plate's reference.
+
+    Returns
+    -------
+    ndarray of float32, shape (N, C)
+        The reference of each row's plate.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree or a plate has no reference row.
     """
     thumbs = _check_images(thumbs, "thumbs")
     plates = np.asarray(plates)
@@ -201,11 +219,33 @@ def plate_reference(thumbs: Any, plates: Any, reference_rows: Any) -> np.ndarray
 
 
 def thumbnail_reference(thumbs: np.ndarray, plates: np.ndarray, control: Any, normalize: str) -> np.ndarray | None:
-    """Per-row channel reference (N, C) of the embedding CNN's input, the analogue of ``normalize``.
+    """Per-row channel reference of the embedding CNN's input, the analogue of ``normalize``.
 
-    ``controls``: each plate's median control-site intensity per channel; ``plate``: the
-    median over all the plate's sites; ``none``: ``None`` (input scaled to [0, 1]). Per plate,
-    like :func:`moa_features.profiling.normalize`, so held-out plates leak nothing.
+    Per plate, like :func:`moa_features.profiling.normalize`, so held-out plates leak nothing.
+
+    Parameters
+    ----------
+    thumbs : ndarray of uint8, shape (N, S, S, C)
+        Thumbnails.
+    plates : ndarray, shape (N,)
+        Plate of each row.
+    control : array_like of bool, shape (N,)
+        Negative-control rows.
+    normalize : str
+        One of :data:`~moa_features.profiling.NORMALIZATIONS`: ``controls`` and ``pooled``: each
+        plate's median control-site intensity per channel; ``none``: no reference; otherwise
+        (``plate``) the median over all the plate's sites.
+
+    Returns
+    -------
+    ndarray of float32, shape (N, C), or None
+        :func:`plate_reference` of the chosen rows, in DN; ``None`` for ``none`` (input scaled
+        to [0, 1]).
+
+    Raises
+    ------
+    ValueError
+        If ``normalize`` is unknown.
     """
     if normalize not in profiling.NORMALIZATIONS:
         raise ValueError(f"unknown normalization {normalize!r}; expected one of {', '.join(profiling.NORMALIZATIONS)}")
@@ -243,8 +283,26 @@ def baseline_model(input_shape: tuple[int, int, int], n_classes: int, *, augment
     LeakyReLU(0.2) -> MaxPool 2x2 -> Conv2D(32, 3x3, same, He normal) -> LeakyReLU(0.2) ->
     MaxPool 2x2 -> Flatten -> Dense(64) -> LeakyReLU(0.2) -> Dropout(0.1) -> Dense(8) ->
     LeakyReLU(0.2) (layer ``"embedding"``) -> Dense(n_classes, softmax). For (100, 100, 6)
-    and 3 classes it has 1,286,131 parameters. ``augment`` inserts random flips and
-    quarter turns after the rescaling (off in the original).
+    and 3 classes it has 1,286,131 parameters.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(S, S, C)``: thumbnail side in pixels and channels.
+    n_classes : int
+        Number of classes (softmax outputs).
+    augment : bool, default False
+        Insert random flips and quarter turns after the rescaling (off in the original).
+
+    Returns
+    -------
+    keras.Model
+        Input uint8 ``(batch, S, S, C)``, output ``(batch, n_classes)`` probabilities.
+
+    Raises
+    ------
+    ValueError
+        If ``input_shape`` is not ``(S, S, C)``.
     """
     keras = _keras()
     layers = keras.layers
@@ -288,13 +346,37 @@ def embedding_model(
     Dropout(0.2) -> Dense(n_classes, softmax). About 100k parameters; global pooling
     makes it independent of the thumbnail size.
 
-    ``bn_momentum`` is the batch-norm moving-average momentum. Inference uses the moving
-    statistics, so they must follow the weights, which move fast when a few hundred images
-    train for a few epochs: Keras' default 0.99 (a ~100-batch window) leaves the initial
-    statistics in place for tens of epochs and the network predicts one class at inference
-    while it fits in training (on the demo screen: 0.27 validation accuracy flat, validation
-    loss 4-11 while the training loss falls). 0.6 averages over ~2-3 batches; each batch's
-    statistics already pool 32 images x thousands of pixels per channel, so they are precise.
+    Inference uses the batch-norm moving statistics, so they must follow the weights, which
+    move fast when a few hundred images train for a few epochs: Keras' default momentum 0.99
+    (a ~100-batch window) leaves the initial statistics in place for tens of epochs and the
+    network predicts one class at inference while it fits in training (on the demo screen
+    validation accuracy stays flat and validation loss high while the training loss falls).
+    0.6 averages over ~2-3 batches; each batch's statistics already pool 32 images x thousands
+    of pixels per channel, so they are precise.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(S, S, C)``: thumbnail side in pixels and channels.
+    n_classes : int
+        Number of classes (softmax outputs).
+    augment : bool, default True
+        Random flips and quarter turns in training.
+    embedding_dim : int, default 64
+        Width of the embedding layer.
+    bn_momentum : float, default 0.6
+        Batch-norm moving-average momentum.
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``[uint8 (batch, S, S, C), float32 (batch, C)]``, output ``(batch, n_classes)``
+        probabilities.
+
+    Raises
+    ------
+    ValueError
+        If ``input_shape`` is not ``(S, S, C)``.
     """
     keras = _keras()
     layers = keras.layers
@@ -357,35 +439,50 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    architecture : ``"baseline"`` (:func:`baseline_model`, the original network) or
-        ``"embedding"`` (:func:`embedding_model`).
-    epochs : maximum number of training epochs (early stopping usually ends sooner).
-    batch_size : images per gradient step (and per inference batch).
-    learning_rate : Adam's initial learning rate; halved by ``ReduceLROnPlateau`` after
+    architecture : {"baseline", "embedding"}, default "baseline"
+        :func:`baseline_model` (the original network) or :func:`embedding_model`.
+    epochs : int, default 30
+        Maximum number of training epochs (early stopping usually ends sooner).
+    batch_size : int, default 32
+        Images per gradient step (and per inference batch).
+    learning_rate : float, default 1e-3
+        Adam's initial learning rate; halved by ``ReduceLROnPlateau`` after
         ``max(1, patience // 2)`` epochs without improvement (floor 1e-6).
-    class_weight : ``"balanced"`` (``n_rows / (n_classes * count(class))``, sklearn's
-        ``compute_class_weight`` on the ``y`` given to ``fit``), ``None`` (all 1), or a
-        dict ``{label: weight}`` (missing labels weigh 1). Weights the training loss.
-    validation_fraction : share of rows held out for early stopping when no
-        ``validation_data`` is given: grouped (``GroupShuffleSplit``) when ``fit`` gets
-        ``groups``, stratified by label otherwise. ``0`` trains on every row for
-        ``epochs`` epochs, with the callbacks watching the training loss instead.
-    patience : ``EarlyStopping`` patience in epochs (on ``val_loss``, best weights restored).
-    augment : random flips and quarter turns in training; ``None`` = the architecture's
-        default (off for ``"baseline"``, on for ``"embedding"``). Needs square thumbnails.
-    random_state : seed for ``keras.utils.set_random_seed`` and the validation split;
-        the same seed and data give the same predictions. ``None`` leaves them unseeded.
-    verbose : Keras ``fit`` verbosity (0, 1 or 2).
+    class_weight : "balanced", dict or None, default "balanced"
+        ``"balanced"`` (``n_rows / (n_classes * count(class))``, sklearn's
+        ``compute_class_weight`` on the ``y`` given to ``fit``), ``None`` (all 1), or a dict
+        ``{label: weight}`` (missing labels weigh 1). Weights the training loss.
+    validation_fraction : float, default 0.2
+        Share of rows held out for early stopping when no ``validation_data`` is given:
+        grouped (``GroupShuffleSplit``) when ``fit`` gets ``groups``, stratified by label
+        otherwise. ``0`` trains on every row for ``epochs`` epochs, with the callbacks watching
+        the training loss instead.
+    patience : int, default 5
+        ``EarlyStopping`` patience in epochs (on ``val_loss``, best weights restored).
+    augment : bool, optional
+        Random flips and quarter turns in training; ``None`` = the architecture's default (off
+        for ``"baseline"``, on for ``"embedding"``). Needs square thumbnails.
+    random_state : int, optional, default 0
+        Seed for ``keras.utils.set_random_seed`` and the validation split; the same seed and
+        data give the same predictions. ``None`` leaves them unseeded.
+    verbose : {0, 1, 2}, default 0
+        Keras ``fit`` verbosity.
 
-    Attributes (after ``fit``)
-    --------------------------
-    classes_ : sorted labels; ``predict_proba`` columns follow this order.
-    class_weight_ : ``(n_classes,)`` float loss weights, in ``classes_`` order.
-    history_ : ``{"loss": [...], "val_loss": [...], "accuracy": [...], ...}`` per epoch.
-    model_ : the trained ``keras.Model`` (uint8 ``(S, S, C)`` in, probabilities out).
-    input_shape_ : ``(S, S, C)`` of the training thumbnails.
-    uses_reference_ : whether ``fit`` got a plate ``reference`` (then ``predict*`` and
-        ``transform`` need one too).
+    Attributes
+    ----------
+    classes_ : ndarray, shape (n_classes,)
+        Sorted labels; ``predict_proba`` columns follow this order.
+    class_weight_ : ndarray of float, shape (n_classes,)
+        Loss weights, in ``classes_`` order.
+    history_ : dict of str to list of float
+        ``{"loss": [...], "val_loss": [...], ...}``, one value per epoch.
+    model_ : keras.Model
+        The trained network (uint8 ``(S, S, C)`` in, probabilities out).
+    input_shape_ : tuple of int
+        ``(S, S, C)`` of the training thumbnails.
+    uses_reference_ : bool
+        Whether ``fit`` got a plate ``reference`` (then ``predict*`` and ``transform`` need one
+        too).
     """
 
     def __init__(

@@ -5,8 +5,7 @@ hundreds of features, and documented here because they matter):
 
 - ``objective="multi:softprob"``, histogram trees (``tree_method="hist"``), depth 3,
   learning rate 0.1, row subsampling 0.8, column subsampling 0.3 per tree, L2 1.0 (shallow,
-  column-subsampled trees suit a few hundred rows of many correlated profile features; on
-  BBBC021 NSC they match deeper, slower settings at half the time);
+  column-subsampled trees suit a few hundred rows of many correlated profile features);
 - class-balanced sample weights (``n / (k * count(class))``), so rare MoAs count as much as
   common ones (the original CNN predicted almost everything as the majority class);
 - early stopping (30 rounds without improvement of the weighted validation log-loss, at most

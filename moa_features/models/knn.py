@@ -12,9 +12,8 @@ are centred on the mean of the training consensus profiles before the cosine: th
 profile becomes a non-zero direction (minus the treatments' mean effect) and competes like
 any other class. ``center="auto"`` (default) centres only when some consensus profile is
 near zero (norm below ``NEAR_ZERO`` = 0.25 of the median norm), i.e. when there is a profile
-cosine cannot reach: on BBBC021 without DMSO no profile is (smallest 0.41) and plain cosine
-keeps its 97/103 treatments (centring would give 95/103); with DMSO (0.18) or the demo's
-controls (0.09) it centres. ``standardize=True`` also scales each feature to SD 1 over the training
+cosine cannot reach, such as a control consensus (BBBC021 with DMSO, the demo's controls);
+otherwise plain cosine is kept. ``standardize=True`` also scales each feature to SD 1 over the training
 consensus profiles, for raw features in mixed units.
 """
 

@@ -22,8 +22,8 @@ profiling recipe (``drop_na_columns``, ``variance_threshold``, ``correlation_thr
   reference wells contributes an exact 0 to each feature, which the frequency rule reads as a
   dominant value and drops every feature.
 
-On BBBC021's raw well means this selection (fitted on training folds, no labels) is worth
-+3 to +7 points of treatment accuracy (``benchmarks/results_bbbc021.md``).
+What this selection (fitted on training folds, no labels) is worth on BBBC021's raw well
+means: ``benchmarks/results_bbbc021.md``.
 """
 
 from __future__ import annotations

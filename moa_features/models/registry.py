@@ -17,9 +17,26 @@ Input = Literal["features", "thumbnails", "probabilities"]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model: ``name`` (metrics.json key), ``display`` name, ``color`` (hex), ``input`` kind,
-    ``build(seed, **options)`` -> unfitted estimator (``None`` for the ensemble, which ``train``
-    assembles from its members), the file a run saves it to, and whether it is a chance baseline."""
+    """One model of the registry.
+
+    Parameters
+    ----------
+    name : str
+        The model's key (``metrics.json``, ``--models``).
+    display : str
+        Display name.
+    color : str
+        Hex colour of its plots.
+    input : {"features", "thumbnails", "probabilities"}
+        What it is fitted on.
+    file : str or None
+        The file a run saves it to (``None``: not saved).
+    build : callable, optional
+        ``build(seed, **options)`` -> unfitted estimator; ``None`` for the ensemble, which
+        ``train`` assembles from its members.
+    chance : bool, default False
+        Whether it is a chance baseline.
+    """
 
     name: str
     display: str
@@ -78,7 +95,25 @@ ENSEMBLE_MEMBERS = ("xgboost", "knn", "cnn_embedding")  # the ensemble's members
 
 
 def names(input: Input | None = None, chance: bool | None = None) -> tuple[str, ...]:
-    """Model names in display order, optionally only of one input kind / chance status."""
+    """Model names in display order, optionally only of one input kind or chance status.
+
+    Parameters
+    ----------
+    input : {"features", "thumbnails", "probabilities"}, optional
+        Keep the models fitted on this input only.
+    chance : bool, optional
+        Keep only the chance baselines (``True``) or only the real models (``False``).
+
+    Returns
+    -------
+    tuple of str
+        Model names.
+
+    Examples
+    --------
+    >>> names(input="thumbnails")
+    ('cnn', 'cnn_embedding')
+    """
     return tuple(
         m.name
         for m in MODELS.values()
@@ -87,7 +122,27 @@ def names(input: Input | None = None, chance: bool | None = None) -> tuple[str, 
 
 
 def get(name: str) -> ModelSpec:
-    """The spec of ``name``; a ValueError lists the known names."""
+    """The spec of one model.
+
+    Parameters
+    ----------
+    name : str
+        A model name (:func:`names`).
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown; the message lists the known names.
+
+    Examples
+    --------
+    >>> get("knn").input
+    'features'
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     return MODELS[name]

@@ -172,20 +172,38 @@ class GroupSplit(BaseCrossValidator):
 
 
 class PlateSplit(GroupSplit):
-    """Held-out plates (``groups`` = plate per row): treatment recognition when treatments repeat across plates."""
+    """Held-out plates (``groups`` = plate per row): treatment recognition when treatments repeat across plates.
+
+    Parameters
+    ----------
+    n_splits : int or None, default 5
+        Folds, capped at the number of plates; ``None`` is leave-one-plate-out.
+    """
 
 
 class ExperimentSplit(GroupSplit):
-    """Held-out experiments (``groups`` = experiment per row)."""
+    """Held-out experiments (``groups`` = experiment per row).
+
+    Parameters
+    ----------
+    n_splits : int or None, default 5
+        Folds, capped at the number of experiments; ``None`` is leave-one-experiment-out.
+    """
 
 
 class NSCSplit(GroupSplit):
     """Not-same-compound folds: ``groups`` = treatment per row; a treatment is never in train and test.
 
     Grouped K-fold over treatments, stratified by class when ``y`` is given (so each class
-    keeps treatments in training as far as its count allows); ``n_splits=None`` is
-    leave-one-treatment-out (Ljosa et al. 2013). Default 10 folds (capped at the number of
-    treatments), which keeps large screens cheap.
+    keeps treatments in training as far as its count allows).
+
+    Parameters
+    ----------
+    n_splits : int or None, default 10
+        Folds, capped at the number of treatments (10 keeps large screens cheap); ``None`` is
+        leave-one-treatment-out (Ljosa et al. 2013).
+    random_state : int, default 0
+        Seed of the stratified folds.
     """
 
     def __init__(self, n_splits: int | None = DEFAULT_NSC_FOLDS, random_state: int = 0) -> None:
@@ -206,11 +224,23 @@ class NSCSplit(GroupSplit):
 
 
 def plate_components(treatments: Sequence, plates: Sequence, ubiquitous: float = 0.5) -> np.ndarray:
-    """Connected component of each row in the treatment-plate graph, (n,) int.
+    """Connected component of each row in the treatment-plate graph.
 
     Two plates are linked when a treatment has rows on both; a treatment belongs to the
     component of its plates. Treatments on more than ``ubiquitous`` of the plates (the
     negative control of every plate) link nothing and form their own component.
+
+    Parameters
+    ----------
+    treatments, plates : sequence, shape (n,)
+        Treatment and plate (or batch) of each row.
+    ubiquitous : float, default 0.5
+        Share of the plates above which a treatment links nothing.
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+        Component number of each row.
     """
     treatments, plates = np.asarray(treatments).astype(str), np.asarray(plates).astype(str)
     t_names, t_idx = np.unique(treatments, return_inverse=True)
@@ -228,11 +258,17 @@ def plate_components(treatments: Sequence, plates: Sequence, ubiquitous: float =
 class NSCBSplit(NSCSplit):
     """Not same compound or batch: NSC, and training rows of any batch of the test treatments are dropped.
 
-    ``split(X, y, groups, batches)``: ``groups`` the treatment and ``batches`` the batch of each row.
-    Leave-one-out (``n_splits=None``) holds out one treatment at a time (Ljosa et al. 2013). With K
-    folds, the folds are grouped over the connected components of the treatment-batch graph
-    (:func:`plate_components` of treatments and batches), so a fold's test treatments take their
-    batches with them and the other folds keep training rows.
+    ``split(X, y, groups, batches)``: ``groups`` the treatment and ``batches`` the batch of each
+    row. With K folds, the folds are grouped over the connected components of the
+    treatment-batch graph (:func:`plate_components` of treatments and batches), so a fold's
+    test treatments take their batches with them and the other folds keep training rows.
+
+    Parameters
+    ----------
+    n_splits : int or None, default 10
+        Folds; ``None``: leave-one-treatment-out (Ljosa et al. 2013).
+    random_state : int, default 0
+        Seed of the stratified folds.
 
     Examples
     --------
@@ -273,6 +309,13 @@ class NSCPlateSplit(NSCSplit):
     training rows on a test plate (a ubiquitous control) are dropped. The layout allows this
     only when there are several components: with every treatment on every plate there is one
     (:func:`nsc_plate_feasible`).
+
+    Parameters
+    ----------
+    n_splits : int or None, default 10
+        Folds, capped at the number of components; ``None``: one component per fold.
+    random_state : int, default 0
+        Seed of the stratified folds.
     """
 
     __metadata_request__split = {"groups": True, "plates": True}
@@ -300,7 +343,28 @@ def nsc_plate_feasible(
     min_kept: float = 0.5,
     random_state: int = 0,
 ) -> bool:
-    """Whether NSC-plate folds keep ``min_kept`` of the other rows and every class that has >= 2 treatments."""
+    """Whether NSC-plate folds keep enough training rows and every scorable class.
+
+    Parameters
+    ----------
+    y : sequence, shape (n,)
+        Class of each row.
+    treatments, plates : sequence, shape (n,)
+        Treatment and plate of each row.
+    n_splits : int or None
+        Folds of the :class:`NSCPlateSplit`.
+    min_kept : float, default 0.5
+        Share of the other rows each fold must keep in training.
+    random_state : int, default 0
+        Seed of the folds.
+
+    Returns
+    -------
+    bool
+        ``True`` when there are at least two folds, each keeps in training ``min_kept`` of the
+        rows outside its test part and every class of its test rows that has >= 2 treatments,
+        and every row of such a class is tested.
+    """
     y, treatments, plates = (np.asarray(a).astype(str) for a in (y, treatments, plates))
     n_components = len(np.unique(plate_components(treatments, plates)))
     if n_components < 2:
@@ -359,6 +423,8 @@ def make_splitter(
     ------
     KeyError
         A column the split needs is missing (the message names the option to pass).
+    ValueError
+        ``kind`` is unknown, or a column the split needs has missing values.
     """
     if kind not in SPLITS:
         raise ValueError(f"unknown split {kind!r}; expected one of {', '.join(SPLITS)}")
@@ -394,11 +460,28 @@ def make_splitter(
 
 
 def first_fold(cv: BaseCrossValidator, X, y, **params) -> Split | None:
-    """The inner (train, validation) split a ``cv`` gives: of its folds, the first whose training
-    part keeps the most classes; ``None`` when it yields none (too few groups, no training rows).
+    """The inner (train, validation) split a splitter gives.
 
-    ``params`` are ``cv.split``'s per-row arguments (``groups``, ``plates``, ``batches``); those
-    the splitter does not take are ignored, so one call serves every splitter.
+    Of its folds (those with training and validation rows), the first whose training part
+    keeps the most classes.
+
+    Parameters
+    ----------
+    cv : BaseCrossValidator
+        The splitter.
+    X : array_like, shape (n, p)
+        The rows.
+    y : array_like, shape (n,)
+        Their classes.
+    **params
+        ``cv.split``'s per-row arguments (``groups``, ``plates``, ``batches``); those the
+        splitter does not take are ignored, so one call serves every splitter.
+
+    Returns
+    -------
+    tuple of ndarray, or None
+        ``(train, validation)`` row indices; ``None`` when the splitter yields no usable fold
+        (too few groups, no training rows).
     """
     accepted = inspect.signature(cv.split).parameters
     kwargs = {k: v for k, v in params.items() if k in accepted and v is not None}
@@ -413,13 +496,37 @@ def first_fold(cv: BaseCrossValidator, X, y, **params) -> Split | None:
 
 
 def inner_split(kind: str, meta: pd.DataFrame, y: np.ndarray, fraction: float, random_state: int, **columns) -> Split:
-    """A fold of the outer split's own kind on the training rows ``meta``: the inner split mirrors the outer.
+    """A fold of the outer split's own kind on the training rows: the inner split mirrors the outer.
 
     ``round(1 / fraction)`` folds (4 for 0.25), the first whose training part keeps the most
     classes (:func:`first_fold`); an NSC outer split gets an NSC inner split (no treatment in
     both inner train and validation), NSC-plate also holds out the validation plates, a plate
     split holds out plates. Falls back to NSC when no NSC-plate fold keeps training rows.
-    ``columns``: ``plate=``, ``treatment=``, ``experiment=``, ``batch=``.
+
+    Parameters
+    ----------
+    kind : str
+        The outer split's kind, one of :data:`SPLITS`.
+    meta : DataFrame
+        Metadata of the training rows.
+    y : ndarray, shape (n,)
+        Their classes.
+    fraction : float
+        Validation share, 0-1.
+    random_state : int
+        Seed.
+    **columns
+        Column names: ``plate=``, ``treatment=``, ``experiment=``, ``batch=``.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(train, validation)`` row indices into ``meta``.
+
+    Raises
+    ------
+    ValueError
+        If no fold of that kind (nor an NSC one) is possible on these rows.
     """
     k = max(2, int(round(1 / fraction)))
     for attempt in (kind, "nsc") if kind == "nsc-plate" else (kind,):
@@ -431,11 +538,27 @@ def inner_split(kind: str, meta: pd.DataFrame, y: np.ndarray, fraction: float, r
 
 
 def validation_split(y: np.ndarray, groups: np.ndarray | None, fraction: float, random_state: int) -> Split | None:
-    """Inner train/validation row indices, or ``None`` when no split is possible.
+    """Inner train/validation row indices for early stopping and ensemble weights.
 
-    Whole groups are held out (``GroupShuffleSplit``) when ``groups`` has at least two
-    distinct values; otherwise rows are split stratified by class (plain random if a class
-    has one row). Used for early stopping and ensemble weights alike.
+    Whole groups are held out (``GroupShuffleSplit``) when ``groups`` has at least two distinct
+    values; otherwise rows are split stratified by class, or plainly at random where a class
+    has one row or a part is too small to hold every class.
+
+    Parameters
+    ----------
+    y : ndarray, shape (n,)
+        Classes.
+    groups : ndarray, shape (n,), optional
+        Group of each row (plates, treatments).
+    fraction : float
+        Validation share, 0-1.
+    random_state : int
+        Seed.
+
+    Returns
+    -------
+    tuple of ndarray, or None
+        ``(train, validation)`` row indices; ``None`` when no split is possible.
     """
     n = len(y)
     if n < 4 or not 0 < fraction < 1:

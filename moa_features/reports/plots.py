@@ -154,6 +154,21 @@ def _columns_for(raw: pd.DataFrame, normalized: pd.DataFrame | None) -> list[tup
     return panels
 
 
+def _moa_panels(
+    df: pd.DataFrame,
+    channels: Sequence[str],
+    moa_col: str,
+    measure: str,
+    normalized: pd.DataFrame | None,
+    palette: Mapping[str, str] | None,
+) -> tuple[list[str], list[str], dict[str, str], list[tuple[str, pd.DataFrame]]]:
+    """What a per-channel, per-MoA figure draws: the intensity columns, the MoA order, the palette
+    (given or :func:`moa_palette`) and the raw | normalised panels."""
+    cols = _channel_values(df, measure, channels)
+    order = moa_order(df[moa_col])
+    return cols, order, dict(palette or moa_palette(order)), _columns_for(df, normalized)
+
+
 @styled
 def intensity_histograms(
     df: pd.DataFrame,
@@ -173,10 +188,7 @@ def intensity_histograms(
     after plate normalisation) a second column shows the normalised values: rows = channels,
     columns = raw | normalised. Bins span the 0.5-99.5th percentile of all rows.
     """
-    cols = _channel_values(df, measure, channels)
-    order = moa_order(df[moa_col])
-    palette = dict(palette or moa_palette(order))
-    panels = _columns_for(df, normalized)
+    cols, order, palette, panels = _moa_panels(df, channels, moa_col, measure, normalized, palette)
     fig = Figure(figsize=(4.6 * len(panels) + 2.6, 1.75 * len(channels) + 0.9), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(1, len(panels)))
     for subfig, (kind, table) in zip(subfigs, panels):
@@ -250,10 +262,7 @@ def intensity_violins(
     ``normalized`` a second column shows the plate-normalised values. The control's median is
     a dashed grey reference line across each panel.
     """
-    cols = _channel_values(df, measure, channels)
-    order = moa_order(df[moa_col])
-    palette = dict(palette or moa_palette(order))
-    panels = _columns_for(df, normalized)
+    cols, order, palette, panels = _moa_panels(df, channels, moa_col, measure, normalized, palette)
     labels = [wrap_label(m, 22) for m in order]
     width = max(4.5, label_pitch(labels) * len(order) + 1.2)
     fig = Figure(figsize=(width * len(panels), 1.6 * len(channels) + 1.8), layout="constrained")

@@ -127,6 +127,19 @@ def _parse_folds(value: str | None) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m moa_features.train``: train and evaluate, write the run folder (no report).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        ``TABLE [-o RUN] [--thumbs ...] [options]`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 when the run folder is written; 2 for unusable input (table, columns, split, models
+        or the output folder), the reason on stderr.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     stem = schema.sidecar_paths(args.table)["thumbs"].name.removesuffix(".thumbs.npy")

@@ -28,12 +28,42 @@ from moa_features.models.cnn import thumbnail_reference
 class TrainingData:
     """Everything a fold needs, row-aligned: ``n`` labelled rows.
 
-    X: (n, p) plate-normalised features; y: (n,) labels (their own type); plates: (n,) plate
-    ids; treatments: (n,) treatment ids (the NSC unit; wells if there is no treatment
-    column); profiles: (n,) treatment-profile keys (treatment x concentration); wells: (n,)
-    well keys; thumbs: (n, S, S, C) uint8 or ``None``; thumb_reference: (n, C) per-plate
-    channel reference of the embedding CNN's input in DN (``None`` without thumbnails or
-    with ``normalize="none"``); meta: the rows' metadata columns.
+    ``classes`` (the sorted unique labels) is derived from ``y``.
+
+    Parameters
+    ----------
+    X : ndarray of float, shape (n, p)
+        Plate-normalised features.
+    y : ndarray, shape (n,)
+        Labels (their own type).
+    plates : ndarray, shape (n,)
+        Plate ids.
+    treatments : ndarray, shape (n,)
+        Treatment ids (the NSC unit; wells if there is no treatment column).
+    profiles : ndarray, shape (n,)
+        Treatment-profile keys (treatment x concentration).
+    wells : ndarray, shape (n,)
+        Well keys.
+    meta : DataFrame
+        The rows' metadata columns.
+    feature_names : list of str
+        The p feature columns.
+    thumbs : ndarray of uint8, shape (n, S, S, C), optional
+        Thumbnails.
+    thumb_reference : ndarray of float32, shape (n, C), optional
+        Per-plate channel reference of the embedding CNN's input in DN (``None`` without
+        thumbnails or with ``normalize="none"``).
+    inactive : list of str
+        Treatments dropped by ``--active-only``.
+    activity : DataFrame, optional
+        ``--active-only``: phenotypic activity per treatment (``activity.csv``).
+    normalization : str, default "none"
+        The normalisation applied (``auto`` resolved).
+    renormalize : callable, optional
+        For ``pooled``: ``renormalize(train_plates)`` -> X with the control spread pooled over
+        those plates' controls only, so a held-out plate's wells never reach a fold's training rows.
+    columns : Columns
+        The table's metadata column names and controls.
     """
 
     X: np.ndarray
@@ -146,10 +176,44 @@ def load_training_data(
 ) -> TrainingData:
     """Normalise per plate, drop unlabelled, inactive (``active_only``) and excluded rows, collect the arrays.
 
-    ``thumbs`` (N, S, S, C) must be row-aligned with ``table``. ``columns`` names the plate,
-    treatment and label columns and the negative controls (:meth:`Columns.controls`); controls
-    are used for normalisation whether or not they are a class (``exclude_labels`` removes
-    classes after normalisation).
+    Controls are used for normalisation whether or not they are a class (``exclude_labels``
+    removes classes after normalisation).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Per-site (or per-well) feature table.
+    table_path : Path, default Path("<table>")
+        The table's file, for messages.
+    thumbs : ndarray of uint8, shape (N, S, S, C), optional
+        Thumbnails, row-aligned with ``table``.
+    columns : Columns, optional
+        The plate, treatment and label columns and the negative controls
+        (:meth:`Columns.controls`); default :class:`~moa_features.columns.Columns`.
+    normalize : str, default profiling.DEFAULT_NORMALIZATION
+        One of :data:`moa_features.profiling.NORMALIZATIONS`.
+    exclude_labels : sequence of str, default ()
+        Classes left out.
+    annotation : str or Path, optional
+        A treatment -> MoA table to label the rows with.
+    active_only : bool, default False
+        Drop treatments that are not phenotypically active (:mod:`moa_features.activity`).
+    seed : int, default 0
+        Seed of the activity test.
+
+    Returns
+    -------
+    TrainingData
+
+    Raises
+    ------
+    KeyError
+        If a needed column is missing.
+    TypeError
+        If a feature column is not numeric.
+    ValueError
+        If there are no feature columns, the thumbnails are not row-aligned, or fewer than 2
+        classes remain.
     """
     columns = columns or Columns()
     label, group, treatment = columns.label, columns.plate, columns.treatment
@@ -246,5 +310,18 @@ def _pooled_renormalizer(
 
 
 def fold_data(data: TrainingData, train: np.ndarray) -> TrainingData:
-    """``data`` as a fold sees it: with ``pooled`` normalisation, the spread pooled over its training plates only."""
+    """``data`` as a fold sees it: with ``pooled`` normalisation, the spread pooled over its training plates only.
+
+    Parameters
+    ----------
+    data : TrainingData
+        The labelled rows (:func:`load_training_data`).
+    train : ndarray of int
+        The fold's training rows.
+
+    Returns
+    -------
+    TrainingData
+        ``data`` itself, or a copy with ``X`` renormalised.
+    """
     return data if data.renormalize is None else replace(data, X=data.renormalize(data.plates[train]))

@@ -38,8 +38,22 @@ def _log(msg: str) -> None:
 class Settings:
     """Model and split settings shared by every fold (the command line's options).
 
-    ``split``: one of :data:`moa_features.models.splits.SPLITS` (resolved, never ``auto``);
-    ``n_splits``: outer folds (``None``: the splitter's default; ``0``: leave one group out).
+    Parameters
+    ----------
+    models : tuple of str, default DEFAULT_MODELS
+        Registry model names.
+    seed : int, default 0
+        Seed of every model and split.
+    split : str, default "nsc"
+        One of :data:`moa_features.models.splits.SPLITS` (resolved, never ``auto``).
+    n_splits : int, optional
+        Outer folds (``None``: the splitter's default; ``0``: leave one group out).
+    cnn_epochs, cnn_patience, cnn_batch_size : int, default 100, 5 and 32
+        CNN training budget, early-stopping patience (epochs) and batch size.
+    scheduler : str, optional
+        A ``dask.distributed`` scheduler address for XGBoost.
+    n_jobs : int, default 1
+        Threads of the models that take them.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -83,10 +97,27 @@ def fit_fold(
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Fit every model of ``settings.models`` on the rows ``train`` only.
 
-    ``params``: the outer split's per-row ``split`` arguments (``groups`` the held-out unit per
-    row, and ``plates`` / ``batches``); early-stopping splits hold the units
-    out whole. Returns the fitted objects by name (``preprocess``, each model, ``ensemble``
-    a :class:`~moa_features.models.ensemble.ProbabilityVote`) and the seconds each took.
+    Early-stopping splits hold the held-out units out whole.
+
+    Parameters
+    ----------
+    data : TrainingData
+        The labelled rows (:func:`load_training_data`).
+    train : ndarray of int
+        The training rows.
+    settings : Settings
+        Models and their settings.
+    params : dict of str to ndarray
+        The outer split's per-row ``split`` arguments: ``groups`` the held-out unit per row,
+        and ``plates`` / ``batches``.
+
+    Returns
+    -------
+    fitted : dict of str to object
+        Fitted objects by name: ``preprocess``, each model, and ``ensemble`` a
+        :class:`~moa_features.models.ensemble.ProbabilityVote`.
+    seconds : dict of str to float
+        Wall-clock seconds each took.
     """
     models = _expand_models(settings.models, data.thumbs is not None)
     fitted: dict[str, Any] = {}
@@ -176,7 +207,22 @@ def _fit_inner(
 
 
 def predict_fold(fitted: dict[str, Any], data: TrainingData, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """(len(rows), k) probabilities in ``data.classes`` order for every fitted model."""
+    """Class probabilities of every fitted model for some rows.
+
+    Parameters
+    ----------
+    fitted : dict of str to object
+        From :func:`fit_fold`.
+    data : TrainingData
+        The labelled rows (:func:`load_training_data`).
+    rows : ndarray of int
+        The rows to predict.
+
+    Returns
+    -------
+    dict of str to ndarray, each shape (len(rows), k)
+        Probabilities in ``data.classes`` order, by model name.
+    """
     X = fitted["preprocess"].transform(data.X[rows])
     out: dict[str, np.ndarray] = {}
     for name in registry.MODELS:
@@ -210,7 +256,25 @@ class FoldResults:
 
 
 def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Settings) -> FoldResults:
-    """Fit on each fold's training rows, predict its test rows; one row per (model, test row)."""
+    """Fit on each fold's training rows, predict its test rows.
+
+    Parameters
+    ----------
+    data : TrainingData
+        The labelled rows (:func:`load_training_data`).
+    folds : list of tuple of ndarray
+        ``(train, test)`` row indices (:func:`outer_folds`).
+    params : dict of str to ndarray
+        The outer split's per-row ``split`` arguments.
+    settings : Settings
+        Models and their settings.
+
+    Returns
+    -------
+    FoldResults
+        One prediction row per (model, test row), with per-fold histories, feature
+        importances, selections, ensemble weights, CNN epochs and timings.
+    """
     preds, ensemble, epochs, n_selected, untrained = [], [], [], [], set()
     histories: dict[str, list] = {"cnn": [], "cnn_embedding": []}
     importance = np.zeros(len(data.feature_names))
@@ -269,6 +333,21 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
 
 
 def fit_final(data: TrainingData, settings: Settings, params: Params) -> dict[str, Any]:
-    """Every model refitted on all rows (for ``moa-features predict``)."""
+    """Every model refitted on all rows (for ``moa-features predict``).
+
+    Parameters
+    ----------
+    data : TrainingData
+        The labelled rows (:func:`load_training_data`).
+    settings : Settings
+        Models and their settings.
+    params : dict of str to ndarray
+        The split's per-row arguments (early stopping holds their units out whole).
+
+    Returns
+    -------
+    dict of str to object
+        Fitted objects by name, as :func:`fit_fold`.
+    """
     fitted, _ = fit_fold(data, np.arange(len(data.y)), settings, params)
     return fitted

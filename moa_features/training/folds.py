@@ -21,8 +21,28 @@ LOO_MAX_TREATMENTS = 120  # held-out-treatment runs of table models leave one tr
 
 
 def resolve_split(split: str, data: TrainingData, n_splits: int | None, seed: int = 0) -> str:
-    """``auto`` -> ``nsc-plate`` where the layout allows (:func:`~moa_features.models.splits.nsc_plate_feasible`),
-    else ``nsc``, when the table has a treatment column with at least 2 treatments; ``plate`` otherwise."""
+    """The split a run uses: ``auto`` resolved, other kinds unchanged.
+
+    ``auto`` -> ``nsc-plate`` where the layout allows
+    (:func:`~moa_features.models.splits.nsc_plate_feasible`), else ``nsc``, when the table
+    has a treatment column with at least 2 treatments; ``plate`` otherwise.
+
+    Parameters
+    ----------
+    split : str
+        ``auto`` or one of :data:`moa_features.models.splits.SPLITS`.
+    data : TrainingData
+        The labelled rows (:func:`load_training_data`).
+    n_splits : int or None
+        Outer folds.
+    seed : int, default 0
+        Seed of the folds.
+
+    Returns
+    -------
+    str
+        One of :data:`moa_features.models.splits.SPLITS`.
+    """
     if split != "auto":
         return split
     if data.columns.treatment not in data.meta.columns or len(np.unique(data.treatments)) < 2:
@@ -52,7 +72,32 @@ def split_columns(data: TrainingData) -> dict[str, str | None]:
 def outer_folds(
     data: TrainingData, kind: str, n_splits: int | None, seed: int = 0
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
-    """(train, test) folds of split ``kind`` and its ``split`` arguments (``groups`` = the held-out unit)."""
+    """The (train, test) folds of split ``kind`` and its ``split`` arguments.
+
+    Parameters
+    ----------
+    data : TrainingData
+        The labelled rows (:func:`load_training_data`).
+    kind : str
+        One of :data:`moa_features.models.splits.SPLITS`.
+    n_splits : int or None
+        Folds (``None``: the splitter's default; ``0``: leave one group out).
+    seed : int, default 0
+        Seed of the folds.
+
+    Returns
+    -------
+    folds : list of tuple of ndarray
+        ``(train, test)`` row indices.
+    params : dict of str to ndarray
+        The per-row ``split`` arguments: ``groups`` (the held-out unit), ``plates`` or
+        ``batches``.
+
+    Raises
+    ------
+    ValueError
+        If the split gives fewer than 2 usable folds.
+    """
     splitter, params = splits.make_splitter(
         kind, data.meta, n_splits=n_splits, random_state=seed, **split_columns(data)
     )

@@ -37,9 +37,36 @@ def compute_metrics(
 
     Probabilities are averaged site -> well -> treatment (:data:`evaluation.AGGREGATION`);
     figures are pooled over folds, with bootstrap CIs over treatments (``unit_key``),
-    treatment-level permutation p-values and expected chance. ``unscored`` classes (tested
-    in a fold whose training rows lack them: under a held-out-treatment split, every class
-    with fewer than two treatments) are left out of scoring and listed in ``unscored_classes``.
+    treatment-level permutation p-values and expected chance.
+
+    Parameters
+    ----------
+    pred : DataFrame
+        One row per (model, test row): :attr:`FoldResults.predictions`.
+    classes : sequence
+        The classes, in the order of the ``proba_<class>`` columns.
+    unscored : sequence, default ()
+        Classes tested in a fold whose training rows lack them (under a held-out-treatment
+        split, every class with fewer than two treatments): left out of scoring and listed in
+        ``unscored_classes``.
+    n_permutations : int, default N_PERMUTATIONS
+        Label permutations of the p-values.
+    n_boot : int, default N_BOOTSTRAP
+        Bootstrap resamples of the CIs.
+    seed : int, default 0
+        Seed of both.
+
+    Returns
+    -------
+    dict
+        ``models`` (figures per model, site/well/treatment level), ``per_class_recall``,
+        ``confusion_matrices``, ``unscored_classes`` and ``aggregation``: the ``metrics.json``
+        contract.
+
+    Raises
+    ------
+    ValueError
+        If no class can be scored.
     """
     proba_cols = [f"proba_{c}" for c in classes]
     unscored = list(unscored)
@@ -93,7 +120,18 @@ def ensemble_summary(per_fold: list[dict]) -> dict[str, Any]:
 
 
 def summary_table(result: dict[str, Any]) -> str:
-    """A plain-text table of the headline figures per model (with the treatment-level p-value)."""
+    """A plain-text table of the headline figures per model (with the treatment-level p-value).
+
+    Parameters
+    ----------
+    result : dict
+        From :func:`compute_metrics`.
+
+    Returns
+    -------
+    str
+        The table, one line per model.
+    """
     cols = ["macro_recall", "well_macro_recall", "treatment_macro_recall", "treatment_accuracy"]
     lines = ["model          " + " ".join(f"{c:>24}" for c in cols) + "   p(treatment_acc)"]
     for name, m in result["models"].items():

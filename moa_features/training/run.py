@@ -104,12 +104,63 @@ def run_training(
 ) -> dict[str, Any]:
     """Evaluate models on held-out folds, refit them on all rows, write ``output/``; return metrics.
 
-    ``columns``: the table's plate, treatment, label, batch columns and controls (default
-    :class:`~moa_features.columns.Columns`); ``models`` defaults to every model that applies
-    (the CNNs only with ``thumbs``);
-    ``folds``: outer folds (``None`` the split's default, ``0`` leave one group out).
     ``output`` is written whole (:func:`moa_features.runs.open_run`): a non-empty folder is
     refused before any work unless ``overwrite``, and is then replaced by a fresh one.
+
+    Parameters
+    ----------
+    table : str or Path
+        The feature table (Parquet or CSV) from ``extract``.
+    output : str or Path
+        The run folder.
+    thumbs : str or Path, optional
+        The table's thumbnail array (``.thumbs.npy``), for the CNNs.
+    columns : Columns, optional
+        The table's plate, treatment, label, batch columns and controls (default
+        :class:`~moa_features.columns.Columns`).
+    split : str, default "auto"
+        ``auto`` or one of :data:`moa_features.models.splits.SPLITS` (:func:`resolve_split`).
+    folds : int, optional
+        Outer folds (``None``: the split's default, ``0``: leave one group out).
+    exclude_labels : sequence of str, default ()
+        Classes left out.
+    models : sequence of str, optional
+        Registry model names (default ``DEFAULT_MODELS``, and ``cnn`` with ``thumbs``); the
+        ensemble's members and the chance baseline are added. A model that needs thumbnails
+        without ``thumbs`` is a ``ValueError``.
+    normalize : str, default profiling.DEFAULT_NORMALIZATION
+        One of :data:`moa_features.profiling.NORMALIZATIONS`.
+    annotation : str or Path, optional
+        A treatment -> MoA table to label the rows with.
+    active_only : bool, default False
+        Train on phenotypically active treatments only.
+    seed : int, default 0
+        Seed of the splits and models.
+    cnn_epochs, cnn_patience : int, default 100 and 5
+        CNN epoch budget and early-stopping patience.
+    n_permutations : int, default N_PERMUTATIONS
+        Label permutations of the p-values.
+    scheduler : str, optional
+        A ``dask.distributed`` scheduler address for XGBoost.
+    n_jobs : int, default 1
+        Threads of the models that take them.
+    save_models : bool, default True
+        Refit on all rows and save the models for ``moa-features predict``.
+    command : str, optional
+        The command line, recorded in the run.
+    overwrite : bool, default False
+        Replace a non-empty ``output``.
+
+    Returns
+    -------
+    dict
+        The run's metrics, as written to ``output/metrics.json``.
+
+    Raises
+    ------
+    ValueError, KeyError, TypeError, FileNotFoundError
+        On unusable input (the message names the file, column or option), before anything
+        is written.
     """
     columns = columns or Columns()
     table_path, output = Path(table).resolve(), Path(output)

@@ -66,7 +66,21 @@ def treatment_predictions(
 def save_run(
     output: Path, result: dict[str, Any], folds: FoldResults, data: TrainingData, final: dict[str, Any] | None
 ) -> None:
-    """Write the run folder (the one place that writes it): metrics, predictions, histories, models."""
+    """Write the run folder (the one place that writes it): metrics, predictions, histories, models.
+
+    Parameters
+    ----------
+    output : Path
+        The run folder (``docs/architecture.md`` "Training run" is its contract).
+    result : dict
+        The metrics (:func:`compute_metrics`, with the run's settings).
+    folds : FoldResults
+        What the fold loop collected.
+    data : TrainingData
+        The labelled rows (:func:`load_training_data`).
+    final : dict of str to object, optional
+        The models refitted on all rows (:func:`fit_final`); ``None``: no models saved.
+    """
     output.mkdir(parents=True, exist_ok=True)
     write_table(folds.predictions, output / "predictions.parquet")
     per_treatment = treatment_predictions(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,10 +33,11 @@ from moa_features.features.aggregate import aggregate_objects
 from moa_features.features.correlation import correlation_features
 from moa_features.features.intensity import intensity_features
 from moa_features.features.morphology import morphology_features
+from moa_features.features.neighbors import neighbors_features
 from moa_features.features.object_intensity import object_intensity
 from moa_features.features.segmentation import Masks, check_image, filter_objects, masks_from_labels, segment
 from moa_features.features.shape import shape_measurements
-from moa_features.features.site import SiteImage, measure_objects, site_counts, site_objects
+from moa_features.features.site import SiteImage, measure_objects, object_index, site_counts, site_objects
 from moa_features.features.texture import SCHEMES, glcm, glcm_features, quantize, run_lut, texture_features
 from moa_features.features.units import scale_intensities
 
@@ -67,19 +69,37 @@ def _morphology(site: SiteImage) -> Measured:
     return site_counts(masks), objects
 
 
-#: The feature families by name, in output order: each maps a :class:`SiteImage` to
-#: :data:`Measured`. Register a family by adding its entry here (and its module
-#: ``moa_features/features/<name>.py`` with ``FEATURE_DOCS`` for the catalogue).
-REGISTRY: dict[str, Callable[[SiteImage], Measured]] = {
-    "intensity": _image_level(intensity_features),
-    "texture": _texture,
-    "morphology": _morphology,
-    "correlation": _image_level(correlation_features),
+def _neighbors(site: SiteImage) -> Measured:
+    return {}, neighbors_features(site.masks)
+
+
+class Family(NamedTuple):
+    """A registered feature family: ``measure`` maps a :class:`SiteImage` to :data:`Measured`;
+    ``objects``: it measures objects (so the site is segmented, or its masks read)."""
+
+    measure: Callable[[SiteImage], Measured]
+    objects: bool = False
+
+
+#: The feature families by name, in output order. To add one: write its module
+#: ``moa_features/features/<name>.py`` (a function of pixels and masks, and ``FEATURE_DOCS`` for
+#: the catalogue), add an entry here (a function of a :class:`SiteImage` returning
+#: :data:`Measured`), and list it in ``DEFAULT_FAMILIES`` if it is on by default.
+REGISTRY: dict[str, Family] = {
+    "intensity": Family(_image_level(intensity_features)),
+    "texture": Family(_texture),
+    "morphology": Family(_morphology, objects=True),
+    "correlation": Family(_image_level(correlation_features)),
+    "neighbors": Family(_neighbors, objects=True),
 }
 FAMILIES: tuple[str, ...] = tuple(REGISTRY)
+#: The families measured unless ``--features`` says otherwise (opt-in families are left out).
+DEFAULT_FAMILIES: tuple[str, ...] = FAMILIES
 
 __all__ = [
+    "DEFAULT_FAMILIES",
     "FAMILIES",
+    "Family",
     "REGISTRY",
     "SCHEMES",
     "FeatureParams",
@@ -98,6 +118,7 @@ __all__ = [
     "measure_objects",
     "measure_site",
     "morphology_features",
+    "neighbors_features",
     "object_intensity",
     "run_lut",
     "quantize",
@@ -120,7 +141,9 @@ class FeatureParams:
     means the first channel and the third channel (or the last, if fewer).
     exclude_border: drop nuclei touching the image border (and their cells);
     min_diameter / max_diameter: nucleus equivalent-diameter limits in pixels (None: none);
-    threshold: nuclear threshold method (``"otsu"`` or ``"li"``).
+    threshold: nuclear (and, with propagation, cell) threshold method (``"otsu"`` or ``"li"``);
+    cells: secondary segmentation, ``"propagation"`` (CellProfiler's, the default) or
+    ``"watershed"``; regularization: Propagation's lambda (CellProfiler's default 0.05).
     objects: also return the per-object table; object_texture / object_correlation: add
     per-object Haralick texture / colocalisation. illum: ``"auto"`` (per-plate illumination
     correction where a plate has enough sites) or ``"none"``. calibration: the run's
@@ -134,17 +157,30 @@ class FeatureParams:
     texture_scheme: str = "run"
     nuclear_channel: str | None = None
     cell_channel: str | None = None
-    families: tuple[str, ...] = field(default=FAMILIES)
+    families: tuple[str, ...] = field(default=DEFAULT_FAMILIES)
     exclude_border: bool = True
     min_diameter: float | None = None
     max_diameter: float | None = None
     threshold: str = "otsu"
+    cells: str = "propagation"
+    regularization: float = 0.05
     objects: bool = False
     object_texture: bool = False
     object_correlation: bool = False
     illum: str = "auto"
     calibration: str | None = None
     intensity_units: str = "raw"
+
+    @property
+    def segments(self) -> bool:
+        """Whether a requested family measures objects (so sites are segmented, or their masks read).
+
+        Examples
+        --------
+        >>> FeatureParams(families=("intensity",)).segments, FeatureParams().segments
+        (False, True)
+        """
+        return any(REGISTRY[name].objects for name in self.families if name in REGISTRY)
 
     def channel_index(self, channels: Sequence[str], which: str) -> int:
         """Index of the nuclear (``which="nuclear"``) or cell channel among ``channels``.
@@ -217,10 +253,12 @@ def measure_site(
     out: dict[str, float] = {}
     objects: dict[str, np.ndarray] = {}
     for name in params.families:
-        features, columns = REGISTRY[name](site)
+        features, columns = REGISTRY[name].measure(site)
         out.update(features)
         out.update(aggregate_objects(columns))
         objects.update(columns)
+    if objects and "ObjectNumber" not in objects:  # no morphology: the table's keys still come first
+        objects = {**object_index(site.masks), **objects}
     objects = objects if params.objects and objects else None
     if params.intensity_units != "raw":
         out = scale_intensities(out, image.dtype, params.intensity_units)

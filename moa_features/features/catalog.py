@@ -23,7 +23,7 @@ def family_docs() -> dict[str, list[tuple[str, str, str]]]:
     Examples
     --------
     >>> list(family_docs())
-    ['intensity', 'texture', 'morphology', 'correlation']
+    ['intensity', 'texture', 'morphology', 'correlation', 'neighbors']
     """
     docs: dict[str, list[tuple[str, str, str]]] = {}
     for name in FAMILIES:
@@ -108,6 +108,9 @@ def render() -> str:
             lines += [_rst_to_md(TEXTURE_CONVENTIONS), ""]
         if family == "morphology":
             lines += [_rst_to_md(MORPHOLOGY_CONVENTIONS), ""]
+        conventions = getattr(import_module(f"moa_features.features.{family}"), "CONVENTIONS", None)
+        if conventions:
+            lines += [_rst_to_md(conventions), ""]
         lines += ["| Feature | Unit | Definition |", "|---|---|---|"]
         lines += [f"| `{_cell(name)}` | {_cell(unit)} | {_cell(definition)} |" for name, unit, definition in rows]
         lines.append("")

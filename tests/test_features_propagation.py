@@ -159,3 +159,18 @@ def test_segment_chooses_the_secondary_method(examplehuman):
     assert (default.cells != watershed.cells).mean() > 0.01
     with pytest.raises(ValueError, match="cells must be one of"):
         segment(examplehuman, cells="voronoi")
+
+
+def test_the_command_line_selects_the_secondary_method_and_refuses_a_negative_lambda():
+    from moa_features.calibration import check_params
+    from moa_features.datasets import DatasetError
+    from moa_features.extraction.cli import build_parser, feature_params
+
+    default = feature_params(build_parser().parse_args(["in.csv"]))
+    assert (default.cells, default.regularization) == ("propagation", 0.05)
+    chosen = feature_params(build_parser().parse_args(["in.csv", "--cells", "watershed", "--regularization", "0.2"]))
+    assert (chosen.cells, chosen.regularization) == ("watershed", 0.2)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["in.csv", "--cells", "voronoi"])
+    with pytest.raises(DatasetError, match="--regularization"):
+        check_params(feature_params(build_parser().parse_args(["in.csv", "--regularization", "-1"])))

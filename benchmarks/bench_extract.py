@@ -8,7 +8,9 @@ once per installation, about 2 s, before the clock starts):
 1. this package, by stage, with the full default set (run-fixed texture levels, per-object
    measurements and table, illumination correction learned by the run's first pass):
    decode (six PNGs), illumination, intensity, texture, morphology (segmentation, per-object
-   measurements, aggregation), correlation, thumbnail; and the worker's whole per-site call;
+   measurements, aggregation), correlation, neighbors, thumbnail; and the worker's whole
+   per-site call; then the same with ``--cells watershed`` (the secondary segmentation before
+   Propagation became the default), side by side;
 2. the original approach: per-file ``keras.utils.load_img(..., target_size=(100, 100))`` and
    ``np.append`` into a growing array (its quadratic part measured separately at larger N);
 3. CellProfiler's measurements through ``cp-measure`` on the same images and masks, for the
@@ -134,7 +136,8 @@ def bench_cp_measure(sites, repeats: int) -> dict[str, float]:
     from skimage.segmentation import relabel_sequential
 
     from moa_features.features import segment, shape_measurements
-    from moa_features.features.objects import measure_objects, object_intensity
+    from moa_features.features.object_intensity import object_intensity
+    from moa_features.features.site import measure_objects
     from moa_features.features.texture import object_texture, quantize
 
     core = get_core_measurements()
@@ -212,7 +215,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", default=".cache/bench-full")
     ap.add_argument("--out", default="benchmarks/results_extract.json")
-    ap.add_argument("--skip", default="", help="comma-separated: original,cp_measure,scaling")
+    ap.add_argument("--skip", default="", help="comma-separated: original,cp_measure,scaling,watershed")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     sites, root = full_size_sites(Path(args.cache), args.sites)
@@ -229,6 +232,12 @@ def main() -> None:
     decode = ours["decode"]
     features_only = ours["total"] - decode - ours["thumbnail"] - ours["illumination"]
     print("this package, median s/site:", {k: round(v, 4) for k, v in ours.items()})
+    if "watershed" not in skip:  # the previous default secondary segmentation, side by side
+        from dataclasses import replace
+
+        watershed = bench_stages(sites, args.repeats, replace(params, cells="watershed"))
+        res["ours_per_site_s_watershed"] = watershed
+        print("with --cells watershed, median s/site:", {k: round(v, 4) for k, v in watershed.items()})
     res["ratio_total_to_decode_floor"] = ours["total"] / decode
     if "original" not in skip:
         orig = bench_original(sites, args.repeats)

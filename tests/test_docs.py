@@ -68,12 +68,6 @@ STAGE_FUNCTIONS = {
     "moa_features.report": ("build_report", "main"),
 }
 NO_VALUE = frozenset({"None", "NoReturn", "Never"})
-# Modules whose docstrings are written where they are being rewritten: the cases stay strict
-# xfails (a pass fails the run), so the entry goes once they are done.
-PENDING = {
-    "moa_features.features.objects": "features/objects.py is being split into one module per concern "
-    "(branch wt-seg); its functions get their numpydoc sections there",
-}
 
 
 def public_names(module) -> list[str]:
@@ -186,15 +180,7 @@ def docstring_problems(obj) -> list[str]:
 API = public_callables()
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=PENDING[obj.__module__]))
-        if obj.__module__ in PENDING
-        else name
-        for name, obj in sorted(API.items())
-    ],
-)
+@pytest.mark.parametrize("name", sorted(API))
 def test_public_docstring_is_numpydoc(name):
     problems = docstring_problems(API[name])
     assert not problems, f"{name}: " + "; ".join(problems)

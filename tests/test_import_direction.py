@@ -55,7 +55,6 @@ STEPS = frozenset({"extraction", "training", "predict", "report", "app"})
 NON_CODE = frozenset({"data"})  # package data folders, no modules
 # Cycles being removed on another branch (wt-seg splits features/objects.py); the xfail below
 # turns into a failure the day they are gone, so that this entry is deleted with them.
-KNOWN_CYCLES = frozenset({("moa_features.features.morphology", "moa_features.features.objects")})
 # ``python -m moa_features.<entry>`` modules that re-export a subpackage: one unit with it.
 ENTRY_POINTS = {"train": "training", "extract": "extraction"}
 
@@ -243,20 +242,10 @@ def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[st
 
 def test_no_import_cycle():
     """No module imports one that imports it back (through any chain, function-level imports included)."""
-    cycles = [c for c in import_cycles() if c not in KNOWN_CYCLES]
+    cycles = import_cycles()
     assert not cycles, "import cycles (move what both need to a module both import):\n" + "\n".join(
         describe_cycle(c) for c in cycles
     )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="features/morphology.py <-> features/objects.py (objects imports the private _mark_outline, "
-    "morphology imports objects late): removed by the split of objects.py on branch wt-seg; "
-    "then delete this test's KNOWN_CYCLES entry",
-)
-def test_known_cycles_are_gone():
-    assert not KNOWN_CYCLES & set(import_cycles())
 
 
 def test_a_late_import_cycle_is_reported(tmp_path, monkeypatch):

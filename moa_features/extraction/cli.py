@@ -18,7 +18,7 @@ from moa_features.columns import Columns, add_n_jobs_option, metadata_parent
 from moa_features.datasets import DatasetError
 from moa_features.extraction.core import EXIT_SITES_FAILED, EXIT_USAGE, ExtractResult, extract
 from moa_features.extraction.overlays import MAX_OVERLAYS, PER_PLATE
-from moa_features.features import FAMILIES, FeatureParams
+from moa_features.features import DEFAULT_FAMILIES, FAMILIES, FeatureParams
 from moa_features.io import OutputLockedError
 
 DEFAULT_DEMO_ROOT = Path(".cache") / "demo-screen"
@@ -134,9 +134,9 @@ def _output_options(g: argparse._ArgumentGroup) -> None:
 def _segmentation_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--features",
-        default=",".join(FAMILIES),
+        default=",".join(DEFAULT_FAMILIES),
         metavar="F[,F...]",
-        help=f"comma-separated feature families (default: {','.join(FAMILIES)})",
+        help=f"comma-separated feature families among {','.join(FAMILIES)} (default: {','.join(DEFAULT_FAMILIES)})",
     )
     g.add_argument(
         "--cellprofiler",
@@ -153,6 +153,20 @@ def _segmentation_options(g: argparse._ArgumentGroup) -> None:
         "--threshold",
         choices=["otsu", "li"],
         help="nuclear threshold: otsu, or li = minimum cross-entropy (default otsu; li with --cellprofiler)",
+    )
+    g.add_argument(
+        "--cells",
+        choices=["propagation", "watershed"],
+        default="propagation",
+        help="secondary segmentation: propagation = CellProfiler's IdentifySecondaryObjects Propagation (default), "
+        "or watershed = seeded watershed of the cell channel's gradient",
+    )
+    g.add_argument(
+        "--regularization",
+        type=float,
+        default=0.05,
+        metavar="LAMBDA",
+        help="Propagation's regularization factor: weight of distance against intensity change (default 0.05)",
     )
     g.add_argument(
         "--min-diameter",
@@ -221,6 +235,8 @@ def feature_params(args: argparse.Namespace) -> FeatureParams:
         min_diameter=args.min_diameter,
         max_diameter=args.max_diameter,
         threshold=value["threshold"],
+        cells=args.cells,
+        regularization=args.regularization,
         intensity_units=value["intensity_units"],
     )
 

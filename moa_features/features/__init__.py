@@ -1,46 +1,111 @@
 """Feature families: pure functions of a ``(C, H, W)`` image (and label masks), returning flat dicts.
 
-Each family lives in its own module and exposes one entry point with this signature
-(extra keyword parameters have documented defaults)::
+Each family lives in its own module ``moa_features/features/<name>.py`` with one entry point
+of the pixels (and masks), e.g.::
 
     intensity_features(image, channels) -> dict[str, float]
     texture_features(image, channels, levels=32, distances=(1,), luts=None) -> dict[str, float]
-    morphology_features(image, channels, nuclear_channel=0, cell_channel=2, masks=None) -> dict[str, float]
     correlation_features(image, channels) -> dict[str, float]
+    measure_objects(image, channels, masks) -> dict[str, (n,) array]   # morphology, per object
 
 ``image`` is a ``(C, H, W)`` ``uint8`` or ``uint16`` array; ``channels`` names its planes
 (``["w1", ..., "w6"]``). Names follow CellProfiler/pycytominer:
 ``<Compartment>_<Family>_<Measure>_<Channel>[_<params>]``. Segmentation is its own step
-(:func:`segment` -> :class:`Masks`), and per-object measurements take masks
-(:func:`measure_objects`, :func:`aggregate_objects`). Each family module also exposes
-``FEATURE_DOCS``: ``(name pattern, unit, definition)`` rows, from which the feature
-catalogue (``docs/features.md``) is generated. No family does I/O.
+(:func:`segment` -> :class:`Masks`). :data:`REGISTRY` maps each family's name to a function of
+a :class:`SiteImage` (pixels, channel names, parameters, masks segmented on first use)
+returning :data:`Measured`: image-level features and per-object columns, which
+:func:`measure_site` aggregates per site (:func:`aggregate_objects`) and gathers into the
+object table. Each family module also exposes ``FEATURE_DOCS``: ``(name pattern, unit,
+definition)`` rows, from which the feature catalogue (``docs/features.md``) is generated.
+No family does I/O.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from importlib import import_module
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
+from moa_features.features.aggregate import aggregate_objects
 from moa_features.features.correlation import correlation_features
 from moa_features.features.intensity import intensity_features
-from moa_features.features.morphology import morphology_features, shape_measurements
-from moa_features.features.objects import aggregate_objects, measure_objects, object_intensity, site_objects
+from moa_features.features.morphology import morphology_features
+from moa_features.features.neighbors import neighbors_features
+from moa_features.features.object_intensity import object_intensity
 from moa_features.features.segmentation import Masks, check_image, filter_objects, masks_from_labels, segment
+from moa_features.features.shape import shape_measurements
+from moa_features.features.site import SiteImage, measure_objects, object_index, site_counts, site_objects
 from moa_features.features.texture import SCHEMES, glcm, glcm_features, quantize, run_lut, texture_features
 from moa_features.features.units import scale_intensities
 
-FAMILIES: tuple[str, ...] = ("intensity", "texture", "morphology", "correlation")
+#: What a family returns for one site: image-level features, and per-object columns
+#: (``{column: (n,)}``, empty for image-level families; aggregated per site by the caller).
+Measured = tuple[dict[str, float], dict[str, np.ndarray]]
+
+
+def _image_level(function: Callable[[np.ndarray, Sequence[str]], dict[str, float]]) -> Callable[[SiteImage], Measured]:
+    """A family of the pixels alone, ``function(image, channels)``, as a registry entry."""
+
+    def measure(site: SiteImage) -> Measured:
+        return function(site.image, site.channels), {}
+
+    return measure
+
+
+def _texture(site: SiteImage) -> Measured:
+    p = site.params
+    return texture_features(site.image, site.channels, p.texture_levels, p.texture_distances, site.texture_luts), {}
+
+
+def _morphology(site: SiteImage) -> Measured:
+    p = site.params
+    objects, masks = site_objects(
+        site.image, site.channels, masks=site.masks, texture=p.object_texture, texture_levels=p.texture_levels,
+        texture_distance=p.texture_distances[0], texture_luts=site.texture_luts, correlation=p.object_correlation,
+    )  # fmt: skip
+    return site_counts(masks), objects
+
+
+def _neighbors(site: SiteImage) -> Measured:
+    return {}, neighbors_features(site.masks)
+
+
+class Family(NamedTuple):
+    """A registered feature family: ``measure`` maps a :class:`SiteImage` to :data:`Measured`;
+    ``objects``: it measures objects (so the site is segmented, or its masks read)."""
+
+    measure: Callable[[SiteImage], Measured]
+    objects: bool = False
+
+
+#: The feature families by name, in output order. To add one: write its module
+#: ``moa_features/features/<name>.py`` (a function of pixels and masks, and ``FEATURE_DOCS`` for
+#: the catalogue), add an entry here (a function of a :class:`SiteImage` returning
+#: :data:`Measured`), and list it in ``DEFAULT_FAMILIES`` if it is on by default.
+REGISTRY: dict[str, Family] = {
+    "intensity": Family(_image_level(intensity_features)),
+    "texture": Family(_texture),
+    "morphology": Family(_morphology, objects=True),
+    "correlation": Family(_image_level(correlation_features)),
+    "neighbors": Family(_neighbors, objects=True),
+}
+FAMILIES: tuple[str, ...] = tuple(REGISTRY)
+#: The families measured unless ``--features`` says otherwise (opt-in families are left out).
+DEFAULT_FAMILIES: tuple[str, ...] = FAMILIES
 
 __all__ = [
+    "DEFAULT_FAMILIES",
     "FAMILIES",
+    "Family",
+    "REGISTRY",
     "SCHEMES",
     "FeatureParams",
     "Masks",
+    "Measured",
+    "SiteImage",
     "aggregate_objects",
     "check_image",
     "correlation_features",
@@ -53,6 +118,7 @@ __all__ = [
     "measure_objects",
     "measure_site",
     "morphology_features",
+    "neighbors_features",
     "object_intensity",
     "run_lut",
     "quantize",
@@ -87,7 +153,11 @@ class FeatureParams:
     min_diameter, max_diameter : float, optional
         Nucleus equivalent-diameter limits in pixels (``None``: no limit).
     threshold : {"otsu", "li"}, default "otsu"
-        Nuclear threshold method.
+        Nuclear (and, with propagation, cell) threshold method.
+    cells : {"propagation", "watershed"}, default "propagation"
+        Secondary segmentation: CellProfiler's Propagation, or a seeded watershed.
+    regularization : float, default 0.05
+        Propagation's lambda (CellProfiler's default).
     objects : bool, default False
         Also return the per-object table.
     object_texture, object_correlation : bool, default False
@@ -107,17 +177,30 @@ class FeatureParams:
     texture_scheme: str = "run"
     nuclear_channel: str | None = None
     cell_channel: str | None = None
-    families: tuple[str, ...] = field(default=FAMILIES)
+    families: tuple[str, ...] = field(default=DEFAULT_FAMILIES)
     exclude_border: bool = True
     min_diameter: float | None = None
     max_diameter: float | None = None
     threshold: str = "otsu"
+    cells: str = "propagation"
+    regularization: float = 0.05
     objects: bool = False
     object_texture: bool = False
     object_correlation: bool = False
     illum: str = "auto"
     calibration: str | None = None
     intensity_units: str = "raw"
+
+    @property
+    def segments(self) -> bool:
+        """Whether a requested family measures objects (so sites are segmented, or their masks read).
+
+        Examples
+        --------
+        >>> FeatureParams(families=("intensity",)).segments, FeatureParams().segments
+        (False, True)
+        """
+        return any(REGISTRY[name].objects for name in self.families if name in REGISTRY)
 
     def channel_index(self, channels: Sequence[str], which: str) -> int:
         """Index of the nuclear (``which="nuclear"``) or cell channel among ``channels``.
@@ -133,13 +216,6 @@ class FeatureParams:
         if name not in channels:
             raise ValueError(f"{which} channel {name!r} is not one of the channels {list(channels)}")
         return list(channels).index(name)
-
-
-def _family(name: str) -> Callable[..., dict[str, float]]:
-    if name not in FAMILIES:
-        raise ValueError(f"unknown feature family {name!r}; expected some of {', '.join(FAMILIES)}")
-    module = import_module(f"moa_features.features.{name}")
-    return getattr(module, f"{name}_features")
 
 
 def _texture_luts(params: FeatureParams, texture_luts: Sequence[np.ndarray] | None, n: int):
@@ -176,7 +252,9 @@ def measure_site(
     channels : sequence of str
         The C channel names.
     params : FeatureParams, default FeatureParams()
-        Families and their parameters.
+        Families and their parameters; each family of ``params.families`` is called through
+        :data:`REGISTRY` on one :class:`SiteImage` (segmented once if any family needs masks),
+        and its per-object columns are aggregated per site right after its image-level features.
     texture_luts : sequence of ndarray, optional
         One :func:`run_lut` per channel, needed by the ``run`` texture scheme.
     masks : Masks, optional
@@ -188,7 +266,7 @@ def measure_site(
         Feature name -> value (units in ``docs/features.md``).
     objects : dict of str to ndarray, each shape (n,), or None
         One row per object (see :func:`measure_objects`); ``None`` unless ``params.objects``
-        and the morphology family is requested.
+        and a per-object family is requested.
 
     Examples
     --------
@@ -201,30 +279,54 @@ def measure_site(
     >>> features["Nuclei_Count"], len(objects["ObjectNumber"])
     (1.0, 1)
     """
+    return _measure_site(image, channels, params, texture_luts, masks)
+
+
+def _measure_site(
+    image: np.ndarray,
+    channels: Sequence[str],
+    params: FeatureParams,
+    texture_luts: Sequence[np.ndarray] | None,
+    masks: Masks | None,
+    seconds: dict[str, float] | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
+    """:func:`measure_site`, with CPU seconds per family into ``seconds`` when given."""
+    unknown = [name for name in params.families if name not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown feature families {unknown}; expected some of {', '.join(FAMILIES)}")
     check_image(image, channels)
     luts = _texture_luts(params, texture_luts, len(channels)) if "texture" in params.families else None
-    out: dict[str, float] = {}
-    objects = None
-    for name in params.families:
-        if name == "texture":
-            out.update(texture_features(image, channels, params.texture_levels, params.texture_distances, luts))
-        elif name == "morphology":
-            from moa_features.features.objects import site_summary
-
-            objects, site_masks = site_objects(
-                image, channels, params.channel_index(channels, "nuclear"), params.channel_index(channels, "cell"),
-                masks=masks, exclude_border=params.exclude_border, min_diameter=params.min_diameter,
-                max_diameter=params.max_diameter, threshold=params.threshold, texture=params.object_texture,
-                texture_levels=params.texture_levels, texture_distance=params.texture_distances[0],
-                texture_luts=luts, correlation=params.object_correlation,
-            )  # fmt: skip
-            out.update(site_summary(objects, site_masks))
-        else:
-            out.update(_family(name)(image, channels))
-    objects = objects if params.objects else None
+    site = SiteImage(image, channels, params, texture_luts=luts, masks=masks)
+    out, objects = _measure_families(site, params.families, seconds)
+    if objects and "ObjectNumber" not in objects:  # no morphology: the table's keys still come first
+        objects = {**object_index(site.masks), **objects}
+    objects = objects if params.objects and objects else None
     if params.intensity_units != "raw":
         out = scale_intensities(out, image.dtype, params.intensity_units)
         objects = None if objects is None else scale_intensities(objects, image.dtype, params.intensity_units)
+    return out, objects
+
+
+def _measure_families(
+    site: SiteImage, families: Sequence[str], seconds: dict[str, float] | None = None
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Every family of ``families`` on ``site``: features (object columns aggregated right after
+    their family's image-level features) and the object columns; CPU seconds per family into
+    ``seconds`` when given (``segmentation`` apart, if a family needs masks and they are not given)."""
+    out: dict[str, float] = {}
+    objects: dict[str, np.ndarray] = {}
+    if seconds is not None and any(REGISTRY[name].objects for name in families) and "masks" not in vars(site):
+        t0 = time.process_time()
+        site.masks  # noqa: B018  (segmented once here, so that no family's time holds it)
+        seconds["segmentation"] = time.process_time() - t0
+    for name in families:
+        t0 = time.process_time()
+        features, columns = REGISTRY[name].measure(site)
+        out.update(features)
+        out.update(aggregate_objects(columns))
+        objects.update(columns)
+        if seconds is not None:
+            seconds[name] = time.process_time() - t0
     return out, objects
 
 
@@ -280,18 +382,16 @@ def timed_measure(
     seconds : dict of str to float
         Family name -> CPU seconds (``time.process_time``).
 
+    The site is segmented once, timed as ``segmentation``, when a family measures objects.
+
     Examples
     --------
     >>> import numpy as np
     >>> image = np.zeros((2, 16, 16), np.uint8)
-    >>> _, seconds = timed_measure(image, ["a", "b"], FeatureParams(families=("intensity", "correlation")))
+    >>> _, seconds = timed_measure(image, ["a", "b"], FeatureParams(families=("intensity", "neighbors")))
     >>> sorted(seconds)
-    ['correlation', 'intensity']
+    ['intensity', 'neighbors', 'segmentation']
     """
-    out: dict[str, float] = {}
     seconds: dict[str, float] = {}
-    for name in params.families:
-        t0 = time.process_time()
-        out.update(measure(image, channels, replace(params, families=(name,)), texture_luts=texture_luts))
-        seconds[name] = time.process_time() - t0
+    out, _ = _measure_site(image, channels, params, texture_luts, None, seconds)
     return out, seconds

@@ -28,7 +28,7 @@ def family_docs() -> dict[str, list[tuple[str, str, str]]]:
     Examples
     --------
     >>> list(family_docs())
-    ['intensity', 'texture', 'morphology', 'correlation']
+    ['intensity', 'texture', 'morphology', 'correlation', 'neighbors']
     """
     docs: dict[str, list[tuple[str, str, str]]] = {}
     for name in FAMILIES:
@@ -93,7 +93,7 @@ def render() -> str:
     """
     from moa_features.calibration import __doc__ as calibration_doc
     from moa_features.features.morphology import MORPHOLOGY_CONVENTIONS
-    from moa_features.features.objects import __doc__ as objects_doc
+    from moa_features.features.object_intensity import __doc__ as objects_doc
     from moa_features.features.segmentation import __doc__ as segmentation_doc
     from moa_features.features.texture import TEXTURE_CONVENTIONS
     from moa_features.illumination import __doc__ as illumination_doc
@@ -129,6 +129,9 @@ def render() -> str:
             lines += [_rst_to_md(TEXTURE_CONVENTIONS), ""]
         if family == "morphology":
             lines += [_rst_to_md(MORPHOLOGY_CONVENTIONS), ""]
+        conventions = getattr(import_module(f"moa_features.features.{family}"), "CONVENTIONS", None)
+        if conventions:
+            lines += [_rst_to_md(conventions), ""]
         lines += ["| Feature | Unit | Definition |", "|---|---|---|"]
         lines += [f"| `{_cell(name)}` | {_cell(unit)} | {_cell(definition)} |" for name, unit, definition in rows]
         lines.append("")

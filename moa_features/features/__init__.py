@@ -74,8 +74,15 @@ def _neighbors(site: SiteImage) -> Measured:
 
 
 class Family(NamedTuple):
-    """A registered feature family: ``measure`` maps a :class:`SiteImage` to :data:`Measured`;
-    ``objects``: it measures objects (so the site is segmented, or its masks read)."""
+    """A registered feature family.
+
+    Parameters
+    ----------
+    measure : callable
+        Maps a :class:`SiteImage` to :data:`Measured` (image-level features, per-object columns).
+    objects : bool, default False
+        Whether it measures objects (so the site is segmented, or its masks read).
+    """
 
     measure: Callable[[SiteImage], Measured]
     objects: bool = False

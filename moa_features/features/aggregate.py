@@ -13,10 +13,21 @@ AGGREGATES: tuple[str, ...] = ("Median", "Mean", "Std")
 def aggregate_objects(objects: dict[str, np.ndarray], statistics: Sequence[str] = AGGREGATES) -> dict[str, float]:
     """Site-level aggregates of a per-object table: ``<column>_<Median|Mean|Std>``.
 
-    objects: as from :func:`measure_objects`; ``ObjectNumber`` and ``Location_*`` are
-    skipped. NaN values (e.g. an empty cytoplasm) are ignored; a statistic over no value is
-    NaN. Std is the population standard deviation (ddof=0). The names keep the compartment
-    first, so pycytominer infers them as features.
+    NaN values (e.g. an empty cytoplasm) are ignored; a statistic over no value is NaN. Std is
+    the population standard deviation (ddof=0). The names keep the compartment first, so
+    pycytominer infers them as features.
+
+    Parameters
+    ----------
+    objects : dict of str to ndarray, each shape (n,)
+        As from :func:`measure_objects`; ``ObjectNumber`` and ``Location_*`` are skipped.
+    statistics : sequence of {"Median", "Mean", "Std"}, default all three
+        The statistics to compute, each a name suffix.
+
+    Returns
+    -------
+    dict of str to float
+        ``<column>_<statistic>`` -> value, in the column's unit.
 
     Examples
     --------

@@ -223,9 +223,23 @@ def correlation_features(image: np.ndarray, channels: Sequence[str]) -> dict[str
 def object_correlation(image: np.ndarray, channels: Sequence[str], labels: np.ndarray, n: int) -> dict[str, np.ndarray]:
     """Per-object Pearson correlation of every channel pair (CellProfiler MeasureColocalization).
 
-    image: ``(C, H, W)``; labels: ``(H, W)`` int labels 1..n. Returns
-    ``{"Correlation_Correlation_<a>_<b>": (n,)}`` (a before b in channel order), from exact
-    per-object sums; NaN where a channel is constant inside the object.
+    From exact per-object sums; NaN where a channel is constant inside the object.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, H, W)
+        The site's planes.
+    channels : sequence of str
+        The C channel names.
+    labels : ndarray of int, shape (H, W)
+        Object labels ``1..n`` (0 = background).
+    n : int
+        Number of objects.
+
+    Returns
+    -------
+    dict of str to ndarray, each shape (n,)
+        ``"Correlation_Correlation_<a>_<b>"`` (a before b in channel order) -> Pearson r.
 
     Examples
     --------

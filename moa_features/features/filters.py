@@ -97,7 +97,17 @@ def fill_label_holes(labels: np.ndarray) -> np.ndarray:
 
     A hole is a 4-connected background region not reaching the image border; it is filled
     when every object pixel 4-adjacent to it carries one and the same label (a hole between
-    two objects stays). labels: ``(H, W)`` non-negative ints; returns a new int32 array.
+    two objects stays).
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (H, W)
+        Non-negative labels.
+
+    Returns
+    -------
+    ndarray of int32, shape (H, W)
+        A new label image with the holes filled.
 
     Examples
     --------

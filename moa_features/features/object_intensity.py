@@ -170,11 +170,21 @@ def _sorted_stats(plane: np.ndarray, labels: np.ndarray, n: int) -> dict[str, np
 def object_intensity(plane: np.ndarray, labels: np.ndarray, n: int | None = None) -> dict[str, np.ndarray]:
     """CellProfiler ``MeasureObjectIntensity`` measurements of objects ``1..n`` in one plane.
 
-    plane: ``(H, W)`` intensities (uint8 uses per-object histograms, any other real dtype
-    sorts); labels: ``(H, W)`` non-negative int labels; n: number of objects (default
-    ``labels.max()``). Returns ``{measure: (n,) float64}`` for every name in
-    ``INTENSITY_MEASURES``, in grey levels (pixels for ``MassDisplacement``); objects
-    absent from ``labels`` get NaN (0 for the integrated sums).
+    Parameters
+    ----------
+    plane : ndarray, shape (H, W)
+        Intensities (uint8 uses per-object histograms, any other real dtype sorts).
+    labels : ndarray of int, shape (H, W)
+        Non-negative object labels.
+    n : int, optional
+        Number of objects (default ``labels.max()``).
+
+    Returns
+    -------
+    dict of str to ndarray of float64, each shape (n,)
+        Every name in ``INTENSITY_MEASURES`` -> values in grey levels (pixels for
+        ``MassDisplacement``); objects absent from ``labels`` get NaN (0 for the integrated
+        sums).
 
     Examples
     --------

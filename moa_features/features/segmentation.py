@@ -124,6 +124,23 @@ def _raw_threshold(plane: np.ndarray, method: str) -> float:
 def check_plane(plane: np.ndarray, name: str) -> np.ndarray:
     """``plane`` as an ndarray, or ``ValueError`` naming ``name`` unless it is 2-D ``(H, W)``.
 
+    Parameters
+    ----------
+    plane : array_like, shape (H, W)
+        The plane to check.
+    name : str
+        What the plane is, for the error message.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        ``plane`` as an array.
+
+    Raises
+    ------
+    ValueError
+        If ``plane`` is not 2-D.
+
     Examples
     --------
     >>> check_plane([[1, 2]], "labels").shape

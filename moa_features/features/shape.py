@@ -223,14 +223,23 @@ def _perimeters(labels: np.ndarray, n: int, weights: np.ndarray) -> np.ndarray:
 def shape_measurements(labels: np.ndarray, n: int | None = None) -> dict[str, np.ndarray]:
     """Per-object shape measurements of labels ``1..labels.max()``.
 
-    labels: ``(H, W)`` non-negative int labels (labels absent from the image get area 0 and
-    NaN shape values). Returns arrays of length n keyed by ``Area`` (px²), ``Perimeter``
-    (px), ``Eccentricity``, ``Solidity``, ``FormFactor`` (4*pi*Area/Perimeter²),
-    ``Extent``, ``MajorAxisLength``, ``MinorAxisLength`` (px); identical to
-    :func:`skimage.measure.regionprops` (``area``, ``perimeter``, ``eccentricity``,
-    ``solidity``, ``extent``, ``axis_major_length``, ``axis_minor_length``) up to rounding;
-    also ``Compactness`` (CellProfiler's) and the centroid ``Center_X``, ``Center_Y`` (px).
-    ``n``: number of objects (default ``labels.max()``).
+    Identical to :func:`skimage.measure.regionprops` (``area``, ``perimeter``,
+    ``eccentricity``, ``solidity``, ``extent``, ``axis_major_length``,
+    ``axis_minor_length``) up to rounding.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (H, W)
+        Non-negative labels (labels absent from the image get area 0 and NaN shape values).
+    n : int, optional
+        Number of objects (default ``labels.max()``).
+
+    Returns
+    -------
+    dict of str to ndarray, each shape (n,)
+        ``Area`` (px²), ``Perimeter`` (px), ``Eccentricity``, ``Solidity``, ``FormFactor``
+        (4*pi*Area/Perimeter²), ``Extent``, ``MajorAxisLength``, ``MinorAxisLength`` (px),
+        ``Compactness`` (CellProfiler's) and the centroid ``Center_X``, ``Center_Y`` (px).
 
     Examples
     --------

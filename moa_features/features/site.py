@@ -30,10 +30,19 @@ if TYPE_CHECKING:
 class SiteImage:
     """One site as the feature families see it: pixels, channel names, parameters, masks.
 
-    image: ``(C, H, W)`` uint8/uint16 (validated); channels: C names; params: the run's
-    :class:`~moa_features.features.FeatureParams`; texture_luts: the run's per-channel
-    quantisation tables (``None``: full range); masks: the site's own :class:`Masks`
-    (``None``: segmented on first use of :attr:`masks`, as ``params`` says, then kept).
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        The site's pixels (validated).
+    channels : sequence of str
+        The C channel names.
+    params : FeatureParams
+        The run's :class:`~moa_features.features.FeatureParams`.
+    texture_luts : sequence of ndarray, optional
+        The run's per-channel quantisation tables (``None``: full range).
+    masks : Masks, optional
+        The site's own :class:`Masks` (``None``: segmented on first use of :attr:`masks`, as
+        ``params`` says, then kept).
 
     Examples
     --------
@@ -82,11 +91,24 @@ class SiteImage:
 def measure_objects(image: np.ndarray, channels: Sequence[str], masks: Masks) -> dict[str, np.ndarray]:
     """Per-object shape and intensity of nuclei, cells and cytoplasm (one row per object).
 
-    image: ``(C, H, W)`` uint8/uint16; channels: C names; masks: the site's
-    :class:`Masks`. Returns ``{column: (n,) array}`` with ``ObjectNumber`` (1..n),
-    ``Location_Center_X/Y`` (the nucleus centroid, pixels, x = column) and, for every
-    compartment ``<Cpt>`` in Nuclei, Cells, Cytoplasm, ``<Cpt>_AreaShape_<Measure>`` and
-    ``<Cpt>_Intensity_<Measure>_<ch>`` in CellProfiler's naming. Deterministic.
+    Deterministic.
+
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        The site's planes.
+    channels : sequence of str
+        The C channel names.
+    masks : Masks
+        The site's :class:`Masks`.
+
+    Returns
+    -------
+    dict of str to ndarray, each shape (n,)
+        ``ObjectNumber`` (1..n), ``Location_Center_X/Y`` (the nucleus centroid, pixels,
+        x = column) and, for every compartment ``<Cpt>`` in Nuclei, Cells, Cytoplasm,
+        ``<Cpt>_AreaShape_<Measure>`` and ``<Cpt>_Intensity_<Measure>_<ch>`` in CellProfiler's
+        naming (px, px², grey levels).
 
     Examples
     --------
@@ -144,12 +166,35 @@ def site_objects(
 ) -> tuple[dict[str, np.ndarray], Masks]:
     """Segment a site (unless ``masks`` are given) and measure every object.
 
-    image: ``(C, H, W)`` uint8/uint16; the segmentation options are those of
-    :func:`~moa_features.features.segmentation.segment`. ``texture``: add per-object
-    Haralick features ``<Cpt>_Texture_<Measure>_<ch>_<d>_avg_<q>`` (quantised as the image
-    level texture: ``texture_luts`` per channel, else the full range); ``correlation``: add
-    ``<Cpt>_Correlation_Correlation_<a>_<b>``. Returns ``(objects, masks)`` with ``objects``
-    as from :func:`measure_objects`.
+    Parameters
+    ----------
+    image : ndarray of uint8 or uint16, shape (C, H, W)
+        The site's planes.
+    channels : sequence of str
+        The C channel names.
+    nuclear_channel, cell_channel : int, default 0 and 2
+        Plane indices used to segment.
+    masks : Masks, optional
+        The site's own segmentation (``None``: segmented here).
+    exclude_border, min_diameter, max_diameter, threshold, cells, regularization
+        Segmentation options, as in :func:`~moa_features.features.segmentation.segment`.
+    texture : bool, default False
+        Add per-object Haralick features ``<Cpt>_Texture_<Measure>_<ch>_<d>_avg_<q>``.
+    texture_levels : int, default 32
+        Grey levels of the per-object GLCM.
+    texture_distance : int, default 1
+        GLCM offset in pixels.
+    texture_luts : sequence of ndarray, optional
+        Quantisation tables per channel, as the image-level texture (``None``: full range).
+    correlation : bool, default False
+        Add ``<Cpt>_Correlation_Correlation_<a>_<b>``.
+
+    Returns
+    -------
+    objects : dict of str to ndarray, each shape (n,)
+        As from :func:`measure_objects`.
+    masks : Masks
+        The masks measured.
 
     Examples
     --------

@@ -19,7 +19,8 @@ once per installation, about 2 s, before the clock starts):
 
 Then whole-process scaling of ``extract`` from 1 to 2 workers, and a projection for RxRx2.
 
-    python benchmarks/bench_extract.py [--sites 8] [--repeats 3] [--out benchmarks/results_extract.json]
+    python benchmarks/bench_extract.py [--sites 8] [--repeats 3] [--treatment-step 1]
+        [--skip original,cp_measure,scaling,watershed] [--out benchmarks/results_extract.json]
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ def _median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
-def full_size_sites(root: Path, n: int):
+def full_size_sites(root: Path, n: int, treatment_step: int = 1):
     from moa_features.datasets import open_dataset
     from moa_features.synthetic import make_screen
 
-    meta = make_screen(root, preset="full", seed=0, n_jobs=2, n_experiments=1, n_plates=1, sites_per_well=1)
+    fewer = {"treatment_step": treatment_step} if treatment_step > 1 else {}  # fewer wells, the same sites
+    meta = make_screen(root, preset="full", seed=0, n_jobs=2, n_experiments=1, n_plates=1, sites_per_well=1, **fewer)
     ds = open_dataset(meta.parent)
     # spread the sample over treatments rather than taking one well's neighbours
     step = max(1, len(ds.sites) // n)
@@ -215,10 +217,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", default=".cache/bench-full")
     ap.add_argument("--out", default="benchmarks/results_extract.json")
+    ap.add_argument(
+        "--treatment-step",
+        type=int,
+        default=1,
+        help="keep every k-th treatment of the screen (fewer wells to generate; the sites are alike)",
+    )
     ap.add_argument("--skip", default="", help="comma-separated: original,cp_measure,scaling,watershed")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    sites, root = full_size_sites(Path(args.cache), args.sites)
+    sites, root = full_size_sites(Path(args.cache), args.sites, args.treatment_step)
     print(f"{len(sites)} full-size sites of {root}, {args.repeats} repeats, one core")
 
     res: dict[str, object] = {"n_sites": len(sites), "repeats": args.repeats}

@@ -85,6 +85,11 @@ def _step(image, i1, j1, i2, j2, weight):  # pragma: no cover - compiled
     """The cost of the step from (i1, j1) to its 8-neighbour (i2, j2)."""
     h, w = image.shape
     diff = 0.0
+    if 1 <= min(i1, i2) and max(i1, i2) < h - 1 and 1 <= min(j1, j2) and max(j1, j2) < w - 1:
+        for di in range(-1, 2):  # no clamping needed: the same terms in the same order
+            for dj in range(-1, 2):
+                diff += abs(image[i1 + di, j1 + dj] - image[i2 + di, j2 + dj])
+        return np.sqrt(diff * diff + (abs(i1 - i2) + abs(j1 - j2)) * weight * weight)
     for di in range(-1, 2):
         a = min(max(i1 + di, 0), h - 1)
         b = min(max(i2 + di, 0), h - 1)

@@ -53,6 +53,11 @@ class TrainingData:
     # over the training plates' controls only, so a held-out plate's wells never reach a fold's training rows.
     renormalize: Callable[[np.ndarray], np.ndarray] | None = None
     columns: Columns = field(default_factory=Columns)
+    # negative-control rows of the table (whether or not they are a class), normalised like X: (m, p) and
+    # their plates (m,); the per-fold preprocessing fits its control statistics and sphering on those of
+    # the fold's training plates (:func:`fold_controls`)
+    controls: np.ndarray | None = None
+    control_plates: np.ndarray | None = None
     classes: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -143,13 +148,17 @@ def load_training_data(
     annotation: str | Path | None = None,
     active_only: bool = False,
     seed: int = 0,
+    plate_step: bool = True,
 ) -> TrainingData:
     """Normalise per plate, drop unlabelled, inactive (``active_only``) and excluded rows, collect the arrays.
 
     ``thumbs`` (N, S, S, C) must be row-aligned with ``table``. ``columns`` names the plate,
     treatment and label columns and the negative controls (:meth:`Columns.controls`); controls
     are used for normalisation whether or not they are a class (``exclude_labels`` removes
-    classes after normalisation).
+    classes after normalisation). ``plate_step=False``: ``normalize="auto"`` leaves the features as
+    they are (the per-fold recipe normalises against the training plates' controls and spheres;
+    :class:`~moa_features.models.preprocessing.ProfilePreprocessor`); the thumbnails' reference
+    still follows ``auto``.
     """
     columns = columns or Columns()
     label, group, treatment = columns.label, columns.plate, columns.treatment
@@ -174,12 +183,19 @@ def load_training_data(
             "they must be row-aligned (written together by extract)"
         )
     raw = df[features].to_numpy(dtype=np.float64)
-    done = profiling.normalize_table(df, normalize, plate=group, control=columns.controls(df), features=features)
+    table_method = "none" if normalize == "auto" and not plate_step else normalize
+    control_rows = columns.controls(df)
+    done = profiling.normalize_table(df, table_method, plate=group, control=control_rows, features=features)
+    thumb_method = done.method
+    if thumbs is not None and table_method != normalize:
+        thumb_method = profiling.resolve_normalization(df, normalize, control_rows, plate_col=group, features=features)
     df, control = done.table, done.control
     _log(f"normalisation: {done.method} ({done.note})")
     reference = None
     if thumbs is not None:
-        reference = thumbnail_reference(thumbs, df[group].astype(str).to_numpy(), control, done.method)
+        reference = thumbnail_reference(thumbs, df[group].astype(str).to_numpy(), control, thumb_method)
+    control_X = df.loc[np.asarray(control, bool), features].to_numpy(dtype=np.float64)
+    control_plates = df.loc[np.asarray(control, bool), group].astype(str).to_numpy()
     keep = df[label].notna().to_numpy().copy()
     if (~keep).any():
         _log(f"dropping {int((~keep).sum())} rows with no {label}")
@@ -224,6 +240,8 @@ def load_training_data(
         normalization=done.method,
         renormalize=renormalize,
         columns=columns,
+        controls=control_X if len(control_X) else None,
+        control_plates=control_plates if len(control_X) else None,
     )
 
 
@@ -243,6 +261,14 @@ def _pooled_renormalizer(
         return ((raw - center) / spread)[rows]
 
     return renormalize
+
+
+def fold_controls(data: TrainingData, plates: np.ndarray) -> np.ndarray | None:
+    """(m, p) negative-control rows on ``plates`` (a fold's training plates), or ``None`` when there are none."""
+    if data.controls is None:
+        return None
+    rows = np.isin(data.control_plates, np.unique(np.asarray(plates).astype(str)))
+    return data.controls[rows] if rows.any() else None
 
 
 def fold_data(data: TrainingData, train: np.ndarray) -> TrainingData:

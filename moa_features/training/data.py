@@ -49,6 +49,7 @@ class TrainingData:
     inactive: list[str] = field(default_factory=list)  # treatments dropped by --active-only
     activity: pd.DataFrame | None = None  # --active-only: phenotypic activity per treatment (activity.csv)
     normalization: str = "none"  # the normalisation applied (``auto`` resolved)
+    thumbnail_normalization: str = "none"  # the per-plate step of the embedding CNN's input reference
     # ``pooled`` pools the control spread over plates: renormalize(train_plates) -> X with that spread pooled
     # over the training plates' controls only, so a held-out plate's wells never reach a fold's training rows.
     renormalize: Callable[[np.ndarray], np.ndarray] | None = None
@@ -238,6 +239,7 @@ def load_training_data(
         inactive=dropped,
         activity=activity,
         normalization=done.method,
+        thumbnail_normalization=thumb_method,
         renormalize=renormalize,
         columns=columns,
         controls=control_X if len(control_X) else None,

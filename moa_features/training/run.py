@@ -264,6 +264,7 @@ def run_training(
         "columns": columns.as_config(),
         "normalize": normalize,
         "normalize_applied": data.normalization,
+        "thumbnail_normalization": data.thumbnail_normalization,
         "preprocess": preprocess,
         "sphere_epsilon": sphere_epsilon,
         "exclude_labels": list(exclude_labels),

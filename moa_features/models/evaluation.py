@@ -3,9 +3,10 @@
 Aggregation convention (the same for every model, recorded in ``metrics.json``): each model
 gives class probabilities per row (site or well); a well's probabilities are the mean of its
 rows', a treatment's the mean of its wells' (each well counts once); the prediction at each
-level is the argmax. The 1-NN's reference profiles are Ljosa consensus profiles (well
-medians, then the treatment median), but its *predictions* are averaged like every other
-model's, so the ensemble is compared with each member like for like.
+level is the argmax. The 1-NN compares Ljosa consensus profiles (well medians, then the
+treatment median) of each held-out treatment with those of the training treatments and gives
+every row of a treatment that treatment's probabilities, so its rows are averaged like every
+other model's and the ensemble is compared with each member like for like.
 
 Metrics follow scikit-learn on the pooled held-out units of all folds: ``macro_recall``
 (``recall_score(average="macro")``), ``balanced_accuracy``, ``macro_f1``, ``accuracy``.
@@ -53,7 +54,8 @@ HEADLINE = ("macro_recall", "accuracy")  # the figures that get permutation p-va
 LEVELS = ("", "well_", "treatment_")
 AGGREGATION = (
     "probability averaging: site -> well (mean of its sites' probabilities) -> treatment (mean of its wells'); "
-    "argmax at each level; kNN reference profiles are Ljosa consensus profiles (well medians -> treatment median)"
+    "argmax at each level; the kNN compares each held-out treatment's Ljosa consensus profile (well medians -> "
+    "treatment median) with the training treatments' and gives every row of the treatment its probabilities"
 )
 
 

@@ -22,6 +22,9 @@
    features of this package (:func:`moa_features.features.measure`), then leave-one-well-out
    classification (held-out wells never trained on); the pooled ROC AUC of cycloheximide.
 
+On a loaded machine run it with one BLAS thread per process (``OPENBLAS_NUM_THREADS=1``): oversubscribed
+BLAS threads made one sphering SVD 12x slower there.
+
 Usage: ``python benchmarks/bench_bbbc021.py [-o OUT_DIR] [--parts crops,nsc,nscb,raw,processed-defaults,prep]``.
 Prints the figures and writes ``OUT_DIR/bbbc021_results.json`` (default ``models/bench_bbbc021``).
 """
@@ -308,7 +311,90 @@ def crops_benchmark() -> dict:
     }
 
 
-PARTS = ("crops", "nsc", "nscb", "raw", "processed-defaults", "prep")
+def batch_table(out: Path, which: str) -> Path:
+    """The raw well means (``raw``) or the pycytominer file (``processed``) with ``Metadata_Batch`` (the week)."""
+    df = raw_well_table() if which == "raw" else pd.read_csv(PROFILES)
+    df["Metadata_Batch"] = df["Metadata_Plate"].astype(str).str.split("_").str[0]
+    path = out / f"bbbc021_{which}_wells_batch.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+SEED_KEYS = ("treatment_accuracy", "treatment_macro_recall", "treatment_accuracy_p", "treatment_macro_recall_p")
+
+
+def seeds_benchmark(out: Path, seeds: list[int], runs: list[str]) -> dict:
+    """``train`` with defaults under NSC and NSCB on both BBBC021 tables, per seed; mean ± sd over seeds.
+
+    ``runs``: ``TABLE-SPLIT`` items (``raw-nsc``, ``raw-nscb``, ``processed-nsc``, ``processed-nscb``).
+    Each run is ``train TABLE --split SPLIT --treatment Metadata_Compound --exclude-label DMSO
+    [--batch Metadata_Batch] --models xgboost,knn --seed S`` with every other option at its default
+    (leave one compound out; the per-fold recipe; for NSCB, classes left without a training compound are
+    unscored). Results are written to ``OUT/bbbc021_seeds.json`` after every run.
+    """
+    tables = {which: batch_table(out, which) for which in {r.split("-")[0] for r in runs}}
+    results: dict = {"runs": {}, "summary": {}}
+    for seed in seeds:
+        for item in runs:
+            which, split = item.split("-")
+            run = out / f"bbbc021_{item}_seed{seed}"
+            t0 = time.perf_counter()
+            metrics = run_training(
+                tables[which],
+                run,
+                split=split,
+                columns=Columns(treatment=TREATMENT, batch="Metadata_Batch" if split == "nscb" else None),
+                exclude_labels=["DMSO"],
+                models=("xgboost", "knn"),
+                seed=seed,
+                save_models=False,
+                overwrite=True,
+                command=f"python -m moa_features.train {tables[which]} -o {run} --split {split} --treatment {TREATMENT}"
+                + (" --batch Metadata_Batch" if split == "nscb" else "")
+                + f" --exclude-label DMSO --models xgboost,knn --seed {seed} --no-report --no-save-models --overwrite",
+            )
+            chance = metrics["models"]["xgboost"]["treatment_expected_chance"]
+            results["runs"][f"{item}/seed{seed}"] = {
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "n_treatments": metrics["models"]["xgboost"]["n_treatments"],
+                "scored_classes": len(metrics["scored_classes"]),
+                "unscored_classes": metrics["unscored_classes"],
+                "epsilon_per_fold": metrics["preprocessing"]["epsilon_per_fold"],
+                "chance": {k: round(v, 4) for k, v in chance.items() if k in ("accuracy", "macro_recall")},
+                "models": {
+                    name: {k: round(m[k], 4) for k in SEED_KEYS}
+                    for name, m in metrics["models"].items()
+                    if name != "majority"
+                },
+            }
+            results["summary"] = summarize_seeds(results["runs"])
+            (out / "bbbc021_seeds.json").write_text(json.dumps(results, indent=2) + "\n")
+            print(json.dumps({item: results["runs"][f"{item}/seed{seed}"]["models"]}), flush=True)
+    return results
+
+
+def summarize_seeds(runs: dict) -> dict:
+    """Per ``TABLE-SPLIT`` and model: mean and sd (ddof 1) over seeds of the treatment figures, and the seeds."""
+    out: dict = {}
+    for key, run in runs.items():
+        item = key.split("/")[0]
+        for model, figures in run["models"].items():
+            slot = out.setdefault(item, {}).setdefault(model, {"seeds": 0})
+            slot["seeds"] += 1
+            for k, v in figures.items():
+                slot.setdefault(k, []).append(v)
+    for models in out.values():
+        for slot in models.values():
+            for k in SEED_KEYS:
+                vals = np.asarray(slot[k])
+                slot[k] = {
+                    "mean": round(float(vals.mean()), 4),
+                    "sd": round(float(vals.std(ddof=1)), 4) if len(vals) > 1 else None,
+                }
+    return out
+
+
+PARTS = ("crops", "nsc", "nscb", "raw", "processed-defaults", "prep", "seeds")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,6 +404,12 @@ def main(argv: list[str] | None = None) -> int:
         "--parts",
         default="crops,nsc,nscb",
         help=f"comma-separated benchmarks to run (default %(default)s; choose from {','.join(PARTS)})",
+    )
+    p.add_argument("--seeds", default="0,1,2", help="seeds of the 'seeds' part (default %(default)s)")
+    p.add_argument(
+        "--runs",
+        default="raw-nsc,raw-nscb,processed-nsc,processed-nscb",
+        help="TABLE-SPLIT runs of the 'seeds' part (default %(default)s)",
     )
     args = p.parse_args(argv)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
@@ -332,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
             results[part] = crops_benchmark()
         elif part == "prep":
             results[part] = preprocessing_benchmark()
+        elif part == "seeds":
+            seeds = [int(x) for x in args.seeds.split(",")]
+            results[part] = seeds_benchmark(out, seeds, [r.strip() for r in args.runs.split(",") if r.strip()])[
+                "summary"
+            ]
         elif part in ("raw", "processed-defaults"):
             results[part] = default_route_benchmark(out, part)
         else:

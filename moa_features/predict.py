@@ -223,7 +223,10 @@ def predict_table(run: dict[str, Any], table: pd.DataFrame, thumbs: np.ndarray |
             ref = None
             if run[name].uses_reference_:  # the embedding CNN: per-plate input normalisation, as in training
                 if reference is None:
-                    reference = thumbnail_reference(thumbs, df[columns.plate].astype(str).to_numpy(), control, method)
+                    thumb_method = cfg.get("thumbnail_normalization", method)  # train's per-plate step of the CNN input
+                    reference = thumbnail_reference(
+                        thumbs, df[columns.plate].astype(str).to_numpy(), control, thumb_method
+                    )
                 ref = reference
             proba[name] = align_proba(run[name].predict_proba(thumbs, ref), run[name].classes_, classes)
     if "ensemble" in run:

@@ -35,6 +35,31 @@ def test_metrics_agree_with_sklearn_and_keep_label_types():
     assert ev._fast_scores(*ev._encode(y_true, y_pred, [3]))[1] == pytest.approx(kept["macro_recall"])
 
 
+def test_macro_figures_ignore_classes_without_held_out_truth():
+    # 8 true classes, each recalled perfectly except that two rows go to a class never held out
+    # ("Negative control"): the macro recall is over the 8 classes with truth, not 9.
+    y_true = np.repeat([f"moa{i}" for i in range(8)], 4)
+    y_pred = y_true.copy()
+    y_pred[[0, 4]] = "Negative control"
+    m = ev.classification_metrics(y_true, y_pred)
+    assert m["macro_recall"] == pytest.approx(np.mean([0.75, 0.75] + [1.0] * 6))
+    assert m["balanced_accuracy"] == pytest.approx(m["macro_recall"])
+    union = recall_score(y_true, y_pred, average="macro", zero_division=0)  # the old, ill-defined figure
+    assert union < m["macro_recall"]
+    assert m["macro_f1"] == pytest.approx(
+        f1_score(y_true, y_pred, labels=sorted(set(y_true)), average="macro", zero_division=0)
+    )
+    # the bootstrap's and the permutation null's fast scorer use the same class set
+    assert ev._fast_scores(*ev._encode(y_true, y_pred))[1] == pytest.approx(m["macro_recall"])
+    units = np.repeat(np.arange(16), 2)
+    perm = ev.permutation_pvalues(y_true, y_pred, units, n_permutations=200)
+    assert perm["macro_recall_null_mean"] < 0.3
+    # chance over the same 8 classes; an ignored class leaves chance too
+    assert ev.expected_chance(y_true)["macro_recall"] == pytest.approx(1 / 8)
+    assert ev.expected_chance(y_true, ignore=["moa0"])["macro_recall"] == pytest.approx(1 / 7)
+    assert ev.scored_labels(y_true, ["moa0"]) == [f"moa{i}" for i in range(1, 8)]
+
+
 def test_aggregation_averages_probabilities_per_group():
     frame = pd.DataFrame(
         {

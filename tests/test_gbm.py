@@ -49,6 +49,61 @@ def test_xgboost_learns_balances_and_is_deterministic():
     assert np.mean(model.predict(Xt[rare]) == "c2") >= np.mean(plain.predict(Xt[rare]) == "c2")
 
 
+def test_xgboost_early_stopping_holds_out_treatments_and_plates():
+    # nsc-plate layout: 24 treatments of 10 rows; each plate holds 2 treatments
+    X, y, _ = _blobs(n_per=(96, 96, 48))
+    treatments = np.repeat(np.arange(24), 10).astype(str)
+    plates = np.repeat(np.arange(12), 20).astype(str)
+    model = XGBoostClassifier(n_estimators=30).fit(X, y, groups=treatments, plates=plates)
+    y_enc = np.searchsorted(model.classes_, y)
+    inner_tr, inner_va = model._validation_split(y_enc, treatments, plates)
+    assert np.array_equal(model.validation_rows_, inner_va) and len(inner_va)
+    assert not set(plates[inner_tr]) & set(plates[inner_va])  # no validation plate in inner training
+    assert not set(treatments[inner_tr]) & set(treatments[inner_va])
+    # without plates only treatments are held out: validation plates stay in inner training
+    g_tr, g_va = model._validation_split(y_enc, treatments, None)
+    assert not set(treatments[g_tr]) & set(treatments[g_va]) and set(plates[g_tr]) & set(plates[g_va])
+
+
+def test_knn_consensus_query_known_answer():
+    # Training: treatments "a1", "a2" (class A, direction e0) and "b1", "b2" (class B, direction e1),
+    # two wells of two sites each. The query treatment "q" has three wells: two along e0 + small e1,
+    # one outlier well along e1. Row by row, the outlier's sites are nearest to B; its consensus
+    # (well medians -> treatment median) points along e0, so every row of "q" gets class A.
+    e0, e1 = np.eye(3)[0], np.eye(3)[1]
+    rows, y, treat, wells = [], [], [], []
+    for t, label, d in (("a1", "A", e0), ("a2", "A", e0 + 0.1 * e1), ("b1", "B", e1), ("b2", "B", e1 + 0.1 * e0)):
+        for w in range(2):
+            for _ in range(2):
+                rows.append(d + 0.01 * w)
+                y.append(label)
+                treat.append(t)
+                wells.append(f"{t}-{w}")
+    knn = ProfileKNNClassifier(center=False).fit(np.array(rows), np.array(y), treatments=treat, wells=wells)
+    Q = np.array([e0 + 0.3 * e1] * 2 + [e0 + 0.2 * e1] * 2 + [e1 + 0.05 * e0] * 2)
+    q_wells = np.repeat(["q-0", "q-1", "q-2"], 2)
+    q_treat = np.full(6, "q")
+    assert knn.predict(Q).tolist() == ["A", "A", "A", "A", "B", "B"]  # each row its own query
+    assert knn.predict(Q, treatments=q_treat, wells=q_wells).tolist() == ["A"] * 6
+    proba = knn.predict_proba(Q, treatments=q_treat, wells=q_wells)
+    assert proba.shape == (6, 2) and np.allclose(proba, proba[0]) and proba[0, 0] > 0.5
+    # the consensus is the per-feature median of the well medians: e0 + 0.3 e1
+    expected = np.median([np.median(Q[q_wells == w], axis=0) for w in ("q-0", "q-1", "q-2")], axis=0)
+    sim = knn.similarity(Q, treatments=q_treat, wells=q_wells)[0]
+    P = knn.profiles_
+    cos = P @ expected / np.linalg.norm(P, axis=1) / np.linalg.norm(expected)
+    assert np.allclose(expected, e0 + 0.3 * e1)
+    assert sim == pytest.approx([cos[:2].max(), cos[2:].max()])  # profiles sorted: a1, a2, b1, b2
+    nearest = knn.profile_names_[knn.nearest_profile(Q, treatments=q_treat, wells=q_wells)]
+    assert nearest.tolist() == ["a2"] * 6  # e0 + 0.1 e1 is the closest direction to e0 + 0.3 e1
+    # two query treatments at once: rows keep their own treatment's answer, in row order
+    both = np.vstack([Q, np.array([e1] * 2)])
+    labels = knn.predict(both, treatments=np.r_[q_treat, ["r", "r"]], wells=np.r_[q_wells, ["r-0", "r-0"]])
+    assert labels.tolist() == ["A"] * 6 + ["B"] * 2
+    with pytest.raises(ValueError, match="one entry per row"):
+        knn.predict_proba(Q, treatments=q_treat[:3])
+
+
 def test_xgboost_save_load_roundtrip(tmp_path):
     X, y, g = _blobs()
     model = XGBoostClassifier(n_estimators=50, early_stopping_rounds=None).fit(X, y)

@@ -136,7 +136,12 @@ def test_run_sections_render_what_training_recorded(tmp_path):
         metrics["confusion_matrices"].pop(name)
     metrics["models"]["ensemble_no_embedding"] = dict(metrics["models"]["ensemble"], treatment_macro_recall=0.5)
     metrics["scored_classes"] = ["A", "B"]
-    metrics["unscored_classes"] = ["C"]
+    metrics["unscored_classes"] = ["C", "Negative control"]
+    metrics["unscored_reasons"] = {
+        "C": "tested only in folds whose training has none of this class",
+        "Negative control": "no held-out truth: trained on but never held out",
+    }
+    metrics["negative_control"] = "Negative controls: used to normalise and sphere the profiles (training plates only)."
     metrics["ensemble"] = {
         "folds": [
             {"weights": {"xgboost": 0.7, "knn": 0.3}, "fallback": None, "validation_loss": 0.4},
@@ -150,6 +155,7 @@ def test_run_sections_render_what_training_recorded(tmp_path):
     html = render_html("t", [question_section(run, metrics), models_section(run, metrics)])
     assert "Synthetic screen." in html and "separable by construction" in html
     assert "1 class(es) cannot be scored (C)" in html and "over the 2 classes with held-out truth" in html
+    assert "never held out, so not scored: Negative control" in html and "used to normalise and sphere" in html
     assert "Ensemble: without thumbnails the embedding CNN was not trained" in html
     assert "Ensemble weights chosen on each fold" in html and "<td>0.85</td>" not in html
     assert re.search(r"<td>XGBoost \(features\)</td>\s*<td class=\"num\">0.85</td>", html)

@@ -113,6 +113,8 @@ def test_controls_named_by_query_give_the_same_figures(capsys, tmp_path):
         status, err = _train(capsys, path, "-o", tmp_path / name, *common, *extra)
         assert status == 0, err
         metrics = json.loads((tmp_path / name / "metrics.json").read_text())
-        assert metrics["config"]["normalize_applied"] == "pooled"  # against the controls, found in both
+        # the controls, found in both, scale and sphere every fold (the recipe adds no per-plate table step)
+        assert metrics["config"]["normalize_applied"] == "none"
+        assert metrics["preprocessing"]["sphered_folds"] == metrics["config"]["n_folds"]
         figures.append(metrics["models"])
     assert figures[0] == figures[1]

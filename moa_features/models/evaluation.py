@@ -3,12 +3,18 @@
 Aggregation convention (the same for every model, recorded in ``metrics.json``): each model
 gives class probabilities per row (site or well); a well's probabilities are the mean of its
 rows', a treatment's the mean of its wells' (each well counts once); the prediction at each
-level is the argmax. The 1-NN's reference profiles are Ljosa consensus profiles (well
-medians, then the treatment median), but its *predictions* are averaged like every other
-model's, so the ensemble is compared with each member like for like.
+level is the argmax. The 1-NN compares Ljosa consensus profiles (well medians, then the
+treatment median) of each held-out treatment with those of the training treatments and gives
+every row of a treatment that treatment's probabilities, so its rows are averaged like every
+other model's and the ensemble is compared with each member like for like.
 
 Metrics follow scikit-learn on the pooled held-out units of all folds: ``macro_recall``
 (``recall_score(average="macro")``), ``balanced_accuracy``, ``macro_f1``, ``accuracy``.
+Macro figures average over the *scored classes*: the classes with held-out truth at that level
+(:func:`scored_labels`), minus unscored classes passed as ``ignore``. A class that is only
+predicted (e.g. a negative control trained on but never held out) is an error of the true class
+and has no recall of its own to average; the bootstrap, the permutation null and expected chance
+use the same class set.
 
 Uncertainty and chance:
 
@@ -37,19 +43,19 @@ Uncertainty and chance:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 METRICS = ("macro_recall", "balanced_accuracy", "macro_f1", "accuracy")
 HEADLINE = ("macro_recall", "accuracy")  # the figures that get permutation p-values and CIs
 LEVELS = ("", "well_", "treatment_")
 AGGREGATION = (
     "probability averaging: site -> well (mean of its sites' probabilities) -> treatment (mean of its wells'); "
-    "argmax at each level; kNN reference profiles are Ljosa consensus profiles (well medians -> treatment median)"
+    "argmax at each level; the kNN compares each held-out treatment's Ljosa consensus profile (well medians -> "
+    "treatment median) with the training treatments' and gives every row of the treatment its probabilities"
 )
 
 
@@ -62,17 +68,25 @@ def classification_metrics(
     still an error of the true class, but the class itself has no recall to average).
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    labels = [c for c in np.unique(np.concatenate([y_true, y_pred])) if c not in set(ignore)]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        warnings.filterwarnings("ignore", message="A single label was found")
-        balanced = float(balanced_accuracy_score(y_true, y_pred))
+    labels = scored_labels(y_true, ignore)
+    recall = float(recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)) if labels else 0.0
     return {
-        f"{prefix}macro_recall": float(recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        f"{prefix}balanced_accuracy": balanced,
-        f"{prefix}macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        f"{prefix}macro_recall": recall,
+        f"{prefix}balanced_accuracy": recall,  # balanced accuracy is the macro recall over the scored classes
+        f"{prefix}macro_f1": (
+            float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)) if labels else 0.0
+        ),
         f"{prefix}accuracy": float(accuracy_score(y_true, y_pred)),
     }
+
+
+def scored_labels(y_true: Sequence, ignore: Sequence = ()) -> list:
+    """The classes macro figures average over: those with held-out truth (present in ``y_true``), minus ``ignore``.
+
+    Returns the labels sorted, in ``y_true``'s type.
+    """
+    skip = {str(c) for c in ignore}
+    return [c for c in np.unique(np.asarray(y_true)) if str(c) not in skip]
 
 
 def per_class_recall(y_true: Sequence, y_pred: Sequence, labels: Sequence) -> dict[str, float | None]:
@@ -117,14 +131,14 @@ def _encode(y_true: np.ndarray, y_pred: np.ndarray, ignore: Sequence = ()) -> tu
 
 
 def _fast_scores(t: np.ndarray, p: np.ndarray, averaged: np.ndarray) -> tuple[float, float]:
-    """(accuracy, macro recall over ``averaged`` classes present in ``t`` or ``p``) of integer codes.
+    """(accuracy, macro recall over the ``averaged`` classes present in ``t``) of integer codes.
 
     The same as scikit-learn's ``recall_score(average="macro", labels=...)`` (zero_division=0).
     """
     k = len(averaged)
     hit = t == p
     n_true = np.bincount(t, minlength=k)
-    present = ((n_true > 0) | (np.bincount(p, minlength=k) > 0)) & averaged
+    present = (n_true > 0) & averaged
     recall = np.bincount(t[hit], minlength=k) / np.maximum(n_true, 1)
     return float(hit.mean()), float(recall[present].mean()) if present.any() else 0.0
 
@@ -188,12 +202,18 @@ def permutation_pvalues(
     return out
 
 
-def expected_chance(y_true: Sequence, prefix: str = "") -> dict[str, float]:
-    """Expected scores of guessing each class with its prior among ``y_true``'s units.
+def expected_chance(y_true: Sequence, prefix: str = "", ignore: Sequence = ()) -> dict[str, float]:
+    """Expected scores of guessing each scored class with its prior among ``y_true``'s units.
 
-    accuracy = sum of squared priors; macro recall, balanced accuracy and macro F1 = 1 / k.
+    The classes are those the macro figures average over (:func:`scored_labels`: present in
+    ``y_true``, minus ``ignore``); accuracy = sum of squared priors, macro recall, balanced
+    accuracy and macro F1 = 1 / k.
     """
-    _, counts = np.unique(np.asarray(y_true).astype(str), return_counts=True)
+    y = np.asarray(y_true).astype(str)
+    y = y[~np.isin(y, [str(c) for c in ignore])]
+    _, counts = np.unique(y, return_counts=True)
+    if not len(counts):
+        raise ValueError("expected chance needs at least one scored class in y_true")
     prior = counts / counts.sum()
     macro = 1.0 / len(counts)
     return {
@@ -216,6 +236,7 @@ def score_level(
     out: dict = classification_metrics(y_true, y_pred, prefix, ignore)
     out.update(bootstrap(y_true, y_pred, u, prefix, n_boot, seed, ignore))
     out.update(permutation_pvalues(y_true, y_pred, u, prefix, n_permutations, seed, ignore))
-    out[f"{prefix}expected_chance"] = expected_chance(frame["y_true"])
+    out[f"{prefix}expected_chance"] = expected_chance(frame["y_true"], ignore=ignore)
+    out[f"{prefix}scored_classes"] = [str(c) for c in scored_labels(y_true, ignore)]
     out[f"{prefix}n"] = int(len(frame))
     return out

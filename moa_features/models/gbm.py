@@ -9,8 +9,11 @@ hundreds of features, and documented here because they matter):
 - class-balanced sample weights (``n / (k * count(class))``), so rare MoAs count as much as
   common ones (the original CNN predicted almost everything as the majority class);
 - early stopping (30 rounds without improvement of the weighted validation log-loss, at most
-  1000 rounds) on an inner validation split that holds out whole groups (plates) when
-  ``groups`` is given, so the stopping point is chosen on plates the trees never saw;
+  1000 rounds) on an inner validation split that mirrors the outer split: it holds out whole
+  ``groups`` (the outer held-out unit: treatments, plates) and, when ``plates`` are given (an
+  ``nsc-plate`` or ``nscb`` run: plates or batches), the validation treatments' plates too
+  (one fold of :class:`~moa_features.models.splits.NSCPlateSplit`), so the stopping point is
+  chosen on treatments and plates the trees never saw;
 - ``refit=True``: the model is then refitted on all training rows for the chosen number of
   rounds, so no training plate is wasted on validation.
 
@@ -33,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from moa_features._optional import require
 from moa_features.io import atomic_path
-from moa_features.models.splits import validation_split
+from moa_features.models.splits import NSCPlateSplit, first_fold, validation_split
 
 _ATTR = "moa_features"  # booster attribute holding classes and parameters in the saved JSON
 
@@ -41,10 +44,11 @@ _ATTR = "moa_features"  # booster attribute holding classes and parameters in th
 class XGBoostClassifier(ClassifierMixin, BaseEstimator):
     """Gradient-boosted trees with class-balanced weights and grouped early stopping.
 
-    ``fit(X (n, p) float, y (n,), groups=None)``; ``predict_proba`` returns (n, k) in
+    ``fit(X (n, p) float, y (n,), groups=None, plates=None)``; ``predict_proba`` returns (n, k) in
     ``classes_`` order. Fitted attributes: ``booster_``, ``classes_``, ``best_iteration_``
     (rounds kept minus one), ``evals_result_`` (validation curve), ``feature_importances_``
-    (p,) total gain per feature normalised to sum 1.
+    (p,) total gain per feature normalised to sum 1, ``validation_rows_`` (the early-stopping
+    validation row indices, or ``None``).
     """
 
     def __init__(
@@ -100,12 +104,13 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = True  # XGBoost routes missing values down a learned branch
         return tags
 
-    def fit(self, X, y, groups=None) -> XGBoostClassifier:
+    def fit(self, X, y, groups=None, plates=None) -> XGBoostClassifier:
         """Fit on ``X`` (n, p) and labels ``y`` (n,) of any type; ``groups`` (n,) are held out whole
-        by the early-stopping split (pass the outer split's held-out unit: plates, treatments).
+        by the early-stopping split (pass the outer split's held-out unit: plates, treatments);
+        with ``plates`` (n,) no inner-training row shares a plate with a validation row.
 
-        ``groups`` reaches ``fit`` inside ``cross_validate``/``GridSearchCV`` through metadata
-        routing: ``XGBoostClassifier().set_fit_request(groups=True)``.
+        ``groups`` and ``plates`` reach ``fit`` inside a meta-estimator through metadata routing:
+        ``XGBoostClassifier().set_fit_request(groups=True, plates=True)``.
         """
         X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan")
         check_classification_targets(y)
@@ -125,8 +130,8 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         params = self._params(len(self.classes_))
         split = None
         if self.early_stopping_rounds:
-            g = None if groups is None else np.asarray(groups)
-            split = validation_split(y_enc, g, self.validation_fraction, self.random_state)
+            split = self._validation_split(y_enc, groups, plates)
+        self.validation_rows_ = None if split is None else split[1]
         self.evals_result_: dict = {}
         if split is None:
             booster = self._train(params, (X, y_enc, w), None, self.n_estimators)
@@ -140,6 +145,25 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         self.booster_ = booster[: self.best_iteration_ + 1]
         self.feature_importances_ = self._gain()
         return self
+
+    def _validation_split(self, y_enc: np.ndarray, groups, plates) -> tuple[np.ndarray, np.ndarray] | None:
+        """Early-stopping (train, validation) rows: whole ``groups`` held out and, with ``plates``, their plates."""
+        g = None if groups is None else np.asarray(groups).astype(str)
+        if plates is None:
+            return validation_split(y_enc, g, self.validation_fraction, self.random_state)
+        p = np.asarray(plates).astype(str)
+        if p.shape != y_enc.shape:
+            raise ValueError(f"plates must have one entry per row ({len(y_enc)}), got shape {p.shape}")
+        k = max(2, int(round(1 / self.validation_fraction)))
+        fold = first_fold(NSCPlateSplit(k, self.random_state), None, y_enc, groups=g if g is not None else p, plates=p)
+        if fold is not None:
+            return fold
+        split = validation_split(y_enc, g, self.validation_fraction, self.random_state)
+        if split is None:
+            return None
+        tr, va = split
+        tr = tr[~np.isin(p[tr], np.unique(p[va]))]
+        return (tr, va) if len(tr) and len(np.unique(y_enc[tr])) > 1 else None
 
     def _train(self, params: dict, train: tuple, val: tuple | None, rounds: int) -> xgb.Booster:
         stop = self.early_stopping_rounds if val is not None else None

@@ -15,6 +15,13 @@ near zero (norm below ``NEAR_ZERO`` = 0.25 of the median norm), i.e. when there 
 cosine cannot reach, such as a control consensus (BBBC021 with DMSO, the demo's controls);
 otherwise plain cosine is kept. ``standardize=True`` also scales each feature to SD 1 over the training
 consensus profiles, for raw features in mixed units.
+
+Queries. Given ``treatments`` (and ``wells``) at prediction time, each query treatment is
+summarised by its own consensus profile (well medians -> treatment median) and compared with the
+training consensus profiles: the field's "consensus vs consensus" protocol, in which a noisy site
+or well cannot outvote its replicates. Every row of a treatment gets its treatment's
+probabilities, so the output stays row-aligned (the ensemble blends it with other members row
+by row). Without ``treatments`` each row is its own query.
 """
 
 from __future__ import annotations
@@ -63,8 +70,11 @@ class ProfileKNNClassifier(ClassifierMixin, BaseEstimator):
     (:func:`consensus_profiles`); a treatment's label is its most common row label.
     ``predict_proba`` is a softmax over classes of the best similarity to any profile of the
     class, divided by ``temperature``: the argmax is the 1-NN answer; the probabilities let
-    the model join soft votes and well/treatment averaging. ``treatments`` and ``wells``
-    reach ``fit`` in a pipeline through metadata routing (``set_fit_request``).
+    the model join soft votes and well/treatment averaging. ``predict_proba(X, treatments=None,
+    wells=None)``: with ``treatments`` each query treatment's consensus profile is classified and
+    its probabilities are given to each of its rows ((n, k), row-aligned). ``treatments`` and
+    ``wells`` reach ``fit`` and ``predict_proba`` in a meta-estimator through scikit-learn
+    metadata routing (``set_fit_request`` / ``set_predict_proba_request``).
     """
 
     def __init__(self, temperature: float = 0.05, center: bool | str = "auto", standardize: bool = False) -> None:
@@ -101,28 +111,46 @@ class ProfileKNNClassifier(ClassifierMixin, BaseEstimator):
         norm = np.linalg.norm(profiles, axis=1)
         return self.center is True or bool(norm.min() < NEAR_ZERO * np.median(norm))
 
-    def similarity(self, X) -> np.ndarray:
-        """(n, k) best cosine similarity of each row to any training profile of each class (-inf if none)."""
+    def _queries(self, X, treatments, wells) -> tuple[np.ndarray, np.ndarray]:
+        """Query profiles (q, p) and the query of each row (n,): consensus per treatment, or the rows."""
         check_is_fitted(self, "profiles_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        sim = cosine_similarity((X - self.mean_) / self.scale_, self.profiles_)
-        out = np.full((len(X), len(self.classes_)), -np.inf)
+        if treatments is None:
+            return X, np.arange(len(X))
+        treatments = np.asarray(treatments).astype(str)
+        if treatments.shape != (len(X),):
+            raise ValueError(f"treatments must have one entry per row ({len(X)}), got shape {treatments.shape}")
+        if wells is not None and np.shape(wells) != (len(X),):
+            raise ValueError(f"wells must have one entry per row ({len(X)}), got shape {np.shape(wells)}")
+        names, profiles = consensus_profiles(X, treatments, wells)
+        return profiles, np.searchsorted(names, treatments)
+
+    def _class_similarity(self, Q: np.ndarray) -> np.ndarray:
+        sim = cosine_similarity((Q - self.mean_) / self.scale_, self.profiles_)
+        out = np.full((len(Q), len(self.classes_)), -np.inf)
         for k in np.unique(self.profile_codes_):
             out[:, k] = sim[:, self.profile_codes_ == k].max(axis=1)
         return out
 
-    def predict_proba(self, X) -> np.ndarray:
-        logits = self.similarity(X) / self.temperature
+    def similarity(self, X, treatments=None, wells=None) -> np.ndarray:
+        """(n, k) best cosine similarity of each row's query (its treatment's consensus profile when
+        ``treatments`` are given, else the row) to any training profile of each class (-inf if none)."""
+        Q, index = self._queries(X, treatments, wells)
+        return self._class_similarity(Q)[index]
+
+    def predict_proba(self, X, treatments=None, wells=None) -> np.ndarray:
+        """(n, k) class probabilities in ``classes_`` order, row-aligned (see the class docstring)."""
+        logits = self.similarity(X, treatments, wells) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
         return e / e.sum(axis=1, keepdims=True)
 
-    def predict(self, X) -> np.ndarray:
-        sim = self.similarity(X)
+    def predict(self, X, treatments=None, wells=None) -> np.ndarray:
+        """(n,) the class of each row's nearest training profile (of its treatment's consensus with ``treatments``)."""
+        sim = self.similarity(X, treatments, wells)
         return self.classes_[np.argmax(sim, axis=1)]
 
-    def nearest_profile(self, X) -> np.ndarray:
-        """(n,) index into ``profile_names_`` of each row's most similar training profile."""
-        check_is_fitted(self, "profiles_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        return np.argmax(cosine_similarity((X - self.mean_) / self.scale_, self.profiles_), axis=1)
+    def nearest_profile(self, X, treatments=None, wells=None) -> np.ndarray:
+        """(n,) index into ``profile_names_`` of each row's query's most similar training profile."""
+        Q, index = self._queries(X, treatments, wells)
+        return np.argmax(cosine_similarity((Q - self.mean_) / self.scale_, self.profiles_), axis=1)[index]

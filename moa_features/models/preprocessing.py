@@ -22,8 +22,17 @@ profiling recipe (``drop_na_columns``, ``variance_threshold``, ``correlation_thr
   reference wells contributes an exact 0 to each feature, which the frequency rule reads as a
   dominant value and drops every feature.
 
-What this selection (fitted on training folds, no labels) is worth on BBBC021's raw well
-means: ``benchmarks/results_bbbc021.md``.
+Sphering (typical variation normalisation, Ando et al. 2017; pycytominer's
+``normalize(method="spherize")``): :class:`ControlSphering` whitens the profiles with the
+covariance of the negative-control wells, so that the variation untreated cells show (plate and
+batch effects among it) is spherical and no longer dominates distances. It is regularised
+(``epsilon`` added to every eigenvalue) and fitted on the controls of the training plates only.
+
+:class:`ProfilePreprocessor` is the field's profiling recipe in one fitted step (robust z-score
+of every feature against the training plates' negative controls, feature selection, median
+imputation, control sphering); :func:`make_preprocessor` builds it. Which steps run and the
+sphering's ``epsilon`` are recorded in ``metrics.json`` (``preprocessing``). What the
+selection and the recipe are worth on BBBC021: ``benchmarks/results_bbbc021.md``.
 """
 
 from __future__ import annotations
@@ -212,11 +221,156 @@ class FeatureSelector(TransformerMixin, BaseEstimator):
         return self._names()[self.support_]
 
 
-def make_preprocessor(**selector_params) -> Pipeline:
-    """Feature selection (:class:`FeatureSelector`) then median imputation, both fit on training rows.
+SPHERING_METHODS = ("ZCA", "PCA", "ZCA-cor", "PCA-cor")
 
-    Input: the (n, p) feature columns (array or DataFrame); output (n, p_kept) float64.
+
+class ControlSphering(TransformerMixin, BaseEstimator):
+    """Whitening fitted on negative-control profiles (pycytominer ``Spherize`` semantics, regularised).
+
+    ``fit(X)`` takes the (m, p) control profiles: ``mean_`` (p,) their mean; for the ``-cor``
+    methods each feature is also divided by its control SD (``scale_``). With the eigenvalues
+    ``lambda`` and eigenvectors ``V`` of their covariance (from the SVD of the centred controls,
+    directions with ``lambda`` below 1e-10 of the largest dropped, at most ``n_components``),
+    ``PCA``: ``W = V diag(1 / sqrt(lambda + epsilon))``, ``ZCA``: ``W V^T`` (the whitening closest to
+    the input features, so columns keep their meaning). ``transform(X)`` = ``((X - mean_) / scale_) W``:
+    (n, p) for ZCA, (n, k) for PCA. With ``epsilon=0`` and more controls than features this is
+    exactly pycytominer's ``Spherize(method, epsilon)`` (which adds no epsilon); ``epsilon > 0``
+    shrinks the weight of directions the controls barely span.
     """
+
+    def __init__(self, method: str = "ZCA", epsilon: float = 0.1, n_components: int | None = None) -> None:
+        self.method = method
+        self.epsilon = epsilon
+        self.n_components = n_components
+
+    def fit(self, X, y=None) -> ControlSphering:
+        """Learn the whitening from ``X`` (m, p), the negative-control profiles (``y`` ignored)."""
+        if self.method not in SPHERING_METHODS:
+            raise ValueError(f"unknown sphering method {self.method!r}; choose from {', '.join(SPHERING_METHODS)}")
+        if self.epsilon < 0:
+            raise ValueError(f"epsilon must be >= 0, got {self.epsilon}")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or len(X) < 2 or not np.isfinite(X).all():
+            raise ValueError(f"sphering needs a finite 2-D array of >= 2 control rows, got shape {X.shape}")
+        self.n_features_in_ = X.shape[1]
+        self.mean_ = X.mean(axis=0)
+        sd = X.std(axis=0, ddof=1)
+        self.scale_ = np.where(sd > 0, sd, 1.0) if self.method.endswith("-cor") else np.ones(X.shape[1])
+        _, S, Vt = np.linalg.svd((X - self.mean_) / self.scale_, full_matrices=False)
+        lam = S**2 / (len(X) - 1)
+        keep = lam > 1e-10 * lam[0] if lam[0] > 0 else np.zeros(len(lam), dtype=bool)
+        k = int(keep.sum()) if self.n_components is None else min(int(self.n_components), int(keep.sum()))
+        if k < 1:
+            raise ValueError("the control profiles do not vary: nothing to sphere")
+        self.eigenvalues_ = lam[:k]
+        W = Vt[:k].T / np.sqrt(lam[:k] + self.epsilon)
+        self.components_ = W @ Vt[:k] if self.method.startswith("ZCA") else W
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "components_")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} feature columns, got array of shape {X.shape}")
+        return ((X - self.mean_) / self.scale_) @ self.components_
+
+
+class ProfilePreprocessor(TransformerMixin, BaseEstimator):
+    """The profiling recipe fitted on one fold's training rows and training plates' controls.
+
+    Steps (each fitted on training data only, none on labels):
+
+    1. ``scale``: robust z-score of every feature against the negative controls, ``(x - median) /
+       (1.4826 MAD)`` over all control wells of the training plates (:func:`moa_features.profiling.robust_scale`;
+       over the training rows when there are no controls), so features in any unit become
+       comparable before selection and sphering;
+    2. ``select``: :class:`FeatureSelector` on training rows and controls;
+    3. ``impute``: median imputation;
+    4. ``sphere``: :class:`ControlSphering` (ZCA, ``epsilon``) fitted on the controls, when
+       ``sphere`` is true and there are at least :data:`MIN_SPHERING_CONTROLS` control rows.
+
+    ``fit(X (n, p), y=None, controls=None)``: ``controls`` (m, p) are the negative-control rows of
+    the training plates (in the input features). ``transform(X)`` -> (n, p_kept) float64.
+    Fitted: ``named_steps`` (dict of the fitted steps), ``support_`` (p,) kept features,
+    ``sphered_`` and ``reference_`` ("controls" or "training rows").
+    """
+
+    def __init__(
+        self,
+        sphere: bool = True,
+        epsilon: float = 0.1,
+        scale: bool = True,
+        corr_threshold: float = 0.9,
+        operations: Sequence[str] = DEFAULT_OPERATIONS,
+        n_components: int | None = None,
+    ) -> None:
+        self.sphere = sphere
+        self.epsilon = epsilon
+        self.n_components = n_components
+        self.scale = scale
+        self.corr_threshold = corr_threshold
+        self.operations = operations
+
+    def fit(self, X, y=None, controls=None) -> ProfilePreprocessor:
+        """Fit every step on the training rows ``X`` (n, p) and the control rows ``controls`` (m, p) or ``None``."""
+        from moa_features.profiling import robust_scale
+
+        arr = _as_float(X)
+        ctrl = None if controls is None else _as_float(controls)
+        if ctrl is not None and (ctrl.ndim != 2 or ctrl.shape[1] != arr.shape[1]):
+            raise ValueError(f"controls must be (m, {arr.shape[1]}), got shape {ctrl.shape}")
+        has_controls = ctrl is not None and len(ctrl) >= 2
+        self.reference_ = "controls" if has_controls else "training rows"
+        if self.scale:
+            self.center_, self.spread_ = robust_scale(ctrl if has_controls else arr)
+            self.center_ = np.nan_to_num(self.center_)
+        else:
+            self.center_, self.spread_ = np.zeros(arr.shape[1]), np.ones(arr.shape[1])
+        both = arr if ctrl is None else np.vstack([arr, ctrl])
+        frame = (both - self.center_) / self.spread_
+        if isinstance(X, pd.DataFrame):
+            frame = pd.DataFrame(frame, columns=X.columns)
+        select = FeatureSelector(corr_threshold=self.corr_threshold, operations=self.operations).fit(frame)
+        impute = SimpleImputer(strategy="median", keep_empty_features=True).fit(select.transform(frame))
+        self.named_steps = {"select": select, "impute": impute}
+        self.support_ = select.support_
+        self.n_features_in_ = arr.shape[1]
+        self.sphered_ = bool(self.sphere and ctrl is not None and len(ctrl) >= MIN_SPHERING_CONTROLS)
+        if self.sphered_:
+            kept = impute.transform(select.transform((ctrl - self.center_) / self.spread_))
+            self.named_steps["sphere"] = ControlSphering("ZCA", self.epsilon, self.n_components).fit(kept)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "named_steps")
+        arr = _as_float(X)
+        if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} feature columns, got array of shape {arr.shape}")
+        out = self.named_steps["impute"].transform(
+            self.named_steps["select"].transform((arr - self.center_) / self.spread_)
+        )
+        return self.named_steps["sphere"].transform(out) if self.sphered_ else out
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return self.named_steps["select"].get_feature_names_out()
+
+
+RECIPES = ("sphere", "scale", "select")
+MIN_SPHERING_CONTROLS = 10  # fewer control rows than this: no sphering (a covariance needs them)
+
+
+def make_preprocessor(recipe: str = "select", epsilon: float = 0.1, **selector_params):
+    """The preprocessing fitted in each fold, by ``recipe`` (one of :data:`RECIPES`).
+
+    ``"select"``: feature selection (:class:`FeatureSelector`, ``selector_params``) then median
+    imputation (a :class:`~sklearn.pipeline.Pipeline`). ``"sphere"``: :class:`ProfilePreprocessor`
+    (robust z against controls, selection, imputation, ZCA sphering on controls with ``epsilon``);
+    ``"scale"``: the same without sphering. Input (n, p) array or DataFrame; output (n, p_kept) float64.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown preprocessing recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+    if recipe != "select":
+        return ProfilePreprocessor(sphere=recipe == "sphere", epsilon=epsilon, **selector_params)
     return Pipeline(
         [
             ("select", FeatureSelector(**selector_params)),

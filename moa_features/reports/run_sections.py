@@ -209,16 +209,23 @@ def training_warnings(metrics: Mapping[str, Any]) -> list[str]:
     """What training warned about, in words: unscored classes, dropped treatments, excluded labels."""
     config = metrics.get("config") or {}
     out = []
-    unscored = metrics.get("unscored_classes") or []
+    unscored = [c for c in metrics.get("unscored_classes") or [] if c not in (metrics.get("unscored_reasons") or {})
+                or not str(metrics["unscored_reasons"][c]).startswith("no held-out truth")]  # fmt: skip
     if unscored:
         out.append(
             f"{len(unscored)} class(es) cannot be scored ({', '.join(map(str, unscored))}): their held-out treatments "
             "were tested in folds whose training had none of that class (under a held-out-treatment split: fewer "
             "than 2 treatments). They stay in training but are left out of every figure."
         )
+    reasons = metrics.get("unscored_reasons") or {}
+    never = [c for c, why in reasons.items() if why.startswith("no held-out truth")]
+    if never:
+        out.append(f"Trained on but never held out, so not scored: {', '.join(never)}.")
     scored = metrics.get("scored_classes")
     if scored:
         out.append(f"Macro statistics average over the {len(scored)} classes with held-out truth.")
+    if metrics.get("negative_control"):
+        out.append(str(metrics["negative_control"]))
     dropped = config.get("inactive_treatments_dropped") or []
     if dropped:
         out.append(f"--active-only: {len(dropped)} inactive treatment(s) were left out: {', '.join(dropped[:10])}.")

@@ -12,6 +12,7 @@ from moa_features._optional import MissingDependencyError
 from moa_features.columns import Columns, ControlQueryError, add_n_jobs_option, metadata_parent
 from moa_features.io import OutputLockedError
 from moa_features.models import registry, splits
+from moa_features.models.preprocessing import RECIPES
 from moa_features.training.fitting import _log
 from moa_features.training.folds import LOO_MAX_TREATMENTS
 from moa_features.training.metrics import N_PERMUTATIONS
@@ -83,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
         "controls), or none for an already-normalised table (default %(default)s)",
     )
     p.add_argument(
+        "--preprocess",
+        choices=RECIPES,
+        default="sphere",
+        help="per-fold profile preparation, fitted on the training rows and the controls of the training plates: "
+        "'sphere' (default; the field's recipe: robust z against negative controls, feature selection, sphering "
+        "on negative controls; with it --normalize auto adds no per-plate step), 'scale' (without sphering), "
+        "'select' (feature selection only, after the per-plate --normalize step)",
+    )
+    p.add_argument(
+        "--sphere-epsilon",
+        default="auto",
+        metavar="auto|FLOAT",
+        help="regularisation of the sphering (added to each control eigenvalue, in units of a control-scaled "
+        "feature's variance); auto (default): chosen in each fold on an inner split of the outer split's kind",
+    )
+    p.add_argument(
         "--annotation", help="treatment -> MoA table (treatment_moa.csv) used when the label column is missing"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed of every model and split (default %(default)s)")
@@ -126,6 +143,18 @@ def _parse_folds(value: str | None) -> int | None:
     return int(value)
 
 
+def _parse_epsilon(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        eps = float(value)
+    except ValueError:
+        eps = -1.0
+    if not eps >= 0:
+        raise ValueError(f"--sphere-epsilon must be 'auto' or a number >= 0, got {value!r}")
+    return eps
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m moa_features.train``: train and evaluate, write the run folder (no report).
 
@@ -166,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             n_jobs=args.n_jobs,
             save_models=not args.no_save_models,
             overwrite=args.overwrite,
+            preprocess=args.preprocess,
+            sphere_epsilon=_parse_epsilon(args.sphere_epsilon),
             command="python -m moa_features.train " + " ".join(shlex.quote(a) for a in argv),
         )
     except (

@@ -59,11 +59,19 @@ class TrainingData:
         ``--active-only``: phenotypic activity per treatment (``activity.csv``).
     normalization : str, default "none"
         The normalisation applied (``auto`` resolved).
+    thumbnail_normalization : str, default "none"
+        The per-plate step of the embedding CNN's input reference.
     renormalize : callable, optional
         For ``pooled``: ``renormalize(train_plates)`` -> X with the control spread pooled over
         those plates' controls only, so a held-out plate's wells never reach a fold's training rows.
     columns : Columns
         The table's metadata column names and controls.
+    controls : ndarray, shape (m, p), optional
+        The table's negative-control rows (whether or not they are a class), normalised like X;
+        the per-fold preprocessing fits its control statistics and sphering on those of the
+        fold's training plates (:func:`fold_controls`).
+    control_plates : ndarray, shape (m,), optional
+        Their plates.
     """
 
     X: np.ndarray
@@ -76,13 +84,14 @@ class TrainingData:
     feature_names: list[str]
     thumbs: np.ndarray | None = None
     thumb_reference: np.ndarray | None = None
-    inactive: list[str] = field(default_factory=list)  # treatments dropped by --active-only
-    activity: pd.DataFrame | None = None  # --active-only: phenotypic activity per treatment (activity.csv)
-    normalization: str = "none"  # the normalisation applied (``auto`` resolved)
-    # ``pooled`` pools the control spread over plates: renormalize(train_plates) -> X with that spread pooled
-    # over the training plates' controls only, so a held-out plate's wells never reach a fold's training rows.
+    inactive: list[str] = field(default_factory=list)
+    activity: pd.DataFrame | None = None
+    normalization: str = "none"
+    thumbnail_normalization: str = "none"
     renormalize: Callable[[np.ndarray], np.ndarray] | None = None
     columns: Columns = field(default_factory=Columns)
+    controls: np.ndarray | None = None
+    control_plates: np.ndarray | None = None
     classes: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -173,6 +182,7 @@ def load_training_data(
     annotation: str | Path | None = None,
     active_only: bool = False,
     seed: int = 0,
+    plate_step: bool = True,
 ) -> TrainingData:
     """Normalise per plate, drop unlabelled, inactive (``active_only``) and excluded rows, collect the arrays.
 
@@ -200,6 +210,11 @@ def load_training_data(
         Drop treatments that are not phenotypically active (:mod:`moa_features.activity`).
     seed : int, default 0
         Seed of the activity test.
+    plate_step : bool, default True
+        ``False``: ``normalize="auto"`` leaves the features as they are (the per-fold recipe
+        normalises against the training plates' controls and spheres;
+        :class:`~moa_features.models.preprocessing.ProfilePreprocessor`); the thumbnails'
+        reference still follows ``auto``.
 
     Returns
     -------
@@ -238,12 +253,19 @@ def load_training_data(
             "they must be row-aligned (written together by extract)"
         )
     raw = df[features].to_numpy(dtype=np.float64)
-    done = profiling.normalize_table(df, normalize, plate=group, control=columns.controls(df), features=features)
+    table_method = "none" if normalize == "auto" and not plate_step else normalize
+    control_rows = columns.controls(df)
+    done = profiling.normalize_table(df, table_method, plate=group, control=control_rows, features=features)
+    thumb_method = done.method
+    if thumbs is not None and table_method != normalize:
+        thumb_method = profiling.resolve_normalization(df, normalize, control_rows, plate_col=group, features=features)
     df, control = done.table, done.control
     _log(f"normalisation: {done.method} ({done.note})")
     reference = None
     if thumbs is not None:
-        reference = thumbnail_reference(thumbs, df[group].astype(str).to_numpy(), control, done.method)
+        reference = thumbnail_reference(thumbs, df[group].astype(str).to_numpy(), control, thumb_method)
+    control_X = df.loc[np.asarray(control, bool), features].to_numpy(dtype=np.float64)
+    control_plates = df.loc[np.asarray(control, bool), group].astype(str).to_numpy()
     keep = df[label].notna().to_numpy().copy()
     if (~keep).any():
         _log(f"dropping {int((~keep).sum())} rows with no {label}")
@@ -286,8 +308,11 @@ def load_training_data(
         inactive=dropped,
         activity=activity,
         normalization=done.method,
+        thumbnail_normalization=thumb_method,
         renormalize=renormalize,
         columns=columns,
+        controls=control_X if len(control_X) else None,
+        control_plates=control_plates if len(control_X) else None,
     )
 
 
@@ -307,6 +332,14 @@ def _pooled_renormalizer(
         return ((raw - center) / spread)[rows]
 
     return renormalize
+
+
+def fold_controls(data: TrainingData, plates: np.ndarray) -> np.ndarray | None:
+    """(m, p) negative-control rows on ``plates`` (a fold's training plates), or ``None`` when there are none."""
+    if data.controls is None:
+        return None
+    rows = np.isin(data.control_plates, np.unique(np.asarray(plates).astype(str)))
+    return data.controls[rows] if rows.any() else None
 
 
 def fold_data(data: TrainingData, train: np.ndarray) -> TrainingData:

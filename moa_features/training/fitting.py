@@ -22,8 +22,9 @@ from sklearn.base import clone
 
 from moa_features.models import registry, splits
 from moa_features.models.ensemble import ProbabilityVote, align_proba
+from moa_features.models.knn import ProfileKNNClassifier
 from moa_features.models.preprocessing import make_preprocessor
-from moa_features.training.data import TrainingData, fold_data
+from moa_features.training.data import TrainingData, fold_controls, fold_data
 from moa_features.training.folds import inner_cv
 
 DEFAULT_MODELS = ("xgboost", "ensemble", "knn")
@@ -54,6 +55,10 @@ class Settings:
         A ``dask.distributed`` scheduler address for XGBoost.
     n_jobs : int, default 1
         Threads of the models that take them.
+    preprocess : str, default "sphere"
+        The per-fold recipe (:data:`moa_features.models.preprocessing.RECIPES`).
+    sphere_epsilon : float or "auto", default "auto"
+        The sphering's regularisation; ``"auto"``: chosen on the inner split of each fold.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -65,6 +70,8 @@ class Settings:
     cnn_batch_size: int = 32
     scheduler: str | None = None
     n_jobs: int = 1
+    preprocess: str = "sphere"
+    sphere_epsilon: float | str = "auto"
 
     def build(self, name: str):
         """An unfitted estimator of registry model ``name`` with these settings."""
@@ -125,11 +132,14 @@ def fit_fold(
     y, g = data.y[train], params["groups"][train]
 
     t = time.perf_counter()
-    fitted["preprocess"] = make_preprocessor().fit(data.X[train])
+    fitted["preprocess"], fitted["preprocess_choice"] = fit_preprocessor(data, train, settings, params)
     seconds["preprocess"] = time.perf_counter() - t
     Xtr = fitted["preprocess"].transform(data.X[train])
+    # under nsc-plate / nscb the early-stopping split also holds out the validation treatments' plates / batches
+    outer_plates = params.get("plates", params.get("batches"))
+    p_tr = None if outer_plates is None else np.asarray(outer_plates)[train]
     fitters = {  # how each registry model is fitted on the fold's training rows
-        "xgboost": lambda m: m.fit(Xtr, y, groups=g),
+        "xgboost": lambda m: m.fit(Xtr, y, groups=g, plates=p_tr),
         "knn": lambda m: m.fit(Xtr, y, treatments=data.profiles[train], wells=data.wells[train]),
         "majority": lambda m: m.fit(Xtr, y),
         "cnn": lambda m: m.fit(data.thumbs[train], y, groups=g),
@@ -143,6 +153,60 @@ def fit_fold(
         _fit_inner(data, train, settings, params, fitted, with_ensemble="ensemble" in models)
         seconds["inner"] = time.perf_counter() - t
     return fitted, seconds
+
+
+EPSILONS = (0.1, 0.01, 1.0)  # sphering regularisation tried on the inner split (ties keep the earlier one)
+
+
+def _preprocessor(data: TrainingData, rows: np.ndarray, recipe: str, epsilon: float):
+    """The recipe fitted on ``rows`` and the controls of their plates."""
+    pre = make_preprocessor(recipe, epsilon)
+    if recipe == "select":
+        return pre.fit(data.X[rows])
+    return pre.fit(data.X[rows], controls=fold_controls(data, data.plates[rows]))
+
+
+def _inner_knn_accuracy(data: TrainingData, inner: np.ndarray, val: np.ndarray, pre) -> float:
+    """Treatment accuracy of the consensus kNN on ``val`` treatments whose class is in ``inner``."""
+    seen = val[np.isin(data.y[val], np.unique(data.y[inner]))]
+    if not len(seen):
+        return float("nan")
+    knn = ProfileKNNClassifier().fit(
+        pre.transform(data.X[inner]), data.y[inner], treatments=data.profiles[inner], wells=data.wells[inner]
+    )
+    pred = knn.predict(pre.transform(data.X[seen]), treatments=data.profiles[seen], wells=data.wells[seen])
+    per = pd.DataFrame({"t": data.profiles[seen], "ok": pred == data.y[seen]}).groupby("t")["ok"].first()
+    return float(per.mean())
+
+
+def fit_preprocessor(data: TrainingData, train: np.ndarray, settings: Settings, params: Params) -> tuple[Any, dict]:
+    """The fold's preprocessing (``settings.preprocess``) fitted on ``train`` and its plates' controls.
+
+    With ``sphere`` and ``sphere_epsilon="auto"``, the sphering's ``epsilon`` is the one of
+    :data:`EPSILONS` whose consensus kNN scores best on the inner split of the outer split's kind
+    (:func:`inner_fold`; treatment accuracy of the inner-validation treatments), the preprocessing
+    fitted on the inner-training rows and their plates' controls only. Returns the fitted
+    preprocessor and a record ``{"epsilon", "inner_scores"}`` of the choice.
+    """
+    recipe, eps = settings.preprocess, settings.sphere_epsilon
+    choice: dict = {"recipe": recipe}
+    if recipe == "sphere" and eps == "auto":
+        scores = {}
+        try:
+            tr, va = inner_fold(data, train, settings, params)
+        except ValueError:
+            tr = va = None
+        if tr is not None and data.controls is not None:
+            inner, val = train[tr], train[va]
+            for e in EPSILONS:
+                scores[e] = _inner_knn_accuracy(data, inner, val, _preprocessor(data, inner, recipe, e))
+        finite = {e: v for e, v in scores.items() if np.isfinite(v)}
+        eps = max(finite, key=lambda e: (finite[e], -EPSILONS.index(e))) if finite else EPSILONS[0]
+        choice["inner_scores"] = {str(e): round(v, 4) for e, v in scores.items()}
+    pre = _preprocessor(data, train, recipe, float(eps) if recipe == "sphere" else 0.0)
+    choice["epsilon"] = float(eps) if recipe == "sphere" else None
+    choice["sphered"] = bool(getattr(pre, "sphered_", False))
+    return pre, choice
 
 
 def _reference(data: TrainingData, rows: np.ndarray) -> np.ndarray | None:
@@ -198,11 +262,20 @@ def _fit_inner(
         names.append("cnn_embedding")
     if not with_ensemble:
         return
-    pre = make_preprocessor().fit(data.X[inner])
+    eps = fitted["preprocess_choice"]["epsilon"]
+    pre = _preprocessor(data, inner, settings.preprocess, EPSILONS[0] if eps is None else eps)
     Xi, Xv = pre.transform(data.X[inner]), pre.transform(data.X[val])
-    xgb = settings.build("xgboost").fit(Xi, data.y[inner], groups=data.treatments[inner])
+    outer_plates = params.get("plates", params.get("batches"))
+    xgb = settings.build("xgboost").fit(
+        Xi, data.y[inner], groups=data.treatments[inner], plates=None if outer_plates is None else outer_plates[inner]
+    )
     knn = settings.build("knn").fit(Xi, data.y[inner], treatments=data.profiles[inner], wells=data.wells[inner])
-    probas = [align_proba(m.predict_proba(Xv), m.classes_, data.classes) for m in (xgb, knn)] + probas
+    probas = [
+        align_proba(xgb.predict_proba(Xv), xgb.classes_, data.classes),
+        align_proba(
+            knn.predict_proba(Xv, treatments=data.profiles[val], wells=data.wells[val]), knn.classes_, data.classes
+        ),
+    ] + probas
     fitted["ensemble"] = ProbabilityVote(["xgboost", "knn"] + names, data.classes).fit(probas, data.y[val])
 
 
@@ -229,7 +302,9 @@ def predict_fold(fitted: dict[str, Any], data: TrainingData, rows: np.ndarray) -
         if name not in fitted or name == "ensemble":
             continue
         m = fitted[name]
-        if registry.get(name).input == "features":
+        if name == "knn":  # each held-out treatment's consensus profile is the query
+            p = m.predict_proba(X, treatments=data.profiles[rows], wells=data.wells[rows])
+        elif registry.get(name).input == "features":
             p = m.predict_proba(X)
         else:
             ref = data.thumb_reference[rows] if getattr(m, "uses_reference_", False) else None
@@ -253,6 +328,7 @@ class FoldResults:
     cnn_epochs: list[int]
     timings: dict[str, float]
     untrained: list = field(default_factory=list)  # classes tested in a fold whose training rows lack them
+    preprocessing: list = field(default_factory=list)  # per fold: recipe, sphering epsilon and how it was chosen
 
 
 def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Settings) -> FoldResults:
@@ -273,9 +349,10 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
     -------
     FoldResults
         One prediction row per (model, test row), with per-fold histories, feature
-        importances, selections, ensemble weights, CNN epochs and timings.
+        importances, selections, ensemble weights, CNN epochs, timings and each fold's
+        preprocessing choice.
     """
-    preds, ensemble, epochs, n_selected, untrained = [], [], [], [], set()
+    preds, ensemble, epochs, n_selected, untrained, choices = [], [], [], [], set(), []
     histories: dict[str, list] = {"cnn": [], "cnn_embedding": []}
     importance = np.zeros(len(data.feature_names))
     timings: dict[str, float] = {}
@@ -290,6 +367,7 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
             timings[k] = timings.get(k, 0.0) + v
         support = fitted["preprocess"].named_steps["select"].support_
         n_selected.append(int(support.sum()))
+        choices.append(fitted["preprocess_choice"])
         if "xgboost" in fitted:
             importance[support] += fitted["xgboost"].feature_importances_
         for name in histories:
@@ -329,6 +407,7 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
         epochs,
         timings,
         sorted(untrained, key=str),
+        choices,
     )
 
 

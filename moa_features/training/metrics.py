@@ -82,11 +82,24 @@ def compute_metrics(
             "training has none of it. Held-out-treatment splits need classes with at least 2 treatments; pass "
             "--split plate to measure treatment recognition instead"
         )
+    tested = set(pred["y_true"].astype(str))
+    never = [c for c in classes if str(c) not in tested]  # trained on, never held out (e.g. a control class)
+    reasons = {str(c): "tested only in folds whose training has none of this class" for c in unscored}
+    reasons.update({str(c): "no held-out truth: trained on but never held out" for c in never})
+    scored = [str(c) for c in classes if str(c) in tested and str(c) not in reasons]
     out: dict[str, Any] = {
         "models": {},
         "per_class_recall": {},
         "confusion_matrices": {},
-        "unscored_classes": [str(c) for c in unscored],
+        "scored_classes": scored,
+        "unscored_classes": [str(c) for c in unscored] + [str(c) for c in never],
+        "unscored_reasons": reasons,
+        "scoring": (
+            f"accuracy over the held-out treatments of the {len(scored)} scored classes; macro recall, balanced "
+            "accuracy and F1 average over the scored classes (those with held-out truth); bootstrap, permutation "
+            "null and expected chance use the same class set. Predicting an unscored class is an error of the true "
+            "class."
+        ),
         "aggregation": evaluation.AGGREGATION,
     }
     carry = ["unit_key", "treatment_key"]

@@ -18,9 +18,18 @@ from moa_features import profiling, schema
 from moa_features.columns import Columns
 from moa_features.io import package_versions, read_table, read_thumbs
 from moa_features.models import evaluation, splits
+from moa_features.models.preprocessing import RECIPES
 from moa_features.runs import check_run_folder, file_sha256, open_run
 from moa_features.training.data import load_training_data
-from moa_features.training.fitting import DEFAULT_MODELS, Settings, _expand_models, _log, evaluate_folds, fit_final
+from moa_features.training.fitting import (
+    DEFAULT_MODELS,
+    EPSILONS,
+    Settings,
+    _expand_models,
+    _log,
+    evaluate_folds,
+    fit_final,
+)
 from moa_features.training.folds import INNER_FRACTION, default_folds, outer_folds, resolve_split
 from moa_features.training.metrics import N_BOOTSTRAP, N_PERMUTATIONS, compute_metrics, ensemble_summary, summary_table
 from moa_features.training.writing import save_run
@@ -79,6 +88,66 @@ def run_activity(table: pd.DataFrame, columns: Columns, seed: int = 0) -> pd.Dat
     return act
 
 
+PREPROCESSING_CHOICE = (
+    "The field's published profiling recipe, not tuned on the reported folds: robust z-score of every feature "
+    "against negative controls, pycytominer-style feature selection (missing values, variance, correlation 0.9, "
+    "blocklist) and sphering on negative controls (typical variation normalisation, Ando et al. 2017; ZCA), each "
+    "fitted in every outer fold on its training rows and the controls of its training plates only. The one free "
+    "parameter, the sphering's regularisation epsilon, is chosen inside each training fold on an inner split of the "
+    "outer split's own kind (consensus kNN treatment accuracy on the inner-validation treatments)."
+)
+
+
+def preprocessing_record(settings: Settings, data, per_fold: list[dict], normalize: str) -> dict[str, Any]:
+    """``metrics.json`` ``preprocessing``: the recipe, its steps, how its defaults were chosen, each fold's choice."""
+    steps = {
+        "sphere": ["robust z against the training plates' negative controls", "feature selection",
+                   "median imputation", "ZCA sphering on the training plates' negative controls"],
+        "scale": ["robust z against the training plates' negative controls", "feature selection",
+                  "median imputation"],
+        "select": ["feature selection", "median imputation"],
+    }[settings.preprocess]  # fmt: skip
+    eps = [f.get("epsilon") for f in per_fold]
+    return {
+        "recipe": settings.preprocess,
+        "table_normalization": data.normalization,
+        "normalize_requested": normalize,
+        "steps": steps,
+        "sphere_epsilon": settings.sphere_epsilon,
+        "epsilon_candidates": list(EPSILONS) if settings.sphere_epsilon == "auto" else None,
+        "epsilon_per_fold": eps,
+        "sphered_folds": int(sum(bool(f.get("sphered")) for f in per_fold)),
+        "how_chosen": PREPROCESSING_CHOICE
+        if settings.preprocess == "sphere"
+        else f"--preprocess {settings.preprocess} as requested (not the default recipe)",
+        "folds": per_fold,
+    }
+
+
+def negative_control_note(data, result: dict[str, Any], exclude_labels: Sequence[str]) -> str:
+    """How the negative controls entered the run, in words (``metrics.json`` ``negative_control``)."""
+    try:
+        kept = data.columns.controls(data.meta)
+    except (KeyError, ValueError):
+        kept = np.zeros(len(data.y), dtype=bool)
+    labels = sorted({str(v) for v in np.asarray(data.y)[kept]})
+    used = (
+        "used to normalise and sphere the profiles (training plates only)"
+        if data.controls is not None
+        else ("absent (no negative-control rows): the profiles are scaled against the training rows and not sphered")
+    )
+    if not labels:
+        how = (
+            f"excluded from training and scoring (--exclude-label {', '.join(map(str, exclude_labels))})"
+            if (exclude_labels)
+            else "not a class"
+        )
+        return f"Negative controls: {used}; {how}."
+    unscored = set(result.get("unscored_classes", []))
+    state = "excluded from scoring (never held out)" if set(labels) <= unscored else "held out and scored"
+    return f"Negative controls: {used}; their class {', '.join(labels)} is trained on and {state}."
+
+
 def run_training(
     table: str | Path,
     output: str | Path,
@@ -101,6 +170,8 @@ def run_training(
     save_models: bool = True,
     command: str | None = None,
     overwrite: bool = False,
+    preprocess: str = "sphere",
+    sphere_epsilon: float | str = "auto",
 ) -> dict[str, Any]:
     """Evaluate models on held-out folds, refit them on all rows, write ``output/``; return metrics.
 
@@ -150,6 +221,11 @@ def run_training(
         The command line, recorded in the run.
     overwrite : bool, default False
         Replace a non-empty ``output``.
+    preprocess : str, default "sphere"
+        The per-fold recipe (:data:`moa_features.models.preprocessing.RECIPES`).
+    sphere_epsilon : float or "auto", default "auto"
+        The sphering's regularisation; ``"auto"``: chosen on each fold's inner split
+        (:func:`moa_features.training.fitting.fit_preprocessor`).
 
     Returns
     -------
@@ -162,6 +238,8 @@ def run_training(
         On unusable input (the message names the file, column or option), before anything
         is written.
     """
+    if preprocess not in RECIPES:
+        raise ValueError(f"unknown --preprocess {preprocess!r}; choose from {', '.join(RECIPES)}")
     columns = columns or Columns()
     table_path, output = Path(table).resolve(), Path(output)
     check_run_folder(output, overwrite)
@@ -182,6 +260,7 @@ def run_training(
         annotation=annotation,
         active_only=active_only,
         seed=seed,
+        plate_step=preprocess == "select",
     )
     if data.activity is None:
         data.activity = run_activity(df, columns, seed)
@@ -203,6 +282,8 @@ def run_training(
         cnn_patience=cnn_patience,
         scheduler=scheduler,
         n_jobs=n_jobs,
+        preprocess=preprocess,
+        sphere_epsilon=sphere_epsilon,
     )
     expanded = _expand_models(settings.models, data.thumbs is not None)
     outer, params = outer_folds(data, settings.split, settings.n_splits, settings.seed)
@@ -215,6 +296,8 @@ def run_training(
         results.predictions, data.classes, results.untrained, n_permutations=n_permutations, seed=seed
     )
     result["classes"] = [str(c) for c in data.classes]
+    result["preprocessing"] = preprocessing_record(settings, data, results.preprocessing, normalize)
+    result["negative_control"] = negative_control_note(data, result, exclude_labels)
     if results.ensemble:
         result["ensemble"] = ensemble_summary(results.ensemble)
     result["config"] = {
@@ -234,6 +317,9 @@ def run_training(
         "columns": columns.as_config(),
         "normalize": normalize,
         "normalize_applied": data.normalization,
+        "thumbnail_normalization": data.thumbnail_normalization,
+        "preprocess": preprocess,
+        "sphere_epsilon": sphere_epsilon,
         "exclude_labels": list(exclude_labels),
         "active_only": active_only,
         "inactive_treatments_dropped": data.inactive,

@@ -265,7 +265,7 @@ def read_stack(path: str | Path, site_id: str = "") -> np.ndarray:
     """Read a multi-channel file (multi-page TIFF or ``.npy``) as ``(C, H, W)``."""
     path = str(path)
     if not Path(path).is_file():
-        raise SiteReadError(f"{path}: file not found (site {site_id})", site_id, path)
+        raise SiteReadError(f"{path}: file not found" + (f" (site {site_id})" if site_id else ""), site_id, path)
     try:
         if path.lower().endswith(".npy"):
             arr = np.load(path, allow_pickle=False)
@@ -574,8 +574,7 @@ def read_manifest(path: str | Path) -> Dataset:
     if per_channel:
         names = per_channel
     elif "path" in df.columns:
-        first = read_stack(_resolve(csv.parent, df["path"].iloc[0]))
-        names = schema.channel_names(first.shape[0])
+        names = schema.channel_names(_stack_depth(csv, df["path"]))
     else:
         raise DatasetError(f"{csv}: a manifest needs path_<channel> columns or a 'path' column")
     _check_key_columns(df, csv)
@@ -593,6 +592,27 @@ def read_manifest(path: str | Path) -> Dataset:
             paths = (_resolve(csv.parent, row["path"]),)
         sites.append(Site(site_id, meta, paths, tuple(names)))
     return _dataset(sites, names, "manifest", csv, df)
+
+
+STACK_PROBE_ROWS = 24  # rows of a stack manifest tried for the number of channels
+
+
+def _stack_depth(csv: Path, paths: pd.Series) -> int:
+    """The number of planes of a stack manifest's files: the first readable of its first rows.
+
+    A missing or unreadable file among them becomes that site's error row later; DatasetError
+    naming the files when none of the first :data:`STACK_PROBE_ROWS` can be read.
+    """
+    failures = []
+    for i, p in enumerate(paths.iloc[:STACK_PROBE_ROWS]):
+        try:
+            return read_stack(_resolve(csv.parent, p)).shape[0]
+        except SiteReadError as exc:
+            failures.append(f"row {i + 1}: {exc}")
+    raise DatasetError(
+        f"{csv}: none of the first {len(failures)} 'path' files can be read, so the number of channels is "
+        f"unknown ({'; '.join(failures[:3])}{'; ...' if len(failures) > 3 else ''})"
+    )
 
 
 def _resolve(base: Path, p: Any) -> str:

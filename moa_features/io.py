@@ -48,7 +48,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it onto ``path`` on success.
 
     A reader never sees a half-written file, and a crash leaves the old file intact. The file
-    gets the permissions a plain ``open(path, "w")`` would give it.
+    gets the permissions a plain ``open(path, "w")`` would give it. An OSError that names no
+    file (a full disk, a file too large) is raised again naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +60,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc  # name the file (disk full, ...)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

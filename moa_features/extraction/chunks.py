@@ -84,8 +84,10 @@ class ChunkStore:
         i = result.index
         if result.thumbs is not None:
             with atomic_path(self._path(i, "thumbs.npy")) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, result.thumbs)
+                with open(tmp, "wb") as fh:  # plain writes: a full disk or file-size limit raises with its errno
+                    thumbs = np.ascontiguousarray(result.thumbs)
+                    np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(thumbs))
+                    fh.write(thumbs.data)
         errors = pd.DataFrame(result.errors, columns=ERROR_COLUMNS)
         write_table(errors, self._path(i, "errors.parquet"))
         if result.objects is not None:

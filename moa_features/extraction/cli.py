@@ -290,10 +290,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_write_failure(exc: OSError) -> bool:
-    """Disk full, quota, read-only or permission errors (pyarrow reports them without an errno)."""
+    """Disk full, quota, file too large (``ulimit -f``), read-only or permission errors.
+
+    pyarrow reports them without an errno: its message is searched for the errno's text.
+    """
     import errno
 
-    codes = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+    codes = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
     return exc.errno in codes or any(os.strerror(c) in str(exc) for c in codes)
 
 
@@ -319,6 +322,8 @@ def _print_summary(r: ExtractResult) -> None:
         lines.append(f"segmentation overlays -> {r.overlays}/")
     if r.illumination_note:
         lines.append(r.illumination_note)
+    if r.texture_note:
+        lines.append(r.texture_note)
     if r.n_failed:
         lines.append(f"{r.n_failed} site(s) FAILED -> {r.errors} (exit status {EXIT_SITES_FAILED})")
         example = r.failure_reasons[0]["example"] if r.failure_reasons else ""

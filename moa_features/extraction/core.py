@@ -32,13 +32,13 @@ from moa_features.datasets import DatasetError, Site, open_dataset
 from moa_features.extraction.annotation import resolve_annotation
 from moa_features.extraction.checks import check_channels, probe_images, validate_options
 from moa_features.extraction.chunks import ChunkStore, fingerprint
-from moa_features.extraction.diagnosis import channel_suggestion, failure_reasons, illumination_note
+from moa_features.extraction.diagnosis import channel_suggestion, failure_reasons, illumination_note, texture_note
 from moa_features.extraction.overlays import PER_PLATE, write_overlays
 from moa_features.extraction.runners import run_dask, run_joblib
 from moa_features.extraction.writer import assemble, objects_path, write_objects_table
 from moa_features.features import FeatureParams
 from moa_features.illumination import MIN_SITES
-from moa_features.io import check_writable_file, output_lock, package_versions, write_json
+from moa_features.io import check_writable_file, output_lock, package_versions, refuse_overwriting_inputs, write_json
 
 EXIT_OK, EXIT_USAGE, EXIT_SITES_FAILED = 0, 2, 3
 
@@ -67,6 +67,7 @@ class ExtractResult:
     failure_reasons: list[dict[str, Any]] = field(default_factory=list)  # most common first
     suggestion: str | None = None  # the option that would measure the failed sites, when it is obvious
     illumination_note: str | None = None  # plates left uncorrected, said once
+    texture_note: str | None = None  # too few readable controls: other sites completed the texture sample
     overlays: str | None = None  # NAME.overlays/ when written
 
     @property
@@ -119,6 +120,7 @@ def extract(
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
     ds = open_dataset(input, layout=layout, root=root, channels=channels, channel_names=channel_names)
+    refuse_inputs(output, [input, ds.source, annotation if isinstance(annotation, (str, Path)) else None])
     for note in ds.notes:
         (say or (lambda _: None))(note)
     check_channels(params, ds.channels, ds.source)
@@ -130,7 +132,9 @@ def extract(
         annotation_df = resolve_annotation(annotation, ds.metadata, side["annotation"])
         expected_shape, expected_dtype = probe_images(sites, image_size)
         # first pass: illumination, texture levels
-        params = calibrate(sites, output, params, expected_shape, controls=controls, plate=columns.plate)
+        params = calibrate(
+            sites, output, params, expected_shape, controls=controls, plate=columns.plate, dtype=expected_dtype
+        )
         store = ChunkStore(side["parts"], fingerprint(sites, params, thumbs, chunk_size))
         chunks = [sites[i : i + chunk_size] for i in range(0, len(sites), chunk_size)]
         pending = [i for i in range(len(chunks)) if not store.done(i, chunks[i])]
@@ -204,6 +208,16 @@ def extract(
     return result
 
 
+def refuse_inputs(output: Path, inputs: Sequence[str | Path | pd.DataFrame | None]) -> None:
+    """DatasetError when the table or one of its side files would overwrite an input (the CSV, metadata.csv)."""
+    side = schema.sidecar_paths(output)
+    outputs = [output, side["errors"], side["failed_errors"], side["summary"], side["annotation"], side["thumbs"]]
+    try:
+        refuse_overwriting_inputs(outputs, [p for p in inputs if isinstance(p, (str, Path))], "-o")
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+
+
 def segmentation_channels(params: FeatureParams, channels: Sequence[str]) -> FeatureParams:
     """``params`` with the nuclear and cell channels named (``None`` resolved to the channel used).
 
@@ -248,9 +262,10 @@ def control_sites(sites: Sequence[Site], columns: Columns) -> np.ndarray:
 
 
 def diagnose(errors: pd.DataFrame, sites: Sequence[Site], channels: Sequence[str], params: FeatureParams) -> dict:
-    """The run summary's ``failure_reasons``, ``suggestion`` and ``illumination_note`` (:mod:`.diagnosis`)."""
+    """The summary's failure reasons, suggestion, illumination and texture notes (:mod:`.diagnosis`)."""
     return {
         "failure_reasons": failure_reasons(errors),
         "suggestion": channel_suggestion(errors, sites, channels),
         "illumination_note": illumination_note(calibration_summary(params), MIN_SITES),
+        "texture_note": texture_note(calibration_summary(params)),
     }

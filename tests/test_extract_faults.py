@@ -174,3 +174,62 @@ def test_unreadable_control_sites_do_not_fail_the_good_sites(d18, tmp_path, caps
     assert "only 0 of 8 control site(s) could be read, so 10 other site(s) completed the sample" in captured.out
     texture = json.loads(schema.sidecar_paths(out)["summary"].read_text())["calibration"]["texture"]
     assert texture["controls_read"] == 0 and texture["other_sites"] == 10
+
+
+# ----------------------------------------------------------------------------- 22.2: resume
+
+
+def _killed_after_three_chunks(d18: Path, out: Path, *extra: str) -> None:
+    """Start extract with one site per chunk and kill -9 it once three chunks are on disk."""
+    import signal
+    import time
+
+    parts = schema.sidecar_paths(out)["parts"]
+    args = [str(d18), "-o", str(out), "--chunk-size", "1", "--illum", "none", *extra, *QUIET]
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "moa_features.extract", *args], start_new_session=True, env=env)
+    deadline = time.time() + 120
+    while not (parts / "chunk-00002.parquet").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before three chunks were done"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+
+
+def test_resume_measures_again_a_chunk_whose_metadata_changed(d18, tmp_path):
+    out = tmp_path / "t.parquet"
+    _killed_after_three_chunks(d18, out, "--features", "intensity,morphology")
+    meta = pd.read_csv(d18 / "metadata.csv")
+    meta.loc[meta["site_id"] == "HEPG2-01_1_B02_1", "sirna"] = "s21721"  # the first site: chunk 0
+    meta.to_csv(d18 / "metadata.csv", index=False)
+    result = extract(
+        d18,
+        out,
+        params=FeatureParams(families=("intensity", "morphology"), illum="none"),
+        thumbs=None,
+        chunk_size=1,
+        progress=False,
+    )
+    assert result.exit_status == EXIT_OK and 1 <= result.chunks_resumed < 18
+    table = pd.read_parquet(out).set_index(schema.SITE_ID)
+    assert table.loc["HEPG2-01_1_B02_1", schema.TREATMENT] == "s21721"
+    assert (table.drop(index="HEPG2-01_1_B02_1")[schema.TREATMENT] == "UNTREATED").all()
+
+
+def test_resume_measures_again_a_chunk_whose_images_changed(d18, tmp_path):
+    out = tmp_path / "t.parquet"
+    _killed_after_three_chunks(d18, out, "--features", "intensity,morphology")
+    first = _site_files(d18, "HEPG2-01", 1)[0]  # w1 of the first site (chunk 0), replaced by a darker copy
+    Image.fromarray(np.asarray(Image.open(first)) // 2).save(first)
+    result = extract(
+        d18,
+        out,
+        params=FeatureParams(families=("intensity", "morphology"), illum="none"),
+        thumbs=None,
+        chunk_size=1,
+        progress=False,
+    )
+    assert result.exit_status == EXIT_OK and 1 <= result.chunks_resumed < 18
+    row = pd.read_parquet(out).set_index(schema.SITE_ID).loc["HEPG2-01_1_B02_1"]
+    assert row["Image_Intensity_Max_w1"] == np.asarray(Image.open(first)).max()

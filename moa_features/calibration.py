@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -63,12 +65,18 @@ class Calibration:
     def illumination(self, metadata: dict[str, Any]) -> np.ndarray | None:
         """The ``(C, H, W)`` function of the plate of a site (its ``metadata``), or None when not corrected."""
         name = self.illum_files.get(str(metadata.get(self.info.get("plate_column", schema.PLATE))))
-        return None if name is None else _load_array(str(self.folder / name))
+        return None if name is None else _load_array(str(self.folder / name), self.info.get("fingerprint"))
 
 
 def calibration_folder(table: str | Path) -> Path:
     """``NAME.calibration/`` beside the feature table ``NAME.parquet``."""
     return schema.sidecar_paths(table)["parts"].with_suffix(".calibration")
+
+
+def staging_folder(table: str | Path) -> Path:
+    """``NAME.calibration.new/``: a run's own first pass, until ``extract`` swaps it in with the table."""
+    folder = calibration_folder(table)
+    return folder.with_name(folder.name + ".new")
 
 
 def check_params(params: FeatureParams) -> None:
@@ -142,8 +150,10 @@ def calibrate(
     must have (``"uint8"``, ``"uint16"``; a site of another is left out of the sample, and the
     measuring pass records it as an error row).
     Options are checked first (:func:`check_params`).
-    Without anything to learn (``texture_scheme="full"`` and ``illum="none"``) the folder
-    is removed and ``params`` returned with ``calibration=None``. Raises ``ValueError`` when
+    A pass of other inputs is written to ``NAME.calibration.new/`` (:func:`staging_folder`),
+    which ``extract`` swaps in with the table, so a run that keeps the previous table keeps its
+    pass too. Without anything to learn (``texture_scheme="full"`` and ``illum="none"``)
+    ``params`` is returned with ``calibration=None``. Raises ``ValueError`` when
     no sampled control site can be read for the run texture scheme.
     """
     check_params(params)
@@ -155,13 +165,17 @@ def calibrate(
         controls = control_mask(pd.DataFrame.from_records([s.metadata for s in sites]))
     controls = np.asarray(controls, dtype=bool)
     fingerprint = _fingerprint(sites, params, [shape, dtype], controls, plate)
-    done = folder / "calibration.json"
-    if done.exists():
+    for candidate in (folder, staging_folder(table)):  # the table's own pass, or a killed run's
+        done = candidate / "calibration.json"
         try:
             if json.loads(done.read_text()).get("fingerprint") == fingerprint:
-                return replace(params, calibration=str(folder))
-        except json.JSONDecodeError:
-            pass  # a broken record: compute afresh
+                return replace(params, calibration=str(candidate))
+        except (OSError, json.JSONDecodeError):
+            pass  # none, or a broken record: compute afresh
+    # written beside the table's pass, which stays until the run's outputs are swapped in together
+    folder = staging_folder(table)
+    shutil.rmtree(folder, ignore_errors=True)
+    done = folder / "calibration.json"
     folder.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {"fingerprint": fingerprint, "version": VERSION, "plate_column": plate}
     info.update(illumination={}, texture=None)
@@ -272,7 +286,7 @@ def _pooled_histogram(pool: list, limit: int, seed: int, read: tuple) -> tuple[n
             continue
         plate = str(site.metadata.get(plate_key))
         if plate in illum_files:
-            image = correct(image, _load_array(str(folder / illum_files[plate])))
+            image = correct(image, np.load(folder / illum_files[plate]))
         bins = int(np.iinfo(image.dtype).max) + 1
         counts = np.stack([np.bincount(p.ravel(), minlength=bins) for p in image])
         if hist is not None and hist.shape != counts.shape:
@@ -283,18 +297,23 @@ def _pooled_histogram(pool: list, limit: int, seed: int, read: tuple) -> tuple[n
 
 
 @lru_cache(maxsize=8)
-def _load_array(path: str) -> np.ndarray:
-    return np.load(path)
+def _load_array(path: str, fingerprint: str | None) -> np.ndarray:
+    return np.load(path)  # cached per pass (its fingerprint): a folder reused by another run is read afresh
+
+
+def load_calibration(folder: str) -> Calibration:
+    """Read ``NAME.calibration/`` (cached per process and pass: workers load it once)."""
+    done = Path(folder) / "calibration.json"
+    if not done.exists():
+        raise FileNotFoundError(f"{done}: calibration pass missing or incomplete; rerun extract")
+    stat = os.stat(done)
+    return _read_calibration(folder, (stat.st_mtime_ns, stat.st_size, stat.st_ino))
 
 
 @lru_cache(maxsize=4)
-def load_calibration(folder: str) -> Calibration:
-    """Read ``NAME.calibration/`` (cached per process: workers load it once)."""
+def _read_calibration(folder: str, stamp: tuple[int, int, int]) -> Calibration:
     root = Path(folder)
-    done = root / "calibration.json"
-    if not done.exists():
-        raise FileNotFoundError(f"{done}: calibration pass missing or incomplete; rerun extract")
-    info = json.loads(done.read_text())
+    info = json.loads((root / "calibration.json").read_text())
     luts = None
     if info.get("texture"):
         with np.load(root / "texture.npz") as data:
@@ -337,31 +356,3 @@ def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[s
     body = pd.DataFrame(objects)
     body["ObjectNumber"] = body["ObjectNumber"].astype("int64")
     return features, pd.concat([frame, body], axis=1)
-
-
-def objects_path(table: str | Path) -> Path:
-    """``NAME.objects.parquet`` beside the feature table."""
-    return schema.sidecar_paths(table)["parts"].with_suffix(".objects.parquet")
-
-
-def write_objects_table(parts: Path, n_chunks: int, out: Path) -> int:
-    """Stream the chunks' ``chunk-NNNNN.objects.parquet`` into one table; returns its row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = [parts / f"chunk-{i:05d}.objects.parquet" for i in range(n_chunks)]
-    files = [f for f in files if f.exists()]
-    schemas = [pq.read_schema(f).remove_metadata() for f in files]
-    schemas = [s for s, f in zip(schemas, files) if pq.read_metadata(f).num_rows]
-    unified = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
-    rows = 0
-    with atomic_path(out) as tmp:
-        with pq.ParquetWriter(tmp, unified) as writer:
-            for f in files:
-                df = pd.read_parquet(f)
-                if len(df):
-                    writer.write_table(
-                        pa.Table.from_pandas(df.reindex(columns=unified.names), schema=unified, preserve_index=False)
-                    )
-                    rows += len(df)
-    return rows

@@ -316,6 +316,11 @@ def _print_summary(r: ExtractResult) -> None:
     ]
     if r.chunks_resumed:
         lines.append(f"resumed: {r.chunks_resumed} of {r.n_chunks} chunks were already done")
+    if r.n_without_objects:
+        lines.append(
+            f"{r.n_without_objects} of {r.n_ok} measured site(s) had no objects (Nuclei_Count 0): their per-object "
+            "features are NaN and they have no rows in the objects table"
+        )
     if r.thumbs:
         lines.append(f"thumbnails -> {r.thumbs}")
     if r.overlays:

@@ -233,3 +233,62 @@ def test_resume_measures_again_a_chunk_whose_images_changed(d18, tmp_path):
     assert result.exit_status == EXIT_OK and 1 <= result.chunks_resumed < 18
     row = pd.read_parquet(out).set_index(schema.SITE_ID).loc["HEPG2-01_1_B02_1"]
     assert row["Image_Intensity_Max_w1"] == np.asarray(Image.open(first)).max()
+
+
+# ----------------------------------------------------------------------------- 22.14, 22.17: outputs together
+
+
+def test_a_run_killed_while_swapping_its_outputs_in_is_completed_by_the_next(d18, tmp_path):
+    out = tmp_path / "t.parquet"
+    side = schema.sidecar_paths(out)
+    assert main([str(d18), "-o", str(out), "--features", "intensity", *QUIET]) == EXIT_OK
+    old_errors = side["errors"].read_bytes()
+    (tmp_path / ".t.parquet.dead1234.tmp").write_bytes(b"left by a killed run")
+    # a run killed with SIGKILL right after the first rename of its swap (a real kill -9, in a real process)
+    _site_files(d18, "HEPG2-01", 1)[0].write_bytes(b"broken")
+    killer = (
+        "import os, signal, sys; from moa_features.extraction import writer; real = os.replace\n"
+        "def replace(a, b):\n    real(a, b)\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "def roll(journal, _real=writer.roll_forward):\n"
+        "    if journal.exists():\n        os.replace = replace\n    _real(journal)\n"
+        "writer.roll_forward = roll\n"
+        "from moa_features.extraction.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    args = [str(d18), "-o", str(out), "--features", "intensity", *QUIET]
+    done = subprocess.run([sys.executable, "-c", killer, *args], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == -9, done.stderr
+    assert side["journal"].exists()  # killed among its renames: errors are the new run's, the table still the old
+    # the next run (here: the same command) completes the swap before anything else, and removes stale temporaries
+    assert main(args) == EXIT_SITES_FAILED
+    assert not side["journal"].exists() and not list(tmp_path.glob(".t.*.tmp"))
+    errors = pd.read_parquet(side["errors"])
+    assert side["errors"].read_bytes() != old_errors and list(errors[schema.SITE_ID]) == ["HEPG2-01_1_B02_1"]
+    assert len(pd.read_parquet(out)) == 17 and json.loads(side["summary"].read_text())["n_failed"] == 1
+
+
+def test_a_failed_run_that_keeps_the_table_keeps_its_first_pass_and_names_its_errors(d18, tmp_path):
+    out = tmp_path / "t.parquet"
+    args = [str(d18), "-o", str(out), "--features", "intensity,texture", "-q", "--thumbs", "0"]
+    assert _cli(*args, "--no-report").returncode == EXIT_OK
+    calibration = tmp_path / "t.calibration"
+    before = {p.name: p.read_bytes() for p in calibration.iterdir()}
+    for p in (d18 / "images").rglob("*_w1.png"):
+        p.write_bytes(b"broken")
+    done = _cli(*args)  # every site fails: the table is kept, and so is the first pass that made it
+    assert done.returncode == EXIT_SITES_FAILED, done.stderr
+    assert {p.name: p.read_bytes() for p in calibration.iterdir()} == before
+    assert not (tmp_path / "t.calibration.new").exists()
+    assert "see " + str(tmp_path / "t.failed-run.errors.parquet") in done.stderr
+
+
+def test_the_summary_counts_sites_with_no_objects(rxrx1_sample_copy, tmp_path, capsys):
+    first = rxrx1_sample_copy / "images" / "HUVEC-01" / "Plate1"
+    for p in first.glob("B02_s1_w*.png"):  # an all-zero site: no cells
+        Image.fromarray(np.zeros_like(np.asarray(Image.open(p)))).save(p)
+    out = tmp_path / "t.parquet"
+    args = [str(rxrx1_sample_copy), "-o", str(out), "--channels", "w1,w2,w3,w4", "--illum", "none", *QUIET]
+    assert main([*args, "--features", "intensity,morphology"]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "1 of 3 measured site(s) had no objects (Nuclei_Count 0)" in printed, printed
+    assert json.loads(schema.sidecar_paths(out)["summary"].read_text())["n_without_objects"] == 1

@@ -162,7 +162,7 @@ def calibrate(
     if not wants_texture and params.illum == "none":
         return replace(params, calibration=None)
     if controls is None:
-        controls = control_mask(pd.DataFrame.from_records([s.metadata for s in sites]))
+        controls = control_mask(pd.DataFrame.from_records([s.keys for s in sites]))
     controls = np.asarray(controls, dtype=bool)
     fingerprint = _fingerprint(sites, params, [shape, dtype], controls, plate)
     for candidate in (folder, staging_folder(table)):  # the table's own pass, or a killed run's
@@ -194,7 +194,7 @@ def calibrate(
 def _illumination_pass(sites, folder: Path, image: tuple, seed: int, info: dict, plate_key: str) -> dict[str, str]:
     by_plate: dict[str, list] = {}
     for s in sites:
-        by_plate.setdefault(str(s.metadata.get(plate_key)), []).append(s)
+        by_plate.setdefault(str(s.keys.get(plate_key)), []).append(s)
     files: dict[str, str] = {}
     for k, (plate, members) in enumerate(sorted(by_plate.items())):
         record: dict[str, Any] = {"sites": len(members)}
@@ -284,7 +284,7 @@ def _pooled_histogram(pool: list, limit: int, seed: int, read: tuple) -> tuple[n
         image = _load(site, *expected)
         if image is None:
             continue
-        plate = str(site.metadata.get(plate_key))
+        plate = str(site.keys.get(plate_key))
         if plate in illum_files:
             image = correct(image, np.load(folder / illum_files[plate]))
         bins = int(np.iinfo(image.dtype).max) + 1
@@ -341,7 +341,7 @@ def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[s
     calibration = load_calibration(params.calibration) if params.calibration else None
     luts = None
     if calibration is not None:
-        function = calibration.illumination(site.metadata)
+        function = calibration.illumination(site.keys)
         if function is not None:
             image = correct(image, function)
         luts = calibration.texture_luts
@@ -351,8 +351,7 @@ def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[s
     if objects is None:
         return features, None
     n = len(objects["ObjectNumber"])
-    keys = {k: v for k, v in site.metadata.items() if not k.startswith(schema.PATH_PREFIX)}
-    frame = pd.DataFrame({k: [v] * n for k, v in keys.items()})
+    frame = pd.DataFrame({k: [v] * n for k, v in site.keys.items()})
     body = pd.DataFrame(objects)
     body["ObjectNumber"] = body["ObjectNumber"].astype("int64")
     return features, pd.concat([frame, body], axis=1)

@@ -292,3 +292,54 @@ def test_the_summary_counts_sites_with_no_objects(rxrx1_sample_copy, tmp_path, c
     printed = capsys.readouterr().out
     assert "1 of 3 measured site(s) had no objects (Nuclei_Count 0)" in printed, printed
     assert json.loads(schema.sidecar_paths(out)["summary"].read_text())["n_without_objects"] == 1
+
+
+# ----------------------------------------------------------------------------- scale: the site index
+
+
+def _big_manifest(rxrx1_sample: Path, tmp_path: Path, n: int) -> Path:
+    """A manifest of ``n`` sites (each its own plate, well and id) over the vendored real site's files."""
+    folder = rxrx1_sample / "images" / "HUVEC-01" / "Plate1"
+    files = {f"path_w{c}": str(folder / f"B02_s1_w{c}.png") for c in range(1, 7)}
+    rows = [
+        {**files, "Metadata_Plate": f"P{i // 384:04d}", "Metadata_Well": f"W{i % 384:03d}", "Metadata_Site": 1}
+        for i in range(n)
+    ]
+    csv = tmp_path / "manifest.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    return csv
+
+
+def test_the_site_index_holds_little_per_site(rxrx1_sample, tmp_path):
+    """RxRx2 has 131,953 sites: the index a run holds must stay small per site (2.2 KB before)."""
+    import gc
+    import tracemalloc
+
+    from moa_features.datasets import open_dataset
+
+    csv = _big_manifest(rxrx1_sample, tmp_path, 20_000)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        ds = open_dataset(csv)
+        gc.collect()
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(ds.sites) == 20_000
+    assert held / 20_000 < 1200 and peak / 20_000 < 1800, (held / 20_000, peak / 20_000)
+    site = ds.sites[0]
+    assert site.paths[5] == str(rxrx1_sample.resolve() / "images" / "HUVEC-01" / "Plate1" / "B02_s1_w6.png")
+    assert site.metadata["Metadata_Path_w6"] == site.paths[5] and "Metadata_Path_w6" not in site.keys
+
+
+def test_an_index_csv_read_in_blocks_types_its_columns_as_a_whole_read_does(tmp_path):
+    from moa_features.datasets import INDEX_ROWS, _read_index
+
+    n = INDEX_ROWS + 10
+    plates = [str(i % 7) for i in range(n)]
+    plates[-1] = "x"  # text only in the last block: the column is text, as in one read of the whole file
+    concentration = [0.5 if i % 3 else None for i in range(n)]
+    csv = tmp_path / "index.csv"
+    pd.DataFrame({"plate": plates, "concentration": concentration, "well": ["B02"] * n}).to_csv(csv, index=False)
+    pd.testing.assert_frame_equal(_read_index(csv), pd.read_csv(csv))

@@ -39,8 +39,8 @@ def inputs_digest(sites: Sequence[Site]) -> str:
     h = hashlib.sha256()
     masks = f"{schema.METADATA_PREFIX}ObjectsPath_"
     for s in sites:
-        files = [*s.paths, *(str(v) for k, v in s.metadata.items() if k.startswith(masks) and v)]
-        h.update(json.dumps([s.site_id, s.metadata, [(p, file_stamp(p)) for p in files]], default=str).encode())
+        files = [*s.paths, *(str(v) for k, v in s.keys.items() if k.startswith(masks) and v)]
+        h.update(json.dumps([s.site_id, s.keys, s.channels, [(p, file_stamp(p)) for p in files]], default=str).encode())
     return h.hexdigest()
 
 

@@ -285,7 +285,7 @@ def segmentation_record(params: FeatureParams, sites: Sequence[Site]) -> dict[st
     """What ``summary.json`` says about segmentation: the channels used, the threshold, whose masks."""
     if "morphology" not in params.families:
         return None
-    given = sum(1 for s in sites if s.metadata.get(f"{schema.METADATA_PREFIX}ObjectsPath_Nuclei"))
+    given = sum(1 for s in sites if s.keys.get(f"{schema.METADATA_PREFIX}ObjectsPath_Nuclei"))
     return {
         "nuclear_channel": params.nuclear_channel,
         "cell_channel": params.cell_channel,
@@ -296,7 +296,7 @@ def segmentation_record(params: FeatureParams, sites: Sequence[Site]) -> dict[st
 
 def control_sites(sites: Sequence[Site], columns: Columns) -> np.ndarray:
     """(n,) bool: the negative-control sites (``--control``); DatasetError for a query that cannot be used."""
-    frame = pd.DataFrame.from_records([s.metadata for s in sites])
+    frame = pd.DataFrame.from_records([s.keys for s in sites])
     try:
         controls = columns.controls(frame)
     except ControlQueryError as exc:

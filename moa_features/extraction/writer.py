@@ -25,6 +25,7 @@ import pandas as pd
 from moa_features import schema
 from moa_features.extraction.annotation import annotate_rows, label_columns
 from moa_features.extraction.chunks import ChunkStore
+from moa_features.extraction.worker import ERROR_COLUMNS
 from moa_features.io import atomic_path, write_json, write_table
 
 ROW_GROUP_ROWS = 1024  # rows per Parquet row group of the final table (bounded memory, small footer)
@@ -54,16 +55,20 @@ def assemble(
     for i in range(n_chunks):
         store.check(i)
 
-    # Pass 1, from the chunk files' footers only: the union schema and the row count.
+    # Pass 1, from the chunk files' footers only: the union schema and the row count. Only the
+    # distinct schemas are kept (chunks nearly always share one): memory flat in the chunks.
     schemas, n_ok = [], 0
     for i in range(n_chunks):
         rows = store.n_rows(i)
         n_ok += rows
         if rows:
-            schemas.append(store.schema(i).remove_metadata())
+            chunk_schema = store.schema(i).remove_metadata()
+            if not any(chunk_schema.equals(s) for s in schemas):
+                schemas.append(chunk_schema)
     if schemas and (new := [c for c in label_columns(annotation) if c not in schemas[0].names]):
         schemas.append(pa.schema([pa.field(c, pa.string()) for c in new]))
-    errors = pd.concat([store.errors(i) for i in range(n_chunks)], ignore_index=True)
+    failed = [e for e in map(store.errors, range(n_chunks)) if len(e)]  # only chunks with error rows are held
+    errors = pd.concat(failed, ignore_index=True) if failed else pd.DataFrame(columns=ERROR_COLUMNS)
     errors = errors.astype({"path": "string", "error": "string"})
     if n_ok == 0 and output.exists():
         write_table(errors, side["failed_errors"])

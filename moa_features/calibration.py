@@ -7,7 +7,8 @@ sites and writes, into ``NAME.calibration/`` beside the table:
   sites, its ``(C, H, W)`` float32 illumination function (:mod:`moa_features.illumination`)
   from up to ``ILLUM_SAMPLE`` of its sites (``--illum none`` switches this off);
 - ``texture.npz``: per channel, the pooled grey-value histogram of up to ``TEXTURE_SAMPLE``
-  negative-control sites (all sites when the screen names no controls), illumination
+  negative-control sites (all sites when the screen names no controls; other sites complete
+  the sample when fewer than ``MIN_CONTROL_SITES`` controls can be read), illumination
   corrected, and the **run** texture scheme's quantisation table learned from it
   (:func:`~moa_features.features.texture.run_lut`);
 - ``calibration.json`` last (it marks the pass complete): the fingerprint of the inputs, the
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -48,6 +51,7 @@ from moa_features.masks import read_user_masks
 VERSION = 1
 ILLUM_SAMPLE = 32
 TEXTURE_SAMPLE = 64
+MIN_CONTROL_SITES = 4  # fewer readable control sites: other sites complete the texture sample
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,18 @@ class Calibration:
     def illumination(self, metadata: dict[str, Any]) -> np.ndarray | None:
         """The ``(C, H, W)`` function of the plate of a site (its ``metadata``), or None when not corrected."""
         name = self.illum_files.get(str(metadata.get(self.info.get("plate_column", schema.PLATE))))
-        return None if name is None else _load_array(str(self.folder / name))
+        return None if name is None else _load_array(str(self.folder / name), self.info.get("fingerprint"))
 
 
 def calibration_folder(table: str | Path) -> Path:
     """``NAME.calibration/`` beside the feature table ``NAME.parquet``."""
     return schema.sidecar_paths(table)["parts"].with_suffix(".calibration")
+
+
+def staging_folder(table: str | Path) -> Path:
+    """``NAME.calibration.new/``: a run's own first pass, until ``extract`` swaps it in with the table."""
+    folder = calibration_folder(table)
+    return folder.with_name(folder.name + ".new")
 
 
 def check_params(params: FeatureParams) -> None:
@@ -115,13 +125,13 @@ def _sample(items: list, k: int, seed: int) -> list:
     return [items[i] for i in sorted(rng.choice(len(items), size=k, replace=False))]
 
 
-def _load(site, shape):
+def _load(site, shape, dtype: str | None = None):
     from moa_features.datasets import SiteReadError
 
     try:
-        return site.load(shape)
+        return site.load(shape, dtype)
     except SiteReadError:
-        return None  # the measuring pass records the error
+        return None  # unreadable, another size or another bit depth: the measuring pass records the error
 
 
 def calibrate(
@@ -133,6 +143,7 @@ def calibrate(
     *,
     controls: np.ndarray | None = None,
     plate: str = schema.PLATE,
+    dtype: str | None = None,
 ) -> FeatureParams:
     """Run (or reuse) the first pass for ``sites`` and return ``params`` pointing at it.
 
@@ -140,10 +151,14 @@ def calibrate(
     (the pass goes to ``NAME.calibration/``); shape: the image size every site must have;
     controls: (n,) bool, the negative-control sites (``extract --control``; None: the default
     rule, :func:`~moa_features.columns.control_mask`); plate: the metadata key of the plate
-    (``--plate``), whose sites share an illumination function.
+    (``--plate``), whose sites share an illumination function; dtype: the bit depth every site
+    must have (``"uint8"``, ``"uint16"``; a site of another is left out of the sample, and the
+    measuring pass records it as an error row).
     Options are checked first (:func:`check_params`).
-    Without anything to learn (``texture_scheme="full"`` and ``illum="none"``) the folder
-    is removed and ``params`` returned with ``calibration=None``. Raises ``ValueError`` when
+    A pass of other inputs is written to ``NAME.calibration.new/`` (:func:`staging_folder`),
+    which ``extract`` swaps in with the table, so a run that keeps the previous table keeps its
+    pass too. Without anything to learn (``texture_scheme="full"`` and ``illum="none"``)
+    ``params`` is returned with ``calibration=None``. Raises ``ValueError`` when
     no sampled control site can be read for the run texture scheme.
     """
     check_params(params)
@@ -152,45 +167,49 @@ def calibrate(
     if not wants_texture and params.illum == "none":
         return replace(params, calibration=None)
     if controls is None:
-        controls = control_mask(pd.DataFrame.from_records([s.metadata for s in sites]))
+        controls = control_mask(pd.DataFrame.from_records([s.keys for s in sites]))
     controls = np.asarray(controls, dtype=bool)
-    fingerprint = _fingerprint(sites, params, shape, controls, plate)
-    done = folder / "calibration.json"
-    if done.exists():
+    fingerprint = _fingerprint(sites, params, [shape, dtype], controls, plate)
+    for candidate in (folder, staging_folder(table)):  # the table's own pass, or a killed run's
+        done = candidate / "calibration.json"
         try:
             if json.loads(done.read_text()).get("fingerprint") == fingerprint:
-                return replace(params, calibration=str(folder))
-        except json.JSONDecodeError:
-            pass  # a broken record: compute afresh
+                return replace(params, calibration=str(candidate))
+        except (OSError, json.JSONDecodeError):
+            pass  # none, or a broken record: compute afresh
+    # written beside the table's pass, which stays until the run's outputs are swapped in together
+    folder = staging_folder(table)
+    shutil.rmtree(folder, ignore_errors=True)
+    done = folder / "calibration.json"
     folder.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {"fingerprint": fingerprint, "version": VERSION, "plate_column": plate}
     info.update(illumination={}, texture=None)
     illum_files: dict[str, str] = {}
     if params.illum == "auto":
-        illum_files = _illumination_pass(sites, folder, shape, seed, info, plate)
+        illum_files = _illumination_pass(sites, folder, (shape, dtype), seed, info, plate)
     if wants_texture:
         chosen = [s for s, c in zip(sites, controls) if c]
-        _texture_pass(sites, chosen, folder, shape, seed, params.texture_levels, illum_files, info, plate)
+        _texture_pass(sites, chosen, folder, (shape, dtype), seed, params.texture_levels, illum_files, info, plate)
     info["illumination_files"] = illum_files
     with atomic_path(done) as tmp:
         tmp.write_text(json.dumps(info, indent=1, default=str))
     return replace(params, calibration=str(folder))
 
 
-def _illumination_pass(sites, folder: Path, shape, seed: int, info: dict, plate_key: str) -> dict[str, str]:
+def _illumination_pass(sites, folder: Path, image: tuple, seed: int, info: dict, plate_key: str) -> dict[str, str]:
     by_plate: dict[str, list] = {}
     for s in sites:
-        by_plate.setdefault(str(s.metadata.get(plate_key)), []).append(s)
+        by_plate.setdefault(str(s.keys.get(plate_key)), []).append(s)
     files: dict[str, str] = {}
     for k, (plate, members) in enumerate(sorted(by_plate.items())):
         record: dict[str, Any] = {"sites": len(members)}
         if len(members) >= MIN_SITES:
             blocks, full_shape = [], None
             for site in _sample(members, ILLUM_SAMPLE, seed + k):
-                image = _load(site, shape)
-                if image is not None:
-                    blocks.append(block_means(image))
-                    full_shape = image.shape[1:]
+                pixels = _load(site, *image)
+                if pixels is not None:
+                    blocks.append(block_means(pixels))
+                    full_shape = pixels.shape[1:]
             record["sampled"] = len(blocks)
             if len(blocks) >= MIN_SITES:
                 name = f"illum-{k:04d}.npy"
@@ -206,30 +225,24 @@ def _illumination_pass(sites, folder: Path, shape, seed: int, info: dict, plate_
 
 
 def _texture_pass(
-    sites, controls, folder: Path, shape, seed: int, levels: int, illum_files: dict, info: dict, plate_key: str
+    sites, controls, folder: Path, expected: tuple, seed: int, levels: int, illum_files: dict, info: dict, plate: str
 ) -> None:
-    pool = list(controls) or list(sites)
-    hist = None
-    used = 0
-    sample = _sample(pool, TEXTURE_SAMPLE, seed)
-    chosen = {id(s) for s in sample}
-    for site in sample + [s for s in pool if id(s) not in chosen]:  # unreadable sampled sites: read on
-        if used == TEXTURE_SAMPLE:
-            break
-        image = _load(site, shape)
-        if image is None:
-            continue
-        plate = str(site.metadata.get(plate_key))
-        if plate in illum_files:
-            image = correct(image, _load_array(str(folder / illum_files[plate])))
-        bins = int(np.iinfo(image.dtype).max) + 1
-        counts = np.stack([np.bincount(p.ravel(), minlength=bins) for p in image])
-        if hist is not None and hist.shape != counts.shape:
-            raise DatasetError(
-                f"site {site.site_id}: {image.dtype} / {image.shape[0]} channels differ from the sample's"
-            )
-        hist = counts if hist is None else hist + counts
-        used += 1
+    """Pool the grey-value histograms of the control sites (all sites when none are named) into run_luts.
+
+    When fewer than :data:`MIN_CONTROL_SITES` of the controls can be read (or fewer than all of
+    them, for a screen with fewer controls), other sites complete the sample and the record says so.
+    """
+    read = (folder, illum_files, plate, expected)
+    hist, used = _pooled_histogram(list(controls) or list(sites), TEXTURE_SAMPLE, seed, read)
+    others_used = 0
+    if controls and used < min(MIN_CONTROL_SITES, len(controls)):
+        named = {id(s) for s in controls}
+        others = [s for s in sites if id(s) not in named]
+        more, others_used = _pooled_histogram(others, TEXTURE_SAMPLE - used, seed, read)
+        if more is not None and (hist is None or more.shape == hist.shape):
+            hist = more if hist is None else hist + more
+        else:
+            others_used = 0
     if hist is None:  # no site can be read: every site fails in the measuring pass, which records why
         return
     luts = np.stack([run_lut(h, levels) for h in hist])
@@ -237,29 +250,75 @@ def _texture_pass(
         with open(tmp, "wb") as fh:
             np.savez(fh, luts=luts, histograms=hist)
     edges = [[int(np.searchsorted(lut, k)) for k in range(1, levels)] for lut in luts]
+    if not controls:
+        sample = "all sites (no negative controls named)"
+    elif others_used:
+        sample = (
+            f"{used} readable negative control site(s) of {len(controls)} and {others_used} other site(s): "
+            f"fewer than {MIN_CONTROL_SITES} control sites could be read"
+        )
+    else:
+        sample = "negative controls"
     info["texture"] = {
         "scheme": "run",
         "levels": levels,
-        "sample": "negative controls" if controls else "all sites (no negative controls named)",
-        "sites": used,
+        "sample": sample,
+        "sites": used + others_used,
+        "controls_read": used if controls else None,
+        "controls_named": len(controls),
+        "other_sites": others_used,
         "robust_range": [list(robust_range(h)) for h in hist],  # per channel: 0.1 and 99.9th percentiles
         "level_edges": edges,  # per channel: the smallest grey value of levels 1..levels-1
     }
 
 
+def _pooled_histogram(pool: list, limit: int, seed: int, read: tuple) -> tuple[np.ndarray | None, int]:
+    """Per-channel grey-value histograms of up to ``limit`` readable sites of ``pool`` (a seeded sample first).
+
+    read: ``(folder, illum_files, plate_key, (shape, dtype))``; sampled sites that cannot be read
+    (or have another bit depth than the first read) are replaced by the next ones. Returns
+    ``((C, 2**bits) counts or None, sites used)``.
+    """
+    folder, illum_files, plate_key, expected = read
+    hist, used = None, 0
+    sample = _sample(pool, limit, seed)
+    chosen = {id(s) for s in sample}
+    for site in sample + [s for s in pool if id(s) not in chosen]:  # unreadable sampled sites: read on
+        if used >= limit:
+            break
+        image = _load(site, *expected)
+        if image is None:
+            continue
+        plate = str(site.keys.get(plate_key))
+        if plate in illum_files:
+            image = correct(image, np.load(folder / illum_files[plate]))
+        bins = int(np.iinfo(image.dtype).max) + 1
+        counts = np.stack([np.bincount(p.ravel(), minlength=bins) for p in image])
+        if hist is not None and hist.shape != counts.shape:
+            continue  # another bit depth than the sample's (a stack manifest, not probed): an error row later
+        hist = counts if hist is None else hist + counts
+        used += 1
+    return hist, used
+
+
 @lru_cache(maxsize=8)
-def _load_array(path: str) -> np.ndarray:
-    return np.load(path)
+def _load_array(path: str, fingerprint: str | None) -> np.ndarray:
+    return np.load(path)  # cached per pass (its fingerprint): a folder reused by another run is read afresh
+
+
+def load_calibration(folder: str) -> Calibration:
+    """Read ``NAME.calibration/`` (cached per process and pass: workers load it once)."""
+    done = Path(folder) / "calibration.json"
+    if not done.exists():
+        raise FileNotFoundError(f"{done}: calibration pass missing or incomplete; rerun extract")
+    stat = os.stat(done)
+    return _read_calibration(folder, (stat.st_mtime_ns, stat.st_size, stat.st_ino))
 
 
 @lru_cache(maxsize=4)
-def load_calibration(folder: str) -> Calibration:
-    """Read ``NAME.calibration/`` (cached per process: workers load it once)."""
+def _read_calibration(folder: str, stamp: tuple[int, int, int]) -> Calibration:
     root = Path(folder)
-    done = root / "calibration.json"
-    if not done.exists():
-        raise FileNotFoundError(f"{done}: calibration pass missing or incomplete; rerun extract")
-    info = json.loads(done.read_text())
+    info = json.loads((root / "calibration.json").read_text())
     luts = None
     if info.get("texture"):
         with np.load(root / "texture.npz") as data:
@@ -287,7 +346,7 @@ def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[s
     calibration = load_calibration(params.calibration) if params.calibration else None
     luts = None
     if calibration is not None:
-        function = calibration.illumination(site.metadata)
+        function = calibration.illumination(site.keys)
         if function is not None:
             image = correct(image, function)
         luts = calibration.texture_luts
@@ -297,36 +356,7 @@ def measure_site(image: np.ndarray, site, params: FeatureParams) -> tuple[dict[s
     if objects is None:
         return features, None
     n = len(objects["ObjectNumber"])
-    keys = {k: v for k, v in site.metadata.items() if not k.startswith(schema.PATH_PREFIX)}
-    frame = pd.DataFrame({k: [v] * n for k, v in keys.items()})
+    frame = pd.DataFrame({k: [v] * n for k, v in site.keys.items()})
     body = pd.DataFrame(objects)
     body["ObjectNumber"] = body["ObjectNumber"].astype("int64")
     return features, pd.concat([frame, body], axis=1)
-
-
-def objects_path(table: str | Path) -> Path:
-    """``NAME.objects.parquet`` beside the feature table."""
-    return schema.sidecar_paths(table)["parts"].with_suffix(".objects.parquet")
-
-
-def write_objects_table(parts: Path, n_chunks: int, out: Path) -> int:
-    """Stream the chunks' ``chunk-NNNNN.objects.parquet`` into one table; returns its row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = [parts / f"chunk-{i:05d}.objects.parquet" for i in range(n_chunks)]
-    files = [f for f in files if f.exists()]
-    schemas = [pq.read_schema(f).remove_metadata() for f in files]
-    schemas = [s for s, f in zip(schemas, files) if pq.read_metadata(f).num_rows]
-    unified = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
-    rows = 0
-    with atomic_path(out) as tmp:
-        with pq.ParquetWriter(tmp, unified) as writer:
-            for f in files:
-                df = pd.read_parquet(f)
-                if len(df):
-                    writer.write_table(
-                        pa.Table.from_pandas(df.reindex(columns=unified.names), schema=unified, preserve_index=False)
-                    )
-                    rows += len(df)
-    return rows

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -86,19 +86,55 @@ class SiteReadError(OSError):
         self.path = path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Site:
     """One field of view: metadata plus lazily read channel images.
 
-    ``paths`` holds one file per channel, or a single file with every channel; for such a
+    ``keys``: the site's ``Metadata_`` values (plate, well, site, treatment, ...) without its
+    image paths; :attr:`metadata` adds ``Metadata_Path_<channel>`` (the table row's metadata).
+    :attr:`paths` holds one file per channel, or a single file with every channel; for such a
     stack, ``planes`` (when not None) are the indices of the planes kept, one per channel.
+    A run keeps the index of every site, so a site holds nothing twice: its files are
+    ``files`` in ``folder`` (one folder object shared by the sites of a plate; ``""`` when the
+    files are in several folders and ``files`` are whole paths). Build one with :meth:`at`.
     """
 
     site_id: str
-    metadata: dict[str, Any]
-    paths: tuple[str, ...]
+    keys: dict[str, Any]
+    files: tuple[str, ...]
     channels: tuple[str, ...]
     planes: tuple[int, ...] | None = None
+    folder: str = ""
+
+    @classmethod
+    def at(
+        cls,
+        site_id: str,
+        keys: dict[str, Any],
+        paths: Sequence[str],
+        channels: Sequence[str],
+        planes: tuple[int, ...] | None = None,
+        shared: dict | None = None,
+    ) -> Site:
+        """The site of these files (made absolute); ``shared``: a dict that hands out one object per folder."""
+        paths = [os.path.abspath(p) for p in paths]
+        folders = {os.path.dirname(p) for p in paths}
+        if len(folders) != 1:
+            return cls(site_id, keys, tuple(paths), tuple(channels), planes)
+        folder = folders.pop()
+        folder = folder if shared is None else shared.setdefault(folder, folder)
+        return cls(site_id, keys, tuple(os.path.basename(p) for p in paths), tuple(channels), planes, folder)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The absolute path of each channel's file (of the one multi-channel file)."""
+        return tuple(os.path.join(self.folder, f) for f in self.files) if self.folder else self.files
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """``keys`` and one ``Metadata_Path_<channel>: path`` per channel (a new dict)."""
+        paths = self.paths * len(self.channels) if len(self.paths) == 1 else self.paths
+        return {**self.keys, **{schema.PATH_PREFIX + ch: p for ch, p in zip(self.channels, paths)}}
 
     def load(self, expected_shape: tuple[int, int] | None = None, expected_dtype: str | None = None) -> np.ndarray:
         """Read the site as a ``(C, H, W)`` uint8/uint16 array.
@@ -148,7 +184,7 @@ class Site:
     @property
     def is_stack(self) -> bool:
         """Whether every channel comes from one multi-channel file (multi-page TIFF, ``.npy``)."""
-        return len(self.paths) == 1 and (len(self.channels) > 1 or self.planes is not None)
+        return len(self.files) == 1 and (len(self.channels) > 1 or self.planes is not None)
 
 
 @dataclass
@@ -163,7 +199,7 @@ class Dataset:
     channels: tuple[str, ...]
     layout: str
     source: Path
-    metadata: pd.DataFrame = field(repr=False)
+    metadata: pd.DataFrame = field(repr=False)  # the index file's rows, less its image file and folder columns
     notes: tuple[str, ...] = ()
 
 
@@ -265,7 +301,7 @@ def read_stack(path: str | Path, site_id: str = "") -> np.ndarray:
     """Read a multi-channel file (multi-page TIFF or ``.npy``) as ``(C, H, W)``."""
     path = str(path)
     if not Path(path).is_file():
-        raise SiteReadError(f"{path}: file not found (site {site_id})", site_id, path)
+        raise SiteReadError(f"{path}: file not found" + (f" (site {site_id})" if site_id else ""), site_id, path)
     try:
         if path.lower().endswith(".npy"):
             arr = np.load(path, allow_pickle=False)
@@ -285,13 +321,27 @@ def read_stack(path: str | Path, site_id: str = "") -> np.ndarray:
 # --------------------------------------------------------------------------- index files
 
 
+INDEX_ROWS = 8192  # rows of an index CSV parsed at a time (the parser's buffers stay small)
+
+
 def _read_index(path: Path) -> pd.DataFrame:
+    """The rows of an index CSV, parsed :data:`INDEX_ROWS` at a time.
+
+    A column whose blocks parse to different types (numbers in one, text in another) is text,
+    as when the whole file is parsed at once.
+    """
     if not path.is_file():
         raise DatasetError(f"{path}: metadata file not found")
     try:
-        df = pd.read_csv(path)
+        with pd.read_csv(path, chunksize=INDEX_ROWS) as reader:
+            blocks = list(reader)
+        df = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
     except Exception as exc:
         raise DatasetError(f"{path}: cannot read metadata CSV: {exc}") from exc
+    mixed = [c for c in df.columns if pd.api.types.is_object_dtype(df[c])] if len(blocks) > 1 else []
+    for column in mixed:
+        if df[column].map(lambda v: isinstance(v, str)).any():  # text in some block: text throughout
+            df[column] = df[column].map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v)).astype("str")
     if df.empty:
         raise DatasetError(f"{path}: metadata CSV has no rows")
     return df
@@ -334,6 +384,7 @@ def read_rxrx(path: str | Path) -> Dataset:
     plates, site_numbers = integer_column(df, "plate", csv), integer_column(df, "site", csv)
     channels = _rxrx_channels(root, df["experiment"].astype(str), plates)
     sites = []
+    shared: dict[str, str] = {}  # one object per folder
     for i, row in enumerate(df.itertuples(index=False)):
         rec = row._asdict()
         exp, plate, well, site = rec["experiment"], int(plates[i]), str(rec["well"]), int(site_numbers[i])
@@ -347,7 +398,7 @@ def read_rxrx(path: str | Path) -> Dataset:
         meta.setdefault(schema.WELL_ID, f"{exp}_{plate}_{well}")
         folder = root / "images" / str(exp) / f"Plate{plate}"
         paths = tuple(str(folder / f"{well}_s{site}_{ch}.png") for ch in channels)
-        sites.append(Site(site_id, meta, paths, tuple(channels)))
+        sites.append(Site.at(site_id, meta, paths, channels, shared=shared))
     return _dataset(sites, channels, "rxrx", csv, df)
 
 
@@ -408,10 +459,11 @@ def read_loaddata(path: str | Path, root: str | Path | None = None) -> Dataset:
     _check_object_masks(df, csv)
     base = Path(root) if root is not None else csv.parent
     file_cols = {f"{prefix}{kind}Name_{ch}" for ch in named for kind in ("File", "Path")}
-    records = df.to_dict("records")
-    metas = []
-    for i, row in enumerate(records):
+    metas, all_paths = [], []
+    for i, row in enumerate(_records(df)):
         meta = {_metadata_key(c, channels): _clean(v) for c, v in row.items() if c not in file_cols}
+        folders = (str(row[f"{prefix}PathName_{ch}"]) for ch in channels)
+        all_paths.append(tuple(str(base / d / str(row[f"{prefix}FileName_{ch}"])) for d, ch in zip(folders, channels)))
         first_name = str(row[f"{prefix}FileName_{channels[0]}"])
         if schema.SITE not in meta:
             m = re.search(r"_s(\d+)", first_name)
@@ -438,12 +490,10 @@ def read_loaddata(path: str | Path, root: str | Path | None = None) -> Dataset:
             ids, metas, [str(c) for c in df.columns if str(c).startswith(schema.METADATA_PREFIX)], channels
         )
     sites = []
-    for site_id, meta, row in zip(ids, metas, records):
+    shared: dict[str, str] = {}  # one object per folder
+    for site_id, meta, paths in zip(ids, metas, all_paths):
         meta[schema.SITE_ID] = site_id
-        paths = tuple(
-            str(base / str(row[f"{prefix}PathName_{ch}"]) / str(row[f"{prefix}FileName_{ch}"])) for ch in channels
-        )
-        sites.append(Site(site_id, meta, paths, tuple(channels)))
+        sites.append(Site.at(site_id, meta, paths, channels, shared=shared))
     notes = tuple(
         f"{csv}: {prefix}FileName_{ch} is {why}, not an image channel: not measured" for ch, why in skipped.items()
     )
@@ -574,15 +624,15 @@ def read_manifest(path: str | Path) -> Dataset:
     if per_channel:
         names = per_channel
     elif "path" in df.columns:
-        first = read_stack(_resolve(csv.parent, df["path"].iloc[0]))
-        names = schema.channel_names(first.shape[0])
+        names = schema.channel_names(_stack_depth(csv, df["path"]))
     else:
         raise DatasetError(f"{csv}: a manifest needs path_<channel> columns or a 'path' column")
     _check_key_columns(df, csv)
     _check_object_masks(df, csv)
     path_cols = {f"path_{ch}" for ch in per_channel} | {"path"}
     sites = []
-    for i, row in enumerate(df.to_dict("records")):
+    shared: dict[str, str] = {}  # one object per folder
+    for i, row in enumerate(_records(df)):
         meta = {_metadata_key(c): _clean(v) for c, v in row.items() if c not in path_cols}
         site_id = str(meta.get(schema.SITE_ID) or f"site{i:06d}")
         meta[schema.SITE_ID] = site_id
@@ -591,13 +641,43 @@ def read_manifest(path: str | Path) -> Dataset:
             paths = tuple(_resolve(csv.parent, row[f"path_{ch}"]) for ch in names)
         else:
             paths = (_resolve(csv.parent, row["path"]),)
-        sites.append(Site(site_id, meta, paths, tuple(names)))
+        sites.append(Site.at(site_id, meta, paths, names, shared=shared))
     return _dataset(sites, names, "manifest", csv, df)
+
+
+STACK_PROBE_ROWS = 24  # rows of a stack manifest tried for the number of channels
+
+
+def _stack_depth(csv: Path, paths: pd.Series) -> int:
+    """The number of planes of a stack manifest's files: the first readable of its first rows.
+
+    A missing or unreadable file among them becomes that site's error row later; DatasetError
+    naming the files when none of the first :data:`STACK_PROBE_ROWS` can be read.
+    """
+    failures = []
+    for i, p in enumerate(paths.iloc[:STACK_PROBE_ROWS]):
+        try:
+            return read_stack(_resolve(csv.parent, p)).shape[0]
+        except SiteReadError as exc:
+            failures.append(f"row {i + 1}: {exc}")
+    raise DatasetError(
+        f"{csv}: none of the first {len(failures)} 'path' files can be read, so the number of channels is "
+        f"unknown ({'; '.join(failures[:3])}{'; ...' if len(failures) > 3 else ''})"
+    )
+
+
+def _records(df: pd.DataFrame, rows: int = 4096) -> Iterator[dict[str, Any]]:
+    """The rows of ``df`` as dicts, ``rows`` at a time (never all of an index's rows as dicts at once)."""
+    for start in range(0, len(df), rows):
+        yield from df.iloc[start : start + rows].to_dict("records")
 
 
 def _resolve(base: Path, p: Any) -> str:
     p = Path(str(p))
     return str(p if p.is_absolute() else base / p)
+
+
+_IMAGE_COLUMN = re.compile(r"^(?:Image_)?(?:FileName|PathName|URL)_|^path(?:_|$)")
 
 
 def _dataset(
@@ -611,15 +691,16 @@ def _dataset(
             "(give each row a distinct site_id, or for a LoadData CSV omit Metadata_site_id so that rows "
             "sharing plate/well/site are told apart by their other Metadata_ columns)"
         )
-    out = []
-    for s in sites:
-        paths = tuple(os.path.abspath(p) for p in s.paths)
-        meta = {k: s.metadata[k] for k in _KEY_ORDER if k in s.metadata}
-        meta.update((k, v) for k, v in s.metadata.items() if k not in meta)
-        for ch, p in zip(s.channels, paths * len(s.channels) if len(paths) == 1 else paths):
-            meta[schema.PATH_PREFIX + ch] = p
-        out.append(Site(s.site_id, meta, paths, s.channels))
-    sites = sorted(out, key=lambda s: s.site_id)
+    shared: dict[Any, Any] = {}  # one object per repeated value (plate, well, treatment, ...): a flat index
+    for i, s in enumerate(sites):  # replaced in place: the index is never held twice
+        meta = {k: s.keys[k] for k in _KEY_ORDER if k in s.keys}
+        meta.update((k, v) for k, v in s.keys.items() if k not in meta)
+        for k, v in meta.items():
+            if isinstance(v, str) and k != schema.SITE_ID:
+                meta[k] = shared.setdefault(v, v)
+        sites[i] = Site(s.site_id, meta, s.files, s.channels, None, s.folder)
+    sites.sort(key=lambda s: s.site_id)
+    df = df.drop(columns=[c for c in df.columns if _IMAGE_COLUMN.match(str(c))])  # the sites hold the paths
     return Dataset(sites=sites, channels=tuple(channels), layout=layout, source=source, metadata=df, notes=notes)
 
 
@@ -693,9 +774,8 @@ def select_channels(ds: Dataset, channels: Sequence[str]) -> Dataset:
     sites = []
     for s in ds.sites:
         planes = tuple((s.planes or range(len(s.channels)))[i] for i in idx) if s.is_stack else None
-        paths = s.paths if s.is_stack else tuple(s.paths[i] for i in idx)
-        meta = _path_keys(s.metadata, paths * len(idx) if s.is_stack else paths, channels)
-        sites.append(Site(s.site_id, meta, paths, tuple(channels), planes))
+        files = s.files if s.is_stack else tuple(s.files[i] for i in idx)
+        sites.append(replace(s, files=files, channels=tuple(channels), planes=planes))
     return replace(ds, sites=sites, channels=tuple(channels))
 
 
@@ -745,15 +825,4 @@ def rename_channels(ds: Dataset, names: str | dict[str, str]) -> Dataset:
     """
     mapping = parse_channel_names(names, ds.channels) if isinstance(names, str) else dict(names)
     new = tuple(mapping.get(c, c) for c in ds.channels)
-    sites = []
-    for s in ds.sites:
-        paths = [s.metadata.get(schema.PATH_PREFIX + c) for c in s.channels]
-        sites.append(replace(s, channels=new, metadata=_path_keys(s.metadata, paths, new)))
-    return replace(ds, sites=sites, channels=new)
-
-
-def _path_keys(meta: dict[str, Any], paths: Sequence[Any], channels: Sequence[str]) -> dict[str, Any]:
-    """``meta`` with its ``Metadata_Path_`` keys replaced by one per channel: ``Metadata_Path_<channel>: path``."""
-    out = {k: v for k, v in meta.items() if not k.startswith(schema.PATH_PREFIX)}
-    out.update((schema.PATH_PREFIX + ch, p) for ch, p in zip(channels, paths))
-    return out
+    return replace(ds, sites=[replace(s, channels=new) for s in ds.sites], channels=new)

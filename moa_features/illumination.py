@@ -6,6 +6,8 @@ smoothed and normalised:
 1. each sampled site is averaged over ``block`` x ``block`` pixel blocks (the function is
    smooth, so nothing is lost, and a sample of full-size sites fits in a few MB);
 2. per block, the median over the sampled sites (robust to the odd bright or empty site);
+   all-zero blocks (zero-padded borders) are left out, and blocks no site imaged take the
+   value of the nearest imaged block, so padding never sets the function's scale;
 3. Gaussian smoothing over ``sigma_fraction`` of the field's width (in blocks), nearest
    edge mode;
 4. bilinear interpolation back to full size, and division by the function's minimum, so
@@ -67,7 +69,7 @@ def illumination_function(
     stack = np.stack(list(blocks)).astype(np.float32)
     if stack.shape[0] < MIN_SITES:
         raise ValueError(f"an illumination function needs at least {MIN_SITES} sites, got {stack.shape[0]}")
-    robust = np.median(stack, axis=0)
+    robust = _fill_empty(_median_of_imaged(stack))
     c, hb, wb = robust.shape
     sigma = max(sigma_fraction * max(hb, wb), 0.5)
     smooth = ndi.gaussian_filter(robust, (0, sigma, sigma), mode="nearest")
@@ -80,6 +82,32 @@ def illumination_function(
     full = np.stack([ndi.map_coordinates(plane, grid, order=1, mode="nearest") for plane in smooth])
     floor = np.maximum(full.reshape(c, -1).min(axis=1), 1e-6)[:, None, None]
     return np.maximum(full / floor, 1.0).astype(np.float32)
+
+
+def _median_of_imaged(stack: np.ndarray) -> np.ndarray:
+    """Per block, the median over sites of the blocks that hold any signal (``(n, C, hb, wb)`` -> ``(C, hb, wb)``).
+
+    An all-zero block (a zero-padded border, a masked-out region) is no measurement of the
+    illumination; blocks never imaged at all come out NaN.
+    """
+    imaged = np.where(stack > 0, stack, np.nan)
+    out = np.full(stack.shape[1:], np.nan, dtype=np.float32)
+    seen = np.isfinite(imaged).any(axis=0)
+    out[seen] = np.nanmedian(imaged[:, seen], axis=0)
+    return out
+
+
+def _fill_empty(robust: np.ndarray) -> np.ndarray:
+    """NaN blocks take the value of the nearest imaged block of their channel (1 for a channel never imaged)."""
+    out = robust.copy()
+    for plane in out:
+        empty = ~np.isfinite(plane)
+        if empty.all():
+            plane[:] = 1.0
+        elif empty.any():
+            index = ndi.distance_transform_edt(empty, return_distances=False, return_indices=True)
+            plane[:] = plane[tuple(index)]
+    return out
 
 
 def correct(image: np.ndarray, function: np.ndarray) -> np.ndarray:

@@ -44,11 +44,14 @@ def current_umask() -> int:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, staged: list[tuple[Path, Path]] | None = None) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it onto ``path`` on success.
 
     A reader never sees a half-written file, and a crash leaves the old file intact. The file
-    gets the permissions a plain ``open(path, "w")`` would give it.
+    gets the permissions a plain ``open(path, "w")`` would give it. An OSError that names no
+    file (a full disk, a file too large) is raised again naming ``path``. With ``staged``, the
+    finished temporary is not renamed but ``(temporary, path)`` appended to it, for the caller
+    to swap several files in together.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,11 +59,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     tmp_path.chmod(0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions of a new file
+    kept = False
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        if staged is None:
+            os.replace(tmp_path, path)
+        else:
+            staged.append((tmp_path, path))
+            kept = True
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc  # name the file (disk full, ...)
     finally:
-        if tmp_path.exists():
+        if not kept and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -79,11 +91,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise ValueError(f"{path}: unknown table format (expected .parquet, .csv, .csv.gz or .tsv)")
 
 
-def write_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` atomically as Parquet or CSV, chosen by the file extension."""
+def write_table(df: pd.DataFrame, path: str | Path, staged: list[tuple[Path, Path]] | None = None) -> Path:
+    """Write ``df`` atomically as Parquet or CSV, chosen by the file extension (``staged``: :func:`atomic_path`)."""
     path = Path(path)
     name = path.name.lower()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, staged) as tmp:
         if name.endswith(".parquet"):
             df.to_parquet(tmp, index=False)
         elif name.endswith((".csv", ".csv.gz")):
@@ -93,10 +105,10 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def write_json(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
+def write_json(obj: Any, path: str | Path, staged: list[tuple[Path, Path]] | None = None) -> Path:
+    """Write ``obj`` as indented JSON, atomically (``staged``: :func:`atomic_path`)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, staged) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
     return path
 

@@ -161,7 +161,7 @@ def read_user_masks(site: Site, shape: tuple[int, int]) -> tuple[np.ndarray, np.
     Raises :class:`MaskError` (naming the file) for a mask that is missing, unreadable, of
     another size, not a label image, or whose cells do not hold their nuclei.
     """
-    paths = {name: site.metadata.get(f"{schema.METADATA_PREFIX}ObjectsPath_{name}") for name in OBJECT_MASKS}
+    paths = {name: site.keys.get(f"{schema.METADATA_PREFIX}ObjectsPath_{name}") for name in OBJECT_MASKS}
     if not paths["Nuclei"]:
         return None
     labels: dict[str, np.ndarray] = {}

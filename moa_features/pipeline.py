@@ -133,9 +133,10 @@ def extract_command(argv: list[str] | None = None) -> int:
     if measured:
         write_report(table, command="moa-features extract " + " ".join(argv))
     else:  # every site failed: the table is empty, or the previous one was kept
+        side = schema.sidecar_paths(table)  # a kept table: this run's errors are failed-run.errors.parquet
+        errors = side["failed_errors"] if side["failed_errors"].exists() else side["errors"]
         print(
-            f"no report: no site of {args.input or 'the demo screen'} was measured "
-            f"(see {schema.sidecar_paths(table)['errors']})",
+            f"no report: no site of {args.input or 'the demo screen'} was measured (see {errors})",
             file=sys.stderr,
             flush=True,
         )

@@ -66,7 +66,9 @@ def sidecar_paths(table: str | Path) -> dict[str, Path]:
     its side files (``NAME.lock``); ``failed_errors``: the errors of a run whose every site
     failed, which therefore kept the previous table (``NAME.failed-run.errors.parquet``);
     ``overlays``: segmentation overlays of a few sites per plate (``NAME.overlays/``, PNGs and
-    ``index.json``).
+    ``index.json``); ``journal``: the list of a finished run's outputs being swapped in together
+    (``NAME.commit.json``, present only while they are renamed, or after a crash between, when
+    the next run completes the swap).
     """
     table = Path(table)
     stem = table.name
@@ -85,4 +87,5 @@ def sidecar_paths(table: str | Path) -> dict[str, Path]:
         "lock": d / f"{stem}.lock",
         "failed_errors": d / f"{stem}.failed-run.errors.parquet",
         "overlays": d / f"{stem}.overlays",
+        "journal": d / f"{stem}.commit.json",
     }

@@ -167,3 +167,22 @@ def test_bad_feature_options_are_refused_before_any_work(tmp_path, args, message
     done = _extract(manifest, tmp_path / "t.parquet", *args)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "t.calibration").exists() and not (tmp_path / "t.parquet").exists()
+
+
+def test_zero_padded_borders_do_not_set_the_illumination_function(rxrx1_root):
+    """Issue 22.13: real RxRx1 sites whose outer 64 px are zero padding (a stitched or cropped field)."""
+
+    sites = []
+    for path in sorted((rxrx1_root / "images").rglob("B02_s1_w1.png"))[:8]:
+        sites.append(np.asarray(Image.open(path))[None])
+    padded = [s.copy() for s in sites]
+    for s in padded:
+        s[:, :64], s[:, -64:], s[:, :, :64], s[:, :, -64:] = 0, 0, 0, 0
+    shape = sites[0].shape[1:]
+    plain = illumination_function([block_means(s) for s in sites], shape)
+    function = illumination_function([block_means(s) for s in padded], shape)
+    inner = (slice(None), slice(80, -80), slice(80, -80))
+    assert function.max() < 2 * plain.max()  # 1,228 before: the zeros of the padding set the minimum
+    assert np.allclose(function[inner] / function[inner].min(), plain[inner] / plain[inner].min(), rtol=0.25)
+    corrected = correct(padded[0], function)
+    assert corrected[inner].mean() > 0.5 * padded[0][inner].mean()  # not dimmed 13-fold

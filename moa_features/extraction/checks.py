@@ -31,6 +31,18 @@ def validate_options(
     unknown = [f for f in params.families if f not in FAMILIES]
     if unknown or not params.families:
         raise DatasetError(f"--features: unknown feature family {unknown}; expected some of {', '.join(FAMILIES)}")
+    low, high = params.min_diameter, params.max_diameter
+    if low is not None and high is not None and low > high:
+        raise DatasetError(
+            f"--min-diameter {low:g} is larger than --max-diameter {high:g}: no nucleus could be kept; "
+            "expected the smallest diameter first (pixels)"
+        )
+    if params.objects and "morphology" not in params.families:
+        raise DatasetError(
+            f"--objects needs the morphology family (objects are the segmented nuclei and cells), but --features "
+            f"is {','.join(params.families)}; add morphology (--features {','.join([*params.families, 'morphology'])}) "
+            "or leave out --objects"
+        )
     if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
         raise DatasetError(f"--image-size {image_size}: expected HxW in pixels, e.g. 512x512")
 

@@ -33,15 +33,27 @@ def fingerprint(sites: Sequence[Site], params: FeatureParams, thumb_size: int | 
     return h.hexdigest()
 
 
+def inputs_digest(sites: Sequence[Site]) -> str:
+    """SHA-256 of what makes a chunk's rows: each site's metadata values, and the size and
+    modification time of its image files and of its own masks (``Metadata_ObjectsPath_*``)."""
+    h = hashlib.sha256()
+    masks = f"{schema.METADATA_PREFIX}ObjectsPath_"
+    for s in sites:
+        files = [*s.paths, *(str(v) for k, v in s.keys.items() if k.startswith(masks) and v)]
+        h.update(json.dumps([s.site_id, s.keys, s.channels, [(p, file_stamp(p)) for p in files]], default=str).encode())
+    return h.hexdigest()
+
+
 class ChunkStore:
     """Finished chunks on disk (``NAME.parts/``), each written atomically.
 
     ``chunk-NNNNN.parquet`` is written last and marks the chunk complete; a ``config.json``
     fingerprint of the inputs makes a changed run start afresh instead of mixing results, and
     every chunk's ``meta.json`` carries the fingerprint too, so a chunk of other settings is
-    never counted as done nor assembled. ``meta.json`` also records the size and modification
-    time of the files of sites that failed to read: a chunk whose failed files changed since
-    (a fixed PNG) is measured again on resume.
+    never counted as done nor assembled. ``meta.json`` also records the digest of the chunk's
+    inputs (:func:`inputs_digest`: metadata values, image and mask files with their size and
+    modification time): a chunk whose inputs changed since (an edited metadata value, masks
+    pointed elsewhere, a fixed PNG) is measured again on resume.
     """
 
     def __init__(self, folder: Path, fingerprint: str):
@@ -61,7 +73,7 @@ class ChunkStore:
         return self.folder / f"chunk-{index:05d}.{kind}"
 
     def done(self, index: int, sites: Sequence[Site] = ()) -> bool:
-        """Whether chunk ``index`` is finished, made with these settings, and its failed files unchanged."""
+        """Whether chunk ``index`` is finished, made with these settings and from these inputs (``sites``)."""
         if not self._path(index, "parquet").exists():
             return False
         try:
@@ -70,8 +82,7 @@ class ChunkStore:
             return False
         if meta.get("fingerprint") != self.fingerprint:
             return False
-        recorded = meta.get("failed_files", {})
-        return all(file_stamp(p) == stamp for p, stamp in recorded.items())
+        return meta.get("inputs") == inputs_digest(sites)
 
     def check(self, index: int) -> None:
         """Raise RuntimeError unless chunk ``index`` was made with this store's settings."""
@@ -80,18 +91,18 @@ class ChunkStore:
             raise RuntimeError(f"{self._path(index, 'parquet')}: made with other settings; not assembling it")
 
     def write(self, result: ChunkResult, sites: Sequence[Site] = ()) -> None:
-        """Store ``result``; ``sites`` (the chunk's sites) give the files of failed reads to stamp."""
+        """Store ``result``; ``sites`` (the chunk's sites) give the digest of its inputs."""
         i = result.index
         if result.thumbs is not None:
             with atomic_path(self._path(i, "thumbs.npy")) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, result.thumbs)
+                with open(tmp, "wb") as fh:  # plain writes: a full disk or file-size limit raises with its errno
+                    thumbs = np.ascontiguousarray(result.thumbs)
+                    np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(thumbs))
+                    fh.write(thumbs.data)
         errors = pd.DataFrame(result.errors, columns=ERROR_COLUMNS)
         write_table(errors, self._path(i, "errors.parquet"))
         if result.objects is not None:
             write_table(result.objects, self._path(i, "objects.parquet"))
-        failed = {e[schema.SITE_ID] for e in result.errors if e["stage"] == "read"}
-        stamps = {p: file_stamp(p) for s in sites if s.site_id in failed for p in s.paths}
         with atomic_path(self._path(i, "meta.json")) as tmp:
             tmp.write_text(
                 json.dumps(
@@ -99,7 +110,7 @@ class ChunkStore:
                         "cpu_seconds": result.cpu_seconds,
                         "fingerprint": self.fingerprint,
                         "n_sites": len(result.rows) + len(result.errors),
-                        "failed_files": stamps,
+                        "inputs": inputs_digest(sites),
                     }
                 )
             )

@@ -320,10 +320,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_write_failure(exc: OSError) -> bool:
-    """Disk full, quota, read-only or permission errors (pyarrow reports them without an errno)."""
+    """Disk full, quota, file too large (``ulimit -f``), read-only or permission errors.
+
+    pyarrow reports them without an errno: its message is searched for the errno's text.
+    """
     import errno
 
-    codes = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+    codes = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
     return exc.errno in codes or any(os.strerror(c) in str(exc) for c in codes)
 
 
@@ -343,12 +346,19 @@ def _print_summary(r: ExtractResult) -> None:
     ]
     if r.chunks_resumed:
         lines.append(f"resumed: {r.chunks_resumed} of {r.n_chunks} chunks were already done")
+    if r.n_without_objects:
+        lines.append(
+            f"{r.n_without_objects} of {r.n_ok} measured site(s) had no objects (Nuclei_Count 0): their per-object "
+            "features are NaN and they have no rows in the objects table"
+        )
     if r.thumbs:
         lines.append(f"thumbnails -> {r.thumbs}")
     if r.overlays:
         lines.append(f"segmentation overlays -> {r.overlays}/")
     if r.illumination_note:
         lines.append(r.illumination_note)
+    if r.texture_note:
+        lines.append(r.texture_note)
     if r.n_failed:
         lines.append(f"{r.n_failed} site(s) FAILED -> {r.errors} (exit status {EXIT_SITES_FAILED})")
         example = r.failure_reasons[0]["example"] if r.failure_reasons else ""

@@ -9,7 +9,9 @@ only one chunk is held at a time.
 One writer per output: a run holds ``NAME.lock`` (naming its pid, host and start time) for as
 long as it writes ``NAME.parts/`` and the table; every chunk records the fingerprint of the
 settings that made it, so a chunk of other settings is never assembled. A run whose every site
-failed keeps an existing table (its errors go to ``NAME.failed-run.errors.parquet``).
+failed keeps an existing table and its first pass (its errors go to
+``NAME.failed-run.errors.parquet``). The outputs of a run (table, errors, thumbnails, objects,
+summary, first pass) are swapped in together (:func:`~moa_features.extraction.writer.commit`).
 """
 
 from __future__ import annotations
@@ -26,19 +28,27 @@ import numpy as np
 import pandas as pd
 
 from moa_features import schema
-from moa_features.calibration import calibrate, calibration_summary
+from moa_features.calibration import calibrate, calibration_folder, calibration_summary, staging_folder
 from moa_features.columns import Columns, ControlQueryError
 from moa_features.datasets import DatasetError, Site, open_dataset
 from moa_features.extraction.annotation import resolve_annotation
 from moa_features.extraction.checks import check_channels, probe_images, validate_options
 from moa_features.extraction.chunks import ChunkStore, fingerprint
-from moa_features.extraction.diagnosis import channel_suggestion, failure_reasons, illumination_note
+from moa_features.extraction.diagnosis import channel_suggestion, failure_reasons, illumination_note, texture_note
 from moa_features.extraction.overlays import PER_PLATE, write_overlays
 from moa_features.extraction.runners import run_dask, run_joblib
-from moa_features.extraction.writer import assemble, objects_path, write_objects_table
+from moa_features.extraction.writer import (
+    assemble,
+    commit,
+    discard,
+    objects_path,
+    remove_stale_temporaries,
+    roll_forward,
+    write_objects_table,
+)
 from moa_features.features import FeatureParams
 from moa_features.illumination import MIN_SITES
-from moa_features.io import check_writable_file, output_lock, package_versions, write_json
+from moa_features.io import check_writable_file, output_lock, package_versions, refuse_overwriting_inputs, write_json
 
 EXIT_OK, EXIT_USAGE, EXIT_SITES_FAILED = 0, 2, 3
 
@@ -63,10 +73,12 @@ class ExtractResult:
     n_workers: int
     command: str
     kept_previous: bool = False  # every site failed and the existing table was kept
+    n_without_objects: int | None = None  # measured sites where no nucleus was found (None: no morphology)
     notes: list[str] = field(default_factory=list)  # inputs recognised and left out (e.g. an overlay column)
     failure_reasons: list[dict[str, Any]] = field(default_factory=list)  # most common first
     suggestion: str | None = None  # the option that would measure the failed sites, when it is obvious
     illumination_note: str | None = None  # plates left uncorrected, said once
+    texture_note: str | None = None  # too few readable controls: other sites completed the texture sample
     overlays: str | None = None  # NAME.overlays/ when written
 
     @property
@@ -162,6 +174,7 @@ def extract(
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
     ds = open_dataset(input, layout=layout, root=root, channels=channels, channel_names=channel_names)
+    refuse_inputs(output, [input, ds.source, annotation if isinstance(annotation, (str, Path)) else None])
     for note in ds.notes:
         (say or (lambda _: None))(note)
     check_channels(params, ds.channels, ds.source)
@@ -170,10 +183,14 @@ def extract(
     controls = control_sites(sites, columns)
     side = schema.sidecar_paths(output)
     with output_lock(side["lock"], f"{output} (and {side['parts'].name}/)"):
+        roll_forward(side["journal"])  # a run killed while swapping its outputs in: complete the swap
+        remove_stale_temporaries(outputs_of(output))
         annotation_df = resolve_annotation(annotation, ds.metadata, side["annotation"])
         expected_shape, expected_dtype = probe_images(sites, image_size)
         # first pass: illumination, texture levels
-        params = calibrate(sites, output, params, expected_shape, controls=controls, plate=columns.plate)
+        params = calibrate(
+            sites, output, params, expected_shape, controls=controls, plate=columns.plate, dtype=expected_dtype
+        )
         store = ChunkStore(side["parts"], fingerprint(sites, params, thumbs, chunk_size))
         chunks = [sites[i : i + chunk_size] for i in range(0, len(sites), chunk_size)]
         pending = [i for i in range(len(chunks)) if not store.done(i, chunks[i])]
@@ -194,57 +211,102 @@ def extract(
                 store.write(result, chunks[result.index])
                 bar.update(len(chunks[result.index]))
 
-        n_ok, n_failed, kept = assemble(store, len(chunks), output, side, thumbs, annotation_df, len(ds.channels))
-        cpu = sum(store.cpu_seconds(i) for i in range(len(chunks)))
-        per_site = cpu / max(1, len(sites))
-        errors_path = side["failed_errors"] if kept else side["errors"]
-        errors = pd.read_parquet(errors_path)
-        diagnosis = diagnose(errors, sites, ds.channels, params)
-        result = ExtractResult(
-            table=str(output),
-            errors=str(errors_path),
-            thumbs=str(side["thumbs"]) if thumbs else None,
-            n_sites=len(sites),
-            n_ok=n_ok,
-            n_failed=n_failed,
-            n_chunks=len(chunks),
-            chunks_computed=len(pending),
-            chunks_resumed=len(chunks) - len(pending),
-            wall_seconds=time.perf_counter() - t_start,
-            cpu_seconds_per_site=per_site,
-            sites_per_second_per_core=1.0 / per_site if per_site > 0 else float("inf"),
-            backend=backend,
-            n_workers=n_workers,
-            command=command or "",
-            kept_previous=kept,
-            notes=list(ds.notes),
-            **diagnosis,
-        )
-        if not kept:
-            if params.objects:
-                write_objects_table(side["parts"], len(chunks), objects_path(output))
-            per_plate = overlays if params.segments else 0  # 0: a stale folder is removed
-            failed = set(errors[schema.SITE_ID].astype(str))
-            where = {"per_plate": per_plate, "plate": columns.plate, "shape": expected_shape}
-            drawn = write_overlays(sites, failed, params, side["overlays"], dtype=expected_dtype, **where)
-            result.overlays = str(side["overlays"]) if drawn else None
-            write_json(
-                {
-                    **asdict(result),
-                    "channels": list(ds.channels),
-                    "layout": ds.layout,
-                    "source": str(ds.source),
-                    "params": asdict(params),
-                    "segmentation": segmentation_record(params, sites),
-                    "controls": {"rule": columns.describe_control(), "sites": int(controls.sum())},
-                    "calibration": calibration_summary(params),
-                    "objects": str(objects_path(output)) if params.objects else None,
-                    "versions": package_versions(),
-                },
-                side["summary"],
+        staged: list[tuple[Path, Path]] = []
+        try:
+            n_ok, n_failed, kept, n_empty = assemble(
+                store, len(chunks), output, side, thumbs, annotation_df, len(ds.channels), staged
             )
+            cpu = sum(store.cpu_seconds(i) for i in range(len(chunks)))
+            per_site = cpu / max(1, len(sites))
+            errors_path = side["failed_errors"] if kept else side["errors"]
+            errors = pd.read_parquet({final: tmp for tmp, final in staged}.get(errors_path, errors_path))
+            diagnosis = diagnose(errors, sites, ds.channels, params)
+            result = ExtractResult(
+                table=str(output),
+                errors=str(errors_path),
+                thumbs=str(side["thumbs"]) if thumbs else None,
+                n_sites=len(sites),
+                n_ok=n_ok,
+                n_failed=n_failed,
+                n_chunks=len(chunks),
+                chunks_computed=len(pending),
+                chunks_resumed=len(chunks) - len(pending),
+                wall_seconds=time.perf_counter() - t_start,
+                cpu_seconds_per_site=per_site,
+                sites_per_second_per_core=1.0 / per_site if per_site > 0 else float("inf"),
+                backend=backend,
+                n_workers=n_workers,
+                command=command or "",
+                kept_previous=kept,
+                n_without_objects=n_empty,
+                notes=list(ds.notes),
+                **diagnosis,
+            )
+            if kept:  # the previous table stays, with its first pass
+                shutil.rmtree(staging_folder(output), ignore_errors=True)
+            else:
+                if params.objects:
+                    write_objects_table(side["parts"], len(chunks), objects_path(output), staged)
+                per_plate = overlays if params.segments else 0  # 0: a stale folder is removed
+                failed = set(errors[schema.SITE_ID].astype(str))
+                where = {"per_plate": per_plate, "plate": columns.plate, "shape": expected_shape}
+                drawn = write_overlays(sites, failed, params, side["overlays"], dtype=expected_dtype, **where)
+                result.overlays = str(side["overlays"]) if drawn else None
+                write_json(
+                    {
+                        **asdict(result),
+                        "channels": list(ds.channels),
+                        "layout": ds.layout,
+                        "source": str(ds.source),
+                        "params": asdict(params),
+                        "segmentation": segmentation_record(params, sites),
+                        "controls": {"rule": columns.describe_control(), "sites": int(controls.sum())},
+                        "calibration": final_calibration_summary(params, output),
+                        "objects": str(objects_path(output)) if params.objects else None,
+                        "versions": package_versions(),
+                    },
+                    side["summary"],
+                    staged,
+                )
+                removed = [side["failed_errors"]]
+                removed += [] if thumbs else [side["thumbs"]]
+                removed += [] if params.objects else [objects_path(output)]
+                if params.calibration is None:
+                    removed.append(calibration_folder(output))
+                elif Path(params.calibration) == staging_folder(output):
+                    staged.append((staging_folder(output), calibration_folder(output)))
+                commit(staged, side["journal"], removed)
+        except BaseException:
+            if not side["journal"].exists():  # stopped before its swap: none of its temporaries stays
+                discard(staged)
+            raise
         shutil.rmtree(side["parts"], ignore_errors=True)
     return result
+
+
+def refuse_inputs(output: Path, inputs: Sequence[str | Path | pd.DataFrame | None]) -> None:
+    """DatasetError when the table or one of its side files would overwrite an input (the CSV, metadata.csv)."""
+    side = schema.sidecar_paths(output)
+    outputs = [output, side["errors"], side["failed_errors"], side["summary"], side["annotation"], side["thumbs"]]
+    try:
+        refuse_overwriting_inputs(outputs, [p for p in inputs if isinstance(p, (str, Path))], "-o")
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def outputs_of(output: Path) -> list[Path]:
+    """The files a run writes for the table ``output`` (whose temporaries a killed run may leave)."""
+    side = schema.sidecar_paths(output)
+    names = ("errors", "thumbs", "summary", "failed_errors", "annotation", "journal")
+    return [output, objects_path(output), *(side[k] for k in names)]
+
+
+def final_calibration_summary(params: FeatureParams, output: Path) -> dict[str, Any] | None:
+    """:func:`calibration_summary` naming the folder the pass has once the outputs are swapped in."""
+    summary = calibration_summary(params)
+    if summary is not None and Path(summary["folder"]) == staging_folder(output):
+        summary["folder"] = str(calibration_folder(output))
+    return summary
 
 
 def segmentation_channels(params: FeatureParams, channels: Sequence[str]) -> FeatureParams:
@@ -266,7 +328,7 @@ def segmentation_record(params: FeatureParams, sites: Sequence[Site]) -> dict[st
     """What ``summary.json`` says about segmentation: the channels used, the threshold, whose masks."""
     if not params.segments:
         return None
-    given = sum(1 for s in sites if s.metadata.get(f"{schema.METADATA_PREFIX}ObjectsPath_Nuclei"))
+    given = sum(1 for s in sites if s.keys.get(f"{schema.METADATA_PREFIX}ObjectsPath_Nuclei"))
     return {
         "nuclear_channel": params.nuclear_channel,
         "cell_channel": params.cell_channel,
@@ -279,7 +341,7 @@ def segmentation_record(params: FeatureParams, sites: Sequence[Site]) -> dict[st
 
 def control_sites(sites: Sequence[Site], columns: Columns) -> np.ndarray:
     """(n,) bool: the negative-control sites (``--control``); DatasetError for a query that cannot be used."""
-    frame = pd.DataFrame.from_records([s.metadata for s in sites])
+    frame = pd.DataFrame.from_records([s.keys for s in sites])
     try:
         controls = columns.controls(frame)
     except ControlQueryError as exc:
@@ -293,9 +355,10 @@ def control_sites(sites: Sequence[Site], columns: Columns) -> np.ndarray:
 
 
 def diagnose(errors: pd.DataFrame, sites: Sequence[Site], channels: Sequence[str], params: FeatureParams) -> dict:
-    """The run summary's ``failure_reasons``, ``suggestion`` and ``illumination_note`` (:mod:`.diagnosis`)."""
+    """The summary's failure reasons, suggestion, illumination and texture notes (:mod:`.diagnosis`)."""
     return {
         "failure_reasons": failure_reasons(errors),
         "suggestion": channel_suggestion(errors, sites, channels),
         "illumination_note": illumination_note(calibration_summary(params), MIN_SITES),
+        "texture_note": texture_note(calibration_summary(params)),
     }

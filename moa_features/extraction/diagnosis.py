@@ -4,7 +4,8 @@
   and counts taken out), most common first, each with a count and one full example;
 - :func:`channel_suggestion`: when a whole set of sites lacks the same channels on disk (the
   RxRx1 sample's site 2 has no w5/w6), the ``--channels`` that measures them too;
-- :func:`illumination_note`: the plates whose illumination correction was skipped, said once.
+- :func:`illumination_note`: the plates whose illumination correction was skipped, said once;
+- :func:`texture_note`: too few readable control sites for the texture levels, said once.
 """
 
 from __future__ import annotations
@@ -112,4 +113,20 @@ def illumination_note(calibration: dict[str, Any] | None, min_sites: int) -> str
     return (
         f"illumination correction skipped on {which} ({shown}): a plate needs at least {min_sites} readable sites "
         "to estimate it; intensities there are uncorrected (--illum none turns the pass off)"
+    )
+
+
+def texture_note(calibration: dict[str, Any] | None) -> str | None:
+    """One sentence when too few control sites could be read for the texture levels (None otherwise).
+
+    calibration: ``NAME.summary.json``'s ``calibration`` record (its ``texture``: ``controls_read``,
+    ``controls_named``, ``other_sites``).
+    """
+    texture = (calibration or {}).get("texture") or {}
+    if not texture.get("other_sites"):
+        return None
+    return (
+        f"texture levels: only {texture['controls_read']} of {texture['controls_named']} control site(s) could be "
+        f"read, so {texture['other_sites']} other site(s) completed the sample (the levels then follow the "
+        "treated sites too; fix the control images or name others with --control)"
     )

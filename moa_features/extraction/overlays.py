@@ -42,7 +42,7 @@ def choose_sites(sites: Sequence[Site], failed: set[str], per_plate: int, plate:
     taken: dict[Any, int] = {}
     chosen = []
     for site in sites:
-        key = site.metadata.get(plate)
+        key = site.keys.get(plate)
         if site.site_id in failed or taken.get(key, 0) >= per_plate:
             continue
         taken[key] = taken.get(key, 0) + 1
@@ -94,7 +94,7 @@ def site_overlay(site: Site, params: FeatureParams, shape, dtype, plate: str) ->
     """The overlay of one site, segmented as the run measured it, and its ``index.json`` record."""
     image = site.load(shape, dtype)
     if params.calibration:
-        function = load_calibration(params.calibration).illumination(site.metadata)
+        function = load_calibration(params.calibration).illumination(site.keys)
         image = correct(image, function) if function is not None else image
     nuclear, cell = params.channel_index(site.channels, "nuclear"), params.channel_index(site.channels, "cell")
     given = read_user_masks(site, image.shape[1:])
@@ -109,8 +109,8 @@ def site_overlay(site: Site, params: FeatureParams, shape, dtype, plate: str) ->
     picture, scale = render(image, nuclei, cells, nuclear, cell)
     record = {
         "site_id": site.site_id,
-        "plate": site.metadata.get(plate),
-        "well": site.metadata.get(schema.WELL),
+        "plate": site.keys.get(plate),
+        "well": site.keys.get(schema.WELL),
         "nuclei": int(np.unique(nuclei[nuclei > 0]).size),
         "nuclear_channel": site.channels[nuclear],
         "cell_channel": site.channels[cell],

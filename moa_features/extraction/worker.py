@@ -92,8 +92,8 @@ def error_record(site: Site, stage: str, message: str, path: str | None) -> dict
     """One row of the errors table: the site, the ``stage`` (read, mask, measure) and why."""
     return {
         schema.SITE_ID: site.site_id,
-        schema.PLATE: site.metadata.get(schema.PLATE),
-        schema.WELL: site.metadata.get(schema.WELL),
+        schema.PLATE: site.keys.get(schema.PLATE),
+        schema.WELL: site.keys.get(schema.WELL),
         "stage": stage,
         "path": path,
         "error": message,

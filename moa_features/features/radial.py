@@ -244,7 +244,7 @@ def radial_geometry(labels: np.ndarray, n: int | None = None, bin_count: int = B
     >>> labels[1:8, 1:8] = 1
     >>> g = radial_geometry(labels)
     >>> g.centres.tolist(), g.counts.sum(axis=2).tolist()
-    ([[4, 4]], [[1.0, 8.0, 16.0, 24.0]])
+    ([[4, 4]], [[5.0, 8.0, 16.0, 20.0]])
     """
     labels = np.ascontiguousarray(labels)
     if labels.ndim != 2:
@@ -279,7 +279,7 @@ def radial_distribution(plane: np.ndarray, geometry: RadialGeometry) -> dict[str
     >>> labels[1:8, 1:8] = 1
     >>> r = radial_distribution(np.ones((9, 9)), radial_geometry(labels))
     >>> round(float(r["FracAtD_4of4"][0]), 4), round(float(r["MeanFrac_4of4"][0]), 4)
-    (0.4898, 1.0)
+    (0.4082, 1.0)
     """
     n, bins = geometry.n, geometry.bin_count
     values = np.ravel(plane)[geometry.index].astype(np.float64)

@@ -356,7 +356,7 @@ def granularity(
     state = {}
     if objects is not None:
         values = np.asarray(plane, dtype=np.float64).ravel()
-        for name, (obj, idx, weight, count) in objects.tables.items():
+        for name, (_, _, _, count) in objects.tables.items():
             flat = np.ravel(objects.labels[name])
             inside = flat > 0
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _helpers import match_by_centre  # the tests' object matching, shared
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cellprofiler_examplehuman"
 CHANNELS = ("DNA", "PH3", "cellbody")
@@ -61,7 +65,8 @@ def extract_objects(folder: Path, root: Path = DATA) -> tuple[pd.DataFrame, dict
 
 def compare(root: Path = DATA) -> dict:
     """Match rate and median relative differences against CellProfiler's tables."""
-    from moa_features.features.objects import INTENSITY_MEASURES, SHAPE_MEASURES, match_by_centre
+    from moa_features.features.object_intensity import INTENSITY_MEASURES
+    from moa_features.features.shape import SHAPE_MEASURES
 
     with tempfile.TemporaryDirectory() as tmp:
         objects, summary = extract_objects(Path(tmp), root)

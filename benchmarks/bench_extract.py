@@ -134,7 +134,8 @@ def bench_cp_measure(sites, repeats: int) -> dict[str, float]:
     from skimage.segmentation import relabel_sequential
 
     from moa_features.features import segment, shape_measurements
-    from moa_features.features.objects import measure_objects, object_intensity
+    from moa_features.features.object_intensity import object_intensity
+    from moa_features.features.site import measure_objects
     from moa_features.features.texture import object_texture, quantize
 
     core = get_core_measurements()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.spatial import cKDTree
 
 from moa_features import schema
 from moa_features.extract import extract
@@ -310,3 +311,27 @@ def bbbc021_raw_wells() -> pd.DataFrame:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.raw_well_table()
+
+
+def match_by_centre(ours: np.ndarray, theirs: np.ndarray, max_distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching of objects by their centres (mutual nearest neighbours).
+
+    ours: ``(n, 2)``, theirs: ``(m, 2)`` centres (x, y) in pixels. A pair is matched when each
+    is the other's nearest centre and they lie at most ``max_distance`` pixels apart.
+    Returns index arrays ``(i_ours, i_theirs)`` of equal length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> match_by_centre(np.array([[0, 0], [10, 10]]), np.array([[10, 11], [50, 50]]), 3)
+    (array([1]), array([0]))
+    """
+    ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    if not len(ours) or not len(theirs):
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    d_theirs, to_ours = cKDTree(ours).query(theirs)
+    _, to_theirs = cKDTree(theirs).query(ours)
+    j = np.flatnonzero((to_theirs[to_ours] == np.arange(len(theirs))) & (d_theirs <= max_distance))
+    i = to_ours[j]
+    order = np.argsort(i)
+    return i[order], j[order]

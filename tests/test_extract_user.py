@@ -18,7 +18,8 @@ from PIL import Image
 
 from moa_features import schema
 from moa_features.extract import EXIT_OK, EXIT_SITES_FAILED, EXIT_USAGE, build_parser, main
-from moa_features.features.objects import match_by_centre
+
+from _helpers import match_by_centre
 
 EXAMPLEHUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "cellprofiler_examplehuman"
 QUIET = ["-q", "--no-report"]

@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 
 from moa_features.datasets import read_image
-from moa_features.features.objects import match_by_centre, site_objects
+from moa_features.features.site import site_objects
+
+from _helpers import match_by_centre
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cellprofiler_examplehuman"
 CHANNELS = ("DNA", "PH3", "cellbody")

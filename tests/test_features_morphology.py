@@ -8,15 +8,9 @@ from skimage.draw import disk, ellipse
 from skimage.measure import regionprops_table
 
 from moa_features.features.catalog import pattern_regex
-from moa_features.features.morphology import (
-    FEATURE_DOCS,
-    SHAPE_MEASURES,
-    morphology_features,
-    segment_cells,
-    segment_nuclei,
-    shape_measurements,
-)
-from moa_features.features.segmentation import filter_objects
+from moa_features.features.morphology import FEATURE_DOCS, morphology_features
+from moa_features.features.segmentation import filter_objects, segment_cells, segment_nuclei
+from moa_features.features.shape import SHAPE_MEASURES, shape_measurements
 
 from _helpers import REGIONPROPS_NAMES, load_rxrx1_site
 

@@ -1,4 +1,4 @@
-"""The compiled per-object kernels (objects.py, morphology.py) against independent references.
+"""The compiled per-object kernels (object_intensity.py, shape.py, outline.py) against independent references.
 
 Shapes against :func:`skimage.measure.regionprops` and intensities against a direct
 per-object numpy computation of CellProfiler's definitions, on constructed and random label
@@ -14,9 +14,11 @@ from scipy import ndimage as ndi
 from skimage.measure import perimeter, regionprops
 from skimage.segmentation import find_boundaries
 
-from moa_features.features.morphology import SHAPE_MEASURES, shape_measurements
-from moa_features.features.objects import COMPARTMENTS, INTENSITY_MEASURES, measure_objects, outline
-from moa_features.features.segmentation import Masks, masks_from_labels
+from moa_features.features.object_intensity import INTENSITY_MEASURES
+from moa_features.features.outline import outline
+from moa_features.features.segmentation import COMPARTMENTS, Masks, masks_from_labels
+from moa_features.features.shape import SHAPE_MEASURES, shape_measurements
+from moa_features.features.site import measure_objects
 
 from _helpers import REGIONPROPS_NAMES, cellprofiler_quantile
 

@@ -10,21 +10,14 @@ import pytest
 from skimage.segmentation import find_boundaries
 
 from moa_features.features import FeatureParams, masks_from_labels, measure_site, segment
-from moa_features.features.objects import (
-    AGGREGATES,
-    INTENSITY_MEASURES,
-    _sorted_stats,
-    aggregate_objects,
-    match_by_centre,
-    measure_objects,
-    object_correlation,
-    object_intensity,
-    outline,
-    site_objects,
-)
+from moa_features.features.aggregate import AGGREGATES, aggregate_objects
+from moa_features.features.correlation import object_correlation
+from moa_features.features.object_intensity import INTENSITY_MEASURES, _sorted_stats, object_intensity
+from moa_features.features.outline import outline
 from moa_features.features.segmentation import filter_objects
+from moa_features.features.site import measure_objects, site_objects
 
-from _helpers import cellprofiler_quantile
+from _helpers import cellprofiler_quantile, match_by_centre
 
 RXRX1 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rxrx1"
 CHANNELS6 = [f"w{i}" for i in range(1, 7)]

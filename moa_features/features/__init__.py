@@ -1,20 +1,23 @@
 """Feature families: pure functions of a ``(C, H, W)`` image (and label masks), returning flat dicts.
 
-Each family lives in its own module and exposes one entry point with this signature
-(extra keyword parameters have documented defaults)::
+Each family lives in its own module ``moa_features/features/<name>.py`` with one entry point
+of the pixels (and masks), e.g.::
 
     intensity_features(image, channels) -> dict[str, float]
     texture_features(image, channels, levels=32, distances=(1,), luts=None) -> dict[str, float]
-    morphology_features(image, channels, nuclear_channel=0, cell_channel=2, masks=None) -> dict[str, float]
     correlation_features(image, channels) -> dict[str, float]
+    measure_objects(image, channels, masks) -> dict[str, (n,) array]   # morphology, per object
 
 ``image`` is a ``(C, H, W)`` ``uint8`` or ``uint16`` array; ``channels`` names its planes
 (``["w1", ..., "w6"]``). Names follow CellProfiler/pycytominer:
 ``<Compartment>_<Family>_<Measure>_<Channel>[_<params>]``. Segmentation is its own step
-(:func:`segment` -> :class:`Masks`), and per-object measurements take masks
-(:func:`measure_objects`, :func:`aggregate_objects`). Each family module also exposes
-``FEATURE_DOCS``: ``(name pattern, unit, definition)`` rows, from which the feature
-catalogue (``docs/features.md``) is generated. No family does I/O.
+(:func:`segment` -> :class:`Masks`). :data:`REGISTRY` maps each family's name to a function of
+a :class:`SiteImage` (pixels, channel names, parameters, masks segmented on first use)
+returning :data:`Measured`: image-level features and per-object columns, which
+:func:`measure_site` aggregates per site (:func:`aggregate_objects`) and gathers into the
+object table. Each family module also exposes ``FEATURE_DOCS``: ``(name pattern, unit,
+definition)`` rows, from which the feature catalogue (``docs/features.md``) is generated.
+No family does I/O.
 """
 
 from __future__ import annotations
@@ -22,25 +25,67 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import import_module
 
 import numpy as np
 
+from moa_features.features.aggregate import aggregate_objects
 from moa_features.features.correlation import correlation_features
 from moa_features.features.intensity import intensity_features
-from moa_features.features.morphology import morphology_features, shape_measurements
-from moa_features.features.objects import aggregate_objects, measure_objects, object_intensity, site_objects
+from moa_features.features.morphology import morphology_features
+from moa_features.features.object_intensity import object_intensity
 from moa_features.features.segmentation import Masks, check_image, filter_objects, masks_from_labels, segment
+from moa_features.features.shape import shape_measurements
+from moa_features.features.site import SiteImage, measure_objects, site_counts, site_objects
 from moa_features.features.texture import SCHEMES, glcm, glcm_features, quantize, run_lut, texture_features
 from moa_features.features.units import scale_intensities
 
-FAMILIES: tuple[str, ...] = ("intensity", "texture", "morphology", "correlation")
+#: What a family returns for one site: image-level features, and per-object columns
+#: (``{column: (n,)}``, empty for image-level families; aggregated per site by the caller).
+Measured = tuple[dict[str, float], dict[str, np.ndarray]]
+
+
+def _image_level(function: Callable[[np.ndarray, Sequence[str]], dict[str, float]]) -> Callable[[SiteImage], Measured]:
+    """A family of the pixels alone, ``function(image, channels)``, as a registry entry."""
+
+    def measure(site: SiteImage) -> Measured:
+        return function(site.image, site.channels), {}
+
+    return measure
+
+
+def _texture(site: SiteImage) -> Measured:
+    p = site.params
+    return texture_features(site.image, site.channels, p.texture_levels, p.texture_distances, site.texture_luts), {}
+
+
+def _morphology(site: SiteImage) -> Measured:
+    p = site.params
+    objects, masks = site_objects(
+        site.image, site.channels, masks=site.masks, texture=p.object_texture, texture_levels=p.texture_levels,
+        texture_distance=p.texture_distances[0], texture_luts=site.texture_luts, correlation=p.object_correlation,
+    )  # fmt: skip
+    return site_counts(masks), objects
+
+
+#: The feature families by name, in output order: each maps a :class:`SiteImage` to
+#: :data:`Measured`. Register a family by adding its entry here (and its module
+#: ``moa_features/features/<name>.py`` with ``FEATURE_DOCS`` for the catalogue).
+REGISTRY: dict[str, Callable[[SiteImage], Measured]] = {
+    "intensity": _image_level(intensity_features),
+    "texture": _texture,
+    "morphology": _morphology,
+    "correlation": _image_level(correlation_features),
+}
+FAMILIES: tuple[str, ...] = tuple(REGISTRY)
 
 __all__ = [
     "FAMILIES",
+    "REGISTRY",
     "SCHEMES",
     "FeatureParams",
     "Masks",
+    "Measured",
+    "SiteImage",
     "aggregate_objects",
     "check_image",
     "correlation_features",
@@ -117,13 +162,6 @@ class FeatureParams:
         return list(channels).index(name)
 
 
-def _family(name: str) -> Callable[..., dict[str, float]]:
-    if name not in FAMILIES:
-        raise ValueError(f"unknown feature family {name!r}; expected some of {', '.join(FAMILIES)}")
-    module = import_module(f"moa_features.features.{name}")
-    return getattr(module, f"{name}_features")
-
-
 def _texture_luts(params: FeatureParams, texture_luts: Sequence[np.ndarray] | None, n: int):
     if params.texture_scheme not in SCHEMES:
         raise ValueError(f"texture_scheme must be one of {SCHEMES}, got {params.texture_scheme!r}")
@@ -152,9 +190,12 @@ def measure_site(
     image: ``(C, H, W)`` uint8/uint16 (already illumination-corrected, if wanted);
     channels: C names; texture_luts: one :func:`run_lut` per channel (needed by the
     ``run`` texture scheme); masks: the site's own :class:`Masks` (``None``: segment).
-    Returns ``(features, objects)``; ``objects`` (``{column: (n,)}``, see
-    :func:`measure_objects`) is ``None`` unless ``params.objects`` and the morphology family
-    is requested. Deterministic.
+    Each family of ``params.families`` is called through :data:`REGISTRY` on one
+    :class:`SiteImage` (segmented once, if any family needs masks); per-object columns are
+    aggregated per site right after their family's image-level features. Returns
+    ``(features, objects)``; ``objects`` (``{column: (n,)}``, see :func:`measure_objects`)
+    is ``None`` unless ``params.objects`` and a per-object family is requested.
+    Deterministic.
 
     Examples
     --------
@@ -167,27 +208,20 @@ def measure_site(
     >>> features["Nuclei_Count"], len(objects["ObjectNumber"])
     (1.0, 1)
     """
+    unknown = [name for name in params.families if name not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown feature families {unknown}; expected some of {', '.join(FAMILIES)}")
     check_image(image, channels)
     luts = _texture_luts(params, texture_luts, len(channels)) if "texture" in params.families else None
+    site = SiteImage(image, channels, params, texture_luts=luts, masks=masks)
     out: dict[str, float] = {}
-    objects = None
+    objects: dict[str, np.ndarray] = {}
     for name in params.families:
-        if name == "texture":
-            out.update(texture_features(image, channels, params.texture_levels, params.texture_distances, luts))
-        elif name == "morphology":
-            from moa_features.features.objects import site_summary
-
-            objects, site_masks = site_objects(
-                image, channels, params.channel_index(channels, "nuclear"), params.channel_index(channels, "cell"),
-                masks=masks, exclude_border=params.exclude_border, min_diameter=params.min_diameter,
-                max_diameter=params.max_diameter, threshold=params.threshold, texture=params.object_texture,
-                texture_levels=params.texture_levels, texture_distance=params.texture_distances[0],
-                texture_luts=luts, correlation=params.object_correlation,
-            )  # fmt: skip
-            out.update(site_summary(objects, site_masks))
-        else:
-            out.update(_family(name)(image, channels))
-    objects = objects if params.objects else None
+        features, columns = REGISTRY[name](site)
+        out.update(features)
+        out.update(aggregate_objects(columns))
+        objects.update(columns)
+    objects = objects if params.objects and objects else None
     if params.intensity_units != "raw":
         out = scale_intensities(out, image.dtype, params.intensity_units)
         objects = None if objects is None else scale_intensities(objects, image.dtype, params.intensity_units)

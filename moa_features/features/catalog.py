@@ -72,7 +72,7 @@ def render() -> str:
     """
     from moa_features.calibration import __doc__ as calibration_doc
     from moa_features.features.morphology import MORPHOLOGY_CONVENTIONS
-    from moa_features.features.objects import __doc__ as objects_doc
+    from moa_features.features.object_intensity import __doc__ as objects_doc
     from moa_features.features.segmentation import __doc__ as segmentation_doc
     from moa_features.features.texture import TEXTURE_CONVENTIONS
     from moa_features.illumination import __doc__ as illumination_doc

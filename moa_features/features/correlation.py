@@ -189,3 +189,35 @@ def correlation_features(image: np.ndarray, channels: Sequence[str]) -> dict[str
         out[f"Image_Correlation_Manders_{b}_{a}"] = float(manders[j, i])
         out[f"Image_Correlation_Overlap_{a}_{b}"] = float(overlap[i, j])
     return out
+
+
+def object_correlation(image: np.ndarray, channels: Sequence[str], labels: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Per-object Pearson correlation of every channel pair (CellProfiler MeasureColocalization).
+
+    image: ``(C, H, W)``; labels: ``(H, W)`` int labels 1..n. Returns
+    ``{"Correlation_Correlation_<a>_<b>": (n,)}`` (a before b in channel order), from exact
+    per-object sums; NaN where a channel is constant inside the object.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.ones((4, 4), np.int32)
+    >>> plane = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    >>> float(object_correlation(np.stack([plane, plane]), ["a", "b"], labels, 1)["Correlation_Correlation_a_b"][0])
+    1.0
+    """
+    flat = labels.ravel().astype(np.int64)
+    inside = flat > 0
+    lab = flat[inside]
+    values = [plane.ravel()[inside].astype(np.float64) for plane in image]
+    count = np.bincount(lab, minlength=n + 1)[1:].astype(np.float64)
+    sums = [np.bincount(lab, weights=v, minlength=n + 1)[1:] for v in values]
+    squares = [np.bincount(lab, weights=v * v, minlength=n + 1)[1:] for v in values]
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = [sq - s * s / count for s, sq in zip(sums, squares)]
+        for a, b in combinations(range(len(channels)), 2):
+            cross = np.bincount(lab, weights=values[a] * values[b], minlength=n + 1)[1:] - sums[a] * sums[b] / count
+            denom = np.sqrt(var[a] * var[b])
+            out[f"Correlation_Correlation_{channels[a]}_{channels[b]}"] = np.where(denom > 0, cross / denom, np.nan)
+    return out

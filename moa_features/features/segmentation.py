@@ -40,6 +40,7 @@ from moa_features.features.filters import fill_holes, gaussian
 from moa_features.features.watershed import watershed
 
 THRESHOLDS: tuple[str, ...] = ("otsu", "li")
+COMPARTMENTS: tuple[str, ...] = ("Nuclei", "Cells", "Cytoplasm")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Masks:
 
     def compartments(self) -> dict[str, np.ndarray]:
         """``{"Nuclei": ..., "Cells": ..., "Cytoplasm": ...}`` in CellProfiler's naming."""
-        return {"Nuclei": self.nuclei, "Cells": self.cells, "Cytoplasm": self.cytoplasm}
+        return dict(zip(COMPARTMENTS, (self.nuclei, self.cells, self.cytoplasm)))
 
 
 def _threshold(smoothed: np.ndarray, method: str) -> float:
@@ -101,7 +102,14 @@ def _raw_threshold(plane: np.ndarray, method: str) -> float:
     return t if upper - lower <= 1 else (lower + upper) / 2
 
 
-def _check_plane(plane: np.ndarray, name: str) -> np.ndarray:
+def check_plane(plane: np.ndarray, name: str) -> np.ndarray:
+    """``plane`` as an ndarray, or ``ValueError`` naming ``name`` unless it is 2-D ``(H, W)``.
+
+    Examples
+    --------
+    >>> check_plane([[1, 2]], "labels").shape
+    (1, 2)
+    """
     plane = np.asarray(plane)
     if plane.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D (H, W) array, got shape {plane.shape}")
@@ -184,7 +192,7 @@ def segment_nuclei(
     >>> int(segment_nuclei(plane).max())
     2
     """
-    nuclear = _check_plane(nuclear, "nuclear channel")
+    nuclear = check_plane(nuclear, "nuclear channel")
     smoothed = gaussian(nuclear, sigma)
     if not smoothed.size or smoothed.max() <= smoothed.min():
         return np.zeros(nuclear.shape, dtype=np.int32)
@@ -244,8 +252,8 @@ def segment_cells(
     >>> bool((cells[nuclei == 1] == 1).all()), int((cells == 1).sum()) > 16
     (True, True)
     """
-    cell = _check_plane(cell, "cell channel")
-    nuclei = _check_plane(nuclei, "nuclei labels")
+    cell = check_plane(cell, "cell channel")
+    nuclei = check_plane(nuclei, "nuclei labels")
     if cell.shape != nuclei.shape:
         raise ValueError(f"cell channel shape {cell.shape} differs from nuclei labels shape {nuclei.shape}")
     nuclei = nuclei.astype(np.int32, copy=False)
@@ -299,7 +307,7 @@ def filter_objects(
     >>> int(kept.max()), int(kept[9, 9])
     (1, 1)
     """
-    nuclei = _check_plane(nuclei, "nuclei labels").astype(np.int32, copy=False)
+    nuclei = check_plane(nuclei, "nuclei labels").astype(np.int32, copy=False)
     n = int(nuclei.max(initial=0))
     keep = np.ones(n + 1, dtype=bool)
     keep[0] = False
@@ -314,7 +322,7 @@ def filter_objects(
         keep[0] = False
     mapping = np.where(keep, np.cumsum(keep), 0)
     if cells is not None:
-        cells = _relabel(_check_plane(cells, "cell labels"), mapping)
+        cells = _relabel(check_plane(cells, "cell labels"), mapping)
     return _relabel(nuclei, mapping), cells
 
 
@@ -390,7 +398,7 @@ def masks_from_labels(nuclei: np.ndarray, cells: np.ndarray | None = None) -> Ma
 
 
 def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:
-    labels = _check_plane(labels, name)
+    labels = check_plane(labels, name)
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
         raise ValueError(f"{name}: expected integer labels, got dtype {labels.dtype}")
     if labels.size and labels.min() < 0:

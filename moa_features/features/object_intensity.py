@@ -16,7 +16,7 @@ cells and cytoplasm with matching numbers 1..n. For each object and channel,
   unweighted centroid.
 
 Intensities are grey levels of the input dtype (CellProfiler divides 8-bit values by 255).
-Shapes (``AreaShape_*``) come from :func:`~moa_features.features.morphology.shape_measurements`.
+Shapes (``AreaShape_*``) come from :func:`~moa_features.features.shape.shape_measurements`.
 For 8-bit images every order statistic is read off per-object histograms (one compiled
 pass per channel over nuclei and cytoplasm, cells being their sum, that also sums the
 position-weighted and outline intensities); other dtypes sort the pixels per object. Both
@@ -25,17 +25,14 @@ give the same numbers.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from itertools import combinations
 
 import numpy as np
 from numba import njit
 
-from moa_features.features.morphology import SHAPE_MEASURES, _mark_outline, shape_measurements
-from moa_features.features.segmentation import Masks, check_image, segment
+from moa_features.features.outline import mark_outline, outline
+from moa_features.features.segmentation import COMPARTMENTS, Masks
 
-COMPARTMENTS: tuple[str, ...] = ("Nuclei", "Cells", "Cytoplasm")
 INTENSITY_MEASURES: tuple[str, ...] = (
     "IntegratedIntensity",
     "MeanIntensity",
@@ -50,28 +47,7 @@ INTENSITY_MEASURES: tuple[str, ...] = (
     "MeanIntensityEdge",
     "MassDisplacement",
 )
-AGGREGATES: tuple[str, ...] = ("Median", "Mean", "Std")
 _QUANTILES = {"LowerQuartileIntensity": 0.25, "MedianIntensity": 0.5, "UpperQuartileIntensity": 0.75}
-
-
-def outline(labels: np.ndarray) -> np.ndarray:
-    """Bool ``(H, W)``: object pixels with a 4-neighbour of another label, or on the image border.
-
-    The edge pixels of CellProfiler's ``IntegratedIntensityEdge`` (checked against its own
-    output on ExampleHuman: identical edge pixel counts on identical objects).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> labels = np.zeros((5, 5), np.int32)
-    >>> labels[1:4, 1:4] = 1
-    >>> int(outline(labels).sum())
-    8
-    """
-    labels = np.asarray(labels)
-    out = np.zeros(labels.shape, dtype=bool)
-    _mark_outline(labels, out)
-    return out
 
 
 @njit(cache=True, nogil=True)
@@ -283,7 +259,7 @@ def _site_keys(
     edge_area = np.zeros((3, n + 1), dtype=np.int64)
     on_outline = np.zeros((3, h, w), dtype=np.bool_)
     for c, labels in enumerate((nuclei, cells, cytoplasm)):
-        _mark_outline(labels, on_outline[c])
+        mark_outline(labels, on_outline[c])
     consistent = True
     for y in range(h):
         for x in range(w):
@@ -366,241 +342,31 @@ def _intensity_all(
     return out
 
 
-def measure_objects(image: np.ndarray, channels: Sequence[str], masks: Masks) -> dict[str, np.ndarray]:
-    """Per-object shape and intensity of nuclei, cells and cytoplasm (one row per object).
+def site_intensity(
+    image: np.ndarray, channels: Sequence[str], masks: Masks, centres: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """Intensity measurements of every object of the three compartments, every channel.
 
-    image: ``(C, H, W)`` uint8/uint16; channels: C names; masks: the site's
-    :class:`Masks`. Returns ``{column: (n,) array}`` with ``ObjectNumber`` (1..n),
-    ``Location_Center_X/Y`` (the nucleus centroid, pixels, x = column) and, for every
-    compartment ``<Cpt>`` in Nuclei, Cells, Cytoplasm, ``<Cpt>_AreaShape_<Measure>`` and
-    ``<Cpt>_Intensity_<Measure>_<ch>`` in CellProfiler's naming. Deterministic.
+    image: ``(C, H, W)`` uint8/uint16; channels: C names; masks: the site's :class:`Masks`
+    (at least one object); centres: per compartment name the ``(x, y)`` centroids, ``(n,)``
+    each, in pixels (the unweighted centroids of ``MassDisplacement``). Returns
+    ``{"<Cpt>_Intensity_<Measure>_<ch>": (n,)}``, one pass over each plane's pixels.
 
     Examples
     --------
     >>> import numpy as np
     >>> from moa_features.features.segmentation import masks_from_labels
-    >>> nuclei = np.zeros((16, 16), np.int32)
-    >>> nuclei[4:8, 4:8] = 1
-    >>> cells = np.zeros((16, 16), np.int32)
-    >>> cells[2:10, 2:10] = 1
-    >>> image = np.full((1, 16, 16), 10, np.uint8)
-    >>> t = measure_objects(image, ["w1"], masks_from_labels(nuclei, cells))
-    >>> float(t["Cytoplasm_AreaShape_Area"][0]), float(t["Cells_Intensity_IntegratedIntensity_w1"][0])
-    (48.0, 640.0)
+    >>> nuclei = np.zeros((8, 8), np.int32)
+    >>> nuclei[2:4, 2:4] = 1
+    >>> centres = dict.fromkeys(COMPARTMENTS, (np.array([2.5]), np.array([2.5])))
+    >>> m = site_intensity(np.full((1, 8, 8), 3, np.uint8), ["w1"], masks_from_labels(nuclei), centres)
+    >>> float(m["Nuclei_Intensity_IntegratedIntensity_w1"][0])
+    12.0
     """
-    image = check_image(image, channels)
-    n = masks.n
-    out: dict[str, np.ndarray] = {"ObjectNumber": np.arange(1, n + 1, dtype=np.float64)}
-    shapes = {name: shape_measurements(labels, n) for name, labels in masks.compartments().items()}
-    out["Location_Center_X"] = shapes["Nuclei"]["Center_X"]
-    out["Location_Center_Y"] = shapes["Nuclei"]["Center_Y"]
-    for name, shape in shapes.items():
-        for measure in SHAPE_MEASURES:
-            out[f"{name}_AreaShape_{measure}"] = shape[measure]
-    if n == 0:
-        for name in COMPARTMENTS:
-            for ch in channels:
-                for measure in INTENSITY_MEASURES:
-                    out[f"{name}_Intensity_{measure}_{ch}"] = np.zeros(0)
-        return out
     index = _SiteIndex(masks)
-    centres = {name: (s["Center_X"], s["Center_Y"]) for name, s in shapes.items()}
+    out: dict[str, np.ndarray] = {}
     for plane, ch in zip(image, channels):
         for name, measures in _intensity_all(plane, masks, index, centres).items():
             for measure in INTENSITY_MEASURES:
                 out[f"{name}_Intensity_{measure}_{ch}"] = measures[measure]
     return out
-
-
-def aggregate_objects(objects: dict[str, np.ndarray], statistics: Sequence[str] = AGGREGATES) -> dict[str, float]:
-    """Site-level aggregates of a per-object table: ``<column>_<Median|Mean|Std>``.
-
-    objects: as from :func:`measure_objects`; ``ObjectNumber`` and ``Location_*`` are
-    skipped. NaN values (e.g. an empty cytoplasm) are ignored; a statistic over no value is
-    NaN. Std is the population standard deviation (ddof=0). The names keep the compartment
-    first, so pycytominer infers them as features.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> aggregate_objects({"Nuclei_AreaShape_Area": np.array([1.0, 3.0, 8.0])})["Nuclei_AreaShape_Area_Median"]
-    3.0
-    """
-    out: dict[str, float] = {}
-    columns = [c for c in objects if c != "ObjectNumber" and not c.startswith("Location_")]
-    if not columns:
-        return out
-    table = np.vstack([np.asarray(objects[c], dtype=np.float64) for c in columns])
-    finite = np.isfinite(table)
-    count = finite.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        values = {}
-        if "Median" in statistics:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NaN, as documented
-                values["Median"] = (
-                    np.nanmedian(np.where(finite, table, np.nan), axis=1)
-                    if table.shape[1]
-                    else np.full(len(columns), np.nan)
-                )
-        total = np.where(finite, table, 0).sum(axis=1)
-        mean = np.where(count > 0, total / count, np.nan)
-        if "Mean" in statistics:
-            values["Mean"] = mean
-        if "Std" in statistics:
-            sq = np.where(finite, (table - mean[:, None]) ** 2, 0).sum(axis=1)
-            values["Std"] = np.where(count > 0, np.sqrt(sq / np.maximum(count, 1)), np.nan)
-    for i, column in enumerate(columns):
-        for stat in statistics:
-            out[f"{column}_{stat}"] = float(values[stat][i])
-    return out
-
-
-def object_correlation(image: np.ndarray, channels: Sequence[str], labels: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """Per-object Pearson correlation of every channel pair (CellProfiler MeasureColocalization).
-
-    image: ``(C, H, W)``; labels: ``(H, W)`` int labels 1..n. Returns
-    ``{"Correlation_Correlation_<a>_<b>": (n,)}`` (a before b in channel order), from exact
-    per-object sums; NaN where a channel is constant inside the object.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> labels = np.ones((4, 4), np.int32)
-    >>> plane = np.arange(16, dtype=np.uint8).reshape(4, 4)
-    >>> float(object_correlation(np.stack([plane, plane]), ["a", "b"], labels, 1)["Correlation_Correlation_a_b"][0])
-    1.0
-    """
-    flat = labels.ravel().astype(np.int64)
-    inside = flat > 0
-    lab = flat[inside]
-    values = [plane.ravel()[inside].astype(np.float64) for plane in image]
-    count = np.bincount(lab, minlength=n + 1)[1:].astype(np.float64)
-    sums = [np.bincount(lab, weights=v, minlength=n + 1)[1:] for v in values]
-    squares = [np.bincount(lab, weights=v * v, minlength=n + 1)[1:] for v in values]
-    out = {}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = [sq - s * s / count for s, sq in zip(sums, squares)]
-        for a, b in combinations(range(len(channels)), 2):
-            cross = np.bincount(lab, weights=values[a] * values[b], minlength=n + 1)[1:] - sums[a] * sums[b] / count
-            denom = np.sqrt(var[a] * var[b])
-            out[f"Correlation_Correlation_{channels[a]}_{channels[b]}"] = np.where(denom > 0, cross / denom, np.nan)
-    return out
-
-
-def site_objects(
-    image: np.ndarray,
-    channels: Sequence[str],
-    nuclear_channel: int = 0,
-    cell_channel: int = 2,
-    *,
-    masks: Masks | None = None,
-    exclude_border: bool = True,
-    min_diameter: float | None = None,
-    max_diameter: float | None = None,
-    threshold: str = "otsu",
-    texture: bool = False,
-    texture_levels: int = 32,
-    texture_distance: int = 1,
-    texture_luts: Sequence[np.ndarray] | None = None,
-    correlation: bool = False,
-) -> tuple[dict[str, np.ndarray], Masks]:
-    """Segment a site (unless ``masks`` are given) and measure every object.
-
-    image: ``(C, H, W)`` uint8/uint16; the segmentation options are those of
-    :func:`~moa_features.features.segmentation.segment`. ``texture``: add per-object
-    Haralick features ``<Cpt>_Texture_<Measure>_<ch>_<d>_avg_<q>`` (quantised as the image
-    level texture: ``texture_luts`` per channel, else the full range); ``correlation``: add
-    ``<Cpt>_Correlation_Correlation_<a>_<b>``. Returns ``(objects, masks)`` with ``objects``
-    as from :func:`measure_objects`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> image = np.zeros((3, 64, 64), np.uint8)
-    >>> image[0, 20:30, 20:30] = 200
-    >>> image[2, 15:35, 15:35] = 90
-    >>> objects, masks = site_objects(image, ["w1", "w2", "w3"])
-    >>> objects["Location_Center_X"].tolist()
-    [24.5]
-    """
-    from moa_features.features.texture import apply_lut, object_texture, quantize, texture_suffix
-
-    image = check_image(image, channels)
-    if masks is None:
-        masks = segment(
-            image,
-            nuclear_channel,
-            cell_channel,
-            exclude_border=exclude_border,
-            min_diameter=min_diameter,
-            max_diameter=max_diameter,
-            threshold=threshold,
-        )
-    objects = measure_objects(image, channels, masks)
-    n = masks.n
-    if texture:
-        suffix = texture_suffix(texture_levels, "full" if texture_luts is None else "run")
-        for c, (plane, ch) in enumerate(zip(image, channels)):
-            q = (
-                quantize(plane, texture_levels)
-                if texture_luts is None
-                else apply_lut(plane, texture_luts[c], texture_levels)
-            )
-            for name, labels in masks.compartments().items():
-                for measure, values in object_texture(q, labels, n, texture_levels, texture_distance).items():
-                    objects[f"{name}_Texture_{measure}_{ch}_{texture_distance}_avg_{suffix}"] = values
-    if correlation:
-        for name, labels in masks.compartments().items():
-            for measure, values in object_correlation(image, channels, labels, n).items():
-                objects[f"{name}_{measure}"] = values
-    return objects, masks
-
-
-def site_summary(objects: dict[str, np.ndarray], masks: Masks) -> dict[str, float]:
-    """A site's morphology features: ``Nuclei_Count``, area fractions, object aggregates.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from moa_features.features.segmentation import masks_from_labels
-    >>> nuclei = np.zeros((10, 10), np.int32)
-    >>> nuclei[2:4, 2:4] = 1
-    >>> objects = measure_objects(np.ones((1, 10, 10), np.uint8), ["w1"], masks_from_labels(nuclei))
-    >>> site_summary(objects, masks_from_labels(nuclei))["Image_AreaOccupied_Fraction_Nuclei"]
-    0.04
-    """
-    pixels = float(masks.nuclei.size)
-    out = {
-        "Nuclei_Count": float(masks.n),
-        "Image_AreaOccupied_Fraction_Nuclei": float(np.count_nonzero(masks.nuclei)) / pixels,
-        "Image_AreaOccupied_Fraction_Cells": float(np.count_nonzero(masks.cells)) / pixels,
-    }
-    out.update(aggregate_objects(objects))
-    return out
-
-
-def match_by_centre(ours: np.ndarray, theirs: np.ndarray, max_distance: float) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one matching of objects by their centres (mutual nearest neighbours).
-
-    ours: ``(n, 2)``, theirs: ``(m, 2)`` centres (x, y) in pixels. A pair is matched when each
-    is the other's nearest centre and they lie at most ``max_distance`` pixels apart.
-    Returns index arrays ``(i_ours, i_theirs)`` of equal length.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> match_by_centre(np.array([[0, 0], [10, 10]]), np.array([[10, 11], [50, 50]]), 3)
-    (array([1]), array([0]))
-    """
-    from scipy.spatial import cKDTree
-
-    ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
-    if not len(ours) or not len(theirs):
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    d_theirs, to_ours = cKDTree(ours).query(theirs)
-    _, to_theirs = cKDTree(theirs).query(ours)
-    j = np.flatnonzero((to_theirs[to_ours] == np.arange(len(theirs))) & (d_theirs <= max_distance))
-    i = to_ours[j]
-    order = np.argsort(i)
-    return i[order], j[order]

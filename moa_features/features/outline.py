@@ -1,0 +1,53 @@
+"""Object outlines: the pixels of an object that touch another label or the image border.
+
+Shared by the shape measurements (perimeters), the intensity measurements (``*Edge``) and
+neighbour detection; a compiled kernel :func:`mark_outline` and its array form :func:`outline`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def mark_outline(labels: np.ndarray, out: np.ndarray) -> None:
+    """Set ``out`` (bool, labels' shape) to the outline: object pixels with a 4-neighbour of another label, or on
+    the image border (branch-free per row, so that it vectorises)."""
+    h, w = labels.shape
+    if w == 0:
+        return
+    for y in range(h):
+        up, down = max(y - 1, 0), min(y + 1, h - 1)
+        first_or_last = y == 0 or y == h - 1
+        for x in range(1, w - 1):
+            label = labels[y, x]
+            out[y, x] = (label > 0) & (
+                first_or_last
+                | (labels[up, x] != label)
+                | (labels[down, x] != label)
+                | (labels[y, x - 1] != label)
+                | (labels[y, x + 1] != label)
+            )
+        out[y, 0] = labels[y, 0] > 0
+        out[y, w - 1] = labels[y, w - 1] > 0
+
+
+def outline(labels: np.ndarray) -> np.ndarray:
+    """Bool ``(H, W)``: object pixels with a 4-neighbour of another label, or on the image border.
+
+    The edge pixels of CellProfiler's ``IntegratedIntensityEdge`` (checked against its own
+    output on ExampleHuman: identical edge pixel counts on identical objects).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((5, 5), np.int32)
+    >>> labels[1:4, 1:4] = 1
+    >>> int(outline(labels).sum())
+    8
+    """
+    labels = np.asarray(labels)
+    out = np.zeros(labels.shape, dtype=bool)
+    mark_outline(labels, out)
+    return out

@@ -91,3 +91,20 @@ def test_per_object_equals_cp_measure_on_examplehuman_masks():
     image, masks, _ = examplehuman()
     for c in (0, 1):
         _compare(masks.compartments(), masks.n, image[c].astype(np.float64) / 255)
+
+
+def test_cells_as_the_union_of_nucleus_and_cytoplasm_equal_cells_measured_directly():
+    from moa_features.features.segmentation import masks_from_labels
+
+    cells = synthetic_labels(4, shape=(128, 160))
+    inner = (np.roll(cells, 3, axis=0) == cells) & (np.roll(cells, -3, axis=0) == cells)
+    nuclei = np.where(inner, cells, 0)
+    for k in range(1, int(cells.max()) + 1):  # every cell keeps a nucleus, at least its first pixel
+        nuclei.ravel()[np.flatnonzero(cells.ravel() == k)[0]] = k
+    masks = masks_from_labels(nuclei, cells)
+    plane = synthetic_image(cells, 4)[0]
+    direct = granularity_objects({"Cells": masks.cells}, masks.n)
+    union = granularity_objects(
+        {"Nuclei": masks.nuclei, "Cytoplasm": masks.cytoplasm}, masks.n, unions={"Cells": ("Nuclei", "Cytoplasm")}
+    )
+    assert_close(granularity(plane, union)[1]["Cells"], granularity(plane, direct)[1]["Cells"], "Cells", atol=1e-9)

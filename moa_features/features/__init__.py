@@ -24,16 +24,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from moa_features.features.aggregate import aggregate_objects
+from moa_features.features.colocalisation import colocalisation_features
 from moa_features.features.correlation import correlation_features
 from moa_features.features.intensity import intensity_features
 from moa_features.features.morphology import morphology_features
 from moa_features.features.object_intensity import object_intensity
-from moa_features.features.segmentation import Masks, check_image, filter_objects, masks_from_labels, segment
+from moa_features.features.segmentation import (
+    COMPARTMENTS,
+    Masks,
+    check_image,
+    filter_objects,
+    masks_from_labels,
+    segment,
+)
 from moa_features.features.shape import shape_measurements
 from moa_features.features.site import SiteImage, measure_objects, site_counts, site_objects
 from moa_features.features.texture import SCHEMES, glcm, glcm_features, quantize, run_lut, texture_features
@@ -67,6 +75,49 @@ def _morphology(site: SiteImage) -> Measured:
     return site_counts(masks), objects
 
 
+def _zernike(site: SiteImage) -> Measured:
+    from moa_features.features.zernike import zernike_shape
+
+    masks = site.masks
+    columns = {}
+    for compartment, labels in masks.compartments().items():
+        for measure, values in zernike_shape(labels, masks.n).items():
+            columns[f"{compartment}_AreaShape_{measure}"] = values
+    return {}, columns
+
+
+def _granularity(site: SiteImage) -> Measured:
+    from moa_features.features.granularity import granularity, granularity_objects
+
+    masks = site.masks
+    tables = granularity_objects(
+        {"Nuclei": masks.nuclei, "Cytoplasm": masks.cytoplasm}, masks.n, unions={"Cells": ("Nuclei", "Cytoplasm")}
+    )
+    features, columns = {}, {}
+    for plane, ch in zip(site.image, site.channels):
+        spectrum, per_object = granularity(plane, tables)
+        for k, value in enumerate(spectrum, start=1):
+            features[f"Image_Granularity_{k}_{ch}"] = float(value)
+        for compartment in COMPARTMENTS:
+            for k in range(per_object[compartment].shape[1]):
+                columns[f"{compartment}_Granularity_{k + 1}_{ch}"] = per_object[compartment][:, k]
+    return features, columns
+
+
+def _radial(site: SiteImage) -> Measured:
+    from moa_features.features.radial import radial_distribution, radial_geometry
+
+    masks = site.masks
+    columns = {}
+    for compartment, labels in masks.compartments().items():
+        geometry = radial_geometry(labels, masks.n)
+        for plane, ch in zip(site.image, site.channels):
+            for measure, values in radial_distribution(plane, geometry).items():
+                name, ring = measure.split("_")
+                columns[f"{compartment}_RadialDistribution_{name}_{ch}_{ring}"] = values
+    return {}, columns
+
+
 #: The feature families by name, in output order: each maps a :class:`SiteImage` to
 #: :data:`Measured`. Register a family by adding its entry here (and its module
 #: ``moa_features/features/<name>.py`` with ``FEATURE_DOCS`` for the catalogue).
@@ -75,10 +126,21 @@ REGISTRY: dict[str, Callable[[SiteImage], Measured]] = {
     "texture": _texture,
     "morphology": _morphology,
     "correlation": _image_level(correlation_features),
+    "colocalisation": _image_level(colocalisation_features),
+    "zernike": _zernike,
+    "granularity": _granularity,
+    "radial": _radial,
 }
 FAMILIES: tuple[str, ...] = tuple(REGISTRY)
+#: The families that need the site's masks (segmented once per site, on first use).
+OBJECT_FAMILIES: frozenset[str] = frozenset({"morphology", "zernike", "granularity", "radial"})
+#: The families measured unless ``--features`` / ``FeatureParams.families`` says otherwise.
+#: ``granularity`` and ``radial`` are opt-in: each costs about 0.3 s per full-size site
+#: (1024x1024x6, one core; benchmarks/README.md), more than the default set's budget allows.
+DEFAULT_FAMILIES: tuple[str, ...] = ("intensity", "texture", "morphology", "correlation", "colocalisation", "zernike")
 
 __all__ = [
+    "DEFAULT_FAMILIES",
     "FAMILIES",
     "REGISTRY",
     "SCHEMES",
@@ -134,7 +196,7 @@ class FeatureParams:
     texture_scheme: str = "run"
     nuclear_channel: str | None = None
     cell_channel: str | None = None
-    families: tuple[str, ...] = field(default=FAMILIES)
+    families: tuple[str, ...] = field(default=DEFAULT_FAMILIES)
     exclude_border: bool = True
     min_diameter: float | None = None
     max_diameter: float | None = None
@@ -258,6 +320,9 @@ def timed_measure(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Like :func:`measure`, also returning CPU seconds spent per family (for benchmarks).
 
+    The site is segmented once, timed as ``"segmentation"`` when a per-object family is
+    requested; each family's time includes the aggregation of its per-object columns.
+
     Examples
     --------
     >>> import numpy as np
@@ -266,10 +331,23 @@ def timed_measure(
     >>> sorted(seconds)
     ['correlation', 'intensity']
     """
+    unknown = [name for name in params.families if name not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown feature families {unknown}; expected some of {', '.join(FAMILIES)}")
+    luts = _texture_luts(params, texture_luts, len(channels)) if "texture" in params.families else None
+    site = SiteImage(image, channels, params, texture_luts=luts)
     out: dict[str, float] = {}
     seconds: dict[str, float] = {}
+    if set(params.families) & OBJECT_FAMILIES:
+        t0 = time.process_time()
+        site.masks  # noqa: B018  (segment now, to time it on its own)
+        seconds["segmentation"] = time.process_time() - t0
     for name in params.families:
         t0 = time.process_time()
-        out.update(measure(image, channels, replace(params, families=(name,)), texture_luts=texture_luts))
+        features, columns = REGISTRY[name](site)
+        out.update(features)
+        out.update(aggregate_objects(columns))
         seconds[name] = time.process_time() - t0
+    if params.intensity_units != "raw":
+        out = scale_intensities(out, image.dtype, params.intensity_units)
     return out, seconds

@@ -14,7 +14,8 @@ again for the background, structuring element radius 10, spectrum length 16):
    reconstruction's mean (``mean_0``: the background-subtracted image's mean): the percentage
    of the signal removed by opening at size ``k`` (in subsampled pixels);
 4. per object, each reconstruction is resampled (bilinear) to full size and averaged over the
-   object's pixels; ``mean_0`` is then the object's mean intensity in the original plane (not
+   object's pixels (cells: over their nucleus and cytoplasm together); ``mean_0`` is then
+   the object's mean intensity in the original plane (not
    background-subtracted), as in CellProfiler.
 
 Reconstruction is Vincent's hybrid algorithm (a raster and an anti-raster scan, then a queue),
@@ -280,34 +281,74 @@ def _object_weights(
     return obj, idx, weight, count[1:]
 
 
-class GranularityObjects:
-    """Per-object bilinear weight tables (:func:`granularity_objects`) for one or more label images.
+@njit(cache=True, nogil=True)
+def _label_sums(labels: np.ndarray, plane: np.ndarray, n: int) -> np.ndarray:
+    """Per label 1..n, the sum of ``plane`` over its pixels, ``(n,)`` float64."""
+    out = np.zeros(n + 1)
+    h, w = labels.shape
+    for y in range(h):
+        for x in range(w):
+            out[labels[y, x]] += plane[y, x]
+    return out[1:]
 
-    ``tables``: ``{name: (object, grid index, weight, pixel counts)}``; ``labels``: ``{name: labels}``;
-    ``n``: objects per label image; ``shape``: the full-size shape.
+
+@njit(cache=True, nogil=True)
+def _table_sums(obj: np.ndarray, idx: np.ndarray, weight: np.ndarray, image: np.ndarray, n: int) -> np.ndarray:
+    """Per object, the sum over its full-size pixels of the bilinear resampling of ``image`` (flat)."""
+    out = np.zeros(n)
+    for k in range(obj.size):
+        out[obj[k]] += weight[k] * image[idx[k]]
+    return out
+
+
+class GranularityObjects:
+    """Per-object bilinear weight tables for :func:`granularity` (see :func:`granularity_objects`).
+
+    ``tables``: ``{part: (object, grid index, weight, pixel counts)}``; ``labels``: ``{part: labels}``;
+    ``outputs``: ``{name: parts}`` (a measured object set is the union of its parts' objects
+    with the same numbers); ``n``: objects per label image; ``shape``: the full-size shape.
     """
 
-    def __init__(self, tables: dict, labels: dict, n: int, shape: tuple[int, int]):
-        self.tables, self.labels, self.n, self.shape = tables, labels, n, shape
+    def __init__(self, tables: dict, labels: dict, outputs: dict, n: int, shape: tuple[int, int]):
+        self.tables, self.labels, self.outputs, self.n, self.shape = tables, labels, outputs, n, shape
 
 
-def granularity_objects(labels: dict[str, np.ndarray], n: int, subsample: float = SUBSAMPLE) -> GranularityObjects:
-    """The per-object tables :func:`granularity` needs, once per site for every channel.
+def granularity_objects(
+    labels: dict[str, np.ndarray],
+    n: int,
+    subsample: float = SUBSAMPLE,
+    unions: dict[str, tuple[str, ...]] | None = None,
+) -> GranularityObjects:
+    """The per-object tables :func:`granularity` needs, built once per site for every channel.
 
-    labels: ``{name: (H, W) int labels 1..n}`` (e.g. the site's compartments), all one shape.
+    Parameters
+    ----------
+    labels : dict
+        ``{name: (H, W) int labels 1..n}``, all one shape.
+    n : int
+        Number of objects.
+    subsample : float
+        CellProfiler's subsampling factor (as given to :func:`granularity`).
+    unions : dict, optional
+        Further object sets measured as unions of disjoint label images, e.g.
+        ``{"Cells": ("Nuclei", "Cytoplasm")}``: their sums come from the parts' (no own table).
     """
     shapes = {np.shape(v) for v in labels.values()}
     if len(shapes) != 1:
         raise ValueError(f"label images must share one shape, got {sorted(shapes)}")
+    unions = dict(unions or {})
+    for name, parts in unions.items():
+        missing = [p for p in parts if p not in labels]
+        if missing:
+            raise ValueError(f"union {name!r}: parts {missing} are not among the label images {list(labels)}")
     shape = shapes.pop()
     small = (np.array(shape) * subsample).astype(int) if subsample < 1 else np.array(shape)
     rows = _grid(shape[0], float(small[0] - 1) / float(shape[0] - 1))
     cols = _grid(shape[1], float(small[1] - 1) / float(shape[1] - 1))
-    tables = {
-        name: _object_weights(np.ascontiguousarray(lab).astype(np.int32, copy=False), n, rows, cols, small[0], small[1])
-        for name, lab in labels.items()
-    }
-    return GranularityObjects(tables, dict(labels), n, shape)
+    prepared = {name: np.ascontiguousarray(lab).astype(np.int32, copy=False) for name, lab in labels.items()}
+    tables = {name: _object_weights(lab, n, rows, cols, small[0], small[1]) for name, lab in prepared.items()}
+    outputs = {name: (name,) for name in labels} | unions
+    return GranularityObjects(tables, prepared, outputs, n, shape)
 
 
 def granularity(
@@ -333,7 +374,8 @@ def granularity(
     -------
     (image, per_object)
         ``image``: ``(spectrum_length,)`` float64 (percent); ``per_object``:
-        ``{name: (n, spectrum_length)}`` for each label image of ``objects`` (empty without).
+        ``{name: (n, spectrum_length)}`` for each label image and union of ``objects`` (empty
+        without); NaN for an object without pixels.
 
     Examples
     --------
@@ -353,15 +395,15 @@ def granularity(
     start = float(pixels.mean())
     current, start = start, max(start, np.finfo(float).eps)
     per_object: dict[str, np.ndarray] = {}
-    state = {}
     if objects is not None:
-        values = np.asarray(plane, dtype=np.float64).ravel()
-        for name, (_, _, _, count) in objects.tables.items():
-            flat = np.ravel(objects.labels[name])
-            inside = flat > 0
+        values = np.asarray(plane, dtype=np.float64)
+        sums = {name: _label_sums(lab, values, objects.n) for name, lab in objects.labels.items()}
+        counts = {name: table[3].astype(np.float64) for name, table in objects.tables.items()}
+        previous, first = {}, {}
+        for name, parts in objects.outputs.items():
             with np.errstate(invalid="ignore", divide="ignore"):
-                mean0 = np.bincount(flat[inside] - 1, weights=values[inside], minlength=objects.n) / count
-            state[name] = [mean0, np.maximum(mean0, np.finfo(float).eps)]
+                previous[name] = sum(sums[p] for p in parts) / sum(counts[p] for p in parts)
+            first[name] = np.maximum(previous[name], np.finfo(float).eps)
             per_object[name] = np.empty((objects.n, spectrum_length))
     spectrum = np.empty(spectrum_length)
     eroded = pixels
@@ -373,9 +415,10 @@ def granularity(
         current = mean
         if objects is not None:
             flat_rec = rec.ravel()
-            for name, (obj, idx, weight, count) in objects.tables.items():
+            sums = {name: _table_sums(t[0], t[1], t[2], flat_rec, objects.n) for name, t in objects.tables.items()}
+            for name, parts in objects.outputs.items():
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    new = np.bincount(obj, weights=weight * flat_rec[idx], minlength=objects.n) / count
-                per_object[name][:, k] = (state[name][0] - new) * 100 / state[name][1]
-                state[name][0] = new
+                    new = sum(sums[p] for p in parts) / sum(counts[p] for p in parts)
+                per_object[name][:, k] = (previous[name] - new) * 100 / first[name]
+                previous[name] = new
     return spectrum, per_object

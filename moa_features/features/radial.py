@@ -220,17 +220,27 @@ def _geometry(labels: np.ndarray, n: int, bin_count: int) -> tuple[np.ndarray, n
     return index, key, centres
 
 
+@njit(cache=True, nogil=True)
+def _key_sums(index: np.ndarray, key: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Sums of ``values[index]`` per ``key`` (``(size,)`` float64): one pass over the measured pixels."""
+    out = np.zeros(size)
+    for k in range(index.size):
+        out[key[k]] += values[index[k]]
+    return out
+
+
 class RadialGeometry:
     """The rings and wedges of every object of one label image (see :func:`radial_geometry`).
 
     Attributes: ``n`` objects, ``bin_count`` rings; ``index`` (flat pixel indices of the
     measured pixels) and ``key`` (``(label - 1) * bins * 8 + ring * 8 + wedge``) of equal length;
     ``centres`` ``(n, 2)`` (row, col; -1 for an absent object); ``counts`` ``(n, bins, 8)``
-    pixel counts.
+    pixel counts; ``shape``: the label image's shape.
     """
 
-    def __init__(self, index: np.ndarray, key: np.ndarray, centres: np.ndarray, n: int, bin_count: int):
+    def __init__(self, index, key, centres, n: int, bin_count: int, shape: tuple[int, int]):
         self.index, self.key, self.centres, self.n, self.bin_count = index, key, centres, n, bin_count
+        self.shape = shape
         self.counts = np.bincount(key, minlength=n * bin_count * 8).reshape(n, bin_count, 8).astype(np.float64)
 
 
@@ -253,7 +263,7 @@ def radial_geometry(labels: np.ndarray, n: int | None = None, bin_count: int = B
     if labels.max(initial=0) > n:
         labels = np.where(labels > n, 0, labels)
     index, key, centres = _geometry(labels.astype(np.int32, copy=False), n, bin_count)
-    return RadialGeometry(index, key, centres, n, bin_count)
+    return RadialGeometry(index, key, centres, n, bin_count, labels.shape)
 
 
 def radial_distribution(plane: np.ndarray, geometry: RadialGeometry) -> dict[str, np.ndarray]:
@@ -282,8 +292,10 @@ def radial_distribution(plane: np.ndarray, geometry: RadialGeometry) -> dict[str
     (0.4082, 1.0)
     """
     n, bins = geometry.n, geometry.bin_count
-    values = np.ravel(plane)[geometry.index].astype(np.float64)
-    sums = np.bincount(geometry.key, weights=values, minlength=n * bins * 8).reshape(n, bins, 8)
+    if np.shape(plane) != geometry.shape:
+        raise ValueError(f"plane shape {np.shape(plane)} differs from the geometry's label shape {geometry.shape}")
+    values = np.ascontiguousarray(plane).ravel()
+    sums = _key_sums(geometry.index, geometry.key, values, n * bins * 8).reshape(n, bins, 8)
     counts = geometry.counts
     ring_sum, ring_count = sums.sum(axis=2), counts.sum(axis=2)
     out: dict[str, np.ndarray] = {}

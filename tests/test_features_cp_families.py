@@ -74,3 +74,15 @@ def test_timed_measure_segments_once_and_times_each_family(image):
     features, seconds = timed_measure(image, CHANNELS, params)
     assert list(seconds) == ["segmentation", "morphology", "zernike", "colocalisation"]
     assert features == measure_site(image, CHANNELS, params)[0]
+
+
+def test_every_new_column_is_documented_in_the_catalogue(image):
+    from moa_features.features.catalog import family_docs, pattern_regex
+
+    docs = family_docs()
+    params = FeatureParams(texture_scheme="full", objects=True, families=NEW)
+    features, objects = measure_site(image, CHANNELS, params)
+    patterns = [pattern_regex(p.replace("<Cpt>", "<c>")) for f in NEW for p, _, _ in docs[f]]
+    aggregates = {f"{c}_{s}" for c in objects for s in ("Median", "Mean", "Std")}
+    for name in [*objects, *(f for f in features if f not in aggregates)]:
+        assert any(p.match(name) for p in patterns), name

@@ -137,7 +137,7 @@ def _segmentation_options(g: argparse._ArgumentGroup) -> None:
         default=",".join(DEFAULT_FAMILIES),
         metavar="F[,F...]",
         help=f"comma-separated feature families among {','.join(FAMILIES)} (default: {','.join(DEFAULT_FAMILIES)}; "
-        f"{','.join(f for f in FAMILIES if f not in DEFAULT_FAMILIES)} are opt-in: ~0.3 s per full-size site each)",
+        f"{','.join(f for f in FAMILIES if f not in DEFAULT_FAMILIES)} are opt-in: ~0.2-0.5 s per full-size site)",
     )
     g.add_argument(
         "--cellprofiler",

@@ -135,8 +135,8 @@ FAMILIES: tuple[str, ...] = tuple(REGISTRY)
 #: The families that need the site's masks (segmented once per site, on first use).
 OBJECT_FAMILIES: frozenset[str] = frozenset({"morphology", "zernike", "granularity", "radial"})
 #: The families measured unless ``--features`` / ``FeatureParams.families`` says otherwise.
-#: ``granularity`` and ``radial`` are opt-in: each costs about 0.3 s per full-size site
-#: (1024x1024x6, one core; benchmarks/README.md), more than the default set's budget allows.
+#: ``granularity`` and ``radial`` are opt-in: they cost about 0.23 s and 0.5 s per full-size
+#: site (1024x1024x6, one core; benchmarks/README.md), more than the default set's budget allows.
 DEFAULT_FAMILIES: tuple[str, ...] = ("intensity", "texture", "morphology", "correlation", "colocalisation", "zernike")
 
 __all__ = [

@@ -70,3 +70,40 @@ def test_equals_cp_measure_on_synthetic_images(seed):
 def test_equals_cp_measure_on_examplehuman():
     image, _, _ = examplehuman()
     _compare(image, CHANNELS)
+
+
+def _compare_objects(image: np.ndarray, labels: np.ndarray) -> None:
+    cp = pytest.importorskip("cp_measure.core.measurecolocalization")
+    from moa_features.features.colocalisation import object_colocalisation
+
+    n = int(labels.max())
+    ours = object_colocalisation(image[:2], ["a", "b"], labels, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        costes = cp.get_correlation_costes(image[0], image[1], labels)
+    scale = float(np.iinfo(image.dtype).max)
+    rwc = cp.get_correlation_rwc(image[0] / scale, image[1] / scale, labels)
+    k = cp.get_correlation_overlap(image[0] / scale, image[1] / scale, labels)
+    for measure, table in (("Costes", costes), ("RWC", rwc), ("K", k)):
+        for ours_name, key in ((f"{measure}_a_b", "1"), (f"{measure}_b_a", "2")):
+            np.testing.assert_allclose(
+                ours[f"Correlation_{ours_name}"],
+                np.asarray(table[f"Correlation_{measure}_{key}"], float),
+                rtol=1e-6,
+                atol=1e-12,
+                err_msg=ours_name,
+            )
+
+
+def test_per_object_equals_cp_measure_on_synthetic_objects():
+    labels = synthetic_labels(0)
+    _compare_objects(synthetic_image(labels, 0, channels=2), labels)
+
+
+@needs_examplehuman
+def test_per_object_equals_cp_measure_on_examplehuman_nuclei_and_cells():
+    from _parity import contiguous
+
+    image, masks, _ = examplehuman()
+    for labels in (masks.nuclei, masks.cells):
+        _compare_objects(image, contiguous(labels))

@@ -86,3 +86,15 @@ def test_every_new_column_is_documented_in_the_catalogue(image):
     aggregates = {f"{c}_{s}" for c in objects for s in ("Median", "Mean", "Std")}
     for name in [*objects, *(f for f in features if f not in aggregates)]:
         assert any(p.match(name) for p in patterns), name
+
+
+def test_per_object_costes_rwc_k_come_with_the_per_object_correlation_option(image):
+    params = FeatureParams(texture_scheme="full", objects=True, families=("colocalisation",), object_correlation=True)
+    features, objects = measure_site(image, CHANNELS, params)
+    for name in ("Cells_Correlation_Costes_w1_w2", "Nuclei_Correlation_RWC_w3_w1", "Cytoplasm_Correlation_K_w2_w3"):
+        assert objects[name].shape == (4,), name
+        assert f"{name}_Median" in features
+    plain = measure_site(
+        image, CHANNELS, FeatureParams(texture_scheme="full", objects=True, families=("colocalisation",))
+    )
+    assert plain[1] is None and "Cells_Correlation_Costes_w1_w2_Median" not in plain[0]

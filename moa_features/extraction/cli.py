@@ -169,7 +169,11 @@ def _segmentation_options(g: argparse._ArgumentGroup) -> None:
     )
     g.add_argument("--keep-border-objects", action="store_true", help="keep nuclei touching the image border")
     g.add_argument("--object-texture", action="store_true", help="per-object Haralick texture (slow)")
-    g.add_argument("--object-correlation", action="store_true", help="per-object colocalisation of channel pairs")
+    g.add_argument(
+        "--object-correlation",
+        action="store_true",
+        help="per-object colocalisation of channel pairs (Pearson; Costes, RWC, K with the colocalisation family)",
+    )
     g.add_argument(
         "--texture-scheme",
         default="run",

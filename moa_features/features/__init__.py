@@ -75,6 +75,18 @@ def _morphology(site: SiteImage) -> Measured:
     return site_counts(masks), objects
 
 
+def _colocalisation(site: SiteImage) -> Measured:
+    from moa_features.features.colocalisation import object_colocalisation
+
+    columns = {}
+    if site.params.object_correlation:
+        masks = site.masks
+        for compartment, labels in masks.compartments().items():
+            for measure, values in object_colocalisation(site.image, site.channels, labels, masks.n).items():
+                columns[f"{compartment}_{measure}"] = values
+    return colocalisation_features(site.image, site.channels), columns
+
+
 def _zernike(site: SiteImage) -> Measured:
     from moa_features.features.zernike import zernike_shape
 
@@ -126,7 +138,7 @@ REGISTRY: dict[str, Callable[[SiteImage], Measured]] = {
     "texture": _texture,
     "morphology": _morphology,
     "correlation": _image_level(correlation_features),
-    "colocalisation": _image_level(colocalisation_features),
+    "colocalisation": _colocalisation,
     "zernike": _zernike,
     "granularity": _granularity,
     "radial": _radial,

@@ -107,3 +107,8 @@ def test_per_object_equals_cp_measure_on_examplehuman_nuclei_and_cells():
     image, masks, _ = examplehuman()
     for labels in (masks.nuclei, masks.cells):
         _compare_objects(image, contiguous(labels))
+
+
+def test_per_object_sixteen_bit_equals_cp_measure():
+    labels = synthetic_labels(5)
+    _compare_objects(synthetic_image(labels, 5, channels=2).astype(np.uint16) * 257, labels)

@@ -284,6 +284,23 @@ def _pixel_lists(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, nogil=True)
+def _dense_ranks_8bit(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """:func:`_dense_ranks` of integer values 0..255 by counting (``table``: 256 int64 scratch)."""
+    table[:] = 0
+    for k in range(values.size):
+        table[values[k]] = 1
+    rank = -1
+    for v in range(256):
+        if table[v]:
+            rank += 1
+            table[v] = rank
+    ranks = np.empty(values.size, dtype=np.int64)
+    for k in range(values.size):
+        ranks[k] = table[values[k]]
+    return ranks
+
+
+@njit(cache=True, nogil=True)
 def _dense_ranks(values: np.ndarray) -> np.ndarray:
     """Each value's rank among the distinct values (0 for the smallest)."""
     order = np.argsort(values, kind="mergesort")
@@ -294,6 +311,31 @@ def _dense_ranks(values: np.ndarray) -> np.ndarray:
             rank += 1
         ranks[order[k]] = rank
     return ranks
+
+
+@njit(cache=True, nogil=True)
+def _below_pearson(f: np.ndarray, s: np.ndarray, fc: np.ndarray, sc: np.ndarray, thr_f: float, thr_s: float) -> float:
+    """Pearson r of the pixels with ``f < thr_f or s < thr_s``, in one pass over centred copies ``fc``, ``sc``.
+
+    NaN for fewer than 3 pixels or a constant channel. Centring on the object's means keeps
+    the one-pass sums accurate to ~1e-13, far below any sign decision of the search.
+    """
+    n, su, sv, suu, svv, suv = 0, 0.0, 0.0, 0.0, 0.0, 0.0
+    umin, umax, vmin, vmax = np.inf, -np.inf, np.inf, -np.inf
+    for k in range(f.size):
+        if f[k] < thr_f or s[k] < thr_s:
+            u, v = fc[k], sc[k]
+            n += 1
+            su += u
+            sv += v
+            suu += u * u
+            svv += v * v
+            suv += u * v
+            umin, umax = min(umin, u), max(umax, u)
+            vmin, vmax = min(vmin, v), max(vmax, v)
+    if n < 3 or umax == umin or vmax == vmin:
+        return np.nan
+    return (suv - su * sv / n) / np.sqrt((suu - su * su / n) * (svv - sv * sv / n))
 
 
 @njit(cache=True, nogil=True)
@@ -324,7 +366,7 @@ def _object_costes(f: np.ndarray, s: np.ndarray, scale: int) -> tuple[float, flo
     offset = ymean - slope * xmean
     if not (np.isfinite(slope) and np.isfinite(offset)):
         return nan
-    ones = np.ones(f.size)
+    fc, sc = f - f.mean(), s - s.mean()
     left, right = 1.0, float(scale)
     mid, last, valid = ((right - left) // (6 / 5)) + left, 0.0, -1.0
     converged = False
@@ -333,7 +375,7 @@ def _object_costes(f: np.ndarray, s: np.ndarray, scale: int) -> tuple[float, flo
             converged = True
             break
         thr = mid / scale
-        r = _subset_pearson(f, s, ones, thr, slope * thr + offset)
+        r = _below_pearson(f, s, fc, sc, thr, slope * thr + offset)
         if not np.isfinite(r) or r < 0:
             left = mid - 1
         else:
@@ -344,7 +386,7 @@ def _object_costes(f: np.ndarray, s: np.ndarray, scale: int) -> tuple[float, flo
         return nan
     thr = (valid - 1) / scale
     thr_s = slope * thr + offset
-    if not np.isfinite(_subset_pearson(f, s, ones, thr, thr_s)):
+    if not np.isfinite(_below_pearson(f, s, fc, sc, thr, thr_s)):
         return nan
     both, total_f, total_s, both_s = 0.0, 0.0, 0.0, 0.0
     for k in range(f.size):
@@ -367,6 +409,7 @@ def _object_pair(
     """``(n, 6)``: Costes a_b, b_a, RWC a_b, b_a, K a_b, b_a of every object (flat planes ``a``, ``b``)."""
     n = start.size - 2
     out = np.zeros((n, 6))
+    table = np.zeros(256, dtype=np.int64)
     for lab in range(n):
         k0, k1 = start[lab + 1], start[lab + 2]
         size = k1 - k0
@@ -375,9 +418,12 @@ def _object_pair(
             continue
         f = np.empty(size)
         s = np.empty(size)
+        ia = np.empty(size, dtype=np.int64)
+        ib = np.empty(size, dtype=np.int64)
         for k in range(size):
-            f[k] = a[index[k0 + k]] / scale
-            s[k] = b[index[k0 + k]] / scale
+            ia[k], ib[k] = a[index[k0 + k]], b[index[k0 + k]]
+            f[k] = ia[k] / scale
+            s[k] = ib[k] / scale
         out[lab, 0], out[lab, 1] = _object_costes(f, s, scale)
         tf, ts = (percent / 100) * f.max(), (percent / 100) * s.max()
         cross, ff, ss, above_f, above_s = 0.0, 0.0, 0.0, 0.0, 0.0
@@ -395,7 +441,10 @@ def _object_pair(
         if not any_both:
             continue  # CellProfiler: RWC and K are 0
         out[lab, 4], out[lab, 5] = cross / ff, cross / ss
-        rf, rs = _dense_ranks(f), _dense_ranks(s)
+        if scale == 255:
+            rf, rs = _dense_ranks_8bit(ia, table), _dense_ranks_8bit(ib, table)
+        else:
+            rf, rs = _dense_ranks(f), _dense_ranks(s)
         top = max(rf.max(), rs.max()) + 1
         wf, ws = 0.0, 0.0
         for k in range(size):

@@ -101,11 +101,11 @@ def test_per_object_equals_cp_measure_on_synthetic_objects():
 
 
 @needs_examplehuman
-def test_per_object_equals_cp_measure_on_examplehuman_nuclei_and_cells():
+def test_per_object_equals_cp_measure_on_examplehuman_compartments():
     from _parity import contiguous
 
     image, masks, _ = examplehuman()
-    for labels in (masks.nuclei, masks.cells):
+    for labels in (masks.nuclei, masks.cells, masks.cytoplasm):
         _compare_objects(image, contiguous(labels))
 
 

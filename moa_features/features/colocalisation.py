@@ -314,31 +314,6 @@ def _dense_ranks(values: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _below_pearson(f: np.ndarray, s: np.ndarray, fc: np.ndarray, sc: np.ndarray, thr_f: float, thr_s: float) -> float:
-    """Pearson r of the pixels with ``f < thr_f or s < thr_s``, in one pass over centred copies ``fc``, ``sc``.
-
-    NaN for fewer than 3 pixels or a constant channel. Centring on the object's means keeps
-    the one-pass sums accurate to ~1e-13, far below any sign decision of the search.
-    """
-    n, su, sv, suu, svv, suv = 0, 0.0, 0.0, 0.0, 0.0, 0.0
-    umin, umax, vmin, vmax = np.inf, -np.inf, np.inf, -np.inf
-    for k in range(f.size):
-        if f[k] < thr_f or s[k] < thr_s:
-            u, v = fc[k], sc[k]
-            n += 1
-            su += u
-            sv += v
-            suu += u * u
-            svv += v * v
-            suv += u * v
-            umin, umax = min(umin, u), max(umax, u)
-            vmin, vmax = min(vmin, v), max(vmax, v)
-    if n < 3 or umax == umin or vmax == vmin:
-        return np.nan
-    return (suv - su * sv / n) / np.sqrt((suu - su * su / n) * (svv - sv * sv / n))
-
-
-@njit(cache=True, nogil=True)
 def _variance(x: np.ndarray) -> tuple[float, float]:
     mean = x.mean()
     return mean, ((x - mean) ** 2).sum() / (x.size - 1)
@@ -366,7 +341,7 @@ def _object_costes(f: np.ndarray, s: np.ndarray, scale: int) -> tuple[float, flo
     offset = ymean - slope * xmean
     if not (np.isfinite(slope) and np.isfinite(offset)):
         return nan
-    fc, sc = f - f.mean(), s - s.mean()
+    ones = np.ones(f.size)
     left, right = 1.0, float(scale)
     mid, last, valid = ((right - left) // (6 / 5)) + left, 0.0, -1.0
     converged = False
@@ -375,7 +350,7 @@ def _object_costes(f: np.ndarray, s: np.ndarray, scale: int) -> tuple[float, flo
             converged = True
             break
         thr = mid / scale
-        r = _below_pearson(f, s, fc, sc, thr, slope * thr + offset)
+        r = _subset_pearson(f, s, ones, thr, slope * thr + offset)
         if not np.isfinite(r) or r < 0:
             left = mid - 1
         else:
@@ -386,7 +361,7 @@ def _object_costes(f: np.ndarray, s: np.ndarray, scale: int) -> tuple[float, flo
         return nan
     thr = (valid - 1) / scale
     thr_s = slope * thr + offset
-    if not np.isfinite(_below_pearson(f, s, fc, sc, thr, thr_s)):
+    if not np.isfinite(_subset_pearson(f, s, ones, thr, thr_s)):
         return nan
     both, total_f, total_s, both_s = 0.0, 0.0, 0.0, 0.0
     for k in range(f.size):

@@ -6,13 +6,16 @@ channels: DNA, PH3, cellbody) and CellProfiler's tables for the pipeline ``Examp
 CellProfiler's own ``Image.csv`` (as a LoadData CSV; its image folder pointed at the shared
 copy, its ``FileName_OrigOverlay`` column left in: it is recognised as an overlay, not a channel)::
 
-    moa-features extract examplehuman.csv --cellprofiler --objects
+    moa-features extract examplehuman.csv --cellprofiler --objects --min-diameter 8 --max-diameter 80
 
 ``--cellprofiler`` segments as that pipeline's IdentifyPrimaryObjects (minimum cross-entropy
-threshold; nuclei touching the border discarded, our default; its typical diameter 8-80 px
-removes none of our nuclei) and reports intensities on CellProfiler's 0..1 scale, so they are
-compared with CellProfiler's values directly. No masks are included, so objects are matched by
-their centres (mutual nearest neighbours within 5 px).
+threshold; nuclei touching the border discarded, our default; its typical diameter 8-80 px)
+and reports intensities on CellProfiler's 0..1 scale, so they are compared with CellProfiler's
+values directly. Cells come from the default secondary segmentation, Propagation (the
+pipeline's IdentifySecondaryObjects: minimum cross-entropy threshold x 0.8, lambda 0.05, holes
+filled), and the cytoplasm is the cell minus its nucleus with the nuclear rim kept (its
+IdentifyTertiaryObjects, "shrink smaller object" on). No masks are included, so objects are
+matched by their centres (mutual nearest neighbours within 5 px).
 
 Reported: match rate, and for matched objects the median relative difference
 ``|ours - theirs| / |theirs|`` of each measurement (Nuclei, Cells, Cytoplasm).
@@ -36,7 +39,8 @@ from _helpers import match_by_centre  # the tests' object matching, shared
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cellprofiler_examplehuman"
 CHANNELS = ("DNA", "PH3", "cellbody")
-COMMAND = ["--cellprofiler", "--objects", "--features", "intensity,morphology", "-q", "--no-report"]
+COMMAND = ["--cellprofiler", "--objects", "--min-diameter", "8", "--max-diameter", "80"]
+COMMAND += ["--features", "intensity,morphology", "-q", "--no-report"]
 MAX_DISTANCE = 5.0
 
 
@@ -74,12 +78,15 @@ def compare(root: Path = DATA) -> dict:
     ours_xy = objects[["Location_Center_X", "Location_Center_Y"]].to_numpy()
     i, j = match_by_centre(ours_xy, theirs[["Location_Center_X", "Location_Center_Y"]].to_numpy(), MAX_DISTANCE)
     out: dict = {
-        "command": "moa-features extract examplehuman.csv " + " ".join(COMMAND[:2]),
+        "command": "moa-features extract examplehuman.csv " + " ".join(COMMAND[:6]),
         "cellprofiler_nuclei": len(theirs),
         "our_nuclei": len(objects),
         "matched": len(i),
         "match_rate": len(i) / len(theirs),
-        "settings": {k: summary["params"][k] for k in ("threshold", "intensity_units", "exclude_border")},
+        "settings": {
+            k: summary["params"][k]
+            for k in ("threshold", "min_diameter", "max_diameter", "cells", "regularization", "intensity_units")
+        },
         "channels": summary["channels"],
         "median_relative_difference": {},
     }

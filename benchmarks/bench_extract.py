@@ -8,7 +8,9 @@ once per installation, about 2 s, before the clock starts):
 1. this package, by stage, with the full default set (run-fixed texture levels, per-object
    measurements and table, illumination correction learned by the run's first pass):
    decode (six PNGs), illumination, intensity, texture, morphology (segmentation, per-object
-   measurements, aggregation), correlation, thumbnail; and the worker's whole per-site call;
+   measurements, aggregation), correlation, neighbors, thumbnail; and the worker's whole
+   per-site call; then the same with ``--cells watershed`` (the secondary segmentation before
+   Propagation became the default), side by side;
 2. the original approach: per-file ``keras.utils.load_img(..., target_size=(100, 100))`` and
    ``np.append`` into a growing array (its quadratic part measured separately at larger N);
 3. CellProfiler's measurements through ``cp-measure`` on the same images and masks, for the
@@ -17,7 +19,8 @@ once per installation, about 2 s, before the clock starts):
 
 Then whole-process scaling of ``extract`` from 1 to 2 workers, and a projection for RxRx2.
 
-    python benchmarks/bench_extract.py [--sites 8] [--repeats 3] [--out benchmarks/results_extract.json]
+    python benchmarks/bench_extract.py [--sites 8] [--repeats 3] [--treatment-step 1]
+        [--skip original,cp_measure,scaling,watershed] [--out benchmarks/results_extract.json]
         [--features intensity,texture,...]   (default: the default set; stages are timed per family,
                                               segmentation on its own, so opt-in families are priced too)
 """
@@ -38,18 +41,19 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 RXRX2_SITES = 131_953
-ISSUE_21_FAMILIES = ("colocalisation", "zernike", "granularity", "radial")
+ISSUE_21_FAMILIES = ("neighbors", "colocalisation", "zernike", "granularity", "radial")
 
 
 def _median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
-def full_size_sites(root: Path, n: int):
+def full_size_sites(root: Path, n: int, treatment_step: int = 1):
     from moa_features.datasets import open_dataset
     from moa_features.synthetic import make_screen
 
-    meta = make_screen(root, preset="full", seed=0, n_jobs=2, n_experiments=1, n_plates=1, sites_per_well=1)
+    fewer = {"treatment_step": treatment_step} if treatment_step > 1 else {}  # fewer wells, the same sites
+    meta = make_screen(root, preset="full", seed=0, n_jobs=2, n_experiments=1, n_plates=1, sites_per_well=1, **fewer)
     ds = open_dataset(meta.parent)
     # spread the sample over treatments rather than taking one well's neighbours
     step = max(1, len(ds.sites) // n)
@@ -216,7 +220,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", default=".cache/bench-full")
     ap.add_argument("--out", default="benchmarks/results_extract.json")
-    ap.add_argument("--skip", default="", help="comma-separated: original,cp_measure,scaling")
+    ap.add_argument(
+        "--treatment-step",
+        type=int,
+        default=1,
+        help="keep every k-th treatment of the screen (fewer wells to generate; the sites are alike)",
+    )
+    ap.add_argument("--skip", default="", help="comma-separated: original,cp_measure,scaling,watershed")
     ap.add_argument(
         "--features",
         default=None,
@@ -224,7 +234,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    sites, root = full_size_sites(Path(args.cache), args.sites)
+    sites, root = full_size_sites(Path(args.cache), args.sites, args.treatment_step)
     print(f"{len(sites)} full-size sites of {root}, {args.repeats} repeats, one core")
 
     res: dict[str, object] = {"n_sites": len(sites), "repeats": args.repeats}
@@ -246,6 +256,12 @@ def main() -> None:
     features_only = ours["total"] - decode - ours["thumbnail"] - ours["illumination"]
     print("this package, median s/site:", {k: round(v, 4) for k, v in ours.items()})
     print(f"the same without issue 21's families: {res['total_without_issue_21_families']:.3f} s/site")
+    if "watershed" not in skip:  # the previous default secondary segmentation, side by side
+        from dataclasses import replace
+
+        watershed = bench_stages(sites, args.repeats, replace(params, cells="watershed"))
+        res["ours_per_site_s_watershed"] = watershed
+        print("with --cells watershed, median s/site:", {k: round(v, 4) for k, v in watershed.items()})
     res["ratio_total_to_decode_floor"] = ours["total"] / decode
     if "original" not in skip:
         orig = bench_original(sites, args.repeats)

@@ -38,6 +38,7 @@ from moa_features.columns import control_mask
 from moa_features.datasets import DatasetError
 from moa_features.features import FeatureParams, masks_from_labels
 from moa_features.features import measure_site as measure_features
+from moa_features.features.segmentation import CELL_METHODS
 from moa_features.features.texture import robust_range, run_lut
 from moa_features.features.units import UNITS
 from moa_features.illumination import MIN_SITES, block_means, correct, illumination_function
@@ -89,6 +90,10 @@ def check_params(params: FeatureParams) -> None:
         value = getattr(params, name)
         if value is not None and not value > 0:
             raise DatasetError(f"--{name.replace('_', '-')} must be a positive number of pixels, got {value}")
+    if params.cells not in CELL_METHODS:
+        raise DatasetError(f"--cells must be one of {', '.join(CELL_METHODS)}, got {params.cells!r}")
+    if not params.regularization >= 0:
+        raise DatasetError(f"--regularization must be a number >= 0, got {params.regularization}")
     if params.intensity_units not in UNITS:
         raise DatasetError(f"intensity units must be one of {', '.join(UNITS)}, got {params.intensity_units!r}")
 

@@ -59,8 +59,14 @@ def test_summary_records_the_segmentation_channels_used(rxrx1_sample, tmp_path):
     assert main([str(rxrx1_sample), "-o", str(out), *args]) == EXIT_OK
     summary = _summary(out)
     assert summary["params"]["nuclear_channel"] == "w1" and summary["params"]["cell_channel"] == "w3"
-    assert summary["segmentation"] == {"nuclear_channel": "w1", "cell_channel": "w3", "threshold": "otsu",
-                                       "masks": "segmented"}  # fmt: skip
+    assert summary["segmentation"] == {
+        "nuclear_channel": "w1",
+        "cell_channel": "w3",
+        "threshold": "otsu",
+        "cells": "propagation",
+        "regularization": 0.05,
+        "masks": "segmented",
+    }
     renamed = tmp_path / "named.parquet"
     names = ["--channel-names", "DNA,ER,Actin,RNA", "--cell-channel", "Actin", "--overlays", "0"]
     assert main([str(rxrx1_sample), "-o", str(renamed), *args, *names]) == EXIT_OK

@@ -83,3 +83,39 @@ def test_identical_objects_give_cellprofilers_intensity_statistics(matched):
     for name in ("Perimeter", "FormFactor", "Eccentricity", "MajorAxisLength", "MinorAxisLength", "Extent"):
         ours, cp = objects[f"Nuclei_AreaShape_{name}"][i], theirs[f"AreaShape_{name}"]
         np.testing.assert_allclose(ours[same], cp.to_numpy()[j][same], rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "compartment, column, scale, limit",
+    [  # issue 21's bounds; Propagation and the shrunk-nucleus cytoplasm reproduce CellProfiler's objects
+        ("Cells", "AreaShape_Area", 1, 0.02),
+        ("Cytoplasm", "AreaShape_Area", 1, 0.03),
+        ("Cells", "Intensity_MeanIntensity_DNA", 255, 0.02),
+        ("Cells", "Intensity_MassDisplacement_DNA", 1, 0.02),
+        ("Cytoplasm", "Intensity_MeanIntensity_DNA", 255, 0.02),
+    ],
+)
+def test_matched_cells_and_cytoplasm_agree_with_cellprofiler(matched, compartment, column, scale, limit):
+    objects, theirs, i, j = matched
+    table = pd.read_csv(DATA / f"{compartment}.csv").set_index("ObjectNumber")
+    expected = table.loc[theirs["ObjectNumber"].to_numpy()[j], column].to_numpy()
+    rel = np.abs(objects[f"{compartment}_{column}"][i] / scale - expected) / np.abs(expected)
+    assert np.median(rel) <= limit
+
+
+def test_most_matched_cells_are_cellprofilers_pixel_for_pixel(matched):
+    """Same area, perimeter and integrated DNA for most matched cells and cytoplasms: the same objects
+    (where the nuclei are the same; a different nucleus, split or merged otherwise, grows a different cell)."""
+    objects, theirs, i, j = matched
+    for compartment in ("Cells", "Cytoplasm"):
+        table = pd.read_csv(DATA / f"{compartment}.csv").set_index("ObjectNumber")
+        table = table.loc[theirs["ObjectNumber"].to_numpy()[j]]
+        same = (
+            (objects[f"{compartment}_AreaShape_Area"][i] == table["AreaShape_Area"].to_numpy())
+            & np.isclose(objects[f"{compartment}_AreaShape_Perimeter"][i], table["AreaShape_Perimeter"].to_numpy())
+            & np.isclose(
+                objects[f"{compartment}_Intensity_IntegratedIntensity_DNA"][i] / 255,
+                table["Intensity_IntegratedIntensity_DNA"].to_numpy(),
+            )
+        )
+        assert same.mean() >= 0.7, compartment  # 75 %: the rest grow from a nucleus that differs

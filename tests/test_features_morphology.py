@@ -9,6 +9,7 @@ from skimage.measure import regionprops_table
 
 from moa_features.features.catalog import pattern_regex
 from moa_features.features.morphology import FEATURE_DOCS, morphology_features
+from moa_features.features.outline import shrink_outline
 from moa_features.features.segmentation import filter_objects, segment_cells, segment_nuclei
 from moa_features.features.shape import SHAPE_MEASURES, shape_measurements
 
@@ -57,12 +58,18 @@ def test_disks_count_area_and_shape():
     assert f["Nuclei_AreaShape_FormFactor_Mean"] == pytest.approx(1.0, abs=0.05)
     assert f["Nuclei_AreaShape_Solidity_Mean"] > 0.95
     assert f["Nuclei_AreaShape_Area_Std"] == pytest.approx(0.0, abs=1e-9)
-    # The cell foreground is thresholded at half of Otsu: cells reach ~1 px past the edge.
-    assert np.pi * 20**2 <= f["Cells_AreaShape_Area_Median"] <= np.pi * 21.5**2
-    assert f["Nuclei_AreaShape_Area_Median"] / f["Cells_AreaShape_Area_Median"] == pytest.approx(
+    # Propagation (the default) thresholds the raw cell plane: cells are the painted disks.
+    assert f["Cells_AreaShape_Area_Median"] == np.count_nonzero(image[1]) / len(GRID)
+    rim = np.count_nonzero(shrink_outline(nuclei)) / len(GRID)
+    assert f["Cytoplasm_AreaShape_Area_Median"] == (
+        f["Cells_AreaShape_Area_Median"] - f["Nuclei_AreaShape_Area_Median"] + rim
+    )
+    # The watershed's cell foreground is thresholded at half of Otsu: cells reach ~1 px past the edge.
+    w = morphology_features(image, ["w1", "w2", "w3"], nuclear_channel=0, cell_channel=1, cells="watershed")
+    assert np.pi * 20**2 <= w["Cells_AreaShape_Area_Median"] <= np.pi * 21.5**2
+    assert w["Nuclei_AreaShape_Area_Median"] / w["Cells_AreaShape_Area_Median"] == pytest.approx(
         (r / 21) ** 2, rel=0.05
     )
-    assert f["Cytoplasm_AreaShape_Area_Median"] == f["Cells_AreaShape_Area_Median"] - f["Nuclei_AreaShape_Area_Median"]
     assert f["Image_AreaOccupied_Fraction_Nuclei"] == pytest.approx(len(GRID) * np.pi * r**2 / 200**2, rel=0.05)
 
 
@@ -114,9 +121,10 @@ def test_empty_site_gives_zero_counts_and_nan_statistics():
 
 def test_intensity_means_equal_painted_constants():
     # Square nuclei and cells; the marker is painted 800 on the segmented nuclei (Gaussian
-    # smoothing moves the thresholded edge by up to a pixel) and 300 everywhere else.
+    # smoothing moves the thresholded edge by up to a pixel) and 300 everywhere else; "inner"
+    # is 800 inside the nuclei but their rim, which the cytoplasm shares (CellProfiler's).
     shape = (200, 200)
-    nuclear, cell, marker, second = (np.zeros(shape, dtype=np.uint16) for _ in range(4))
+    nuclear, cell, marker, second, inner = (np.zeros(shape, dtype=np.uint16) for _ in range(5))
     for cy, cx in GRID[:4]:
         cell[cy - 25 : cy + 25, cx - 25 : cx + 25] = 1200
         nuclear[cy - 10 : cy + 10, cx - 10 : cx + 10] = 2000
@@ -125,14 +133,16 @@ def test_intensity_means_equal_painted_constants():
     marker[:] = 300
     marker[nuclei > 0] = 800
     second[:] = 500
-    image = np.stack([nuclear, cell, marker, second])
-    f = morphology_features(image, ["dna", "actin", "marker", "flat"], nuclear_channel=0, cell_channel=1)
+    inner[:] = 300
+    inner[(nuclei > 0) & ~shrink_outline(nuclei)] = 800
+    image = np.stack([nuclear, cell, marker, second, inner])
+    f = morphology_features(image, ["dna", "actin", "marker", "flat", "inner"], nuclear_channel=0, cell_channel=1)
     assert f["Nuclei_Count"] == 4
     assert f["Nuclei_AreaShape_Area_Mean"] == pytest.approx(400, rel=0.2)
     for stat in ("Mean", "Median"):
         for measure in ("MeanIntensity", "MedianIntensity", "MinIntensity", "MaxIntensity", "MeanIntensityEdge"):
             assert f[f"Nuclei_Intensity_{measure}_marker_{stat}"] == pytest.approx(800, abs=1e-9)
-            assert f[f"Cytoplasm_Intensity_{measure}_marker_{stat}"] == pytest.approx(300, abs=1e-9)
+            assert f[f"Cytoplasm_Intensity_{measure}_inner_{stat}"] == pytest.approx(300, abs=1e-9)
             assert f[f"Cells_Intensity_{measure}_flat_{stat}"] == pytest.approx(500)
         assert f[f"Nuclei_Intensity_MADIntensity_marker_{stat}"] == 0
         assert f[f"Nuclei_Intensity_MassDisplacement_flat_{stat}"] == pytest.approx(0, abs=1e-9)

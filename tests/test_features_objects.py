@@ -107,8 +107,9 @@ def test_site_features_are_aggregates_of_the_object_table(site):
         assert features[f"{column}_Median"] == pytest.approx(np.median(values))
         assert features[f"{column}_Mean"] == pytest.approx(np.mean(values))
         assert features[f"{column}_Std"] == pytest.approx(np.std(values))
+    rim = np.bincount(masks.nuclei[masks.cytoplasm > 0], minlength=masks.n + 1)[1:]  # in both (CellProfiler's)
     np.testing.assert_array_equal(
-        table["Cells_AreaShape_Area"], table["Nuclei_AreaShape_Area"] + table["Cytoplasm_AreaShape_Area"]
+        table["Cells_AreaShape_Area"], table["Nuclei_AreaShape_Area"] + table["Cytoplasm_AreaShape_Area"] - rim
     )
 
 
@@ -140,7 +141,8 @@ def test_user_masks_are_measured_as_given():
     )
     assert features["Nuclei_Count"] == 2
     np.testing.assert_array_equal(table["Nuclei_AreaShape_Area"], [25, 60])
-    np.testing.assert_array_equal(table["Cytoplasm_AreaShape_Area"], [75, 132])
+    # cell - nucleus + the nucleus's rim: 100 - 25 + 16, 192 - 60 + 28
+    np.testing.assert_array_equal(table["Cytoplasm_AreaShape_Area"], [91, 160])
     np.testing.assert_array_equal(table["Nuclei_Intensity_IntegratedIntensity_a"], [175, 420])
     np.testing.assert_allclose(table["Location_Center_X"], [7, 22.5])
     with pytest.raises(ValueError, match="non-negative"):

@@ -55,14 +55,27 @@ def test_equals_cp_measure_on_synthetic_objects():
 @needs_examplehuman
 @pytest.mark.parametrize("compartment", ["nuclei", "cells", "cytoplasm"])
 def test_equals_cp_measure_on_examplehuman_masks(compartment):
+    """Equal to 1e-6, except where cp-measure's own value depends on the other objects.
+
+    centrosome finds all circles at once, and where two hull vertices tie in Chrystal's angle
+    test, scipy's ``minimum_position`` over all labels may pick the other one (scipy gh-25279):
+    the circle's radius then differs in the last bit and a pixel on the circle flips. For those
+    objects ours must equal cp-measure on the object alone.
+    """
     cp = pytest.importorskip("cp_measure.core.measureobjectsizeshape")
     from _parity import contiguous
 
     _, masks, _ = examplehuman()
     labels = contiguous(getattr(masks, compartment))
     ours, theirs = zernike_shape(labels), cp.get_zernike(labels, None)
+    off = np.zeros(int(labels.max()), bool)
     for name, values in theirs.items():
-        assert_close(ours[name], values, name, rtol=1e-6, atol=1e-12)
+        off |= ~np.isclose(ours[name], values, rtol=1e-6, atol=1e-12)
+    assert off.sum() <= 2
+    for k in np.flatnonzero(off):
+        alone = cp.get_zernike((labels == k + 1).astype(np.int32), None)
+        for name, values in alone.items():
+            assert_close(ours[name][k], values[0], f"{name} of object {k + 1}", rtol=1e-6, atol=1e-12)
 
 
 @needs_examplehuman

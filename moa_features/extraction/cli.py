@@ -156,6 +156,20 @@ def _segmentation_options(g: argparse._ArgumentGroup) -> None:
         help="nuclear threshold: otsu, or li = minimum cross-entropy (default otsu; li with --cellprofiler)",
     )
     g.add_argument(
+        "--cells",
+        choices=["propagation", "watershed"],
+        default="propagation",
+        help="secondary segmentation: propagation = CellProfiler's IdentifySecondaryObjects Propagation (default), "
+        "or watershed = seeded watershed of the cell channel's gradient",
+    )
+    g.add_argument(
+        "--regularization",
+        type=float,
+        default=0.05,
+        metavar="LAMBDA",
+        help="Propagation's regularization factor: weight of distance against intensity change (default 0.05)",
+    )
+    g.add_argument(
         "--min-diameter",
         type=float,
         metavar="PX",
@@ -226,6 +240,8 @@ def feature_params(args: argparse.Namespace) -> FeatureParams:
         min_diameter=args.min_diameter,
         max_diameter=args.max_diameter,
         threshold=value["threshold"],
+        cells=args.cells,
+        regularization=args.regularization,
         intensity_units=value["intensity_units"],
     )
 

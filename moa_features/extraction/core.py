@@ -180,7 +180,7 @@ def extract(
         if not kept:
             if params.objects:
                 write_objects_table(side["parts"], len(chunks), objects_path(output))
-            per_plate = overlays if "morphology" in params.families else 0  # 0: a stale folder is removed
+            per_plate = overlays if params.segments else 0  # 0: a stale folder is removed
             failed = set(errors[schema.SITE_ID].astype(str))
             where = {"per_plate": per_plate, "plate": columns.plate, "shape": expected_shape}
             drawn = write_overlays(sites, failed, params, side["overlays"], dtype=expected_dtype, **where)
@@ -213,7 +213,7 @@ def segmentation_channels(params: FeatureParams, channels: Sequence[str]) -> Fea
     >>> p.nuclear_channel, p.cell_channel
     ('DNA', 'cellbody')
     """
-    if "morphology" not in params.families:
+    if not params.segments:
         return params
     nuclear, cell = params.channel_index(channels, "nuclear"), params.channel_index(channels, "cell")
     return replace(params, nuclear_channel=channels[nuclear], cell_channel=channels[cell])
@@ -221,13 +221,15 @@ def segmentation_channels(params: FeatureParams, channels: Sequence[str]) -> Fea
 
 def segmentation_record(params: FeatureParams, sites: Sequence[Site]) -> dict[str, Any] | None:
     """What ``summary.json`` says about segmentation: the channels used, the threshold, whose masks."""
-    if "morphology" not in params.families:
+    if not params.segments:
         return None
     given = sum(1 for s in sites if s.metadata.get(f"{schema.METADATA_PREFIX}ObjectsPath_Nuclei"))
     return {
         "nuclear_channel": params.nuclear_channel,
         "cell_channel": params.cell_channel,
         "threshold": params.threshold,
+        "cells": params.cells,
+        "regularization": params.regularization,
         "masks": "segmented" if not given else ("given" if given == len(sites) else f"given for {given} sites"),
     }
 

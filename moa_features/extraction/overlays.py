@@ -101,6 +101,7 @@ def site_overlay(site: Site, params: FeatureParams, shape, dtype, plate: str) ->
     if given is None:
         options = {"min_diameter": params.min_diameter, "max_diameter": params.max_diameter}
         options.update(exclude_border=params.exclude_border, threshold=params.threshold)
+        options.update(cells=params.cells, regularization=params.regularization)
         masks = segment(image, nuclear, cell, **options)
         nuclei, cells = masks.nuclei, masks.cells
     else:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from moa_features.features.colocalisation import colocalisation_features
 from moa_features.features.correlation import correlation_features
 from moa_features.features.intensity import intensity_features
 from moa_features.features.morphology import morphology_features
+from moa_features.features.neighbors import neighbors_features
 from moa_features.features.object_intensity import object_intensity
 from moa_features.features.segmentation import (
     COMPARTMENTS,
@@ -43,7 +45,7 @@ from moa_features.features.segmentation import (
     segment,
 )
 from moa_features.features.shape import shape_measurements
-from moa_features.features.site import SiteImage, measure_objects, site_counts, site_objects
+from moa_features.features.site import SiteImage, measure_objects, object_index, site_counts, site_objects
 from moa_features.features.texture import SCHEMES, glcm, glcm_features, quantize, run_lut, texture_features
 from moa_features.features.units import scale_intensities
 
@@ -75,6 +77,10 @@ def _morphology(site: SiteImage) -> Measured:
     return site_counts(masks), objects
 
 
+def _neighbors(site: SiteImage) -> Measured:
+    return {}, neighbors_features(site.masks)
+
+
 def _colocalisation(site: SiteImage) -> Measured:
     from moa_features.features.colocalisation import object_colocalisation
 
@@ -102,9 +108,7 @@ def _granularity(site: SiteImage) -> Measured:
     from moa_features.features.granularity import granularity, granularity_objects
 
     masks = site.masks
-    tables = granularity_objects(
-        {"Nuclei": masks.nuclei, "Cytoplasm": masks.cytoplasm}, masks.n, unions={"Cells": ("Nuclei", "Cytoplasm")}
-    )
+    tables = granularity_objects(masks.compartments(), masks.n)
     features, columns = {}, {}
     for plane, ch in zip(site.image, site.channels):
         spectrum, per_object = granularity(plane, tables)
@@ -130,30 +134,39 @@ def _radial(site: SiteImage) -> Measured:
     return {}, columns
 
 
-#: The feature families by name, in output order: each maps a :class:`SiteImage` to
-#: :data:`Measured`. Register a family by adding its entry here (and its module
-#: ``moa_features/features/<name>.py`` with ``FEATURE_DOCS`` for the catalogue).
-REGISTRY: dict[str, Callable[[SiteImage], Measured]] = {
-    "intensity": _image_level(intensity_features),
-    "texture": _texture,
-    "morphology": _morphology,
-    "correlation": _image_level(correlation_features),
-    "colocalisation": _colocalisation,
-    "zernike": _zernike,
-    "granularity": _granularity,
-    "radial": _radial,
+class Family(NamedTuple):
+    """A registered feature family: ``measure`` maps a :class:`SiteImage` to :data:`Measured`;
+    ``objects``: it measures objects (so the site is segmented, or its masks read)."""
+
+    measure: Callable[[SiteImage], Measured]
+    objects: bool = False
+
+
+#: The feature families by name, in output order. To add one: write its module
+#: ``moa_features/features/<name>.py`` (a function of pixels and masks, and ``FEATURE_DOCS`` for
+#: the catalogue), add an entry here (a function of a :class:`SiteImage` returning
+#: :data:`Measured`), and list it in ``DEFAULT_FAMILIES`` if it is on by default.
+REGISTRY: dict[str, Family] = {
+    "intensity": Family(_image_level(intensity_features)),
+    "texture": Family(_texture),
+    "morphology": Family(_morphology, objects=True),
+    "correlation": Family(_image_level(correlation_features)),
+    "neighbors": Family(_neighbors, objects=True),
+    "colocalisation": Family(_colocalisation),  # per object too (masks) with object_correlation
+    "zernike": Family(_zernike, objects=True),
+    "granularity": Family(_granularity, objects=True),
+    "radial": Family(_radial, objects=True),
 }
 FAMILIES: tuple[str, ...] = tuple(REGISTRY)
-#: The families that need the site's masks (segmented once per site, on first use).
-OBJECT_FAMILIES: frozenset[str] = frozenset({"morphology", "zernike", "granularity", "radial"})
-#: The families measured unless ``--features`` / ``FeatureParams.families`` says otherwise.
-#: ``granularity`` and ``radial`` are opt-in: they cost about 0.23 s and 0.5 s per full-size
-#: site (1024x1024x6, one core; benchmarks/README.md), more than the default set's budget allows.
-DEFAULT_FAMILIES: tuple[str, ...] = ("intensity", "texture", "morphology", "correlation", "colocalisation", "zernike")
+#: The families measured unless ``--features`` says otherwise (opt-in families are left out):
+#: ``granularity`` and ``radial`` cost about 0.24 s and 0.5 s per full-size site (1024x1024x6,
+#: one core; benchmarks/README.md), more than the default set's budget allows.
+DEFAULT_FAMILIES: tuple[str, ...] = tuple(f for f in FAMILIES if f not in ("granularity", "radial"))
 
 __all__ = [
     "DEFAULT_FAMILIES",
     "FAMILIES",
+    "Family",
     "REGISTRY",
     "SCHEMES",
     "FeatureParams",
@@ -172,6 +185,7 @@ __all__ = [
     "measure_objects",
     "measure_site",
     "morphology_features",
+    "neighbors_features",
     "object_intensity",
     "run_lut",
     "quantize",
@@ -194,7 +208,9 @@ class FeatureParams:
     means the first channel and the third channel (or the last, if fewer).
     exclude_border: drop nuclei touching the image border (and their cells);
     min_diameter / max_diameter: nucleus equivalent-diameter limits in pixels (None: none);
-    threshold: nuclear threshold method (``"otsu"`` or ``"li"``).
+    threshold: nuclear (and, with propagation, cell) threshold method (``"otsu"`` or ``"li"``);
+    cells: secondary segmentation, ``"propagation"`` (CellProfiler's, the default) or
+    ``"watershed"``; regularization: Propagation's lambda (CellProfiler's default 0.05).
     objects: also return the per-object table; object_texture / object_correlation: add
     per-object Haralick texture / colocalisation. illum: ``"auto"`` (per-plate illumination
     correction where a plate has enough sites) or ``"none"``. calibration: the run's
@@ -213,12 +229,27 @@ class FeatureParams:
     min_diameter: float | None = None
     max_diameter: float | None = None
     threshold: str = "otsu"
+    cells: str = "propagation"
+    regularization: float = 0.05
     objects: bool = False
     object_texture: bool = False
     object_correlation: bool = False
     illum: str = "auto"
     calibration: str | None = None
     intensity_units: str = "raw"
+
+    @property
+    def segments(self) -> bool:
+        """Whether a requested family measures objects (so sites are segmented, or their masks read).
+
+        Examples
+        --------
+        >>> FeatureParams(families=("intensity",)).segments, FeatureParams().segments
+        (False, True)
+        """
+        if self.object_correlation and "colocalisation" in self.families:
+            return True
+        return any(REGISTRY[name].objects for name in self.families if name in REGISTRY)
 
     def channel_index(self, channels: Sequence[str], which: str) -> int:
         """Index of the nuclear (``which="nuclear"``) or cell channel among ``channels``.
@@ -282,23 +313,54 @@ def measure_site(
     >>> features["Nuclei_Count"], len(objects["ObjectNumber"])
     (1.0, 1)
     """
+    return _measure_site(image, channels, params, texture_luts, masks)
+
+
+def _measure_site(
+    image: np.ndarray,
+    channels: Sequence[str],
+    params: FeatureParams,
+    texture_luts: Sequence[np.ndarray] | None,
+    masks: Masks | None,
+    seconds: dict[str, float] | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
+    """:func:`measure_site`, with CPU seconds per family into ``seconds`` when given."""
     unknown = [name for name in params.families if name not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown feature families {unknown}; expected some of {', '.join(FAMILIES)}")
     check_image(image, channels)
     luts = _texture_luts(params, texture_luts, len(channels)) if "texture" in params.families else None
     site = SiteImage(image, channels, params, texture_luts=luts, masks=masks)
-    out: dict[str, float] = {}
-    objects: dict[str, np.ndarray] = {}
-    for name in params.families:
-        features, columns = REGISTRY[name](site)
-        out.update(features)
-        out.update(aggregate_objects(columns))
-        objects.update(columns)
+    out, objects = _measure_families(site, params.families, seconds)
+    if objects and "ObjectNumber" not in objects:  # no morphology: the table's keys still come first
+        objects = {**object_index(site.masks), **objects}
     objects = objects if params.objects and objects else None
     if params.intensity_units != "raw":
         out = scale_intensities(out, image.dtype, params.intensity_units)
         objects = None if objects is None else scale_intensities(objects, image.dtype, params.intensity_units)
+    return out, objects
+
+
+def _measure_families(
+    site: SiteImage, families: Sequence[str], seconds: dict[str, float] | None = None
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Every family of ``families`` on ``site``: features (object columns aggregated right after
+    their family's image-level features) and the object columns; CPU seconds per family into
+    ``seconds`` when given (``segmentation`` apart, if a family needs masks and they are not given)."""
+    out: dict[str, float] = {}
+    objects: dict[str, np.ndarray] = {}
+    if seconds is not None and any(REGISTRY[name].objects for name in families) and "masks" not in vars(site):
+        t0 = time.process_time()
+        site.masks  # noqa: B018  (segmented once here, so that no family's time holds it)
+        seconds["segmentation"] = time.process_time() - t0
+    for name in families:
+        t0 = time.process_time()
+        features, columns = REGISTRY[name].measure(site)
+        out.update(features)
+        out.update(aggregate_objects(columns))
+        objects.update(columns)
+        if seconds is not None:
+            seconds[name] = time.process_time() - t0
     return out, objects
 
 
@@ -332,34 +394,16 @@ def timed_measure(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Like :func:`measure`, also returning CPU seconds spent per family (for benchmarks).
 
-    The site is segmented once, timed as ``"segmentation"`` when a per-object family is
-    requested; each family's time includes the aggregation of its per-object columns.
+    The site is segmented once, timed as ``segmentation``, when a family measures objects.
 
     Examples
     --------
     >>> import numpy as np
     >>> image = np.zeros((2, 16, 16), np.uint8)
-    >>> _, seconds = timed_measure(image, ["a", "b"], FeatureParams(families=("intensity", "correlation")))
+    >>> _, seconds = timed_measure(image, ["a", "b"], FeatureParams(families=("intensity", "neighbors")))
     >>> sorted(seconds)
-    ['correlation', 'intensity']
+    ['intensity', 'neighbors', 'segmentation']
     """
-    unknown = [name for name in params.families if name not in REGISTRY]
-    if unknown:
-        raise ValueError(f"unknown feature families {unknown}; expected some of {', '.join(FAMILIES)}")
-    luts = _texture_luts(params, texture_luts, len(channels)) if "texture" in params.families else None
-    site = SiteImage(image, channels, params, texture_luts=luts)
-    out: dict[str, float] = {}
     seconds: dict[str, float] = {}
-    if set(params.families) & OBJECT_FAMILIES:
-        t0 = time.process_time()
-        site.masks  # noqa: B018  (segment now, to time it on its own)
-        seconds["segmentation"] = time.process_time() - t0
-    for name in params.families:
-        t0 = time.process_time()
-        features, columns = REGISTRY[name](site)
-        out.update(features)
-        out.update(aggregate_objects(columns))
-        seconds[name] = time.process_time() - t0
-    if params.intensity_units != "raw":
-        out = scale_intensities(out, image.dtype, params.intensity_units)
+    out, _ = _measure_site(image, channels, params, texture_luts, None, seconds)
     return out, seconds

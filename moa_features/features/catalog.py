@@ -15,8 +15,6 @@ from moa_features.features import DEFAULT_FAMILIES, FAMILIES
 from moa_features.io import atomic_path
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "features.md"
-#: Families whose module docstring states their conventions (copied into the catalogue).
-_DOCUMENTED_BY_MODULE = ("colocalisation", "zernike", "granularity", "radial")
 
 
 def family_docs() -> dict[str, list[tuple[str, str, str]]]:
@@ -24,8 +22,8 @@ def family_docs() -> dict[str, list[tuple[str, str, str]]]:
 
     Examples
     --------
-    >>> list(family_docs())
-    ['intensity', 'texture', 'morphology', 'correlation', 'colocalisation', 'zernike', 'granularity', 'radial']
+    >>> " ".join(family_docs())
+    'intensity texture morphology correlation neighbors colocalisation zernike granularity radial'
     """
     docs: dict[str, list[tuple[str, str, str]]] = {}
     for name in FAMILIES:
@@ -110,8 +108,9 @@ def render() -> str:
             lines += [_rst_to_md(TEXTURE_CONVENTIONS), ""]
         if family == "morphology":
             lines += [_rst_to_md(MORPHOLOGY_CONVENTIONS), ""]
-        if family in _DOCUMENTED_BY_MODULE:
-            lines += [_rst_to_md(import_module(f"moa_features.features.{family}").__doc__), ""]
+        conventions = getattr(import_module(f"moa_features.features.{family}"), "CONVENTIONS", None)
+        if conventions:
+            lines += [_rst_to_md(conventions), ""]
         if family not in DEFAULT_FAMILIES:
             lines += [f"Opt-in: not in the default set; add it with `--features ...,{family}`.", ""]
         lines += ["| Feature | Unit | Definition |", "|---|---|---|"]

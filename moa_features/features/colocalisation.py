@@ -39,6 +39,9 @@ from moa_features.features.segmentation import check_image
 
 THRESHOLD_PERCENT = 15
 
+#: The conventions above, for the feature catalogue (docs/features.md).
+CONVENTIONS = __doc__
+
 FEATURE_DOCS: list[tuple[str, str, str]] = [
     (
         "Image_Correlation_Costes_<a>_<b>",

@@ -7,6 +7,8 @@
 - :func:`fill_holes`: ``scipy.ndimage.binary_fill_holes`` (4-connected background): the
   background reachable from the image border stays, the rest is filled; one stack-based
   flood instead of labelling the background (4x faster).
+- :func:`fill_label_holes`: the same holes in a label image, each filled with the label that
+  encloses it alone (CellProfiler's ``fill_labeled_holes`` as IdentifySecondaryObjects uses it).
 """
 
 from __future__ import annotations
@@ -64,6 +66,72 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D (H, W) mask, got shape {mask.shape}")
     return _fill(np.ascontiguousarray(mask))
+
+
+def fill_label_holes(labels: np.ndarray) -> np.ndarray:
+    """Fill each hole of a label image with the label around it.
+
+    A hole is a 4-connected background region not reaching the image border; it is filled
+    when every object pixel 4-adjacent to it carries one and the same label (a hole between
+    two objects stays). labels: ``(H, W)`` non-negative ints; returns a new int32 array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((5, 7), np.int32)
+    >>> labels[1:4, 1:4] = 1
+    >>> labels[1:4, 4:7] = 2
+    >>> labels[2, 2] = 0  # a hole inside object 1
+    >>> labels[2, 4] = 0  # on the border between 1 and 2: both enclose it
+    >>> out = fill_label_holes(labels)
+    >>> int(out[2, 2]), int(out[2, 4])
+    (1, 0)
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"expected a 2-D (H, W) label image, got shape {labels.shape}")
+    out = np.ascontiguousarray(labels, dtype=np.int32).copy()
+    holes = fill_holes(out > 0) & (out == 0)
+    if holes.any():
+        _fill_label_holes(out, holes)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_label_holes(labels, holes):  # pragma: no cover - compiled
+    """Flood each hole component once, note the labels around it, fill it if they are one."""
+    h, w = labels.shape
+    seen = np.zeros((h, w), np.bool_)
+    stack = np.empty(h * w, np.int64)
+    members = np.empty(h * w, np.int64)
+    for i0 in range(h):
+        for j0 in range(w):
+            if not holes[i0, j0] or seen[i0, j0]:
+                continue
+            seen[i0, j0] = True
+            stack[0] = i0 * w + j0
+            top, count, around = 1, 0, 0  # around: 0 none yet, -1 several, else the one label
+            while top > 0:
+                top -= 1
+                p = stack[top]
+                members[count] = p
+                count += 1
+                i, j = divmod(p, w)
+                for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                    y, x = i + di, j + dj
+                    if y < 0 or y >= h or x < 0 or x >= w:
+                        continue
+                    if holes[y, x]:
+                        if not seen[y, x]:
+                            seen[y, x] = True
+                            stack[top] = y * w + x
+                            top += 1
+                    elif labels[y, x] > 0 and around != -1 and labels[y, x] != around:
+                        around = labels[y, x] if around == 0 else -1
+            if around > 0:
+                for k in range(count):
+                    i, j = divmod(members[k], w)
+                    labels[i, j] = around
 
 
 @numba.njit(cache=True, nogil=True)

@@ -14,7 +14,7 @@ again for the background, structuring element radius 10, spectrum length 16):
    reconstruction's mean (``mean_0``: the background-subtracted image's mean): the percentage
    of the signal removed by opening at size ``k`` (in subsampled pixels);
 4. per object, each reconstruction is resampled (bilinear) to full size and averaged over the
-   object's pixels (cells: over their nucleus and cytoplasm together); ``mean_0`` is then
+   object's pixels; ``mean_0`` is then
    the object's mean intensity in the original plane (not
    background-subtracted), as in CellProfiler.
 
@@ -35,6 +35,9 @@ SPECTRUM_LENGTH = 16
 SUBSAMPLE = 0.25
 BACKGROUND_SAMPLE = 0.25
 ELEMENT_SIZE = 10
+
+#: The conventions above, for the feature catalogue (docs/features.md).
+CONVENTIONS = __doc__
 
 FEATURE_DOCS: list[tuple[str, str, str]] = [
     (
@@ -331,7 +334,9 @@ def granularity_objects(
         CellProfiler's subsampling factor (as given to :func:`granularity`).
     unions : dict, optional
         Further object sets measured as unions of disjoint label images, e.g.
-        ``{"Cells": ("Nuclei", "Cytoplasm")}``: their sums come from the parts' (no own table).
+        ``{"Cells": ("Nuclei", "Rest")}`` with ``Rest`` the cells without their nuclei: their sums
+        come from the parts' (no own table). The parts must not overlap (CellProfiler's
+        cytoplasm keeps the nuclear rim, so it is not such a part).
     """
     shapes = {np.shape(v) for v in labels.values()}
     if len(shapes) != 1:

@@ -103,7 +103,8 @@ FEATURE_DOCS: list[tuple[str, str, str]] = [
         "Option (--object-correlation): Pearson correlation of channels a and b inside the object.",
     ),
 ]
-MORPHOLOGY_CONVENTIONS = """``<Cpt>``: Nuclei, Cells or Cytoplasm (cell minus its nucleus); ``<stat>``: Median, Mean or
+MORPHOLOGY_CONVENTIONS = """``<Cpt>``: Nuclei, Cells or Cytoplasm (cell minus its nucleus, the nucleus's rim kept, as in
+CellProfiler); ``<stat>``: Median, Mean or
 Std (ddof=0) over the site's objects, NaN values (e.g. an empty cytoplasm) ignored. Nuclei
 touching the image border are excluded by default (``--keep-border-objects``), and
 ``--min-diameter``/``--max-diameter`` limit the nuclei's equivalent diameters (pixels). The

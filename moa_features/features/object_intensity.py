@@ -228,10 +228,11 @@ def _edge_and_displacement(
 class _SiteIndex:
     """Per-site pixel bookkeeping shared by every channel's intensity measurements.
 
-    Nuclei and cytoplasm are disjoint and make up the cells, so one key per foreground pixel
-    (nucleus i -> i, cytoplasm i -> n + i) serves all three compartments: cells = nuclei +
-    cytoplasm for histograms and weighted sums alike. ``edges``: per pixel, bit c set where
-    it lies on the outline of compartment ``COMPARTMENTS[c]``; ``edge_area``: ``(3, n + 1)``
+    Every cell pixel lies in its nucleus, its cytoplasm, or both (the nucleus's outline, which
+    CellProfiler's cytoplasm keeps), so one key per foreground pixel (nucleus only i -> i, both
+    i -> n + i, cytoplasm only i -> 2n + i) serves all three compartments, for histograms and
+    weighted sums alike: nuclei = keys 1 + 2, cells = 1 + 2 + 3, cytoplasm = 2 + 3. ``edges``:
+    per pixel, bit c set where it lies on the outline of compartment ``COMPARTMENTS[c]``; ``edge_area``: ``(3, n + 1)``
     outline pixel counts per compartment and label.
     """
 
@@ -240,9 +241,10 @@ class _SiteIndex:
         self.key, self.edges, self.edge_area = _site_keys(masks.nuclei, masks.cells, masks.cytoplasm, self.n)
 
     def split(self, sums: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-key sums ``(2n + 1, ...)`` -> per-compartment ``(n, ...)``."""
-        nuc, cyto = sums[1 : self.n + 1], sums[self.n + 1 :]
-        return {"Nuclei": nuc, "Cells": nuc + cyto, "Cytoplasm": cyto}
+        """Per-key sums ``(3n + 1, ...)`` -> per-compartment ``(n, ...)``."""
+        n = self.n
+        nucleus, both, cyto = sums[1 : n + 1], sums[n + 1 : 2 * n + 1], sums[2 * n + 1 :]
+        return {"Nuclei": nucleus + both, "Cells": nucleus + both + cyto, "Cytoplasm": both + cyto}
 
 
 @njit(cache=True, nogil=True)
@@ -251,7 +253,8 @@ def _site_keys(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The :class:`_SiteIndex` arrays: keys ``(H, W)`` int32, outline bits ``(H, W)`` uint8, edge areas.
 
-    Raises ``ValueError`` unless cells are nuclei plus cytoplasm with the same numbers 1..n.
+    Raises ``ValueError`` unless every cell pixel is in its nucleus or its cytoplasm (or both),
+    with the same numbers 1..n.
     """
     h, w = nuclei.shape
     key = np.zeros((h, w), dtype=np.int32)
@@ -264,16 +267,16 @@ def _site_keys(
     for y in range(h):
         for x in range(w):
             nucleus, cell, cyto = nuclei[y, x], cells[y, x], cytoplasm[y, x]
-            consistent &= (cell == nucleus + cyto) & ((nucleus == 0) | (cyto == 0)) & (nucleus >= 0) & (cyto >= 0)
-            consistent &= (nucleus <= n) & (cyto <= n)
-            key[y, x] = nucleus + (cyto + n) * (cyto > 0)
+            consistent &= (cell == max(nucleus, cyto)) & ((nucleus == 0) | (cyto == 0) | (nucleus == cyto))
+            consistent &= (nucleus >= 0) & (cyto >= 0) & (nucleus <= n) & (cyto <= n)
+            key[y, x] = cyto + 2 * n if nucleus == 0 and cyto > 0 else nucleus + n * (cyto > 0)
             edges[y, x] = on_outline[0, y, x] | on_outline[1, y, x] << 1 | on_outline[2, y, x] << 2
     if not consistent:
         raise ValueError("masks: cells must be nuclei plus cytoplasm, with the same numbers 1..n")
     for y in range(h):
         for x in range(w):
             if edges[y, x]:
-                label = nuclei[y, x] + cytoplasm[y, x]
+                label = max(nuclei[y, x], cytoplasm[y, x])
                 for c in range(3):
                     edge_area[c, label] += edges[y, x] >> c & 1
     return key, edges, edge_area
@@ -286,14 +289,14 @@ def _plane_sums(
     """One pass over a plane: per-key histograms, position-weighted sums and outline sums.
 
     key, edges: as :class:`_SiteIndex`; plane: integer values; bins: 256 for a uint8 plane
-    (histograms of its values), 0 for none. Returns ``hist`` ``(2n + 1, bins)`` int64,
-    ``moments`` ``(2, 2n + 1)`` (sums of x * value and y * value) and ``edge`` ``(3, n + 1)``
+    (histograms of its values), 0 for none. Returns ``hist`` ``(3n + 1, bins)`` int64,
+    ``moments`` ``(2, 3n + 1)`` (sums of x * value and y * value) and ``edge`` ``(3, n + 1)``
     (value sums over each compartment's outline), float64 (exact integers; row 0 / key 0 is
     the background).
     """
     h, w = key.shape
-    hist = np.zeros((2 * n + 1, bins), dtype=np.int64)
-    moments = np.zeros((2, 2 * n + 1), dtype=np.float64)
+    hist = np.zeros((3 * n + 1, bins), dtype=np.int64)
+    moments = np.zeros((2, 3 * n + 1), dtype=np.float64)
     edge = np.zeros((3, n + 1), dtype=np.float64)
     for y in range(h):
         current, total, weighted = 0, 0, 0  # a run of equal keys is summed in integers, then added
@@ -310,7 +313,7 @@ def _plane_sums(
                 hist[k, v] += 1
             bits = edges[y, x]
             if bits:
-                label = k if k <= n else k - n
+                label = (k - 1) % n + 1
                 for c in range(3):
                     if bits >> c & 1:
                         edge[c, label] += v

@@ -33,6 +33,52 @@ def mark_outline(labels: np.ndarray, out: np.ndarray) -> None:
         out[y, w - 1] = labels[y, w - 1] > 0
 
 
+def shrink_outline(labels: np.ndarray) -> np.ndarray:
+    """Bool ``(H, W)``: object pixels with an 8-neighbour of another value, or on the image border.
+
+    The pixels by which CellProfiler's IdentifyTertiaryObjects shrinks the smaller objects
+    before subtracting them (``centrosome.outline.outline``): so the nucleus's rim belongs
+    to the cytoplasm too.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((5, 5), np.int32)
+    >>> labels[1:4, 1:4] = 1
+    >>> int(shrink_outline(labels).sum())
+    8
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"expected a 2-D (H, W) label image, got shape {labels.shape}")
+    return _shrink_outline(np.ascontiguousarray(labels))
+
+
+@njit(cache=True, nogil=True)
+def _shrink_outline(labels: np.ndarray) -> np.ndarray:
+    h, w = labels.shape
+    out = np.zeros((h, w), dtype=np.bool_)
+    for y in range(h):
+        for x in range(w):
+            label = labels[y, x]
+            if label == 0:
+                continue
+            if y == 0 or x == 0 or y == h - 1 or x == w - 1:
+                out[y, x] = True
+                continue
+            out[y, x] = (
+                (labels[y - 1, x - 1] != label)
+                | (labels[y - 1, x] != label)
+                | (labels[y - 1, x + 1] != label)
+                | (labels[y, x - 1] != label)
+                | (labels[y, x + 1] != label)
+                | (labels[y + 1, x - 1] != label)
+                | (labels[y + 1, x] != label)
+                | (labels[y + 1, x + 1] != label)
+            )
+    return out
+
+
 def outline(labels: np.ndarray) -> np.ndarray:
     """Bool ``(H, W)``: object pixels with a 4-neighbour of another label, or on the image border.
 

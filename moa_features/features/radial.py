@@ -28,6 +28,9 @@ from numba import njit
 BIN_COUNT = 4
 MEASURES: tuple[str, ...] = ("FracAtD", "MeanFrac", "RadialCV")
 
+#: The conventions above, for the feature catalogue (docs/features.md).
+CONVENTIONS = __doc__
+
 FEATURE_DOCS: list[tuple[str, str, str]] = [
     (
         "<Cpt>_RadialDistribution_FracAtD_<ch>_<k>of4",

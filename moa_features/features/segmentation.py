@@ -9,15 +9,25 @@ Measurements take these masks as input (as cp-measure does), so a user can bring
    objects, then touching nuclei are split by a watershed on the Euclidean distance
    transform seeded at its regional maxima, followed by a merge of fragments joined by a
    wide neck (relative to the fragment's own radius, so it holds at any magnification).
-2. :func:`segment_cells` on the cell-body channel (actin/phalloidin by default): seeded
-   watershed of the smoothed channel's gradient magnitude (quantised to 65,536 levels for
-   the bucket-queue :func:`~moa_features.features.watershed.watershed`), seeds = nuclei,
-   foreground = a fraction of the Otsu threshold of the cell channel, union the nuclei.
+2. Cells on the cell-body channel (actin/phalloidin by default), by one of two methods:
+
+   - ``propagation`` (the default; :func:`propagate_cells`): CellProfiler's
+     IdentifySecondaryObjects, method Propagation (Jones et al. 2005,
+     :mod:`~moa_features.features.propagation`): the foreground is the cell plane (on the
+     0..1 scale) at or above 0.8 times its threshold (the same method as the nuclei's, from
+     the raw plane, as CellProfiler's ExampleHuman pipeline sets it), seeds are the kept
+     nuclei and every nucleus touching the border (CellProfiler's seeds: so a kept cell
+     never spreads into a border neighbour's territory), regularisation lambda 0.05, then
+     each cell's holes are filled;
+   - ``watershed`` (:func:`segment_cells`): seeded watershed of the smoothed channel's
+     gradient magnitude (quantised to 65,536 levels for the bucket-queue
+     :func:`~moa_features.features.watershed.watershed`), seeds = all nuclei, foreground = a
+     fraction of the Otsu threshold of the cell channel, union the nuclei.
 3. :func:`filter_objects`: as CellProfiler's IdentifyPrimaryObjects, nuclei outside a
-   diameter range and nuclei touching the image border are discarded (after the cells were
-   grown from *all* nuclei, so a kept cell never spreads into a discarded neighbour's
-   territory), and the survivors are renumbered 1..n; cell ``i`` holds nucleus ``i``.
-4. Cytoplasm ``i`` = cell ``i`` minus nucleus ``i``.
+   diameter range and nuclei touching the image border are discarded (with their cells), and
+   the survivors are renumbered 1..n; cell ``i`` holds nucleus ``i``.
+4. Cytoplasm ``i`` = cell ``i`` minus nucleus ``i`` shrunk by its outline (CellProfiler's
+   IdentifyTertiaryObjects default): the nucleus's rim belongs to the cytoplasm as well.
 
 Smoothing, hole filling (:mod:`~moa_features.features.filters`) and the watershed
 (:mod:`~moa_features.features.watershed`) are compiled kernels, each tested against SciPy's or
@@ -36,10 +46,13 @@ from scipy.sparse.csgraph import connected_components
 from skimage.filters import sobel, threshold_li, threshold_otsu
 from skimage.morphology import local_maxima
 
-from moa_features.features.filters import fill_holes, gaussian
+from moa_features.features.filters import fill_holes, fill_label_holes, gaussian
+from moa_features.features.outline import shrink_outline
+from moa_features.features.propagation import propagate
 from moa_features.features.watershed import watershed
 
 THRESHOLDS: tuple[str, ...] = ("otsu", "li")
+CELL_METHODS: tuple[str, ...] = ("propagation", "watershed")
 COMPARTMENTS: tuple[str, ...] = ("Nuclei", "Cells", "Cytoplasm")
 
 
@@ -48,7 +61,8 @@ class Masks:
     """Label masks of one site, ``(H, W)`` int32 each, 0 = background.
 
     ``cells`` label ``i`` contains ``nuclei`` label ``i``; ``cytoplasm`` is ``cells`` minus
-    ``nuclei`` (same numbers). ``n`` is the number of objects (labels ``1..n``).
+    the inside of ``nuclei`` (same numbers; the nucleus's outline pixels belong to both, as
+    in CellProfiler). ``n`` is the number of objects (labels ``1..n``).
     """
 
     nuclei: np.ndarray
@@ -273,6 +287,61 @@ def segment_cells(
     return cells.astype(np.int32, copy=False)
 
 
+def propagate_cells(
+    cell: np.ndarray,
+    seeds: np.ndarray,
+    threshold: str = "otsu",
+    regularization: float = 0.05,
+    threshold_factor: float = 0.8,
+) -> np.ndarray:
+    """Label cells by CellProfiler's Propagation from seed nuclei (IdentifySecondaryObjects).
+
+    Parameters
+    ----------
+    cell : ndarray, shape (H, W)
+        Cell-body stain, uint8/uint16 (scaled to 0..1 by the dtype's maximum, as CellProfiler
+        reads it) or float already on that scale.
+    seeds : ndarray of int, shape (H, W)
+        Seed labels (nuclei), 0 = none.
+    threshold : {"otsu", "li"}
+        Global threshold method of the cell plane (minimum cross-entropy is ``"li"``).
+    regularization : float
+        lambda of :func:`~moa_features.features.propagation.propagate` (CellProfiler's 0.05).
+    threshold_factor : float
+        Correction factor of the threshold (the foreground is ``plane >= factor * threshold``).
+
+    Returns
+    -------
+    ndarray of int32, shape (H, W)
+        Cell labels: each seed's label spread over the foreground it reaches first, holes
+        enclosed by one cell filled; every seed keeps its own pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> seeds = np.zeros((32, 32), np.int32)
+    >>> seeds[10:14, 10:14] = 1
+    >>> cell = np.zeros((32, 32), np.uint8)
+    >>> cell[6:18, 6:18] = 100
+    >>> int((propagate_cells(cell, seeds) == 1).sum())
+    144
+    """
+    cell = check_plane(cell, "cell channel")
+    seeds = check_plane(seeds, "seed labels")
+    if cell.shape != seeds.shape:
+        raise ValueError(f"cell channel shape {cell.shape} differs from seed labels shape {seeds.shape}")
+    if np.issubdtype(cell.dtype, np.integer):
+        scaled = cell / float(np.iinfo(cell.dtype).max)
+    else:
+        scaled = cell.astype(np.float64, copy=False)
+    if scaled.size and scaled.max() > scaled.min():
+        foreground = scaled >= threshold_factor * _threshold(scaled, threshold)
+    else:
+        foreground = np.zeros(cell.shape, dtype=bool)
+    labels, _ = propagate(scaled, seeds, foreground, regularization)
+    return fill_label_holes(labels)
+
+
 def _quantise(landscape: np.ndarray, levels: int = 1 << 16) -> np.ndarray:
     """A non-negative float landscape as ``levels`` integer levels over ``[0, max]`` (order kept
     up to ties within ``max / levels``), for the bucket-queue :func:`watershed`."""
@@ -335,13 +404,18 @@ def segment(
     min_diameter: float | None = None,
     max_diameter: float | None = None,
     threshold: str = "otsu",
+    cells: str = "propagation",
+    regularization: float = 0.05,
 ) -> Masks:
     """Segment one site into nuclei, cells and cytoplasm.
 
     image: ``(C, H, W)`` array; nuclear_channel / cell_channel: plane indices. Nuclei by
-    :func:`segment_nuclei` (``threshold`` method), cells by :func:`segment_cells` grown from
-    every nucleus, then :func:`filter_objects` (``exclude_border``, diameter limits in
-    pixels). Returns :class:`Masks`.
+    :func:`segment_nuclei` (``threshold`` method), then :func:`filter_objects`
+    (``exclude_border``, diameter limits in pixels). Cells (``cells``): ``"propagation"``
+    (:func:`propagate_cells`, the same threshold method, lambda ``regularization``) seeded
+    with the kept nuclei and the nuclei touching the border, or ``"watershed"``
+    (:func:`segment_cells`) grown from every nucleus; cells of discarded nuclei are dropped.
+    Returns :class:`Masks`.
 
     Examples
     --------
@@ -350,19 +424,30 @@ def segment(
     >>> image[0, 20:30, 20:30] = 200
     >>> image[2, 15:35, 15:35] = 90
     >>> masks = segment(image)
-    >>> masks.n, int((masks.cells == 1).sum()) > int((masks.nuclei == 1).sum())
-    (1, True)
+    >>> masks.n, int((masks.cells == 1).sum())
+    (1, 400)
     """
     image = check_image(image)
     for name, index in (("nuclear_channel", nuclear_channel), ("cell_channel", cell_channel)):
         if not 0 <= index < image.shape[0]:
             raise ValueError(f"{name}={index} is outside the image's {image.shape[0]} channels")
+    if cells not in CELL_METHODS:
+        raise ValueError(f"cells must be one of {CELL_METHODS}, got {cells!r}")
     nuclei = segment_nuclei(image[nuclear_channel], threshold=threshold)
-    cells = segment_cells(image[cell_channel], nuclei)
-    nuclei, cells = filter_objects(
-        nuclei, cells, exclude_border=exclude_border, min_diameter=min_diameter, max_diameter=max_diameter
-    )
-    return masks_from_labels(nuclei, cells)
+    options = {"exclude_border": exclude_border, "min_diameter": min_diameter, "max_diameter": max_diameter}
+    if cells == "watershed":
+        nuclei, cell_labels = filter_objects(nuclei, segment_cells(image[cell_channel], nuclei), **options)
+        return masks_from_labels(nuclei, cell_labels)
+    kept, _ = filter_objects(nuclei, **options)
+    # Seeds (CellProfiler's): the kept nuclei and every nucleus touching the border, under their
+    # labels before filtering (so the order of equally near seeds does not depend on the filter).
+    to_kept = np.zeros(int(nuclei.max(initial=0)) + 1, dtype=np.int32)
+    to_kept[nuclei[kept > 0]] = kept[kept > 0]
+    seed = to_kept > 0
+    seed[np.concatenate([nuclei[0], nuclei[-1], nuclei[:, 0], nuclei[:, -1]])] = True
+    seed[0] = False
+    grown = propagate_cells(image[cell_channel], np.where(seed[nuclei], nuclei, 0), threshold, regularization)
+    return masks_from_labels(kept, to_kept[grown])
 
 
 def masks_from_labels(nuclei: np.ndarray, cells: np.ndarray | None = None) -> Masks:
@@ -371,7 +456,10 @@ def masks_from_labels(nuclei: np.ndarray, cells: np.ndarray | None = None) -> Ma
     nuclei: ``(H, W)`` non-negative int labels; cells: ``(H, W)`` labels whose label ``i``
     holds nucleus ``i`` (``None``: cells = nuclei, an empty cytoplasm; a cell label above
     the largest nucleus label raises ``ValueError``). Labels are kept as given (absent
-    numbers give empty objects).
+    numbers give empty objects). The cytoplasm is CellProfiler's IdentifyTertiaryObjects
+    with its default "shrink smaller object prior to subtraction": the cell minus its
+    nucleus shrunk by the nucleus's outline (:func:`~moa_features.features.outline.shrink_outline`),
+    so the nuclear rim belongs to both.
 
     Examples
     --------
@@ -380,10 +468,11 @@ def masks_from_labels(nuclei: np.ndarray, cells: np.ndarray | None = None) -> Ma
     >>> nuclei[2:4, 2:4] = 1
     >>> cells = np.zeros((8, 8), np.int32)
     >>> cells[1:6, 1:6] = 1
-    >>> int(masks_from_labels(nuclei, cells).cytoplasm.sum())
-    21
+    >>> int(masks_from_labels(nuclei, cells).cytoplasm.sum())  # 25 - 4 cell pixels, + the 4 rim pixels
+    25
     """
     nuclei = _check_labels(nuclei, "nuclei labels")
+    given_cells = cells
     cells = nuclei.copy() if cells is None else _check_labels(cells, "cell labels")
     if cells.shape != nuclei.shape:
         raise ValueError(f"cell labels shape {cells.shape} differs from nuclei labels shape {nuclei.shape}")
@@ -394,7 +483,9 @@ def masks_from_labels(nuclei: np.ndarray, cells: np.ndarray | None = None) -> Ma
             "(number each cell after its nucleus, e.g. CellProfiler's RelateObjects)"
         )
     cells = np.where(nuclei > 0, nuclei, cells)
-    return Masks(nuclei=nuclei, cells=cells, cytoplasm=np.where(nuclei > 0, 0, cells))
+    if given_cells is None:
+        return Masks(nuclei=nuclei, cells=cells, cytoplasm=np.zeros_like(cells))
+    return Masks(nuclei=nuclei, cells=cells, cytoplasm=np.where((nuclei > 0) & ~shrink_outline(nuclei), 0, cells))
 
 
 def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:

@@ -74,6 +74,8 @@ class SiteImage:
             min_diameter=p.min_diameter,
             max_diameter=p.max_diameter,
             threshold=p.threshold,
+            cells=p.cells,
+            regularization=p.regularization,
         )
 
 
@@ -97,14 +99,16 @@ def measure_objects(image: np.ndarray, channels: Sequence[str], masks: Masks) ->
     >>> image = np.full((1, 16, 16), 10, np.uint8)
     >>> t = measure_objects(image, ["w1"], masks_from_labels(nuclei, cells))
     >>> float(t["Cytoplasm_AreaShape_Area"][0]), float(t["Cells_Intensity_IntegratedIntensity_w1"][0])
-    (48.0, 640.0)
+    (60.0, 640.0)
     """
     image = check_image(image, channels)
     n = masks.n
-    out: dict[str, np.ndarray] = {"ObjectNumber": np.arange(1, n + 1, dtype=np.float64)}
     shapes = {name: shape_measurements(labels, n) for name, labels in masks.compartments().items()}
-    out["Location_Center_X"] = shapes["Nuclei"]["Center_X"]
-    out["Location_Center_Y"] = shapes["Nuclei"]["Center_Y"]
+    out: dict[str, np.ndarray] = {
+        "ObjectNumber": np.arange(1, n + 1, dtype=np.float64),
+        "Location_Center_X": shapes["Nuclei"]["Center_X"],
+        "Location_Center_Y": shapes["Nuclei"]["Center_Y"],
+    }
     for name, shape in shapes.items():
         for measure in SHAPE_MEASURES:
             out[f"{name}_AreaShape_{measure}"] = shape[measure]
@@ -130,6 +134,8 @@ def site_objects(
     min_diameter: float | None = None,
     max_diameter: float | None = None,
     threshold: str = "otsu",
+    cells: str = "propagation",
+    regularization: float = 0.05,
     texture: bool = False,
     texture_levels: int = 32,
     texture_distance: int = 1,
@@ -165,6 +171,8 @@ def site_objects(
             min_diameter=min_diameter,
             max_diameter=max_diameter,
             threshold=threshold,
+            cells=cells,
+            regularization=regularization,
         )
     objects = measure_objects(image, channels, masks)
     n = masks.n
@@ -184,6 +192,26 @@ def site_objects(
             for measure, values in object_correlation(image, channels, labels, n).items():
                 objects[f"{name}_{measure}"] = values
     return objects, masks
+
+
+def object_index(masks: Masks) -> dict[str, np.ndarray]:
+    """The object table's keys: ``ObjectNumber`` (1..n) and ``Location_Center_X/Y`` (nucleus centroids, pixels).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from moa_features.features.segmentation import masks_from_labels
+    >>> nuclei = np.zeros((8, 8), np.int32)
+    >>> nuclei[2:4, 4:8] = 1
+    >>> object_index(masks_from_labels(nuclei))["Location_Center_X"].tolist()
+    [5.5]
+    """
+    shape = shape_measurements(masks.nuclei, masks.n)
+    return {
+        "ObjectNumber": np.arange(1, masks.n + 1, dtype=np.float64),
+        "Location_Center_X": shape["Center_X"],
+        "Location_Center_Y": shape["Center_Y"],
+    }
 
 
 def site_summary(objects: dict[str, np.ndarray], masks: Masks) -> dict[str, float]:

@@ -30,6 +30,9 @@ from numba import njit
 
 ZERNIKE_DEGREE = 9
 
+#: The conventions above, for the feature catalogue (docs/features.md).
+CONVENTIONS = __doc__
+
 FEATURE_DOCS: list[tuple[str, str, str]] = [
     (
         "<Cpt>_AreaShape_Zernike_<n>_<m>",

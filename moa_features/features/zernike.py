@@ -184,7 +184,9 @@ def _zernike_kernel(
     count = np.zeros(n + 1, dtype=np.int64)
     for y in range(h):
         for x in range(w):
-            count[labels[y, x]] += 1
+            lab = labels[y, x]
+            if 0 < lab <= n:  # other labels are background
+                count[lab] += 1
     start = np.zeros(n + 2, dtype=np.int64)
     for i in range(1, n + 1):
         start[i + 1] = start[i] + count[i]
@@ -194,7 +196,7 @@ def _zernike_kernel(
     for y in range(h):  # raster order: each object's pixels sorted by (row, col)
         for x in range(w):
             lab = labels[y, x]
-            if lab > 0:
+            if 0 < lab <= n:
                 coords[fill[lab], 0] = y
                 coords[fill[lab], 1] = x
                 fill[lab] += 1
@@ -343,7 +345,5 @@ def zernike_shape(labels: np.ndarray, n: int | None = None, degree: int = ZERNIK
         raise ValueError(f"labels must be 2-D (H, W), got shape {labels.shape}")
     n = int(labels.max(initial=0)) if n is None else int(n)
     indexes = zernike_indexes(degree)
-    if labels.max(initial=0) > n:
-        labels = np.where(labels > n, 0, labels)
     scores, _ = _zernike_kernel(labels.astype(np.int32, copy=False), n, indexes, radial_coefficients(indexes))
     return {f"Zernike_{zn}_{zm}": scores[:, q] for q, (zn, zm) in enumerate(indexes)}

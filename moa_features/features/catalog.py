@@ -11,7 +11,7 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-from moa_features.features import FAMILIES
+from moa_features.features import DEFAULT_FAMILIES, FAMILIES
 from moa_features.io import atomic_path
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "features.md"
@@ -27,8 +27,8 @@ def family_docs() -> dict[str, list[tuple[str, str, str]]]:
 
     Examples
     --------
-    >>> list(family_docs())
-    ['intensity', 'texture', 'morphology', 'correlation', 'neighbors']
+    >>> " ".join(family_docs())
+    'intensity texture morphology correlation neighbors colocalisation zernike granularity radial'
     """
     docs: dict[str, list[tuple[str, str, str]]] = {}
     for name in FAMILIES:
@@ -132,6 +132,8 @@ def render() -> str:
         conventions = getattr(import_module(f"moa_features.features.{family}"), "CONVENTIONS", None)
         if conventions:
             lines += [_rst_to_md(conventions), ""]
+        if family not in DEFAULT_FAMILIES:
+            lines += [f"Opt-in: not in the default set; add it with `--features ...,{family}`.", ""]
         lines += ["| Feature | Unit | Definition |", "|---|---|---|"]
         lines += [f"| `{_cell(name)}` | {_cell(unit)} | {_cell(definition)} |" for name, unit, definition in rows]
         lines.append("")

@@ -317,6 +317,8 @@ def test_the_site_index_holds_little_per_site(rxrx1_sample, tmp_path):
 
     from moa_features.datasets import open_dataset
 
+    (tmp_path / "warm").mkdir()
+    open_dataset(_big_manifest(rxrx1_sample, tmp_path / "warm", 10))  # lazy imports and caches, not per site
     csv = _big_manifest(rxrx1_sample, tmp_path, 20_000)
     gc.collect()
     tracemalloc.start()

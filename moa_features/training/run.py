@@ -20,7 +20,15 @@ from moa_features.io import package_versions, read_table, read_thumbs
 from moa_features.models import evaluation, splits
 from moa_features.runs import check_run_folder, file_sha256, open_run
 from moa_features.training.data import load_training_data
-from moa_features.training.fitting import DEFAULT_MODELS, Settings, _expand_models, _log, evaluate_folds, fit_final
+from moa_features.training.fitting import (
+    DEFAULT_MODELS,
+    Settings,
+    _expand_models,
+    _log,
+    embedding_note,
+    evaluate_folds,
+    fit_final,
+)
 from moa_features.training.folds import INNER_FRACTION, default_folds, outer_folds, resolve_split
 from moa_features.training.metrics import N_BOOTSTRAP, N_PERMUTATIONS, compute_metrics, ensemble_summary, summary_table
 from moa_features.training.writing import save_run
@@ -166,6 +174,7 @@ def run_training(
     result["classes"] = [str(c) for c in data.classes]
     if results.ensemble:
         result["ensemble"] = ensemble_summary(results.ensemble)
+        result["embedding"] = result["ensemble"]["embedding"] = embedding_note(result["models"], results.ensemble)
     result["config"] = {
         "table": str(table_path),
         "table_sha256": file_sha256(table_path),

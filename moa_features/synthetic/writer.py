@@ -35,7 +35,7 @@ METADATA_COLUMNS = (
 GROUND_TRUTH_COLUMNS = (
     "site_id", "treatment", "treatment_conc", "moa", "active", "phenotype", "effect", "n_cells",
 )  # fmt: skip
-GENERATOR_VERSION = 2  # bump when the same preset and seed give other images: cached screens are rebuilt
+GENERATOR_VERSION = 3  # bump when the same preset and seed give other files: cached screens are rebuilt
 
 
 def site_id(experiment: str, plate: int, well: str, site: int) -> str:
@@ -63,7 +63,7 @@ def _make_well(root: Path, spec: ScreenSpec, seed: int, plan: WellPlan, active: 
         rows.append({
             "site_id": site_id(plan.experiment, plan.plate, plan.well, site),
             "well_id": f"{plan.experiment}_{plan.plate}_{plan.well}",
-            "cell_type": CELL_TYPE, "dataset": "train", "experiment": plan.experiment,
+            "cell_type": CELL_TYPE, "dataset": "synthetic", "experiment": plan.experiment,
             "plate": plan.plate, "well": plan.well, "site": site,
             "well_type": "negative_control" if plan.treatment == CONTROL else "treatment",
             "treatment": plan.treatment, "treatment_conc": plan.conc,

@@ -130,7 +130,8 @@ def run_demo(seed: int, preset: str, work: Path, models: str | None, train_args:
         cmd += ["--train-args", train_args]
     if models:
         cmd += ["--models", models]
-    env = os.environ | {"PYTHONPATH": str(REPO)}
+    # a cold JAX compilation cache per run, as in a fresh clone (the cache then serves the run's later folds)
+    env = os.environ | {"PYTHONPATH": str(REPO), "MOA_FEATURES_JAX_CACHE": str(work / "jax-cache")}
     load_before = os.getloadavg()
     cpu0, t0 = children_cpu_seconds(), time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work, check=False)

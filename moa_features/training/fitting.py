@@ -3,7 +3,7 @@
 :func:`fit_fold` fits the preprocessing and each model of :class:`Settings` on the training rows
 only; :func:`predict_fold` gives each model's probabilities for other rows; :func:`evaluate_folds`
 runs the outer folds and collects :class:`FoldResults`; :func:`fit_final` refits on all rows for
-``moa-features predict``. Inner validation (early stopping, the embedding CNN's epoch budget,
+``moa-features predict``. Inner validation (early stopping of XGBoost and the embedding CNN,
 the ensemble's weights) uses a fold of the outer split's own kind on the training rows
 (:func:`moa_features.training.folds.inner_cv`).
 """

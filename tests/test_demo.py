@@ -91,3 +91,4 @@ def test_demo_end_to_end_on_the_tiny_screen(tmp_path):
     html = (tmp_path / "reports" / "demo-tiny.html").read_text()
     assert "demo train options" in html and split in html
     assert "Synthetic screen." in html and "separable by construction" in html  # said beside the figures
+    assert "real-data evidence is BBBC021" in html

@@ -35,7 +35,7 @@ from moa_features.io import (
 )
 from moa_features.models import registry
 from moa_features.models.cnn import thumbnail_reference
-from moa_features.models.ensemble import align_proba
+from moa_features.models.ensemble import MoAEnsemble, align_proba
 from moa_features.runs import MANIFEST, RunFolderError, read_manifest, verify_run_files
 
 # What a run saves, from the model registry: the model file, plus the CNNs' JSON side file.
@@ -136,7 +136,7 @@ def load_run(run_dir: str | Path, models: Sequence[str] | None = None, images: b
         raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(ALL_MODELS)}")
     files = {m: run_dir / MODEL_FILES[m][0] for m in ALL_MODELS}
     if "ensemble" in wanted and files["ensemble"].exists():
-        members = list(_load_joblib(files["ensemble"], "ensemble model").names)
+        members = list(_ensemble_members(files["ensemble"]))
         if models is None and not images and set(members) & set(IMAGE_MODELS):
             wanted.remove("ensemble")
         else:
@@ -164,8 +164,24 @@ def load_run(run_dir: str | Path, models: Sequence[str] | None = None, images: b
         "preprocess": _load_joblib(pre_path, "preprocessing pipeline"),
     }
     for name in wanted:
-        run[name] = _load_model(files[name], name)
+        if name != "ensemble":
+            run[name] = _load_model(files[name], name)
+    if "ensemble" in wanted:
+        try:
+            run["ensemble"] = MoAEnsemble.load(files["ensemble"], run)
+        except Exception as exc:
+            raise RunFolderError(
+                f"{files['ensemble']}: cannot load the ensemble ({type(exc).__name__}: {exc})"
+            ) from None
     return run
+
+
+def _ensemble_members(path: Path) -> list[str]:
+    """The member names an ``ensemble.joblib`` (:meth:`MoAEnsemble.save`) needs."""
+    state = _load_joblib(path, "ensemble model")
+    if not isinstance(state, dict) or "member_names_" not in state:
+        raise RunFolderError(f"{path}: not an ensemble written by moa-features train (MoAEnsemble.save)")
+    return list(state["member_names_"])
 
 
 def predict_table(run: dict[str, Any], table: pd.DataFrame, thumbs: np.ndarray | None = None) -> pd.DataFrame:
@@ -229,10 +245,10 @@ def predict_table(run: dict[str, Any], table: pd.DataFrame, thumbs: np.ndarray |
                     )
                 ref = reference
             proba[name] = align_proba(run[name].predict_proba(thumbs, ref), run[name].classes_, classes)
-    if "ensemble" in run:
+    if "ensemble" in run:  # the run's MoAEnsemble blends its members' probabilities computed above
         ens = run["ensemble"]
-        members = [align_proba(proba[n], classes, ens.classes_) for n in ens.names]
-        proba["ensemble"] = align_proba(ens.predict_proba(members), ens.classes_, classes)
+        members = {n: align_proba(proba[n], classes, ens.classes_) for n in ens.names}
+        proba["ensemble"] = align_proba(ens.blend(members), ens.classes_, classes)
     meta = df[schema.metadata_columns(df.columns)]
     frames = []
     for name, p in proba.items():

@@ -9,12 +9,15 @@ Models come from :mod:`moa_features.models.registry` and are evaluated on the sa
 ``cnn``            the original Keras CNN on 100x100x6 thumbnails (class weights), faithful;
 ``xgboost``        class-weighted XGBoost on selected, plate-normalised features;
 ``knn``            1-nearest-neighbour (cosine, centred) on Ljosa consensus profiles;
-``cnn_embedding``  a small batch-normalised CNN on per-plate normalised thumbnails; its epoch
-                   budget is chosen on the inner validation split, then it is refitted on all
-                   training rows for that many epochs (like XGBoost's rounds);
-``ensemble``       a weighted soft vote of ``xgboost``, ``knn`` and (with thumbnails)
-                   ``cnn_embedding``, weights chosen on the inner split; it falls back to the
-                   best single member when no blend beats it there (``metrics.json`` says so);
+``cnn_embedding``  a small batch-normalised CNN on per-plate normalised thumbnails, trained once
+                   per fold on the inner-training rows with early stopping on the inner
+                   validation rows;
+``ensemble``       :class:`~moa_features.models.ensemble.MoAEnsemble`, the one ensemble: a weighted
+                   soft vote of ``xgboost``, ``knn`` and (with thumbnails) ``cnn_embedding``
+                   (its members are the fold's models of those names), weights chosen on the
+                   inner split; it falls back to the best single member when no blend beats it
+                   there (``metrics.json`` says so); ``ensemble_no_embedding`` is the same
+                   ensemble without the embedding (what the embedding adds);
 ``majority``       scikit-learn's ``DummyClassifier(strategy="prior")`` (reference only).
 
 Which question (``--split``, :mod:`moa_features.models.splits`): ``nsc`` ("not same

@@ -28,6 +28,14 @@ def test_train_options_come_from_one_place_and_extra_options_win(tmp_path):
     assert (args.split, args.cnn_epochs) == ("plate", 2)
 
 
+def test_default_demo_trains_the_ensemble_its_members_and_the_baseline():
+    from moa_features.training.fitting import _expand_models
+
+    models = demo.build_parser().parse_args([]).models.split(",")
+    expanded = set(_expand_models(models, has_thumbs=True))
+    assert {"ensemble", "xgboost", "knn", "cnn_embedding", "cnn", "majority"} <= expanded
+
+
 def test_progress_estimate_uses_the_stages_done():
     first = demo.progress("extract", "go", 0.0, 100.0)
     assert first.startswith("[1/3] go") and "about 100 s left" in first
@@ -82,3 +90,5 @@ def test_demo_end_to_end_on_the_tiny_screen(tmp_path):
     assert metrics["config"]["split"] in ("nsc", "nsc-plate")  # held-out treatments (and plates where possible)
     html = (tmp_path / "reports" / "demo-tiny.html").read_text()
     assert "demo train options" in html and split in html
+    assert "Synthetic screen." in html and "separable by construction" in html  # said beside the figures
+    assert "real-data evidence is BBBC021" in html

@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from moa_features.models.ensemble import SoftVoteEnsemble
+from moa_features.models.ensemble import MoAEnsemble
 from moa_features.models.gbm import XGBoostClassifier
 from moa_features.models.knn import ProfileKNNClassifier
 from moa_features.models.preprocessing import make_preprocessor
@@ -24,7 +24,8 @@ FAST_XGB = dict(n_estimators=20, early_stopping_rounds=5)
 ESTIMATORS = [
     XGBoostClassifier(**FAST_XGB),
     ProfileKNNClassifier(),
-    SoftVoteEnsemble(estimators=[("xgboost", XGBoostClassifier(**FAST_XGB)), ("knn", ProfileKNNClassifier())]),
+    # the ensemble with the members that need no images (no images given: the CNN embedding is dropped)
+    MoAEnsemble(members=(("xgboost", XGBoostClassifier(**FAST_XGB)), "knn", "cnn_embedding")),
 ]
 
 

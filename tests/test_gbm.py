@@ -1,4 +1,4 @@
-"""XGBoost estimator (local and Dask), 1-NN profile classifier and soft-vote ensemble."""
+"""XGBoost estimator (local and Dask) and 1-NN profile classifier (the ensemble: tests/test_ensemble.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from sklearn.base import clone
 from sklearn.neighbors import KNeighborsClassifier
 
-from moa_features.models.ensemble import ProbabilityVote, SoftVoteEnsemble, align_proba, simplex_grid
 from moa_features.models.gbm import XGBoostClassifier
 from moa_features.models.knn import ProfileKNNClassifier, consensus_profiles
 
@@ -180,45 +179,3 @@ def test_centred_knn_predicts_the_control_class():
     # without a near-zero profile "auto" keeps the plain cosine
     treated = np.isin(y, ["a", "b"])
     assert not ProfileKNNClassifier().fit(X[treated], y[treated], treatments=treatments[treated]).centred_
-
-
-def test_probability_vote_picks_the_informative_member_or_falls_back():
-    rng = np.random.default_rng(0)
-    classes = np.array(["a", "b", "c"])
-    y = rng.choice(classes, 300)
-    onehot = np.eye(3)[np.searchsorted(classes, y)]
-    good = 0.7 * onehot + 0.1
-    noise = rng.dirichlet(np.ones(3), 300)
-    ens = ProbabilityVote(["noise", "good"], classes).fit([noise, good], y)
-    assert ens.weights_.tolist() == [0.0, 1.0] and ens.fallback_ == "good"  # no blend beats the good member
-    assert (ens.predict([noise, good]) == y).mean() == 1.0
-    # two complementary members: each knows a different half of the classes; the blend wins
-    half_a = np.where(np.isin(y, ["a"])[:, None], onehot * 0.8 + 0.066, 1 / 3)
-    half_b = np.where(np.isin(y, ["b", "c"])[:, None], onehot * 0.8 + 0.066, 1 / 3)
-    blend = ProbabilityVote(["A", "B"], classes).fit([half_a, half_b], y)
-    assert blend.fallback_ is None and 0 < blend.weights_[0] < 1
-    assert blend.validation_loss_ < min(
-        ProbabilityVote([n], classes).fit([p], y).validation_loss_ for n, p in (("A", half_a), ("B", half_b))
-    )
-    assert simplex_grid(3, 0.5).tolist() == [
-        [0, 0, 1],
-        [0, 0.5, 0.5],
-        [0, 1, 0],
-        [0.5, 0, 0.5],
-        [0.5, 0.5, 0],
-        [1, 0, 0],
-    ]
-    p = align_proba(np.array([[0.2, 0.8]]), ["b", "a"], ["a", "b", "c"])
-    assert p.tolist() == [[0.8, 0.2, 0.0]]
-    with pytest.raises(ValueError, match="expected 2 members"):
-        ens.predict_proba([good])
-
-
-def test_soft_vote_ensemble_is_a_pipeline_estimator():
-    X, y, g = _blobs()
-    Xt, yt, _ = _blobs(seed=1)
-    ens = SoftVoteEnsemble(
-        estimators=[("xgboost", XGBoostClassifier(n_estimators=50)), ("knn", ProfileKNNClassifier())]
-    ).fit(X, y, groups=g)
-    assert ens.weights_.sum() == pytest.approx(1) and len(ens.estimators_) == 2
-    assert ens.score(Xt, yt) > 0.8

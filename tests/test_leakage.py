@@ -53,7 +53,7 @@ def _fitted_state(fitted: dict) -> dict:
         "xgboost": np.frombuffer(bytes(fitted["xgboost"].booster_.save_raw("json")), dtype=np.uint8),
         "knn": fitted["knn"].profiles_,
         "majority": fitted["majority"].class_prior_,
-        "ensemble": fitted["ensemble"].weights_,
+        "ensemble": np.array(list(fitted["ensemble"].weights_.values())),
     }
     for name in ("cnn", "cnn_embedding"):
         for i, w in enumerate(fitted[name].model_.get_weights() if name in fitted else []):
@@ -114,7 +114,8 @@ def test_no_fitted_step_sees_the_test_rows(screen, with_images, split):
     for key in a:
         assert np.array_equal(a[key], b[key]), f"fitted step {key!r} changed when only the test plate changed"
     pa, pb = predict_fold(fitted_clean, clean, train), predict_fold(fitted_dirty, dirty, train)
-    expected = {"xgboost", "knn", "ensemble", "majority"} | ({"cnn", "cnn_embedding"} if with_images else set())
+    images = {"cnn", "cnn_embedding", "ensemble_no_embedding"}
+    expected = {"xgboost", "knn", "ensemble", "majority"} | (images if with_images else set())
     assert pa.keys() == expected
     for name in pa:
         assert np.array_equal(pa[name], pb[name]), name

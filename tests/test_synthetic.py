@@ -122,7 +122,7 @@ def test_metadata_columns_and_ids(screen):
     assert meta["site_id"].is_unique
     assert (meta["site_id"] == meta.apply(lambda r: f"{r.experiment}_{r.plate}_{r.well}_{r.site}", axis=1)).all()
     assert (meta["well_id"] == meta.apply(lambda r: f"{r.experiment}_{r.plate}_{r.well}", axis=1)).all()
-    assert (meta["cell_type"] == "HUVEC").all() and (meta["dataset"] == "train").all()
+    assert (meta["cell_type"] == "HUVEC").all() and (meta["dataset"] == "synthetic").all()
     assert meta["experiment"].str.fullmatch(r"HUVEC-\d\d").all()
     assert set(meta["experiment"]) == {"HUVEC-01", "HUVEC-02"}
     assert meta["plate"].dtype.kind == "i" and set(meta["plate"]) == {1, 2}

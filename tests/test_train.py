@@ -36,7 +36,9 @@ def test_full_run_writes_the_contract(full_run, screen):
     out, metrics = full_run
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["models"].keys() == metrics["models"].keys()
-    assert set(on_disk["models"]) == {"cnn", "xgboost", "knn", "cnn_embedding", "ensemble", "majority"}
+    assert set(on_disk["models"]) == {
+        "cnn", "xgboost", "knn", "cnn_embedding", "ensemble", "ensemble_no_embedding", "majority"
+    }  # fmt: skip
     for name, m in on_disk["models"].items():
         assert m["aggregation"] == on_disk["aggregation"]
         for prefix in ("", "well_", "treatment_"):
@@ -57,8 +59,13 @@ def test_full_run_writes_the_contract(full_run, screen):
     assert cfg["question"].startswith("treatment recognition")
     assert cfg["seed"] == 0 and {"xgboost", "xgboost-cpu"} & set(cfg["versions"]) and cfg["n_folds"] == 3
     assert len(cfg["cnn_embedding_epochs"]) == 3 and all(1 <= e <= 2 for e in cfg["cnn_embedding_epochs"])
-    assert {"xgboost", "cnn", "inner", "final_fit"} <= set(on_disk["timings"])
+    assert {"ensemble", "cnn", "final_fit"} <= set(on_disk["timings"])
     assert len(on_disk["ensemble"]["folds"]) == 3 and on_disk["ensemble"]["note"]
+    for fold in on_disk["ensemble"]["folds"]:  # weights per fold, with and without the embedding
+        assert set(fold["weights"]) == {"xgboost", "knn", "cnn_embedding"}
+        assert sum(fold["weights"].values()) == pytest.approx(1)
+        assert set(fold["ensemble_no_embedding_weights"]) == {"xgboost", "knn"}
+    assert on_disk["embedding"] == on_disk["ensemble"]["embedding"] and "CNN embedding" in on_disk["embedding"]
     # The informative models beat chance on held-out plates; the centred 1-NN places controls too.
     m = on_disk["models"]
     for name in ("xgboost", "knn", "ensemble", "cnn"):

@@ -4,7 +4,7 @@ Names are imported lazily on first access, so ``import moa_features.models`` pul
 XGBoost nor Keras (optional dependencies). Public names:
 
 - estimators: :class:`XGBoostClassifier` (``gbm``), :class:`ProfileKNNClassifier` (``knn``),
-  :class:`SoftVoteEnsemble` and :class:`ProbabilityVote` (``ensemble``), :class:`CNNClassifier`
+  :class:`MoAEnsemble` (``ensemble``, the one ensemble), :class:`CNNClassifier`
   (``cnn``, needs Keras);
 - splitters (scikit-learn ``BaseCrossValidator``\\ s): :class:`PlateSplit`, :class:`ExperimentSplit`,
   :class:`NSCSplit`, :class:`NSCBSplit`, :class:`NSCPlateSplit`, :func:`make_splitter` (``splits``);
@@ -27,8 +27,7 @@ from typing import Any
 _EXPORTS = {
     "XGBoostClassifier": "gbm",
     "ProfileKNNClassifier": "knn",
-    "SoftVoteEnsemble": "ensemble",
-    "ProbabilityVote": "ensemble",
+    "MoAEnsemble": "ensemble",
     "CNNClassifier": "cnn",
     "PlateSplit": "splits",
     "ExperimentSplit": "splits",

@@ -77,7 +77,34 @@ def _keras():
             f"moa_features.models.cnn needs Keras on the JAX backend, but Keras runs on the {backend!r} "
             "backend; set KERAS_BACKEND=jax before importing keras"
         )
+    _compilation_cache()
     return keras
+
+
+JAX_CACHE_ENV = "MOA_FEATURES_JAX_CACHE"  # folder of JAX's persistent compilation cache; "off" disables it
+
+
+@functools.cache
+def _compilation_cache() -> str | None:
+    """Switch on JAX's persistent compilation cache, unless the user configured one; returns its folder.
+
+    Compiling the CNNs' XLA steps costs more CPU than training them on a few hundred thumbnails;
+    with the cache, every later model of the same architecture and batch shape (the next fold,
+    the final refit, the next run) loads the compiled steps. Folder: ``$MOA_FEATURES_JAX_CACHE``,
+    else ``$XDG_CACHE_HOME/moa-features/jax`` (``~/.cache/...``); ``off`` leaves JAX as it is.
+    """
+    import jax
+
+    if jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    where = os.environ.get(JAX_CACHE_ENV)
+    if where is None:
+        where = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moa-features" / "jax")
+    if where.strip().lower() in ("", "0", "off", "none", "false"):
+        return None
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    return where
 
 
 def __getattr__(name: str) -> Any:
@@ -562,6 +589,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             fit_val = (_take(inputs, val), _one_hot(y_idx[val], len(classes)))
         else:
             fit_val = None
+        if fit_val is not None:
+            fit_val = _padded_validation(*fit_val, self.batch_size)
         X_train = inputs if train is None else _take(inputs, train)
         y_train = y_idx if train is None else y_idx[train]
 
@@ -583,15 +612,19 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 monitor=monitor, factor=0.5, patience=max(1, self.patience // 2), min_lr=1e-6
             ),
         ]
-        history = model.fit(
+        batches = _full_batches(keras)(
             X_train,
             _one_hot(y_train, len(classes)),
-            batch_size=self.batch_size,
+            weights[y_train].astype(np.float32),  # the class weights, as per-row loss weights
+            self.batch_size,
+            self.random_state,
+        )
+        history = model.fit(
+            batches,
             epochs=self.epochs,
             validation_data=fit_val,
-            class_weight={i: float(w) for i, w in enumerate(weights)},
+            validation_batch_size=self.batch_size,
             callbacks=callbacks,
-            shuffle=True,
             verbose=self.verbose,
         )
         self.classes_ = classes
@@ -706,7 +739,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         ``reference`` ``(N, C)``: as given to ``fit`` (embedding CNN with plate normalisation).
         """
         inputs = self._check_predict_input(X, reference)
-        proba = np.asarray(self.model_.predict(inputs, batch_size=self.batch_size, verbose=0), dtype=np.float64)
+        proba = np.asarray(_predict(self.model_, inputs, self.batch_size), dtype=np.float64)
         return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 only within ~1e-7
 
     def predict(self, X: Any, reference: Any = None) -> np.ndarray:
@@ -719,7 +752,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         keras = _keras()
         inputs = self._check_predict_input(X, reference)
         encoder = keras.Model(self.model_.inputs, self.model_.get_layer(EMBEDDING_LAYER).output)
-        return np.asarray(encoder.predict(inputs, batch_size=self.batch_size, verbose=0))
+        return np.asarray(_predict(encoder, inputs, self.batch_size))
 
     # ---- persistence -------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -794,3 +827,69 @@ def _take(inputs, rows: np.ndarray):
 def _one_hot(y_idx: np.ndarray, n_classes: int) -> np.ndarray:
     """Class indices ``(N,)`` -> one-hot float32 ``(N, n_classes)``."""
     return np.eye(n_classes, dtype=np.float32)[y_idx]
+
+
+# ---- batches of one shape ----------------------------------------------------------
+# XLA compiles one program per batch shape, and compiling, not computing, dominates the cost of
+# these small CNNs on a few hundred thumbnails (about 20 CPU s for the embedding CNN's steps
+# against about 1 s per epoch). Every batch therefore has ``batch_size`` rows: training draws
+# full batches only (a new shuffle each epoch, the remainder left to the next epochs' draws),
+# validation and prediction pad the last batch and drop the padding. With JAX's persistent
+# compilation cache (:func:`_keras`) the next model of the same architecture and input shape
+# reuses the compiled steps instead of compiling them again.
+
+
+def _n_padded(n: int, batch_size: int) -> int:
+    return -(-n // batch_size) * batch_size
+
+
+def _pad(inputs, n_to: int):
+    """Rows of ``inputs`` (array or dict) padded to ``n_to`` by repeating the first row."""
+
+    def pad(a):
+        a = np.asarray(a)
+        return a if len(a) == n_to else np.concatenate([a, np.repeat(a[:1], n_to - len(a), axis=0)])
+
+    return {k: pad(v) for k, v in inputs.items()} if isinstance(inputs, dict) else pad(inputs)
+
+
+def _padded_validation(inputs, y_onehot: np.ndarray, batch_size: int) -> tuple:
+    """``(inputs, y, sample_weight)`` padded to whole batches; padding weighs 0 and real rows
+    ``n_padded / n``, so Keras' validation loss (a mean over the padded rows) is the mean over the real ones."""
+    n = len(y_onehot)
+    n_to = _n_padded(n, batch_size)
+    weight = np.zeros(n_to, dtype=np.float32)
+    weight[:n] = n_to / n
+    return _pad(inputs, n_to), _pad(y_onehot, n_to), weight
+
+
+def _predict(model, inputs, batch_size: int) -> np.ndarray:
+    """``model.predict`` on whole batches (the last one padded), padding dropped."""
+    n = len(inputs["thumbnail"] if isinstance(inputs, dict) else inputs)
+    out = model.predict(_pad(inputs, _n_padded(n, batch_size)), batch_size=batch_size, verbose=0)
+    return np.asarray(out)[:n]
+
+
+@functools.cache
+def _full_batches(keras) -> type:
+    """A ``keras.utils.PyDataset`` of full, shuffled training batches ``(inputs, y, sample_weight)``."""
+
+    class FullBatches(keras.utils.PyDataset):
+        def __init__(self, inputs, y, weight, batch_size: int, seed: int | None) -> None:
+            super().__init__()
+            self.inputs, self.y, self.weight = inputs, y, weight
+            self.size = min(int(batch_size), len(y))
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(y))
+
+        def __len__(self) -> int:
+            return len(self.y) // self.size
+
+        def __getitem__(self, i: int):
+            rows = np.sort(self.order[i * self.size : (i + 1) * self.size])
+            return _take(self.inputs, rows), self.y[rows], self.weight[rows]
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(self.y))
+
+    return FullBatches

@@ -1,40 +1,64 @@
-"""Weighted soft vote of member models' class probabilities.
+"""The one MoA ensemble: a weighted soft vote of XGBoost, the consensus kNN and the CNN embedding.
+
+:class:`MoAEnsemble` is a scikit-learn meta-estimator. Its members are estimators of the feature
+table ``X`` (n, p); per-row metadata (``groups``, ``treatments``, ``wells``, ``plates``,
+``batches``, ``images``, ``references``) reach each member through scikit-learn's metadata routing
+(:mod:`sklearn.utils.metadata_routing`): XGBoost asks for ``groups`` (and ``plates`` where its
+``fit`` takes them), the kNN for ``treatments`` and ``wells``, the CNN embedding
+(:class:`ImageMember`, a thumbnail classifier whose rows are ``X``'s rows) for ``images`` and
+``references``. The ensemble enables routing inside its own calls, so it works whether or not
+the caller has switched routing on.
 
 Why a weighted soft vote and not stacking: stacking needs out-of-fold predictions of every
-member inside every training fold (an inner cross-validation of the CNN per outer fold),
-which costs k times the CNN training and, with the few plates of a typical screen, leaves a
-meta-learner only a few hundred rows of highly correlated probabilities to fit. A soft vote
-has only ``M - 1`` free weights, chosen by a grid over the simplex on one inner validation
-split (:func:`moa_features.models.splits.validation_split`, or in ``train`` the first fold of
-the outer split's own kind); the test rows never influence the weights.
+member inside every training fold (an inner cross-validation of the CNN per outer fold), which
+costs k times the CNN training and, with the few plates of a typical screen, leaves a
+meta-learner only a few hundred rows of highly correlated probabilities to fit. A soft vote has
+only ``M - 1`` free weights, chosen by a grid over the simplex on one inner validation split.
 
-The weights minimise the class-balanced log-loss of the blended probabilities on the
-validation rows (a proper score: smoother and less noisy than recall). A blend is kept only
-if it beats the best single member on that validation loss; otherwise the ensemble *falls
-back* to that member (weight 1) and ``fallback_`` names it, so the ensemble is never worse
-than its best member on the data it was chosen on.
+The inner split mirrors the outer one: with ``cv`` (a splitter, e.g. ``NSCPlateSplit(4)``) it is
+the fold of that splitter on the training rows that keeps the most classes in its training part
+(:func:`moa_features.models.splits.first_fold`), so a run that holds out treatments and plates
+chooses its weights on held-out treatments and plates; without ``cv``, whole ``groups`` are held
+out (:func:`moa_features.models.splits.validation_split`). Members are fitted on the inner
+training rows and predict the validation rows; the weights minimise the class-balanced log-loss
+of the blend there (a proper score, smoother than recall). A blend is kept only if it beats the
+best single member on that loss; otherwise the ensemble *falls back* to that member (weight 1,
+``fallback_``), so it is never worse than its best member on the data the weights were chosen on.
+Table members are then refitted on all rows; a member with ``fit_once = True`` (the CNN
+embedding) is trained once, on the inner training rows with early stopping on the validation
+rows, and that network is the final member: the embedding costs one training per fit.
 
-Two entry points share :func:`choose_weights`: :class:`SoftVoteEnsemble`, a scikit-learn
-meta-estimator over feature estimators (fits members, chooses weights, refits members on
-all rows), and :class:`ProbabilityVote`, the fitted blend of precomputed member
-probabilities that ``train`` uses when members take different inputs (features, thumbnails).
+Members whose metadata are absent are dropped with a reason (``dropped_``): no ``images`` -> no
+CNN embedding; without ``treatments`` the kNN compares rows instead of consensus profiles
+(``notes_``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 from itertools import product
+from typing import Any
 
+import joblib
 import numpy as np
+from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from moa_features.models.splits import validation_split
+from moa_features.models import registry
+from moa_features.models.splits import first_fold, validation_split
 
 _EPS = 1e-7
 _TOL = 1e-9
+DEFAULT_MEMBERS = registry.ENSEMBLE_MEMBERS
+METADATA = ("groups", "treatments", "wells", "plates", "batches", "images", "references")
+# metadata without which a member cannot be fitted at all (dropped), or fits a lesser variant (noted)
+REQUIRES = {"cnn_embedding": "images"}
+PREFERS = {"knn": ("treatments", "without treatments the kNN compares single rows, not consensus profiles")}
 
 
 def align_proba(proba: np.ndarray, classes: Sequence, to: Sequence) -> np.ndarray:
@@ -52,7 +76,7 @@ def simplex_grid(n_members: int, step: float) -> np.ndarray:
     """All weight vectors (m,) with entries in multiples of ``step`` summing to 1: (g, m)."""
     n = int(round(1 / step))
     if not np.isclose(n * step, 1.0):
-        raise ValueError(f"step must divide 1 evenly, got {step}")
+        raise ValueError(f"weight_step must divide 1 evenly, got {step}")
     rows = [w for w in product(range(n + 1), repeat=n_members - 1) if sum(w) <= n]
     return np.array([list(w) + [n - sum(w)] for w in rows], dtype=float) / n
 
@@ -64,17 +88,32 @@ def balanced_log_loss(y_index: np.ndarray, proba: np.ndarray) -> float:
     return float(np.sum(w * -np.log(p)) / np.sum(w))
 
 
-def _blend(probas: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+def _blend(probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     return sum(w * p for w, p in zip(weights, probas))
 
 
 def choose_weights(
     probas: Sequence[np.ndarray], y_index: np.ndarray, step: float
 ) -> tuple[np.ndarray, float, int | None]:
-    """Simplex weights minimising the balanced log-loss; ``(weights (M,), loss, fallback member or None)``.
+    """Simplex weights minimising the balanced log-loss of the blend.
 
-    A blend must beat the best single member by more than 1e-9; otherwise that member gets
-    weight 1 and its index is returned as the fallback. Among equal blends the most even wins.
+    Parameters
+    ----------
+    probas : list of M (n, k) arrays
+        Each member's validation probabilities, columns in one class order.
+    y_index : (n,) int array
+        The validation rows' true class, as column indices.
+    step : float
+        Grid step of the weights (must divide 1).
+
+    Returns
+    -------
+    weights : (M,) array summing to 1
+    loss : float
+        The chosen blend's balanced log-loss.
+    fallback : int or None
+        Index of the single member the ensemble fell back to (a blend must beat the best single
+        member by more than 1e-9), else ``None``. Among equal blends the most even wins.
     """
     m = len(probas)
     single = np.array([balanced_log_loss(y_index, p) for p in probas])
@@ -92,117 +131,346 @@ def choose_weights(
     return grid[choice], float(losses[choice]), None
 
 
-class ProbabilityVote:
-    """A fitted blend of named members' probabilities (what ``train`` saves as ``ensemble.joblib``).
-
-    ``predict_proba(probas)``: ``probas`` a list of M (n, k) arrays in ``names`` order, each
-    in ``classes_`` order. Attributes: ``names``, ``classes_``, ``weights_``,
-    ``validation_loss_``, ``fallback_`` (the member it fell back to, or ``None``).
-    """
-
-    def __init__(self, names: Sequence[str], classes: Sequence, step: float = 0.1) -> None:
-        self.names = list(names)
-        self.classes_ = np.asarray(classes)
-        self.step = step
-
-    def fit(self, probas: Sequence[np.ndarray], y) -> ProbabilityVote:
-        probas = self._check(probas)
-        y = np.asarray(y)
-        unknown = sorted(set(y.tolist()) - set(self.classes_.tolist()))
-        if unknown:
-            raise ValueError(f"validation labels {unknown} are not among the ensemble classes")
-        y_index = np.searchsorted(self.classes_, y)
-        self.weights_, self.validation_loss_, fb = choose_weights(probas, y_index, self.step)
-        self.fallback_ = None if fb is None else self.names[fb]
-        return self
-
-    def _check(self, probas: Sequence[np.ndarray]) -> list[np.ndarray]:
-        probas = [np.asarray(p, dtype=np.float64) for p in probas]
-        if len(probas) != len(self.names):
-            raise ValueError(f"expected {len(self.names)} members ({self.names}), got {len(probas)}")
-        shapes = {p.shape for p in probas}
-        if len(shapes) != 1 or probas[0].ndim != 2 or probas[0].shape[1] != len(self.classes_):
-            raise ValueError(f"member probabilities must all be (n, {len(self.classes_)}), got shapes {sorted(shapes)}")
-        return probas
-
-    def predict_proba(self, probas: Sequence[np.ndarray]) -> np.ndarray:
-        if not hasattr(self, "weights_"):
-            raise AttributeError("this ProbabilityVote is not fitted yet; call fit(probas, y)")
-        return _blend(self._check(probas), self.weights_)
-
-    def predict(self, probas: Sequence[np.ndarray]) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(probas), axis=1)]
+def _rows(params: Mapping[str, Any], rows: np.ndarray) -> dict[str, Any]:
+    return {k: v[rows] for k, v in params.items()}
 
 
-class SoftVoteEnsemble(ClassifierMixin, BaseEstimator):
-    """Soft vote of feature estimators with weights chosen on an inner validation split.
+def _request(est: BaseEstimator, method: str) -> None:
+    """Request every :data:`METADATA` name that ``est.<method>`` takes (routing must be enabled)."""
+    params = inspect.signature(getattr(est, method)).parameters
+    wanted = {k: True for k in METADATA if k in params}
+    if wanted:
+        getattr(est, f"set_{method}_request")(**wanted)
+
+
+class ImageMember(ClassifierMixin, BaseEstimator):
+    """A thumbnail classifier as an ensemble member: ``X`` only says which rows, the images are metadata.
 
     Parameters
     ----------
-    estimators : list of (name, estimator); default XGBoost and the 1-NN profile classifier.
-    step : grid step of the weights on the simplex.
-    validation_fraction : share of rows (whole ``groups`` when given) held out to choose weights.
-    random_state : seed of the validation split.
+    estimator : CNNClassifier or None
+        The thumbnail model (default ``CNNClassifier(architecture="embedding")``).
 
-    ``fit(X, y, groups=None)``: members are fitted on the inner-training rows, weights chosen
-    on the validation rows (:func:`choose_weights`), then members are refitted on all rows.
-    Members that accept ``groups`` get them. Fitted: ``estimators_``, ``weights_``,
-    ``fallback_``, ``classes_``.
+    ``fit(X, y, images=(n, S, S, C) uint8, references=(n, C) or None, groups=None, validation=None)``:
+    ``validation=(X_val, y_val, {"images": ..., "references": ...})`` gives the early-stopping rows
+    (those whose label is not among ``y`` are left out); without it the CNN holds out
+    ``groups`` itself. ``fit_once = True`` tells :class:`MoAEnsemble` to keep the network trained
+    on its inner split instead of training it again on all rows.
     """
+
+    fit_once = True
+
+    def __init__(self, estimator: Any = None) -> None:
+        self.estimator = estimator
+
+    def fit(self, X, y, images=None, references=None, groups=None, validation=None) -> ImageMember:
+        if images is None:
+            raise ValueError("ImageMember needs images= (n, S, S, C) uint8 thumbnails, one per row of X")
+        if len(images) != len(X):
+            raise ValueError(f"images has {len(images)} rows, X has {len(X)}")
+        if self.estimator is None:
+            from moa_features.models.cnn import CNNClassifier
+
+            est = CNNClassifier(architecture="embedding")
+        else:
+            est = clone(self.estimator)
+        y = np.asarray(y)
+        kw: dict[str, Any] = {"reference": references}
+        if validation is not None:
+            _, yv, meta = validation
+            yv = np.asarray(yv)
+            seen = np.flatnonzero(np.isin(yv, np.unique(y)))
+            if len(seen):
+                ref = meta.get("references")
+                kw["validation_data"] = (meta["images"][seen], yv[seen]) + (() if ref is None else (ref[seen],))
+        if "validation_data" not in kw:
+            kw["groups"] = groups
+        self.estimator_ = est.fit(images, y, **kw)
+        self.classes_ = self.estimator_.classes_
+        self.n_features_in_ = np.shape(X)[1] if np.ndim(X) == 2 else 0
+        return self
+
+    def predict_proba(self, X, images=None, references=None) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        if images is None:
+            raise ValueError("ImageMember needs images= at prediction too")
+        ref = references if self.estimator_.uses_reference_ else None
+        return self.estimator_.predict_proba(images, ref)
+
+    def predict(self, X, images=None, references=None) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X, images, references), axis=1)]
+
+    @classmethod
+    def wrap(cls, fitted: Any) -> ImageMember:
+        """A fitted member around an already fitted thumbnail classifier (e.g. one loaded from disk)."""
+        member = cls(clone(fitted))
+        member.estimator_, member.classes_, member.n_features_in_ = fitted, fitted.classes_, 0
+        return member
+
+
+class MoAEnsemble(ClassifierMixin, BaseEstimator):
+    """Weighted soft vote of class-weighted XGBoost, the consensus kNN and the CNN embedding.
+
+    Parameters
+    ----------
+    members : sequence of str or (name, estimator)
+        Member names from :mod:`moa_features.models.registry` (built with ``seed`` and
+        ``member_options``), or pairs giving the estimator. Default ``("xgboost", "knn",
+        "cnn_embedding")``; thumbnail models are wrapped in :class:`ImageMember`.
+    weight_step : float
+        Grid step of the weights on the simplex (0.1: 66 blends of three members).
+    seed : int
+        Seed of the members built by name and of the inner split.
+    cv : splitter or None
+        Splitter of the outer split's kind (``NSCSplit(4)``, ``NSCPlateSplit(4)``, ...): the inner
+        validation is its fold on the training rows; its ``split`` metadata (``groups``,
+        ``plates``, ``batches``) are routed to it. ``None``: hold out ``validation_fraction`` of
+        the ``groups`` (of the rows when no groups are given).
+    validation_fraction : float
+        Share held out when ``cv`` is ``None``.
+    member_options : dict or None
+        Options for the registry builders (``n_jobs``, ``cnn_epochs``, ``cnn_patience``,
+        ``cnn_batch_size``, ``scheduler``).
+
+    Attributes
+    ----------
+    classes_ : (k,) sorted labels.
+    members_ : dict name -> fitted member.
+    weights_ : dict name -> weight (sum 1).
+    dropped_ : dict name -> why the member was not fitted.
+    notes_ : dict name -> how a member was fitted differently from its default.
+    fallback_ : name of the single member the ensemble is, or ``None`` for a blend.
+    validation_loss_ : balanced log-loss of the chosen blend on the inner validation rows.
+    inner_split_ : (train rows, validation rows) indices into the fitted rows, or ``None``.
+    inner_proba_ : dict name -> (n_val, k) inner-validation probabilities (what chose the weights).
+    """
+
+    # without ``cv`` the ensemble itself reads ``groups`` (to hold them out whole)
+    __metadata_request__fit = {"groups": True}
 
     def __init__(
         self,
-        estimators: list | None = None,
-        step: float = 0.1,
+        members: Sequence = DEFAULT_MEMBERS,
+        weight_step: float = 0.1,
+        seed: int = 0,
+        cv: Any = None,
         validation_fraction: float = 0.25,
-        random_state: int = 0,
+        member_options: dict | None = None,
     ) -> None:
-        self.estimators = estimators
-        self.step = step
+        self.members = members
+        self.weight_step = weight_step
+        self.seed = seed
+        self.cv = cv
         self.validation_fraction = validation_fraction
-        self.random_state = random_state
+        self.member_options = member_options
 
-    def _members(self) -> list:
-        if self.estimators is not None:
-            return list(self.estimators)
-        from moa_features.models.gbm import XGBoostClassifier
-        from moa_features.models.knn import ProfileKNNClassifier
-
-        return [("xgboost", XGBoostClassifier(random_state=self.random_state)), ("knn", ProfileKNNClassifier())]
-
-    def _fit_members(self, X, y, groups) -> list:
-        out = []
-        for _, est in self._members():
-            kw = {"groups": groups} if groups is not None and has_fit_parameter(est, "groups") else {}
-            out.append(clone(est).fit(X, y, **kw))
+    # ---- members and routing ------------------------------------------------------
+    def _build(self) -> dict[str, BaseEstimator]:
+        """Unfitted members by name, with their metadata requests (call with routing enabled)."""
+        out: dict[str, BaseEstimator] = {}
+        for m in self.members:
+            name, est = (m, None) if isinstance(m, str) else (m[0], clone(m[1]))
+            if name in out:
+                raise ValueError(f"member {name!r} is given twice")
+            if est is None:
+                est = registry.get(name).build(seed=self.seed, **(self.member_options or {}))
+            if (
+                name in registry.MODELS
+                and registry.get(name).input == "thumbnails"
+                and not isinstance(est, ImageMember)
+            ):
+                est = ImageMember(est)
+            _request(est, "fit")
+            _request(est, "predict_proba")
+            out[name] = est
+        if not out:
+            raise ValueError("MoAEnsemble needs at least one member")
         return out
 
-    def fit(self, X, y, groups=None) -> SoftVoteEnsemble:
+    def get_metadata_routing(self) -> MetadataRouter:
+        """Which metadata each member's ``fit``/``predict_proba`` and the inner splitter's ``split`` take."""
+        router = MetadataRouter(owner=self.__class__.__name__).add_self_request(self)
+        with config_context(enable_metadata_routing=True):
+            for name, est in self._build().items():
+                mapping = (
+                    MethodMapping()
+                    .add(caller="fit", callee="fit")
+                    .add(caller="predict_proba", callee="predict_proba")
+                    .add(caller="predict", callee="predict_proba")
+                )
+                router.add(**{name: est}, method_mapping=mapping)
+            if self.cv is not None:
+                router.add(splitter=self.cv, method_mapping=MethodMapping().add(caller="fit", callee="split"))
+        return router
+
+    def _route(self, method: str, n: int, metadata: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """Routed parameters of ``method`` for the metadata some member (or splitter) consumes."""
+        unknown = sorted(set(metadata) - set(METADATA))
+        if unknown:
+            raise TypeError(f"MoAEnsemble.{method} got unexpected metadata {unknown}; expected some of {METADATA}")
+        given = {k: v for k, v in metadata.items() if v is not None}
+        for k, v in given.items():
+            if len(v) != n:
+                raise ValueError(f"{k} must have one entry per row ({n}), got {len(v)}")
+        with config_context(enable_metadata_routing=True):
+            router = self.get_metadata_routing()
+            used = {k: (v if k in ("images", "references") else np.asarray(v)) for k, v in given.items()
+                    if router.consumes(method, [k])}  # fmt: skip
+            return process_routing(self, method, **used), used
+
+    # ---- fitting ------------------------------------------------------------------
+    def _inner_split(self, X, y_index: np.ndarray, routed: Any, used: dict) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.cv is not None:
+            fold = first_fold(self.cv, X, y_index, **routed.splitter.split)
+            if fold is not None:
+                return fold
+        return validation_split(y_index, used.get("groups"), self.validation_fraction, self.seed)
+
+    def fit(self, X, y, **metadata) -> MoAEnsemble:
+        """Fit members on inner-training rows, choose weights on the inner validation rows, refit.
+
+        Parameters
+        ----------
+        X : (n, p) array
+            Feature table (preprocessed profiles).
+        y : (n,) labels
+        **metadata : row-aligned arrays among :data:`METADATA`
+            ``groups`` (held-out unit), ``treatments``, ``wells``, ``plates``, ``batches``,
+            ``images`` ((n, S, S, C) uint8), ``references`` ((n, C) plate channel references).
+
+        Returns
+        -------
+        self
+        """
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
-        g = None if groups is None else np.asarray(groups)
-        split = validation_split(y_index, g, self.validation_fraction, self.random_state)
-        names = [n for n, _ in self._members()]
-        if split is None or len(np.unique(y_index[split[0]])) < 2:
-            self.weights_ = np.full(len(names), 1 / len(names))
-            self.fallback_ = None
-        else:
+        routed, used = self._route("fit", len(y), metadata)
+        pred_routed, _ = self._route("predict_proba", len(y), {k: v for k, v in used.items() if k in METADATA})
+        with config_context(enable_metadata_routing=True):
+            built = self._build()
+        self.dropped_, self.notes_ = {}, {}
+        for name in list(built):
+            need = REQUIRES.get(name)
+            if need and need not in used:
+                self.dropped_[name] = f"no {need} given"
+                del built[name]
+            elif name in PREFERS and PREFERS[name][0] not in used:
+                self.notes_[name] = PREFERS[name][1]
+        if not built:
+            raise ValueError(f"every member needs metadata that was not given: {self.dropped_}")
+        split = self._inner_split(X, y_index, routed, used)
+        self.inner_split_ = split
+        self.members_, self.inner_proba_ = {}, {}
+        if split is not None and len(np.unique(y_index[split[0]])) < 2:
+            split = self.inner_split_ = None
+        for name, est in built.items():
+            fit_params = dict(routed[name].fit)
+            if split is None:
+                self.members_[name] = clone(est).fit(X, y, **fit_params)
+                continue
             tr, va = split
-            members = self._fit_members(X[tr], y[tr], None if g is None else g[tr])
-            probas = [align_proba(m.predict_proba(X[va]), m.classes_, self.classes_) for m in members]
-            self.weights_, self.validation_loss_, fb = choose_weights(probas, y_index[va], self.step)
-            self.fallback_ = None if fb is None else names[fb]
-        self.estimators_ = self._fit_members(X, y, g)
+            extra = {}
+            if getattr(est, "fit_once", False):
+                extra["validation"] = (X[va], y[va], _rows(pred_routed[name].predict_proba, va))
+            inner = clone(est).fit(X[tr], y[tr], **_rows(fit_params, tr), **extra)
+            proba = inner.predict_proba(X[va], **_rows(pred_routed[name].predict_proba, va))
+            self.inner_proba_[name] = align_proba(proba, inner.classes_, self.classes_)
+            self.members_[name] = inner if extra else clone(est).fit(X, y, **fit_params)
+        self.inner_y_ = None if split is None else y_index[split[1]]
+        self._set_weights(list(self.members_))
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self, "estimators_")
-        X = validate_data(self, X, reset=False)
-        return _blend(
-            [align_proba(m.predict_proba(X), m.classes_, self.classes_) for m in self.estimators_], self.weights_
-        )
+    def _set_weights(self, names: list[str]) -> None:
+        if self.inner_y_ is None:
+            self.weights_ = {n: 1 / len(names) for n in names}
+            self.fallback_, self.validation_loss_ = None, None
+            return
+        w, loss, fb = choose_weights([self.inner_proba_[n] for n in names], self.inner_y_, self.weight_step)
+        self.weights_ = dict(zip(names, (float(v) for v in w)))
+        self.fallback_ = None if fb is None else names[fb]
+        self.validation_loss_ = loss
 
-    def predict(self, X) -> np.ndarray:
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+    def without(self, names: Sequence[str]) -> MoAEnsemble:
+        """The fitted ensemble less the members ``names``, its weights chosen again on the same inner split.
+
+        The ablation ``ensemble_no_embedding`` is ``ens.without(["cnn_embedding"])``: the same
+        fitted members and inner validation rows, so it differs from ``ens`` only by the members.
+        """
+        check_is_fitted(self, "members_")
+        keep = [n for n in self.members_ if n not in set(names)]
+        if not keep:
+            raise ValueError(f"no member left after removing {list(names)}")
+        sub = clone(self).set_params(
+            members=tuple(m for m in self.members if (m if isinstance(m, str) else m[0]) in keep)
+        )
+        for attr in ("classes_", "n_features_in_", "inner_split_", "inner_y_", "dropped_", "notes_"):
+            setattr(sub, attr, getattr(self, attr))
+        if hasattr(self, "feature_names_in_"):
+            sub.feature_names_in_ = self.feature_names_in_
+        sub.members_ = {n: self.members_[n] for n in keep}
+        sub.inner_proba_ = {n: p for n, p in self.inner_proba_.items() if n in keep}
+        sub._set_weights(keep)
+        return sub
+
+    # ---- prediction ---------------------------------------------------------------
+    def blend(self, probas: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The weighted vote of member probabilities ``{name: (n, k) in classes_ order}``: (n, k)."""
+        check_is_fitted(self, "weights_")
+        missing = [n for n, w in self.weights_.items() if w > 0 and n not in probas]
+        if missing:
+            raise ValueError(f"probabilities of member(s) {missing} are missing")
+        return _blend([probas[n] for n, w in self.weights_.items() if w > 0],
+                      [w for w in self.weights_.values() if w > 0])  # fmt: skip
+
+    def predict_proba(self, X, **metadata) -> np.ndarray:
+        """(n, k) blended probabilities in ``classes_`` order; ``metadata`` as for :meth:`fit`
+        (``treatments``/``wells`` for the kNN, ``images``/``references`` for the CNN embedding)."""
+        check_is_fitted(self, "members_")
+        X = validate_data(self, X, reset=False)
+        routed, _ = self._route("predict_proba", len(X), metadata)
+        probas = {
+            n: align_proba(m.predict_proba(X, **routed[n].predict_proba), m.classes_, self.classes_)
+            for n, m in self.members_.items()
+            if self.weights_[n] > 0
+        }
+        return self.blend(probas)
+
+    def predict(self, X, **metadata) -> np.ndarray:
+        check_is_fitted(self, "members_")
+        return self.classes_[np.argmax(self.predict_proba(X, **metadata), axis=1)]
+
+    # ---- persistence --------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the ensemble without its members (they are saved in their own files) with joblib."""
+        check_is_fitted(self, "members_")
+        state = {k: v for k, v in self.__dict__.items() if k not in ("members_", "inner_proba_")}
+        state["member_names_"] = list(self.members_)
+        joblib.dump(state, path)
+
+    @classmethod
+    def load(cls, path, members: Mapping[str, Any]) -> MoAEnsemble:
+        """An ensemble written by :meth:`save`, with its fitted ``members`` (name -> model) attached."""
+        state = joblib.load(path)
+        if not isinstance(state, dict) or "member_names_" not in state:
+            raise ValueError(f"{path}: not an ensemble written by MoAEnsemble.save")
+        names = state.pop("member_names_")
+        missing = [n for n in names if n not in members]
+        if missing:
+            raise ValueError(f"{path}: the ensemble's member(s) {missing} are not loaded")
+        ens = cls.__new__(cls)
+        ens.__dict__.update(state)
+        ens.members_ = {
+            n: ImageMember.wrap(members[n])
+            if registry.get(n).input == "thumbnails" and not isinstance(members[n], ImageMember)
+            else members[n]
+            for n in names
+        }
+        ens.inner_proba_ = {}
+        return ens
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the fitted members."""
+        check_is_fitted(self, "members_")
+        return list(self.members_)

@@ -32,8 +32,8 @@ class ModelSpec:
     file : str or None
         The file a run saves it to (``None``: not saved).
     build : callable, optional
-        ``build(seed, **options)`` -> unfitted estimator; ``None`` for the ensemble, which
-        ``train`` assembles from its members.
+        ``build(seed, **options)`` -> unfitted estimator (for the ensemble a
+        :class:`~moa_features.models.ensemble.MoAEnsemble` whose members get the same options).
     chance : bool, default False
         Whether it is a chance baseline.
     """
@@ -65,6 +65,12 @@ def _majority(**_: Any):
     return DummyClassifier(strategy="prior")
 
 
+def _ensemble(seed: int = 0, **options: Any):
+    from moa_features.models.ensemble import MoAEnsemble
+
+    return MoAEnsemble(seed=seed, member_options=dict(options))
+
+
 def _cnn(architecture: str):
     def build(seed: int = 0, cnn_epochs: int = 100, cnn_patience: int = 5, cnn_batch_size: int = 32, **_: Any):
         from moa_features.models.cnn import CNNClassifier
@@ -86,7 +92,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("cnn", "Keras CNN (baseline)", "#0072B2", "thumbnails", "cnn.keras", _cnn("baseline")),
         ModelSpec("xgboost", "XGBoost (features)", "#E69F00", "features", "xgboost.json", _xgboost),
         ModelSpec("cnn_embedding", "CNN embedding", "#009E73", "thumbnails", "cnn_embedding.keras", _cnn("embedding")),
-        ModelSpec("ensemble", "Ensemble", "#D55E00", "probabilities", "ensemble.joblib"),
+        ModelSpec("ensemble", "Ensemble", "#D55E00", "probabilities", "ensemble.joblib", _ensemble),
         ModelSpec("knn", "k-NN (features)", "#CC79A7", "features", "knn.joblib", _knn),
         ModelSpec("majority", "Class prior (DummyClassifier)", "#999999", "features", None, _majority, chance=True),
     )

@@ -131,7 +131,8 @@ LEVEL_KEYS = ["macro_recall", "balanced_accuracy", "macro_f1", "accuracy"]
 SYNTHETIC_NOTE = (
     "This screen is synthetic (the built-in demo screen): each MoA's phenotype was drawn into the images and its "
     "classes are separable by construction. The figures show that the pipeline works end to end, not how well the "
-    "MoA of a real treatment can be predicted."
+    "MoA of a real treatment can be predicted; the real-data evidence is BBBC021 and the CellProfiler comparisons "
+    "(README, benchmarks/README.md)."
 )
 
 

@@ -3,13 +3,14 @@
 :func:`fit_fold` fits the preprocessing and each model of :class:`Settings` on the training rows
 only; :func:`predict_fold` gives each model's probabilities for other rows; :func:`evaluate_folds`
 runs the outer folds and collects :class:`FoldResults`; :func:`fit_final` refits on all rows for
-``moa-features predict``. Inner validation (early stopping, the embedding CNN's epoch budget,
+``moa-features predict``. Inner validation (early stopping of XGBoost and the embedding CNN,
 the ensemble's weights) uses a fold of the outer split's own kind on the training rows
 (:func:`moa_features.training.folds.inner_cv`).
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from collections.abc import Sequence
@@ -18,16 +19,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from moa_features.models import registry, splits
-from moa_features.models.ensemble import ProbabilityVote, align_proba
+from moa_features.models.ensemble import ImageMember, MoAEnsemble, align_proba
 from moa_features.models.knn import ProfileKNNClassifier
 from moa_features.models.preprocessing import make_preprocessor
 from moa_features.training.data import TrainingData, fold_controls, fold_data
 from moa_features.training.folds import inner_cv
 
 DEFAULT_MODELS = ("xgboost", "ensemble", "knn")
+ABLATION = "ensemble_no_embedding"  # the ensemble refitted without the CNN embedding, same folds and inner split
 Params = dict[str, np.ndarray]  # the outer split's per-row ``split`` arguments (groups, plates, batches)
 
 
@@ -99,6 +100,48 @@ def _expand_models(models: Sequence[str], has_thumbs: bool) -> tuple[str, ...]:
     return tuple(m for m in registry.MODELS if m in wanted)
 
 
+def _accepts(method: Any, name: str) -> bool:
+    return name in inspect.signature(method).parameters
+
+
+def _knn_meta(model: Any, method: str, data: TrainingData, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """``treatments``/``wells`` of ``rows`` for the kNN's ``method`` where it takes them (consensus profiles)."""
+    m = getattr(model, method)
+    meta = {"treatments": data.profiles[rows], "wells": data.wells[rows]}
+    return {k: v for k, v in meta.items() if _accepts(m, k)}
+
+
+def _metadata(data: TrainingData, rows: np.ndarray, params: Params, images: bool) -> dict[str, Any]:
+    """The ensemble's per-row metadata for ``rows``: split arguments, treatments, wells, thumbnails."""
+    meta: dict[str, Any] = {k: np.asarray(v)[rows] for k, v in params.items()}
+    meta |= {"treatments": data.profiles[rows], "wells": data.wells[rows]}
+    if "batches" in meta and "plates" not in meta:  # nscb: XGBoost's early stopping holds out batches
+        meta["plates"] = meta["batches"]
+    if images and data.thumbs is not None:
+        meta["images"] = data.thumbs[rows]
+        if data.thumb_reference is not None:
+            meta["references"] = data.thumb_reference[rows]
+    return meta
+
+
+def _unwrap(member: Any) -> Any:
+    """The model inside an ensemble member (the CNN of an :class:`ImageMember`)."""
+    return member.estimator_ if isinstance(member, ImageMember) else member
+
+
+def fit_ensemble(
+    data: TrainingData, train: np.ndarray, Xtr: np.ndarray, settings: Settings, params: Params, members: Sequence[str]
+) -> MoAEnsemble:
+    """:class:`MoAEnsemble` of ``members`` fitted on the rows ``train`` (``Xtr`` their preprocessed features).
+
+    Its inner split is a fold of the outer split's own kind (:func:`~moa_features.training.folds.inner_cv`)
+    on these rows; the outer split's arguments, treatments, wells and thumbnails reach the members
+    through metadata routing.
+    """
+    ens = settings.build("ensemble").set_params(members=tuple(members), cv=inner_cv(settings.split, settings.seed))
+    return ens.fit(Xtr, data.y[train], **_metadata(data, train, params, "cnn_embedding" in members))
+
+
 def fit_fold(
     data: TrainingData, train: np.ndarray, settings: Settings, params: Params
 ) -> tuple[dict[str, Any], dict[str, float]]:
@@ -121,8 +164,11 @@ def fit_fold(
     Returns
     -------
     fitted : dict of str to object
-        Fitted objects by name: ``preprocess``, each model, and ``ensemble`` a
-        :class:`~moa_features.models.ensemble.ProbabilityVote`.
+        Fitted objects by name: ``preprocess`` (and ``preprocess_choice``, how its sphering
+        was chosen), each model, ``inner_split`` (the inner (train, validation) rows). With
+        ``ensemble``, its members *are* the fold's ``xgboost``, ``knn`` and ``cnn_embedding``
+        (one fit each), and ``ensemble_no_embedding`` is the same ensemble without the
+        embedding (:meth:`MoAEnsemble.without`).
     seconds : dict of str to float
         Wall-clock seconds each took.
     """
@@ -135,23 +181,34 @@ def fit_fold(
     fitted["preprocess"], fitted["preprocess_choice"] = fit_preprocessor(data, train, settings, params)
     seconds["preprocess"] = time.perf_counter() - t
     Xtr = fitted["preprocess"].transform(data.X[train])
-    # under nsc-plate / nscb the early-stopping split also holds out the validation treatments' plates / batches
-    outer_plates = params.get("plates", params.get("batches"))
-    p_tr = None if outer_plates is None else np.asarray(outer_plates)[train]
-    fitters = {  # how each registry model is fitted on the fold's training rows
-        "xgboost": lambda m: m.fit(Xtr, y, groups=g, plates=p_tr),
-        "knn": lambda m: m.fit(Xtr, y, treatments=data.profiles[train], wells=data.wells[train]),
+    members = [m for m in registry.ENSEMBLE_MEMBERS if m in models]
+    if "ensemble" in models or "cnn_embedding" in models:
+        t = time.perf_counter()
+        if "ensemble" not in models:  # the embedding alone: fitted exactly as the ensemble fits it
+            members = ["cnn_embedding"]
+        ens = fit_ensemble(data, train, Xtr, settings, params, members)
+        for name, member in ens.members_.items():
+            fitted[name] = _unwrap(member)
+        if "ensemble" in models:
+            fitted["ensemble"] = ens
+            if "cnn_embedding" in ens.members_:
+                fitted[ABLATION] = ens.without(["cnn_embedding"])
+        if ens.inner_split_ is not None:
+            fitted["inner_split"] = tuple(train[rows] for rows in ens.inner_split_)
+        if "cnn_embedding" in fitted:
+            history = fitted["cnn_embedding"].history_
+            fitted["cnn_embedding"].selected_epochs_ = int(np.argmin(history.get("val_loss", history["loss"]))) + 1
+        seconds["ensemble"] = time.perf_counter() - t
+    fitters = {  # how the models outside the ensemble are fitted on the fold's training rows
+        "xgboost": lambda m: m.fit(Xtr, y, groups=g, plates=_metadata(data, train, params, False).get("plates")),
+        "knn": lambda m: m.fit(Xtr, y, **_knn_meta(m, "fit", data, train)),
         "majority": lambda m: m.fit(Xtr, y),
         "cnn": lambda m: m.fit(data.thumbs[train], y, groups=g),
     }
-    for name in (m for m in models if m in fitters):
+    for name in (m for m in models if m in fitters and m not in fitted):
         t = time.perf_counter()
         fitted[name] = fitters[name](settings.build(name))
         seconds[name] = time.perf_counter() - t
-    if "cnn_embedding" in models or "ensemble" in models:
-        t = time.perf_counter()
-        _fit_inner(data, train, settings, params, fitted, with_ensemble="ensemble" in models)
-        seconds["inner"] = time.perf_counter() - t
     return fitted, seconds
 
 
@@ -209,10 +266,6 @@ def fit_preprocessor(data: TrainingData, train: np.ndarray, settings: Settings, 
     return pre, choice
 
 
-def _reference(data: TrainingData, rows: np.ndarray) -> np.ndarray | None:
-    return None if data.thumb_reference is None else data.thumb_reference[rows]
-
-
 def inner_fold(data: TrainingData, train: np.ndarray, settings: Settings, params: Params) -> splits.Split:
     """Inner (train, validation) rows, as indices into ``train``: a fold of the outer split's own kind
     (:func:`~moa_features.training.folds.inner_cv`), NSC when no ``nsc-plate`` fold keeps training rows."""
@@ -222,61 +275,6 @@ def inner_fold(data: TrainingData, train: np.ndarray, settings: Settings, params
         if fold is not None:
             return fold
     raise ValueError(f"no inner {settings.split} validation split possible on {len(train)} training rows")
-
-
-def _fit_inner(
-    data: TrainingData, train: np.ndarray, settings: Settings, params: Params, fitted: dict, with_ensemble: bool
-) -> None:
-    """What the inner split (first fold of the outer split's kind on ``train``) decides.
-
-    The embedding CNN trains on the inner-training rows with early stopping on the inner
-    validation rows; the best epoch count is then its budget for a refit on all of
-    ``train`` (``cnn_embedding``). Ensemble weights are chosen on the inner validation rows
-    from members fitted on the inner-training rows only; at test time the vote blends the
-    fold's full-training members.
-    """
-    tr, va = inner_fold(data, train, settings, params)
-    inner, val = train[tr], train[va]
-    fitted["inner_split"] = (inner, val)
-    probas: list[np.ndarray] = []
-    names: list[str] = []
-    if data.thumbs is not None:
-        seen = val[np.isin(data.y[val], np.unique(data.y[inner]))]
-        cnn = settings.build("cnn_embedding")
-        ref_v = () if data.thumb_reference is None else (data.thumb_reference[seen],)
-        cnn.fit(
-            data.thumbs[inner],
-            data.y[inner],
-            reference=_reference(data, inner),
-            validation_data=(data.thumbs[seen], data.y[seen]) + ref_v if len(seen) else None,
-            groups=None if len(seen) else data.treatments[inner],
-        )
-        epochs = int(np.argmin(cnn.history_.get("val_loss", cnn.history_["loss"]))) + 1
-        full = clone(cnn).set_params(epochs=epochs, validation_fraction=0)
-        fitted["cnn_embedding"] = full.fit(data.thumbs[train], data.y[train], reference=_reference(data, train))
-        fitted["cnn_embedding"].selected_epochs_ = epochs
-        fitted["cnn_embedding"].validation_history_ = cnn.history_  # the curve that chose ``epochs``
-        probas.append(
-            align_proba(cnn.predict_proba(data.thumbs[val], _reference(data, val)), cnn.classes_, data.classes)
-        )
-        names.append("cnn_embedding")
-    if not with_ensemble:
-        return
-    eps = fitted["preprocess_choice"]["epsilon"]
-    pre = _preprocessor(data, inner, settings.preprocess, EPSILONS[0] if eps is None else eps)
-    Xi, Xv = pre.transform(data.X[inner]), pre.transform(data.X[val])
-    outer_plates = params.get("plates", params.get("batches"))
-    xgb = settings.build("xgboost").fit(
-        Xi, data.y[inner], groups=data.treatments[inner], plates=None if outer_plates is None else outer_plates[inner]
-    )
-    knn = settings.build("knn").fit(Xi, data.y[inner], treatments=data.profiles[inner], wells=data.wells[inner])
-    probas = [
-        align_proba(xgb.predict_proba(Xv), xgb.classes_, data.classes),
-        align_proba(
-            knn.predict_proba(Xv, treatments=data.profiles[val], wells=data.wells[val]), knn.classes_, data.classes
-        ),
-    ] + probas
-    fitted["ensemble"] = ProbabilityVote(["xgboost", "knn"] + names, data.classes).fit(probas, data.y[val])
 
 
 def predict_fold(fitted: dict[str, Any], data: TrainingData, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -298,22 +296,60 @@ def predict_fold(fitted: dict[str, Any], data: TrainingData, rows: np.ndarray) -
     """
     X = fitted["preprocess"].transform(data.X[rows])
     out: dict[str, np.ndarray] = {}
-    for name in registry.MODELS:
-        if name not in fitted or name == "ensemble":
+    for name in (*registry.MODELS, ABLATION):
+        if name not in fitted:
             continue
         m = fitted[name]
-        if name == "knn":  # each held-out treatment's consensus profile is the query
-            p = m.predict_proba(X, treatments=data.profiles[rows], wells=data.wells[rows])
+        if isinstance(m, MoAEnsemble):
+            p = m.predict_proba(X, **_metadata(data, rows, {}, "cnn_embedding" in m.members_))
         elif registry.get(name).input == "features":
-            p = m.predict_proba(X)
+            p = m.predict_proba(X, **_knn_meta(m, "predict_proba", data, rows))
         else:
             ref = data.thumb_reference[rows] if getattr(m, "uses_reference_", False) else None
             p = m.predict_proba(data.thumbs[rows], ref)
         out[name] = align_proba(p, m.classes_, data.classes)
-    if "ensemble" in fitted:
-        ens = fitted["ensemble"]
-        out["ensemble"] = align_proba(ens.predict_proba([out[n] for n in ens.names]), ens.classes_, data.classes)
     return out
+
+
+def fold_record(ens: MoAEnsemble, ablation: MoAEnsemble | None) -> dict[str, Any]:
+    """What ``metrics.json`` keeps of one fold's ensemble (``ensemble`` -> ``folds``)."""
+    record = {
+        "weights": dict(ens.weights_),
+        "fallback": ens.fallback_,
+        "validation_loss": ens.validation_loss_,
+        "n_inner_validation_rows": None if ens.inner_split_ is None else len(ens.inner_split_[1]),
+        "dropped": dict(ens.dropped_),
+        "notes": dict(ens.notes_),
+    }
+    if ablation is not None:
+        record[f"{ABLATION}_weights"] = dict(ablation.weights_)
+    return record
+
+
+def embedding_note(models: dict[str, dict[str, Any]], per_fold: list[dict]) -> str:
+    """A sentence saying what the CNN embedding adds to the ensemble on these folds, in words.
+
+    ``models``: metrics.json's ``models``; compares the ensemble with ``ensemble_no_embedding``
+    (same folds, same members, same inner split) at the treatment level.
+    """
+    key = "treatment_macro_recall"
+    if "ensemble" not in models:
+        return "no ensemble was trained; nothing to compare"
+    if ABLATION not in models:
+        reason = next((f["dropped"].get("cnn_embedding") for f in per_fold if f.get("dropped")), None)
+        return f"the CNN embedding was not a member ({reason or 'not requested'}); nothing to compare"
+    with_, without = models["ensemble"].get(key, np.nan), models[ABLATION].get(key, np.nan)
+    alone = models.get("cnn_embedding", {}).get(key, np.nan)
+    weights = [f["weights"].get("cnn_embedding", 0.0) for f in per_fold]
+    diff = with_ - without
+    facts = (
+        f"treatment macro recall {with_:.3f} with the CNN embedding, {without:.3f} without it, {alone:.3f} for "
+        f"the embedding alone; its weight averaged {np.mean(weights):.2f} over {len(weights)} folds "
+        f"(0 in {sum(w == 0 for w in weights)})"
+    )
+    if not diff > 0.005:
+        return f"the CNN embedding adds nothing on these held-out treatments: {facts}"
+    return f"the CNN embedding adds {diff:+.3f} treatment macro recall (one run, not tested for significance): {facts}"
 
 
 @dataclass
@@ -372,18 +408,11 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
             importance[support] += fitted["xgboost"].feature_importances_
         for name in histories:
             if name in fitted:
-                histories[name].append(getattr(fitted[name], "validation_history_", fitted[name].history_))
+                histories[name].append(fitted[name].history_)
         if "cnn_embedding" in fitted:
             epochs.append(int(fitted["cnn_embedding"].selected_epochs_))
         if "ensemble" in fitted:
-            ens = fitted["ensemble"]
-            ensemble.append(
-                {
-                    "weights": dict(zip(ens.names, (float(w) for w in ens.weights_))),
-                    "fallback": ens.fallback_,
-                    "validation_loss": ens.validation_loss_,
-                }
-            )
+            ensemble.append(fold_record(fitted["ensemble"], fitted.get(ABLATION)))
         keys = {"unit_key": params["groups"][test], "treatment_key": data.profiles[test], "well_key": data.wells[test]}
         for name, p in proba.items():
             frame = data.meta.iloc[test].reset_index(drop=True)

@@ -27,6 +27,7 @@ from moa_features.training.fitting import (
     Settings,
     _expand_models,
     _log,
+    embedding_note,
     evaluate_folds,
     fit_final,
 )
@@ -300,6 +301,7 @@ def run_training(
     result["negative_control"] = negative_control_note(data, result, exclude_labels)
     if results.ensemble:
         result["ensemble"] = ensemble_summary(results.ensemble)
+        result["embedding"] = result["ensemble"]["embedding"] = embedding_note(result["models"], results.ensemble)
     result["config"] = {
         "table": str(table_path),
         "table_sha256": file_sha256(table_path),

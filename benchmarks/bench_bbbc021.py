@@ -53,6 +53,7 @@ from moa_features.features.texture import run_lut
 from moa_features.models.gbm import XGBoostClassifier
 from moa_features.models.preprocessing import make_preprocessor
 from moa_features.train import run_training
+from moa_features.training.fitting import DEFAULT_MODELS
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bbbc021"
 PROFILES = DATA / "BBBC021_feature_selected_mad_robustize.csv"
@@ -323,12 +324,13 @@ def batch_table(out: Path, which: str) -> Path:
 SEED_KEYS = ("treatment_accuracy", "treatment_macro_recall", "treatment_accuracy_p", "treatment_macro_recall_p")
 
 
-def seeds_benchmark(out: Path, seeds: list[int], runs: list[str]) -> dict:
+def seeds_benchmark(out: Path, seeds: list[int], runs: list[str], models: tuple[str, ...] = DEFAULT_MODELS) -> dict:
     """``train`` with defaults under NSC and NSCB on both BBBC021 tables, per seed; mean ± sd over seeds.
 
     ``runs``: ``TABLE-SPLIT`` items (``raw-nsc``, ``raw-nscb``, ``processed-nsc``, ``processed-nscb``).
     Each run is ``train TABLE --split SPLIT --treatment Metadata_Compound --exclude-label DMSO
-    [--batch Metadata_Batch] --models xgboost,knn --seed S`` with every other option at its default
+    [--batch Metadata_Batch] --models MODELS --seed S`` with every other option at its default (``models``:
+    ``train``'s default models, the ensemble and its members)
     (leave one compound out; the per-fold recipe; for NSCB, classes left without a training compound are
     unscored). Results are written to ``OUT/bbbc021_seeds.json`` after every run.
     """
@@ -345,13 +347,14 @@ def seeds_benchmark(out: Path, seeds: list[int], runs: list[str]) -> dict:
                 split=split,
                 columns=Columns(treatment=TREATMENT, batch="Metadata_Batch" if split == "nscb" else None),
                 exclude_labels=["DMSO"],
-                models=("xgboost", "knn"),
+                models=models,
                 seed=seed,
                 save_models=False,
                 overwrite=True,
                 command=f"python -m moa_features.train {tables[which]} -o {run} --split {split} --treatment {TREATMENT}"
                 + (" --batch Metadata_Batch" if split == "nscb" else "")
-                + f" --exclude-label DMSO --models xgboost,knn --seed {seed} --no-report --no-save-models --overwrite",
+                + f" --exclude-label DMSO --models {','.join(models)} --seed {seed} --no-report --no-save-models"
+                + " --overwrite",
             )
             chance = metrics["models"]["xgboost"]["treatment_expected_chance"]
             results["runs"][f"{item}/seed{seed}"] = {
@@ -411,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         default="raw-nsc,raw-nscb,processed-nsc,processed-nscb",
         help="TABLE-SPLIT runs of the 'seeds' part (default %(default)s)",
     )
+    p.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help="models of the 'seeds' part (default %(default)s: train's defaults)",
+    )
     args = p.parse_args(argv)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     unknown = sorted(set(parts) - set(PARTS))
@@ -426,9 +434,8 @@ def main(argv: list[str] | None = None) -> int:
             results[part] = preprocessing_benchmark()
         elif part == "seeds":
             seeds = [int(x) for x in args.seeds.split(",")]
-            results[part] = seeds_benchmark(out, seeds, [r.strip() for r in args.runs.split(",") if r.strip()])[
-                "summary"
-            ]
+            runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+            results[part] = seeds_benchmark(out, seeds, runs, tuple(args.models.split(",")))["summary"]
         elif part in ("raw", "processed-defaults"):
             results[part] = default_route_benchmark(out, part)
         else:

@@ -36,6 +36,7 @@ PUBLIC_MODULES = (
     "moa_features.features.units",
     "moa_features.features.catalog",
     "moa_features.models.registry",
+    "moa_features.models.specs",
     "moa_features.models.splits",
     "moa_features.models.cnn",
     "moa_features.profiling",

@@ -130,7 +130,8 @@ def test_train_and_the_estimator_are_one_path(tmp_path):
         treatments=data.profiles[tr],
         wells=data.wells[tr],
     )
-    proba = align_proba(direct.predict_proba(pre.transform(data.X[te])), direct.classes_, data.classes)
+    queries = {"treatments": data.profiles[te], "wells": data.wells[te]}  # held-out consensus profiles
+    proba = align_proba(direct.predict_proba(pre.transform(data.X[te]), **queries), direct.classes_, data.classes)
     assert np.allclose(proba, via_train)
     assert direct.weights_ == fitted["ensemble"].weights_
     # the fold's xgboost and knn are the ensemble's members (one fit each)

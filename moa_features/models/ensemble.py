@@ -49,12 +49,12 @@ from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, proces
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from moa_features.models import registry
+from moa_features.models import specs
 from moa_features.models.splits import first_fold, validation_split
 
 _EPS = 1e-7
 _TOL = 1e-9
-DEFAULT_MEMBERS = registry.ENSEMBLE_MEMBERS
+DEFAULT_MEMBERS = specs.ENSEMBLE_MEMBERS
 METADATA = ("groups", "treatments", "wells", "plates", "batches", "images", "references")
 # metadata without which a member cannot be fitted at all (dropped), or fits a lesser variant (noted)
 REQUIRES = {"cnn_embedding": "images"}
@@ -214,7 +214,7 @@ class MoAEnsemble(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     members : sequence of str or (name, estimator)
-        Member names from :mod:`moa_features.models.registry` (built with ``seed`` and
+        Member names from :data:`moa_features.models.specs.MEMBERS` (built with ``seed`` and
         ``member_options``), or pairs giving the estimator. Default ``("xgboost", "knn",
         "cnn_embedding")``; thumbnail models are wrapped in :class:`ImageMember`.
     weight_step : float
@@ -273,12 +273,10 @@ class MoAEnsemble(ClassifierMixin, BaseEstimator):
             if name in out:
                 raise ValueError(f"member {name!r} is given twice")
             if est is None:
-                est = registry.get(name).build(seed=self.seed, **(self.member_options or {}))
-            if (
-                name in registry.MODELS
-                and registry.get(name).input == "thumbnails"
-                and not isinstance(est, ImageMember)
-            ):
+                if name not in specs.MEMBERS:
+                    raise ValueError(f"unknown ensemble member {name!r}; choose from {', '.join(specs.MEMBERS)}")
+                est = specs.MEMBERS[name].build(seed=self.seed, **(self.member_options or {}))
+            if name in specs.MEMBERS and specs.MEMBERS[name].input == "thumbnails" and not isinstance(est, ImageMember):
                 est = ImageMember(est)
             _request(est, "fit")
             _request(est, "predict_proba")
@@ -462,7 +460,7 @@ class MoAEnsemble(ClassifierMixin, BaseEstimator):
         ens.__dict__.update(state)
         ens.members_ = {
             n: ImageMember.wrap(members[n])
-            if registry.get(n).input == "thumbnails" and not isinstance(members[n], ImageMember)
+            if n in specs.MEMBERS and specs.MEMBERS[n].input == "thumbnails" and not isinstance(members[n], ImageMember)
             else members[n]
             for n in names
         }

@@ -62,8 +62,9 @@ class TrainingData:
     thumbnail_normalization : str, default "none"
         The per-plate step of the embedding CNN's input reference.
     renormalize : callable, optional
-        For ``pooled``: ``renormalize(train_plates)`` -> X with the control spread pooled over
-        those plates' controls only, so a held-out plate's wells never reach a fold's training rows.
+        For ``pooled``: ``renormalize(train_plates)`` -> ``(X, controls)`` with the control spread
+        pooled over those plates' controls only, so a held-out plate's wells never reach a fold's
+        training rows (nor the control statistics its preprocessing fits).
     columns : Columns
         The table's metadata column names and controls.
     controls : ndarray, shape (m, p), optional
@@ -88,7 +89,7 @@ class TrainingData:
     activity: pd.DataFrame | None = None
     normalization: str = "none"
     thumbnail_normalization: str = "none"
-    renormalize: Callable[[np.ndarray], np.ndarray] | None = None
+    renormalize: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     columns: Columns = field(default_factory=Columns)
     controls: np.ndarray | None = None
     control_plates: np.ndarray | None = None
@@ -318,18 +319,20 @@ def load_training_data(
 
 def _pooled_renormalizer(
     raw: np.ndarray, plates: np.ndarray, control: np.ndarray, rows: np.ndarray
-) -> Callable[[np.ndarray], np.ndarray]:
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """``pooled`` normalisation with the pooled spread learned from the given training plates' controls.
 
     raw: (N, p) features of every table row before normalisation; plates, control: (N,);
-    rows: the kept (labelled) rows. Each plate keeps its own control centre and spread.
+    rows: the kept (labelled) rows. Each plate keeps its own control centre and spread. The
+    function returns the kept rows and the control rows, both normalised so.
     """
 
-    def renormalize(train_plates: np.ndarray) -> np.ndarray:
+    def renormalize(train_plates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         reference = control & np.isin(plates, np.unique(train_plates))
         pooled = profiling.pooled_control_spread(raw, plates, reference)
         center, spread = profiling.plate_statistics(raw, plates, control, profiling.SPREAD_SHRINKAGE, pooled)
-        return ((raw - center) / spread)[rows]
+        normalised = (raw - center) / spread
+        return normalised[rows], normalised[control]
 
     return renormalize
 
@@ -355,6 +358,9 @@ def fold_data(data: TrainingData, train: np.ndarray) -> TrainingData:
     Returns
     -------
     TrainingData
-        ``data`` itself, or a copy with ``X`` renormalised.
+        ``data`` itself, or a copy with ``X`` and ``controls`` renormalised.
     """
-    return data if data.renormalize is None else replace(data, X=data.renormalize(data.plates[train]))
+    if data.renormalize is None:
+        return data
+    X, controls = data.renormalize(data.plates[train])
+    return replace(data, X=X, controls=controls if data.controls is not None else None)

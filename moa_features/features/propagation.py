@@ -80,22 +80,51 @@ def propagate(
     return labels, distances
 
 
+# The 8 neighbours of a pixel in the order they are visited (rows, then columns, as centrosome),
+# and for each the direction index (0: (0, 1), 1: (1, 0), 2: (1, 1), 3: (1, -1)) of the step and
+# whether its cost is stored at the neighbour (a step against a direction) rather than at the pixel.
+_NEIGHBOUR_DI = np.array([-1, -1, -1, 0, 0, 1, 1, 1], np.int64)
+_NEIGHBOUR_DJ = np.array([-1, 0, 1, -1, 1, -1, 0, 1], np.int64)
+_NEIGHBOUR_DIRECTION = np.array([2, 1, 3, 0, 0, 3, 1, 2], np.int64)
+_NEIGHBOUR_AT_NEIGHBOUR = np.array([True, True, True, True, False, False, False, False])
+_DIRECTIONS = np.array([[0, 1], [1, 0], [1, 1], [1, -1]], np.int64)
+
+
 @numba.njit(cache=True, nogil=True)
-def _step(image, i1, j1, i2, j2, weight):  # pragma: no cover - compiled
-    """The cost of the step from (i1, j1) to its 8-neighbour (i2, j2)."""
-    h, w = image.shape
-    diff = 0.0
-    if 1 <= min(i1, i2) and max(i1, i2) < h - 1 and 1 <= min(j1, j2) and max(j1, j2) < w - 1:
-        for di in range(-1, 2):  # no clamping needed: the same terms in the same order
-            for dj in range(-1, 2):
-                diff += abs(image[i1 + di, j1 + dj] - image[i2 + di, j2 + dj])
-        return np.sqrt(diff * diff + (abs(i1 - i2) + abs(j1 - j2)) * weight * weight)
-    for di in range(-1, 2):
-        a = min(max(i1 + di, 0), h - 1)
-        b = min(max(i2 + di, 0), h - 1)
-        for dj in range(-1, 2):
-            diff += abs(image[a, min(max(j1 + dj, 0), w - 1)] - image[b, min(max(j2 + dj, 0), w - 1)])
-    return np.sqrt(diff * diff + (abs(i1 - i2) + abs(j1 - j2)) * weight * weight)  # centrosome's rounding
+def _step_costs(padded, rows, columns, weight):  # pragma: no cover - compiled
+    """The cost of every step inside the box ``rows`` x ``columns``, per direction.
+
+    ``padded`` is the image with a one-pixel border repeating its edge (so ``padded[i + 1, j + 1]``
+    is the image clamped at ``(i, j)`` for ``-1 <= i <= h``, ``-1 <= j <= w``). Entry
+    ``[e, i + 1, j + 1]`` of the result is the cost of the step from ``(i, j)`` to ``(i, j) + e``
+    for the e-th of the directions (0, 1), (1, 0), (1, 1), (1, -1): ``sqrt(g² + lambda² (|dy| + |dx|))``
+    with ``g`` the sum, over the 3x3 offsets d in raster order, of ``|I(p + d) - I(p + e + d)|``.
+    The step back from ``(i, j) + e`` to ``(i, j)`` sums ``|I(p + e + d) - I(p + d)|``, the same
+    numbers (the absolute value of a difference does not depend on its sign) in the same order:
+    it costs the same float, so one entry serves both. Entries outside the box, or whose step
+    leaves the image, are not computed.
+    """
+    hp, wp = padded.shape
+    h, w = hp - 2, wp - 2
+    costs = np.empty((4, hp, wp), np.float64)
+    differences = np.empty((hp, wp), np.float64)
+    r0, r1 = rows
+    c0, c1 = columns
+    for e in range(4):
+        ei, ej = _DIRECTIONS[e, 0], _DIRECTIONS[e, 1]
+        plane = (abs(ei) + abs(ej)) * weight * weight
+        # |I(x) - I(x + e)| at every padded x that the 3x3 sums of the box need
+        for a in range(r0, min(r1 + 3, hp - ei)):
+            for b in range(max(c0, -ej), min(c1 + 3, wp - ej)):
+                differences[a, b] = abs(padded[a, b] - padded[a + ei, b + ej])
+        for i in range(r0, min(r1 + 1, h - ei)):
+            for j in range(max(c0, -ej), min(c1 + 1, w - ej)):
+                diff = 0.0
+                for di in range(3):
+                    for dj in range(3):
+                        diff += differences[i + di, j + dj]
+                costs[e, i + 1, j + 1] = np.sqrt(diff * diff + plane)
+    return costs
 
 
 @numba.njit(cache=True, nogil=True)
@@ -111,14 +140,42 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
     Heap entries are ordered by (distance without its lowest mantissa bit, label, row,
     column), two int64 keys: the order of centrosome's heap of int32 quintuples. As there,
     the heap starts as the seed pixels in raster order (not heap-ordered by label), and
-    pushes and pops move entries exactly as centrosome's binary heap does.
+    pushes and pops move entries exactly as centrosome's binary heap does. Pixels are
+    indexed flat in the image padded by one pixel (a border outside the mask), so
+    neighbours need no bounds checks; label-then-flat-index orders entries as
+    label-row-column does.
     """
     h, w = image.shape
+    hp, wp = h + 2, w + 2
+    size_p = hp * wp
+    open_ = np.zeros(size_p, np.bool_)  # in the mask and not yet labelled
+    dist = np.full(size_p, -1.0)
+    r0, r1, c0, c1 = h, -1, w, -1
+    for i in range(h):
+        for j in range(w):
+            if mask[i, j]:
+                open_[(i + 1) * wp + j + 1] = True
+                r0, r1 = min(r0, i), max(r1, i)
+                c0, c1 = min(c0, j), max(c1, j)
+            dist[(i + 1) * wp + j + 1] = distances[i, j]
+    if r1 < 0:
+        return
+    padded = np.empty((hp, wp), np.float64)
+    padded[1:-1, 1:-1] = image
+    padded[0, 1:-1], padded[-1, 1:-1] = image[0], image[-1]
+    padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
+    costs = _step_costs(padded, (r0, r1), (c0, c1), weight).ravel()
+    offset = np.empty(8, np.int64)
+    cost_at = np.empty(8, np.int64)  # the cost of neighbour k of p is costs[cost_at[k] + p]
+    for k in range(8):
+        offset[k] = _NEIGHBOUR_DI[k] * wp + _NEIGHBOUR_DJ[k]
+        cost_at[k] = _NEIGHBOUR_DIRECTION[k] * size_p + (offset[k] if _NEIGHBOUR_AT_NEIGHBOUR[k] else 0)
+    flat_labels = np.zeros(size_p, np.int32)
     capacity = 1024
     for i in range(h):
         for j in range(w):
             capacity += seeds[i, j] > 0
-    heap = np.empty((capacity, 2), np.int64)  # rows: (the distance's bits >> 1, (label * h + row) * w + column)
+    heap = np.empty((capacity, 2), np.int64)  # rows: (the distance's bits >> 1, label * size_p + flat index)
     size = 0
     as_float = np.empty(1, np.float64)
     as_bits = as_float.view(np.int64)  # the same 8 bytes
@@ -126,36 +183,40 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
         for j in range(w):
             if seeds[i, j] > 0 and mask[i, j]:  # in raster order, not heap-ordered: centrosome's start
                 heap[size, 0] = 0
-                heap[size, 1] = (np.int64(seeds[i, j]) * h + i) * w + j
+                heap[size, 1] = np.int64(seeds[i, j]) * size_p + (i + 1) * wp + j + 1
                 size += 1
     while size > 0:
         top_tie = heap[0, 1]
         size -= 1
         heap[0, 0], heap[0, 1] = heap[size, 0], heap[size, 1]
         _sift_down(heap, size)
-        label = top_tie // (h * w)
-        i1 = (top_tie // w) % h
-        j1 = top_tie % w
-        if labels[i1, j1] != 0:
+        label = top_tie // size_p
+        p1 = top_tie - label * size_p
+        if not open_[p1]:
             continue
-        labels[i1, j1] = label
-        d0 = distances[i1, j1]
-        for i2 in range(max(i1 - 1, 0), min(i1 + 2, h)):
-            for j2 in range(max(j1 - 1, 0), min(j1 + 2, w)):
-                if labels[i2, j2] > 0 or not mask[i2, j2]:
-                    continue
-                d = _step(image, i1, j1, i2, j2, weight) + d0
-                if distances[i2, j2] == -1 or distances[i2, j2] > d:
-                    distances[i2, j2] = d
-                    if size == heap.shape[0]:
-                        grown = np.empty((2 * size, 2), np.int64)
-                        grown[:size] = heap
-                        heap = grown
-                    as_float[0] = d
-                    heap[size, 0] = as_bits[0] >> 1
-                    heap[size, 1] = (label * h + i2) * w + j2
-                    _sift_up(heap, size)
-                    size += 1
+        open_[p1] = False
+        flat_labels[p1] = label
+        d0 = dist[p1]
+        for k in range(8):
+            p2 = p1 + offset[k]
+            if not open_[p2]:
+                continue
+            d = costs[cost_at[k] + p1] + d0
+            if dist[p2] == -1 or dist[p2] > d:
+                dist[p2] = d
+                if size == heap.shape[0]:
+                    grown = np.empty((2 * size, 2), np.int64)
+                    grown[:size] = heap
+                    heap = grown
+                as_float[0] = d
+                heap[size, 0] = as_bits[0] >> 1
+                heap[size, 1] = label * size_p + p2
+                _sift_up(heap, size)
+                size += 1
+    for i in range(h):
+        for j in range(w):
+            labels[i, j] = flat_labels[(i + 1) * wp + j + 1]
+            distances[i, j] = dist[(i + 1) * wp + j + 1]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -96,7 +96,7 @@ def _step_costs(padded, rows, columns, weight):  # pragma: no cover - compiled
 
     ``padded`` is the image with a one-pixel border repeating its edge (so ``padded[i + 1, j + 1]``
     is the image clamped at ``(i, j)`` for ``-1 <= i <= h``, ``-1 <= j <= w``). Entry
-    ``[e, i + 1, j + 1]`` of the result is the cost of the step from ``(i, j)`` to ``(i, j) + e``
+    ``[i + 1, j + 1, e]`` of the result is the cost of the step from ``(i, j)`` to ``(i, j) + e``
     for the e-th of the directions (0, 1), (1, 0), (1, 1), (1, -1): ``sqrt(g² + lambda² (|dy| + |dx|))``
     with ``g`` the sum, over the 3x3 offsets d in raster order, of ``|I(p + d) - I(p + e + d)|``.
     The step back from ``(i, j) + e`` to ``(i, j)`` sums ``|I(p + e + d) - I(p + d)|``, the same
@@ -106,24 +106,32 @@ def _step_costs(padded, rows, columns, weight):  # pragma: no cover - compiled
     """
     hp, wp = padded.shape
     h, w = hp - 2, wp - 2
-    costs = np.empty((4, hp, wp), np.float64)
+    costs = np.empty((hp, wp, 4), np.float64)
     differences = np.empty((hp, wp), np.float64)
+    row = np.empty(wp, np.float64)
     r0, r1 = rows
     c0, c1 = columns
     for e in range(4):
         ei, ej = _DIRECTIONS[e, 0], _DIRECTIONS[e, 1]
         plane = (abs(ei) + abs(ej)) * weight * weight
+        j0, j1 = max(c0, -ej), min(c1 + 1, w - ej)  # the pixels' columns: the step stays inside
+        n = j1 - j0
         # |I(x) - I(x + e)| at every padded x that the 3x3 sums of the box need
         for a in range(r0, min(r1 + 3, hp - ei)):
-            for b in range(max(c0, -ej), min(c1 + 3, wp - ej)):
-                differences[a, b] = abs(padded[a, b] - padded[a + ei, b + ej])
+            here, there = padded[a, j0 : j1 + 2], padded[a + ei, j0 + ej : j1 + 2 + ej]
+            out = differences[a, j0 : j1 + 2]
+            for b in range(n + 2):
+                out[b] = abs(here[b] - there[b])
         for i in range(r0, min(r1 + 1, h - ei)):
-            for j in range(max(c0, -ej), min(c1 + 1, w - ej)):
-                diff = 0.0
-                for di in range(3):
-                    for dj in range(3):
-                        diff += differences[i + di, j + dj]
-                costs[e, i + 1, j + 1] = np.sqrt(diff * diff + plane)
+            row[:n] = 0.0
+            for di in range(3):  # the 9 terms of every pixel of the row, in raster order
+                for dj in range(3):
+                    terms = differences[i + di, j0 + dj : j1 + dj]
+                    for j in range(n):
+                        row[j] += terms[j]
+            out = costs[i + 1, j0 + 1 : j1 + 1, e]
+            for j in range(n):
+                out[j] = np.sqrt(row[j] * row[j] + plane)
     return costs
 
 
@@ -164,12 +172,12 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
     padded[1:-1, 1:-1] = image
     padded[0, 1:-1], padded[-1, 1:-1] = image[0], image[-1]
     padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
-    costs = _step_costs(padded, (r0, r1), (c0, c1), weight).ravel()
+    costs = _step_costs(padded, (r0, r1), (c0, c1), weight).ravel()  # pixel-major, direction-minor
     offset = np.empty(8, np.int64)
-    cost_at = np.empty(8, np.int64)  # the cost of neighbour k of p is costs[cost_at[k] + p]
+    cost_at = np.empty(8, np.int64)  # the cost of neighbour k of p is costs[cost_at[k] + 4 * p]
     for k in range(8):
         offset[k] = _NEIGHBOUR_DI[k] * wp + _NEIGHBOUR_DJ[k]
-        cost_at[k] = _NEIGHBOUR_DIRECTION[k] * size_p + (offset[k] if _NEIGHBOUR_AT_NEIGHBOUR[k] else 0)
+        cost_at[k] = _NEIGHBOUR_DIRECTION[k] + (4 * offset[k] if _NEIGHBOUR_AT_NEIGHBOUR[k] else 0)
     flat_labels = np.zeros(size_p, np.int32)
     capacity = 1024
     for i in range(h):
@@ -201,7 +209,7 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
             p2 = p1 + offset[k]
             if not open_[p2]:
                 continue
-            d = costs[cost_at[k] + p1] + d0
+            d = costs[cost_at[k] + 4 * p1] + d0
             if dist[p2] == -1 or dist[p2] > d:
                 dist[p2] = d
                 if size == heap.shape[0]:

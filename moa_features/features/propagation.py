@@ -80,59 +80,9 @@ def propagate(
     return labels, distances
 
 
-# The 8 neighbours of a pixel in the order they are visited (rows, then columns, as centrosome),
-# and for each the direction index (0: (0, 1), 1: (1, 0), 2: (1, 1), 3: (1, -1)) of the step and
-# whether its cost is stored at the neighbour (a step against a direction) rather than at the pixel.
+# The 8 neighbours of a pixel in the order they are visited (rows, then columns, as centrosome).
 _NEIGHBOUR_DI = np.array([-1, -1, -1, 0, 0, 1, 1, 1], np.int64)
 _NEIGHBOUR_DJ = np.array([-1, 0, 1, -1, 1, -1, 0, 1], np.int64)
-_NEIGHBOUR_DIRECTION = np.array([2, 1, 3, 0, 0, 3, 1, 2], np.int64)
-_NEIGHBOUR_AT_NEIGHBOUR = np.array([True, True, True, True, False, False, False, False])
-_DIRECTIONS = np.array([[0, 1], [1, 0], [1, 1], [1, -1]], np.int64)
-
-
-@numba.njit(cache=True, nogil=True)
-def _step_costs(padded, rows, columns, weight):  # pragma: no cover - compiled
-    """The cost of every step inside the box ``rows`` x ``columns``, per direction.
-
-    ``padded`` is the image with a one-pixel border repeating its edge (so ``padded[i + 1, j + 1]``
-    is the image clamped at ``(i, j)`` for ``-1 <= i <= h``, ``-1 <= j <= w``). Entry
-    ``[i + 1, j + 1, e]`` of the result is the cost of the step from ``(i, j)`` to ``(i, j) + e``
-    for the e-th of the directions (0, 1), (1, 0), (1, 1), (1, -1): ``sqrt(g² + lambda² (|dy| + |dx|))``
-    with ``g`` the sum, over the 3x3 offsets d in raster order, of ``|I(p + d) - I(p + e + d)|``.
-    The step back from ``(i, j) + e`` to ``(i, j)`` sums ``|I(p + e + d) - I(p + d)|``, the same
-    numbers (the absolute value of a difference does not depend on its sign) in the same order:
-    it costs the same float, so one entry serves both. Entries outside the box, or whose step
-    leaves the image, are not computed.
-    """
-    hp, wp = padded.shape
-    h, w = hp - 2, wp - 2
-    costs = np.empty((hp, wp, 4), np.float64)
-    differences = np.empty((hp, wp), np.float64)
-    row = np.empty(wp, np.float64)
-    r0, r1 = rows
-    c0, c1 = columns
-    for e in range(4):
-        ei, ej = _DIRECTIONS[e, 0], _DIRECTIONS[e, 1]
-        plane = (abs(ei) + abs(ej)) * weight * weight
-        j0, j1 = max(c0, -ej), min(c1 + 1, w - ej)  # the pixels' columns: the step stays inside
-        n = j1 - j0
-        # |I(x) - I(x + e)| at every padded x that the 3x3 sums of the box need
-        for a in range(r0, min(r1 + 3, hp - ei)):
-            here, there = padded[a, j0 : j1 + 2], padded[a + ei, j0 + ej : j1 + 2 + ej]
-            out = differences[a, j0 : j1 + 2]
-            for b in range(n + 2):
-                out[b] = abs(here[b] - there[b])
-        for i in range(r0, min(r1 + 1, h - ei)):
-            row[:n] = 0.0
-            for di in range(3):  # the 9 terms of every pixel of the row, in raster order
-                for dj in range(3):
-                    terms = differences[i + di, j0 + dj : j1 + dj]
-                    for j in range(n):
-                        row[j] += terms[j]
-            out = costs[i + 1, j0 + 1 : j1 + 1, e]
-            for j in range(n):
-                out[j] = np.sqrt(row[j] * row[j] + plane)
-    return costs
 
 
 @numba.njit(cache=True, nogil=True)
@@ -149,35 +99,31 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
     column), two int64 keys: the order of centrosome's heap of int32 quintuples. As there,
     the heap starts as the seed pixels in raster order (not heap-ordered by label), and
     pushes and pops move entries exactly as centrosome's binary heap does. Pixels are
-    indexed flat in the image padded by one pixel (a border outside the mask), so
-    neighbours need no bounds checks; label-then-flat-index orders entries as
-    label-row-column does.
+    indexed flat in the image padded by one pixel (a border outside the mask, with the
+    image's edge repeated: the clamping), so neighbours and 3x3 sums need no bounds checks;
+    label-then-flat-index orders entries as label-row-column does. A neighbour already at
+    most as far as the pixel (a seed, or one reached more cheaply) is skipped before its step
+    is summed: the step costs >= 0, so it could not be shortened.
     """
     h, w = image.shape
     hp, wp = h + 2, w + 2
     size_p = hp * wp
     open_ = np.zeros(size_p, np.bool_)  # in the mask and not yet labelled
     dist = np.full(size_p, -1.0)
-    r0, r1, c0, c1 = h, -1, w, -1
     for i in range(h):
         for j in range(w):
-            if mask[i, j]:
-                open_[(i + 1) * wp + j + 1] = True
-                r0, r1 = min(r0, i), max(r1, i)
-                c0, c1 = min(c0, j), max(c1, j)
+            open_[(i + 1) * wp + j + 1] = mask[i, j]
             dist[(i + 1) * wp + j + 1] = distances[i, j]
-    if r1 < 0:
-        return
     padded = np.empty((hp, wp), np.float64)
     padded[1:-1, 1:-1] = image
     padded[0, 1:-1], padded[-1, 1:-1] = image[0], image[-1]
     padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
-    costs = _step_costs(padded, (r0, r1), (c0, c1), weight).ravel()  # pixel-major, direction-minor
+    flat = padded.ravel()
     offset = np.empty(8, np.int64)
-    cost_at = np.empty(8, np.int64)  # the cost of neighbour k of p is costs[cost_at[k] + 4 * p]
+    plane = np.empty(8, np.float64)  # lambda² (|dy| + |dx|) of neighbour k
     for k in range(8):
         offset[k] = _NEIGHBOUR_DI[k] * wp + _NEIGHBOUR_DJ[k]
-        cost_at[k] = _NEIGHBOUR_DIRECTION[k] + (4 * offset[k] if _NEIGHBOUR_AT_NEIGHBOUR[k] else 0)
+        plane[k] = (abs(_NEIGHBOUR_DI[k]) + abs(_NEIGHBOUR_DJ[k])) * weight * weight
     flat_labels = np.zeros(size_p, np.int32)
     capacity = 1024
     for i in range(h):
@@ -207,9 +153,13 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
         d0 = dist[p1]
         for k in range(8):
             p2 = p1 + offset[k]
-            if not open_[p2]:
-                continue
-            d = costs[cost_at[k] + 4 * p1] + d0
+            if not open_[p2] or (dist[p2] != -1 and dist[p2] <= d0):
+                continue  # (a step costs >= 0, so d0 + step >= d0: no shorter way, as for seeds)
+            diff = 0.0
+            for di in range(-wp, wp + 1, wp):  # the 3x3 offsets in raster order, I clamped by the padding
+                for dj in range(-1, 2):
+                    diff += abs(flat[p1 + di + dj] - flat[p2 + di + dj])
+            d = np.sqrt(diff * diff + plane[k]) + d0  # centrosome's rounding
             if dist[p2] == -1 or dist[p2] > d:
                 dist[p2] = d
                 if size == heap.shape[0]:
@@ -252,8 +202,9 @@ def _sift_down(heap, size):  # pragma: no cover - compiled
         child = 2 * i + 1
         if child >= size:
             break
-        if child + 1 < size and _less(heap, child + 1, child):
-            child += 1
+        if child + 1 < size:  # the smaller child (the later one only if strictly smaller), branch-free
+            rk, rt, lk, lt = heap[child + 1, 0], heap[child + 1, 1], heap[child, 0], heap[child, 1]
+            child += (rk < lk) | ((rk == lk) & (rt < lt))
         ck, ct = heap[child, 0], heap[child, 1]
         if not (ck < k or (ck == k and ct < t)):
             break

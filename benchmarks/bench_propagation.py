@@ -1,7 +1,8 @@
 """Cost of the Propagation kernel on a real 1024x1024 site, side by side with its comparisons.
 
 The site: four real RxRx1 sites (512x512, well B02 site 1 of one experiment's plates 1-4)
-tiled 2x2 into one 1024x1024x6 image. Timed, medians of ``--repeats`` runs in one process:
+tiled 2x2 into one 1024x1024x6 image. Timed, medians of ``--repeats`` runs in one process, CPU
+seconds (``time.process_time``, one core):
 
 - ``segment(..., cells="propagation")`` (the default) against ``cells="watershed"``;
 - ``propagate`` alone on the seeds and foreground that ``segment`` gives it, against CellProfiler's
@@ -55,13 +56,13 @@ def propagation_inputs(site: np.ndarray, regularization: float = 0.05):
 
 
 def median_seconds(function, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls (after one warm-up call)."""
+    """Median CPU time (``time.process_time``) of ``repeats`` calls (after one warm-up call)."""
     function()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         function()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return float(np.median(times))
 
 

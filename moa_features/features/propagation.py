@@ -108,6 +108,10 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
     h, w = image.shape
     hp, wp = h + 2, w + 2
     size_p = hp * wp
+    bits = 1  # second key: label << bits | flat index, ordered as label * size_p + flat index
+    while (1 << bits) < size_p:
+        bits += 1
+    index_mask = (1 << bits) - 1
     open_ = np.zeros(size_p, np.bool_)  # in the mask and not yet labelled
     dist = np.full(size_p, -1.0)
     for i in range(h):
@@ -129,7 +133,7 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
     for i in range(h):
         for j in range(w):
             capacity += seeds[i, j] > 0
-    heap = np.empty((capacity, 2), np.int64)  # rows: (the distance's bits >> 1, label * size_p + flat index)
+    heap = np.empty((capacity, 2), np.int64)  # rows: (the distance's bits >> 1, label << bits | flat index)
     size = 0
     as_float = np.empty(1, np.float64)
     as_bits = as_float.view(np.int64)  # the same 8 bytes
@@ -137,15 +141,15 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
         for j in range(w):
             if seeds[i, j] > 0 and mask[i, j]:  # in raster order, not heap-ordered: centrosome's start
                 heap[size, 0] = 0
-                heap[size, 1] = np.int64(seeds[i, j]) * size_p + (i + 1) * wp + j + 1
+                heap[size, 1] = (np.int64(seeds[i, j]) << bits) | ((i + 1) * wp + j + 1)
                 size += 1
     while size > 0:
         top_tie = heap[0, 1]
         size -= 1
         heap[0, 0], heap[0, 1] = heap[size, 0], heap[size, 1]
         _sift_down(heap, size)
-        label = top_tie // size_p
-        p1 = top_tie - label * size_p
+        label = top_tie >> bits  # a shift and a mask, no division
+        p1 = top_tie & index_mask
         if not open_[p1]:
             continue
         open_[p1] = False
@@ -168,7 +172,7 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
                     heap = grown
                 as_float[0] = d
                 heap[size, 0] = as_bits[0] >> 1
-                heap[size, 1] = label * size_p + p2
+                heap[size, 1] = (label << bits) | p2
                 _sift_up(heap, size)
                 size += 1
     for i in range(h):

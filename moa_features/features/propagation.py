@@ -206,9 +206,8 @@ def _sift_down(heap, size):  # pragma: no cover - compiled
         child = 2 * i + 1
         if child >= size:
             break
-        if child + 1 < size:  # the smaller child (the later one only if strictly smaller), branch-free
-            rk, rt, lk, lt = heap[child + 1, 0], heap[child + 1, 1], heap[child, 0], heap[child, 1]
-            child += (rk < lk) | ((rk == lk) & (rt < lt))
+        if child + 1 < size and _less(heap, child + 1, child):
+            child += 1
         ck, ct = heap[child, 0], heap[child, 1]
         if not (ck < k or (ck == k and ct < t)):
             break

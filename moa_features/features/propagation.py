@@ -80,22 +80,9 @@ def propagate(
     return labels, distances
 
 
-@numba.njit(cache=True, nogil=True)
-def _step(image, i1, j1, i2, j2, weight):  # pragma: no cover - compiled
-    """The cost of the step from (i1, j1) to its 8-neighbour (i2, j2)."""
-    h, w = image.shape
-    diff = 0.0
-    if 1 <= min(i1, i2) and max(i1, i2) < h - 1 and 1 <= min(j1, j2) and max(j1, j2) < w - 1:
-        for di in range(-1, 2):  # no clamping needed: the same terms in the same order
-            for dj in range(-1, 2):
-                diff += abs(image[i1 + di, j1 + dj] - image[i2 + di, j2 + dj])
-        return np.sqrt(diff * diff + (abs(i1 - i2) + abs(j1 - j2)) * weight * weight)
-    for di in range(-1, 2):
-        a = min(max(i1 + di, 0), h - 1)
-        b = min(max(i2 + di, 0), h - 1)
-        for dj in range(-1, 2):
-            diff += abs(image[a, min(max(j1 + dj, 0), w - 1)] - image[b, min(max(j2 + dj, 0), w - 1)])
-    return np.sqrt(diff * diff + (abs(i1 - i2) + abs(j1 - j2)) * weight * weight)  # centrosome's rounding
+# The 8 neighbours of a pixel in the order they are visited (rows, then columns, as centrosome).
+_NEIGHBOUR_DI = np.array([-1, -1, -1, 0, 0, 1, 1, 1], np.int64)
+_NEIGHBOUR_DJ = np.array([-1, 0, 1, -1, 1, -1, 0, 1], np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -111,14 +98,42 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
     Heap entries are ordered by (distance without its lowest mantissa bit, label, row,
     column), two int64 keys: the order of centrosome's heap of int32 quintuples. As there,
     the heap starts as the seed pixels in raster order (not heap-ordered by label), and
-    pushes and pops move entries exactly as centrosome's binary heap does.
+    pushes and pops move entries exactly as centrosome's binary heap does. Pixels are
+    indexed flat in the image padded by one pixel (a border outside the mask, with the
+    image's edge repeated: the clamping), so neighbours and 3x3 sums need no bounds checks;
+    label-then-flat-index orders entries as label-row-column does. A neighbour already at
+    most as far as the pixel (a seed, or one reached more cheaply) is skipped before its step
+    is summed: the step costs >= 0, so it could not be shortened.
     """
     h, w = image.shape
+    hp, wp = h + 2, w + 2
+    size_p = hp * wp
+    bits = 1  # second key: label << bits | flat index, ordered as label * size_p + flat index
+    while (1 << bits) < size_p:
+        bits += 1
+    index_mask = (1 << bits) - 1
+    open_ = np.zeros(size_p, np.bool_)  # in the mask and not yet labelled
+    dist = np.full(size_p, -1.0)
+    for i in range(h):
+        for j in range(w):
+            open_[(i + 1) * wp + j + 1] = mask[i, j]
+            dist[(i + 1) * wp + j + 1] = distances[i, j]
+    padded = np.empty((hp, wp), np.float64)
+    padded[1:-1, 1:-1] = image
+    padded[0, 1:-1], padded[-1, 1:-1] = image[0], image[-1]
+    padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
+    flat = padded.ravel()
+    offset = np.empty(8, np.int64)
+    plane = np.empty(8, np.float64)  # lambda² (|dy| + |dx|) of neighbour k
+    for k in range(8):
+        offset[k] = _NEIGHBOUR_DI[k] * wp + _NEIGHBOUR_DJ[k]
+        plane[k] = (abs(_NEIGHBOUR_DI[k]) + abs(_NEIGHBOUR_DJ[k])) * weight * weight
+    flat_labels = np.zeros(size_p, np.int32)
     capacity = 1024
     for i in range(h):
         for j in range(w):
             capacity += seeds[i, j] > 0
-    heap = np.empty((capacity, 2), np.int64)  # rows: (the distance's bits >> 1, (label * h + row) * w + column)
+    heap = np.empty((capacity, 2), np.int64)  # rows: (the distance's bits >> 1, label << bits | flat index)
     size = 0
     as_float = np.empty(1, np.float64)
     as_bits = as_float.view(np.int64)  # the same 8 bytes
@@ -126,36 +141,44 @@ def _propagate(image, seeds, mask, labels, distances, weight):  # pragma: no cov
         for j in range(w):
             if seeds[i, j] > 0 and mask[i, j]:  # in raster order, not heap-ordered: centrosome's start
                 heap[size, 0] = 0
-                heap[size, 1] = (np.int64(seeds[i, j]) * h + i) * w + j
+                heap[size, 1] = (np.int64(seeds[i, j]) << bits) | ((i + 1) * wp + j + 1)
                 size += 1
     while size > 0:
         top_tie = heap[0, 1]
         size -= 1
         heap[0, 0], heap[0, 1] = heap[size, 0], heap[size, 1]
         _sift_down(heap, size)
-        label = top_tie // (h * w)
-        i1 = (top_tie // w) % h
-        j1 = top_tie % w
-        if labels[i1, j1] != 0:
+        label = top_tie >> bits  # a shift and a mask, no division
+        p1 = top_tie & index_mask
+        if not open_[p1]:
             continue
-        labels[i1, j1] = label
-        d0 = distances[i1, j1]
-        for i2 in range(max(i1 - 1, 0), min(i1 + 2, h)):
-            for j2 in range(max(j1 - 1, 0), min(j1 + 2, w)):
-                if labels[i2, j2] > 0 or not mask[i2, j2]:
-                    continue
-                d = _step(image, i1, j1, i2, j2, weight) + d0
-                if distances[i2, j2] == -1 or distances[i2, j2] > d:
-                    distances[i2, j2] = d
-                    if size == heap.shape[0]:
-                        grown = np.empty((2 * size, 2), np.int64)
-                        grown[:size] = heap
-                        heap = grown
-                    as_float[0] = d
-                    heap[size, 0] = as_bits[0] >> 1
-                    heap[size, 1] = (label * h + i2) * w + j2
-                    _sift_up(heap, size)
-                    size += 1
+        open_[p1] = False
+        flat_labels[p1] = label
+        d0 = dist[p1]
+        for k in range(8):
+            p2 = p1 + offset[k]
+            if not open_[p2] or (dist[p2] != -1 and dist[p2] <= d0):
+                continue  # (a step costs >= 0, so d0 + step >= d0: no shorter way, as for seeds)
+            diff = 0.0
+            for di in range(-wp, wp + 1, wp):  # the 3x3 offsets in raster order, I clamped by the padding
+                for dj in range(-1, 2):
+                    diff += abs(flat[p1 + di + dj] - flat[p2 + di + dj])
+            d = np.sqrt(diff * diff + plane[k]) + d0  # centrosome's rounding
+            if dist[p2] == -1 or dist[p2] > d:
+                dist[p2] = d
+                if size == heap.shape[0]:
+                    grown = np.empty((2 * size, 2), np.int64)
+                    grown[:size] = heap
+                    heap = grown
+                as_float[0] = d
+                heap[size, 0] = as_bits[0] >> 1
+                heap[size, 1] = (label << bits) | p2
+                _sift_up(heap, size)
+                size += 1
+    for i in range(h):
+        for j in range(w):
+            labels[i, j] = flat_labels[(i + 1) * wp + j + 1]
+            distances[i, j] = dist[(i + 1) * wp + j + 1]
 
 
 @numba.njit(cache=True, nogil=True)

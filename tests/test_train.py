@@ -257,6 +257,7 @@ def test_active_only_drops_inactive_treatments(screen, tmp_path):
     inert = df[schema.TREATMENT] == "drug2_1"
     ctrl = df[df[schema.TREATMENT] == "EMPTY"][feats].to_numpy()
     df.loc[inert, feats] = ctrl[: int(inert.sum())]
+    df[feats] += 1000.0  # raw, as extract writes it: activity must be called on control-normalised profiles
     path = tmp_path / "inert.parquet"
     df.to_parquet(path)
     expected = activity.phenotypic_activity(profiling.normalize(df, "controls", control=control_mask(df)), seed=0)

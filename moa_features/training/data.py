@@ -146,7 +146,12 @@ def _fill_labels(df: pd.DataFrame, table_path: Path, label: str, annotation: str
 
 
 def drop_inactive(
-    df: pd.DataFrame, treatment: str, plate: str, control: np.ndarray, seed: int = 0
+    df: pd.DataFrame,
+    treatment: str,
+    plate: str,
+    control: np.ndarray,
+    seed: int = 0,
+    profiles: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
     """Keep controls and phenotypically active treatments only (``--active-only``).
 
@@ -154,7 +159,9 @@ def drop_inactive(
 
     Activity comes from :func:`moa_features.activity.phenotypic_activity` (copairs mAP of
     each treatment's replicates against negative controls, corrected p-value; column
-    ``active``), computed on the normalised table before labels are excluded.
+    ``active``), computed on ``profiles`` (default ``df``; row-aligned with it: the table
+    normalised per plate against its controls, as ``moa-features activity`` does) before labels
+    are excluded.
     """
     try:
         from moa_features.activity import phenotypic_activity
@@ -163,7 +170,8 @@ def drop_inactive(
             "--active-only needs moa_features.activity (phenotypic activity with copairs), "
             f"which this installation lacks: {err}"
         ) from err
-    activity = phenotypic_activity(df, treatment=treatment, plate=plate, control=control, seed=seed)
+    profiles = df if profiles is None else profiles
+    activity = phenotypic_activity(profiles, treatment=treatment, plate=plate, control=control, seed=seed)
     inactive = set(activity.loc[~activity["active"].astype(bool), "treatment"].astype(str))
     keys = [_keys(df, [treatment]), _keys(df, [treatment, schema.CONCENTRATION])]  # name or name@concentration
     drop = np.any([np.isin(k, list(inactive)) for k in keys if k is not None], axis=0) & ~np.asarray(
@@ -257,6 +265,13 @@ def load_training_data(
     table_method = "none" if normalize == "auto" and not plate_step else normalize
     control_rows = columns.controls(df)
     done = profiling.normalize_table(df, table_method, plate=group, control=control_rows, features=features)
+    # --active-only: activity on the table normalised as `moa-features activity` does (per plate,
+    # against its controls), even when the features themselves are normalised per fold
+    activity_table = None
+    if active_only and table_method != normalize:
+        activity_table = profiling.normalize_table(
+            df, normalize, plate=group, control=control_rows, features=features
+        ).table
     thumb_method = done.method
     if thumbs is not None and table_method != normalize:
         thumb_method = profiling.resolve_normalization(df, normalize, control_rows, plate_col=group, features=features)
@@ -275,7 +290,7 @@ def load_training_data(
     if active_only:
         if treatment is None or treatment not in df.columns:
             raise KeyError(f"{table_path}: --active-only needs the treatment column {treatment!r}")
-        kept, dropped, activity = drop_inactive(df, treatment, group, control, seed)
+        kept, dropped, activity = drop_inactive(df, treatment, group, control, seed, profiles=activity_table)
         keep &= df.index.isin(kept.index)
         _log(f"--active-only: dropped {len(dropped)} inactive treatment(s)")
     excluded = df[label].astype(str).isin([str(v) for v in exclude_labels]).to_numpy()

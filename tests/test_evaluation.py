@@ -160,3 +160,15 @@ def test_feature_selector_and_preprocessor():
     assert out.shape == (100, 2) and np.isfinite(out).all()  # inf -> NaN -> training median
     with pytest.raises(ValueError, match="expected 5 feature columns"):
         sel.transform(X.iloc[:, :3])
+
+
+def test_summary_table_columns_line_up_with_long_model_names():
+    from moa_features.training.metrics import summary_table
+
+    figures = {c: 0.5 for c in ("macro_recall", "well_macro_recall", "treatment_macro_recall", "treatment_accuracy")}
+    chance = {"treatment_expected_chance": {"accuracy": 0.1, "macro_recall": 0.1}, "treatment_accuracy_p": 0.001}
+    result = {"models": {"knn": {**figures, **chance}, "ensemble_no_embedding": {**figures, **chance}}}
+    header, *rows = summary_table(result).splitlines()[:3]
+    # the first figure's cell ends where its header ends, on every row
+    assert {line.index("]") + 1 for line in rows} == {header.index("macro_recall") + len("macro_recall")}
+    assert rows[1].startswith("ensemble_no_embedding ")

@@ -146,13 +146,14 @@ def summary_table(result: dict[str, Any]) -> str:
         The table, one line per model.
     """
     cols = ["macro_recall", "well_macro_recall", "treatment_macro_recall", "treatment_accuracy"]
-    lines = ["model          " + " ".join(f"{c:>24}" for c in cols) + "   p(treatment_acc)"]
+    width = max(len("model"), *(len(name) for name in result["models"])) + 2
+    lines = ["model".ljust(width) + " ".join(f"{c:>24}" for c in cols) + "   p(treatment_acc)"]
     for name, m in result["models"].items():
         cells = []
         for c in cols:
             lo, hi = m.get(f"{c}_ci95", (np.nan, np.nan))
             cells.append(f"{m[c]:>8.3f} [{lo:5.3f}, {hi:5.3f}]".rjust(24) if c in m else " " * 24)
-        lines.append(f"{name:<15}" + " ".join(cells) + f"   {m.get('treatment_accuracy_p', np.nan):.4f}")
+        lines.append(name.ljust(width) + " ".join(cells) + f"   {m.get('treatment_accuracy_p', np.nan):.4f}")
     chance = next(iter(result["models"].values()))["treatment_expected_chance"]
     lines.append(
         f"expected chance (treatment level, class priors): accuracy {chance['accuracy']:.3f}, "

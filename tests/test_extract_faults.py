@@ -336,7 +336,8 @@ def test_the_site_index_holds_little_per_site(rxrx1_sample, tmp_path):
     ds, held, peak = traced(20_000)
     assert len(ds.sites) == 20_000
     per_site = ((held - held_small) / 18_000, (peak - peak_small) / 18_000)  # marginal bytes per site
-    assert per_site[0] < 1200 and per_site[1] < 1800, per_site
+    # ~1.1 KB held per site with current pandas/numpy, ~1.3 KB at the dependency floors (pandas 1.5)
+    assert per_site[0] < 1500 and per_site[1] < 1800, per_site
     site = ds.sites[0]
     assert site.paths[5] == str(rxrx1_sample.resolve() / "images" / "HUVEC-01" / "Plate1" / "B02_s1_w6.png")
     assert site.metadata["Metadata_Path_w6"] == site.paths[5] and "Metadata_Path_w6" not in site.keys

@@ -58,6 +58,18 @@ def rxrx1_copy(tmp_path: Path, rxrx1_root: Path) -> Path:
     return dst
 
 
+@pytest.fixture
+def d18(tmp_path: Path, rxrx1_root: Path) -> Path:
+    """The 18 ``_s1`` sites of the real RxRx1 sample (every channel present), copied."""
+    import pandas as pd
+
+    dst = tmp_path / "D"
+    shutil.copytree(rxrx1_root / "images", dst / "images", ignore=shutil.ignore_patterns("*_s2_*"))
+    meta = pd.read_csv(rxrx1_root / "metadata.csv")
+    meta[meta["site"] == 1].to_csv(dst / "metadata.csv", index=False)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def rxrx1_sample() -> Path:
     """Vendored: three real RxRx1 sites in the RxRx layout, always present (read-only use).

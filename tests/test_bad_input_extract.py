@@ -34,21 +34,10 @@ from moa_features.extract import (
 from moa_features.extraction.chunks import fingerprint
 from moa_features.features import FeatureParams, measure
 
-RXRX1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rxrx1"
+from _helpers import RXRX1
+
 INTENSITY = FeatureParams(families=("intensity",))
 QUIET = ["-q", "--no-report", "--thumbs", "0"]
-
-
-@pytest.fixture
-def d18(tmp_path: Path) -> Path:
-    """The 18 ``_s1`` sites of the real RxRx1 sample (every channel present), copied."""
-    if not (RXRX1 / "metadata.csv").is_file():
-        pytest.skip(f"real RxRx1 sample not found at {RXRX1}")
-    dst = tmp_path / "D"
-    shutil.copytree(RXRX1 / "images", dst / "images", ignore=shutil.ignore_patterns("*_s2_*"))
-    meta = pd.read_csv(RXRX1 / "metadata.csv")
-    meta[meta["site"] == 1].to_csv(dst / "metadata.csv", index=False)
-    return dst
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

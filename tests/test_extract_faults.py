@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,21 +23,8 @@ from moa_features import schema
 from moa_features.extract import EXIT_OK, EXIT_SITES_FAILED, EXIT_USAGE, extract, main
 from moa_features.features import FeatureParams
 
-RXRX1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rxrx1"
 QUIET = ["-q", "--no-report", "--thumbs", "0"]
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def d18(tmp_path: Path) -> Path:
-    """The 18 ``_s1`` sites of the real RxRx1 sample (every channel present), copied."""
-    if not (RXRX1 / "metadata.csv").is_file():
-        pytest.skip(f"real RxRx1 sample not found at {RXRX1}")
-    dst = tmp_path / "D"
-    shutil.copytree(RXRX1 / "images", dst / "images", ignore=shutil.ignore_patterns("*_s2_*"))
-    meta = pd.read_csv(RXRX1 / "metadata.csv")
-    meta[meta["site"] == 1].to_csv(dst / "metadata.csv", index=False)
-    return dst
 
 
 def _cli(*args: str, pre: str = "", timeout: float = 300) -> subprocess.CompletedProcess:

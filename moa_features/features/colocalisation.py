@@ -160,10 +160,26 @@ def costes_thresholds(u: np.ndarray, v: np.ndarray, c: np.ndarray, scale: int) -
     offset = ymean - slope * xmean
     if not (np.isfinite(slope) and np.isfinite(offset)):
         return np.nan, np.nan
+    thr, thr_s = _costes_search(u, v, c, scale, slope, offset)
+    return float(thr), float(thr_s)
+
+
+@njit(cache=True, nogil=True)
+def _costes_search(
+    u: np.ndarray, v: np.ndarray, c: np.ndarray, scale: int, slope: float, offset: float
+) -> tuple[float, float]:
+    """CellProfiler's "Faster" Costes search along the regression line ``v = slope * u + offset``.
+
+    The highest threshold of ``u`` (in steps of ``1 / scale``) below which the pixels' Pearson
+    correlation is no longer positive, and the matching threshold of ``v``; ``(nan, nan)`` when
+    the search does not settle or no threshold gives a finite correlation. ``c``: pixel weights.
+    """
     left, right = 1.0, float(scale)
-    mid, last, valid = ((right - left) // (6 / 5)) + left, 0.0, None
+    mid, last, valid = ((right - left) // (6 / 5)) + left, 0.0, np.nan
+    converged = False
     for _ in range(256):
         if last == mid:
+            converged = True
             break
         thr = mid / scale
         r = _subset_pearson(u, v, c, thr, slope * thr + offset)
@@ -173,15 +189,13 @@ def costes_thresholds(u: np.ndarray, v: np.ndarray, c: np.ndarray, scale: int) -
             right, valid = mid + 1, mid
         last = mid
         mid = ((right - left) // (6 / 5 if right - left > 6 else 2)) + left
-    else:
-        return np.nan, np.nan
-    if valid is None:
+    if not converged or np.isnan(valid):
         return np.nan, np.nan
     thr = (valid - 1) / scale
     thr_s = slope * thr + offset
     if not np.isfinite(_subset_pearson(u, v, c, thr, thr_s)):
         return np.nan, np.nan
-    return float(thr), float(thr_s)
+    return thr, thr_s
 
 
 def pair_colocalisation(
@@ -344,27 +358,8 @@ def _object_costes(f: np.ndarray, s: np.ndarray, scale: int) -> tuple[float, flo
     offset = ymean - slope * xmean
     if not (np.isfinite(slope) and np.isfinite(offset)):
         return nan
-    ones = np.ones(f.size)
-    left, right = 1.0, float(scale)
-    mid, last, valid = ((right - left) // (6 / 5)) + left, 0.0, -1.0
-    converged = False
-    for _ in range(256):
-        if last == mid:
-            converged = True
-            break
-        thr = mid / scale
-        r = _subset_pearson(f, s, ones, thr, slope * thr + offset)
-        if not np.isfinite(r) or r < 0:
-            left = mid - 1
-        else:
-            right, valid = mid + 1, mid
-        last = mid
-        mid = ((right - left) // (6 / 5 if right - left > 6 else 2)) + left
-    if not converged or valid < 0:
-        return nan
-    thr = (valid - 1) / scale
-    thr_s = slope * thr + offset
-    if not np.isfinite(_subset_pearson(f, s, ones, thr, thr_s)):
+    thr, thr_s = _costes_search(f, s, np.ones(f.size), scale, slope, offset)
+    if np.isnan(thr):
         return nan
     both, total_f, total_s, both_s = 0.0, 0.0, 0.0, 0.0
     for k in range(f.size):

@@ -50,11 +50,14 @@ def driver():
 def test_report_renders_in_chromium(driver, tmp_path):
     paths = make_demo_run(tmp_path)
     html = build_report(paths["table"], run_dir=paths["run"], output=tmp_path / "reports" / "demo.html")
-    driver.get(html.resolve().as_uri())
+    text = html.read_text()
+    per_section = {h: s.count("<img") for h, s in re.findall(r"<h2[^>]*>(.*?)</h2>(.*?)(?=<h2|\Z)", text, re.S)}
+    assert text.count("<img") >= 10, f"figures per section: {per_section}"
+    open_fully(driver, html, text.count("<img"))
     state = driver.execute_script(
         "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])"
     )
-    assert len(state) >= 10
+    assert len(state) == text.count("<img"), f"figures per section in the file: {per_section}"
     broken = [alt for alt, complete, w, h in state if not (complete and w > 0 and h > 0)]
     assert not broken, f"images that did not decode: {broken}"
     errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
@@ -73,6 +76,16 @@ def test_report_renders_in_chromium(driver, tmp_path):
     ]
     assert_fits_and_labelled(driver)
     screenshot(driver, "report.png")
+
+
+def open_fully(driver, html: Path, n_images: int) -> None:
+    """Load the page and wait until it is parsed and holds all ``n_images`` images (large pages of data URIs)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(html.resolve().as_uri())
+    WebDriverWait(driver, 60).until(
+        lambda d: d.execute_script("return document.readyState === 'complete' && document.images.length") >= n_images
+    )
 
 
 def assert_fits_and_labelled(driver) -> None:

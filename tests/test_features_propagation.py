@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
 
 from moa_features.datasets import read_image
 from moa_features.features.filters import fill_label_holes
 from moa_features.features.propagation import propagate
 from moa_features.features.segmentation import propagate_cells, segment, segment_nuclei
+
+from _helpers import load_rxrx1_site
 
 EXAMPLEHUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "cellprofiler_examplehuman"
 
@@ -159,6 +162,41 @@ def test_segment_chooses_the_secondary_method(examplehuman):
     assert (default.cells != watershed.cells).mean() > 0.01
     with pytest.raises(ValueError, match="cells must be one of"):
         segment(examplehuman, cells="voronoi")
+
+
+@pytest.mark.parametrize("experiment", ["HUVEC-01", "U2OS-01"])
+def test_real_sites_cells_equal_centrosome_label_for_label(centrosome, experiment):
+    """The prefetching kernel on real sites (hundreds of cells growing at once, every seed phase and
+    tie-breaking path): labels and distances equal CellProfiler's propagate, on the whole image and
+    with a 4-pixel-wide cut of background through it."""
+    image = load_rxrx1_site(experiment)
+    nuclei = segment_nuclei(image[0])
+    plane = image[1] / 255.0
+    for mask in (plane >= 0.8 * threshold_otsu(plane), np.ones(plane.shape, bool)):
+        mask = mask.copy()
+        mask[:, 250:254] = False
+        theirs, their_distances = centrosome.propagate(plane, nuclei, mask, 0.05)
+        ours, distances = propagate(plane, nuclei, mask, 0.05)
+        np.testing.assert_array_equal(ours, theirs)
+        np.testing.assert_array_equal(distances, their_distances)
+
+
+def test_prefetch_changes_no_value():
+    import numba
+
+    from moa_features.features.propagation import prefetch
+
+    @numba.njit
+    def total(values):
+        out = 0.0
+        for i in range(values.size):
+            prefetch(values, i + 64)  # ahead of the loop, past the end at its close: harmless
+            prefetch(values, i - 64)
+            out += values[i]
+        return out
+
+    values = np.random.default_rng(0).random(1000)
+    assert total(values) == sum(values.tolist())  # the same sum, in the same order
 
 
 def test_the_command_line_selects_the_secondary_method_and_refuses_a_negative_lambda():

@@ -181,6 +181,24 @@ def test_real_sites_cells_equal_centrosome_label_for_label(centrosome, experimen
         np.testing.assert_array_equal(distances, their_distances)
 
 
+def test_otsu_of_the_scaled_plane_from_grey_level_counts():
+    """The cell threshold from the plane's grey-level counts equals scikit-image's Otsu of the
+    scaled plane, on real planes and on constructed 8- and 16-bit ones (gaps, two values)."""
+    from moa_features.features.segmentation import _scaled_otsu
+
+    rng = np.random.default_rng(5)
+    planes = [plane for experiment in ("HUVEC-01", "U2OS-01") for plane in load_rxrx1_site(experiment)]
+    planes += [
+        rng.integers(0, 65536, (60, 50)).astype(np.uint16),
+        rng.gamma(2.0, 500.0, (128, 128)).clip(0, 65535).astype(np.uint16),
+        rng.integers(3, 9, (40, 40)).astype(np.uint8),
+        np.where(rng.random((30, 30)) > 0.5, 200, 7).astype(np.uint8),
+    ]
+    for plane in planes:
+        expected = threshold_otsu(plane / float(np.iinfo(plane.dtype).max))
+        assert _scaled_otsu(plane) == expected
+
+
 def test_prefetch_changes_no_value():
     import numba
 

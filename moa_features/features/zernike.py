@@ -249,6 +249,22 @@ def _zernike_kernel(
                     term_y[e] = m - k + 2 * j - 2 * el
                     term_x[e] = k + 2 * el
                     e += 1
+    # Interleave the accumulators: the terms in order of their rank within their own accumulator, so
+    # consecutive additions go to different accumulators (no chain of dependent additions through one
+    # memory cell) while each accumulator still adds its terms in the order above: the same sums.
+    rank = np.zeros(count_terms, dtype=np.int64)
+    seen = np.zeros(2 * count_slots, dtype=np.int64)
+    for e in range(count_terms):
+        rank[e] = seen[term_slot[e]]
+        seen[term_slot[e]] += 1
+    order = np.empty(count_terms, dtype=np.int64)
+    e = 0
+    for position in range(seen.max() if count_terms else 0):
+        for t in range(count_terms):
+            if rank[t] == position:
+                order[e] = t
+                e += 1
+    term_slot, term_coef, term_y, term_x = term_slot[order], term_coef[order], term_y[order], term_x[order]
     for lab in range(1, n + 1):
         a, b = start[lab], start[lab + 1]
         if b == a:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from moa_features.features.filters import fill_holes, gaussian
+from moa_features.features.filters import fill_holes, gaussian, squared_distance
 
 from _helpers import load_rxrx1_site
 
@@ -59,3 +59,26 @@ def test_fill_holes_equals_scipy(huvec):
         np.testing.assert_array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
     with pytest.raises(ValueError, match="2-D"):
         fill_holes(np.zeros(5, bool))
+
+
+def test_squared_distance_equals_scipy_and_mahotas(huvec):
+    mahotas = pytest.importorskip("mahotas")
+    rng = np.random.default_rng(4)
+    masks = [
+        rng.random((60, 70)) > 0.3,
+        rng.random((1, 9)) > 0.5,
+        rng.random((9, 1)) > 0.5,
+        np.pad(np.ones((5, 40), bool), ((0, 1), (0, 0))),  # background only on the last row
+        huvec[0] > 20,  # real nuclei
+        ndi.binary_fill_holes(ndi.gaussian_filter(huvec[0], 1.0) > 12),
+    ]
+    for mask in masks:
+        assert (~mask).any()
+        got = squared_distance(mask)
+        nearest = ndi.distance_transform_edt(mask, return_distances=False, return_indices=True)
+        rows, cols = np.indices(mask.shape)
+        np.testing.assert_array_equal(got, (nearest[0] - rows) ** 2 + (nearest[1] - cols) ** 2)  # scipy's, exact
+        np.testing.assert_array_equal(got, mahotas.distance(mask))
+    assert np.isinf(squared_distance(np.ones((3, 4), bool))).all()  # no background at all
+    with pytest.raises(ValueError, match="2-D"):
+        squared_distance(np.zeros(5, bool))

@@ -29,7 +29,7 @@ Measurements take these masks as input (as cp-measure does), so a user can bring
 4. Cytoplasm ``i`` = cell ``i`` minus nucleus ``i`` shrunk by its outline (CellProfiler's
    IdentifyTertiaryObjects default): the nucleus's rim belongs to the cytoplasm as well.
 
-Smoothing, hole filling (:mod:`~moa_features.features.filters`) and the watershed
+Smoothing, hole filling, the distance transform (:mod:`~moa_features.features.filters`) and the watershed
 (:mod:`~moa_features.features.watershed`) are compiled kernels, each tested against SciPy's or
 scikit-image's function, for the per-site speed.
 """
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mahotas
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
@@ -46,7 +45,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage.filters import sobel, threshold_li, threshold_otsu
 from skimage.morphology import local_maxima
 
-from moa_features.features.filters import fill_holes, fill_label_holes, gaussian
+from moa_features.features.filters import fill_holes, fill_label_holes, gaussian, squared_distance
 from moa_features.features.outline import shrink_outline
 from moa_features.features.propagation import propagate
 from moa_features.features.watershed import watershed
@@ -289,9 +288,8 @@ def segment_nuclei(
     components = _relabel(components, np.where(keep, np.cumsum(keep), 0))
     n = int(keep.sum())
     foreground = components > 0
-    # Exact Euclidean distance to the background (Otsu always leaves some background);
-    # mahotas' separable transform gives the same squared distances as scipy's, 3x faster.
-    squared = mahotas.distance(foreground)
+    # Exact Euclidean distance to the background (Otsu always leaves some background), squared.
+    squared = squared_distance(foreground)
     dist = np.sqrt(squared)
     peaks = local_maxima(squared, connectivity=2, allow_borders=True) & foreground
     markers, n_markers = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))

@@ -264,7 +264,10 @@ def _zernike_kernel(
             if rank[t] == position:
                 order[e] = t
                 e += 1
-    term_slot, term_coef, term_y, term_x = term_slot[order], term_coef[order], term_y[order], term_x[order]
+    term_coef = term_coef[order]
+    # one load for three indices, unsigned (no negative-index handling in the loop)
+    term_code = (term_slot[order] | term_y[order] << 16 | term_x[order] << 32).astype(np.uint64)
+    low16, shift16, shift32 = np.uint64(0xFFFF), np.uint64(16), np.uint64(32)
     for lab in range(1, n + 1):
         a, b = start[lab], start[lab + 1]
         if b == a:
@@ -313,7 +316,8 @@ def _zernike_kernel(
                 ypow[e] = ypow[e - 1] * ym
             # rho^(2j) (y + i x)^m = sum_l C(j,l) y^(2j-2l) x^(2l) * sum_k C(m,k) y^(m-k) (i x)^k
             for e in range(term_coef.size):
-                acc[term_slot[e]] += term_coef[e] * ypow[term_y[e]] * sums[term_x[e]]
+                code = term_code[e]
+                acc[code & low16] += term_coef[e] * ypow[(code >> shift16) & low16] * sums[code >> shift32]
         for m in range(m_max + 1):
             for j in range(powers[m]):
                 acc_re[m, j] = acc[2 * slot[m, j]]

@@ -5,8 +5,8 @@
   same order (centre first, then the symmetric pairs from the outside in), the same float32
   intermediate between the two axes, compiled (segmentation timings: ``benchmarks/README.md``).
 - :func:`fill_holes`: ``scipy.ndimage.binary_fill_holes`` (4-connected background): the
-  background reachable from the image border stays, the rest is filled; one stack-based
-  flood instead of labelling the background.
+  background reachable from the image border stays, the rest is filled; one scanline flood
+  (a horizontal run at a time) instead of labelling the background.
 - :func:`fill_label_holes`: the same holes in a label image, each filled with the label that
   encloses it alone (CellProfiler's ``fill_labeled_holes`` as IdentifySecondaryObjects uses it).
 - :func:`squared_distance`: the squared Euclidean distance transform, exact in integers
@@ -215,25 +215,47 @@ def _along_columns(src, weights, out):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _fill(mask):  # pragma: no cover - compiled
+    """``mask`` with its holes filled: the background 4-connected to the border is flooded from each
+    border pixel, a horizontal run at a time (scanline flood), and the rest is foreground."""
     h, w = mask.shape
     outside = np.zeros((h, w), np.bool_)
-    stack = np.empty(h * w, np.int64)
-    top = 0
-    for i in range(h):
-        for j in range(w):
-            if (i == 0 or j == 0 or i == h - 1 or j == w - 1) and not mask[i, j] and not outside[i, j]:
-                outside[i, j] = True
-                stack[top] = i * w + j
-                top += 1
-    while top > 0:
-        top -= 1
-        i, j = divmod(stack[top], w)
-        for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-            y, x = i + di, j + dj
-            if 0 <= y < h and 0 <= x < w and not mask[y, x] and not outside[y, x]:
-                outside[y, x] = True
-                stack[top] = y * w + x
-                top += 1
+    # run starts to flood, (y, x) pairs: a pixel is pushed at most once from the row above and once
+    # from the row below, each time as the start of a free run, so at most h * (w + 1) at once
+    stack = np.empty(2 * (h * (w + 1) + 1), np.int32)
+    for k in range(2 * (h + w)):  # the border, once round
+        if k < w:
+            i0, j0 = 0, k
+        elif k < 2 * w:
+            i0, j0 = h - 1, k - w
+        elif k < 2 * w + h:
+            i0, j0 = k - 2 * w, 0
+        else:
+            i0, j0 = k - 2 * w - h, w - 1
+        if mask[i0, j0] or outside[i0, j0]:
+            continue
+        stack[0], stack[1] = i0, j0
+        top = 2
+        while top > 0:
+            top -= 2
+            y, x = stack[top], stack[top + 1]
+            if outside[y, x]:
+                continue
+            left, right = x, x
+            while left > 0 and not mask[y, left - 1] and not outside[y, left - 1]:
+                left -= 1
+            while right < w - 1 and not mask[y, right + 1] and not outside[y, right + 1]:
+                right += 1
+            for xx in range(left, right + 1):
+                outside[y, xx] = True
+            for yy in (y - 1, y + 1):  # each free run touching this one, above and below, is flooded next
+                if 0 <= yy < h:
+                    free_before = False
+                    for xx in range(left, right + 1):
+                        free = not mask[yy, xx] and not outside[yy, xx]
+                        if free and not free_before:
+                            stack[top], stack[top + 1] = yy, xx
+                            top += 2
+                        free_before = free
     return ~outside
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -172,36 +173,26 @@ def _relabel(labels: np.ndarray, mapping: np.ndarray) -> np.ndarray:
     return mapping.astype(np.int32, copy=False)[labels]
 
 
-def _merge_wide_necks(fragments: np.ndarray, dist: np.ndarray, neck_ratio: float) -> np.ndarray:
+def _merge_wide_necks(fragments: np.ndarray, squared: np.ndarray, neck_ratio: float) -> np.ndarray:
     """Merge adjacent watershed fragments that are not separated by a real neck.
 
     Two 4-adjacent fragments ``a``, ``b`` are merged when the highest distance-transform
     value on their shared border (the neck half-width) is at least ``neck_ratio`` times the
     smaller of their peak distance values (inscribed radii). Merging is transitive
     (connected components of the merge graph); output labels are sequential, int32.
+    ``squared``: the squared distance transform (the square root, monotone, is taken of the
+    peaks and necks only: the same values as of the whole image).
     """
     n = int(fragments.max())
     if n == 0:
         return fragments.astype(np.int32, copy=False)
-    flat = fragments.ravel()
-    fg = np.flatnonzero(flat)
-    peak = np.zeros(n + 1)
-    np.maximum.at(peak, flat[fg], dist.ravel()[fg])
-
-    keys, values = [], []
-    for a, b, da, db in (
-        (fragments[:, :-1], fragments[:, 1:], dist[:, :-1], dist[:, 1:]),
-        (fragments[:-1, :], fragments[1:, :], dist[:-1, :], dist[1:, :]),
-    ):
-        touch = (a != b) & (a > 0) & (b > 0)
-        la, lb = a[touch].astype(np.int64), b[touch].astype(np.int64)
-        keys.append(np.minimum(la, lb) * (n + 1) + np.maximum(la, lb))
-        values.append(np.minimum(da[touch], db[touch]))
-    key, value = np.concatenate(keys), np.concatenate(values)
+    fragments = np.ascontiguousarray(fragments, dtype=np.int32)
+    peak, key, value = _neck_pairs(fragments, np.ascontiguousarray(squared, dtype=np.float64), n)
+    peak = np.sqrt(peak)
     order = np.argsort(key, kind="stable")
     key, value = key[order], value[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.zeros(0, dtype=np.int64)
-    neck = np.maximum.reduceat(value, starts) if key.size else np.zeros(0)
+    neck = np.sqrt(np.maximum.reduceat(value, starts)) if key.size else np.zeros(0)
     la, lb = np.divmod(key[starts], n + 1)
     merge = neck >= neck_ratio * np.minimum(peak[la], peak[lb])
     graph = coo_matrix((np.ones(int(merge.sum())), (la[merge], lb[merge])), shape=(n + 1, n + 1))
@@ -212,6 +203,40 @@ def _merge_wide_necks(fragments: np.ndarray, dist: np.ndarray, neck_ratio: float
     mapping = np.zeros(n + 1, dtype=np.int32)
     mapping[present] = merged + 1
     return _relabel(fragments, mapping)
+
+
+@njit(cache=True, nogil=True)
+def _neck_pairs(fragments, squared, n):  # pragma: no cover - compiled
+    """Per fragment the largest squared distance, and per 4-adjacent pixel pair of two fragments
+    ``a != b`` (both > 0) the key ``min * (n + 1) + max`` and the smaller squared distance."""
+    h, w = fragments.shape
+    peak = np.zeros(n + 1)
+    count = 0
+    for y in range(h):
+        for x in range(w):
+            a = fragments[y, x]
+            if a > 0:
+                peak[a] = max(peak[a], squared[y, x])
+                if x + 1 < w and fragments[y, x + 1] > 0 and fragments[y, x + 1] != a:
+                    count += 1
+                if y + 1 < h and fragments[y + 1, x] > 0 and fragments[y + 1, x] != a:
+                    count += 1
+    key = np.empty(count, np.int64)
+    value = np.empty(count, np.float64)
+    k = 0
+    for y in range(h):
+        for x in range(w):
+            a = fragments[y, x]
+            if a == 0:
+                continue
+            for yy, xx in ((y, x + 1), (y + 1, x)):
+                if yy < h and xx < w:
+                    b = fragments[yy, xx]
+                    if b > 0 and b != a:
+                        key[k] = np.int64(min(a, b)) * (n + 1) + max(a, b)
+                        value[k] = min(squared[y, x], squared[yy, xx])
+                        k += 1
+    return peak, key, value
 
 
 def segment_nuclei(
@@ -290,7 +315,6 @@ def segment_nuclei(
     foreground = components > 0
     # Exact Euclidean distance to the background (Otsu always leaves some background), squared.
     squared = squared_distance(foreground)
-    dist = np.sqrt(squared)
     peaks = local_maxima(squared, connectivity=2, allow_borders=True) & foreground
     markers, n_markers = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
     # Only components holding several maxima need the watershed (most hold one).
@@ -301,7 +325,7 @@ def segment_nuclei(
     fragments = watershed((top - squared).astype(np.int32), np.where(clumped, markers, 0), mask=clumped)
     single = foreground & ~clumped
     fragments[single] = components[single] + n_markers
-    return _merge_wide_necks(fragments, dist, neck_ratio)
+    return _merge_wide_necks(fragments, squared, neck_ratio)
 
 
 def segment_cells(

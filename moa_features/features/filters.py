@@ -203,14 +203,22 @@ def _along_columns(src, weights, out):  # pragma: no cover - compiled
     h, w = src.shape
     r = (weights.size - 1) // 2
     line = np.empty(w + 2 * r, np.float64)
+    acc = np.empty(w, np.float64)
     for i in range(h):
-        for j in range(w + 2 * r):
-            line[j] = src[i, _reflect(j - r, w)]
         for j in range(w):
-            acc = line[j + r] * weights[r]
-            for k in range(r, 0, -1):
-                acc += (line[j + r - k] + line[j + r + k]) * weights[r - k]
-            out[i, j] = acc
+            line[j + r] = src[i, j]
+        for j in range(r):  # the reflected margins only
+            line[j] = src[i, _reflect(j - r, w)]
+            line[w + r + j] = src[i, _reflect(w + j, w)]
+        centre = weights[r]
+        for j in range(w):
+            acc[j] = line[j + r] * centre
+        for k in range(r, 0, -1):  # each pixel's sum in the same order, a whole row per term (vectorised)
+            wk = weights[r - k]
+            for j in range(w):
+                acc[j] += (line[j + r - k] + line[j + r + k]) * wk
+        for j in range(w):
+            out[i, j] = acc[j]
 
 
 @numba.njit(cache=True, nogil=True)

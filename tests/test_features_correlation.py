@@ -70,10 +70,42 @@ def test_uint16_agrees_with_cellprofiler_formulas_and_scipy():
 
 
 def test_blockwise_sums_do_not_depend_on_block_size(monkeypatch, real_site):
-    whole = correlation_features(real_site, CHANNELS)
+    x = real_site.reshape(6, -1)
+    thresholds = correlation._thresholds(x, correlation.THRESHOLD_FRACTION)
+    whole = correlation._block_products(x, thresholds)
     monkeypatch.setattr(correlation, "_BLOCK_PIXELS", 1000)  # many blocks and a ragged last one
-    blocked = correlation_features(real_site, CHANNELS)
-    assert blocked == whole
+    for blocked, total in zip(correlation._block_products(x, thresholds), whole):
+        np.testing.assert_array_equal(blocked, total)
+
+
+def _saturated_site() -> np.ndarray:
+    """A constructed 8-bit site: random planes, one constant, one saturated, one nearly empty."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, size=(5, 61, 77)).astype(np.uint8)
+    image[1] = np.clip(image[0].astype(int) // 2 + rng.integers(0, 40, size=(61, 77)), 0, 255)
+    image[2] = 255
+    image[3] = 0
+    image[3, 5, 5] = 9
+    return image
+
+
+@pytest.mark.parametrize("which", ["real", "constructed"])
+def test_sums_from_joint_histograms_equal_the_pixel_sums(real_site, which):
+    image = real_site if which == "real" else _saturated_site()
+    x = image.reshape(image.shape[0], -1)
+    hists = correlation.joint_histograms(image)
+    for k, (i, j) in enumerate(combinations(range(image.shape[0]), 2)):  # the histograms themselves
+        expected = np.bincount(x[i].astype(np.int64) * 256 + x[j], minlength=65536)
+        np.testing.assert_array_equal(hists[k], expected)
+    thresholds = correlation._thresholds(x, correlation.THRESHOLD_FRACTION)
+    from_pixels = correlation._block_products(x, thresholds)
+    from_histograms = correlation._histogram_products(hists, image.shape[0], thresholds)
+    for ours, expected in zip(from_histograms, from_pixels):
+        np.testing.assert_array_equal(ours, expected)
+    channels = CHANNELS[: image.shape[0]]
+    shared = correlation_features(image, channels, hists)
+    np.testing.assert_equal(shared, correlation_features(image, channels))  # NaN where undefined, in both
+    assert correlation.joint_histograms(image.astype(np.uint16)) is None
 
 
 def test_pearson_is_exact_for_nearly_constant_channels():

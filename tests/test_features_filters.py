@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from moa_features.features.filters import fill_holes, gaussian
+from moa_features.features.filters import fill_holes, gaussian, squared_distance
 
 from _helpers import load_rxrx1_site
 
@@ -45,6 +45,25 @@ def test_gaussian_without_smoothing_and_bad_shape():
         gaussian(np.zeros((2, 3, 4)), 1.0)
 
 
+def _rings(size: int) -> np.ndarray:
+    """Concentric square rings, one pixel wide, one apart."""
+    y, x = np.indices((size, size))
+    return np.maximum(abs(y - size // 2), abs(x - size // 2)) % 2 == 1
+
+
+def _spiral(size: int) -> np.ndarray:
+    """A one-pixel wall winding inwards, leaving a corridor of background from the border to the middle."""
+    wall = np.zeros((size, size), bool)
+    top, left, bottom, right = 1, 0, size - 2, size - 2
+    while top <= bottom and left <= right:
+        wall[top, left : right + 1] = True
+        wall[top : bottom + 1, right] = True
+        wall[bottom, left + 2 : right + 1] = True
+        wall[top + 2 : bottom + 1, left + 2] = True
+        top, left, bottom, right = top + 4, left + 4, bottom - 4, right - 4
+    return wall
+
+
 def test_fill_holes_equals_scipy(huvec):
     rng = np.random.default_rng(3)
     masks = [
@@ -54,8 +73,34 @@ def test_fill_holes_equals_scipy(huvec):
         np.zeros((4, 4), bool),
         huvec[0] > 20,
         huvec[2] > 30,
+        np.indices((31, 40)).sum(axis=0) % 2 == 0,  # a checkerboard: the most runs, the most pushes
+        _rings(41),  # holes inside holes
+        _spiral(33),  # background that winds to the middle
     ]
     for mask in masks:
         np.testing.assert_array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
     with pytest.raises(ValueError, match="2-D"):
         fill_holes(np.zeros(5, bool))
+
+
+def test_squared_distance_equals_scipy_and_mahotas(huvec):
+    mahotas = pytest.importorskip("mahotas")
+    rng = np.random.default_rng(4)
+    masks = [
+        rng.random((60, 70)) > 0.3,
+        rng.random((1, 9)) > 0.5,
+        rng.random((9, 1)) > 0.5,
+        np.pad(np.ones((5, 40), bool), ((0, 1), (0, 0))),  # background only on the last row
+        huvec[0] > 20,  # real nuclei
+        ndi.binary_fill_holes(ndi.gaussian_filter(huvec[0], 1.0) > 12),
+    ]
+    for mask in masks:
+        assert (~mask).any()
+        got = squared_distance(mask)
+        nearest = ndi.distance_transform_edt(mask, return_distances=False, return_indices=True)
+        rows, cols = np.indices(mask.shape)
+        np.testing.assert_array_equal(got, (nearest[0] - rows) ** 2 + (nearest[1] - cols) ** 2)  # scipy's, exact
+        np.testing.assert_array_equal(got, mahotas.distance(mask))
+    assert np.isinf(squared_distance(np.ones((3, 4), bool))).all()  # no background at all
+    with pytest.raises(ValueError, match="2-D"):
+        squared_distance(np.zeros(5, bool))

@@ -296,9 +296,62 @@ def test_cells_equal_a_plain_watershed_of_the_whole_foreground(huvec):
 
 
 def test_distance_transform_equals_scipy_on_border_touching_nuclei(huvec):
-    import mahotas
     from scipy import ndimage as ndi
+
+    from moa_features.features.filters import squared_distance
 
     foreground = segment_nuclei(huvec[0]) > 0
     assert foreground[0].any() or foreground[-1].any() or foreground[:, 0].any() or foreground[:, -1].any()
-    np.testing.assert_array_equal(np.sqrt(mahotas.distance(foreground)), ndi.distance_transform_edt(foreground))
+    np.testing.assert_array_equal(np.sqrt(squared_distance(foreground)), ndi.distance_transform_edt(foreground))
+
+
+def _merge_reference(fragments: np.ndarray, squared: np.ndarray, neck_ratio: float) -> np.ndarray:
+    """The neck merge written plainly over whole arrays (the implementation before the compiled pass)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n, dist = int(fragments.max()), np.sqrt(squared)
+    peak = np.zeros(n + 1)
+    np.maximum.at(peak, fragments.ravel(), dist.ravel())
+    peak[0] = 0
+    necks: dict[tuple[int, int], float] = {}
+    for a, b, da, db in (
+        (fragments[:, :-1], fragments[:, 1:], dist[:, :-1], dist[:, 1:]),
+        (fragments[:-1, :], fragments[1:, :], dist[:-1, :], dist[1:, :]),
+    ):
+        touch = (a != b) & (a > 0) & (b > 0)
+        for x, y, v in zip(a[touch], b[touch], np.minimum(da[touch], db[touch])):
+            pair = (min(x, y), max(x, y))
+            necks[pair] = max(necks.get(pair, 0.0), v)
+    merge = [(a, b) for (a, b), v in necks.items() if v >= neck_ratio * min(peak[a], peak[b])]
+    rows, cols = np.array([m[0] for m in merge], int), np.array([m[1] for m in merge], int)
+    _, component = connected_components(coo_matrix((np.ones(len(merge)), (rows, cols)), shape=(n + 1, n + 1)))
+    present = np.flatnonzero(peak > 0)
+    mapping = np.zeros(n + 1, np.int32)
+    mapping[present] = np.unique(component[present], return_inverse=True)[1] + 1
+    return mapping[fragments]
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.85, 1.0])
+def test_neck_merge_equals_the_plain_computation(huvec, ratio):
+    from scipy import ndimage as ndi
+
+    from moa_features.features.filters import squared_distance
+    from moa_features.features.segmentation import _merge_wide_necks
+    from moa_features.features.watershed import watershed
+
+    rng = np.random.default_rng(int(ratio * 10))
+    cases = []
+    for plane in (huvec[0], np.zeros((90, 120), np.uint8)):
+        if not plane.any():  # constructed: overlapping disks, some with wide and some with narrow necks
+            for _ in range(12):
+                plane[disk((rng.integers(10, 80), rng.integers(10, 110)), rng.integers(4, 12), shape=plane.shape)] = 200
+        foreground = ndi.binary_fill_holes(ndi.gaussian_filter(plane, 1.0) > 12)
+        squared = squared_distance(foreground)
+        markers, _ = ndi.label(ndi.maximum_filter(squared, size=5) == squared)
+        fragments = watershed((squared.max() - squared).astype(np.int32), markers * foreground, mask=foreground)
+        cases.append((fragments, squared))
+    for fragments, squared in cases:
+        assert fragments.max() > 5
+        expected = _merge_reference(fragments, squared, ratio)
+        np.testing.assert_array_equal(_merge_wide_necks(fragments, squared, ratio), expected)

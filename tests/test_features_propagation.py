@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
 
 from moa_features.datasets import read_image
 from moa_features.features.filters import fill_label_holes
 from moa_features.features.propagation import propagate
 from moa_features.features.segmentation import propagate_cells, segment, segment_nuclei
+
+from _helpers import load_rxrx1_site
 
 EXAMPLEHUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "cellprofiler_examplehuman"
 
@@ -159,6 +162,59 @@ def test_segment_chooses_the_secondary_method(examplehuman):
     assert (default.cells != watershed.cells).mean() > 0.01
     with pytest.raises(ValueError, match="cells must be one of"):
         segment(examplehuman, cells="voronoi")
+
+
+@pytest.mark.parametrize("experiment", ["HUVEC-01", "U2OS-01"])
+def test_real_sites_cells_equal_centrosome_label_for_label(centrosome, experiment):
+    """The prefetching kernel on real sites (hundreds of cells growing at once, every seed phase and
+    tie-breaking path): labels and distances equal CellProfiler's propagate, on the whole image and
+    with a 4-pixel-wide cut of background through it."""
+    image = load_rxrx1_site(experiment)
+    nuclei = segment_nuclei(image[0])
+    plane = image[1] / 255.0
+    for mask in (plane >= 0.8 * threshold_otsu(plane), np.ones(plane.shape, bool)):
+        mask = mask.copy()
+        mask[:, 250:254] = False
+        theirs, their_distances = centrosome.propagate(plane, nuclei, mask, 0.05)
+        ours, distances = propagate(plane, nuclei, mask, 0.05)
+        np.testing.assert_array_equal(ours, theirs)
+        np.testing.assert_array_equal(distances, their_distances)
+
+
+def test_otsu_of_the_scaled_plane_from_grey_level_counts():
+    """The cell threshold from the plane's grey-level counts equals scikit-image's Otsu of the
+    scaled plane, on real planes and on constructed 8- and 16-bit ones (gaps, two values)."""
+    from moa_features.features.segmentation import _scaled_otsu
+
+    rng = np.random.default_rng(5)
+    planes = [plane for experiment in ("HUVEC-01", "U2OS-01") for plane in load_rxrx1_site(experiment)]
+    planes += [
+        rng.integers(0, 65536, (60, 50)).astype(np.uint16),
+        rng.gamma(2.0, 500.0, (128, 128)).clip(0, 65535).astype(np.uint16),
+        rng.integers(3, 9, (40, 40)).astype(np.uint8),
+        np.where(rng.random((30, 30)) > 0.5, 200, 7).astype(np.uint8),
+    ]
+    for plane in planes:
+        expected = threshold_otsu(plane / float(np.iinfo(plane.dtype).max))
+        assert _scaled_otsu(plane) == expected
+
+
+def test_prefetch_changes_no_value():
+    import numba
+
+    from moa_features.features.propagation import prefetch
+
+    @numba.njit
+    def total(values):
+        out = 0.0
+        for i in range(values.size):
+            prefetch(values, i + 64)  # ahead of the loop, past the end at its close: harmless
+            prefetch(values, i - 64)
+            out += values[i]
+        return out
+
+    values = np.random.default_rng(0).random(1000)
+    assert total(values) == sum(values.tolist())  # the same sum, in the same order
 
 
 def test_the_command_line_selects_the_secondary_method_and_refuses_a_negative_lambda():

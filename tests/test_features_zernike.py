@@ -94,3 +94,34 @@ def test_nuclear_zernike_matches_cellprofilers_own_output():
         # the same objects (same area): equal to round-off on all but a few pixel-different masks
         agree = np.isclose(values[i][same], cp[same], rtol=1e-6, atol=1e-12)
         assert agree.mean() >= 0.98, name
+
+
+def _shapes(rng: np.random.Generator):
+    """Single objects in 40x40 images: random blobs, and symmetric ones whose hull vertices tie."""
+    yy, xx = np.mgrid[:40, :40]
+    for _ in range(120):  # unions of two or three disks
+        shape = np.zeros((40, 40), bool)
+        for _ in range(rng.integers(2, 4)):
+            cy, cx, r = rng.uniform(12, 28), rng.uniform(12, 28), rng.uniform(2, 10)
+            shape |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        yield shape
+    for r in range(2, 15):  # squares, diamonds, octagons, disks: equal angles everywhere
+        yield (abs(yy - 20) <= r) & (abs(xx - 20) <= r)
+        yield abs(yy - 20) + abs(xx - 20) <= r
+        yield (abs(yy - 20) <= r) & (abs(xx - 20) <= r) & (abs(yy - 20) + abs(xx - 20) <= 3 * r // 2)
+        yield (yy - 20) ** 2 + (xx - 20) ** 2 <= r * r
+
+
+def test_enclosing_circles_equal_centrosomes_bit_for_bit():
+    """Chrystal's choices are made on exact angles only where a cheap bound cannot rule a vertex out:
+    centre and radius equal CellProfiler's (centrosome) on one object at a time."""
+    cpmorphology = pytest.importorskip("centrosome.cpmorphology")
+    from moa_features.features.zernike import _zernike_kernel, radial_coefficients
+
+    indexes = zernike_indexes()
+    coefficients = radial_coefficients(indexes)
+    for shape in _shapes(np.random.default_rng(0)):
+        labels = shape.astype(np.int32)
+        _, circles = _zernike_kernel(labels, 1, indexes, coefficients)
+        centres, radius = cpmorphology.minimum_enclosing_circle(labels, np.array([1]))
+        assert circles[0].tolist() == [centres[0, 0], centres[0, 1], radius[0]]

@@ -77,6 +77,10 @@ def _morphology(site: SiteImage) -> Measured:
     return site_counts(masks), objects
 
 
+def _correlation(site: SiteImage) -> Measured:
+    return correlation_features(site.image, site.channels, site.joint_histograms), {}
+
+
 def _neighbors(site: SiteImage) -> Measured:
     return {}, neighbors_features(site.masks)
 
@@ -90,7 +94,7 @@ def _colocalisation(site: SiteImage) -> Measured:
         for compartment, labels in masks.compartments().items():
             for measure, values in object_colocalisation(site.image, site.channels, labels, masks.n).items():
                 columns[f"{compartment}_{measure}"] = values
-    return colocalisation_features(site.image, site.channels), columns
+    return colocalisation_features(site.image, site.channels, site.joint_histograms), columns
 
 
 def _zernike(site: SiteImage) -> Measured:
@@ -157,7 +161,7 @@ REGISTRY: dict[str, Family] = {
     "intensity": Family(_image_level(intensity_features)),
     "texture": Family(_texture),
     "morphology": Family(_morphology, objects=True),
-    "correlation": Family(_image_level(correlation_features)),
+    "correlation": Family(_correlation),
     "neighbors": Family(_neighbors, objects=True),
     "colocalisation": Family(_colocalisation),  # per object too (masks) with object_correlation
     "zernike": Family(_zernike, objects=True),

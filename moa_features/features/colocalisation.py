@@ -35,6 +35,7 @@ from itertools import combinations
 import numpy as np
 from numba import njit
 
+from moa_features.features.correlation import joint_histograms
 from moa_features.features.segmentation import check_image
 
 THRESHOLD_PERCENT = 15
@@ -70,22 +71,6 @@ FEATURE_DOCS: list[tuple[str, str, str]] = [
         "(--object-correlation), aggregated per site as _Median/_Mean/_Std. An empty object: NaN Costes, 0 RWC and K.",
     ),
 ]
-
-
-@njit(cache=True, nogil=True)
-def _joint_histograms(x: np.ndarray) -> np.ndarray:
-    """``(P, 256 * 256)`` int64 joint histograms of every channel pair (i < j) of a ``(C, N)`` uint8 array."""
-    c, n = x.shape
-    pairs = c * (c - 1) // 2
-    out = np.zeros((pairs, 65536), dtype=np.int64)
-    for p in range(n):
-        k = 0
-        for i in range(c):
-            base = np.int64(x[i, p]) * 256
-            for j in range(i + 1, c):
-                out[k, base + x[j, p]] += 1
-                k += 1
-    return out
 
 
 def _pair_table(f: np.ndarray, s: np.ndarray, hist: np.ndarray | None, scale: int):
@@ -242,7 +227,9 @@ def pair_colocalisation(
     return out
 
 
-def colocalisation_features(image: np.ndarray, channels: Sequence[str]) -> dict[str, float]:
+def colocalisation_features(
+    image: np.ndarray, channels: Sequence[str], histograms: np.ndarray | None = None
+) -> dict[str, float]:
     """Costes, RWC and K (both orders) of every channel pair of a site.
 
     Parameters
@@ -251,6 +238,9 @@ def colocalisation_features(image: np.ndarray, channels: Sequence[str]) -> dict[
         The site.
     channels : sequence of str
         C channel names.
+    histograms : ndarray of int64, shape (C * (C - 1) / 2, 65536), optional
+        The image's :func:`~moa_features.features.correlation.joint_histograms`, when already
+        computed (8-bit images only).
 
     Returns
     -------
@@ -268,7 +258,9 @@ def colocalisation_features(image: np.ndarray, channels: Sequence[str]) -> dict[
     image = check_image(image, channels)
     x = image.reshape(image.shape[0], -1)
     scale = int(np.iinfo(image.dtype).max)
-    hists = _joint_histograms(x) if image.dtype == np.uint8 else None
+    hists = None
+    if image.dtype == np.uint8:
+        hists = joint_histograms(image) if histograms is None else histograms
     out: dict[str, float] = {}
     for k, (i, j) in enumerate(combinations(range(len(channels)), 2)):
         u, v, c = _pair_table(x[i], x[j], None if hists is None else hists[k], scale)

@@ -3,8 +3,9 @@
 Conventions (CellProfiler's ``MeasureColocalization``, image level):
 
 - Pearson's r over all pixels, every pair at once from exact integer sums and
-  cross-products (blockwise float64 matrix products, exact for 8/16-bit pixels); the same
-  value as ``scipy.stats.pearsonr``.
+  cross-products (for 8-bit pixels read off the pairs' joint histograms, which the
+  colocalisation family shares; otherwise blockwise float64 matrix products, exact for
+  16-bit pixels too); the same value as ``scipy.stats.pearsonr``.
 - Manders' coefficients use a per-channel threshold of 15 % of that channel's maximum:
   ``above_a = a >= 0.15 * max(a)``. ``Manders_<a>_<b>`` (M1 of the pair a, b) is the
   fraction of channel a's above-threshold intensity that lies where b is above threshold too:
@@ -22,6 +23,7 @@ from itertools import combinations
 from math import sqrt
 
 import numpy as np
+from numba import njit
 
 from moa_features.features.segmentation import check_image
 
@@ -97,6 +99,104 @@ def _block_products(x: np.ndarray, thresholds: np.ndarray | None) -> list[np.nda
         totals[3] += masked[c:].astype(np.int64)
         totals[4] += pairs[c:, c:].astype(np.int64)
     return totals
+
+
+def joint_histograms(image: np.ndarray) -> np.ndarray | None:
+    """Joint grey-level histograms of every channel pair of an 8-bit image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, H, W)
+        One site.
+
+    Returns
+    -------
+    ndarray of int64, shape (C * (C - 1) / 2, 65536), or None
+        Row ``k`` for the ``k``-th pair ``(a, b)``, ``a < b`` in :func:`itertools.combinations`
+        order: pixel counts at ``256 * value_a + value_b``. ``None`` unless ``image`` is uint8.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.array([[[0, 1]], [[2, 2]]], np.uint8)
+    >>> np.flatnonzero(joint_histograms(image)[0]).tolist()  # (0, 2) and (1, 2)
+    [2, 258]
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3:
+        return None
+    x = np.ascontiguousarray(image.reshape(image.shape[0], -1))
+    scratch = np.empty(65536, np.int32 if x.shape[1] < 2**31 else np.int64)
+    return _joint_histograms(x, scratch)
+
+
+@njit(cache=True, nogil=True)
+def _joint_histograms(x: np.ndarray, scratch: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``(P, 65536)`` int64 joint histograms of every channel pair (i < j) of a ``(C, N)`` uint8 array.
+
+    One pair at a time into ``scratch`` (65,536 counts, small enough to stay in cache).
+    """
+    c, n = x.shape
+    out = np.empty((c * (c - 1) // 2, 65536), dtype=np.int64)
+    k = 0
+    for i in range(c):
+        for j in range(i + 1, c):
+            xi, xj = x[i], x[j]
+            scratch[:] = 0
+            for p in range(n):
+                scratch[(np.int32(xi[p]) << 8) | xj[p]] += 1
+            out[k] = scratch
+            k += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _histogram_products(hists: np.ndarray, c: int, thresholds: np.ndarray):  # pragma: no cover - compiled
+    """:func:`_block_products`' five exact totals (with ``thresholds``) from the pairs' joint histograms.
+
+    Channel ``a``'s own grey-level histogram is a margin of pair ``(0, a)`` (of ``(0, 1)`` for
+    channel 0). Needs ``c >= 2``.
+    """
+    own = np.zeros((c, 256), dtype=np.int64)
+    sums = np.zeros(c, dtype=np.int64)
+    gram = np.zeros((c, c), dtype=np.int64)
+    within = np.zeros((c, c), dtype=np.int64)
+    squares = np.zeros((c, c), dtype=np.int64)
+    cross = np.zeros((c, c), dtype=np.int64)
+    k = 0
+    for a in range(c):
+        for b in range(a + 1, c):
+            h = hists[k]
+            for u in range(256):
+                above_u = u >= thresholds[a]
+                for v in range(256):
+                    count = h[u * 256 + v]
+                    if count == 0:
+                        continue
+                    if a == 0:
+                        own[b, v] += count
+                        if b == 1:
+                            own[0, u] += count
+                    gram[a, b] += count * u * v
+                    if above_u and v >= thresholds[b]:
+                        within[a, b] += count * u
+                        within[b, a] += count * v
+                        squares[a, b] += count * u * u
+                        squares[b, a] += count * v * v
+                        cross[a, b] += count * u * v
+            gram[b, a] = gram[a, b]
+            cross[b, a] = cross[a, b]
+            k += 1
+    for a in range(c):
+        for u in range(256):
+            count = own[a, u]
+            sums[a] += count * u
+            gram[a, a] += count * u * u
+            if u >= thresholds[a]:
+                within[a, a] += count * u
+                squares[a, a] += count * u * u
+                cross[a, a] += count * u * u
+    return sums, gram, within, squares, cross
 
 
 def _pearson_from_sums(n: int, sums: np.ndarray, gram: np.ndarray) -> np.ndarray:
@@ -184,7 +284,9 @@ def manders_overlap(image: np.ndarray, fraction: float = THRESHOLD_FRACTION) -> 
     return _manders_overlap_from_sums(within, squares, cross)
 
 
-def correlation_features(image: np.ndarray, channels: Sequence[str]) -> dict[str, float]:
+def correlation_features(
+    image: np.ndarray, channels: Sequence[str], histograms: np.ndarray | None = None
+) -> dict[str, float]:
     """Pearson, Manders (both orders) and overlap of every channel pair.
 
     Parameters
@@ -193,6 +295,8 @@ def correlation_features(image: np.ndarray, channels: Sequence[str]) -> dict[str
         One site.
     channels : sequence of str
         The C channel names.
+    histograms : ndarray of int64, shape (C * (C - 1) / 2, 65536), optional
+        The image's :func:`joint_histograms`, when already computed (8-bit images only).
 
     Returns
     -------
@@ -207,7 +311,12 @@ def correlation_features(image: np.ndarray, channels: Sequence[str]) -> dict[str
     1.0
     """
     x = _pixels(image, channels)
-    sums, gram, within, squares, cross = _block_products(x, _thresholds(x, THRESHOLD_FRACTION))
+    thresholds = _thresholds(x, THRESHOLD_FRACTION)
+    if x.dtype == np.uint8 and x.shape[0] >= 2:
+        hists = joint_histograms(image) if histograms is None else histograms
+        sums, gram, within, squares, cross = _histogram_products(hists, x.shape[0], thresholds)
+    else:
+        sums, gram, within, squares, cross = _block_products(x, thresholds)
     r = _pearson_from_sums(x.shape[1], sums, gram)
     manders, overlap = _manders_overlap_from_sums(within, squares, cross)
     out: dict[str, float] = {}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from moa_features.features.aggregate import aggregate_objects
-from moa_features.features.correlation import object_correlation
+from moa_features.features.correlation import joint_histograms, object_correlation
 from moa_features.features.object_intensity import INTENSITY_MEASURES, site_intensity
 from moa_features.features.segmentation import COMPARTMENTS, Masks, check_image, segment
 from moa_features.features.shape import SHAPE_MEASURES, shape_measurements
@@ -86,6 +86,13 @@ class SiteImage:
             cells=p.cells,
             regularization=p.regularization,
         )
+
+    @cached_property
+    def joint_histograms(self) -> np.ndarray | None:
+        """The channel pairs' joint histograms of an 8-bit site, computed once for the families that
+        share them (correlation, colocalisation); ``None`` for other images
+        (:func:`~moa_features.features.correlation.joint_histograms`)."""
+        return joint_histograms(self.image)
 
 
 def measure_objects(image: np.ndarray, channels: Sequence[str], masks: Masks) -> dict[str, np.ndarray]:

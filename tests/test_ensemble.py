@@ -216,3 +216,14 @@ def test_members_are_calibrated_before_the_blend_on_the_inner_split():
     assert np.allclose(ens.blend(members), expected)
     raw = MoAEnsemble(members=FAST, cv=NSCSplit(4), calibrate=False).fit(X, y, **meta)
     assert set(raw.temperatures_.values()) == {1.0}
+
+
+def test_saved_ensemble_keeps_its_temperatures(tmp_path):
+    X, y, treatments, wells = _screen(noise=1.5)
+    meta = {"treatments": treatments, "wells": wells}
+    ens = MoAEnsemble(members=FAST, cv=NSCSplit(4)).fit(X, y, groups=treatments, **meta)
+    assert ens.temperatures_["knn"] != 1.0
+    ens.save(tmp_path / "ensemble.joblib")
+    loaded = MoAEnsemble.load(tmp_path / "ensemble.joblib", ens.members_)
+    assert loaded.temperatures_ == ens.temperatures_
+    assert np.allclose(loaded.predict_proba(X, **meta), ens.predict_proba(X, **meta))

@@ -104,6 +104,18 @@ def temper(proba: np.ndarray, temperature: float) -> np.ndarray:
     For a softmax output this divides the logits by ``temperature``: above 1 it flattens a
     too-sharp member, below 1 it sharpens a too-flat one; 1 leaves ``proba`` as it is. Zero
     probabilities (classes a member never saw) stay zero; the argmax never changes.
+
+    Parameters
+    ----------
+    proba : (n, k) array
+        Probabilities, rows summing to 1.
+    temperature : float
+        Positive temperature.
+
+    Returns
+    -------
+    (n, k) array
+        The re-tempered probabilities.
     """
     proba = np.asarray(proba, dtype=np.float64)
     if temperature == 1.0:
@@ -150,8 +162,19 @@ def fit_temperature(proba: np.ndarray, y_index: np.ndarray, bounds: tuple[float,
 def unit_losses(y_index: np.ndarray, proba: np.ndarray, units: np.ndarray | None = None) -> np.ndarray:
     """Each unit's share of the class-balanced log-loss: (u,) values whose mean is :func:`balanced_log_loss`.
 
-    ``units`` (n,) groups the rows into independent units (held-out treatments); ``None``: each row
-    is a unit. Their spread gives the standard error of the loss over units.
+    Parameters
+    ----------
+    y_index : (n,) int array
+        True class of each row, as column indices.
+    proba : (n, k) array
+        Probabilities.
+    units : (n,) array or None
+        The independent unit of each row (its held-out treatment); ``None``: each row is a unit.
+
+    Returns
+    -------
+    (u,) array
+        One value per unit (sorted as strings); their spread gives the loss's standard error.
     """
     p = np.clip(proba[np.arange(len(y_index)), y_index], _EPS, 1.0)
     w = compute_sample_weight("balanced", y_index)

@@ -14,10 +14,11 @@ Models come from :mod:`moa_features.models.registry` and are evaluated on the sa
                    validation rows;
 ``ensemble``       :class:`~moa_features.models.ensemble.MoAEnsemble`, the one ensemble: a weighted
                    soft vote of ``xgboost``, ``knn`` and (with thumbnails) ``cnn_embedding``
-                   (its members are the fold's models of those names), weights chosen on the
-                   inner split; it falls back to the best single member when no blend beats it
-                   there (``metrics.json`` says so); ``ensemble_no_embedding`` is the same
-                   ensemble without the embedding (what the embedding adds);
+                   (its members are the fold's models of those names), temperature-scaled and
+                   weighted on the inner split (the most even blend within one standard error of
+                   the best); when that is one member alone ``metrics.json`` says so;
+                   ``ensemble_no_embedding`` is the same ensemble without the embedding (what the
+                   embedding adds);
 ``majority``       scikit-learn's ``DummyClassifier(strategy="prior")`` (reference only).
 
 Which question (``--split``, :mod:`moa_features.models.splits`): ``nsc`` ("not same

@@ -10,7 +10,16 @@ from sklearn.model_selection import cross_val_score
 
 from moa_features import train
 from moa_features.io import read_table
-from moa_features.models.ensemble import MoAEnsemble, align_proba, choose_weights, simplex_grid
+from moa_features.models.ensemble import (
+    MoAEnsemble,
+    align_proba,
+    balanced_log_loss,
+    choose_weights,
+    fit_temperature,
+    simplex_grid,
+    temper,
+    unit_losses,
+)
 from moa_features.models.gbm import XGBoostClassifier
 from moa_features.models.splits import NSCSplit
 from moa_features.training.folds import inner_cv
@@ -49,7 +58,9 @@ def test_choose_weights_picks_the_informative_member_or_blends():
     half_b = np.where((y > 0)[:, None], onehot * 0.8 + 0.066, 1 / 3)
     weights, loss, fallback = choose_weights([half_a, half_b], y, 0.1)
     assert fallback is None and 0 < weights[0] < 1
-    assert loss < min(choose_weights([p], y, 0.1)[1] for p in (half_a, half_b))
+    losses = [unit_losses(y, w * half_a + (1 - w) * half_b) for w in np.linspace(0, 1, 11)]
+    best = min(losses, key=np.mean)
+    assert loss <= best.mean() + best.std(ddof=1) / np.sqrt(len(y)) + 1e-9  # within one SE of the best blend
     assert simplex_grid(3, 0.5).tolist() == [
         [0, 0, 1],
         [0, 0.5, 0.5],
@@ -99,9 +110,12 @@ def test_falls_back_to_its_best_member_and_the_ablation_reuses_the_inner_split()
     X, y, treatments, _ = _screen(noise=0.5)
     junk = ("junk", DummyClassifier(strategy="prior"))  # knows nothing but the class priors
     ens = MoAEnsemble(members=(*FAST, junk), cv=NSCSplit(4)).fit(X, y, groups=treatments, treatments=treatments)
-    # blend or fallback: on the inner validation rows, never worse than the best single member
-    best = min(choose_weights([p], ens.inner_y_, 0.1)[1] for p in ens.inner_proba_.values())
-    assert ens.validation_loss_ <= best + 1e-9
+    # on the inner validation rows, within one standard error (over treatments) of the best single member
+    tempered = {n: temper(p, ens.temperatures_[n]) for n, p in ens.inner_proba_.items()}
+    best = min(tempered, key=lambda n: balanced_log_loss(ens.inner_y_, tempered[n]))
+    per = unit_losses(ens.inner_y_, tempered[best], ens.inner_units_)
+    assert ens.validation_loss_ <= per.mean() + per.std(ddof=1) / np.sqrt(len(per)) + 1e-9
+    assert len(per) == len(np.unique(treatments[ens.inner_split_[1]]))  # the units are the held-out treatments
     assert ens.weights_["junk"] < max(ens.weights_["xgboost"], ens.weights_["knn"])
     sub = ens.without(["junk"])
     assert set(sub.weights_) == {"xgboost", "knn"} and sub.members_["knn"] is ens.members_["knn"]
@@ -136,3 +150,80 @@ def test_train_and_the_estimator_are_one_path(tmp_path):
     assert direct.weights_ == fitted["ensemble"].weights_
     # the fold's xgboost and knn are the ensemble's members (one fit each)
     assert fitted["xgboost"] is fitted["ensemble"].members_["xgboost"]
+
+
+def _sharp_member(n: int = 4000, sharpness: float = 5.0, seed: int = 0):
+    """Rows whose class is drawn from softmax(z); a member that reports softmax(sharpness * z)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, (n, 4))
+    truth = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(4, p=p) for p in truth])
+    return y, truth, temper(truth, 1 / sharpness)
+
+
+def test_temperature_scaling_recovers_a_members_overconfidence():
+    y, truth, sharp = _sharp_member(sharpness=5.0)
+    assert np.allclose(temper(truth, 0.2), sharp)  # temper divides the logits by the temperature
+    assert np.array_equal(temper(sharp, 3.0).argmax(axis=1), sharp.argmax(axis=1))  # never changes the answer
+    t = fit_temperature(sharp, y)
+    assert 4.0 < t < 6.0  # the member is 5x too sharp: a temperature near 5 undoes it
+    assert 0.8 < fit_temperature(truth, y) < 1.25  # a calibrated member stays as it is
+    assert balanced_log_loss(y, temper(sharp, t)) < balanced_log_loss(y, sharp)
+    assert temper(np.array([[0.0, 0.4, 0.6]]), 2.0)[0, 0] == 0  # classes a member never saw stay at 0
+
+
+def test_one_standard_error_rule_prefers_even_blends_that_the_units_cannot_tell_apart():
+    """Member ``a`` is excellent on 3 of 6 treatments and poor on the others, ``b`` middling on all.
+    With the rows as independent units ``a``'s lower loss is clear and it takes all the weight; with
+    the 6 treatments as units the difference is within one standard error and the blend is even."""
+    rng = np.random.default_rng(1)
+    n = 600
+    y = rng.integers(0, 3, n)
+    onehot = np.eye(3)[y]
+    treatments = np.repeat(np.arange(6), n // 6)
+    qa = np.array([0.9, 0.9, 0.9, 0.4, 0.4, 0.4])[treatments, None]
+    a = qa * onehot + (1 - qa) * rng.dirichlet(np.ones(3), n)
+    b = 0.45 * onehot + 0.55 * rng.dirichlet(np.ones(3), n)
+    assert balanced_log_loss(y, a) < balanced_log_loss(y, b)
+    w_rows, _, fb_rows = choose_weights([a, b], y, 0.1)
+    assert w_rows.tolist() == [1.0, 0.0] and fb_rows == 0
+    w_units, _, fb_units = choose_weights([a, b], y, 0.1, treatments)
+    assert w_units.tolist() == [0.5, 0.5] and fb_units is None
+    # a member far worse than the other gets little weight, even with few units
+    junk = rng.dirichlet(np.ones(3), n)
+    w, _, _ = choose_weights([junk, a], y, 0.1, treatments)
+    assert w[0] <= 0.1
+    # the per-unit losses average to the balanced log-loss
+    assert unit_losses(y, a, treatments).mean() == pytest.approx(balanced_log_loss(y, a))
+
+
+def test_members_are_calibrated_before_the_blend_on_the_inner_split():
+    X, y, treatments, wells = _screen(noise=1.5)
+    meta = {"groups": treatments, "treatments": treatments, "wells": wells}
+    ens = MoAEnsemble(members=FAST, cv=NSCSplit(4)).fit(X, y, **meta)
+    # each temperature is the one that minimises that member's loss on the inner validation rows
+    for name, p in ens.inner_proba_.items():
+        assert ens.temperatures_[name] == pytest.approx(fit_temperature(p, ens.inner_y_))
+    assert ens.temperatures_["knn"] > 1  # the 1-NN's near one-hot votes are flattened
+    # predictions blend the tempered members with the chosen weights
+    members = {
+        n: align_proba(m.predict_proba(X, **({"treatments": treatments, "wells": wells} if n == "knn" else {})),
+                       m.classes_, ens.classes_)
+        for n, m in ens.members_.items()
+    }  # fmt: skip
+    expected = sum(w * temper(members[n], ens.temperatures_[n]) for n, w in ens.weights_.items())
+    assert np.allclose(ens.predict_proba(X, treatments=treatments, wells=wells), expected)
+    assert np.allclose(ens.blend(members), expected)
+    raw = MoAEnsemble(members=FAST, cv=NSCSplit(4), calibrate=False).fit(X, y, **meta)
+    assert set(raw.temperatures_.values()) == {1.0}
+
+
+def test_saved_ensemble_keeps_its_temperatures(tmp_path):
+    X, y, treatments, wells = _screen(noise=1.5)
+    meta = {"treatments": treatments, "wells": wells}
+    ens = MoAEnsemble(members=FAST, cv=NSCSplit(4)).fit(X, y, groups=treatments, **meta)
+    assert ens.temperatures_["knn"] != 1.0
+    ens.save(tmp_path / "ensemble.joblib")
+    loaded = MoAEnsemble.load(tmp_path / "ensemble.joblib", ens.members_)
+    assert loaded.temperatures_ == ens.temperatures_
+    assert np.allclose(loaded.predict_proba(X, **meta), ens.predict_proba(X, **meta))

@@ -13,17 +13,26 @@ Why a weighted soft vote and not stacking: stacking needs out-of-fold prediction
 member inside every training fold (an inner cross-validation of the CNN per outer fold), which
 costs k times the CNN training and, with the few plates of a typical screen, leaves a
 meta-learner only a few hundred rows of highly correlated probabilities to fit. A soft vote has
-only ``M - 1`` free weights, chosen by a grid over the simplex on one inner validation split.
+only ``M - 1`` free weights (and one temperature per member), chosen by a grid over the simplex
+on one inner validation split.
 
 The inner split mirrors the outer one: with ``cv`` (a splitter, e.g. ``NSCPlateSplit(4)``) it is
 the fold of that splitter on the training rows that keeps the most classes in its training part
 (:func:`moa_features.models.splits.first_fold`), so a run that holds out treatments and plates
 chooses its weights on held-out treatments and plates; without ``cv``, whole ``groups`` are held
 out (:func:`moa_features.models.splits.validation_split`). Members are fitted on the inner
-training rows and predict the validation rows; the weights minimise the class-balanced log-loss
-of the blend there (a proper score, smoother than recall). A blend is kept only if it beats the
-best single member on that loss; otherwise the ensemble *falls back* to that member (weight 1,
-``fallback_``), so it is never worse than its best member on the data the weights were chosen on.
+training rows and predict the validation rows. There each member is first *calibrated*: one
+temperature per member (:func:`fit_temperature`, minimising its class-balanced log-loss), so that
+a sharp member (the 1-NN's near one-hot votes) and a flat one (a regularised XGBoost) enter the
+blend on one scale. The weights are then the most even blend whose class-balanced log-loss (a
+proper score, smoother than recall) is within one standard error of the best blend's, the
+standard error taken over the held-out treatments (:func:`choose_weights`; the grid's corners
+are the single members, so a member far worse than the rest gets little or no weight and the
+ensemble may *fall back* to one member, ``fallback_``). Why not the loss minimum: one inner
+split holds a few dozen treatments, and the inner members see fewer treatments than the final
+ones (XGBoost, which gains most from more treatments, is underrated there), so the minimum
+chases noise; on BBBC021 the minimum-loss weights left the ensemble below XGBoost
+(``benchmarks/README.md``).
 Table members are then refitted on all rows; a member with ``fit_once = True`` (the CNN
 embedding) is trained once, on the inner training rows with early stopping on the validation
 rows, and that network is the final member: the embedding costs one training per fit.
@@ -42,6 +51,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+from scipy.optimize import minimize_scalar
 from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.class_weight import compute_sample_weight
@@ -88,14 +98,109 @@ def balanced_log_loss(y_index: np.ndarray, proba: np.ndarray) -> float:
     return float(np.sum(w * -np.log(p)) / np.sum(w))
 
 
+def temper(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities (n, k) re-tempered: ``p ** (1 / temperature)`` renormalised per row.
+
+    For a softmax output this divides the logits by ``temperature``: above 1 it flattens a
+    too-sharp member, below 1 it sharpens a too-flat one; 1 leaves ``proba`` as it is. Zero
+    probabilities (classes a member never saw) stay zero; the argmax never changes.
+
+    Parameters
+    ----------
+    proba : (n, k) array
+        Probabilities, rows summing to 1.
+    temperature : float
+        Positive temperature.
+
+    Returns
+    -------
+    (n, k) array
+        The re-tempered probabilities.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    if temperature == 1.0:
+        return proba
+    with np.errstate(divide="ignore"):
+        logp = np.log(proba) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    e = np.exp(logp)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(proba: np.ndarray, y_index: np.ndarray, bounds: tuple[float, float] = (0.1, 50.0)) -> float:
+    """The temperature (within ``bounds``) minimising the balanced log-loss of :func:`temper` ``(proba, T)``.
+
+    Temperature scaling (Guo et al. 2017) fitted on validation rows: one parameter per member, so
+    a member's sharpness (a 1-NN's near one-hot votes) no longer decides its weight in a blend.
+    The loss is convex in ``1 / T``; the search is bounded on ``log T``.
+
+    Parameters
+    ----------
+    proba : (n, k) array
+        A member's validation probabilities.
+    y_index : (n,) int array
+        The validation rows' true class, as column indices.
+    bounds : (float, float)
+        Smallest and largest temperature.
+
+    Returns
+    -------
+    float
+        The temperature (1.0 when the rows cannot tell, e.g. a single row class).
+    """
+    if len(np.unique(y_index)) < 2:
+        return 1.0
+    res = minimize_scalar(
+        lambda t: balanced_log_loss(y_index, temper(proba, float(np.exp(t)))),
+        bounds=(np.log(bounds[0]), np.log(bounds[1])),
+        method="bounded",
+        options={"xatol": 1e-3},
+    )
+    return float(np.exp(res.x))
+
+
+def unit_losses(y_index: np.ndarray, proba: np.ndarray, units: np.ndarray | None = None) -> np.ndarray:
+    """Each unit's share of the class-balanced log-loss: (u,) values whose mean is :func:`balanced_log_loss`.
+
+    Parameters
+    ----------
+    y_index : (n,) int array
+        True class of each row, as column indices.
+    proba : (n, k) array
+        Probabilities.
+    units : (n,) array or None
+        The independent unit of each row (its held-out treatment); ``None``: each row is a unit.
+
+    Returns
+    -------
+    (u,) array
+        One value per unit (sorted as strings); their spread gives the loss's standard error.
+    """
+    p = np.clip(proba[np.arange(len(y_index)), y_index], _EPS, 1.0)
+    w = compute_sample_weight("balanced", y_index)
+    if units is None:
+        return len(w) * w * -np.log(p) / np.sum(w)
+    _, inverse = np.unique(np.asarray(units).astype(str), return_inverse=True)
+    per = np.bincount(inverse, weights=w * -np.log(p))
+    return len(per) * per / np.sum(w)
+
+
 def _blend(probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     return sum(w * p for w, p in zip(weights, probas))
 
 
 def choose_weights(
-    probas: Sequence[np.ndarray], y_index: np.ndarray, step: float
+    probas: Sequence[np.ndarray], y_index: np.ndarray, step: float, units: np.ndarray | None = None
 ) -> tuple[np.ndarray, float, int | None]:
-    """Simplex weights minimising the balanced log-loss of the blend.
+    """Simplex weights: the most even blend whose balanced log-loss is within one standard error of the best.
+
+    Every blend of the grid (single members included, as its corners) is scored by the
+    class-balanced log-loss on the validation rows; its standard error is that of the mean of
+    the per-unit losses (:func:`unit_losses`, units = held-out treatments). Among the blends no
+    worse than the best by more than one standard error of the best (Breiman's one-standard-error
+    rule), the one closest to equal weights is kept (ties: the lower loss). A few dozen validation
+    treatments cannot tell 0.6/0.4 from 0.5/0.5; an even blend is the choice that varies least
+    with them, and a member far worse than the others still gets a small or zero weight.
 
     Parameters
     ----------
@@ -105,6 +210,8 @@ def choose_weights(
         The validation rows' true class, as column indices.
     step : float
         Grid step of the weights (must divide 1).
+    units : (n,) array or None
+        The independent unit of each row (its treatment); ``None``: the rows.
 
     Returns
     -------
@@ -112,23 +219,21 @@ def choose_weights(
     loss : float
         The chosen blend's balanced log-loss.
     fallback : int or None
-        Index of the single member the ensemble fell back to (a blend must beat the best single
-        member by more than 1e-9), else ``None``. Among equal blends the most even wins.
+        Index of the single member the weights select alone, else ``None``.
     """
     m = len(probas)
-    single = np.array([balanced_log_loss(y_index, p) for p in probas])
-    best_single = int(np.argmin(single))
     if m == 1:
-        return np.ones(1), float(single[0]), 0
+        return np.ones(1), balanced_log_loss(y_index, probas[0]), 0
     grid = simplex_grid(m, step)
-    losses = np.array([balanced_log_loss(y_index, _blend(probas, w)) for w in grid])
-    if losses.min() >= single[best_single] - _TOL:
-        weights = np.zeros(m)
-        weights[best_single] = 1.0
-        return weights, float(single[best_single]), best_single
-    best = np.flatnonzero(np.isclose(losses, losses.min(), rtol=0, atol=_TOL))
-    choice = best[np.argmin(np.abs(grid[best] - 1 / m).sum(axis=1))]
-    return grid[choice], float(losses[choice]), None
+    per_unit = np.array([unit_losses(y_index, _blend(probas, w), units) for w in grid])
+    losses = per_unit.mean(axis=1)
+    best = int(np.argmin(losses))
+    se = per_unit[best].std(ddof=1) / np.sqrt(per_unit.shape[1]) if per_unit.shape[1] > 1 else 0.0
+    ok = np.flatnonzero(losses <= losses[best] + se + _TOL)
+    spread = np.abs(grid[ok] - 1 / m).sum(axis=1)
+    choice = ok[np.lexsort((losses[ok], np.round(spread, 9)))[0]]
+    corner = np.flatnonzero(np.isclose(grid[choice], 1.0))
+    return grid[choice], float(losses[choice]), (int(corner[0]) if len(corner) else None)
 
 
 def _rows(params: Mapping[str, Any], rows: np.ndarray) -> dict[str, Any]:
@@ -219,6 +324,10 @@ class MoAEnsemble(ClassifierMixin, BaseEstimator):
         "cnn_embedding")``; thumbnail models are wrapped in :class:`ImageMember`.
     weight_step : float
         Grid step of the weights on the simplex (0.1: 66 blends of three members).
+    calibrate : bool
+        Temperature-scale each member on the inner validation rows (:func:`fit_temperature`)
+        before the weights are chosen and in every blend, so that a member's sharpness does not
+        decide its weight.
     seed : int
         Seed of the members built by name and of the inner split.
     cv : splitter or None
@@ -240,7 +349,10 @@ class MoAEnsemble(ClassifierMixin, BaseEstimator):
     dropped_ : dict name -> why the member was not fitted.
     notes_ : dict name -> how a member was fitted differently from its default.
     fallback_ : name of the single member the ensemble is, or ``None`` for a blend.
+    temperatures_ : dict name -> temperature applied to the member's probabilities (1: as they are).
     validation_loss_ : balanced log-loss of the chosen blend on the inner validation rows.
+    inner_units_ : (n_val,) treatment (else group) of each inner validation row, or ``None``: the
+        units whose spread gives the standard error of the weight choice.
     inner_split_ : (train rows, validation rows) indices into the fitted rows, or ``None``.
     inner_proba_ : dict name -> (n_val, k) inner-validation probabilities (what chose the weights).
     """
@@ -252,6 +364,7 @@ class MoAEnsemble(ClassifierMixin, BaseEstimator):
         self,
         members: Sequence = DEFAULT_MEMBERS,
         weight_step: float = 0.1,
+        calibrate: bool = True,
         seed: int = 0,
         cv: Any = None,
         validation_fraction: float = 0.25,
@@ -259,6 +372,7 @@ class MoAEnsemble(ClassifierMixin, BaseEstimator):
     ) -> None:
         self.members = members
         self.weight_step = weight_step
+        self.calibrate = calibrate
         self.seed = seed
         self.cv = cv
         self.validation_fraction = validation_fraction
@@ -376,15 +490,21 @@ class MoAEnsemble(ClassifierMixin, BaseEstimator):
             self.inner_proba_[name] = align_proba(proba, inner.classes_, self.classes_)
             self.members_[name] = inner if extra else clone(est).fit(X, y, **fit_params)
         self.inner_y_ = None if split is None else y_index[split[1]]
+        units = used.get("treatments", used.get("groups"))
+        self.inner_units_ = None if split is None or units is None else np.asarray(units)[split[1]]
         self._set_weights(list(self.members_))
         return self
 
     def _set_weights(self, names: list[str]) -> None:
+        self.temperatures_ = {n: 1.0 for n in names}
         if self.inner_y_ is None:
             self.weights_ = {n: 1 / len(names) for n in names}
             self.fallback_, self.validation_loss_ = None, None
             return
-        w, loss, fb = choose_weights([self.inner_proba_[n] for n in names], self.inner_y_, self.weight_step)
+        if self.calibrate:
+            self.temperatures_ = {n: fit_temperature(self.inner_proba_[n], self.inner_y_) for n in names}
+        probas = [temper(self.inner_proba_[n], self.temperatures_[n]) for n in names]
+        w, loss, fb = choose_weights(probas, self.inner_y_, self.weight_step, self.inner_units_)
         self.weights_ = dict(zip(names, (float(v) for v in w)))
         self.fallback_ = None if fb is None else names[fb]
         self.validation_loss_ = loss
@@ -402,7 +522,7 @@ class MoAEnsemble(ClassifierMixin, BaseEstimator):
         sub = clone(self).set_params(
             members=tuple(m for m in self.members if (m if isinstance(m, str) else m[0]) in keep)
         )
-        for attr in ("classes_", "n_features_in_", "inner_split_", "inner_y_", "dropped_", "notes_"):
+        for attr in ("classes_", "n_features_in_", "inner_split_", "inner_y_", "inner_units_", "dropped_", "notes_"):
             setattr(sub, attr, getattr(self, attr))
         if hasattr(self, "feature_names_in_"):
             sub.feature_names_in_ = self.feature_names_in_
@@ -413,13 +533,15 @@ class MoAEnsemble(ClassifierMixin, BaseEstimator):
 
     # ---- prediction ---------------------------------------------------------------
     def blend(self, probas: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The weighted vote of member probabilities ``{name: (n, k) in classes_ order}``: (n, k)."""
+        """The weighted vote of member probabilities ``{name: (n, k) in classes_ order}``, each
+        tempered by its ``temperatures_`` first: (n, k)."""
         check_is_fitted(self, "weights_")
         missing = [n for n, w in self.weights_.items() if w > 0 and n not in probas]
         if missing:
             raise ValueError(f"probabilities of member(s) {missing} are missing")
-        return _blend([probas[n] for n, w in self.weights_.items() if w > 0],
-                      [w for w in self.weights_.values() if w > 0])  # fmt: skip
+        temperatures = getattr(self, "temperatures_", {})
+        used = [n for n, w in self.weights_.items() if w > 0]
+        return _blend([temper(probas[n], temperatures.get(n, 1.0)) for n in used], [self.weights_[n] for n in used])
 
     def predict_proba(self, X, **metadata) -> np.ndarray:
         """(n, k) blended probabilities in ``classes_`` order; ``metadata`` as for :meth:`fit`

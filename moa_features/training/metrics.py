@@ -124,10 +124,11 @@ def ensemble_summary(per_fold: list[dict]) -> dict[str, Any]:
     """Per-fold weights and fallbacks, and a sentence saying how often the ensemble fell back."""
     fell = [f["fallback"] for f in per_fold if f["fallback"]]
     note = (
-        f"no blend beat the best single member on the inner validation in {len(fell)} of {len(per_fold)} "
-        f"folds; there the ensemble is that member ({', '.join(sorted(set(fell)))})"
+        f"the weight rule (the most even blend within one standard error of the best on the inner validation) "
+        f"gave one member all the weight in {len(fell)} of {len(per_fold)} folds; there the ensemble is that "
+        f"member ({', '.join(sorted(set(fell)))})"
         if fell
-        else "a blend beat every single member on the inner validation in every fold"
+        else "the weight rule kept a blend of members in every fold"
     )
     return {"folds": per_fold, "n_fallback": len(fell), "note": note}
 

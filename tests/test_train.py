@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -274,3 +275,45 @@ def test_active_only_drops_inactive_treatments(screen, tmp_path):
     assert [t.split("@")[0] for t in inactive] == ["drug2_1"]
     assert metrics["config"]["inactive_treatments_dropped"] == inactive
     assert metrics["config"]["n_rows"] == len(df) - int(inert.sum())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the baseline's second process needs 2 cores")
+def test_baseline_in_a_second_process_gives_the_same_run(screen, tmp_path, capsys):
+    """With --n-jobs 2 the Keras baseline trains in a second process beside the other models: same
+    predictions and the same saved network as when everything trains in one process."""
+    table, thumbs = screen
+    runs = {}
+    for n_jobs in (1, 2):
+        out = tmp_path / f"n{n_jobs}"
+        train.run_training(table, out, thumbs, split="plate", models=("cnn", "knn"), cnn_epochs=2, cnn_patience=1,
+                           n_jobs=n_jobs, n_permutations=20)  # fmt: skip
+        runs[n_jobs] = out
+        assert ("second process" in capsys.readouterr().err) == (n_jobs == 2)
+    one, two = (read_table(runs[n] / "predictions.parquet") for n in (1, 2))
+    assert list(one["model"].unique()) == list(two["model"].unique()) == ["cnn", "knn", "majority"]
+    proba = [c for c in one.columns if c.startswith("proba_")]
+    np.testing.assert_array_equal(one[proba].to_numpy(), two[proba].to_numpy())
+    hist = [json.loads((runs[n] / "history.json").read_text())["cnn"] for n in (1, 2)]
+    assert hist[0] == hist[1] and len(hist[0]) == 3
+    saved = [predict_mod.main([str(runs[n]), str(table), "--thumbs", str(thumbs), "--models", "cnn", "-o",
+                               str(tmp_path / f"p{n}.parquet")]) for n in (1, 2)]  # fmt: skip
+    assert saved == [0, 0]
+    p1, p2 = (read_table(tmp_path / f"p{n}.parquet") for n in (1, 2))
+    pd_cols = [c for c in p1.columns if c.startswith("proba_")]
+    np.testing.assert_array_equal(p1[pd_cols].to_numpy(), p2[pd_cols].to_numpy())
+
+
+def test_baseline_process_only_with_two_cores_and_leaves_the_rest():
+    from moa_features.training.fitting import BaselineJob, Settings
+
+    class Data:  # what wanted() reads: thumbnails present or not
+        thumbs = np.zeros((1, 4, 4, 1), np.uint8)
+
+    cores = os.cpu_count() or 1
+    assert not BaselineJob.wanted(Settings(models=("cnn", "knn"), n_jobs=1), Data())
+    assert BaselineJob.wanted(Settings(models=("cnn", "knn"), n_jobs=-1), Data()) == (cores >= 2)
+    assert not BaselineJob.wanted(Settings(models=("xgboost", "knn"), n_jobs=-1), Data())
+    if cores >= 2:
+        assert BaselineJob.rest(Settings(n_jobs=2)).n_jobs == 1
+        assert BaselineJob.rest(Settings(n_jobs=-1)).n_jobs == cores - 1

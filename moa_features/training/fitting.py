@@ -10,16 +10,22 @@ the ensemble's weights) uses a fold of the outer split's own kind on the trainin
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from moa_features.columns import resolve_n_jobs
 from moa_features.models import registry, splits
 from moa_features.models.ensemble import ImageMember, MoAEnsemble, align_proba
 from moa_features.models.knn import ProfileKNNClassifier
@@ -143,9 +149,9 @@ def fit_ensemble(
 
 
 def fit_fold(
-    data: TrainingData, train: np.ndarray, settings: Settings, params: Params
+    data: TrainingData, train: np.ndarray, settings: Settings, params: Params, skip: Sequence[str] = ()
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Fit every model of ``settings.models`` on the rows ``train`` only.
+    """Fit every model of ``settings.models`` (less ``skip``) on the rows ``train`` only.
 
     Early-stopping splits hold the held-out units out whole.
 
@@ -160,6 +166,8 @@ def fit_fold(
     params : dict of str to ndarray
         The outer split's per-row ``split`` arguments: ``groups`` the held-out unit per row,
         and ``plates`` / ``batches``.
+    skip : sequence of str, default ()
+        Models fitted elsewhere (the Keras baseline of a :class:`BaselineJob`).
 
     Returns
     -------
@@ -205,7 +213,7 @@ def fit_fold(
         "majority": lambda m: m.fit(Xtr, y),
         "cnn": lambda m: m.fit(data.thumbs[train], y, groups=g),
     }
-    for name in (m for m in models if m in fitters and m not in fitted):
+    for name in (m for m in models if m in fitters and m not in fitted and m not in skip):
         t = time.perf_counter()
         fitted[name] = fitters[name](settings.build(name))
         seconds[name] = time.perf_counter() - t
@@ -367,7 +375,9 @@ class FoldResults:
     preprocessing: list = field(default_factory=list)  # per fold: recipe, sphering epsilon and how it was chosen
 
 
-def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Settings) -> FoldResults:
+def evaluate_folds(
+    data: TrainingData, folds: list, params: Params, settings: Settings, background: BaselineJob | None = None
+) -> FoldResults:
     """Fit on each fold's training rows, predict its test rows.
 
     Parameters
@@ -380,6 +390,9 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
         The outer split's per-row ``split`` arguments.
     settings : Settings
         Models and their settings.
+    background : BaselineJob, optional
+        The Keras baseline of these folds, fitted in another process meanwhile; its
+        predictions join the others' (same rows, same order as when fitted here).
 
     Returns
     -------
@@ -388,16 +401,17 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
         importances, selections, ensemble weights, CNN epochs, timings and each fold's
         preprocessing choice.
     """
-    preds, ensemble, epochs, n_selected, untrained, choices = [], [], [], [], set(), []
+    ensemble, epochs, n_selected, untrained, choices, probas = [], [], [], set(), [], []
     histories: dict[str, list] = {"cnn": [], "cnn_embedding": []}
     importance = np.zeros(len(data.feature_names))
     timings: dict[str, float] = {}
+    skip = BaselineJob.MODELS if background is not None else ()
     full = data
     for fold, (train, test) in enumerate(folds):
         t0 = time.perf_counter()
         data = fold_data(full, train)
-        fitted, seconds = fit_fold(data, train, settings, params)
-        proba = predict_fold(fitted, data, test)
+        fitted, seconds = fit_fold(data, train, settings, params, skip)
+        probas.append(predict_fold(fitted, data, test))
         untrained |= set(data.y[test].tolist()) - set(data.y[train].tolist())
         for k, v in seconds.items():
             timings[k] = timings.get(k, 0.0) + v
@@ -413,20 +427,29 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
             epochs.append(int(fitted["cnn_embedding"].selected_epochs_))
         if "ensemble" in fitted:
             ensemble.append(fold_record(fitted["ensemble"], fitted.get(ABLATION)))
-        keys = {"unit_key": params["groups"][test], "treatment_key": data.profiles[test], "well_key": data.wells[test]}
-        for name, p in proba.items():
-            frame = data.meta.iloc[test].reset_index(drop=True)
+        _log(
+            f"fold {fold + 1}/{len(folds)}: {len(train)} train, {len(test)} test rows, {time.perf_counter() - t0:.1f} s"
+        )
+    if background is not None:
+        for proba, done in zip(probas, background.folds()):
+            for name, (p, history, seconds) in done.items():
+                proba[name] = p
+                histories[name].append(history)
+                timings[name] = timings.get(name, 0.0) + seconds
+    preds = []
+    for fold, ((_, test), proba) in enumerate(zip(folds, probas)):
+        keys = {"unit_key": params["groups"][test], "treatment_key": full.profiles[test], "well_key": full.wells[test]}
+        for name in (n for n in (*registry.MODELS, ABLATION) if n in proba):  # registry order, wherever fitted
+            p = proba[name]
+            frame = full.meta.iloc[test].reset_index(drop=True)
             frame.insert(0, "fold", fold)
             frame.insert(0, "model", name)
             for k, v in keys.items():
                 frame[k] = v
-            frame["y_true"] = data.y[test]
-            frame["y_pred"] = data.classes[np.argmax(p, axis=1)]
-            frame[[f"proba_{c}" for c in data.classes]] = p
+            frame["y_true"] = full.y[test]
+            frame["y_pred"] = full.classes[np.argmax(p, axis=1)]
+            frame[[f"proba_{c}" for c in full.classes]] = p
             preds.append(frame)
-        _log(
-            f"fold {fold + 1}/{len(folds)}: {len(train)} train, {len(test)} test rows, {time.perf_counter() - t0:.1f} s"
-        )
     return FoldResults(
         pd.concat(preds, ignore_index=True),
         histories,
@@ -440,7 +463,120 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
     )
 
 
-def fit_final(data: TrainingData, settings: Settings, params: Params) -> dict[str, Any]:
+def _fit_baseline(
+    thumbs: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    folds: list,
+    final: str | None,
+    classes: np.ndarray,
+    settings: Settings,
+) -> list[dict[str, tuple]]:
+    """The work of a :class:`BaselineJob`, run in its process: the Keras baseline fitted on each fold's
+    training rows exactly as :func:`fit_fold` fits it (``groups`` for its early stopping), its test-row
+    probabilities in ``classes`` order; then, with ``final`` (a ``.keras`` path), refitted on all rows and
+    saved there (a file, so no Keras object is unpickled by a thread of the parent)."""
+    out = []
+    for train, test in folds:
+        t = time.perf_counter()
+        model = settings.build("cnn").fit(thumbs[train], y[train], groups=groups[train])
+        seconds = time.perf_counter() - t
+        proba = align_proba(model.predict_proba(thumbs[test]), model.classes_, classes)
+        out.append({"cnn": (proba, model.history_, seconds)})
+    if final is not None:
+        settings.build("cnn").fit(thumbs, y, groups=groups).save(final)
+    return out
+
+
+class BaselineJob:
+    """The Keras baseline (``cnn``) of every outer fold and of the final refit, fitted in a second process
+    while this one fits the other models.
+
+    The baseline shares nothing with the other models (its own thumbnails input, no preprocessing,
+    no ensemble), so fitting it beside them changes no figure: the same seeds give the same
+    networks. :func:`evaluate_folds` and :func:`fit_final` collect its results (``folds``,
+    ``final``); an error in the second process is raised there.
+
+    Parameters
+    ----------
+    data : TrainingData
+        The labelled rows, with thumbnails.
+    folds : list of tuple of ndarray
+        The outer ``(train, test)`` rows.
+    params : dict of str to ndarray
+        The outer split's per-row arguments (``groups`` hold the units out in early stopping).
+    settings : Settings
+        Model settings (epochs, patience, seed).
+    final : bool
+        Also refit on all rows (for ``moa-features predict``).
+    """
+
+    MODELS = ("cnn",)
+
+    def __init__(self, data: TrainingData, folds: list, params: Params, settings: Settings, final: bool) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a fresh interpreter (never a fork of a process that may hold JAX's threads)
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._folder = tempfile.mkdtemp(prefix="moa-features-cnn-")
+        self._final = str(Path(self._folder) / "cnn.keras") if final else None
+        thumbs = np.ascontiguousarray(data.thumbs)
+        self._future = self._pool.submit(
+            _fit_baseline, thumbs, data.y, np.asarray(params["groups"]), folds, self._final, data.classes, settings
+        )
+
+    @staticmethod
+    def cores(settings: Settings) -> int:
+        """The cores ``settings.n_jobs`` allows on this machine (``-1``: all)."""
+        return min(resolve_n_jobs(settings.n_jobs), os.cpu_count() or 1)
+
+    @classmethod
+    def wanted(cls, settings: Settings, data: TrainingData) -> bool:
+        """Whether a run fits the baseline in a second process: it trains ``cnn`` with thumbnails and
+        ``settings.n_jobs`` allows 2 or more cores (``-1``: all) on a machine that has them. The
+        other models then get the cores left (:meth:`rest`), so the two processes never compete
+        for more cores than allowed (OpenMP threads that wait on a busy core spin)."""
+        models = _expand_models(settings.models, data.thumbs is not None)
+        return "cnn" in models and data.thumbs is not None and cls.cores(settings) >= 2
+
+    @classmethod
+    def rest(cls, settings: Settings) -> Settings:
+        """``settings`` for the models of this process: ``n_jobs`` less the core of the baseline's process."""
+        return dataclasses.replace(settings, n_jobs=cls.cores(settings) - 1)
+
+    def _result(self) -> list[dict[str, tuple]]:
+        try:
+            return self._future.result()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the second process (at once if it is still fitting: after an error elsewhere)."""
+        if not self._future.done():
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def folds(self) -> list[dict[str, tuple]]:
+        """Per fold, ``{"cnn": (probabilities (n_test, k), history, seconds)}`` (waits for the process)."""
+        return self._result()
+
+    def final(self) -> Any:
+        """The baseline refitted on all rows, or ``None`` without ``final`` (waits for the process)."""
+        self._result()
+        if self._final is None:
+            return None
+        from moa_features.models.cnn import CNNClassifier
+
+        return CNNClassifier.load(self._final)
+
+
+def fit_final(
+    data: TrainingData, settings: Settings, params: Params, background: BaselineJob | None = None
+) -> dict[str, Any]:
     """Every model refitted on all rows (for ``moa-features predict``).
 
     Parameters
@@ -451,11 +587,16 @@ def fit_final(data: TrainingData, settings: Settings, params: Params) -> dict[st
         Models and their settings.
     params : dict of str to ndarray
         The split's per-row arguments (early stopping holds their units out whole).
+    background : BaselineJob, optional
+        Started with ``final=True``: the Keras baseline comes from it.
 
     Returns
     -------
     dict of str to object
         Fitted objects by name, as :func:`fit_fold`.
     """
-    fitted, _ = fit_fold(data, np.arange(len(data.y)), settings, params)
+    if background is None:
+        return fit_fold(data, np.arange(len(data.y)), settings, params)[0]
+    fitted, _ = fit_fold(data, np.arange(len(data.y)), settings, params, BaselineJob.MODELS)
+    fitted["cnn"] = background.final()
     return fitted

@@ -24,6 +24,7 @@ from moa_features.training.data import load_training_data
 from moa_features.training.fitting import (
     DEFAULT_MODELS,
     EPSILONS,
+    BaselineJob,
     Settings,
     _expand_models,
     _log,
@@ -292,7 +293,22 @@ def run_training(
         f"{len(data.y)} rows, {len(data.feature_names)} features, {len(data.classes)} classes, {len(outer)} "
         f"{settings.split} folds ({splits.QUESTIONS[settings.split]}), models {', '.join(expanded)}"
     )
-    results = evaluate_folds(data, outer, params, settings)
+    background = None
+    if BaselineJob.wanted(settings, data):
+        background = BaselineJob(data, outer, params, settings, save_models)
+        settings = BaselineJob.rest(settings)
+        _log(f"the Keras baseline (cnn) is fitted in a second process meanwhile (--n-jobs; {settings.n_jobs} core(s) "
+             "left for the other models)")  # fmt: skip
+    try:
+        results = evaluate_folds(data, outer, params, settings, background)
+        final = None
+        if save_models:
+            t0 = time.perf_counter()
+            final = fit_final(data, settings, params, background)
+            results.timings["final_fit"] = time.perf_counter() - t0
+    finally:
+        if background is not None:
+            background.close()
     result = compute_metrics(
         results.predictions, data.classes, results.untrained, n_permutations=n_permutations, seed=seed
     )
@@ -343,11 +359,6 @@ def run_training(
         "scheduler": scheduler,
         "versions": package_versions(),
     }
-    final = None
-    if save_models:
-        t0 = time.perf_counter()
-        final = fit_final(data, settings, params)
-        results.timings["final_fit"] = time.perf_counter() - t0
     result["timings"] = {k: round(v, 3) for k, v in results.timings.items()}
     with open_run(output, overwrite) as run:
         result["config"]["run_id"] = run.run_id

@@ -376,7 +376,7 @@ class FoldResults:
 
 
 def evaluate_folds(
-    data: TrainingData, folds: list, params: Params, settings: Settings, background: BaselineJob | None = None
+    data: TrainingData, folds: list, params: Params, settings: Settings, background: SecondProcess | None = None
 ) -> FoldResults:
     """Fit on each fold's training rows, predict its test rows.
 
@@ -390,9 +390,9 @@ def evaluate_folds(
         The outer split's per-row ``split`` arguments.
     settings : Settings
         Models and their settings.
-    background : BaselineJob, optional
-        The Keras baseline of these folds, fitted in another process meanwhile; its
-        predictions join the others' (same rows, same order as when fitted here).
+    background : SecondProcess, optional
+        Fits the Keras baseline of these folds in another process meanwhile; its predictions
+        join the others' (same rows, same order as when fitted here).
 
     Returns
     -------
@@ -405,7 +405,7 @@ def evaluate_folds(
     histories: dict[str, list] = {"cnn": [], "cnn_embedding": []}
     importance = np.zeros(len(data.feature_names))
     timings: dict[str, float] = {}
-    skip = BaselineJob.MODELS if background is not None else ()
+    skip = background.models if background is not None else ()
     full = data
     for fold, (train, test) in enumerate(folds):
         t0 = time.perf_counter()
@@ -430,7 +430,7 @@ def evaluate_folds(
         _log(
             f"fold {fold + 1}/{len(folds)}: {len(train)} train, {len(test)} test rows, {time.perf_counter() - t0:.1f} s"
         )
-    if background is not None:
+    if background is not None and background.models:
         for proba, done in zip(probas, background.folds()):
             for name, (p, history, seconds) in done.items():
                 proba[name] = p
@@ -463,89 +463,96 @@ def evaluate_folds(
     )
 
 
-def _fit_baseline(
-    thumbs: np.ndarray,
-    y: np.ndarray,
-    groups: np.ndarray,
-    folds: list,
-    final: str | None,
-    classes: np.ndarray,
-    settings: Settings,
-) -> list[dict[str, tuple]]:
-    """The work of a :class:`BaselineJob`, run in its process: the Keras baseline fitted on each fold's
-    training rows exactly as :func:`fit_fold` fits it (``groups`` for its early stopping), its test-row
-    probabilities in ``classes`` order; then, with ``final`` (a ``.keras`` path), refitted on all rows and
-    saved there (a file, so no Keras object is unpickled by a thread of the parent)."""
+def _second_process(
+    data: TrainingData, folds: list, params: Params, settings: Settings, baseline: bool, final: str | None
+) -> tuple[list[dict[str, tuple]], float | None]:
+    """The work of a :class:`SecondProcess`, run in that process.
+
+    With ``baseline``, the Keras baseline fitted on each fold's training rows exactly as :func:`fit_fold`
+    fits it (``groups`` for its early stopping) and its test-row probabilities in ``data.classes``
+    order; with ``final`` (a folder), every model refitted on all rows (:func:`fit_final`) and written
+    there (:func:`~moa_features.training.writing.save_models`: files, so no Keras object is unpickled
+    by the parent). Returns the per-fold results and the final refit's wall seconds.
+    """
+    from moa_features.training.writing import save_models
+
     out = []
-    for train, test in folds:
+    groups = np.asarray(params["groups"])
+    for train, test in folds if baseline else ():
         t = time.perf_counter()
-        model = settings.build("cnn").fit(thumbs[train], y[train], groups=groups[train])
+        model = settings.build("cnn").fit(data.thumbs[train], data.y[train], groups=groups[train])
         seconds = time.perf_counter() - t
-        proba = align_proba(model.predict_proba(thumbs[test]), model.classes_, classes)
+        proba = align_proba(model.predict_proba(data.thumbs[test]), model.classes_, data.classes)
         out.append({"cnn": (proba, model.history_, seconds)})
-    if final is not None:
-        settings.build("cnn").fit(thumbs, y, groups=groups).save(final)
-    return out
+    if final is None:
+        return out, None
+    t = time.perf_counter()
+    save_models(Path(final), fit_final(data, settings, params), data)
+    return out, time.perf_counter() - t
 
 
-class BaselineJob:
-    """The Keras baseline (``cnn``) of every outer fold and of the final refit, fitted in a second process
-    while this one fits the other models.
+class SecondProcess:
+    """Work fitted in a second process while this one fits the outer folds: the Keras baseline (``cnn``)
+    of every outer fold, and the final refit of every model on all rows.
 
-    The baseline shares nothing with the other models (its own thumbnails input, no preprocessing,
-    no ensemble), so fitting it beside them changes no figure: the same seeds give the same
-    networks. :func:`evaluate_folds` and :func:`fit_final` collect its results (``folds``,
-    ``final``); an error in the second process is raised there.
+    Neither shares anything with the folds' other models: the baseline has its own input (thumbnails),
+    no preprocessing and no ensemble; the final refit depends on no fold. Fitted beside them, they
+    change no figure and no saved model (the same seeds give the same networks and trees).
+    :func:`evaluate_folds` collects the baseline's predictions (:meth:`folds`), ``train`` the saved
+    final models (:meth:`final`); an error in the second process is raised there.
 
     Parameters
     ----------
     data : TrainingData
-        The labelled rows, with thumbnails.
+        The labelled rows.
     folds : list of tuple of ndarray
         The outer ``(train, test)`` rows.
     params : dict of str to ndarray
         The outer split's per-row arguments (``groups`` hold the units out in early stopping).
     settings : Settings
-        Model settings (epochs, patience, seed).
+        Model settings (the second process's models use one thread).
     final : bool
-        Also refit on all rows (for ``moa-features predict``).
+        Also refit every model on all rows (for ``moa-features predict``).
     """
-
-    MODELS = ("cnn",)
 
     def __init__(self, data: TrainingData, folds: list, params: Params, settings: Settings, final: bool) -> None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        self.models = ("cnn",) if self.fits_baseline(settings, data) else ()
         # spawn: a fresh interpreter (never a fork of a process that may hold JAX's threads)
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        self._folder = tempfile.mkdtemp(prefix="moa-features-cnn-")
-        self._final = str(Path(self._folder) / "cnn.keras") if final else None
-        thumbs = np.ascontiguousarray(data.thumbs)
+        self._folder = Path(tempfile.mkdtemp(prefix="moa-features-final-"))
+        self._final = final
         self._future = self._pool.submit(
-            _fit_baseline, thumbs, data.y, np.asarray(params["groups"]), folds, self._final, data.classes, settings
-        )
+            _second_process, dataclasses.replace(data, renormalize=None), folds, params,
+            dataclasses.replace(settings, n_jobs=1), bool(self.models), str(self._folder) if final else None,
+        )  # fmt: skip
 
     @staticmethod
     def cores(settings: Settings) -> int:
         """The cores ``settings.n_jobs`` allows on this machine (``-1``: all)."""
         return min(resolve_n_jobs(settings.n_jobs), os.cpu_count() or 1)
 
+    @staticmethod
+    def fits_baseline(settings: Settings, data: TrainingData) -> bool:
+        return data.thumbs is not None and "cnn" in _expand_models(settings.models, True)
+
     @classmethod
-    def wanted(cls, settings: Settings, data: TrainingData) -> bool:
-        """Whether a run fits the baseline in a second process: it trains ``cnn`` with thumbnails and
-        ``settings.n_jobs`` allows 2 or more cores (``-1``: all) on a machine that has them. The
-        other models then get the cores left (:meth:`rest`), so the two processes never compete
-        for more cores than allowed (OpenMP threads that wait on a busy core spin)."""
-        models = _expand_models(settings.models, data.thumbs is not None)
-        return "cnn" in models and data.thumbs is not None and cls.cores(settings) >= 2
+    def wanted(cls, settings: Settings, data: TrainingData, final: bool) -> bool:
+        """Whether a run uses a second process: ``settings.n_jobs`` allows 2 or more cores (``-1``: all)
+        on a machine that has them, there is work for it (the baseline, or the final refit) and no
+        Dask scheduler (which the final refit's XGBoost would use). The folds' models then get the
+        cores left (:meth:`rest`), so the two processes never ask for more cores than allowed."""
+        work = final or cls.fits_baseline(settings, data)
+        return work and settings.scheduler is None and cls.cores(settings) >= 2
 
     @classmethod
     def rest(cls, settings: Settings) -> Settings:
-        """``settings`` for the models of this process: ``n_jobs`` less the core of the baseline's process."""
+        """``settings`` for the folds' models: ``n_jobs`` less the second process's core."""
         return dataclasses.replace(settings, n_jobs=cls.cores(settings) - 1)
 
-    def _result(self) -> list[dict[str, tuple]]:
+    def _result(self) -> tuple[list[dict[str, tuple]], float | None]:
         try:
             return self._future.result()
         except BaseException:
@@ -553,7 +560,7 @@ class BaselineJob:
             raise
 
     def close(self) -> None:
-        """Stop the second process (at once if it is still fitting: after an error elsewhere)."""
+        """Stop the second process (at once if it is still fitting: after an error here) and remove its files."""
         if not self._future.done():
             for process in list(getattr(self._pool, "_processes", {}).values()):
                 process.terminate()
@@ -562,21 +569,16 @@ class BaselineJob:
 
     def folds(self) -> list[dict[str, tuple]]:
         """Per fold, ``{"cnn": (probabilities (n_test, k), history, seconds)}`` (waits for the process)."""
-        return self._result()
+        return self._result()[0]
 
-    def final(self) -> Any:
-        """The baseline refitted on all rows, or ``None`` without ``final`` (waits for the process)."""
-        self._result()
-        if self._final is None:
-            return None
-        from moa_features.models.cnn import CNNClassifier
-
-        return CNNClassifier.load(self._final)
+    def final(self) -> tuple[Path | None, float | None]:
+        """The folder holding the final models (:func:`~moa_features.training.writing.save_models`) and the
+        refit's wall seconds; ``(None, None)`` without ``final``. Valid until :meth:`close`."""
+        seconds = self._result()[1]
+        return (self._folder, seconds) if self._final else (None, None)
 
 
-def fit_final(
-    data: TrainingData, settings: Settings, params: Params, background: BaselineJob | None = None
-) -> dict[str, Any]:
+def fit_final(data: TrainingData, settings: Settings, params: Params) -> dict[str, Any]:
     """Every model refitted on all rows (for ``moa-features predict``).
 
     Parameters
@@ -587,16 +589,11 @@ def fit_final(
         Models and their settings.
     params : dict of str to ndarray
         The split's per-row arguments (early stopping holds their units out whole).
-    background : BaselineJob, optional
-        Started with ``final=True``: the Keras baseline comes from it.
 
     Returns
     -------
     dict of str to object
         Fitted objects by name, as :func:`fit_fold`.
     """
-    if background is None:
-        return fit_fold(data, np.arange(len(data.y)), settings, params)[0]
-    fitted, _ = fit_fold(data, np.arange(len(data.y)), settings, params, BaselineJob.MODELS)
-    fitted["cnn"] = background.final()
+    fitted, _ = fit_fold(data, np.arange(len(data.y)), settings, params)
     return fitted

@@ -216,7 +216,9 @@ def run_training(
     scheduler : str, optional
         A ``dask.distributed`` scheduler address for XGBoost.
     n_jobs : int, default 1
-        Threads of the models that take them.
+        CPU cores (``-1``: all). With 2 or more, a second process fits the Keras baseline of every
+        fold and the final refit while this one fits the folds (:class:`~moa_features.training.fitting.SecondProcess`;
+        same figures and models), and the folds' models get the other cores as threads.
     save_models : bool, default True
         Refit on all rows and save the models for ``moa-features predict``.
     command : str, optional

@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
     options = shlex.join([*train_options(args.preset), *shlex.split(args.train_args)])
     provenance = {"demo": f"moa-features demo --preset {args.preset} --seed {args.seed}", "demo train options": options}
-    build_report(table, run_dir=run, output=html, provenance=provenance | {k: round(v, 1) for k, v in timings.items()})
+    build_report(table, run_dir=run, output=html, provenance=provenance | {k: round(v, 1) for k, v in timings.items()},
+                 n_jobs=args.n_jobs)  # fmt: skip
     print(f"done in {time.perf_counter() - t0:.0f} s. Open the report: {html.resolve()}")
     return 0
 

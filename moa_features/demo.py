@@ -67,12 +67,13 @@ def train_options(preset: str) -> list[str]:
 
 
 def train_argv(
-    table: Path, thumbs: Path, run: Path, models: str, seed: int, extra: str = "", preset: str = "demo"
+    table: Path, thumbs: Path, run: Path, models: str, seed: int, extra: str = "", preset: str = "demo", n_jobs: int = 1
 ) -> list[str]:
-    """The ``moa-features train`` command line of the demo: :func:`train_options`, then
+    """The ``moa-features train`` command line of the demo: the demo's cores (``--n-jobs``; with 2 or more,
+    the Keras baseline trains in a second process beside the other models), :func:`train_options`, then
     ``extra`` (a shell-quoted string; later options override earlier ones)."""
     return [str(table), "--thumbs", str(thumbs), "-o", str(run), "--models", models, "--seed", str(seed),
-            "--no-report", *train_options(preset), *shlex.split(extra)]  # fmt: skip
+            "--no-report", "--n-jobs", str(n_jobs), *train_options(preset), *shlex.split(extra)]  # fmt: skip
 
 
 def progress(stage: str, message: str, elapsed: float, expected: float) -> str:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return status
     timings["extract_s"] = time.perf_counter() - t0
 
-    command = train_argv(table, thumbs, run, args.models, args.seed, args.train_args, args.preset)
+    command = train_argv(table, thumbs, run, args.models, args.seed, args.train_args, args.preset, args.n_jobs)
     print(progress("train", f"MoA of held-out treatments: moa-features train {shlex.join(command)}",
                    time.perf_counter() - t0, expected), flush=True)  # fmt: skip
     from moa_features.training import cli as train
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
     options = shlex.join([*train_options(args.preset), *shlex.split(args.train_args)])
     provenance = {"demo": f"moa-features demo --preset {args.preset} --seed {args.seed}", "demo train options": options}
-    build_report(table, run_dir=run, output=html, provenance=provenance | {k: round(v, 1) for k, v in timings.items()})
+    build_report(table, run_dir=run, output=html, provenance=provenance | {k: round(v, 1) for k, v in timings.items()},
+                 n_jobs=args.n_jobs)  # fmt: skip
     print(f"done in {time.perf_counter() - t0:.0f} s. Open the report: {html.resolve()}")
     return 0
 

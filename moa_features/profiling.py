@@ -36,7 +36,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import median_abs_deviation
 
 from moa_features import schema
 from moa_features.columns import control_mask
@@ -76,6 +75,29 @@ def is_control(df: pd.DataFrame, moa_col: str = schema.MOA, treatment_col: str =
     return pd.Series(control_mask(df, treatment=treatment_col, label=moa_col), index=df.index)
 
 
+MAD_NORMAL = 0.6744897501960817  # the normal quantile 0.75: MAD / MAD_NORMAL estimates the SD (scipy's scale="normal")
+
+
+def _column_medians(a: np.ndarray) -> np.ndarray:
+    """Median of each column of ``a`` (n, p) over its non-NaN values, exactly as ``np.median`` of that
+    column without its NaNs (the middle value, or the mean of the two middle ones); NaN for an all-NaN column."""
+    if len(a) == 0:
+        return np.full(a.shape[1], np.nan)
+    s = np.sort(a, axis=0)  # NaNs last
+    n = (~np.isnan(a)).sum(axis=0)
+    cols = np.arange(a.shape[1])
+    hi = s[np.minimum(n // 2, len(a) - 1), cols]
+    lo = s[np.maximum((n - 1) // 2, 0), cols]
+    out = np.where(n % 2 == 1, hi, (lo + hi) / 2)
+    return np.where(n > 0, out, np.nan)
+
+
+def _nan_mad(a: np.ndarray) -> np.ndarray:
+    """Median absolute deviation of each column over its non-NaN values: ``median(|x - median(x)|)``,
+    equal to ``scipy.stats.median_abs_deviation(a, axis=0, nan_policy="omit")`` without its per-column loop."""
+    return _column_medians(np.abs(a - _column_medians(a)))
+
+
 def robust_scale(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median and robust spread per column, NaNs ignored.
 
@@ -106,9 +128,8 @@ def robust_scale(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ref = np.asarray(ref, dtype=np.float64)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        center = np.nanmedian(ref, axis=0)
-        policy = "omit" if np.isnan(ref).any() else "propagate"
-        spread = np.asarray(median_abs_deviation(ref, axis=0, scale="normal", nan_policy=policy), dtype=np.float64)
+        center = _column_medians(ref)
+        spread = _nan_mad(ref) / MAD_NORMAL
         sd = np.nanstd(ref, axis=0)
     spread = np.where((spread > 0) & np.isfinite(spread), spread, sd)
     spread = np.where((spread > 0) & np.isfinite(spread), spread, 1.0)

@@ -148,6 +148,30 @@ def test_robust_scale_matches_normal_mad_and_falls_back():
     assert spread[2] == 1.0  # constant -> 1
 
 
+@pytest.mark.parametrize("n_rows", [1, 2, 7, 40])
+def test_robust_scale_equals_numpy_and_scipy_to_the_last_bit(n_rows):
+    """The vectorised medians give exactly np.nanmedian and scipy's nan-omitting MAD (odd and even
+    counts of non-NaN values per column, columns all NaN, none NaN)."""
+    import warnings
+
+    from scipy.stats import median_abs_deviation
+
+    rng = np.random.default_rng(n_rows)
+    x = rng.lognormal(size=(n_rows, 60)) * rng.choice([1e-3, 1.0, 1e4], size=60)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[:, 0] = np.nan
+    x[:, 1] = 3.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        center = np.nanmedian(x, axis=0)
+        mad = np.asarray(median_abs_deviation(x, axis=0, scale="normal", nan_policy="omit"))
+        got_center, got_spread = profiling.robust_scale(x)
+    np.testing.assert_array_equal(got_center, center)
+    finite = np.isfinite(mad) & (mad > 0)
+    np.testing.assert_array_equal(got_spread[finite], mad[finite])
+    assert profiling.robust_scale(np.empty((0, 3)))[1].tolist() == [1.0, 1.0, 1.0]
+
+
 def test_consensus_profiles_are_medians_of_well_medians():
     df = pd.DataFrame(
         {

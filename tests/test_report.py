@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 from pathlib import Path
 
@@ -231,3 +232,17 @@ def test_activity_without_treatment_classes(tmp_path):
     assert "<th>class</th>" not in act and "<td>t1</td>" in act
     coloured = section(render_html("t", [sections.activity_section(path, {"t1": "X"}, {"X": "#CC6677"})]), "activity")
     assert "<th>class</th>" in coloured and "<td>X</td>" in coloured
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the second process needs 2 cores")
+def test_two_cores_draw_the_same_page(demo, tmp_path):
+    """n_jobs=2: a second process draws the intensity and example sections; the page holds the same
+    sections in the same order and byte-identical figures."""
+    html = build_report(demo["table"], run_dir=demo["run"], output=tmp_path / "two.html", n_jobs=2)
+    text = html.read_text()
+    assert [s for s in re.findall(r'<section id="([a-z]+)">', text)] == list(SECTIONS)
+    one = sorted((demo["html"].parent / "tiny_files").glob("*.png"))
+    two = sorted((tmp_path / "two_files").glob("*.png"))
+    assert [p.name for p in one] == [p.name for p in two] and len(one) > 5
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two))
+    assert re.search(r"intensity_s.{0,80}examples_s", text, flags=re.S)  # timings in section order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -274,3 +275,50 @@ def test_active_only_drops_inactive_treatments(screen, tmp_path):
     assert [t.split("@")[0] for t in inactive] == ["drug2_1"]
     assert metrics["config"]["inactive_treatments_dropped"] == inactive
     assert metrics["config"]["n_rows"] == len(df) - int(inert.sum())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the second process needs 2 cores")
+def test_second_process_gives_the_same_run(screen, tmp_path, capsys):
+    """With --n-jobs 2 a second process fits the Keras baseline of every fold and the final refit beside
+    the folds' other models: the same predictions, histories and saved models as in one process."""
+    table, thumbs = screen
+    runs = {}
+    for n_jobs in (1, 2):
+        out = tmp_path / f"n{n_jobs}"
+        metrics = train.run_training(table, out, thumbs, split="plate", models=("cnn", "xgboost", "knn"), cnn_epochs=2,
+                                     cnn_patience=1, n_jobs=n_jobs, n_permutations=20)  # fmt: skip
+        runs[n_jobs] = out
+        assert ("a second process fits" in capsys.readouterr().err) == (n_jobs == 2)
+        assert "final_fit" in metrics["timings"]
+    one, two = (read_table(runs[n] / "predictions.parquet") for n in (1, 2))
+    assert list(one["model"].unique()) == list(two["model"].unique()) == ["cnn", "xgboost", "knn", "majority"]
+    proba = [c for c in one.columns if c.startswith("proba_")]
+    np.testing.assert_array_equal(one[proba].to_numpy(), two[proba].to_numpy())
+    hist = [json.loads((runs[n] / "history.json").read_text())["cnn"] for n in (1, 2)]
+    assert hist[0] == hist[1] and len(hist[0]) == 3
+    assert sorted(p.name for p in runs[1].iterdir()) == sorted(p.name for p in runs[2].iterdir())
+    for n in (1, 2):  # the saved models reload and predict the same
+        argv = [str(runs[n]), str(table), "--thumbs", str(thumbs), "-o", str(tmp_path / f"p{n}.parquet")]
+        assert predict_mod.main(argv) == 0
+    p1, p2 = (read_table(tmp_path / f"p{n}.parquet") for n in (1, 2))
+    assert set(p1["model"]) == {"cnn", "xgboost", "knn"}
+    cols = [c for c in p1.columns if c.startswith("proba_")]
+    np.testing.assert_array_equal(p1[cols].to_numpy(), p2[cols].to_numpy())
+
+
+def test_second_process_only_with_two_cores_and_leaves_the_rest():
+    from moa_features.training.fitting import SecondProcess, Settings
+
+    class Data:  # what wanted() reads: thumbnails present or not
+        thumbs = np.zeros((1, 4, 4, 1), np.uint8)
+
+    cores = os.cpu_count() or 1
+    assert not SecondProcess.wanted(Settings(models=("cnn", "knn"), n_jobs=1), Data(), True)
+    assert SecondProcess.wanted(Settings(models=("cnn", "knn"), n_jobs=-1), Data(), False) == (cores >= 2)
+    assert SecondProcess.wanted(Settings(models=("xgboost", "knn"), n_jobs=-1), Data(), True) == (cores >= 2)
+    assert not SecondProcess.wanted(Settings(models=("xgboost", "knn"), n_jobs=-1), Data(), False)
+    assert not SecondProcess.wanted(Settings(models=("cnn",), n_jobs=-1, scheduler="tcp://x:1"), Data(), True)
+    if cores >= 2:
+        assert SecondProcess.rest(Settings(n_jobs=2)).n_jobs == 1
+        assert SecondProcess.rest(Settings(n_jobs=-1)).n_jobs == cores - 1

@@ -10,16 +10,22 @@ the ensemble's weights) uses a fold of the outer split's own kind on the trainin
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from moa_features.columns import resolve_n_jobs
 from moa_features.models import registry, splits
 from moa_features.models.ensemble import ImageMember, MoAEnsemble, align_proba
 from moa_features.models.knn import ProfileKNNClassifier
@@ -143,9 +149,9 @@ def fit_ensemble(
 
 
 def fit_fold(
-    data: TrainingData, train: np.ndarray, settings: Settings, params: Params
+    data: TrainingData, train: np.ndarray, settings: Settings, params: Params, skip: Sequence[str] = ()
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Fit every model of ``settings.models`` on the rows ``train`` only.
+    """Fit every model of ``settings.models`` (less ``skip``) on the rows ``train`` only.
 
     Early-stopping splits hold the held-out units out whole.
 
@@ -160,6 +166,8 @@ def fit_fold(
     params : dict of str to ndarray
         The outer split's per-row ``split`` arguments: ``groups`` the held-out unit per row,
         and ``plates`` / ``batches``.
+    skip : sequence of str, default ()
+        Models fitted elsewhere (the Keras baseline of a :class:`BaselineJob`).
 
     Returns
     -------
@@ -205,7 +213,7 @@ def fit_fold(
         "majority": lambda m: m.fit(Xtr, y),
         "cnn": lambda m: m.fit(data.thumbs[train], y, groups=g),
     }
-    for name in (m for m in models if m in fitters and m not in fitted):
+    for name in (m for m in models if m in fitters and m not in fitted and m not in skip):
         t = time.perf_counter()
         fitted[name] = fitters[name](settings.build(name))
         seconds[name] = time.perf_counter() - t
@@ -367,7 +375,9 @@ class FoldResults:
     preprocessing: list = field(default_factory=list)  # per fold: recipe, sphering epsilon and how it was chosen
 
 
-def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Settings) -> FoldResults:
+def evaluate_folds(
+    data: TrainingData, folds: list, params: Params, settings: Settings, background: SecondProcess | None = None
+) -> FoldResults:
     """Fit on each fold's training rows, predict its test rows.
 
     Parameters
@@ -380,6 +390,9 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
         The outer split's per-row ``split`` arguments.
     settings : Settings
         Models and their settings.
+    background : SecondProcess, optional
+        Fits the Keras baseline of these folds in another process meanwhile; its predictions
+        join the others' (same rows, same order as when fitted here).
 
     Returns
     -------
@@ -388,16 +401,17 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
         importances, selections, ensemble weights, CNN epochs, timings and each fold's
         preprocessing choice.
     """
-    preds, ensemble, epochs, n_selected, untrained, choices = [], [], [], [], set(), []
+    ensemble, epochs, n_selected, untrained, choices, probas = [], [], [], set(), [], []
     histories: dict[str, list] = {"cnn": [], "cnn_embedding": []}
     importance = np.zeros(len(data.feature_names))
     timings: dict[str, float] = {}
+    skip = background.models if background is not None else ()
     full = data
     for fold, (train, test) in enumerate(folds):
         t0 = time.perf_counter()
         data = fold_data(full, train)
-        fitted, seconds = fit_fold(data, train, settings, params)
-        proba = predict_fold(fitted, data, test)
+        fitted, seconds = fit_fold(data, train, settings, params, skip)
+        probas.append(predict_fold(fitted, data, test))
         untrained |= set(data.y[test].tolist()) - set(data.y[train].tolist())
         for k, v in seconds.items():
             timings[k] = timings.get(k, 0.0) + v
@@ -413,20 +427,29 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
             epochs.append(int(fitted["cnn_embedding"].selected_epochs_))
         if "ensemble" in fitted:
             ensemble.append(fold_record(fitted["ensemble"], fitted.get(ABLATION)))
-        keys = {"unit_key": params["groups"][test], "treatment_key": data.profiles[test], "well_key": data.wells[test]}
-        for name, p in proba.items():
-            frame = data.meta.iloc[test].reset_index(drop=True)
+        _log(
+            f"fold {fold + 1}/{len(folds)}: {len(train)} train, {len(test)} test rows, {time.perf_counter() - t0:.1f} s"
+        )
+    if background is not None and background.models:
+        for proba, done in zip(probas, background.folds()):
+            for name, (p, history, seconds) in done.items():
+                proba[name] = p
+                histories[name].append(history)
+                timings[name] = timings.get(name, 0.0) + seconds
+    preds = []
+    for fold, ((_, test), proba) in enumerate(zip(folds, probas)):
+        keys = {"unit_key": params["groups"][test], "treatment_key": full.profiles[test], "well_key": full.wells[test]}
+        for name in (n for n in (*registry.MODELS, ABLATION) if n in proba):  # registry order, wherever fitted
+            p = proba[name]
+            frame = full.meta.iloc[test].reset_index(drop=True)
             frame.insert(0, "fold", fold)
             frame.insert(0, "model", name)
             for k, v in keys.items():
                 frame[k] = v
-            frame["y_true"] = data.y[test]
-            frame["y_pred"] = data.classes[np.argmax(p, axis=1)]
-            frame[[f"proba_{c}" for c in data.classes]] = p
+            frame["y_true"] = full.y[test]
+            frame["y_pred"] = full.classes[np.argmax(p, axis=1)]
+            frame[[f"proba_{c}" for c in full.classes]] = p
             preds.append(frame)
-        _log(
-            f"fold {fold + 1}/{len(folds)}: {len(train)} train, {len(test)} test rows, {time.perf_counter() - t0:.1f} s"
-        )
     return FoldResults(
         pd.concat(preds, ignore_index=True),
         histories,
@@ -438,6 +461,121 @@ def evaluate_folds(data: TrainingData, folds: list, params: Params, settings: Se
         sorted(untrained, key=str),
         choices,
     )
+
+
+def _second_process(
+    data: TrainingData, folds: list, params: Params, settings: Settings, baseline: bool, final: str | None
+) -> tuple[list[dict[str, tuple]], float | None]:
+    """The work of a :class:`SecondProcess`, run in that process.
+
+    With ``baseline``, the Keras baseline fitted on each fold's training rows exactly as :func:`fit_fold`
+    fits it (``groups`` for its early stopping) and its test-row probabilities in ``data.classes``
+    order; with ``final`` (a folder), every model refitted on all rows (:func:`fit_final`) and written
+    there (:func:`~moa_features.training.writing.save_models`: files, so no Keras object is unpickled
+    by the parent). Returns the per-fold results and the final refit's wall seconds.
+    """
+    from moa_features.training.writing import save_models
+
+    out = []
+    groups = np.asarray(params["groups"])
+    for train, test in folds if baseline else ():
+        t = time.perf_counter()
+        model = settings.build("cnn").fit(data.thumbs[train], data.y[train], groups=groups[train])
+        seconds = time.perf_counter() - t
+        proba = align_proba(model.predict_proba(data.thumbs[test]), model.classes_, data.classes)
+        out.append({"cnn": (proba, model.history_, seconds)})
+    if final is None:
+        return out, None
+    t = time.perf_counter()
+    save_models(Path(final), fit_final(data, settings, params), data)
+    return out, time.perf_counter() - t
+
+
+class SecondProcess:
+    """Work fitted in a second process while this one fits the outer folds: the Keras baseline (``cnn``)
+    of every outer fold, and the final refit of every model on all rows.
+
+    Neither shares anything with the folds' other models: the baseline has its own input (thumbnails),
+    no preprocessing and no ensemble; the final refit depends on no fold. Fitted beside them, they
+    change no figure and no saved model (the same seeds give the same networks and trees).
+    :func:`evaluate_folds` collects the baseline's predictions (:meth:`folds`), ``train`` the saved
+    final models (:meth:`final`); an error in the second process is raised there.
+
+    Parameters
+    ----------
+    data : TrainingData
+        The labelled rows.
+    folds : list of tuple of ndarray
+        The outer ``(train, test)`` rows.
+    params : dict of str to ndarray
+        The outer split's per-row arguments (``groups`` hold the units out in early stopping).
+    settings : Settings
+        Model settings (the second process's models use one thread).
+    final : bool
+        Also refit every model on all rows (for ``moa-features predict``).
+    """
+
+    def __init__(self, data: TrainingData, folds: list, params: Params, settings: Settings, final: bool) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.models = ("cnn",) if self.fits_baseline(settings, data) else ()
+        # spawn: a fresh interpreter (never a fork of a process that may hold JAX's threads)
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._folder = Path(tempfile.mkdtemp(prefix="moa-features-final-"))
+        self._final = final
+        self._future = self._pool.submit(
+            _second_process, dataclasses.replace(data, renormalize=None), folds, params,
+            dataclasses.replace(settings, n_jobs=1), bool(self.models), str(self._folder) if final else None,
+        )  # fmt: skip
+
+    @staticmethod
+    def cores(settings: Settings) -> int:
+        """The cores ``settings.n_jobs`` allows on this machine (``-1``: all)."""
+        return min(resolve_n_jobs(settings.n_jobs), os.cpu_count() or 1)
+
+    @staticmethod
+    def fits_baseline(settings: Settings, data: TrainingData) -> bool:
+        return data.thumbs is not None and "cnn" in _expand_models(settings.models, True)
+
+    @classmethod
+    def wanted(cls, settings: Settings, data: TrainingData, final: bool) -> bool:
+        """Whether a run uses a second process: ``settings.n_jobs`` allows 2 or more cores (``-1``: all)
+        on a machine that has them, there is work for it (the baseline, or the final refit) and no
+        Dask scheduler (which the final refit's XGBoost would use). The folds' models then get the
+        cores left (:meth:`rest`), so the two processes never ask for more cores than allowed."""
+        work = final or cls.fits_baseline(settings, data)
+        return work and settings.scheduler is None and cls.cores(settings) >= 2
+
+    @classmethod
+    def rest(cls, settings: Settings) -> Settings:
+        """``settings`` for the folds' models: ``n_jobs`` less the second process's core."""
+        return dataclasses.replace(settings, n_jobs=cls.cores(settings) - 1)
+
+    def _result(self) -> tuple[list[dict[str, tuple]], float | None]:
+        try:
+            return self._future.result()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the second process (at once if it is still fitting: after an error here) and remove its files."""
+        if not self._future.done():
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def folds(self) -> list[dict[str, tuple]]:
+        """Per fold, ``{"cnn": (probabilities (n_test, k), history, seconds)}`` (waits for the process)."""
+        return self._result()[0]
+
+    def final(self) -> tuple[Path | None, float | None]:
+        """The folder holding the final models (:func:`~moa_features.training.writing.save_models`) and the
+        refit's wall seconds; ``(None, None)`` without ``final``. Valid until :meth:`close`."""
+        seconds = self._result()[1]
+        return (self._folder, seconds) if self._final else (None, None)
 
 
 def fit_final(data: TrainingData, settings: Settings, params: Params) -> dict[str, Any]:

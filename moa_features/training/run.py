@@ -24,6 +24,7 @@ from moa_features.training.data import load_training_data
 from moa_features.training.fitting import (
     DEFAULT_MODELS,
     EPSILONS,
+    SecondProcess,
     Settings,
     _expand_models,
     _log,
@@ -215,7 +216,9 @@ def run_training(
     scheduler : str, optional
         A ``dask.distributed`` scheduler address for XGBoost.
     n_jobs : int, default 1
-        Threads of the models that take them.
+        CPU cores (``-1``: all). With 2 or more, a second process fits the Keras baseline of every
+        fold and the final refit while this one fits the folds (:class:`~moa_features.training.fitting.SecondProcess`;
+        same figures and models), and the folds' models get the other cores as threads.
     save_models : bool, default True
         Refit on all rows and save the models for ``moa-features predict``.
     command : str, optional
@@ -292,65 +295,79 @@ def run_training(
         f"{len(data.y)} rows, {len(data.feature_names)} features, {len(data.classes)} classes, {len(outer)} "
         f"{settings.split} folds ({splits.QUESTIONS[settings.split]}), models {', '.join(expanded)}"
     )
-    results = evaluate_folds(data, outer, params, settings)
-    result = compute_metrics(
-        results.predictions, data.classes, results.untrained, n_permutations=n_permutations, seed=seed
-    )
-    result["classes"] = [str(c) for c in data.classes]
-    result["preprocessing"] = preprocessing_record(settings, data, results.preprocessing, normalize)
-    result["negative_control"] = negative_control_note(data, result, exclude_labels)
-    if results.ensemble:
-        result["ensemble"] = ensemble_summary(results.ensemble)
-        result["embedding"] = result["ensemble"]["embedding"] = embedding_note(result["models"], results.ensemble)
-    result["config"] = {
-        "table": str(table_path),
-        "table_sha256": file_sha256(table_path),
-        "thumbs": str(thumbs_path) if thumbs_path else None,
-        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
-        "split": settings.split,
-        "split_requested": split,
-        "question": splits.QUESTIONS[settings.split],
-        "label": columns.label,
-        "group": columns.plate,
-        "treatment": columns.treatment,
-        "batch": columns.batch,
-        "experiment": columns.experiment,
-        "control": columns.describe_control(),
-        "columns": columns.as_config(),
-        "normalize": normalize,
-        "normalize_applied": data.normalization,
-        "thumbnail_normalization": data.thumbnail_normalization,
-        "preprocess": preprocess,
-        "sphere_epsilon": sphere_epsilon,
-        "exclude_labels": list(exclude_labels),
-        "active_only": active_only,
-        "inactive_treatments_dropped": data.inactive,
-        "seed": seed,
-        "models": list(expanded),
-        "n_rows": int(len(data.y)),
-        "n_features": len(data.feature_names),
-        "n_features_selected": results.n_selected,
-        "n_folds": len(outer),
-        "folds": "leave-one-out" if folds == 0 else (folds or "default"),
-        "folds_requested": "default" if folds_requested is None else folds_requested,
-        "inner_split": f"one of {round(1 / INNER_FRACTION)} {settings.split} folds of the training rows",
-        "cnn_epochs_max": cnn_epochs,
-        "cnn_patience": cnn_patience,
-        "cnn_embedding_epochs": results.cnn_epochs,
-        "n_permutations": n_permutations,
-        "n_bootstrap": N_BOOTSTRAP,
-        "aggregation": evaluation.AGGREGATION,
-        "scheduler": scheduler,
-        "versions": package_versions(),
-    }
-    final = None
-    if save_models:
-        t0 = time.perf_counter()
-        final = fit_final(data, settings, params)
-        results.timings["final_fit"] = time.perf_counter() - t0
-    result["timings"] = {k: round(v, 3) for k, v in results.timings.items()}
-    with open_run(output, overwrite) as run:
-        result["config"]["run_id"] = run.run_id
-        save_run(run.path, result, results, data, final)
+    background = None
+    if SecondProcess.wanted(settings, data, save_models):
+        background = SecondProcess(data, outer, params, settings, save_models)
+        settings = SecondProcess.rest(settings)
+        work = [w for w, on in (("the Keras baseline (cnn) of every fold", background.models), ("the final refit",
+                save_models)) if on]  # fmt: skip
+        _log(f"a second process fits {' and '.join(work)} meanwhile (--n-jobs; {settings.n_jobs} core(s) left for "
+             "the folds)")  # fmt: skip
+    try:
+        results = evaluate_folds(data, outer, params, settings, background)
+        result = compute_metrics(
+            results.predictions, data.classes, results.untrained, n_permutations=n_permutations, seed=seed
+        )
+        result["classes"] = [str(c) for c in data.classes]
+        result["preprocessing"] = preprocessing_record(settings, data, results.preprocessing, normalize)
+        result["negative_control"] = negative_control_note(data, result, exclude_labels)
+        if results.ensemble:
+            result["ensemble"] = ensemble_summary(results.ensemble)
+            result["embedding"] = result["ensemble"]["embedding"] = embedding_note(result["models"], results.ensemble)
+        result["config"] = {
+            "table": str(table_path),
+            "table_sha256": file_sha256(table_path),
+            "thumbs": str(thumbs_path) if thumbs_path else None,
+            "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+            "split": settings.split,
+            "split_requested": split,
+            "question": splits.QUESTIONS[settings.split],
+            "label": columns.label,
+            "group": columns.plate,
+            "treatment": columns.treatment,
+            "batch": columns.batch,
+            "experiment": columns.experiment,
+            "control": columns.describe_control(),
+            "columns": columns.as_config(),
+            "normalize": normalize,
+            "normalize_applied": data.normalization,
+            "thumbnail_normalization": data.thumbnail_normalization,
+            "preprocess": preprocess,
+            "sphere_epsilon": sphere_epsilon,
+            "exclude_labels": list(exclude_labels),
+            "active_only": active_only,
+            "inactive_treatments_dropped": data.inactive,
+            "seed": seed,
+            "models": list(expanded),
+            "n_rows": int(len(data.y)),
+            "n_features": len(data.feature_names),
+            "n_features_selected": results.n_selected,
+            "n_folds": len(outer),
+            "folds": "leave-one-out" if folds == 0 else (folds or "default"),
+            "folds_requested": "default" if folds_requested is None else folds_requested,
+            "inner_split": f"one of {round(1 / INNER_FRACTION)} {settings.split} folds of the training rows",
+            "cnn_epochs_max": cnn_epochs,
+            "cnn_patience": cnn_patience,
+            "cnn_embedding_epochs": results.cnn_epochs,
+            "n_permutations": n_permutations,
+            "n_bootstrap": N_BOOTSTRAP,
+            "aggregation": evaluation.AGGREGATION,
+            "scheduler": scheduler,
+            "versions": package_versions(),
+        }
+        final = None
+        if save_models and background is not None:  # refitted meanwhile by the second process
+            final, results.timings["final_fit"] = background.final()
+        elif save_models:
+            t0 = time.perf_counter()
+            final = fit_final(data, settings, params)
+            results.timings["final_fit"] = time.perf_counter() - t0
+        result["timings"] = {k: round(v, 3) for k, v in results.timings.items()}
+        with open_run(output, overwrite) as run:
+            result["config"]["run_id"] = run.run_id
+            save_run(run.path, result, results, data, final)
+    finally:
+        if background is not None:
+            background.close()
     _log(summary_table(result))
     return result

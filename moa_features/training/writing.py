@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,23 @@ def treatment_predictions(
     return out[TREATMENT_COLUMNS].reset_index(drop=True)
 
 
+def save_models(output: Path, final: dict[str, Any], data: TrainingData) -> None:
+    """Write the models refitted on all rows (:func:`~moa_features.training.fitting.fit_final`) for
+    ``moa-features predict``: ``preprocess.joblib`` (pipeline, feature names, classes) and each model's
+    registry file (``MODEL.save`` where it has one, else joblib)."""
+    joblib.dump(
+        {"pipeline": final["preprocess"], "feature_names": data.feature_names, "classes": list(data.classes)},
+        output / "preprocess.joblib",
+    )
+    for name, spec in registry.MODELS.items():
+        if name not in final or spec.file is None:
+            continue
+        if hasattr(final[name], "save"):
+            final[name].save(output / spec.file)
+        else:
+            joblib.dump(final[name], output / spec.file)
+
+
 def save_run(
     output: Path, result: dict[str, Any], folds: FoldResults, data: TrainingData, final: dict[str, Any] | None
 ) -> None:
@@ -78,8 +96,9 @@ def save_run(
         What the fold loop collected.
     data : TrainingData
         The labelled rows (:func:`load_training_data`).
-    final : dict of str to object, optional
-        The models refitted on all rows (:func:`fit_final`); ``None``: no models saved.
+    final : dict of str to object, or Path, optional
+        The models refitted on all rows (:func:`fit_final`), or a folder where :func:`save_models`
+        wrote them; ``None``: no models saved.
     """
     output.mkdir(parents=True, exist_ok=True)
     write_table(folds.predictions, output / "predictions.parquet")
@@ -93,16 +112,9 @@ def save_run(
     if folds.importance.any():
         imp = pd.DataFrame({"feature": data.feature_names, "importance": folds.importance})
         write_table(imp.sort_values("importance", ascending=False), output / "feature_importance.csv")
-    if final is not None:
-        joblib.dump(
-            {"pipeline": final["preprocess"], "feature_names": data.feature_names, "classes": list(data.classes)},
-            output / "preprocess.joblib",
-        )
-        for name, spec in registry.MODELS.items():
-            if name not in final or spec.file is None:
-                continue
-            if hasattr(final[name], "save"):
-                final[name].save(output / spec.file)
-            else:
-                joblib.dump(final[name], output / spec.file)
+    if isinstance(final, Path):  # written by the second process (:func:`save_models`)
+        for path in sorted(final.iterdir()):
+            shutil.copyfile(path, output / path.name)
+    elif final is not None:
+        save_models(output, final, data)
     write_json(result, output / "metrics.json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import pandas as pd
@@ -13,7 +13,9 @@ import pandas as pd
 from moa_features.io import write_json, write_table
 from moa_features.models import evaluation, registry
 from moa_features.training.data import TrainingData
-from moa_features.training.fitting import FoldResults
+
+if TYPE_CHECKING:  # fitting's second process writes through save_models: no import back at run time
+    from moa_features.training.fitting import FoldResults
 
 TREATMENT_PREDICTIONS = "treatment_predictions.csv"
 TREATMENT_COLUMNS = [

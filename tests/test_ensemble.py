@@ -204,7 +204,12 @@ def test_members_are_calibrated_before_the_blend_on_the_inner_split():
     # each temperature is the one that minimises that member's loss on the inner validation rows
     for name, p in ens.inner_proba_.items():
         assert ens.temperatures_[name] == pytest.approx(fit_temperature(p, ens.inner_y_))
-    assert ens.temperatures_["knn"] > 1  # the 1-NN's near one-hot votes are flattened
+        # tempering never makes a member worse there (which way it goes depends on the inner split, whose
+        # groups scikit-learn releases order differently: a 1-NN right everywhere is sharpened, else flattened)
+        assert (
+            balanced_log_loss(ens.inner_y_, temper(p, ens.temperatures_[name]))
+            <= balanced_log_loss(ens.inner_y_, p) + 1e-12
+        )
     # predictions blend the tempered members with the chosen weights
     members = {
         n: align_proba(m.predict_proba(X, **({"treatments": treatments, "wells": wells} if n == "knn" else {})),

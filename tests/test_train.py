@@ -65,6 +65,7 @@ def test_full_run_writes_the_contract(full_run, screen):
     for fold in on_disk["ensemble"]["folds"]:  # weights per fold, with and without the embedding
         assert set(fold["weights"]) == {"xgboost", "knn", "cnn_embedding"}
         assert sum(fold["weights"].values()) == pytest.approx(1)
+        assert set(fold["temperatures"]) == set(fold["weights"]) and all(t > 0 for t in fold["temperatures"].values())
         assert set(fold["ensemble_no_embedding_weights"]) == {"xgboost", "knn"}
     assert on_disk["embedding"] == on_disk["ensemble"]["embedding"] and "CNN embedding" in on_disk["embedding"]
     # The informative models beat chance on held-out plates; the centred 1-NN places controls too.

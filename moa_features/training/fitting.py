@@ -323,6 +323,7 @@ def fold_record(ens: MoAEnsemble, ablation: MoAEnsemble | None) -> dict[str, Any
     """What ``metrics.json`` keeps of one fold's ensemble (``ensemble`` -> ``folds``)."""
     record = {
         "weights": dict(ens.weights_),
+        "temperatures": {name: float(value) for name, value in ens.temperatures_.items()},
         "fallback": ens.fallback_,
         "validation_loss": ens.validation_loss_,
         "n_inner_validation_rows": None if ens.inner_split_ is None else len(ens.inner_split_[1]),
